@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# run.sh - run tipcast for real on this machine.
+#
+# Installs missing Debian packages, builds (build/, RelWithDebInfo), starts the
+# `run` instance of Redis (127.0.0.1:6391) and PostgreSQL (127.0.0.1:5491)
+# under .state/run/, prints where to connect and two demo tokens, then runs
+# build/server/tipcastd in the foreground. Ctrl-C (or SIGTERM) stops tipcastd,
+# then the services this script started. Extra arguments go to tipcastd.
+#
+# Environment: TIPCAST_PORT (default 8080), TIPCAST_REDIS_PORT,
+# TIPCAST_PG_PORT (see scripts/services.sh).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+cd "$REPO"
+
+PORT=${TIPCAST_PORT:-8080}
+DEV_SECRET=dev-secret-change-me
+INSTANCE=run
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'run.sh: error: %s\n' "$*" >&2; exit 1; }
+
+log "checking packages (scripts/deps.sh)"
+bash scripts/deps.sh || die "installing packages failed"
+
+log "building (build/, RelWithDebInfo)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo || die "cmake configure failed (see above)"
+cmake --build build -j2 || die "build failed (see above)"
+TIPCASTD=build/server/tipcastd
+TOKEN=build/server/tipcast-token
+[[ -x $TIPCASTD ]] || die "$TIPCASTD was not built"
+[[ -x $TOKEN ]] || die "$TOKEN was not built"
+
+STARTED_SERVICES=0
+TIPCASTD_PID=""
+# shellcheck disable=SC2317  # trap handler
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM HUP
+  if [[ -n $TIPCASTD_PID ]] && kill -0 "$TIPCASTD_PID" 2>/dev/null; then
+    kill -TERM "$TIPCASTD_PID" 2>/dev/null || true
+    wait "$TIPCASTD_PID" 2>/dev/null || true
+  fi
+  if ((STARTED_SERVICES)); then
+    log "stopping Redis and PostgreSQL (instance $INSTANCE)"
+    bash scripts/services.sh stop "$INSTANCE" || true
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+
+if bash scripts/services.sh status "$INSTANCE" >/dev/null 2>&1; then
+  log "Redis and PostgreSQL (instance $INSTANCE) already running; leaving them running on exit"
+else
+  STARTED_SERVICES=1
+fi
+log "starting Redis and PostgreSQL (instance $INSTANCE)"
+bash scripts/services.sh start "$INSTANCE" || die "services did not start"
+eval "$(bash scripts/services.sh env "$INSTANCE")"
+
+VIEWER_TOKEN=$("$TOKEN" --secret "$DEV_SECRET" --sub bob --role viewer --ttl 86400) ||
+  die "tipcast-token failed"
+CREATOR_TOKEN=$("$TOKEN" --secret "$DEV_SECRET" --sub alice --role creator --ttl 86400) ||
+  die "tipcast-token failed"
+
+cat <<EOF
+
+tipcast is starting.
+  WebSocket:  ws://127.0.0.1:$PORT/ws   (subprotocol tipcast.v1.json or tipcast.v1.msgpack)
+  Health:     http://127.0.0.1:$PORT/healthz   readiness: http://127.0.0.1:$PORT/readyz
+  Redis:      127.0.0.1:$TIPCAST_REDIS_PORT     PostgreSQL: $TIPCAST_PG
+  JWT secret: $DEV_SECRET   (development only; tokens below are valid for 24 h)
+
+  viewer token (sub=bob, role=viewer):
+    $VIEWER_TOKEN
+  creator token (sub=alice, role=creator):
+    $CREATOR_TOKEN
+
+  Connect with e.g. ws://127.0.0.1:$PORT/ws?token=<token>; see docs/protocol.md.
+  Mint more: $TOKEN --secret $DEV_SECRET --sub NAME --role viewer|creator|admin --ttl 86400
+  Press Ctrl-C to stop.
+
+EOF
+
+# tipcastd runs in its own session so that it gets exactly one SIGTERM from
+# us (not also the terminal's SIGINT); we wait for it and forward signals.
+setsid "$TIPCASTD" \
+  --port "$PORT" \
+  --redis-host 127.0.0.1 --redis-port "$TIPCAST_REDIS_PORT" \
+  --pg "$TIPCAST_PG" \
+  --jwt-secret "$DEV_SECRET" \
+  "$@" &
+TIPCASTD_PID=$!
+# shellcheck disable=SC2317  # trap handler
+forward() {
+  log "stopping tipcastd (pid $TIPCASTD_PID)"
+  kill -TERM "$TIPCASTD_PID" 2>/dev/null || true
+}
+trap forward INT TERM HUP
+
+rc=0
+while :; do
+  rc=0
+  wait "$TIPCASTD_PID" || rc=$?
+  # wait returns early (status > 128) when a trapped signal arrives; a
+  # process not yet reaped still answers kill -0, so keep waiting for it.
+  kill -0 "$TIPCASTD_PID" 2>/dev/null || break
+done
+TIPCASTD_PID=""
+log "tipcastd exited with status $rc"
+exit "$rc"

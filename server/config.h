@@ -1,0 +1,90 @@
+/* config.h - tipcastd configuration: defaults, file, environment, flags.
+ *
+ * Every setting has one entry in a table (config.c) that gives its name, its
+ * type, its default, its bounds and its help text. The same table drives the
+ * config file (`key = value` lines, '#' comments), the environment
+ * (TIPCAST_<KEY> with the key upper-cased, '-' as '_') and the command line
+ * (`--key=value` or `--key value`), applied in that order, so a flag beats the
+ * environment, which beats the file, which beats the default.
+ */
+#ifndef TIPCAST_CONFIG_H
+#define TIPCAST_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+/* Bounds of string settings and of lists held in fixed arrays. */
+#define CONFIG_STR_MAX 256
+#define CONFIG_SECRETS_MAX 8
+#define CONFIG_ORIGINS_MAX 16
+
+struct config_secret {
+    char kid[64];      /* "" for the default secret (token without kid) */
+    char key[CONFIG_STR_MAX];
+    int key_len;
+};
+
+struct config {
+    /* Network */
+    char listen_addr[CONFIG_STR_MAX];  /* "listen-addr", default 127.0.0.1 */
+    int port;                          /* "port", default 8080 */
+    char tls_cert[CONFIG_STR_MAX];     /* "tls-cert", PEM file; "" = plain ws */
+    char tls_key[CONFIG_STR_MAX];      /* "tls-key", PEM file */
+    int reuse_port;                    /* "reuse-port", 0/1, default 0 */
+
+    /* Backends */
+    char redis_host[CONFIG_STR_MAX];   /* "redis-host", default 127.0.0.1 */
+    int redis_port;                    /* "redis-port", default 6379 */
+    char pg_conninfo[CONFIG_STR_MAX];  /* "pg", libpq conninfo, default "host=127.0.0.1 port=5432 dbname=tipcast" */
+
+    /* Authentication. "jwt-secret" is "secret" or "kid:secret[,kid:secret...]";
+     * a token whose header has no kid is checked against the entry without a
+     * kid, or the first entry when every entry has one. */
+    struct config_secret secrets[CONFIG_SECRETS_MAX];
+    int secrets_count;
+    /* "allowed-origins": comma-separated Origin values ("https://a.example");
+     * "*" allows any. A handshake without an Origin header (native apps) is
+     * always allowed; one with an Origin not in the list is refused. */
+    char origins[CONFIG_ORIGINS_MAX][CONFIG_STR_MAX];
+    int origins_count;
+    int origins_any;
+
+    /* Timers */
+    int auth_timeout_ms;               /* "auth-timeout-ms", default 5000 */
+    int ping_interval_s;               /* "ping-interval-s", default 20 */
+    int idle_timeout_s;                /* "idle-timeout-s", default 60 */
+
+    /* Limits */
+    int max_frame_bytes;               /* "max-frame-bytes", default 8192 */
+    int max_msgs_per_s;                /* "max-msgs-per-s", default 20 */
+    int max_burst;                     /* "max-burst", default 40 */
+    int max_queued_bytes;              /* "max-queued-bytes", default 1048576 */
+    int max_rooms_per_conn;            /* "max-rooms-per-conn", default 8 */
+    int max_members_per_room;          /* "max-members-per-room", default 50000 */
+    int max_connections;               /* "max-connections", default 19000 */
+    int history_len;                   /* "history-len", default 200 */
+    int snapshot_events;               /* "snapshot-events", default 20 */
+    int sndbuf_bytes;                  /* "sndbuf-bytes", per-socket SO_SNDBUF, 0 = kernel default */
+
+    /* Logging: "log-level" error|warn|info|debug, default info */
+    int log_level;
+};
+
+/* Fills `cfg` with the defaults. */
+void config_defaults(struct config *cfg);
+
+/* Applies, in order: the file named by a `--config PATH` flag (if any), the
+ * TIPCAST_* environment, then the other flags. `--help` prints the help and
+ * returns 1. Returns 0 on success, 1 when the caller should exit 0 (help),
+ * -1 on error with a message written to `err` (size errlen). On error `cfg`
+ * may be partly updated and must not be used. */
+int config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen);
+
+/* Sets one setting by its key from a string value. Returns 0, or -1 with a
+ * message in `err`. Used by config_load and by tests. */
+int config_set(struct config *cfg, const char *key, const char *value, char *err, size_t errlen);
+
+/* Writes the help text (every setting, its default and its meaning) to `out`. */
+void config_help(FILE *out);
+
+#endif

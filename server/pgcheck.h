@@ -1,0 +1,20 @@
+/* pgcheck.h - keeps a non-blocking libpq connection to PostgreSQL on the
+ * loop and checks it with "SELECT 1" every PGCHECK_INTERVAL_MS, for /readyz.
+ * The connection is re-made with backoff when it fails. */
+#ifndef TIPCAST_PGCHECK_H
+#define TIPCAST_PGCHECK_H
+
+#include <uv.h>
+
+#define PGCHECK_INTERVAL_MS 2000
+/* A check that has not answered within this time counts as a failure. */
+#define PGCHECK_TIMEOUT_MS 5000
+
+/* Starts connecting; returns at once. 0, or -1 when out of memory. */
+int pgcheck_start(uv_loop_t *loop, const char *conninfo);
+/* Closes the connection and the loop handles (asynchronously). */
+void pgcheck_stop(void);
+/* 1 when the latest check succeeded and is recent. */
+int pgcheck_ok(void);
+
+#endif

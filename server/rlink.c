@@ -1,0 +1,310 @@
+/* rlink.c - the Redis link (see rlink.h). */
+#include "rlink.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/hiredis.h>
+#include <openssl/sha.h>
+
+#include "log.h"
+
+/* The script sources, generated from server/lua/ by cmake/embed.cmake. */
+extern const char lua_room_presence[];
+extern const char lua_room_publish[];
+extern const char lua_room_history[];
+
+static const char *const script_src[SCRIPT_COUNT] = {
+    [SCRIPT_ROOM_PRESENCE] = lua_room_presence,
+    [SCRIPT_ROOM_PUBLISH] = lua_room_publish,
+    [SCRIPT_ROOM_HISTORY] = lua_room_history,
+};
+
+/* One connection: its context while connected (or connecting), and the
+ * timer that brings it back. */
+struct link {
+    const char *name;
+    redisAsyncContext *ac;
+    int up;
+    int backoff_ms;
+    uv_timer_t retry;
+};
+
+static struct {
+    uv_loop_t *loop;
+    char host[256];
+    int port;
+    struct rlink_hooks hooks;
+    int stopping;
+    struct link cmd;
+    struct link sub;
+    char sha[SCRIPT_COUNT][41];
+    long inflight;
+} R;
+
+/* A command in flight: what the caller asked, kept so that a NOSCRIPT
+ * answer can be retried with EVAL. Owned by rlink until its callback ran. */
+struct rreq {
+    rlink_reply_cb *cb;
+    void *priv;
+    enum rlink_script script;
+    int retried;
+    int argc;           /* 3 + keys and args: EVALSHA sha nkeys ... */
+    const char **argv;
+    size_t *argvlen;
+    char nkeys[16];
+    /* argument bytes follow */
+};
+
+static void link_connect(struct link *l);
+
+static void rreq_free(struct rreq *q)
+{
+    free(q->argv);
+    free(q->argvlen);
+    free(q);
+}
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    struct link *l = t->data;
+    if (!R.stopping)
+        link_connect(l);
+}
+
+static void schedule_retry(struct link *l)
+{
+    if (R.stopping)
+        return;
+    l->backoff_ms = l->backoff_ms ? l->backoff_ms * 2 : RLINK_BACKOFF_MIN_MS;
+    if (l->backoff_ms > RLINK_BACKOFF_MAX_MS)
+        l->backoff_ms = RLINK_BACKOFF_MAX_MS;
+    uv_timer_start(&l->retry, on_retry_timer, (uint64_t)l->backoff_ms, 0);
+}
+
+static struct link *link_of(const redisAsyncContext *ac)
+{
+    return ac->data;
+}
+
+static void on_script_loaded(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    redisReply *reply = r;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        log_msg(LOG_ERROR, "redis: SCRIPT LOAD of script %d failed: %s", (int)(intptr_t)priv, reply->str);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    struct link *l = link_of(ac);
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback. */
+        log_msg(LOG_WARN, "redis %s: cannot connect to %s:%d: %s", l->name, R.host, R.port, ac->errstr);
+        l->ac = NULL;
+        schedule_retry(l);
+        return;
+    }
+    l->up = 1;
+    l->backoff_ms = 0;
+    log_msg(LOG_INFO, "redis %s: connected to %s:%d", l->name, R.host, R.port);
+    if (l == &R.cmd) {
+        for (int s = 0; s < SCRIPT_COUNT; s++)
+            redisAsyncCommand(l->ac, on_script_loaded, (void *)(intptr_t)s, "SCRIPT LOAD %s", script_src[s]);
+    } else if (R.hooks.on_sub_ready) {
+        R.hooks.on_sub_ready();
+    }
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct link *l = link_of(ac);
+    int was_up = l->up;
+    l->up = 0;
+    l->ac = NULL;
+    if (status != REDIS_OK)
+        log_msg(LOG_WARN, "redis %s: connection lost: %s", l->name, ac->errstr);
+    if (l == &R.sub && was_up && R.hooks.on_sub_lost)
+        R.hooks.on_sub_lost();
+    schedule_retry(l);
+}
+
+static void link_connect(struct link *l)
+{
+    redisAsyncContext *ac = redisAsyncConnect(R.host, R.port);
+    if (!ac || ac->err) {
+        log_msg(LOG_WARN, "redis %s: %s", l->name, ac ? ac->errstr : "out of memory");
+        if (ac)
+            redisAsyncFree(ac);
+        schedule_retry(l);
+        return;
+    }
+    l->ac = ac;
+    ac->data = l;
+    redisLibuvAttach(ac, R.loop);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+}
+
+int rlink_start(uv_loop_t *loop, const char *host, int port, const struct rlink_hooks *hooks)
+{
+    memset(&R, 0, sizeof R);
+    R.loop = loop;
+    snprintf(R.host, sizeof R.host, "%s", host);
+    R.port = port;
+    R.hooks = *hooks;
+    for (int s = 0; s < SCRIPT_COUNT; s++) {
+        unsigned char d[SHA_DIGEST_LENGTH];
+        SHA1((const unsigned char *)script_src[s], strlen(script_src[s]), d);
+        for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+            snprintf(R.sha[s] + 2 * i, 3, "%02x", d[i]);
+    }
+    R.cmd.name = "command";
+    R.sub.name = "subscriber";
+    uv_timer_init(loop, &R.cmd.retry);
+    uv_timer_init(loop, &R.sub.retry);
+    R.cmd.retry.data = &R.cmd;
+    R.sub.retry.data = &R.sub;
+    link_connect(&R.cmd);
+    link_connect(&R.sub);
+    return 0;
+}
+
+void rlink_stop(void)
+{
+    R.stopping = 1;
+    struct link *links[2] = {&R.cmd, &R.sub};
+    for (int i = 0; i < 2; i++) {
+        struct link *l = links[i];
+        uv_timer_stop(&l->retry);
+        uv_close((uv_handle_t *)&l->retry, NULL);
+        if (l->ac) {
+            /* A context still connecting is freed; a connected one is
+             * closed after its pending replies, calling back with NULL. */
+            if (l->up)
+                redisAsyncDisconnect(l->ac);
+            else
+                redisAsyncFree(l->ac);
+            l->ac = NULL;
+        }
+    }
+}
+
+int rlink_cmd_ready(void) { return R.cmd.up; }
+int rlink_ready(void) { return R.cmd.up && R.sub.up; }
+
+static int rreq_send(struct rreq *q);
+
+static void on_eval_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    struct rreq *q = priv;
+    redisReply *reply = r;
+    if (reply && reply->type == REDIS_REPLY_ERROR && !q->retried && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+        /* The script cache was emptied: EVAL runs the source and caches it
+         * again for the EVALSHA calls that follow. */
+        q->retried = 1;
+        q->argv[0] = "EVAL";
+        q->argvlen[0] = 4;
+        q->argv[1] = script_src[q->script];
+        q->argvlen[1] = strlen(script_src[q->script]);
+        if (rreq_send(q) == 0)
+            return;
+        reply = NULL;
+    }
+    R.inflight--;
+    q->cb(reply, q->priv);
+    rreq_free(q);
+}
+
+static int rreq_send(struct rreq *q)
+{
+    if (!R.cmd.up || !R.cmd.ac)
+        return -1;
+    if (redisAsyncCommandArgv(R.cmd.ac, on_eval_reply, q, q->argc, q->argv, q->argvlen) != REDIS_OK)
+        return -1;
+    return 0;
+}
+
+int rlink_eval(enum rlink_script s, int nkeys, int argc, const char **argv, const size_t *argvlen,
+               rlink_reply_cb *cb, void *priv)
+{
+    if (!R.cmd.up || R.inflight >= RLINK_INFLIGHT_MAX || argc < nkeys || argc > 64)
+        return -1;
+    size_t bytes = 0;
+    for (int i = 0; i < argc; i++)
+        bytes += argvlen[i];
+    struct rreq *q = malloc(sizeof *q + bytes);
+    if (!q)
+        return -1;
+    memset(q, 0, sizeof *q);
+    q->argc = argc + 3;
+    q->argv = malloc(sizeof *q->argv * (size_t)q->argc);
+    q->argvlen = malloc(sizeof *q->argvlen * (size_t)q->argc);
+    if (!q->argv || !q->argvlen) {
+        rreq_free(q);
+        return -1;
+    }
+    q->cb = cb;
+    q->priv = priv;
+    q->script = s;
+    int n = snprintf(q->nkeys, sizeof q->nkeys, "%d", nkeys);
+    q->argv[0] = "EVALSHA";
+    q->argvlen[0] = 7;
+    q->argv[1] = R.sha[s];
+    q->argvlen[1] = 40;
+    q->argv[2] = q->nkeys;
+    q->argvlen[2] = (size_t)n;
+    char *p = (char *)(q + 1);
+    for (int i = 0; i < argc; i++) {
+        memcpy(p, argv[i], argvlen[i]);
+        q->argv[3 + i] = p;
+        q->argvlen[3 + i] = argvlen[i];
+        p += argvlen[i];
+    }
+    if (rreq_send(q) < 0) {
+        rreq_free(q);
+        return -1;
+    }
+    R.inflight++;
+    return 0;
+}
+
+static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    (void)priv;
+    redisReply *reply = r;
+    /* NULL comes on disconnect; on_disconnect deals with that. */
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
+        return;
+    redisReply *kind = reply->element[0], *chan = reply->element[1], *arg = reply->element[2];
+    if (kind->type != REDIS_REPLY_STRING || chan->type != REDIS_REPLY_STRING)
+        return;
+    if (strcmp(kind->str, "message") == 0 && arg->type == REDIS_REPLY_STRING) {
+        if (R.hooks.on_message)
+            R.hooks.on_message(chan->str, chan->len, arg->str, arg->len);
+    } else if (strcmp(kind->str, "subscribe") == 0) {
+        if (R.hooks.on_subscribed)
+            R.hooks.on_subscribed(chan->str, chan->len);
+    } else if (strcmp(kind->str, "unsubscribe") == 0) {
+        if (R.hooks.on_unsubscribed)
+            R.hooks.on_unsubscribed(chan->str, chan->len);
+    }
+}
+
+int rlink_subscribe(const char *channel, size_t len)
+{
+    if (!R.sub.up)
+        return -1;
+    return redisAsyncCommand(R.sub.ac, on_sub_reply, NULL, "SUBSCRIBE %b", channel, len) == REDIS_OK ? 0 : -1;
+}
+
+int rlink_unsubscribe(const char *channel, size_t len)
+{
+    if (!R.sub.up)
+        return -1;
+    return redisAsyncCommand(R.sub.ac, on_sub_reply, NULL, "UNSUBSCRIBE %b", channel, len) == REDIS_OK ? 0 : -1;
+}

@@ -1,0 +1,86 @@
+/* room.h - rooms on this node: their local members, the node's Redis
+ * subscription to each, and a bounded ring of recent events shared by every
+ * member.
+ *
+ * A room's events are sequenced by Redis (room_publish.lua) and reach every
+ * node through pub/sub; the node keeps the latest events in the room's ring,
+ * each encoded once per subprotocol, and each member has a cursor (next_seq)
+ * into it. A member whose cursor falls out of the ring, or whose unsent bytes
+ * pass max-queued-bytes, is a slow consumer and is closed: a slow client
+ * never makes the node hold more than the ring.
+ */
+#ifndef TIPCAST_ROOM_H
+#define TIPCAST_ROOM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conn.h"
+#include "proto.h"
+
+/* Events kept in memory per room (per node). */
+#define ROOM_RING_EVENTS 512
+/* Most events one history request answers. */
+#define ROOM_HISTORY_BATCH 100
+/* How long a node's member count in Redis lasts without being refreshed. */
+#define ROOM_PRESENCE_TTL_MS 60000
+#define ROOM_PRESENCE_REFRESH_MS 20000
+/* An empty room stays subscribed this long, so that a viewer who reconnects
+ * does not cost an unsubscribe and a subscribe. */
+#define ROOM_EMPTY_LINGER_MS 10000
+/* Bound on an event body received from Redis. */
+#define ROOM_BODY_MAX 4096
+
+struct room_event {
+    int64_t seq;
+    struct frame *frame[FMT_COUNT];
+    uint64_t cum[FMT_COUNT]; /* room->cum[fmt] after this event */
+};
+
+enum sub_state { SUB_NONE, SUB_PENDING, SUB_ACTIVE, SUB_LEAVING };
+
+struct room {
+    char id[ID_MAX + 1];
+    struct room *hnext;
+    struct conn **members;
+    uint32_t nmembers, members_cap;
+    struct room_event *ring;  /* ROOM_RING_EVENTS entries, allocated with the room */
+    uint32_t ring_head, ring_count;
+    int64_t last_seq;
+    uint64_t cum[FMT_COUNT];
+    enum sub_state sub;
+    int resubscribe;          /* joined again while SUB_LEAVING */
+    int64_t empty_since_ms;
+};
+
+int room_registry_init(void);
+/* Frees every room (at shutdown, after every connection has left). */
+void room_registry_free(void);
+
+/* Handles a join request: adds `c` to the room (subject to the limits) and
+ * answers `joined` with a snapshot when Redis has it. Errors are sent to the
+ * connection. */
+void room_join(struct conn *c, const char *room, const char *req_id);
+/* Removes `c` from the room at `c->rooms[i]` (and the entry from c->rooms). */
+void room_leave(struct conn *c, int i);
+/* Broadcasts a notice: the reply (ack or error) goes to `c`. */
+void room_notice(struct conn *c, const char *room, const char *text, size_t text_len, const char *req_id);
+/* Answers a history request. */
+void room_history(struct conn *c, const char *room, int64_t after_seq, const char *req_id);
+
+/* The next event for a live membership, or NULL when it is up to date. */
+struct room_event *room_next_event(struct room *r, int64_t next_seq);
+/* Bytes of events a membership has not been sent. */
+uint64_t room_backlog(const struct room *r, const struct membership *m, enum fmt fmt);
+
+/* Periodic work: presence refresh, unsubscribing rooms empty for a while. */
+void room_sweep(int64_t now_ms);
+
+/* Hooks for rlink's subscriber connection. */
+void room_on_message(const char *channel, size_t channel_len, const char *payload, size_t len);
+void room_on_subscribed(const char *channel, size_t channel_len);
+void room_on_unsubscribed(const char *channel, size_t channel_len);
+void room_on_sub_ready(void);
+void room_on_sub_lost(void);
+
+#endif

@@ -1,0 +1,286 @@
+/* server.c - the lws context on the libuv loop, its protocols, the HTTP
+ * endpoints, the periodic sweep and the orderly shutdown (see server.h). */
+#include "server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "conn.h"
+#include "log.h"
+#include "pgcheck.h"
+#include "rlink.h"
+#include "room.h"
+
+struct server srv;
+
+/* The sweep runs this often: auth deadlines, pings, idle, rooms. */
+#define SWEEP_MS 250
+/* How long the shutdown waits for close frames to go out. */
+#define SHUTDOWN_DRAIN_MS 2000
+
+static uv_timer_t sweep_timer;
+static uv_timer_t drain_timer;
+static int64_t drain_started_ms;
+
+int64_t now_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t now_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int confirm_upgrade(struct lws *wsi, const char *to);
+
+/* ---- HTTP: /healthz and /readyz ------------------------------------------ */
+
+struct http_session {
+    int len;
+    unsigned char body[LWS_PRE + 128];
+};
+
+static int http_reply(struct lws *wsi, struct http_session *hs, unsigned int status, const char *body)
+{
+    unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+    hs->len = snprintf((char *)hs->body + LWS_PRE, sizeof hs->body - LWS_PRE, "%s", body);
+    if (lws_add_http_common_headers(wsi, status, "application/json", (lws_filepos_t)hs->len, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (const unsigned char *)"no-store", 8,
+                                     &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int cb_http(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    struct http_session *hs = user;
+    (void)len;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP: {
+        const char *path = in;
+        if (strcmp(path, "/healthz") == 0)
+            return http_reply(wsi, hs, HTTP_STATUS_OK, "{\"status\":\"ok\"}\n");
+        if (strcmp(path, "/readyz") == 0) {
+            int redis = rlink_ready(), pg = pgcheck_ok();
+            char body[128];
+            snprintf(body, sizeof body, "{\"redis\":\"%s\",\"postgres\":\"%s\",\"stopping\":%s}\n",
+                     redis ? "ok" : "down", pg ? "ok" : "down", srv.stopping ? "true" : "false");
+            int ready = redis && pg && !srv.stopping;
+            return http_reply(wsi, hs, ready ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE, body);
+        }
+        return http_reply(wsi, hs, HTTP_STATUS_NOT_FOUND, "{\"error\":\"not found\"}\n");
+    }
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (lws_write(wsi, hs->body + LWS_PRE, (size_t)hs->len, LWS_WRITE_HTTP_FINAL) != hs->len)
+            return -1;
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return confirm_upgrade(wsi, in);
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+/* ---- WebSocket ------------------------------------------------------------- */
+
+static int origin_allowed(struct lws *wsi)
+{
+    const struct config *cfg = &srv.cfg;
+    char origin[CONFIG_STR_MAX];
+    int n = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
+    if (n <= 0)
+        return 1; /* not a browser: the allowlist is about browsers */
+    if (cfg->origins_any)
+        return 1;
+    if (n >= (int)sizeof origin || lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) < 0)
+        return 0;
+    for (int i = 0; i < cfg->origins_count; i++)
+        if (strcmp(origin, cfg->origins[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* 1 when the Sec-WebSocket-Protocol list names one of ours. */
+static int subprotocol_known(struct lws *wsi)
+{
+    char list[256];
+    int n = lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL);
+    if (n <= 0 || n >= (int)sizeof list || lws_hdr_copy(wsi, list, sizeof list, WSI_TOKEN_PROTOCOL) < 0)
+        return 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(list, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save))
+        if (strcmp(tok, "tipcast.v1.msgpack") == 0 || strcmp(tok, "tipcast.v1.json") == 0)
+            return 1;
+    return 0;
+}
+
+/* Every WebSocket upgrade passes here first, while the request headers are
+ * still at hand: the path, the Origin and the subprotocol are checked, and a
+ * refusal is a plain HTTP answer that says why. */
+static int confirm_upgrade(struct lws *wsi, const char *to)
+{
+    char path[64];
+    if (!to || strcmp(to, "websocket") != 0) {
+        lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, "only WebSocket upgrades are served");
+        return 1;
+    }
+    if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) < 0 || strcmp(path, "/ws") != 0) {
+        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "the WebSocket endpoint is /ws");
+        return 1;
+    }
+    if (!origin_allowed(wsi)) {
+        lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
+        return 1;
+    }
+    if (!subprotocol_known(wsi)) {
+        lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST,
+                               "Sec-WebSocket-Protocol must name tipcast.v1.msgpack or tipcast.v1.json");
+        return 1;
+    }
+    return 0;
+}
+
+static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    struct conn *c = user;
+    switch (reason) {
+    case LWS_CALLBACK_ESTABLISHED:
+        return conn_opened(c, wsi, (enum fmt)lws_get_protocol(wsi)->id);
+    case LWS_CALLBACK_RECEIVE:
+        return conn_receive(c, in, len);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        return conn_peer_closed(c);
+    case LWS_CALLBACK_RECEIVE_PONG:
+        conn_pong(c);
+        return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return conn_writeable(c);
+    case LWS_CALLBACK_CLOSED:
+        conn_closed(c);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static const struct lws_protocols protocols[] = {
+    {"http", cb_http, sizeof(struct http_session), 0, 0, NULL, 0},
+    {"tipcast.v1.msgpack", cb_ws, sizeof(struct conn), 4096, FMT_MSGPACK, NULL, 0},
+    {"tipcast.v1.json", cb_ws, sizeof(struct conn), 4096, FMT_JSON, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+/* ---- Lifecycle --------------------------------------------------------------- */
+
+static void lws_log(int level, const char *line)
+{
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    log_msg(level == LLL_ERR ? LOG_ERROR : level == LLL_WARN ? LOG_WARN : LOG_DEBUG, "lws: %.*s", (int)n, line);
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    (void)t;
+    int64_t now = now_mono_ms();
+    conn_sweep(now);
+    room_sweep(now);
+}
+
+int server_start(uv_loop_t *loop)
+{
+    const struct config *cfg = &srv.cfg;
+    srv.loop = loop;
+
+    if (conn_table_init(cfg->max_connections) < 0 || room_registry_init() < 0) {
+        log_msg(LOG_ERROR, "out of memory");
+        return -1;
+    }
+
+    lws_set_log_level(getenv("TIPCAST_LWS_DEBUG") ? 0xffff : LLL_ERR | LLL_WARN, lws_log);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    void *loops[1] = {loop};
+    info.foreign_loops = loops;
+    info.port = cfg->port;
+    info.iface = cfg->listen_addr;
+    info.protocols = protocols;
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND |
+                   LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
+    if (cfg->reuse_port)
+        info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
+    if (cfg->tls_cert[0]) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = cfg->tls_cert;
+        info.ssl_private_key_filepath = cfg->tls_key;
+    }
+    srv.lws = lws_create_context(&info);
+    if (!srv.lws) {
+        log_msg(LOG_ERROR, "cannot listen on %s:%d%s", cfg->listen_addr, cfg->port,
+                cfg->tls_cert[0] ? " with the configured certificate" : "");
+        return -1;
+    }
+
+    static const struct rlink_hooks hooks = {
+        .on_message = room_on_message,
+        .on_subscribed = room_on_subscribed,
+        .on_unsubscribed = room_on_unsubscribed,
+        .on_sub_ready = room_on_sub_ready,
+        .on_sub_lost = room_on_sub_lost,
+    };
+    if (rlink_start(loop, cfg->redis_host, cfg->redis_port, &hooks) < 0 ||
+        pgcheck_start(loop, cfg->pg_conninfo) < 0) {
+        log_msg(LOG_ERROR, "cannot start the backends");
+        return -1;
+    }
+    uv_timer_init(loop, &sweep_timer);
+    uv_timer_start(&sweep_timer, on_sweep, SWEEP_MS, SWEEP_MS);
+    log_msg(LOG_INFO, "tipcastd node %s listening on %s://%s:%d/ws", srv.node_id,
+            cfg->tls_cert[0] ? "wss" : "ws", cfg->listen_addr, cfg->port);
+    return 0;
+}
+
+static void finish_shutdown(void)
+{
+    uv_timer_stop(&drain_timer);
+    uv_close((uv_handle_t *)&drain_timer, NULL);
+    uv_timer_stop(&sweep_timer);
+    uv_close((uv_handle_t *)&sweep_timer, NULL);
+    /* Connections still open are closed by lws here (their CLOSED callback
+     * leaves their rooms); then nothing refers to a room any more. */
+    lws_context_destroy(srv.lws);
+    srv.lws = NULL;
+    room_registry_free();
+    rlink_stop();
+    pgcheck_stop();
+    log_msg(LOG_INFO, "tipcastd stopped");
+}
+
+static void on_drain(uv_timer_t *t)
+{
+    (void)t;
+    if (conn_count() == 0 || now_mono_ms() - drain_started_ms >= SHUTDOWN_DRAIN_MS)
+        finish_shutdown();
+}
+
+void server_stop(void)
+{
+    if (srv.stopping)
+        return;
+    srv.stopping = 1;
+    log_msg(LOG_INFO, "shutting down: closing %d connections", conn_count());
+    conn_close_all();
+    drain_started_ms = now_mono_ms();
+    uv_timer_init(srv.loop, &drain_timer);
+    uv_timer_start(&drain_timer, on_drain, 20, 20);
+}

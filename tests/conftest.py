@@ -1,0 +1,296 @@
+"""Fixtures of the tipcast end-to-end tests.
+
+Environment (set by CTest / scripts/test.sh; the defaults suit a local run):
+  TIPCAST_TEST_BIN        path of tipcastd (default: build/server/tipcastd)
+  TIPCAST_REDIS_HOST      Redis host (default 127.0.0.1)
+  TIPCAST_REDIS_PORT      Redis port (default 6392)
+  TIPCAST_PG              libpq conninfo of PostgreSQL
+                          (default host=127.0.0.1 port=5492 dbname=tipcast user=postgres)
+  TIPCAST_TEST_SANITIZED  1 when tipcastd is an ASan/UBSan build: its stderr
+                          is then checked for sanitizer reports.
+
+Every test starts its own tipcastd on a free port; Redis and PostgreSQL are
+shared, so every test uses rooms and users of its own (unique names).
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+import wsclient
+from wsclient import SUBPROTOCOL_JSON, unique
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+TEST_SECRET = "tipcast-test-secret-0123456789abcdef"
+
+SANITIZED = os.environ.get("TIPCAST_TEST_SANITIZED") == "1"
+REDIS_HOST = os.environ.get("TIPCAST_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = os.environ.get("TIPCAST_REDIS_PORT", "6392")
+PG = os.environ.get("TIPCAST_PG", "host=127.0.0.1 port=5492 dbname=tipcast user=postgres")
+
+READY_TIMEOUT_S = 20 if SANITIZED else 10
+STOP_TIMEOUT_S = 10
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def _binary():
+    path = os.environ.get("TIPCAST_TEST_BIN")
+    if path:
+        if not os.access(path, os.X_OK):
+            pytest.fail(f"TIPCAST_TEST_BIN={path} is not an executable file")
+        return path
+    path = os.path.join(REPO, "build", "server", "tipcastd")
+    if not os.access(path, os.X_OK):
+        pytest.skip(f"no tipcastd: set TIPCAST_TEST_BIN or build {path}")
+    return path
+
+
+def free_port():
+    """A TCP port that was free a moment ago (bound to port 0, then closed)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Server:
+    """One running tipcastd."""
+
+    def __init__(self, args, port, log_dir, tls=False):
+        self.args = args
+        self.port = port
+        self.tls = tls
+        self.stderr_path = os.path.join(log_dir, f"tipcastd-{port}.stderr")
+        self.stdout_path = os.path.join(log_dir, f"tipcastd-{port}.stdout")
+        self.returncode = None
+        self.clients = []
+        env = dict(os.environ)
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:halt_on_error=1")
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+        self._out = open(self.stdout_path, "wb")
+        self._err = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen(args, stdout=self._out, stderr=self._err,
+                                     stdin=subprocess.DEVNULL, env=env)
+        self.pid = self.proc.pid
+
+    def stderr_text(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stderr_tail(self, n=60):
+        lines = self.stderr_text().splitlines()
+        return "\n".join(lines[-n:])
+
+    def describe(self):
+        return (f"tipcastd {' '.join(self.args[1:])}\n--- stderr tail ---\n"
+                f"{self.stderr_tail()}\n--- end ---")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def wait_ready(self, timeout=READY_TIMEOUT_S):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if not self.alive():
+                pytest.fail(f"tipcastd exited with {self.proc.returncode} while starting\n"
+                            + self.describe())
+            try:
+                status, _, _ = self.http_get("/healthz", timeout=1)
+                if status == 200:
+                    return
+                last = f"HTTP {status}"
+            except (OSError, AssertionError) as e:
+                last = repr(e)
+            time.sleep(0.05)
+        pytest.fail(f"tipcastd not ready within {timeout}s (last: {last})\n" + self.describe())
+
+    def http_get(self, path, timeout=5, headers=None):
+        return wsclient.http_get(self.port, path, tls=self.tls, headers=headers,
+                                 timeout=timeout)
+
+    def connect(self, **kw):
+        """wsclient.connect to this server; the client is closed at teardown."""
+        kw.setdefault("tls", self.tls)
+        c = wsclient.connect(self.port, **kw)
+        self.clients.append(c)
+        return c
+
+    def rss_kb(self):
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return None
+
+    def signal(self, sig):
+        if self.alive():
+            self.proc.send_signal(sig)
+
+    def stop(self, timeout=STOP_TIMEOUT_S):
+        """SIGTERM, then waits; returns the exit code (None if it hung and
+        had to be killed)."""
+        if self.returncode is not None:
+            return self.returncode
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.returncode = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            self.returncode = None
+        self._out.close()
+        self._err.close()
+        return self.returncode
+
+    def check_exit(self):
+        """Stops the server and asserts a clean exit and a clean stderr."""
+        for c in self.clients:
+            c.close()
+        rc = self.stop()
+        problems = []
+        if rc is None:
+            problems.append(f"did not exit within {STOP_TIMEOUT_S}s of SIGTERM (killed)")
+        elif rc != 0:
+            problems.append(f"exit code {rc}")
+        if SANITIZED:
+            text = self.stderr_text()
+            for marker in SANITIZER_MARKERS:
+                if marker in text:
+                    problems.append(f"sanitizer report: {marker!r}")
+        if problems:
+            pytest.fail("tipcastd: " + "; ".join(problems) + "\n" + self.describe(),
+                        pytrace=False)
+
+
+class ServerFactory:
+    def __init__(self, log_dir):
+        self.log_dir = str(log_dir)
+        self.servers = []
+
+    def __call__(self, **overrides):
+        """Starts tipcastd with the test settings plus overrides
+        (python names: max_frame_bytes=4096 -> --max-frame-bytes=4096).
+        A value of None drops a default flag."""
+        port = free_port()
+        flags = {
+            "port": port,
+            "listen-addr": "127.0.0.1",
+            "redis-host": REDIS_HOST,
+            "redis-port": REDIS_PORT,
+            "pg": PG,
+            "jwt-secret": TEST_SECRET,
+        }
+        for k, v in overrides.items():
+            flags[k.replace("_", "-")] = v
+        args = [_binary()]
+        for k, v in flags.items():
+            if v is None:
+                continue
+            args.append(f"--{k}={v}")
+        srv = Server(args, port, self.log_dir, tls=bool(flags.get("tls-cert")))
+        self.servers.append(srv)
+        srv.wait_ready()
+        return srv
+
+    def teardown(self):
+        errors = []
+        for srv in self.servers:
+            try:
+                srv.check_exit()
+            except BaseException as e:  # report every server, not just the first
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """Factory: start_server(**overrides) -> Server; stopped (and checked)
+    at the end of the test."""
+    factory = ServerFactory(tmp_path)
+    yield factory
+    factory.teardown()
+
+
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory):
+    """Like server, but servers live until the end of the module."""
+    factory = ServerFactory(tmp_path_factory.mktemp("srv"))
+    yield factory
+    factory.teardown()
+
+
+def _b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def mint_token(sub, role="viewer", exp_in=3600, kid=None, secret=TEST_SECRET, alg="HS256",
+               extra=None):
+    """An HS256 JWT, made here independently of the server's code.
+
+    alg="none" makes an unsigned token (empty signature). extra adds or
+    overrides claims (a value of None removes the claim)."""
+    header = {"alg": alg, "typ": "JWT"}
+    if kid is not None:
+        header["kid"] = kid
+    claims = {"sub": sub, "role": role, "exp": int(time.time()) + exp_in}
+    for k, v in (extra or {}).items():
+        if v is None:
+            claims.pop(k, None)
+        else:
+            claims[k] = v
+    signing_input = (_b64url(json.dumps(header, separators=(",", ":")).encode()) + "."
+                     + _b64url(json.dumps(claims, separators=(",", ":")).encode()))
+    if alg == "none":
+        return signing_input + "."
+    key = secret.encode() if isinstance(secret, str) else secret
+    sig = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + _b64url(sig)
+
+
+@pytest.fixture
+def mint():
+    return mint_token
+
+
+@pytest.fixture
+def room():
+    """A fresh room id (its owner is the user of the same id)."""
+    return unique("r")
+
+
+@pytest.fixture
+def client(server):
+    """client(srv, user, role='viewer', subprotocol=json, **connect_kw):
+    connects with ?token=, consumes the welcome, returns the WSClient.
+    Every client is closed at the end of the test."""
+    opened = []
+
+    def make(srv, user, role="viewer", subprotocol=SUBPROTOCOL_JSON, **kw):
+        token = mint_token(user, role)
+        c = srv.connect(subprotocol=subprotocol, token=token, **kw)
+        opened.append(c)
+        w = c.expect("welcome")
+        assert w.get("user") == user and w.get("role") == role, w
+        c.welcome = w
+        return c
+
+    yield make
+    for c in opened:
+        c.close()

@@ -1,0 +1,31 @@
+"""Server pings and the idle timeout (close 4010)."""
+
+import time
+
+from wsclient import OP_PING, unique
+
+
+def test_server_pings(server, mint):
+    srv = server(ping_interval_s=1, idle_timeout_s=30)
+    c = srv.connect(token=mint(unique("u")), auto_pong=False)
+    c.expect("welcome")
+    op, _ = c.recv_frame(timeout=3)
+    assert op == OP_PING
+
+
+def test_idle_connection_closed_4010(server, mint):
+    srv = server(ping_interval_s=1, idle_timeout_s=2)
+    c = srv.connect(token=mint(unique("u")), auto_pong=False)
+    c.expect("welcome")
+    start = time.monotonic()
+    assert c.wait_close(timeout=6) == 4010
+    assert time.monotonic() - start >= 1.5
+
+
+def test_pongs_keep_connection_open(server, mint):
+    srv = server(ping_interval_s=1, idle_timeout_s=2)
+    c = srv.connect(token=mint(unique("u")))  # answers pings
+    c.expect("welcome")
+    c.assert_silent(3.5)
+    assert c.pings_received >= 2
+    c.ping()
