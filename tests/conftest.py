@@ -294,3 +294,20 @@ def client(server):
     yield make
     for c in opened:
         c.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Adds the stderr tail of every tipcastd the test used to its failure
+    report, so that a failure shows what the server said."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when != "call" or not rep.failed:
+        return
+    funcargs = getattr(item, "funcargs", {})
+    for name in ("server", "module_server"):
+        factory = funcargs.get(name)
+        for srv in getattr(factory, "servers", []):
+            state = "running" if srv.alive() else f"exited {srv.proc.returncode}"
+            rep.sections.append((f"tipcastd :{srv.port} ({state}) stderr tail",
+                                 srv.stderr_tail()))

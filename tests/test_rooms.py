@@ -313,3 +313,53 @@ def test_room_limits(server, client, room):
     third.send({"type": "join", "id": rid, "room": full})
     third.expect_error("room_full", id=rid)
     third.ping()
+
+
+def test_join_during_burst_no_gap_no_duplicate(server, client, room):
+    """A member joining while events are being published gets a snapshot at
+    some seq S and then exactly S+1, S+2, ... : nothing lost, nothing twice."""
+    srv = server(**FAST)
+    creator = client(srv, room, "creator", SUBPROTOCOL_MSGPACK)
+    viewer = client(srv, unique("v"), "viewer", SUBPROTOCOL_MSGPACK)
+    n, batch = 600, 100
+    for start in range(1, n + 1, batch):
+        ids = range(start, start + batch)
+        creator.send_many({"type": "notice", "id": f"n{i}", "room": room, "text": f"t{i}"}
+                          for i in ids)
+        if start == 201:
+            viewer.send({"type": "join", "id": "j", "room": room})
+        for i in ids:
+            creator.expect("ack", id=f"n{i}", timeout=10)
+    joined = viewer.expect("joined", id="j", timeout=10)
+    s = joined["seq"]
+    assert 0 <= s <= n, joined
+    snap = [e["seq"] for e in joined["events"]]
+    assert snap == list(range(max(1, s - 19), s + 1)), (s, snap)
+    got = [viewer.expect("event", timeout=10)["seq"] for _ in range(n - s)]
+    assert got == list(range(s + 1, n + 1))
+    viewer.assert_silent(0.2)
+
+
+def test_two_nodes_share_rooms(server, client, room):
+    """Two tipcastd processes on one Redis: one room, one sequence, members
+    counted across both, events reach members on either node."""
+    a = server(**FAST)
+    b = server(**FAST)
+    creator = client(a, room, "creator", SUBPROTOCOL_MSGPACK)
+    va = client(a, unique("v"), "viewer", SUBPROTOCOL_JSON)
+    vb = client(b, unique("v"), "viewer", SUBPROTOCOL_MSGPACK)
+    admin_b = client(b, unique("a"), "admin", SUBPROTOCOL_JSON)
+    assert va.join(room)["members"] == 1
+    assert vb.join(room)["members"] == 2
+    assert creator.notice(room, "from node a") == 1
+    assert admin_b.notice(room, "from node b") == 2
+    assert creator.notice(room, "again a") == 3
+    for v in (va, vb):
+        evs = [v.expect("event") for _ in range(3)]
+        assert [e["seq"] for e in evs] == [1, 2, 3], evs
+        assert [e["text"] for e in evs] == ["from node a", "from node b", "again a"]
+        assert evs[1]["from"] == admin_b.welcome["user"] and evs[1]["role"] == "admin"
+    late = client(b, unique("v"), "viewer")
+    j = late.join(room)
+    assert j["members"] == 3 and j["seq"] == 3, j
+    assert [e["seq"] for e in j["events"]] == [1, 2, 3]

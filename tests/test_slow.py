@@ -97,3 +97,16 @@ def test_many_slow_consumers_bounded_memory(server, client):
                 break
             assert op == OP_BINARY
         assert s.close_code == 4009
+
+
+def test_pipelined_requests_within_queue_limit(server, client):
+    """A client that pipelines many requests (allowed by its rate limit) and
+    reads the replies afterwards has a small backlog, far below
+    max-queued-bytes: it must get every reply, not a 4009."""
+    srv = server(max_msgs_per_s=100000, max_burst=100000)
+    c = client(srv, unique("p"), "viewer", SUBPROTOCOL_MSGPACK)
+    n = 600  # about 30 kB of pongs, against the default 1 MiB
+    c.send_many({"type": "ping", "id": f"p{i}"} for i in range(n))
+    for i in range(n):
+        r = c.expect(None, id=f"p{i}", timeout=10)
+        assert r["type"] == "pong", r
