@@ -19,7 +19,14 @@ PACKAGES=(
   python3 python3-pytest python3-msgpack
   clang libclang-rt-14-dev
   openssl procps
+  chromium fonts-noto-color-emoji
 )
+# The browser test (tests/browser) runs under Node.js and drives Debian's
+# chromium (the emoji font draws the demo page's gifts). A Node.js installed
+# another way (e.g. from nodesource, which bundles npm) is used as it is:
+# Debian's nodejs/npm packages would conflict with it.
+command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 
 log() { printf 'deps: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -4,8 +4,13 @@
 # Installs missing Debian packages, builds (build/, RelWithDebInfo), starts the
 # `run` instance of Redis (127.0.0.1:6391) and PostgreSQL (127.0.0.1:5491)
 # under .state/run/, prints where to connect and two demo tokens, then runs
-# build/server/tipcastd in the foreground. Ctrl-C (or SIGTERM) stops tipcastd,
-# then the services this script started. Extra arguments go to tipcastd.
+# build/server/tipcastd in the foreground with the demo page (web/, served at
+# http://127.0.0.1:PORT/) and demo tokens on (--demo: development only).
+# Once tipcastd is ready it seeds the demo: the gift catalog and the creator
+# alice (scripts/demo.sql) and 10000 coins for each demo viewer
+# (scripts/seed_demo.py); both are idempotent. Ctrl-C (or SIGTERM) stops
+# tipcastd, then the services this script started. Extra arguments go to
+# tipcastd.
 #
 # Environment: TIPCAST_PORT (default 8080), TIPCAST_REDIS_PORT,
 # TIPCAST_PG_PORT (see scripts/services.sh).
@@ -63,10 +68,14 @@ VIEWER_TOKEN=$("$TOKEN" --secret "$DEV_SECRET" --sub bob --role viewer --ttl 864
   die "tipcast-token failed"
 CREATOR_TOKEN=$("$TOKEN" --secret "$DEV_SECRET" --sub alice --role creator --ttl 86400) ||
   die "tipcast-token failed"
+# Only for seeding the demo wallets below; not printed.
+ADMIN_TOKEN=$("$TOKEN" --secret "$DEV_SECRET" --sub demo-seed --role admin --ttl 600) ||
+  die "tipcast-token failed"
 
 cat <<EOF
 
 tipcast is starting.
+  Demo page:  http://127.0.0.1:$PORT/   (open it in two windows, e.g. ?user=bob and ?user=carol)
   WebSocket:  ws://127.0.0.1:$PORT/ws   (subprotocol tipcast.v1.json or tipcast.v1.msgpack)
   Health:     http://127.0.0.1:$PORT/healthz   readiness: http://127.0.0.1:$PORT/readyz
   Redis:      127.0.0.1:$TIPCAST_REDIS_PORT     PostgreSQL: $TIPCAST_PG
@@ -90,6 +99,7 @@ setsid "$TIPCASTD" \
   --redis-host 127.0.0.1 --redis-port "$TIPCAST_REDIS_PORT" \
   --pg "$TIPCAST_PG" \
   --jwt-secret "$DEV_SECRET" \
+  --web-root "$REPO/web" --demo \
   "$@" &
 TIPCASTD_PID=$!
 # shellcheck disable=SC2317  # trap handler
@@ -98,6 +108,20 @@ forward() {
   kill -TERM "$TIPCASTD_PID" 2>/dev/null || true
 }
 trap forward INT TERM HUP
+
+# The demo's catalog, creator and wallets. tipcastd has applied the schema
+# migrations once /readyz answers 200. A failed seeding leaves tipcastd
+# running (it is fine; the demo page then shows what is missing).
+if python3 scripts/seed_demo.py wait-ready --port "$PORT" --timeout 60 --pid "$TIPCASTD_PID"; then
+  if psql "$TIPCAST_PG" -X -q -v ON_ERROR_STOP=1 -f scripts/demo.sql &&
+    python3 scripts/seed_demo.py credit --port "$PORT" --admin-token "$ADMIN_TOKEN" --target 10000; then
+    log "demo ready: open http://127.0.0.1:$PORT/"
+  else
+    log "warning: seeding the demo failed (see above); tipcastd keeps running"
+  fi
+else
+  log "warning: tipcastd did not become ready; the demo is not seeded"
+fi
 
 rc=0
 while :; do

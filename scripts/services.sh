@@ -18,7 +18,7 @@ WAIT_S=${TIPCAST_SERVICES_WAIT_S:-30}   # bound on every wait below
 log() { printf 'services: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 usage() {
-  echo "usage: $0 start|stop|env|status NAME   (NAME: run, test, or any [A-Za-z0-9_-] name with ports in env)" >&2
+  echo "usage: $0 start|stop|stop-postgres|env|status NAME   (NAME: run, test, or any [A-Za-z0-9_-] name with ports in env)" >&2
   exit 2
 }
 
@@ -45,6 +45,9 @@ print_env() {
   echo "export TIPCAST_REDIS_HOST=127.0.0.1"
   echo "export TIPCAST_REDIS_PORT=$REDIS_PORT"
   echo "export TIPCAST_PG='host=127.0.0.1 port=$PG_PORT user=postgres dbname=tipcast'"
+  # For tests that stop and start this instance's PostgreSQL (outages).
+  echo "export TIPCAST_PG_PORT=$PG_PORT"
+  echo "export TIPCAST_TEST_INSTANCE=$NAME"
 }
 if [[ $CMD == env ]]; then
   print_env
@@ -337,6 +340,12 @@ case $CMD in
     stop_redis || rc=1
     stop_pg || rc=1
     exit $rc
+    ;;
+  stop-postgres)
+    # For outage tests: PostgreSQL alone goes down; `start` brings it back.
+    [[ -d $STATE ]] || { log "no state for instance '$NAME'"; exit 0; }
+    lock_state
+    stop_pg
     ;;
   status)
     r=down p=down

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # test.sh - run every tipcast test: what CI runs (.ci/run).
 #
-#   1. scripts/deps.sh (missing Debian packages)
+#   1. scripts/deps.sh (missing Debian packages), and `npm ci` in
+#      tests/browser (playwright-core for the browser test) unless the locked
+#      version is already installed
 #   2. builds build/ (RelWithDebInfo) and build-asan/ (gcc, -DTIPCAST_SANITIZE=ON)
 #   3. starts the `test` instance: Redis 127.0.0.1:6392, PostgreSQL 127.0.0.1:5492
 #      (scripts/services.sh), exports TIPCAST_REDIS_HOST/TIPCAST_REDIS_PORT/TIPCAST_PG
@@ -117,6 +119,23 @@ step "checking packages (scripts/deps.sh)"
 if ! bash scripts/deps.sh; then
   problem "installing packages failed"
   exit 1
+fi
+
+# playwright-core, which downloads no browser (the test drives Debian's
+# chromium). It is installed only when missing or not the locked version, so
+# an offline machine keeps using an earlier install; without any, the browser
+# test fails and says why.
+step "browser test packages (npm ci in tests/browser)"
+browser_deps_current() {
+  (cd tests/browser && node -e '
+    const want = require("./package-lock.json").packages["node_modules/playwright-core"].version;
+    const have = require("./node_modules/playwright-core/package.json").version;
+    process.exit(want === have ? 0 : 1);' 2>/dev/null)
+}
+if browser_deps_current; then
+  echo "test.sh: playwright-core already installed at the locked version" >&2
+elif ! (cd tests/browser && npm ci --no-audit --no-fund --prefer-offline); then
+  echo "test.sh: warning: npm ci in tests/browser failed (offline?); the browser test will fail" >&2
 fi
 
 build_ok=0 asan_ok=0

@@ -41,12 +41,13 @@ enum config_group {
     CONFIG_G_AUTH,
     CONFIG_G_TIMERS,
     CONFIG_G_LIMITS,
+    CONFIG_G_MONEY,
     CONFIG_G_LOGGING,
     CONFIG_G_COUNT,
 };
 
 static const char *const config_group_names[CONFIG_G_COUNT] = {
-    "Network", "Backends", "Authentication", "Timers", "Limits", "Logging",
+    "Network", "Backends", "Authentication", "Timers", "Limits", "Money", "Logging",
 };
 
 struct config_entry {
@@ -80,6 +81,10 @@ static const struct config_entry config_table[] = {
     {"reuse-port", CONFIG_G_NETWORK, CONFIG_T_BOOL, CONFIG_OFF(reuse_port), 0, 1, "0", "BOOL",
      "Listen with SO_REUSEPORT, so that several tipcastd processes on one host "
      "share the port and the kernel spreads new connections across them."},
+    {"web-root", CONFIG_G_NETWORK, CONFIG_T_STR, CONFIG_OFF(web_root), 0, 0, "", "DIR",
+     "Directory of a web page to serve at / (its index.html) and /NAME for "
+     "its other files (.html .js .css .json .svg .png .ico .txt directly in "
+     "DIR). The files are read once at start; empty serves no page."},
 
     /* Backends */
     {"redis-host", CONFIG_G_BACKENDS, CONFIG_T_STR, CONFIG_OFF(redis_host), 0, 0,
@@ -108,6 +113,11 @@ static const struct config_entry config_table[] = {
      "scheme://host[:port] (e.g. https://app.example), or * for any. A handshake "
      "with another Origin is refused with HTTP 403; clients that send no Origin "
      "(mobile apps, servers) are always allowed. Empty refuses every browser."},
+    {"demo", CONFIG_G_AUTH, CONFIG_T_BOOL, CONFIG_OFF(demo), 0, 1, "0", "BOOL",
+     "Development only, NEVER in production: serves GET /demo/token?user=NAME, "
+     "which gives anyone a valid token of a demo user (viewers bob, carol, "
+     "dave, erin; creator alice), and lets pages served by this tipcastd "
+     "(same origin) open WebSockets whatever allowed-origins says."},
 
     /* Timers */
     {"auth-timeout-ms", CONFIG_G_TIMERS, CONFIG_T_INT, CONFIG_OFF(auth_timeout_ms), 50,
@@ -168,6 +178,40 @@ static const struct config_entry config_table[] = {
      "SO_SNDBUF of each client socket; 0 keeps the kernel's default. A smaller "
      "buffer saves kernel memory with many connections and lets "
      "max-queued-bytes catch slow consumers sooner."},
+
+    /* Money */
+    {"wallet-shards", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(wallet_shards), 1, 1024, "16", "N",
+     "Wallet shards: a user's wallet, its outbox stream and its idempotency "
+     "records live on shard hash(user) mod N (keys tc:{w:N}:...). Fixed for "
+     "the life of the data: changing it moves wallets."},
+    {"idem-ttl-s", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(idem_ttl_s), 60, 604800, "3600", "SECONDS",
+     "How long the result of a money request is kept under its request id, so "
+     "that a retry answers the first result instead of paying twice. Each "
+     "record costs Redis memory (see docs/operations.md)."},
+    {"tip-min", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(tip_min), 1, 2000000000, "1", "COINS",
+     "Smallest tip."},
+    {"tip-max", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(tip_max), 1, 2000000000, "1000000", "COINS",
+     "Largest tip."},
+    {"gift-max-count", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(gift_max_count), 1, 1000000, "9999", "N",
+     "Most gifts of one kind in one gift request."},
+    {"outbox-max-backlog", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(outbox_max_backlog), 100, 100000000,
+     "100000", "ENTRIES",
+     "Entries a wallet shard's outbox may hold before new gifts are refused "
+     "with the retryable error backlogged: while PostgreSQL is down the "
+     "outbox grows, and this keeps it from exhausting Redis memory."},
+    {"ledger-batch", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(ledger_batch), 1, 10000, "500", "N",
+     "Most outbox entries written to PostgreSQL in one transaction."},
+    {"ledger-flush-ms", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(ledger_flush_ms), 1, 60000, "50", "MS",
+     "Longest wait for more entries before a partial batch is written."},
+    {"board-tz", CONFIG_G_MONEY, CONFIG_T_STR, CONFIG_OFF(board_tz), 0, 0, "UTC", "ZONE",
+     "Time zone (IANA name, e.g. Asia/Shanghai) in which the daily, weekly "
+     "(from Monday) and monthly leaderboards start."},
+    {"board-push-ms", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(board_push_ms), 50, 60000, "250", "MS",
+     "Shortest interval between two leaderboard pushes to a room's members, "
+     "however many gifts arrive."},
+    {"redis-unsafe", CONFIG_G_MONEY, CONFIG_T_BOOL, CONFIG_OFF(redis_unsafe), 0, 1, "0", "BOOL",
+     "Accept a Redis without appendonly or with an evicting maxmemory-policy, "
+     "which can lose balances. Only for throw-away setups."},
 
     /* Logging */
     {"log-level", CONFIG_G_LOGGING, CONFIG_T_LOG_LEVEL, CONFIG_OFF(log_level), 0, 3, "info",

@@ -31,6 +31,7 @@ struct config {
     char tls_cert[CONFIG_STR_MAX];     /* "tls-cert", PEM file; "" = plain ws */
     char tls_key[CONFIG_STR_MAX];      /* "tls-key", PEM file */
     int reuse_port;                    /* "reuse-port", 0/1, default 0 */
+    char web_root[CONFIG_STR_MAX];     /* "web-root", directory of the web page; "" = no page */
 
     /* Backends */
     char redis_host[CONFIG_STR_MAX];   /* "redis-host", default 127.0.0.1 */
@@ -48,6 +49,9 @@ struct config {
     char origins[CONFIG_ORIGINS_MAX][CONFIG_STR_MAX];
     int origins_count;
     int origins_any;
+    /* "demo", 0/1, default 0: GET /demo/token hands out tokens of the demo
+     * users and the page's own origin may open WebSockets. Never in production. */
+    int demo;
 
     /* Timers */
     int auth_timeout_ms;               /* "auth-timeout-ms", default 5000 */
@@ -65,6 +69,19 @@ struct config {
     int history_len;                   /* "history-len", default 200 */
     int snapshot_events;               /* "snapshot-events", default 20 */
     int sndbuf_bytes;                  /* "sndbuf-bytes", per-socket SO_SNDBUF, 0 = kernel default */
+
+    /* Money */
+    int wallet_shards;                 /* "wallet-shards", default 16 */
+    int idem_ttl_s;                    /* "idem-ttl-s", default 3600 */
+    int tip_min;                       /* "tip-min", default 1 */
+    int tip_max;                       /* "tip-max", default 1000000 */
+    int gift_max_count;                /* "gift-max-count", default 9999 */
+    int outbox_max_backlog;            /* "outbox-max-backlog", default 100000 per shard */
+    int ledger_batch;                  /* "ledger-batch", default 500 */
+    int ledger_flush_ms;               /* "ledger-flush-ms", default 50 */
+    char board_tz[CONFIG_STR_MAX];     /* "board-tz", IANA zone of the day/week/month boards, default UTC */
+    int board_push_ms;                 /* "board-push-ms", default 250 */
+    int redis_unsafe;                  /* "redis-unsafe", accept a Redis without AOF / with eviction */
 
     /* Logging: "log-level" error|warn|info|debug, default info */
     int log_level;

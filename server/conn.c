@@ -5,9 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "board.h"
+#include "catalog.h"
 #include "log.h"
 #include "room.h"
 #include "server.h"
+#include "wallet.h"
 
 _Static_assert(PROTO_PRE >= LWS_PRE, "frames need LWS_PRE bytes of headroom");
 
@@ -17,6 +20,7 @@ static struct {
     struct conn **slots;
     uint32_t *free_slots;
     uint32_t cap, nfree;
+    uint32_t high;        /* slots at or past this were never used */
     uint64_t serial;
     int count;
 } T;
@@ -316,6 +320,18 @@ static void handle_message(struct conn *c, int binary, const uint8_t *buf, size_
     case REQ_HISTORY:
         room_history(c, req.room, req.after_seq, req.id);
         break;
+    case REQ_CATALOG:
+        conn_send(c, catalog_frame(c->fmt, req.id));
+        break;
+    case REQ_GIFT:
+    case REQ_TIP:
+    case REQ_CREDIT:
+    case REQ_BALANCE:
+        wallet_request(c, &req);
+        break;
+    case REQ_LEADERBOARD:
+        board_request(c, req.room, req.id);
+        break;
     }
 done:
     proto_request_release(&req);
@@ -360,6 +376,8 @@ int conn_opened(struct conn *c, struct lws *wsi, enum fmt fmt)
     }
     c->slot = T.free_slots[--T.nfree];
     c->id = (++T.serial << 32) | c->slot;
+    if (c->slot >= T.high)
+        T.high = c->slot + 1;
     T.slots[c->slot] = c;
     T.count++;
 
@@ -560,7 +578,7 @@ void conn_closed(struct conn *c)
 void conn_sweep(int64_t now)
 {
     const struct config *cfg = &srv.cfg;
-    for (uint32_t s = 0; s < T.cap; s++) {
+    for (uint32_t s = 0; s < T.high; s++) {
         struct conn *c = T.slots[s];
         if (!c || c->close_code)
             continue;
@@ -583,7 +601,7 @@ void conn_sweep(int64_t now)
 
 void conn_close_all(void)
 {
-    for (uint32_t s = 0; s < T.cap; s++)
+    for (uint32_t s = 0; s < T.high; s++)
         if (T.slots[s])
             conn_close(T.slots[s], LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down", 1);
 }

@@ -21,8 +21,9 @@
 struct room;
 
 /* Bound on frames (replies and errors) queued for one connection; past it,
- * as past max-queued-bytes, the connection is a slow consumer. */
-#define CONN_OUTQ_MAX 256
+ * as past max-queued-bytes, the connection is a slow consumer. Replies are
+ * bounded in bytes by max-queued-bytes; this bounds the ring of pointers. */
+#define CONN_OUTQ_MAX 65536
 
 /* WebSocket close codes of our own (docs/protocol.md). */
 #define CLOSE_AUTH_TIMEOUT 4001

@@ -8,22 +8,12 @@
 #include <openssl/rand.h>
 #include <uv.h>
 
+#include "board.h"
+#include "catalog.h"
 #include "conn.h"
 #include "log.h"
+#include "migrate.h"
 #include "server.h"
-
-static uv_signal_t sig_int, sig_term;
-
-static void on_signal(uv_signal_t *h, int signum)
-{
-    (void)h;
-    log_msg(LOG_INFO, "signal %d: stopping", signum);
-    /* The handles go now, so that the loop can end once the server has
-     * closed everything else; a second signal gets the default action. */
-    uv_close((uv_handle_t *)&sig_int, NULL);
-    uv_close((uv_handle_t *)&sig_term, NULL);
-    server_stop();
-}
 
 static void make_node_id(void)
 {
@@ -49,20 +39,33 @@ int main(int argc, char **argv)
         fprintf(stderr, "tipcastd: %s\n(see tipcastd --help)\n", err);
         return 2;
     }
+    /* The leaderboards' days, weeks and months are local time in board-tz
+     * (leaderboard/board.h): TZ is set once, before anything else runs. */
+    if (board_tz_init(srv.cfg.board_tz, err, sizeof err) < 0) {
+        fprintf(stderr, "tipcastd: %s\n", err);
+        return 2;
+    }
     log_set_level(srv.cfg.log_level);
     signal(SIGPIPE, SIG_IGN);
     make_node_id();
 
+    /* The schema first (the catalog lives in it). Blocking is fine here:
+     * the loop has not started. */
+    if (migrate_run(srv.cfg.pg_conninfo, err, sizeof err) < 0) {
+        fprintf(stderr, "tipcastd: cannot bring the PostgreSQL schema up to date: %s\n", err);
+        return 1;
+    }
+
+    /* The catalog prices every gift: without it no gift can be sent, so it
+     * is loaded before the server starts taking connections. */
+    if (catalog_load_blocking(srv.cfg.pg_conninfo, err, sizeof err) < 0) {
+        fprintf(stderr, "tipcastd: cannot load the gift catalog from PostgreSQL: %s\n", err);
+        return 1;
+    }
+
     uv_loop_t loop;
     uv_loop_init(&loop);
-    uv_signal_init(&loop, &sig_int);
-    uv_signal_init(&loop, &sig_term);
-    uv_signal_start(&sig_int, on_signal, SIGINT);
-    uv_signal_start(&sig_term, on_signal, SIGTERM);
-
     if (server_start(&loop) < 0) {
-        uv_close((uv_handle_t *)&sig_int, NULL);
-        uv_close((uv_handle_t *)&sig_term, NULL);
         server_stop();
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
@@ -72,9 +75,10 @@ int main(int argc, char **argv)
     uv_run(&loop, UV_RUN_DEFAULT);
     int busy = uv_loop_close(&loop);
     conn_table_free();
+    catalog_free();
     if (busy) {
         log_msg(LOG_ERROR, "the loop still had handles at exit");
         return 1;
     }
-    return 0;
+    return srv.exit_code;
 }

@@ -7,6 +7,7 @@
 
 #include <libpq-fe.h>
 
+#include "catalog.h"
 #include "log.h"
 #include "server.h"
 
@@ -14,6 +15,8 @@
 #define PGCHECK_RETRY_MS 1000
 
 enum pg_state { PG_IDLE, PG_CONNECTING, PG_READY, PG_QUERYING };
+/* What the query in flight is. */
+enum pg_query { Q_CHECK, Q_LISTEN, Q_CATALOG };
 
 static struct {
     uv_loop_t *loop;
@@ -25,10 +28,13 @@ static struct {
     int64_t since_ms, last_ok_ms, last_check_ms, retry_at_ms;
     int ok;
     int logged_down;
+    enum pg_query query;
+    int reload;             /* the catalog changed (or we just connected) */
     uv_timer_t timer;
 } P;
 
 static void on_poll(uv_poll_t *h, int status, int events);
+static void fail(const char *what);
 
 static void poll_free(uv_handle_t *h) { free(h); }
 
@@ -76,6 +82,29 @@ static void fail(const char *what)
     P.retry_at_ms = now_mono_ms() + PGCHECK_RETRY_MS;
 }
 
+static void send_query(enum pg_query q, const char *sql)
+{
+    if (!PQsendQuery(P.conn, sql)) {
+        fail("cannot send a query");
+        return;
+    }
+    P.query = q;
+    P.state = PG_QUERYING;
+    P.since_ms = now_mono_ms();
+    if (poll_watch(UV_READABLE | UV_WRITABLE) < 0)
+        fail("cannot watch the socket");
+}
+
+/* A notification on tipcast_catalog (any payload) asks for a reload. */
+static void take_notifies(void)
+{
+    PGnotify *n;
+    while ((n = PQnotifies(P.conn)) != NULL) {
+        P.reload = 1;
+        PQfreemem(n);
+    }
+}
+
 static void connect_start(void)
 {
     P.conn = PQconnectStart(P.conninfo);
@@ -110,10 +139,10 @@ static void on_poll(uv_poll_t *h, int status, int events)
             fail("cannot connect");
             return;
         case PGRES_POLLING_OK:
-            P.state = PG_READY;
-            check_done();
-            if (poll_watch(UV_READABLE) < 0)
-                fail("cannot watch the socket");
+            /* Listen first, then load the catalog: a change made between
+             * the two is then seen by the load or notified after it. */
+            P.reload = 1;
+            send_query(Q_LISTEN, "LISTEN tipcast_catalog");
             return;
         case PGRES_POLLING_READING:
             if (poll_watch(UV_READABLE) < 0)
@@ -125,10 +154,12 @@ static void on_poll(uv_poll_t *h, int status, int events)
             return;
         }
     case PG_READY:
-        /* Nothing is asked: a readable socket means the server spoke
-         * (shutting down) or closed. */
+        /* Nothing is asked: a readable socket means a notification, or the
+         * server shutting down or gone. */
         if (!PQconsumeInput(P.conn) || PQstatus(P.conn) != CONNECTION_OK)
             fail("connection lost");
+        else
+            take_notifies();
         return;
     case PG_QUERYING:
         if (events & UV_WRITABLE) {
@@ -154,13 +185,21 @@ static void on_poll(uv_poll_t *h, int status, int events)
                 P.state = PG_READY;
                 return;
             }
-            int good = PQresultStatus(res) == PGRES_TUPLES_OK;
+            ExecStatusType st = PQresultStatus(res);
+            int good = st == PGRES_TUPLES_OK || (P.query == Q_LISTEN && st == PGRES_COMMAND_OK);
+            if (good && P.query == Q_CATALOG) {
+                char err[256];
+                if (PQntuples(res) != 1 ||
+                    catalog_load_json(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), err, sizeof err) < 0)
+                    log_msg(LOG_ERROR, "postgres: catalog reload failed; keeping the previous one");
+            }
             PQclear(res);
             if (!good) {
-                fail("check query failed");
+                fail("query failed");
                 return;
             }
             check_done();
+            take_notifies();
         }
         return;
     case PG_IDLE:
@@ -178,16 +217,13 @@ static void on_tick(uv_timer_t *t)
             connect_start();
         break;
     case PG_READY:
-        if (now - P.last_check_ms >= PGCHECK_INTERVAL_MS) {
+        if (P.reload) {
+            P.reload = 0;
             P.last_check_ms = now;
-            if (!PQsendQuery(P.conn, "SELECT 1")) {
-                fail("cannot send the check query");
-                break;
-            }
-            P.state = PG_QUERYING;
-            P.since_ms = now;
-            if (poll_watch(UV_READABLE | UV_WRITABLE) < 0)
-                fail("cannot watch the socket");
+            send_query(Q_CATALOG, catalog_query);
+        } else if (now - P.last_check_ms >= PGCHECK_INTERVAL_MS) {
+            P.last_check_ms = now;
+            send_query(Q_CHECK, "SELECT 1");
         }
         break;
     case PG_CONNECTING:
@@ -211,6 +247,8 @@ int pgcheck_start(uv_loop_t *loop, const char *conninfo)
 
 void pgcheck_stop(void)
 {
+    if (!P.loop)
+        return; /* never started */
     uv_timer_stop(&P.timer);
     uv_close((uv_handle_t *)&P.timer, NULL);
     poll_close();

@@ -1,6 +1,8 @@
 /* pgcheck.h - keeps a non-blocking libpq connection to PostgreSQL on the
  * loop and checks it with "SELECT 1" every PGCHECK_INTERVAL_MS, for /readyz.
- * The connection is re-made with backoff when it fails. */
+ * The same connection LISTENs on tipcast_catalog and reloads the gift
+ * catalog (gifts/catalog.h) when notified and after every reconnect. The
+ * connection is re-made with backoff when it fails. */
 #ifndef TIPCAST_PGCHECK_H
 #define TIPCAST_PGCHECK_H
 

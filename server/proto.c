@@ -235,8 +235,12 @@ struct fval {
     int64_t i;
 };
 
-enum field_id { F_TYPE, F_ID, F_ROOM, F_TEXT, F_TOKEN, F_AFTER_SEQ, F_COUNT };
-static const char *const field_names[F_COUNT] = {"type", "id", "room", "text", "token", "after_seq"};
+enum field_id {
+    F_TYPE, F_ID, F_ROOM, F_TEXT, F_TOKEN, F_AFTER_SEQ, F_GIFT, F_CNT, F_AMOUNT, F_COMBO, F_USER,
+    F_COUNT
+};
+static const char *const field_names[F_COUNT] = {"type", "id", "room", "text", "token", "after_seq",
+                                                 "gift", "count", "amount", "combo", "user"};
 
 static int field_lookup(const char *key, size_t len)
 {
@@ -337,17 +341,26 @@ static int decode_json(const uint8_t *buf, size_t len, struct request *req, stru
     return 0;
 }
 
+#define BIT(f) (1u << (f))
+
 static const struct {
     const char *name;
     enum req_type type;
-    uint8_t needs; /* bit per field_id that the request requires */
+    uint16_t needs;    /* bit per field_id that the request requires */
+    uint16_t optional; /* fields it reads when present */
 } req_types[] = {
-    {"auth", REQ_AUTH, 1u << F_TOKEN},
-    {"ping", REQ_PING, 0},
-    {"join", REQ_JOIN, 1u << F_ROOM},
-    {"leave", REQ_LEAVE, 1u << F_ROOM},
-    {"notice", REQ_NOTICE, (1u << F_ROOM) | (1u << F_TEXT)},
-    {"history", REQ_HISTORY, (1u << F_ROOM) | (1u << F_AFTER_SEQ)},
+    {"auth", REQ_AUTH, BIT(F_TOKEN), 0},
+    {"ping", REQ_PING, 0, 0},
+    {"join", REQ_JOIN, BIT(F_ROOM), 0},
+    {"leave", REQ_LEAVE, BIT(F_ROOM), 0},
+    {"notice", REQ_NOTICE, BIT(F_ROOM) | BIT(F_TEXT), 0},
+    {"history", REQ_HISTORY, BIT(F_ROOM) | BIT(F_AFTER_SEQ), 0},
+    {"catalog", REQ_CATALOG, 0, 0},
+    {"gift", REQ_GIFT, BIT(F_ROOM) | BIT(F_GIFT), BIT(F_CNT) | BIT(F_COMBO)},
+    {"tip", REQ_TIP, BIT(F_ROOM) | BIT(F_AMOUNT), BIT(F_TEXT)},
+    {"balance", REQ_BALANCE, 0, 0},
+    {"credit", REQ_CREDIT, BIT(F_USER) | BIT(F_AMOUNT), BIT(F_TEXT)},
+    {"leaderboard", REQ_LEADERBOARD, BIT(F_ROOM), 0},
 };
 
 static int need_str(const struct fval *fv, int f, struct proto_error *err)
@@ -382,9 +395,11 @@ static int check_fields(const struct fval *fv, struct request *req, struct proto
     if (t == sizeof req_types / sizeof req_types[0])
         return fail(err, "unknown_type", "type", "unknown message type");
     req->type = req_types[t].type;
-    uint8_t needs = req_types[t].needs;
+    uint16_t needs = req_types[t].needs, optional = req_types[t].optional;
+    /* Whether field f is to be checked: required, or optional and given. */
+#define WANTS(f) ((needs & BIT(f)) || ((optional & BIT(f)) && fv[f].kind != FV_ABSENT))
 
-    if (needs & (1u << F_ROOM)) {
+    if (WANTS(F_ROOM)) {
         if (need_str(fv, F_ROOM, err) < 0)
             return -1;
         if (!id_valid(fv[F_ROOM].s, fv[F_ROOM].len))
@@ -392,26 +407,65 @@ static int check_fields(const struct fval *fv, struct request *req, struct proto
         memcpy(req->room, fv[F_ROOM].s, fv[F_ROOM].len);
         req->room[fv[F_ROOM].len] = '\0';
     }
-    if (needs & (1u << F_TEXT)) {
+    if (WANTS(F_USER)) {
+        if (need_str(fv, F_USER, err) < 0)
+            return -1;
+        if (!id_valid(fv[F_USER].s, fv[F_USER].len))
+            return fail(err, "bad_field", "user", "'user' must be 1..%d bytes of [A-Za-z0-9_.-]", ID_MAX);
+        memcpy(req->user, fv[F_USER].s, fv[F_USER].len);
+        req->user[fv[F_USER].len] = '\0';
+    }
+    if (WANTS(F_TEXT)) {
+        /* A notice says something; a tip's or credit's message may be empty. */
+        size_t min = req->type == REQ_NOTICE ? 1 : 0;
+        size_t max = req->type == REQ_NOTICE ? PROTO_TEXT_MAX : PROTO_TIP_TEXT_MAX;
         if (need_str(fv, F_TEXT, err) < 0)
             return -1;
-        if (fv[F_TEXT].len < 1 || fv[F_TEXT].len > PROTO_TEXT_MAX ||
+        if (fv[F_TEXT].len < min || fv[F_TEXT].len > max ||
             !proto_utf8_valid((const uint8_t *)fv[F_TEXT].s, fv[F_TEXT].len))
-            return fail(err, "bad_field", "text", "'text' must be 1..%d bytes of UTF-8 text", PROTO_TEXT_MAX);
+            return fail(err, "bad_field", "text", "'text' must be %zu..%zu bytes of UTF-8 text", min, max);
         req->text = fv[F_TEXT].s;
         req->text_len = fv[F_TEXT].len;
     }
-    if (needs & (1u << F_TOKEN)) {
+    if (WANTS(F_TOKEN)) {
         if (need_str(fv, F_TOKEN, err) < 0)
             return -1;
         req->token = fv[F_TOKEN].s;
         req->token_len = fv[F_TOKEN].len;
     }
-    if (needs & (1u << F_AFTER_SEQ)) {
+    if (WANTS(F_AFTER_SEQ)) {
         if (fv[F_AFTER_SEQ].kind != FV_INT || fv[F_AFTER_SEQ].i < 0)
             return fail(err, "bad_field", "after_seq", "'after_seq' must be an integer >= 0");
         req->after_seq = fv[F_AFTER_SEQ].i;
     }
+    if (WANTS(F_GIFT)) {
+        if (fv[F_GIFT].kind != FV_INT || fv[F_GIFT].i < 1 || fv[F_GIFT].i > INT32_MAX)
+            return fail(err, "bad_field", "gift", "'gift' must be a gift id (a positive integer)");
+        req->gift = fv[F_GIFT].i;
+    }
+    req->count = 1;
+    if (WANTS(F_CNT)) {
+        /* The upper bound is a setting, checked by the wallet. */
+        if (fv[F_CNT].kind != FV_INT || fv[F_CNT].i < 1)
+            return fail(err, "bad_field", "count", "'count' must be an integer >= 1");
+        req->count = fv[F_CNT].i;
+    }
+    if (WANTS(F_AMOUNT)) {
+        if (fv[F_AMOUNT].kind != FV_INT || fv[F_AMOUNT].i < 1 || fv[F_AMOUNT].i > PROTO_AMOUNT_MAX)
+            return fail(err, "bad_field", "amount", "'amount' must be an integer of coins, 1..%lld",
+                        (long long)PROTO_AMOUNT_MAX);
+        req->amount = fv[F_AMOUNT].i;
+    }
+    if (WANTS(F_COMBO)) {
+        if (need_str(fv, F_COMBO, err) < 0)
+            return -1;
+        if (fv[F_COMBO].len > PROTO_COMBO_MAX || !id_valid(fv[F_COMBO].s, fv[F_COMBO].len))
+            return fail(err, "bad_field", "combo", "'combo' must be 1..%d bytes of [A-Za-z0-9_.-]",
+                        PROTO_COMBO_MAX);
+        memcpy(req->combo, fv[F_COMBO].s, fv[F_COMBO].len);
+        req->combo[fv[F_COMBO].len] = '\0';
+    }
+#undef WANTS
     return 0;
 }
 

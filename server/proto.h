@@ -28,6 +28,12 @@ enum fmt { FMT_MSGPACK = 0, FMT_JSON = 1, FMT_COUNT = 2 };
 #define PROTO_REQ_ID_MAX 64
 #define PROTO_TEXT_MAX 500
 #define PROTO_DEPTH_MAX 8
+/* A tip's message, and a gift's combo id. */
+#define PROTO_TIP_TEXT_MAX 200
+#define PROTO_COMBO_MAX 64
+/* Bound on any amount of coins in a request: far below 2^53, so that the
+ * Lua scripts' double arithmetic stays exact. */
+#define PROTO_AMOUNT_MAX 1000000000000LL
 /* Headroom lws needs before a payload; equal to LWS_PRE (checked in conn.c). */
 #define PROTO_PRE 16
 
@@ -38,6 +44,12 @@ enum req_type {
     REQ_LEAVE,
     REQ_NOTICE,
     REQ_HISTORY,
+    REQ_CATALOG,
+    REQ_GIFT,
+    REQ_TIP,
+    REQ_BALANCE,
+    REQ_CREDIT,
+    REQ_LEADERBOARD,
 };
 
 /* A decoded request. String fields point into the frame being decoded (or into
@@ -52,6 +64,11 @@ struct request {
     const char *token;
     size_t token_len;
     int64_t after_seq;
+    int64_t gift;           /* gift id */
+    int64_t count;          /* gift count, 1 when absent */
+    int64_t amount;         /* tip or credit amount */
+    char combo[PROTO_COMBO_MAX + 1]; /* "" when absent */
+    char user[ID_MAX + 1];  /* credit: the user credited */
     json_t *json; /* owned: the parsed JSON document, or NULL */
 };
 

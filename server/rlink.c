@@ -15,11 +15,19 @@
 extern const char lua_room_presence[];
 extern const char lua_room_publish[];
 extern const char lua_room_history[];
+extern const char lua_outbox_lease[];
+extern const char lua_wallet_move[];
+extern const char lua_room_apply[];
+extern const char lua_outbox_trim[];
 
 static const char *const script_src[SCRIPT_COUNT] = {
     [SCRIPT_ROOM_PRESENCE] = lua_room_presence,
     [SCRIPT_ROOM_PUBLISH] = lua_room_publish,
     [SCRIPT_ROOM_HISTORY] = lua_room_history,
+    [SCRIPT_OUTBOX_LEASE] = lua_outbox_lease,
+    [SCRIPT_WALLET_MOVE] = lua_wallet_move,
+    [SCRIPT_ROOM_APPLY] = lua_room_apply,
+    [SCRIPT_OUTBOX_TRIM] = lua_outbox_trim,
 };
 
 /* One connection: its context while connected (or connecting), and the
@@ -38,23 +46,29 @@ static struct {
     int port;
     struct rlink_hooks hooks;
     int stopping;
-    struct link cmd;
-    struct link sub;
+    /* links[RLINK_CMD] and links[RLINK_SUB], then those rlink_open made */
+    struct link links[RLINK_LINKS_MAX];
+    int nlinks;
     char sha[SCRIPT_COUNT][41];
     long inflight;
 } R;
+
+#define RLINK_CMD 0
+#define RLINK_SUB 1
+#define CMD (R.links[RLINK_CMD])
+#define SUB (R.links[RLINK_SUB])
 
 /* A command in flight: what the caller asked, kept so that a NOSCRIPT
  * answer can be retried with EVAL. Owned by rlink until its callback ran. */
 struct rreq {
     rlink_reply_cb *cb;
     void *priv;
-    enum rlink_script script;
+    int link;
+    int script;         /* -1 for a plain command */
     int retried;
     int argc;           /* 3 + keys and args: EVALSHA sha nkeys ... */
     const char **argv;
     size_t *argvlen;
-    char nkeys[16];
     /* argument bytes follow */
 };
 
@@ -110,9 +124,11 @@ static void on_connect(const redisAsyncContext *ac, int status)
     l->up = 1;
     l->backoff_ms = 0;
     log_msg(LOG_INFO, "redis %s: connected to %s:%d", l->name, R.host, R.port);
-    if (l == &R.cmd) {
+    if (l == &CMD) {
         for (int s = 0; s < SCRIPT_COUNT; s++)
             redisAsyncCommand(l->ac, on_script_loaded, (void *)(intptr_t)s, "SCRIPT LOAD %s", script_src[s]);
+        if (R.hooks.on_cmd_ready)
+            R.hooks.on_cmd_ready();
     } else if (R.hooks.on_sub_ready) {
         R.hooks.on_sub_ready();
     }
@@ -126,7 +142,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     l->ac = NULL;
     if (status != REDIS_OK)
         log_msg(LOG_WARN, "redis %s: connection lost: %s", l->name, ac->errstr);
-    if (l == &R.sub && was_up && R.hooks.on_sub_lost)
+    if (l == &SUB && was_up && R.hooks.on_sub_lost)
         R.hooks.on_sub_lost();
     schedule_retry(l);
 }
@@ -161,23 +177,35 @@ int rlink_start(uv_loop_t *loop, const char *host, int port, const struct rlink_
         for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
             snprintf(R.sha[s] + 2 * i, 3, "%02x", d[i]);
     }
-    R.cmd.name = "command";
-    R.sub.name = "subscriber";
-    uv_timer_init(loop, &R.cmd.retry);
-    uv_timer_init(loop, &R.sub.retry);
-    R.cmd.retry.data = &R.cmd;
-    R.sub.retry.data = &R.sub;
-    link_connect(&R.cmd);
-    link_connect(&R.sub);
+    R.nlinks = 2;
+    CMD.name = "command";
+    SUB.name = "subscriber";
+    for (int i = 0; i < R.nlinks; i++) {
+        uv_timer_init(loop, &R.links[i].retry);
+        R.links[i].retry.data = &R.links[i];
+        link_connect(&R.links[i]);
+    }
     return 0;
+}
+
+int rlink_open(const char *name)
+{
+    if (R.nlinks == RLINK_LINKS_MAX || R.stopping)
+        return -1;
+    struct link *l = &R.links[R.nlinks];
+    memset(l, 0, sizeof *l);
+    l->name = name;
+    uv_timer_init(R.loop, &l->retry);
+    l->retry.data = l;
+    link_connect(l);
+    return R.nlinks++;
 }
 
 void rlink_stop(void)
 {
     R.stopping = 1;
-    struct link *links[2] = {&R.cmd, &R.sub};
-    for (int i = 0; i < 2; i++) {
-        struct link *l = links[i];
+    for (int i = 0; i < R.nlinks; i++) {
+        struct link *l = &R.links[i];
         uv_timer_stop(&l->retry);
         uv_close((uv_handle_t *)&l->retry, NULL);
         if (l->ac) {
@@ -192,8 +220,9 @@ void rlink_stop(void)
     }
 }
 
-int rlink_cmd_ready(void) { return R.cmd.up; }
-int rlink_ready(void) { return R.cmd.up && R.sub.up; }
+int rlink_cmd_ready(void) { return CMD.up; }
+int rlink_ready(void) { return CMD.up && SUB.up; }
+int rlink_up(int link) { return link >= 0 && link < R.nlinks && R.links[link].up; }
 
 static int rreq_send(struct rreq *q);
 
@@ -202,11 +231,12 @@ static void on_eval_reply(redisAsyncContext *ac, void *r, void *priv)
     (void)ac;
     struct rreq *q = priv;
     redisReply *reply = r;
-    if (reply && reply->type == REDIS_REPLY_ERROR && !q->retried && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+    if (reply && reply->type == REDIS_REPLY_ERROR && q->script >= 0 && !q->retried &&
+        strncmp(reply->str, "NOSCRIPT", 8) == 0) {
         /* The script cache was emptied: EVAL runs the source and caches it
          * again for the EVALSHA calls that follow. */
         q->retried = 1;
-        q->argv[0] = "EVAL";
+        q->argv[0] = "EVAL";  /* both point into static strings now */
         q->argvlen[0] = 4;
         q->argv[1] = script_src[q->script];
         q->argvlen[1] = strlen(script_src[q->script]);
@@ -221,26 +251,32 @@ static void on_eval_reply(redisAsyncContext *ac, void *r, void *priv)
 
 static int rreq_send(struct rreq *q)
 {
-    if (!R.cmd.up || !R.cmd.ac)
+    struct link *l = &R.links[q->link];
+    if (!l->up || !l->ac)
         return -1;
-    if (redisAsyncCommandArgv(R.cmd.ac, on_eval_reply, q, q->argc, q->argv, q->argvlen) != REDIS_OK)
+    if (redisAsyncCommandArgv(l->ac, on_eval_reply, q, q->argc, q->argv, q->argvlen) != REDIS_OK)
         return -1;
     return 0;
 }
 
-int rlink_eval(enum rlink_script s, int nkeys, int argc, const char **argv, const size_t *argvlen,
-               rlink_reply_cb *cb, void *priv)
+/* Copies the command (`pre` words, then argv) into one request and sends
+ * it on `link`. */
+static int rreq_start(int link, int script, int npre, const char **pre, const size_t *prelen, int argc,
+                      const char **argv, const size_t *argvlen, rlink_reply_cb *cb, void *priv)
 {
-    if (!R.cmd.up || R.inflight >= RLINK_INFLIGHT_MAX || argc < nkeys || argc > 64)
+    if (link < 0 || link >= R.nlinks || !R.links[link].up || R.inflight >= RLINK_INFLIGHT_MAX ||
+        argc < 0 || argc > RLINK_ARGS_MAX)
         return -1;
     size_t bytes = 0;
+    for (int i = 0; i < npre; i++)
+        bytes += prelen[i];
     for (int i = 0; i < argc; i++)
         bytes += argvlen[i];
     struct rreq *q = malloc(sizeof *q + bytes);
     if (!q)
         return -1;
     memset(q, 0, sizeof *q);
-    q->argc = argc + 3;
+    q->argc = npre + argc;
     q->argv = malloc(sizeof *q->argv * (size_t)q->argc);
     q->argvlen = malloc(sizeof *q->argvlen * (size_t)q->argc);
     if (!q->argv || !q->argvlen) {
@@ -249,20 +285,16 @@ int rlink_eval(enum rlink_script s, int nkeys, int argc, const char **argv, cons
     }
     q->cb = cb;
     q->priv = priv;
-    q->script = s;
-    int n = snprintf(q->nkeys, sizeof q->nkeys, "%d", nkeys);
-    q->argv[0] = "EVALSHA";
-    q->argvlen[0] = 7;
-    q->argv[1] = R.sha[s];
-    q->argvlen[1] = 40;
-    q->argv[2] = q->nkeys;
-    q->argvlen[2] = (size_t)n;
+    q->link = link;
+    q->script = script;
     char *p = (char *)(q + 1);
-    for (int i = 0; i < argc; i++) {
-        memcpy(p, argv[i], argvlen[i]);
-        q->argv[3 + i] = p;
-        q->argvlen[3 + i] = argvlen[i];
-        p += argvlen[i];
+    for (int i = 0; i < q->argc; i++) {
+        const char *src = i < npre ? pre[i] : argv[i - npre];
+        size_t len = i < npre ? prelen[i] : argvlen[i - npre];
+        memcpy(p, src, len);
+        q->argv[i] = p;
+        q->argvlen[i] = len;
+        p += len;
     }
     if (rreq_send(q) < 0) {
         rreq_free(q);
@@ -270,6 +302,23 @@ int rlink_eval(enum rlink_script s, int nkeys, int argc, const char **argv, cons
     }
     R.inflight++;
     return 0;
+}
+
+int rlink_eval(enum rlink_script s, int nkeys, int argc, const char **argv, const size_t *argvlen,
+               rlink_reply_cb *cb, void *priv)
+{
+    if (argc < nkeys)
+        return -1;
+    char nk[16];
+    int n = snprintf(nk, sizeof nk, "%d", nkeys);
+    const char *pre[] = {"EVALSHA", R.sha[s], nk};
+    size_t prelen[] = {7, 40, (size_t)n};
+    return rreq_start(RLINK_CMD, (int)s, 3, pre, prelen, argc, argv, argvlen, cb, priv);
+}
+
+int rlink_command(int link, int argc, const char **argv, const size_t *argvlen, rlink_reply_cb *cb, void *priv)
+{
+    return rreq_start(link, -1, 0, NULL, NULL, argc, argv, argvlen, cb, priv);
 }
 
 static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
@@ -297,14 +346,14 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
 
 int rlink_subscribe(const char *channel, size_t len)
 {
-    if (!R.sub.up)
+    if (!SUB.up)
         return -1;
-    return redisAsyncCommand(R.sub.ac, on_sub_reply, NULL, "SUBSCRIBE %b", channel, len) == REDIS_OK ? 0 : -1;
+    return redisAsyncCommand(SUB.ac, on_sub_reply, NULL, "SUBSCRIBE %b", channel, len) == REDIS_OK ? 0 : -1;
 }
 
 int rlink_unsubscribe(const char *channel, size_t len)
 {
-    if (!R.sub.up)
+    if (!SUB.up)
         return -1;
-    return redisAsyncCommand(R.sub.ac, on_sub_reply, NULL, "UNSUBSCRIBE %b", channel, len) == REDIS_OK ? 0 : -1;
+    return redisAsyncCommand(SUB.ac, on_sub_reply, NULL, "UNSUBSCRIBE %b", channel, len) == REDIS_OK ? 0 : -1;
 }

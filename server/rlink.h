@@ -20,6 +20,10 @@ enum rlink_script {
     SCRIPT_ROOM_PRESENCE, /* member count update, snapshot of seq and latest events */
     SCRIPT_ROOM_PUBLISH,  /* next seq, history append, PUBLISH */
     SCRIPT_ROOM_HISTORY,  /* events after a seq */
+    SCRIPT_OUTBOX_LEASE,  /* take, renew or give up a shard's consumer lease */
+    SCRIPT_WALLET_MOVE,   /* one money movement: checks, balance, outbox, idempotency */
+    SCRIPT_ROOM_APPLY,    /* an outbox gift/tip applied to its room once: boards, seq, history, PUBLISH */
+    SCRIPT_OUTBOX_TRIM,   /* trim a shard's outbox below what every group still needs */
     SCRIPT_COUNT
 };
 
@@ -40,11 +44,17 @@ struct rlink_hooks {
     void (*on_sub_ready)(void);
     /* It went down: no subscription is in force any more. */
     void (*on_sub_lost)(void);
+    /* The command connection came (back) up. */
+    void (*on_cmd_ready)(void);
 };
 
 /* Bound on commands in flight on the command connection; past it rlink_eval
  * refuses, so a stalled Redis cannot make the process grow without bound. */
 #define RLINK_INFLIGHT_MAX 100000
+/* Connections in all: command, subscriber, and those rlink_open makes. */
+#define RLINK_LINKS_MAX 8
+/* Most arguments of one command (after the command name and script). */
+#define RLINK_ARGS_MAX 256
 #define RLINK_BACKOFF_MIN_MS 100
 #define RLINK_BACKOFF_MAX_MS 2000
 
@@ -67,6 +77,19 @@ int rlink_ready(void);
  * of memory) and never calls cb. */
 int rlink_eval(enum rlink_script s, int nkeys, int argc, const char **argv, const size_t *argvlen,
                rlink_reply_cb *cb, void *priv);
+
+/* Opens one more connection, for commands that block it (XREADGROUP
+ * BLOCK): it connects and reconnects like the others. Returns its link
+ * number for rlink_command, or -1 (too many links, stopping). */
+int rlink_open(const char *name);
+/* 1 when that link is connected. */
+int rlink_up(int link);
+/* The link number of the shared command connection. */
+#define RLINK_CMD_LINK 0
+
+/* Sends one command (argv[0] is its name; every item is copied) on `link`.
+ * Same contract as rlink_eval: 0 and cb exactly once, or -1 and never. */
+int rlink_command(int link, int argc, const char **argv, const size_t *argvlen, rlink_reply_cb *cb, void *priv);
 
 /* (Un)subscribes a channel on the subscriber connection. The outcome comes
  * through the hooks. Returns 0, or -1 when the connection is down (the

@@ -8,6 +8,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "board.h"
 #include "log.h"
 #include "rlink.h"
 #include "server.h"
@@ -38,6 +39,8 @@ int room_registry_init(void)
 
 static struct room *room_find(const char *id)
 {
+    if (!G.buckets)
+        return NULL; /* a late Redis reply after room_registry_free */
     for (struct room *r = G.buckets[hash_id(id) & (G.nbuckets - 1)]; r; r = r->hnext)
         if (strcmp(r->id, id) == 0)
             return r;
@@ -103,6 +106,7 @@ static void room_destroy(struct room *r)
         pp = &(*pp)->hnext;
     *pp = r->hnext;
     G.count--;
+    board_forget(r);
     while (r->ring_count)
         ring_drop_oldest(r);
     free(r->ring);
@@ -123,19 +127,14 @@ void room_registry_free(void)
 
 /* Every key of a room carries the hash tag {r:ROOM}, so a room's scripts
  * touch one hash slot and run unchanged on Redis Cluster. */
-struct room_keys {
-    char seq[ID_MAX + 16];
-    char hist[ID_MAX + 16];
-    char nodes[ID_MAX + 16];
-    char chan[ID_MAX + 16];
-};
-
-static void room_keys(const char *id, struct room_keys *k)
+void room_keys(const char *id, struct room_keys *k)
 {
     snprintf(k->seq, sizeof k->seq, "tc:{r:%s}:seq", id);
     snprintf(k->hist, sizeof k->hist, "tc:{r:%s}:hist", id);
     snprintf(k->nodes, sizeof k->nodes, "tc:{r:%s}:nodes", id);
     snprintf(k->chan, sizeof k->chan, "tc:{r:%s}:ev", id);
+    snprintf(k->wm, sizeof k->wm, "tc:{r:%s}:wm", id);
+    board_all_key(id, k->board, sizeof k->board);
 }
 
 /* The room id in a channel name "tc:{r:ROOM}:ev"; 0 when it is not one. */
@@ -224,7 +223,7 @@ static int membership_of(const struct conn *c, const struct room *r)
     return -1;
 }
 
-static int presence_call(struct room *r, int snapshot_events, rlink_reply_cb *cb, void *priv);
+static int presence_call(struct room *r, int snapshot_events, int board_n, rlink_reply_cb *cb, void *priv);
 
 static void on_presence_only(redisReply *reply, void *priv)
 {
@@ -244,7 +243,7 @@ static void on_snapshot(redisReply *reply, void *priv)
         return;
     }
     struct membership *m = &c->rooms[i];
-    if (!reply_ok(reply, 2)) {
+    if (!reply_ok(reply, 2) || reply->elements < 3 || reply->element[2]->type != REDIS_REPLY_ARRAY) {
         send_unavailable(c, p->req_id);
         if (!p->refresh)
             room_leave(c, i);
@@ -252,9 +251,11 @@ static void on_snapshot(redisReply *reply, void *priv)
         return;
     }
     int64_t seq = reply->element[0]->integer;
+    struct board_top top;
+    board_top_read(reply->element[2], &top);
     struct enc e;
     enc_init(&e, c->fmt, 512);
-    enc_map(&e, 7);
+    enc_map(&e, 8);
     enc_key(&e, "type");
     enc_cstr(&e, "joined");
     enc_key(&e, "id");
@@ -267,7 +268,9 @@ static void on_snapshot(redisReply *reply, void *priv)
     enc_int(&e, reply->element[1]->integer);
     enc_key(&e, "seq");
     enc_int(&e, seq);
-    enc_events(&e, r->id, reply, 2);
+    enc_key(&e, "board");
+    board_top_enc(&e, &top);
+    enc_events(&e, r->id, reply, 3);
     enc_end_map(&e);
 
     if (p->refresh) {
@@ -293,7 +296,7 @@ static void request_snapshot(struct conn *c, int i)
     struct membership *m = &c->rooms[i];
     struct pending *p = pending_new(c, m->room->id, m->join_id);
     m->state = MEMBER_WAIT_SNAP;
-    if (!p || presence_call(m->room, srv.cfg.snapshot_events, on_snapshot, p) < 0) {
+    if (!p || presence_call(m->room, srv.cfg.snapshot_events, BOARD_TOP_N, on_snapshot, p) < 0) {
         free(p);
         send_unavailable(c, m->join_id);
         room_leave(c, i);
@@ -325,7 +328,7 @@ void room_join(struct conn *c, const char *id, const char *req_id)
         struct pending *p = pending_new(c, id, req_id);
         if (p)
             p->refresh = 1;
-        if (!p || presence_call(r, cfg->snapshot_events, on_snapshot, p) < 0) {
+        if (!p || presence_call(r, cfg->snapshot_events, BOARD_TOP_N, on_snapshot, p) < 0) {
             free(p);
             send_unavailable(c, req_id);
         }
@@ -416,25 +419,26 @@ void room_leave(struct conn *c, int i)
     if (r->nmembers == 0) {
         r->empty_since_ms = now_mono_ms();
         if (r->sub != SUB_NONE && rlink_cmd_ready())
-            presence_call(r, 0, on_presence_only, NULL);
+            presence_call(r, 0, 0, on_presence_only, NULL);
     }
 }
 
 /* ---- Redis calls ------------------------------------------------------------- */
 
-static int presence_call(struct room *r, int snapshot_events, rlink_reply_cb *cb, void *priv)
+static int presence_call(struct room *r, int snapshot_events, int board_n, rlink_reply_cb *cb, void *priv)
 {
     struct room_keys k;
-    char count[16], ttl[16], want[16];
+    char count[16], ttl[16], want[16], top[16];
     room_keys(r->id, &k);
     snprintf(count, sizeof count, "%u", r->nmembers);
     snprintf(ttl, sizeof ttl, "%d", ROOM_PRESENCE_TTL_MS);
     snprintf(want, sizeof want, "%d", snapshot_events);
-    const char *argv[] = {k.seq, k.hist, k.nodes, srv.node_id, count, ttl, want};
-    size_t len[7];
-    for (int i = 0; i < 7; i++)
+    snprintf(top, sizeof top, "%d", board_n);
+    const char *argv[] = {k.seq, k.hist, k.nodes, k.board, srv.node_id, count, ttl, want, top};
+    size_t len[9];
+    for (int i = 0; i < 9; i++)
         len[i] = strlen(argv[i]);
-    return rlink_eval(SCRIPT_ROOM_PRESENCE, 3, 7, argv, len, cb, priv);
+    return rlink_eval(SCRIPT_ROOM_PRESENCE, 4, 9, argv, len, cb, priv);
 }
 
 static void on_published(redisReply *reply, void *priv)
@@ -553,6 +557,31 @@ void room_history(struct conn *c, const char *id, int64_t after_seq, const char 
 
 /* ---- Events from Redis ------------------------------------------------------- */
 
+struct room *room_lookup(const char *id) { return room_find(id); }
+
+void room_broadcast(struct room *r, struct frame *const frames[FMT_COUNT])
+{
+    /* Walk down: conn_send may close a slow member, which room_leave
+     * swaps out of the array. */
+    for (uint32_t i = r->nmembers; i-- > 0;) {
+        struct conn *c = r->members[i];
+        if (c->rooms[membership_of(c, r)].state == MEMBER_LIVE)
+            conn_send(c, frame_ref(frames[c->fmt]));
+    }
+}
+
+/* 1 when an event body (a msgpack map built by tipcastd, "kind" first) is
+ * a gift or a tip, which move the room's leaderboards. */
+static int body_moves_board(const uint8_t *body, size_t len)
+{
+    static const uint8_t gift[] = {0xa4, 'k', 'i', 'n', 'd', 0xa4, 'g', 'i', 'f', 't'};
+    static const uint8_t tip[] = {0xa4, 'k', 'i', 'n', 'd', 0xa3, 't', 'i', 'p'};
+    if (len < 1 + sizeof tip || (body[0] & 0xf0) != 0x80)
+        return 0;
+    return (len >= 1 + sizeof gift && memcmp(body + 1, gift, sizeof gift) == 0) ||
+           memcmp(body + 1, tip, sizeof tip) == 0;
+}
+
 struct room_event *room_next_event(struct room *r, int64_t next_seq)
 {
     if (r->ring_count == 0 || r->last_seq < next_seq)
@@ -605,6 +634,8 @@ static void room_push(struct room *r, int64_t seq, const uint8_t *body, size_t l
     }
     r->ring_count++;
     r->last_seq = seq;
+    if (body_moves_board(body, len))
+        board_mark(r);
 
     /* Walk down, so that a member closed here (swapped out of the array by
      * room_leave) never hides one not yet visited. */
@@ -743,7 +774,7 @@ static void sweep_room(struct room *r)
         return;
     }
     if (sweep_refresh && rlink_cmd_ready())
-        presence_call(r, 0, on_presence_only, NULL);
+        presence_call(r, 0, 0, on_presence_only, NULL);
 }
 
 void room_sweep(int64_t now_ms)

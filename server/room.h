@@ -51,7 +51,25 @@ struct room {
     enum sub_state sub;
     int resubscribe;          /* joined again while SUB_LEAVING */
     int64_t empty_since_ms;
+    /* Leaderboard pushes (leaderboard/board.c): marked by a gift or tip
+     * event, on board.c's list of rooms to push while queued. */
+    uint8_t board_queued;
+    uint8_t board_busy;       /* a read of the boards is in flight */
+    int64_t board_pushed_ms;  /* monotonic time of the last push */
+    struct room *board_next;
 };
+
+/* A room's Redis keys. Every one carries the hash tag {r:ROOM}, so a
+ * room's scripts touch one hash slot (Redis Cluster). */
+struct room_keys {
+    char seq[ID_MAX + 16];    /* tc:{r:ROOM}:seq   last event seq */
+    char hist[ID_MAX + 16];   /* tc:{r:ROOM}:hist  history stream */
+    char nodes[ID_MAX + 16];  /* tc:{r:ROOM}:nodes members per node */
+    char chan[ID_MAX + 16];   /* tc:{r:ROOM}:ev    pub/sub channel */
+    char wm[ID_MAX + 16];     /* tc:{r:ROOM}:wm    outbox watermarks */
+    char board[ID_MAX + 32];  /* tc:{r:ROOM}:board:all */
+};
+void room_keys(const char *id, struct room_keys *k);
 
 int room_registry_init(void);
 /* Frees every room (at shutdown, after every connection has left). */
@@ -67,6 +85,13 @@ void room_leave(struct conn *c, int i);
 void room_notice(struct conn *c, const char *room, const char *text, size_t text_len, const char *req_id);
 /* Answers a history request. */
 void room_history(struct conn *c, const char *room, int64_t after_seq, const char *req_id);
+
+/* The room of this id on this node, or NULL. */
+struct room *room_lookup(const char *id);
+/* Queues frames[c->fmt] (a reference each) for every live member of `r`;
+ * the caller keeps its own references. Members over their bounds are closed
+ * as slow consumers. */
+void room_broadcast(struct room *r, struct frame *const frames[FMT_COUNT]);
 
 /* The next event for a live membership, or NULL when it is up to date. */
 struct room_event *room_next_event(struct room *r, int64_t next_seq);

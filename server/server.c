@@ -5,13 +5,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
+#include "board.h"
 #include "conn.h"
 #include "log.h"
 #include "pgcheck.h"
 #include "rlink.h"
 #include "room.h"
+#include "ledger.h"
+#include "roomfeed.h"
+#include "web.h"
+#include "wallet.h"
 
 struct server srv;
 
@@ -21,6 +27,7 @@ struct server srv;
 #define SHUTDOWN_DRAIN_MS 2000
 
 static uv_timer_t sweep_timer;
+static uv_signal_t sig_int, sig_term;
 static uv_timer_t drain_timer;
 static int64_t drain_started_ms;
 
@@ -40,11 +47,17 @@ int64_t now_mono_ms(void)
 
 static int confirm_upgrade(struct lws *wsi, const char *to);
 
-/* ---- HTTP: /healthz and /readyz ------------------------------------------ */
+/* ---- HTTP: /healthz, /readyz, the web page and /demo/token -------------- */
+
+/* Largest short reply (a demo token fits with room to spare), and the chunk
+ * of a page file written per WRITEABLE callback. */
+#define HTTP_BODY_MAX 4096
 
 struct http_session {
     int len;
-    unsigned char body[LWS_PRE + 128];
+    unsigned char body[LWS_PRE + HTTP_BODY_MAX];
+    const struct web_file *file; /* page file being sent (owned by web.c), or NULL */
+    size_t sent;                 /* bytes of file already written */
 };
 
 static int http_reply(struct lws *wsi, struct http_session *hs, unsigned int status, const char *body)
@@ -60,6 +73,56 @@ static int http_reply(struct lws *wsi, struct http_session *hs, unsigned int sta
     return 0;
 }
 
+/* Sends the headers of a page file; its body follows in WRITEABLE chunks. */
+static int http_file(struct lws *wsi, struct http_session *hs, const struct web_file *f)
+{
+    unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+    if (lws_add_http_common_headers(wsi, HTTP_STATUS_OK, f->mime, (lws_filepos_t)f->len, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (const unsigned char *)"no-cache", 8,
+                                     &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    hs->file = f;
+    hs->sent = 0;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+/* Writes the next chunk of the page file, one lws_write per callback. */
+static int http_file_chunk(struct lws *wsi, struct http_session *hs)
+{
+    const struct web_file *f = hs->file;
+    size_t left = f->len - hs->sent;
+    size_t n = left < HTTP_BODY_MAX ? left : HTTP_BODY_MAX;
+    int final = n == left;
+    if (n > 0) {
+        memcpy(hs->body + LWS_PRE, f->data + hs->sent, n);
+        if (lws_write(wsi, hs->body + LWS_PRE, n, final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)n)
+            return -1;
+        hs->sent += n;
+    }
+    if (!final) {
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    hs->file = NULL;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* GET /demo/token?user=NAME (only with the demo setting on). */
+static int http_demo_token(struct lws *wsi, struct http_session *hs)
+{
+    char arg[96], body[HTTP_BODY_MAX];
+    const char *user = lws_get_urlarg_by_name(wsi, "user=", arg, sizeof arg);
+    int n = web_demo_token(&srv.cfg, user, now_wall_ms() / 1000, body, sizeof body);
+    if (n < 0)
+        return http_reply(wsi, hs, HTTP_STATUS_INTERNAL_SERVER_ERROR, "{\"error\":\"cannot sign a token\"}\n");
+    if (n == 0)
+        return http_reply(wsi, hs, HTTP_STATUS_NOT_FOUND,
+                          "{\"error\":\"not a demo user (alice, bob, carol, dave, erin)\"}\n");
+    return http_reply(wsi, hs, HTTP_STATUS_OK, body);
+}
+
 static int cb_http(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
     struct http_session *hs = user;
@@ -67,6 +130,7 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason, void *user
     switch (reason) {
     case LWS_CALLBACK_HTTP: {
         const char *path = in;
+        hs->file = NULL;
         if (strcmp(path, "/healthz") == 0)
             return http_reply(wsi, hs, HTTP_STATUS_OK, "{\"status\":\"ok\"}\n");
         if (strcmp(path, "/readyz") == 0) {
@@ -77,9 +141,16 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason, void *user
             int ready = redis && pg && !srv.stopping;
             return http_reply(wsi, hs, ready ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE, body);
         }
+        if (srv.cfg.demo && strcmp(path, "/demo/token") == 0)
+            return http_demo_token(wsi, hs);
+        const struct web_file *f = web_find(path);
+        if (f)
+            return http_file(wsi, hs, f);
         return http_reply(wsi, hs, HTTP_STATUS_NOT_FOUND, "{\"error\":\"not found\"}\n");
     }
     case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (hs->file)
+            return http_file_chunk(wsi, hs);
         if (lws_write(wsi, hs->body + LWS_PRE, (size_t)hs->len, LWS_WRITE_HTTP_FINAL) != hs->len)
             return -1;
         return lws_http_transaction_completed(wsi) ? -1 : 0;
@@ -92,6 +163,23 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason, void *user
 
 /* ---- WebSocket ------------------------------------------------------------- */
 
+/* 1 when `origin` is http(s)://HOST with HOST this request's Host header:
+ * the page that opens the WebSocket came from this very server. */
+static int origin_is_own(struct lws *wsi, const char *origin)
+{
+    char host[CONFIG_STR_MAX];
+    const char *rest;
+    if (lws_hdr_copy(wsi, host, sizeof host, WSI_TOKEN_HOST) <= 0)
+        return 0;
+    if (strncmp(origin, "http://", 7) == 0)
+        rest = origin + 7;
+    else if (strncmp(origin, "https://", 8) == 0)
+        rest = origin + 8;
+    else
+        return 0;
+    return strcasecmp(rest, host) == 0;
+}
+
 static int origin_allowed(struct lws *wsi)
 {
     const struct config *cfg = &srv.cfg;
@@ -103,6 +191,10 @@ static int origin_allowed(struct lws *wsi)
         return 1;
     if (n >= (int)sizeof origin || lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) < 0)
         return 0;
+    /* The demo page is served by tipcastd itself, from whatever address
+     * the visitor used: its origin cannot be listed in advance. */
+    if (cfg->demo && origin_is_own(wsi, origin))
+        return 1;
     for (int i = 0; i < cfg->origins_count; i++)
         if (strcmp(origin, cfg->origins[i]) == 0)
             return 1;
@@ -197,10 +289,37 @@ static void on_sweep(uv_timer_t *t)
     room_sweep(now);
 }
 
+static void on_signal(uv_signal_t *h, int signum)
+{
+    (void)h;
+    log_msg(LOG_INFO, "signal %d: stopping", signum);
+    server_stop();
+}
+
+static void on_redis_checked(int safe)
+{
+    if (!safe) {
+        srv.exit_code = 1;
+        server_stop();
+    }
+}
+
+/* Every time the command connection comes up: the Redis behind it may be
+ * a new one, so its persistence is checked again. */
+static void on_redis_ready(void)
+{
+    if (wallet_check_redis(on_redis_checked) < 0)
+        log_msg(LOG_WARN, "redis: cannot check persistence yet");
+}
+
 int server_start(uv_loop_t *loop)
 {
     const struct config *cfg = &srv.cfg;
     srv.loop = loop;
+    uv_signal_init(loop, &sig_int);
+    uv_signal_init(loop, &sig_term);
+    uv_signal_start(&sig_int, on_signal, SIGINT);
+    uv_signal_start(&sig_term, on_signal, SIGTERM);
 
     if (conn_table_init(cfg->max_connections) < 0 || room_registry_init() < 0) {
         log_msg(LOG_ERROR, "out of memory");
@@ -224,6 +343,8 @@ int server_start(uv_loop_t *loop)
         info.ssl_cert_filepath = cfg->tls_cert;
         info.ssl_private_key_filepath = cfg->tls_key;
     }
+    if (web_load(cfg->web_root) < 0)
+        return -1;
     srv.lws = lws_create_context(&info);
     if (!srv.lws) {
         log_msg(LOG_ERROR, "cannot listen on %s:%d%s", cfg->listen_addr, cfg->port,
@@ -232,6 +353,7 @@ int server_start(uv_loop_t *loop)
     }
 
     static const struct rlink_hooks hooks = {
+        .on_cmd_ready = on_redis_ready,
         .on_message = room_on_message,
         .on_subscribed = room_on_subscribed,
         .on_unsubscribed = room_on_unsubscribed,
@@ -243,6 +365,11 @@ int server_start(uv_loop_t *loop)
         log_msg(LOG_ERROR, "cannot start the backends");
         return -1;
     }
+    if (roomfeed_start() < 0)
+        return -1;
+    if (ledger_start(loop) < 0)
+        return -1;
+    board_start();
     uv_timer_init(loop, &sweep_timer);
     uv_timer_start(&sweep_timer, on_sweep, SWEEP_MS, SWEEP_MS);
     log_msg(LOG_INFO, "tipcastd node %s listening on %s://%s:%d/ws", srv.node_id,
@@ -252,6 +379,9 @@ int server_start(uv_loop_t *loop)
 
 static void finish_shutdown(void)
 {
+    /* After this the loop ends; a further signal gets the default action. */
+    uv_close((uv_handle_t *)&sig_int, NULL);
+    uv_close((uv_handle_t *)&sig_term, NULL);
     uv_timer_stop(&drain_timer);
     uv_close((uv_handle_t *)&drain_timer, NULL);
     uv_timer_stop(&sweep_timer);
@@ -260,7 +390,11 @@ static void finish_shutdown(void)
      * leaves their rooms); then nothing refers to a room any more. */
     lws_context_destroy(srv.lws);
     srv.lws = NULL;
+    web_free();
     room_registry_free();
+    roomfeed_stop();
+    ledger_stop(); /* before rlink_stop: it gives up its leases */
+    board_stop();
     rlink_stop();
     pgcheck_stop();
     log_msg(LOG_INFO, "tipcastd stopped");

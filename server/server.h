@@ -17,6 +17,7 @@ struct server {
     struct lws_context *lws;
     char node_id[40];
     int stopping;
+    int exit_code; /* the process's exit status once the loop ends */
 };
 
 extern struct server srv;

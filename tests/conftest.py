@@ -21,6 +21,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -164,7 +165,9 @@ class Server:
             c.close()
         rc = self.stop()
         problems = []
-        if rc is None:
+        if getattr(self, "killed", False):
+            pass  # killed on purpose by the test (SIGKILL): no exit code to check
+        elif rc is None:
             problems.append(f"did not exit within {STOP_TIMEOUT_S}s of SIGTERM (killed)")
         elif rc != 0:
             problems.append(f"exit code {rc}")
@@ -234,6 +237,114 @@ def module_server(tmp_path_factory):
     factory = ServerFactory(tmp_path_factory.mktemp("srv"))
     yield factory
     factory.teardown()
+
+
+class TcpProxy:
+    """A TCP forwarder on 127.0.0.1 to host:port, for cutting a backend off
+    while tipcastd runs. cut() drops every forwarded connection and refuses
+    new ones (accepts and closes them at once); restore() forwards again."""
+
+    def __init__(self, host, port):
+        self.target = (host, int(port))
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.cut_off = False
+        self.closed = False
+        self.lock = threading.Lock()
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.cut_off:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.socks += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        self.cut_off = True
+        with self.lock:
+            socks, self.socks = self.socks, []
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def restore(self):
+        self.cut_off = False
+
+    def close(self):
+        self.closed = True
+        self.cut()
+        self.listener.close()
+
+
+class Proxies:
+    """Makes TcpProxy objects in front of the test Redis and PostgreSQL."""
+
+    def __init__(self):
+        self.all = []
+
+    def make(self, host, port):
+        p = TcpProxy(host, port)
+        self.all.append(p)
+        return p
+
+    def pg(self):
+        """(proxy, conninfo): TIPCAST_PG, going through a new proxy."""
+        kv = dict(p.split("=", 1) for p in PG.split() if "=" in p)
+        proxy = self.make(kv.get("host", "127.0.0.1"), kv.get("port", "5432"))
+        parts = [p for p in PG.split() if not p.startswith(("host=", "port=", "hostaddr="))]
+        return proxy, " ".join(parts + ["host=127.0.0.1", f"port={proxy.port}"])
+
+    def redis(self):
+        """A proxy to the test Redis (pass redis_port=proxy.port)."""
+        return self.make(REDIS_HOST, REDIS_PORT)
+
+    def close(self):
+        for p in self.all:
+            p.close()
+
+
+@pytest.fixture
+def proxies():
+    """proxies.pg() / proxies.redis(): TCP forwarders that a test can cut."""
+    p = Proxies()
+    yield p
+    p.close()
 
 
 def _b64url(data):

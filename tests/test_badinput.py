@@ -326,11 +326,11 @@ def test_bad_frame_closes(scene_factory, name):
 
 
 def test_declared_length_past_limit_closes(scene_factory):
-    """A header declaring 4 GiB is refused once more than max-frame-bytes
-    have come, without waiting for, or reserving, the rest."""
+    """A header declaring 4 GiB is refused as soon as it arrives, without
+    waiting for, or reserving, the rest."""
     scene = scene_factory(MP)
     a = scene.attacker
-    frame = encode_frame(OP_BINARY, b"\x00" * (MAX_FRAME + 100), declared_len=1 << 32)
+    frame = encode_frame(OP_BINARY, b"\x00" * 100, declared_len=1 << 32)
     a.send_raw(frame)
     assert a.wait_close() == 1009
     scene.check_alive()
@@ -341,6 +341,9 @@ PROTOCOL_ERRORS = {
     "reserved_control_opcode": lambda a: a.send_frame(0xB, b"x"),
     "rsv1_without_extension": lambda a: a.send_frame(OP_BINARY, pk({"type": "ping", "id": "p"}),
                                                      rsv=4),
+    "unmasked_frame": lambda a: a.send_frame(OP_BINARY, pk({"type": "ping", "id": "p"}),
+                                             mask=False),
+    "unmasked_control_frame": lambda a: a.send_frame(OP_PING, b"hi", mask=False),
     "continuation_without_start": lambda a: a.send_frame(OP_CONT, b"x"),
     "control_frame_too_long": lambda a: a.send_frame(OP_PING, b"x" * 126),
     "fragmented_control_frame": lambda a: a.send_frame(OP_PING, b"x", fin=False),
@@ -349,18 +352,24 @@ PROTOCOL_ERRORS = {
 }
 
 
-# libwebsockets drops the TCP connection without a close frame (1006 on the
-# client side) for a control frame longer than 125 bytes.
-PROTOCOL_ERROR_CODES = {"control_frame_too_long": (1002, 1006)}
+# Some violations end the TCP connection without a close frame (1006 on the
+# client side), as docs/protocol.md allows.
+PROTOCOL_ERROR_CODES = {"control_frame_too_long": (1002, 1006), "unmasked_frame": (1002, 1006),
+                        "unmasked_control_frame": (1002, 1006)}
+# RFC 6455 5.1: a server MUST close the connection on an unmasked frame.
+UNMASKED_XFAIL = pytest.mark.xfail(
+    reason="libwebsockets 4.1.6 accepts unmasked client frames; tipcastd cannot see the mask bit",
+    strict=False)
 
 
-@pytest.mark.parametrize("name", list(PROTOCOL_ERRORS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=UNMASKED_XFAIL) if "unmasked" in n else n
+                                  for n in PROTOCOL_ERRORS])
 def test_websocket_protocol_error_closes(scene_factory, name):
     scene = scene_factory(MP)
     a = scene.attacker
     PROTOCOL_ERRORS[name](a)
     try:
-        code = a.wait_close()
+        code = a.wait_close(timeout=3)
     except ConnectionClosed as e:
         code = e.code
     assert code in PROTOCOL_ERROR_CODES.get(name, (1002,)), code

@@ -38,29 +38,57 @@ def test_readyz_ok(server):
     assert doc["redis"] == "ok" and doc["postgres"] == "ok", doc
 
 
-def test_readyz_503_without_postgres(server):
-    srv = server(pg="host=127.0.0.1 port=1 dbname=x connect_timeout=1")
-    # Give the server time to try PostgreSQL; it must never claim readiness.
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
+def wait_readyz(srv, want_status, timeout):
+    """Polls /readyz until it answers want_status; returns the body."""
+    deadline = time.monotonic() + timeout
+    while True:
         status, _, body = srv.http_get("/readyz")
-        assert status == 503, (status, body)
-        assert srv.http_get("/healthz")[0] == 200
-        time.sleep(0.25)
-    doc = _readyz(body)
-    assert doc["redis"] == "ok" and doc["postgres"] != "ok", doc
+        if status == want_status:
+            return _readyz(body)
+        assert time.monotonic() < deadline, f"/readyz still {status} {body!r}"
+        time.sleep(0.2)
 
 
-def test_readyz_503_without_redis(server):
-    srv = server(redis_port=1)
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline:
-        status, _, body = srv.http_get("/readyz")
-        assert status == 503, (status, body)
-        assert srv.http_get("/healthz")[0] == 200
-        time.sleep(0.25)
-    doc = _readyz(body)
+def test_readyz_follows_postgres(proxies, server):
+    pg, conninfo = proxies.pg()
+    srv = server(pg=conninfo)
+    assert wait_readyz(srv, 200, 5)["postgres"] == "ok"
+    pg.cut()
+    doc = wait_readyz(srv, 503, 15)
+    assert doc["postgres"] != "ok" and doc["redis"] == "ok", doc
+    assert srv.http_get("/healthz")[0] == 200
+    pg.restore()
+    doc = wait_readyz(srv, 200, 15)
+    assert doc["postgres"] == "ok", doc
+
+
+def test_readyz_follows_redis(proxies, server, client):
+    rp = proxies.redis()
+    srv = server(redis_port=rp.port)
+    wait_readyz(srv, 200, 5)
+    room = "r" + wsclient.unique("")
+    creator = client(srv, room, "creator")
+    creator.join(room)
+    rp.cut()
+    doc = wait_readyz(srv, 503, 15)
     assert doc["redis"] != "ok", doc
+    assert srv.http_get("/healthz")[0] == 200
+    # Requests that need Redis are refused as retryable; ping still works.
+    creator.ping()
+    r = creator.request({"type": "notice", "id": "n-down", "room": room, "text": "x"}, timeout=10)
+    assert r["type"] == "error" and r["code"] == "unavailable", r
+    assert isinstance(r.get("retry_after_ms"), int) and r["retry_after_ms"] > 0, r
+    rp.restore()
+    wait_readyz(srv, 200, 15)
+    # Back to normal: the room's sequence went on from where it was.
+    deadline = time.monotonic() + 10
+    while True:
+        r = creator.request({"type": "notice", "id": wsclient.unique("n"), "room": room,
+                             "text": "back"}, timeout=10)
+        if r["type"] == "ack" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert r["type"] == "ack" and r["seq"] == 1, r
 
 
 def test_unknown_path_404(server):

@@ -184,6 +184,20 @@ def test_leave(server, client, room, proto):
     assert v2.join(room)["members"] == 2
 
 
+def test_join_while_first_join_pending(server, client, room):
+    srv = server(**FAST)
+    c = client(srv, unique("v"), "viewer", SUBPROTOCOL_MSGPACK)
+    # Both in one write: the second arrives before the first is answered.
+    c.send_many([{"type": "join", "id": "j1", "room": room},
+                 {"type": "join", "id": "j2", "room": room}])
+    r1 = c.expect(None, id="j1")
+    r2 = c.expect(None, id="j2")
+    assert r1["type"] == "joined" and r1["members"] == 1, r1
+    assert r2["type"] == "error" and r2["code"] == "bad_field" and r2["field"] == "room", r2
+    # Once answered, a join again is a plain re-join.
+    assert c.join(room)["members"] == 1
+
+
 def test_members_count_drops_on_disconnect(server, client, room):
     srv = server(**FAST)
     creator = client(srv, room, "creator")

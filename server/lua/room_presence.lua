@@ -3,10 +3,13 @@
 -- KEYS[1] tc:{r:ROOM}:seq   the room's last event sequence number
 -- KEYS[2] tc:{r:ROOM}:hist  the room's history stream (entry id = "<seq>-1")
 -- KEYS[3] tc:{r:ROOM}:nodes hash: node id -> "<members> <valid until ms>"
+-- KEYS[4] tc:{r:ROOM}:board:all the all-time leaderboard (sorted set)
 -- ARGV[1] node id, ARGV[2] this node's member count, ARGV[3] entry ttl ms,
--- ARGV[4] how many latest events to return
--- Returns {seq, members on all live nodes, seq1, body1, seq2, body2, ...},
--- events oldest first.
+-- ARGV[4] how many latest events to return, ARGV[5] how many leaderboard
+-- entries to return (0: none)
+-- Returns {seq, members on all live nodes, {user1, total1, ...},
+-- seq1, body1, seq2, body2, ...}, events oldest first: the board is read in
+-- the same atomic step as seq, so it includes exactly the gifts up to seq.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[3])
@@ -28,7 +31,12 @@ for i = 1, #nodes, 2 do
     redis.call('HDEL', KEYS[3], nodes[i])
   end
 end
-local out = {tonumber(redis.call('GET', KEYS[1]) or '0'), total}
+local board = {}
+local top = tonumber(ARGV[5])
+if top > 0 then
+  board = redis.call('ZREVRANGE', KEYS[4], 0, top - 1, 'WITHSCORES')
+end
+local out = {tonumber(redis.call('GET', KEYS[1]) or '0'), total, board}
 local want = tonumber(ARGV[4])
 if want > 0 then
   local ev = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', want)

@@ -1,0 +1,58 @@
+/* web.h - the static files of the web page tipcastd serves (setting
+ * web-root), and the demo token endpoint (setting demo).
+ *
+ * The files are read once, at start, into memory: serving them then costs no
+ * disk I/O on the loop, and only files that were found at start can ever be
+ * answered, so a request path can never reach outside web-root (no "..", no
+ * symlinked directories, no directory listing). Only regular files directly
+ * in web-root whose names are [A-Za-z0-9_-] plus a known extension are
+ * served; changing a file needs a restart.
+ */
+#ifndef TIPCAST_WEB_H
+#define TIPCAST_WEB_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+/* Files loaded from web-root; more is a start-up error, so that a mistaken
+ * web-root (say, /) fails loudly instead of being half served. */
+#define WEB_FILES_MAX 32
+/* Largest file loaded; a larger one is a start-up error. */
+#define WEB_FILE_BYTES_MAX (1024 * 1024)
+/* Longest file name (without the leading '/'). */
+#define WEB_NAME_MAX 64
+/* Lifetime of a token from GET /demo/token. */
+#define WEB_DEMO_TOKEN_TTL_S (12 * 3600)
+
+struct web_file {
+    char name[WEB_NAME_MAX + 1]; /* "index.html" */
+    const char *mime;            /* Content-Type, static string */
+    unsigned char *data;         /* owned by the web module */
+    size_t len;
+};
+
+/* Loads every servable file of `root` (a directory). An empty root loads
+ * nothing and succeeds. Returns 0, or -1 with the reason logged (root not a
+ * directory, no index.html, too many or too large files, a read error); on
+ * failure nothing stays loaded. Blocks on the disk: call before the loop
+ * runs. */
+int web_load(const char *root);
+
+/* The file for a request path ("/" means "/index.html"), or NULL when no such
+ * file was loaded. The file stays valid until web_free. */
+const struct web_file *web_find(const char *path);
+
+/* Frees every loaded file; web_find answers NULL afterwards. */
+void web_free(void);
+
+/* Writes the JSON answer of GET /demo/token?user=USER into `body`:
+ * {"token":"<JWT>","user":"bob","role":"viewer"}, the token signed with the
+ * default secret of `cfg` (the entry without kid, else the first one) and
+ * valid for WEB_DEMO_TOKEN_TTL_S. Only the demo users have tokens: viewers
+ * bob, carol, dave, erin and the creator alice. Returns the body length, 0
+ * when `user` is not a demo user (or is NULL), -1 when signing failed or
+ * `cap` is too small. The caller checks that the demo setting is on. */
+int web_demo_token(const struct config *cfg, const char *user, long long now_s, char *body, size_t cap);
+
+#endif

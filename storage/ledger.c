@@ -1,0 +1,1323 @@
+/* ledger.c - the `ledger` consumer group (see ledger.h).
+ *
+ * One step runs at a time, driven by replies and by a housekeeping timer:
+ *   IDLE -> CLAIMING (XAUTOCLAIM of a newly owned shard, until cursor 0-0)
+ *   IDLE -> READING (XREADGROUP) -> WRITING (one transaction) -> ACKING -> IDLE
+ * A failure anywhere drops the batch, marks every owned shard to be re-read
+ * from its pending entries (id 0) and waits with backoff. Since the batch
+ * is acknowledged only after COMMIT, and every insert has a conflict
+ * target, re-reading can repeat work but never its effect.
+ */
+#include "ledger.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+
+#include "log.h"
+#include "outbox.h"
+#include "rlink.h"
+#include "server.h"
+
+/* ---- State ----------------------------------------------------------------- */
+
+enum ledger_step { STEP_IDLE, STEP_CLAIMING, STEP_READING, STEP_WRITING, STEP_ACKING };
+enum ledger_pg { LPG_DOWN, LPG_CONNECTING, LPG_READY, LPG_BUSY };
+
+/* What an entry becomes in PostgreSQL. */
+enum entry_kind { EK_GIFT, EK_TIP, EK_CREDIT, EK_REJECT, EK_GONE };
+
+/* One outbox entry of a batch. Strings are owned by the entry (NULL when
+ * absent or, for the optional texts, empty); they are valid UTF-8 without
+ * NUL bytes, so that PostgreSQL cannot refuse them. */
+struct entry {
+    int shard;
+    enum entry_kind kind;
+    char stream_id[OUTBOX_ORDER_ID_MAX];
+    int64_t gift_id, count, unit_price, amount, balance, ts_ms;
+    char *user, *room, *gift_name, *combo, *text, *request_id;
+    char reason[96]; /* EK_REJECT: why */
+    char *raw;       /* EK_REJECT: the fields as "name=value\n" lines */
+    size_t raw_len;
+};
+
+struct shard_state {
+    uint8_t claim;   /* XAUTOCLAIM before reading (the shard was just gained) */
+    uint8_t history; /* read the own pending entries (id 0), not new ones (>) */
+    char cursor[OUTBOX_ORDER_ID_MAX]; /* XAUTOCLAIM's next start */
+};
+
+static struct {
+    uv_loop_t *loop;
+    int started, stopping;
+    int link; /* our own Redis connection, blocked by XREADGROUP */
+    uv_timer_t timer;
+    struct outbox_leases leases;
+    struct shard_state shards[OUTBOX_SHARDS_MAX];
+    int cmd_was_ready;
+    int64_t next_lease_ms, next_trim_ms, next_stats_ms;
+
+    enum ledger_step step;
+    int read_from;          /* first shard of the next read, for fairness */
+    int read_per_stream;    /* COUNT of the read in flight */
+    int64_t retry_at_ms;    /* no new step before this (backoff) */
+    int backoff_ms;
+
+    struct entry *batch;
+    int batch_len, batch_cap;
+    int acks_pending;
+    int ack_failed;
+
+    /* PostgreSQL: a non-blocking connection under a uv_poll. */
+    PGconn *pg;
+    enum ledger_pg pg_state;
+    uv_poll_t *poll; /* allocated: its socket can change while connecting */
+    int poll_fd;
+    int64_t pg_since_ms, pg_retry_at_ms;
+    int pg_backoff_ms;
+    int pg_logged_down;
+    int pg_failed;          /* the transaction in flight had an error */
+    char pg_error[256];
+    int64_t rows_orders, rows_credits; /* what the transaction inserted */
+    int stmt_orders, stmt_credits;     /* their statements' positions, or -1 */
+    int stmt_seen;
+    int64_t txn_started_ms;
+
+    struct ledger_stats stats;
+    uint64_t logged_entries; /* stats.entries at the previous stats line */
+} L;
+
+static void pump(void);
+
+/* ---- Helpers --------------------------------------------------------------- */
+
+static void on_ignored(redisReply *reply, void *priv)
+{
+    (void)reply;
+    (void)priv;
+}
+
+static void backoff(const char *why)
+{
+    L.stats.failures++;
+    L.backoff_ms = L.backoff_ms ? L.backoff_ms * 2 : LEDGER_BACKOFF_MIN_MS;
+    if (L.backoff_ms > LEDGER_BACKOFF_MAX_MS)
+        L.backoff_ms = LEDGER_BACKOFF_MAX_MS;
+    L.retry_at_ms = now_mono_ms() + L.backoff_ms;
+    log_msg(LOG_DEBUG, "ledger: %s; retrying in %d ms", why, L.backoff_ms);
+}
+
+/* After any failure the entries in flight may be pending or acknowledged:
+ * reading every owned shard's pending entries again sorts that out. */
+static void reread_pending(void)
+{
+    for (int s = 0; s < srv.cfg.wallet_shards; s++)
+        L.shards[s].history = 1;
+}
+
+static void entry_free(struct entry *e)
+{
+    free(e->user);
+    free(e->room);
+    free(e->gift_name);
+    free(e->combo);
+    free(e->text);
+    free(e->request_id);
+    free(e->raw);
+    memset(e, 0, sizeof *e);
+}
+
+static void batch_clear(void)
+{
+    for (int i = 0; i < L.batch_len; i++)
+        entry_free(&L.batch[i]);
+    L.batch_len = 0;
+}
+
+/* Strict int64: optional '-', digits, nothing else. */
+static int parse_i64(const char *s, size_t len, int64_t *out)
+{
+    char buf[32];
+    if (len == 0 || len >= sizeof buf)
+        return -1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    for (size_t i = buf[0] == '-' ? 1 : 0; i < len; i++)
+        if (buf[i] < '0' || buf[i] > '9')
+            return -1;
+    errno = 0;
+    char *end;
+    long long v = strtoll(buf, &end, 10);
+    if (errno || *end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    if (c >= 0x01 && c < 0x80)
+        return 1;
+    size_t len;
+    unsigned min;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, min = 0x80;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, min = 0x800;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, min = 0x10000;
+    else
+        return 0;
+    if (n < len)
+        return 0;
+    unsigned cp = c & (0x3f >> (len - 1));
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+static int utf8_valid(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+        if (!k)
+            return 0;
+        i += k;
+    }
+    return 1;
+}
+
+/* A copy of user text with every byte that is not valid UTF-8 (and NUL)
+ * replaced by U+FFFD, so that a bad message can never stall the ledger.
+ * NULL when empty or out of memory (*oom set then). */
+static char *text_copy(const char *s, size_t n, int *oom)
+{
+    if (n == 0)
+        return NULL;
+    char *out = malloc(n * 3 + 1);
+    if (!out) {
+        *oom = 1;
+        return NULL;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+        if (k) {
+            memcpy(out + o, s + i, k);
+            o += k;
+            i += k;
+        } else {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* ---- Entries --------------------------------------------------------------- */
+
+enum field { F_K, F_U, F_R, F_G, F_GN, F_AN, F_N, F_P, F_A, F_B, F_M, F_T, F_Q, F_TS, F_COUNT };
+static const char *const field_names[F_COUNT] = {"k", "u",  "r", "g", "gn", "an", "n",
+                                                 "p", "a", "b", "m", "t",  "q",  "ts"};
+
+static void reject(struct entry *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reject(struct entry *e, const char *fmt, ...)
+{
+    e->kind = EK_REJECT;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->reason, sizeof e->reason, fmt, ap);
+    va_end(ap);
+}
+
+/* Keeps the raw fields of a rejected entry, bounded. */
+static int keep_raw(struct entry *e, const redisReply *fields)
+{
+    size_t cap = 1;
+    for (size_t i = 0; fields && i < fields->elements; i++)
+        cap += (fields->element[i]->type == REDIS_REPLY_STRING ? fields->element[i]->len : 0) + 1;
+    if (cap > LEDGER_ENTRY_BYTES_MAX)
+        cap = LEDGER_ENTRY_BYTES_MAX;
+    e->raw = malloc(cap);
+    if (!e->raw)
+        return -1;
+    size_t o = 0;
+    for (size_t i = 0; fields && i < fields->elements; i++) {
+        const redisReply *f = fields->element[i];
+        if (f->type != REDIS_REPLY_STRING)
+            continue;
+        for (size_t k = 0; k < f->len && o + 1 < cap; k++)
+            e->raw[o++] = f->str[k];
+        if (o + 1 < cap)
+            e->raw[o++] = i % 2 == 0 ? '=' : '\n';
+    }
+    e->raw_len = o;
+    return 0;
+}
+
+/* Fills e from an XREADGROUP entry [id, [field, value, ...]] (or [id, nil]
+ * when the entry was deleted). Returns 0, or -1 when out of memory. A
+ * malformed entry is not an error: it becomes EK_REJECT. */
+static int entry_parse(struct entry *e, int shard, const redisReply *item)
+{
+    memset(e, 0, sizeof *e);
+    e->shard = shard;
+    const redisReply *id = item->element[0];
+    snprintf(e->stream_id, sizeof e->stream_id, "%.*s", (int)id->len, id->str);
+    const redisReply *fields = item->elements > 1 ? item->element[1] : NULL;
+    if (!fields || fields->type != REDIS_REPLY_ARRAY) {
+        e->kind = EK_GONE; /* deleted from the stream: only the ack is left */
+        return 0;
+    }
+    const char *v[F_COUNT] = {0};
+    size_t n[F_COUNT] = {0};
+    size_t bytes = 0;
+    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+        const redisReply *f = fields->element[i], *val = fields->element[i + 1];
+        if (f->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING)
+            continue;
+        bytes += f->len + val->len;
+        for (int k = 0; k < F_COUNT; k++)
+            if (f->len == strlen(field_names[k]) && memcmp(f->str, field_names[k], f->len) == 0) {
+                v[k] = val->str;
+                n[k] = val->len;
+            }
+    }
+    if (bytes > LEDGER_ENTRY_BYTES_MAX) {
+        reject(e, "entry of %zu bytes, more than %d", bytes, LEDGER_ENTRY_BYTES_MAX);
+        return keep_raw(e, fields);
+    }
+
+    if (v[F_K] && n[F_K] == 4 && memcmp(v[F_K], "gift", 4) == 0)
+        e->kind = EK_GIFT;
+    else if (v[F_K] && n[F_K] == 3 && memcmp(v[F_K], "tip", 3) == 0)
+        e->kind = EK_TIP;
+    else if (v[F_K] && n[F_K] == 6 && memcmp(v[F_K], "credit", 6) == 0)
+        e->kind = EK_CREDIT;
+    else {
+        reject(e, "unknown kind");
+        return keep_raw(e, fields);
+    }
+
+    /* Identities and money must be exact: an entry without them is set
+     * aside rather than guessed at. */
+    static const enum field need_all[] = {F_U, F_A, F_B, F_TS};
+    static const enum field need_order[] = {F_R, F_Q};
+    static const enum field need_gift[] = {F_G, F_N, F_P};
+    for (size_t i = 0; i < sizeof need_all / sizeof need_all[0]; i++)
+        if (!v[need_all[i]] || !n[need_all[i]]) {
+            reject(e, "field %s missing", field_names[need_all[i]]);
+            return keep_raw(e, fields);
+        }
+    if (e->kind != EK_CREDIT)
+        for (size_t i = 0; i < sizeof need_order / sizeof need_order[0]; i++)
+            if (!v[need_order[i]] || !n[need_order[i]]) {
+                reject(e, "field %s missing", field_names[need_order[i]]);
+                return keep_raw(e, fields);
+            }
+    if (e->kind == EK_GIFT)
+        for (size_t i = 0; i < sizeof need_gift / sizeof need_gift[0]; i++)
+            if (!v[need_gift[i]] || !n[need_gift[i]]) {
+                reject(e, "field %s missing", field_names[need_gift[i]]);
+                return keep_raw(e, fields);
+            }
+    if (parse_i64(v[F_A], n[F_A], &e->amount) < 0 || e->amount <= 0) {
+        reject(e, "amount is not a positive integer");
+        return keep_raw(e, fields);
+    }
+    if (parse_i64(v[F_B], n[F_B], &e->balance) < 0 || parse_i64(v[F_TS], n[F_TS], &e->ts_ms) < 0 ||
+        e->ts_ms < 0) {
+        reject(e, "balance or time is not an integer");
+        return keep_raw(e, fields);
+    }
+    e->count = 1;
+    e->unit_price = e->amount;
+    if (e->kind == EK_GIFT) {
+        if (parse_i64(v[F_G], n[F_G], &e->gift_id) < 0 || e->gift_id <= 0 || e->gift_id > INT32_MAX ||
+            parse_i64(v[F_N], n[F_N], &e->count) < 0 || e->count <= 0 || e->count > INT32_MAX ||
+            parse_i64(v[F_P], n[F_P], &e->unit_price) < 0 || e->unit_price <= 0) {
+            reject(e, "gift id, count or price is not a positive integer");
+            return keep_raw(e, fields);
+        }
+    }
+    if (!utf8_valid(v[F_U], n[F_U]) || (v[F_R] && !utf8_valid(v[F_R], n[F_R])) ||
+        (v[F_Q] && !utf8_valid(v[F_Q], n[F_Q]))) {
+        reject(e, "user, room or request id is not UTF-8");
+        return keep_raw(e, fields);
+    }
+    int oom = 0;
+    e->user = text_copy(v[F_U], n[F_U], &oom);
+    if (v[F_R])
+        e->room = text_copy(v[F_R], n[F_R], &oom);
+    if (v[F_Q])
+        e->request_id = text_copy(v[F_Q], n[F_Q], &oom);
+    if (v[F_GN] && e->kind == EK_GIFT)
+        e->gift_name = text_copy(v[F_GN], n[F_GN], &oom);
+    if (v[F_M] && e->kind == EK_GIFT)
+        e->combo = text_copy(v[F_M], n[F_M], &oom);
+    if (v[F_T])
+        e->text = text_copy(v[F_T], n[F_T], &oom);
+    return oom ? -1 : 0;
+}
+
+/* ---- SQL text ------------------------------------------------------------- */
+
+struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+};
+
+static void sb_put(struct sbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_str(struct sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+static void sb_i64(struct sbuf *b, int64_t v)
+{
+    char num[32];
+    int n = snprintf(num, sizeof num, "%" PRId64, v);
+    sb_put(b, num, (size_t)n);
+}
+
+/* A quoted literal (or NULL), escaped by libpq for this connection: user
+ * text never reaches the SQL unescaped. */
+static void sb_lit(struct sbuf *b, const char *s)
+{
+    if (!s) {
+        sb_str(b, "NULL");
+        return;
+    }
+    char *q = PQescapeLiteral(L.pg, s, strlen(s));
+    if (!q) {
+        b->oom = 1;
+        return;
+    }
+    sb_str(b, q);
+    PQfreemem(q);
+}
+
+static void sb_order_id(struct sbuf *b, const struct entry *e)
+{
+    char oid[OUTBOX_ORDER_ID_MAX + 8];
+    outbox_order_id(e->shard, e->stream_id, oid, sizeof oid);
+    sb_lit(b, oid);
+}
+
+static void sb_hex(struct sbuf *b, const char *s, size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    char pair[2];
+    for (size_t i = 0; i < n; i++) {
+        pair[0] = digits[(unsigned char)s[i] >> 4];
+        pair[1] = digits[(unsigned char)s[i] & 15];
+        sb_put(b, pair, 2);
+    }
+}
+
+/* The batch as one multi-statement query. Sent without BEGIN/COMMIT: the
+ * statements of one simple query run as one implicit transaction that an
+ * error anywhere rolls back entirely, with no aborted transaction block
+ * left behind on the connection. */
+static void build_sql(struct sbuf *b, int *stmt_orders, int *stmt_credits)
+{
+    int norders = 0, ncredits = 0, nrejects = 0, stmts = 0;
+    for (int i = 0; i < L.batch_len; i++) {
+        enum entry_kind k = L.batch[i].kind;
+        norders += k == EK_GIFT || k == EK_TIP;
+        ncredits += k == EK_CREDIT;
+        nrejects += k == EK_REJECT;
+    }
+    *stmt_orders = *stmt_credits = -1;
+    if (norders) {
+        /* Orders first; then, fed only by the rows actually inserted
+         * (RETURNING), the ledger rows and the earnings: a replayed order
+         * conflicts, returns nothing and so moves nothing. Earnings are
+         * upserted in creator order so that two nodes' transactions lock
+         * the rows in the same order and cannot deadlock. */
+        sb_str(b, "WITH src (order_id, kind, sender, room, creator, gift_id, gift_name, count, unit_price, "
+                  "amount, combo, message, request_id, sender_balance, ts_ms) AS (VALUES ");
+        int first = 1;
+        for (int i = 0; i < L.batch_len; i++) {
+            const struct entry *e = &L.batch[i];
+            if (e->kind != EK_GIFT && e->kind != EK_TIP)
+                continue;
+            sb_str(b, first ? "(" : ", (");
+            sb_order_id(b, e);
+            sb_str(b, "::text, ");
+            sb_str(b, e->kind == EK_GIFT ? "'gift'" : "'tip'");
+            sb_str(b, "::text, ");
+            sb_lit(b, e->user);
+            sb_str(b, "::text, ");
+            sb_lit(b, e->room);
+            sb_str(b, "::text, ");
+            sb_lit(b, e->room); /* the room is the creator's own (outbox.h) */
+            sb_str(b, "::text, ");
+            if (e->kind == EK_GIFT)
+                sb_i64(b, e->gift_id);
+            else
+                sb_str(b, "NULL");
+            sb_str(b, "::int, ");
+            sb_lit(b, e->gift_name);
+            sb_str(b, "::text, ");
+            sb_i64(b, e->count);
+            sb_str(b, "::int, ");
+            sb_i64(b, e->unit_price);
+            sb_str(b, "::bigint, ");
+            sb_i64(b, e->amount);
+            sb_str(b, "::bigint, ");
+            sb_lit(b, e->combo);
+            sb_str(b, "::text, ");
+            sb_lit(b, e->kind == EK_TIP ? e->text : NULL);
+            sb_str(b, "::text, ");
+            sb_lit(b, e->request_id);
+            sb_str(b, "::text, ");
+            sb_i64(b, e->balance);
+            sb_str(b, "::bigint, ");
+            sb_i64(b, e->ts_ms);
+            sb_str(b, "::bigint)");
+            first = 0;
+        }
+        sb_str(b, "), ins AS (INSERT INTO orders (order_id, kind, sender, room, creator, gift_id, gift_name, count, "
+                  "unit_price, amount, combo, message, request_id, sender_balance, created_at) "
+                  "SELECT order_id, kind, sender, room, creator, gift_id, gift_name, count, unit_price, amount, "
+                  "combo, message, request_id, sender_balance, "
+                  "timestamptz 'epoch' + ts_ms * interval '1 millisecond' FROM src "
+                  "ON CONFLICT (order_id) DO NOTHING "
+                  "RETURNING order_id, kind, sender, creator, amount, created_at), "
+                  "moves AS (INSERT INTO ledger (movement_id, account, delta, kind, created_at) "
+                  "SELECT order_id, 'user:' || sender, -amount, kind, created_at FROM ins "
+                  "UNION ALL SELECT order_id, 'creator:' || creator, amount, kind, created_at FROM ins), "
+                  "earned AS (INSERT INTO creator_earnings AS ce (creator, total, orders, updated_at) "
+                  "SELECT creator, sum(amount)::bigint, count(*), now() FROM ins GROUP BY creator ORDER BY creator "
+                  "ON CONFLICT (creator) DO UPDATE SET total = ce.total + EXCLUDED.total, "
+                  "orders = ce.orders + EXCLUDED.orders, updated_at = EXCLUDED.updated_at) "
+                  "SELECT count(*) FROM ins;\n");
+        *stmt_orders = stmts++;
+    }
+    if (ncredits) {
+        sb_str(b, "WITH src (movement_id, uid, amount, note, ts_ms) AS (VALUES ");
+        int first = 1;
+        for (int i = 0; i < L.batch_len; i++) {
+            const struct entry *e = &L.batch[i];
+            if (e->kind != EK_CREDIT)
+                continue;
+            sb_str(b, first ? "(" : ", (");
+            sb_order_id(b, e);
+            sb_str(b, "::text, ");
+            sb_lit(b, e->user);
+            sb_str(b, "::text, ");
+            sb_i64(b, e->amount);
+            sb_str(b, "::bigint, ");
+            sb_lit(b, e->text);
+            sb_str(b, "::text, ");
+            sb_i64(b, e->ts_ms);
+            sb_str(b, "::bigint)");
+            first = 0;
+        }
+        sb_str(b, ") INSERT INTO ledger (movement_id, account, delta, kind, note, created_at) "
+                  "SELECT movement_id, 'user:' || uid, amount, 'credit', note, "
+                  "timestamptz 'epoch' + ts_ms * interval '1 millisecond' FROM src "
+                  "UNION ALL SELECT movement_id, 'platform', -amount, 'credit', note, "
+                  "timestamptz 'epoch' + ts_ms * interval '1 millisecond' FROM src "
+                  "ON CONFLICT (movement_id, account) DO NOTHING;\n");
+        *stmt_credits = stmts++;
+    }
+    if (nrejects) {
+        sb_str(b, "INSERT INTO outbox_rejects (order_id, reason, entry) VALUES ");
+        int first = 1;
+        for (int i = 0; i < L.batch_len; i++) {
+            const struct entry *e = &L.batch[i];
+            if (e->kind != EK_REJECT)
+                continue;
+            sb_str(b, first ? "(" : ", (");
+            sb_order_id(b, e);
+            sb_str(b, ", ");
+            sb_lit(b, e->reason);
+            sb_str(b, ", decode('");
+            sb_hex(b, e->raw, e->raw_len);
+            sb_str(b, "', 'hex'))");
+            first = 0;
+        }
+        sb_str(b, " ON CONFLICT (order_id) DO NOTHING;\n");
+        stmts++;
+    }
+}
+
+/* ---- PostgreSQL connection ------------------------------------------------ */
+
+static void on_pg_poll(uv_poll_t *h, int status, int events);
+static void txn_done(int ok);
+
+static void pg_poll_free(uv_handle_t *h) { free(h); }
+
+/* libpq's messages span lines; a log line holds the first. */
+static void first_line(const char *msg, char *out, size_t cap)
+{
+    size_t n = strcspn(msg, "\n");
+    if (n == 0) {
+        snprintf(out, cap, "(no detail)");
+        return;
+    }
+    snprintf(out, cap, "%.*s", (int)n, msg);
+}
+
+static void pg_poll_close(void)
+{
+    if (!L.poll)
+        return;
+    uv_poll_stop(L.poll);
+    uv_close((uv_handle_t *)L.poll, pg_poll_free);
+    L.poll = NULL;
+    L.poll_fd = -1;
+}
+
+static int pg_watch(int events)
+{
+    int fd = PQsocket(L.pg);
+    if (fd < 0)
+        return -1;
+    if (L.poll && fd != L.poll_fd)
+        pg_poll_close();
+    if (!L.poll) {
+        L.poll = malloc(sizeof *L.poll);
+        if (!L.poll || uv_poll_init(L.loop, L.poll, fd) != 0) {
+            free(L.poll);
+            L.poll = NULL;
+            return -1;
+        }
+        L.poll_fd = fd;
+    }
+    return uv_poll_start(L.poll, events, on_pg_poll) == 0 ? 0 : -1;
+}
+
+/* Drops the connection; a transaction in flight has failed (the server
+ * rolls it back when it sees the connection go, if it had not committed:
+ * either way its entries are not acknowledged, and replaying them is
+ * harmless). */
+static void pg_drop(const char *what)
+{
+    if (!L.pg_logged_down) {
+        char detail[256];
+        first_line(L.pg ? PQerrorMessage(L.pg) : "", detail, sizeof detail);
+        log_msg(LOG_WARN, "ledger: postgres %s: %s", what, detail);
+        L.pg_logged_down = 1;
+    }
+    int was_busy = L.pg_state == LPG_BUSY;
+    pg_poll_close();
+    if (L.pg)
+        PQfinish(L.pg);
+    L.pg = NULL;
+    L.pg_state = LPG_DOWN;
+    L.pg_backoff_ms = L.pg_backoff_ms ? L.pg_backoff_ms * 2 : LEDGER_BACKOFF_MIN_MS;
+    if (L.pg_backoff_ms > LEDGER_BACKOFF_MAX_MS)
+        L.pg_backoff_ms = LEDGER_BACKOFF_MAX_MS;
+    L.pg_retry_at_ms = now_mono_ms() + L.pg_backoff_ms;
+    if (was_busy)
+        txn_done(0);
+}
+
+static void on_pg_notice(void *arg, const char *message)
+{
+    (void)arg;
+    log_msg(LOG_DEBUG, "ledger: postgres: %s", message);
+}
+
+static void pg_connect(void)
+{
+    /* The configured conninfo comes last and wins over these defaults. */
+    const char *keys[] = {"application_name", "client_encoding", "dbname", NULL};
+    const char *vals[] = {"tipcastd-ledger", "UTF8", srv.cfg.pg_conninfo, NULL};
+    L.pg = PQconnectStartParams(keys, vals, 1);
+    if (!L.pg || PQstatus(L.pg) == CONNECTION_BAD) {
+        pg_drop("cannot connect");
+        return;
+    }
+    PQsetnonblocking(L.pg, 1);
+    PQsetNoticeProcessor(L.pg, on_pg_notice, NULL);
+    L.pg_state = LPG_CONNECTING;
+    L.pg_since_ms = now_mono_ms();
+    if (pg_watch(UV_WRITABLE) < 0)
+        pg_drop("cannot watch the socket");
+}
+
+static void pg_results(void)
+{
+    while (!PQisBusy(L.pg)) {
+        PGresult *r = PQgetResult(L.pg);
+        if (!r) {
+            /* The transaction's outcome is known here; should the socket
+             * not be watchable, the connection is re-made but that
+             * outcome stands (pg_drop sees it no longer busy). */
+            int ok = !L.pg_failed;
+            L.pg_state = LPG_READY;
+            if (pg_watch(UV_READABLE) < 0)
+                pg_drop("cannot watch the socket");
+            txn_done(ok);
+            return;
+        }
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+            if (L.stmt_seen == L.stmt_orders && st == PGRES_TUPLES_OK && PQntuples(r) == 1)
+                L.rows_orders = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+            if (L.stmt_seen == L.stmt_credits)
+                L.rows_credits = strtoll(PQcmdTuples(r), NULL, 10) / 2;
+        } else if (!L.pg_failed) {
+            L.pg_failed = 1;
+            first_line(PQresultErrorMessage(r), L.pg_error, sizeof L.pg_error);
+        }
+        L.stmt_seen++;
+        PQclear(r);
+    }
+}
+
+static void on_pg_poll(uv_poll_t *h, int status, int events)
+{
+    (void)h;
+    (void)status;
+    switch (L.pg_state) {
+    case LPG_CONNECTING:
+        switch (PQconnectPoll(L.pg)) {
+        case PGRES_POLLING_FAILED:
+            pg_drop("cannot connect");
+            return;
+        case PGRES_POLLING_OK:
+            L.pg_state = LPG_READY;
+            L.pg_backoff_ms = 0;
+            if (L.pg_logged_down)
+                log_msg(LOG_INFO, "ledger: postgres reachable again");
+            L.pg_logged_down = 0;
+            if (pg_watch(UV_READABLE) < 0)
+                pg_drop("cannot watch the socket");
+            else
+                pump();
+            return;
+        case PGRES_POLLING_READING:
+            if (pg_watch(UV_READABLE) < 0)
+                pg_drop("cannot watch the socket");
+            return;
+        default:
+            if (pg_watch(UV_WRITABLE) < 0)
+                pg_drop("cannot watch the socket");
+            return;
+        }
+    case LPG_READY:
+        /* Nothing asked: readable means the server closed or is going. */
+        if (!PQconsumeInput(L.pg) || PQstatus(L.pg) != CONNECTION_OK)
+            pg_drop("connection lost");
+        return;
+    case LPG_BUSY:
+        if (events & UV_WRITABLE) {
+            int f = PQflush(L.pg);
+            if (f < 0) {
+                pg_drop("cannot send");
+                return;
+            }
+            if (f == 0 && pg_watch(UV_READABLE) < 0) {
+                pg_drop("cannot watch the socket");
+                return;
+            }
+        }
+        if (!(events & UV_READABLE))
+            return;
+        if (!PQconsumeInput(L.pg)) {
+            pg_drop("connection lost");
+            return;
+        }
+        pg_results();
+        return;
+    case LPG_DOWN:
+        return;
+    }
+}
+
+/* ---- The steps -------------------------------------------------------------- */
+
+static void step_idle(void)
+{
+    L.step = STEP_IDLE;
+    pump();
+}
+
+static void on_ack(redisReply *reply, void *priv)
+{
+    (void)priv;
+    if (L.stopping)
+        return;
+    assert(L.step == STEP_ACKING && L.acks_pending > 0);
+    if (!reply || reply->type != REDIS_REPLY_INTEGER)
+        L.ack_failed = 1;
+    if (--L.acks_pending > 0)
+        return;
+    if (L.ack_failed) {
+        /* Committed but maybe not acknowledged: re-reading the pending
+         * entries finds them, and writing them again changes nothing. */
+        reread_pending();
+        backoff("XACK failed");
+    } else {
+        L.backoff_ms = 0;
+    }
+    step_idle();
+}
+
+/* Acknowledges the committed batch: one XACK per run of entries of one
+ * shard (batch_fill keeps a shard's entries together), in chunks. */
+static void ack_batch(void)
+{
+    L.step = STEP_ACKING;
+    L.acks_pending = 0;
+    L.ack_failed = 0;
+    const char *argv[3 + LEDGER_ACK_IDS_MAX];
+    size_t len[3 + LEDGER_ACK_IDS_MAX];
+    char key[128];
+    argv[0] = "XACK";
+    argv[1] = key;
+    argv[2] = OUTBOX_GROUP_LEDGER;
+    int n = 3;
+    for (int i = 0; i < L.batch_len; i++) {
+        const struct entry *e = &L.batch[i];
+        if (n == 3)
+            outbox_key(e->shard, key, sizeof key);
+        argv[n++] = e->stream_id;
+        int run_ends = i + 1 == L.batch_len || L.batch[i + 1].shard != e->shard;
+        if (!run_ends && n < 3 + LEDGER_ACK_IDS_MAX)
+            continue;
+        for (int k = 0; k < n; k++)
+            len[k] = strlen(argv[k]);
+        if (rlink_command(L.link, n, argv, len, on_ack, NULL) == 0)
+            L.acks_pending++;
+        else
+            L.ack_failed = 1;
+        n = 3;
+    }
+    batch_clear();
+    if (L.acks_pending == 0) {
+        if (L.ack_failed) {
+            reread_pending();
+            backoff("XACK not sent");
+        }
+        step_idle();
+    }
+}
+
+static void txn_done(int ok)
+{
+    if (L.step != STEP_WRITING)
+        return;
+    int64_t now = now_mono_ms();
+    if (!ok) {
+        log_msg(LOG_WARN, "ledger: transaction of %d entries failed: %s", L.batch_len,
+                L.pg_error[0] ? L.pg_error : "connection lost");
+        batch_clear();
+        reread_pending();
+        backoff("transaction failed");
+        step_idle();
+        return;
+    }
+    int64_t newest = 0, rejects = 0;
+    for (int i = 0; i < L.batch_len; i++) {
+        if (L.batch[i].ts_ms > newest)
+            newest = L.batch[i].ts_ms;
+        rejects += L.batch[i].kind == EK_REJECT;
+    }
+    L.stats.batches++;
+    L.stats.entries += (uint64_t)L.batch_len;
+    L.stats.orders += (uint64_t)L.rows_orders;
+    L.stats.credits += (uint64_t)L.rows_credits;
+    L.stats.rejects += (uint64_t)rejects;
+    L.stats.last_flush_ms = now - L.txn_started_ms;
+    if (newest)
+        L.stats.last_lag_ms = now_wall_ms() - newest;
+    if (rejects)
+        log_msg(LOG_ERROR, "ledger: %" PRId64 " malformed outbox entries set aside in outbox_rejects", rejects);
+    log_msg(LOG_DEBUG, "ledger: committed %d entries (%" PRId64 " new orders, %" PRId64 " new credits) in %" PRId64
+            " ms", L.batch_len, L.rows_orders, L.rows_credits, L.stats.last_flush_ms);
+    ack_batch();
+}
+
+/* Sends the batch as one transaction. */
+static void write_batch(void)
+{
+    assert(L.pg_state == LPG_READY && L.batch_len > 0);
+    struct sbuf b = {0};
+    int only_gone = 1;
+    for (int i = 0; i < L.batch_len; i++)
+        only_gone &= L.batch[i].kind == EK_GONE;
+    L.step = STEP_WRITING;
+    L.pg_failed = 0;
+    L.pg_error[0] = '\0';
+    L.rows_orders = L.rows_credits = 0;
+    L.stmt_seen = 0;
+    L.txn_started_ms = now_mono_ms();
+    if (only_gone) {
+        /* Entries deleted from the stream: nothing to write, only acks. */
+        txn_done(1);
+        return;
+    }
+    build_sql(&b, &L.stmt_orders, &L.stmt_credits);
+    if (b.oom) {
+        free(b.p);
+        snprintf(L.pg_error, sizeof L.pg_error, "out of memory building the SQL");
+        txn_done(0);
+        return;
+    }
+    if (!PQsendQuery(L.pg, b.p)) {
+        free(b.p);
+        first_line(PQerrorMessage(L.pg), L.pg_error, sizeof L.pg_error);
+        pg_drop("cannot send the transaction"); /* not busy yet: no txn_done from there */
+        txn_done(0);
+        return;
+    }
+    free(b.p);
+    L.pg_state = LPG_BUSY;
+    if (pg_watch(UV_READABLE | UV_WRITABLE) < 0)
+        pg_drop("cannot watch the socket");
+}
+
+static int shard_of_key(const redisReply *key)
+{
+    int shard = -1, end = 0;
+    char buf[64];
+    if (key->type != REDIS_REPLY_STRING || key->len >= sizeof buf)
+        return -1;
+    memcpy(buf, key->str, key->len);
+    buf[key->len] = '\0';
+    if (sscanf(buf, "tc:{w:%d}:outbox%n", &shard, &end) != 1 || buf[end] != '\0')
+        return -1;
+    return shard >= 0 && shard < srv.cfg.wallet_shards ? shard : -1;
+}
+
+static int batch_reserve(int n)
+{
+    if (n <= L.batch_cap)
+        return 0;
+    struct entry *b = realloc(L.batch, sizeof *b * (size_t)n);
+    if (!b)
+        return -1;
+    L.batch = b;
+    L.batch_cap = n;
+    return 0;
+}
+
+/* Copies the entries of an XREADGROUP reply into the batch. Returns the
+ * number of entries, or -1 (malformed reply, out of memory). */
+static int batch_fill(const redisReply *reply, int per_stream)
+{
+    int total = 0;
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *st = reply->element[i];
+        if (st->type != REDIS_REPLY_ARRAY || st->elements != 2 || st->element[1]->type != REDIS_REPLY_ARRAY)
+            return -1;
+        total += (int)st->element[1]->elements;
+    }
+    if (batch_reserve(total) < 0)
+        return -1;
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *st = reply->element[i];
+        int shard = shard_of_key(st->element[0]);
+        if (shard < 0)
+            return -1;
+        const redisReply *items = st->element[1];
+        struct shard_state *ss = &L.shards[shard];
+        /* A history read that returned less than asked has drained the
+         * shard's pending entries: new ones come next (once these commit;
+         * a failure sets history again). */
+        if (ss->history && (int)items->elements < per_stream)
+            ss->history = 0;
+        for (size_t k = 0; k < items->elements; k++) {
+            const redisReply *it = items->element[k];
+            if (it->type != REDIS_REPLY_ARRAY || it->elements < 1 || it->element[0]->type != REDIS_REPLY_STRING ||
+                it->element[0]->len >= OUTBOX_ORDER_ID_MAX - 6)
+                return -1;
+            if (entry_parse(&L.batch[L.batch_len], shard, it) < 0) {
+                entry_free(&L.batch[L.batch_len]);
+                return -1;
+            }
+            L.batch_len++;
+        }
+    }
+    return L.batch_len;
+}
+
+static void on_read(redisReply *reply, void *priv)
+{
+    (void)priv;
+    if (L.stopping)
+        return;
+    assert(L.step == STEP_READING);
+    if (!reply) {
+        backoff("XREADGROUP: no answer (connection lost)");
+        step_idle();
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (strncmp(reply->str, "NOGROUP", 7) == 0 && rlink_cmd_ready())
+            outbox_ensure_groups();
+        log_msg(LOG_WARN, "ledger: XREADGROUP: %s", reply->str);
+        backoff("XREADGROUP failed");
+        step_idle();
+        return;
+    }
+    if (reply->type == REDIS_REPLY_NIL) { /* BLOCK ran out: nothing new */
+        step_idle();
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || batch_fill(reply, L.read_per_stream) < 0) {
+        batch_clear();
+        reread_pending();
+        backoff("XREADGROUP: unexpected reply");
+        step_idle();
+        return;
+    }
+    if (L.batch_len == 0) {
+        step_idle();
+        return;
+    }
+    if (L.pg_state != LPG_READY) {
+        /* PostgreSQL went away during the read: the entries stay pending. */
+        batch_clear();
+        reread_pending();
+        step_idle();
+        return;
+    }
+    write_batch();
+}
+
+static void read_start(void)
+{
+    int shards = srv.cfg.wallet_shards, owned = 0;
+    for (int s = 0; s < shards; s++)
+        owned += L.leases.owned[s];
+    if (owned == 0)
+        return;
+    int streams = owned < LEDGER_STREAMS_PER_READ ? owned : LEDGER_STREAMS_PER_READ;
+    /* ledger-batch bounds one transaction: it is shared among the streams. */
+    L.read_per_stream = srv.cfg.ledger_batch / streams;
+    if (L.read_per_stream < 1)
+        L.read_per_stream = 1;
+    char count[16], block[16];
+    snprintf(count, sizeof count, "%d", L.read_per_stream);
+    snprintf(block, sizeof block, "%d", srv.cfg.ledger_flush_ms);
+    char keys[LEDGER_STREAMS_PER_READ][64]; /* rlink copies the arguments */
+    const char *argv[9 + 2 * LEDGER_STREAMS_PER_READ];
+    size_t len[9 + 2 * LEDGER_STREAMS_PER_READ];
+    const char *head[] = {"XREADGROUP", "GROUP", OUTBOX_GROUP_LEDGER, srv.node_id, "COUNT", count, "BLOCK", block,
+                          "STREAMS"};
+    int n = 0;
+    for (; n < 9; n++)
+        argv[n] = head[n];
+    int picked = 0, order[LEDGER_STREAMS_PER_READ];
+    for (int i = 0; i < shards && picked < streams; i++) {
+        int s = (L.read_from + i) % shards;
+        if (!L.leases.owned[s] || L.shards[s].claim)
+            continue;
+        order[picked++] = s;
+    }
+    if (picked == 0)
+        return;
+    L.read_from = (L.read_from + 1) % shards;
+    for (int i = 0; i < picked; i++) {
+        int s = order[i];
+        outbox_key(s, keys[i], sizeof keys[i]);
+        argv[9 + i] = keys[i];
+        argv[9 + picked + i] = L.shards[s].history ? "0" : ">";
+    }
+    n = 9 + 2 * picked;
+    for (int i = 0; i < n; i++)
+        len[i] = strlen(argv[i]);
+    if (rlink_command(L.link, n, argv, len, on_read, NULL) < 0) {
+        backoff("XREADGROUP not sent");
+        return;
+    }
+    L.step = STEP_READING;
+}
+
+static void claim_start(int shard);
+
+static void on_consumers(redisReply *reply, void *priv)
+{
+    int shard = (int)(intptr_t)priv;
+    if (L.stopping || !reply || reply->type != REDIS_REPLY_ARRAY)
+        return;
+    char key[128];
+    outbox_key(shard, key, sizeof key);
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *c = reply->element[i];
+        const char *name = NULL;
+        long long pending = -1, idle = -1;
+        for (size_t k = 0; c->type == REDIS_REPLY_ARRAY && k + 1 < c->elements; k += 2) {
+            const redisReply *f = c->element[k], *v = c->element[k + 1];
+            if (f->type != REDIS_REPLY_STRING)
+                continue;
+            if (strcmp(f->str, "name") == 0 && v->type == REDIS_REPLY_STRING)
+                name = v->str;
+            else if (strcmp(f->str, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
+                pending = v->integer;
+            else if (strcmp(f->str, "idle") == 0 && v->type == REDIS_REPLY_INTEGER)
+                idle = v->integer;
+        }
+        if (!name || strcmp(name, srv.node_id) == 0 || pending != 0 || idle < LEDGER_CONSUMER_IDLE_MS)
+            continue;
+        const char *argv[] = {"XGROUP", "DELCONSUMER", key, OUTBOX_GROUP_LEDGER, name};
+        size_t len[5];
+        for (int k = 0; k < 5; k++)
+            len[k] = strlen(argv[k]);
+        if (rlink_command(RLINK_CMD_LINK, 5, argv, len, on_ignored, NULL) == 0)
+            log_msg(LOG_DEBUG, "ledger: shard %d: forgot the idle consumer %s", shard, name);
+    }
+}
+
+/* Every start of a node leaves a consumer name in the group. Once this
+ * node owns the shard and has claimed what they had pending, those without
+ * pending entries that have long stopped reading this stream are only
+ * clutter. (One with pending entries is never deleted: that would drop its
+ * entries from the group's pending list.) */
+static void forget_consumers(int shard)
+{
+    char key[128];
+    outbox_key(shard, key, sizeof key);
+    const char *argv[] = {"XINFO", "CONSUMERS", key, OUTBOX_GROUP_LEDGER};
+    size_t len[4];
+    for (int k = 0; k < 4; k++)
+        len[k] = strlen(argv[k]);
+    rlink_command(RLINK_CMD_LINK, 4, argv, len, on_consumers, (void *)(intptr_t)shard);
+}
+
+static void on_claim(redisReply *reply, void *priv)
+{
+    int shard = (int)(intptr_t)priv;
+    if (L.stopping)
+        return;
+    assert(L.step == STEP_CLAIMING);
+    struct shard_state *ss = &L.shards[shard];
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING || reply->element[0]->len >= sizeof ss->cursor) {
+        if (reply && reply->type == REDIS_REPLY_ERROR) {
+            log_msg(LOG_WARN, "ledger: XAUTOCLAIM on shard %d: %s", shard, reply->str);
+            if (strncmp(reply->str, "NOGROUP", 7) == 0 && rlink_cmd_ready())
+                outbox_ensure_groups();
+        }
+        backoff("XAUTOCLAIM failed");
+        step_idle();
+        return;
+    }
+    const redisReply *claimed = reply->element[1];
+    if (claimed->type == REDIS_REPLY_ARRAY && claimed->elements > 0)
+        log_msg(LOG_INFO, "ledger: shard %d: claimed %zu pending entries of a previous consumer", shard,
+                claimed->elements);
+    snprintf(ss->cursor, sizeof ss->cursor, "%.*s", (int)reply->element[0]->len, reply->element[0]->str);
+    if (strcmp(ss->cursor, "0-0") == 0 || !L.leases.owned[shard]) {
+        ss->claim = 0;
+        ss->history = 1;
+        if (L.leases.owned[shard])
+            forget_consumers(shard);
+        step_idle();
+        return;
+    }
+    claim_start(shard);
+}
+
+/* Moves the entries pending at any consumer of the group (a dead node's,
+ * or this node's under its previous name) to this consumer: they are read
+ * next as its own pending entries. The lease guarantees no live consumer
+ * is working on them. */
+static void claim_start(int shard)
+{
+    struct shard_state *ss = &L.shards[shard];
+    char key[128], count[16];
+    outbox_key(shard, key, sizeof key);
+    snprintf(count, sizeof count, "%d", LEDGER_CLAIM_COUNT);
+    const char *argv[] = {"XAUTOCLAIM", key, OUTBOX_GROUP_LEDGER, srv.node_id, "0", ss->cursor, "COUNT", count,
+                          "JUSTID"};
+    size_t len[9];
+    for (int i = 0; i < 9; i++)
+        len[i] = strlen(argv[i]);
+    if (rlink_command(L.link, 9, argv, len, on_claim, (void *)(intptr_t)shard) < 0) {
+        backoff("XAUTOCLAIM not sent");
+        L.step = STEP_IDLE;
+        return;
+    }
+    L.step = STEP_CLAIMING;
+}
+
+/* Starts the next step when nothing is in flight. */
+static void pump(void)
+{
+    if (L.stopping || L.step != STEP_IDLE || now_mono_ms() < L.retry_at_ms || !rlink_up(L.link))
+        return;
+    for (int s = 0; s < srv.cfg.wallet_shards; s++)
+        if (L.leases.owned[s] && L.shards[s].claim) {
+            claim_start(s);
+            return;
+        }
+    /* Entries are read only when they can be written: while PostgreSQL
+     * is down they wait in the outbox, not in this process. */
+    if (L.pg_state != LPG_READY)
+        return;
+    read_start();
+}
+
+static void on_lease_change(int shard, int owned)
+{
+    if (owned) {
+        L.shards[shard].claim = 1;
+        L.shards[shard].history = 1;
+        snprintf(L.shards[shard].cursor, sizeof L.shards[shard].cursor, "0-0");
+    }
+    pump();
+}
+
+/* ---- Trimming ----------------------------------------------------------------- */
+
+static void on_trim(redisReply *reply, void *priv)
+{
+    int shard = (int)(intptr_t)priv;
+    if (L.stopping || !reply)
+        return;
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer > 0) {
+        L.stats.trimmed += (uint64_t)reply->integer;
+        log_msg(LOG_DEBUG, "ledger: shard %d: trimmed %lld outbox entries", shard, reply->integer);
+    } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer < 0) {
+        log_msg(LOG_DEBUG, "ledger: shard %d: not trimmed, a consumer group is missing", shard);
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        log_msg(LOG_WARN, "ledger: shard %d: trim: %s", shard, reply->str);
+    }
+}
+
+static void trim_owned(void)
+{
+    for (int s = 0; s < srv.cfg.wallet_shards; s++) {
+        if (!L.leases.owned[s])
+            continue;
+        char key[128];
+        outbox_key(s, key, sizeof key);
+        const char *argv[] = {key, OUTBOX_GROUP_LEDGER, OUTBOX_GROUP_ROOMS};
+        size_t len[] = {strlen(key), strlen(OUTBOX_GROUP_LEDGER), strlen(OUTBOX_GROUP_ROOMS)};
+        rlink_eval(SCRIPT_OUTBOX_TRIM, 1, 3, argv, len, on_trim, (void *)(intptr_t)s);
+    }
+}
+
+/* ---- Housekeeping -------------------------------------------------------------- */
+
+static void on_tick(uv_timer_t *t)
+{
+    (void)t;
+    int64_t now = now_mono_ms();
+    int ready = rlink_cmd_ready();
+    if (ready && !L.cmd_was_ready) {
+        outbox_ensure_groups(); /* again after a Redis restart, too */
+        L.next_lease_ms = now;  /* and the leases at once, not a tick later */
+    }
+    L.cmd_was_ready = ready;
+    if (now >= L.next_lease_ms) {
+        L.next_lease_ms = now + OUTBOX_LEASE_TICK_MS;
+        outbox_lease_tick(&L.leases);
+    }
+    if (now >= L.next_trim_ms) {
+        L.next_trim_ms = now + LEDGER_TRIM_MS;
+        if (ready)
+            trim_owned();
+    }
+    switch (L.pg_state) {
+    case LPG_DOWN:
+        if (now >= L.pg_retry_at_ms)
+            pg_connect();
+        break;
+    case LPG_CONNECTING:
+    case LPG_BUSY:
+        if (now - (L.pg_state == LPG_BUSY ? L.txn_started_ms : L.pg_since_ms) >= LEDGER_PG_TIMEOUT_MS)
+            pg_drop("no answer in time");
+        break;
+    case LPG_READY:
+        break;
+    }
+    if (now >= L.next_stats_ms) {
+        L.next_stats_ms = now + LEDGER_STATS_LOG_MS;
+        uint64_t n = L.stats.entries - L.logged_entries;
+        if (n)
+            log_msg(LOG_DEBUG, "ledger: %" PRIu64 " entries in the last %d s (%.0f/s), last commit %" PRId64
+                    " ms, lag %" PRId64 " ms", n, LEDGER_STATS_LOG_MS / 1000, n * 1000.0 / LEDGER_STATS_LOG_MS,
+                    L.stats.last_flush_ms, L.stats.last_lag_ms);
+        L.logged_entries = L.stats.entries;
+    }
+    pump();
+}
+
+int ledger_start(uv_loop_t *loop)
+{
+    memset(&L, 0, sizeof L);
+    L.loop = loop;
+    L.poll_fd = -1;
+    L.link = rlink_open("ledger");
+    if (L.link < 0) {
+        log_msg(LOG_ERROR, "ledger: no Redis connection of its own");
+        return -1;
+    }
+    L.leases.group = OUTBOX_GROUP_LEDGER;
+    L.leases.on_change = on_lease_change;
+    L.step = STEP_IDLE;
+    L.pg_state = LPG_DOWN;
+    uv_timer_init(loop, &L.timer);
+    uv_timer_start(&L.timer, on_tick, 0, LEDGER_TICK_MS);
+    L.started = 1;
+    return 0;
+}
+
+void ledger_stop(void)
+{
+    if (!L.started || L.stopping)
+        return;
+    L.stopping = 1;
+    uv_timer_stop(&L.timer);
+    uv_close((uv_handle_t *)&L.timer, NULL);
+    /* Another node can take the shards at once instead of after the
+     * leases run out. */
+    outbox_lease_release_all(&L.leases);
+    pg_poll_close();
+    if (L.pg)
+        PQfinish(L.pg);
+    L.pg = NULL;
+    L.pg_state = LPG_DOWN;
+    batch_clear();
+    free(L.batch);
+    L.batch = NULL;
+    L.batch_cap = 0;
+    log_msg(LOG_INFO, "ledger: stopped (%" PRIu64 " entries, %" PRIu64 " orders written)", L.stats.entries,
+            L.stats.orders);
+}
+
+void ledger_stats(struct ledger_stats *out) { *out = L.stats; }

@@ -1,0 +1,453 @@
+"""The schema migrations and the `ledger` consumer group.
+
+Outbox entries are written here the way the wallet script writes them (XADD
+with the field set of gifts/outbox.h) into a Redis of this module's own, so
+that nothing else consumes or trims those streams; a real tipcastd turns
+them into PostgreSQL rows. What is asserted is what an auditor sees: orders,
+ledger rows and earnings in PostgreSQL, and the outbox streams in Redis.
+
+This module plays the `rooms` consumer group itself: it holds the rooms
+lease of every shard (so the rooms consumer of tipcastd stays idle) and
+reads and acknowledges with XREADGROUP/XACK, which lets it decide which
+entries the rooms group has finished with when trimming is checked.
+"""
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import PG, free_port
+from resp import Redis
+from wsclient import unique
+
+SHARDS = 4
+FLAGS = dict(wallet_shards=SHARDS)
+LEASE_HOLDER = "test-rooms-consumer"
+TRIM_MS = 2000  # storage/ledger.h LEDGER_TRIM_MS
+LEASE_MS = 5000  # gifts/outbox.h OUTBOX_LEASE_MS
+
+
+def psql(sql, dsn=PG):
+    out = subprocess.run(["psql", dsn, "-X", "-v", "ON_ERROR_STOP=1", "-qAtc", sql],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def rows(sql, dsn=PG):
+    return [r.split("|") for r in psql(sql, dsn).splitlines() if r]
+
+
+def wait_for(pred, timeout=20, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.05)
+
+
+def shard_of(uid):
+    h = 2166136261
+    for b in uid.encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h % SHARDS
+
+
+def outbox(shard):
+    return f"tc:{{w:{shard}}}:outbox"
+
+
+class Outbox:
+    """The module's Redis, and a writer of outbox entries."""
+
+    def __init__(self, port):
+        self.port = port
+        self.r = Redis(port=port)
+        self.lock = threading.Lock()
+
+    def __call__(self, *args):
+        with self.lock:
+            return self.r(*args)
+
+    def add(self, kind, user, amount, room="", gift=0, name="", count=1, price=None, combo="",
+            text="", req=None, balance=0):
+        """XADDs one entry to user's shard; returns (order id, fields)."""
+        shard = shard_of(user)
+        fields = {
+            "k": kind, "u": user, "r": room, "g": str(gift), "gn": name,
+            "an": name.lower(), "n": str(count), "p": str(price if price is not None else amount),
+            "a": str(amount), "b": str(balance), "m": combo, "t": text,
+            "q": req or unique("q"), "ts": str(int(time.time() * 1000)),
+        }
+        args = ["XADD", outbox(shard), "*"]
+        for k, v in fields.items():
+            args += [k, v]
+        sid = self(*args)
+        return f"{shard}-{sid}", fields
+
+    def rooms_ack_all(self):
+        """As the rooms consumer: takes and acknowledges everything so far."""
+        for s in range(SHARDS):
+            while True:
+                got = self("XREADGROUP", "GROUP", "rooms", LEASE_HOLDER, "COUNT", "1000",
+                           "STREAMS", outbox(s), ">")
+                if not got:
+                    break
+                ids = [e[0] for e in got[0][1]]
+                self("XACK", outbox(s), "rooms", *ids)
+            pending = self("XPENDING", outbox(s), "rooms", "-", "+", "10000")
+            if pending:
+                self("XACK", outbox(s), "rooms", *[p[0] for p in pending])
+
+    def group(self, shard, name):
+        """XINFO GROUPS of one group, as a dict."""
+        for g in self("XINFO", "GROUPS", outbox(shard)):
+            info = dict(zip(g[0::2], g[1::2]))
+            if info["name"] == name:
+                return info
+        raise AssertionError(f"no group {name} on shard {shard}")
+
+    def ledger_pending(self, shard):
+        return self.group(shard, "ledger")["pending"]
+
+    def ledger_caught_up(self, shard):
+        """The ledger group has read and acknowledged every entry."""
+        ids = self.ids(shard)
+        info = self.group(shard, "ledger")
+        return info["pending"] == 0 and (not ids or info["last-delivered-id"] == ids[-1])
+
+    def ids(self, shard):
+        return [e[0] for e in self("XRANGE", outbox(shard), "-", "+")]
+
+
+@pytest.fixture(scope="module")
+def redis(tmp_path_factory):
+    """A Redis of this module's own, configured like production (AOF,
+    noeviction); this module holds the rooms leases of every shard."""
+    d = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(d),
+                             "--appendonly", "yes", "--maxmemory-policy", "noeviction", "--save", ""],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                ob = Outbox(port)
+                if ob("PING") == "PONG":
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the module's redis-server did not start"
+            time.sleep(0.05)
+        for s in range(SHARDS):
+            ob("SET", f"tc:{{w:{s}}}:lease:rooms", LEASE_HOLDER, "PX", "3600000")
+            ob("XGROUP", "CREATE", outbox(s), "rooms", "0", "MKSTREAM")
+            ob("XGROUP", "CREATE", outbox(s), "ledger", "0", "MKSTREAM")
+        yield ob
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def start(server, redis):
+    """start(**overrides): a tipcastd on the module's Redis."""
+    def make(**kw):
+        flags = dict(FLAGS, redis_port=redis.port)
+        flags.update(kw)
+        return server(**flags)
+    return make
+
+
+def orders_where(cond):
+    return rows("SELECT order_id, kind, sender, room, creator, coalesce(gift_id::text, 'NULL'), "
+                "coalesce(gift_name, 'NULL'), count, unit_price, amount, coalesce(combo, 'NULL'), "
+                "coalesce(message, 'NULL'), request_id, sender_balance, "
+                "(extract(epoch from created_at) * 1000)::bigint FROM orders WHERE " + cond
+                + " ORDER BY order_id")
+
+
+def ledger_of(movement_ids):
+    ids = ",".join("'" + m + "'" for m in movement_ids)
+    return rows(f"SELECT movement_id, account, delta, kind FROM ledger WHERE movement_id IN ({ids}) "
+                "ORDER BY movement_id, account")
+
+
+def account_sum(account):
+    return int(psql(f"SELECT coalesce(sum(delta), 0) FROM ledger WHERE account = '{account}'"))
+
+
+def earnings(creator):
+    r = rows(f"SELECT total, orders FROM creator_earnings WHERE creator = '{creator}'")
+    return (int(r[0][0]), int(r[0][1])) if r else (0, 0)
+
+
+def count_orders(creator):
+    return int(psql(f"SELECT count(*) FROM orders WHERE creator = '{creator}'"))
+
+
+def check_exactly_once(creator, produced):
+    """produced: {order_id: amount}. Every one is one order, two ledger
+    rows summing to zero, and the creator earned exactly their sum."""
+    got = rows(f"SELECT order_id, amount FROM orders WHERE creator = '{creator}'")
+    assert sorted(o for o, _ in got) == sorted(produced), "orders differ from the entries written"
+    assert all(int(a) == produced[o] for o, a in got)
+    led = rows(f"SELECT movement_id, count(*), sum(delta) FROM ledger WHERE account = 'creator:{creator}' "
+               "OR movement_id IN (SELECT order_id FROM orders WHERE creator = '" + creator + "') "
+               "GROUP BY movement_id")
+    assert len(led) == len(produced)
+    assert all(c == "2" and s == "0" for _, c, s in led), [r for r in led if r[1] != "2" or r[2] != "0"][:5]
+    assert account_sum(f"creator:{creator}") == sum(produced.values())
+    assert earnings(creator) == (sum(produced.values()), len(produced))
+
+
+# ---- migrations -------------------------------------------------------------------
+
+
+def test_migrations_concurrent_starts_and_schema_rules(server, redis):
+    """Three tipcastd start at once on an empty database: the schema is
+    applied once; the ledger refuses edits; catalog changes notify."""
+    db = "tipcast_mig_" + unique("")
+    psql(f"CREATE DATABASE {db}")
+    dsn = PG.replace("dbname=tipcast", f"dbname={db}")
+    assert dsn != PG, "TIPCAST_PG must name dbname=tipcast"
+    try:
+        errors = []
+
+        def one():
+            try:
+                server(pg=dsn, redis_port=redis.port, **FLAGS)
+            except BaseException as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=one) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors
+        assert rows("SELECT version, name FROM schema_migrations", dsn) == [["1", "init"]]
+        tables = set(psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'", dsn).split())
+        assert {"gifts", "creators", "orders", "ledger", "creator_earnings", "schema_migrations"} <= tables
+
+        psql("INSERT INTO ledger (movement_id, account, delta, kind, created_at) VALUES "
+             "('m1', 'user:a', -5, 'gift', now()), ('m1', 'creator:b', 5, 'gift', now())", dsn)
+        for sql in ("UPDATE ledger SET delta = 0", "DELETE FROM ledger", "TRUNCATE ledger"):
+            out = subprocess.run(["psql", dsn, "-X", "-v", "ON_ERROR_STOP=1", "-qAtc", sql],
+                                 capture_output=True, text=True, timeout=30)
+            assert out.returncode != 0 and "append-only" in out.stderr, (sql, out.stderr)
+        assert psql("SELECT sum(delta), count(*) FROM ledger", dsn) == "0|2"
+
+        # The catalog trigger: one notification on tipcast_catalog per statement.
+        out = subprocess.run(["psql", dsn, "-X", "-v", "ON_ERROR_STOP=1", "-c", "LISTEN tipcast_catalog",
+                              "-c", "INSERT INTO gifts (id, name, price, animation) VALUES (1, 'A', 1, 'a'), "
+                              "(2, 'B', 2, 'b')", "-c", "SELECT 1"],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.count('notification "tipcast_catalog"') == 1, out.stdout
+        bad = subprocess.run(["psql", dsn, "-X", "-v", "ON_ERROR_STOP=1", "-qAtc",
+                              "INSERT INTO gifts (id, name, price, animation) VALUES (3, 'C', 0, 'c')"],
+                             capture_output=True, text=True, timeout=30)
+        assert bad.returncode != 0 and "check" in bad.stderr.lower(), bad.stderr
+    finally:
+        for s in list(server.servers):
+            s.check_exit()
+        server.servers.clear()
+        psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+# ---- the consumer -------------------------------------------------------------------
+
+
+def test_entries_become_orders_ledger_and_earnings(start, redis):
+    creator = unique("cr")
+    senders = [unique("v") for _ in range(3)]
+    nasty = "it's \\ \"quoted\" '); DROP TABLE orders; -- \u00e9\u6f22\U0001F381"
+    produced, entries = {}, {}
+    for i, u in enumerate(senders):
+        oid, f = redis.add("gift", u, 30, room=creator, gift=7, name="Rose", count=3, price=10,
+                           combo="c1" if i == 0 else "", balance=1000 - 30)
+        produced[oid], entries[oid] = 30, f
+        oid, f = redis.add("tip", u, 5 + i, room=creator, text=nasty if i == 0 else "", balance=965 - i)
+        produced[oid], entries[oid] = 5 + i, f
+    credit_oid, _ = redis.add("credit", senders[0], 1000, text="recharge ch_1", balance=1000)
+    start()
+
+    wait_for(lambda: count_orders(creator) == len(produced), what="orders in PostgreSQL")
+    check_exactly_once(creator, produced)
+    for row in orders_where(f"creator = '{creator}'"):
+        oid = row[0]
+        f = entries[oid]
+        want = [oid, f["k"], f["u"], creator, creator,
+                f["g"] if f["k"] == "gift" else "NULL", f["gn"] if f["k"] == "gift" else "NULL",
+                f["n"] if f["k"] == "gift" else "1", f["p"] if f["k"] == "gift" else f["a"], f["a"],
+                f["m"] if f["m"] else "NULL", f["t"] if f["t"] and f["k"] == "tip" else "NULL",
+                f["q"], f["b"], f["ts"]]
+        assert row == want
+    assert psql(f"SELECT count(*) FROM orders WHERE creator = '{creator}' AND message = $m${nasty}$m$") == "1"
+    assert ledger_of([credit_oid]) == [[credit_oid, "platform", "-1000", "credit"],
+                                       [credit_oid, f"user:{senders[0]}", "1000", "credit"]]
+    # Every user's ledger equals their wallet's change: -spent, +credited.
+    assert account_sum(f"user:{senders[0]}") == -35 + 1000
+    assert account_sum(f"user:{senders[1]}") == -36
+    # Everything written was acknowledged.
+    wait_for(lambda: all(redis.ledger_pending(s) == 0 for s in range(SHARDS)), what="acks")
+
+
+def test_malformed_entry_is_set_aside_not_blocking(start, redis):
+    creator, user = unique("cr"), unique("v")
+    shard = shard_of(user)
+    bad = redis("XADD", outbox(shard), "*", "k", "gift", "u", user, "r", creator, "a", "lots", "ts", "1")
+    good, _ = redis.add("tip", user, 9, room=creator)
+    start()
+    wait_for(lambda: count_orders(creator) == 1, what="the good entry")
+    reason = psql(f"SELECT reason FROM outbox_rejects WHERE order_id = '{shard}-{bad}'")
+    assert reason, "the malformed entry was not recorded"
+    assert "a=lots" in psql(f"SELECT convert_from(entry, 'UTF8') FROM outbox_rejects "
+                            f"WHERE order_id = '{shard}-{bad}'")
+    wait_for(lambda: redis.ledger_pending(shard) == 0, what="both acknowledged")
+
+
+def test_dead_consumers_pending_entries_are_claimed(start, redis):
+    """Entries a dead node had read but not acknowledged are claimed
+    (XAUTOCLAIM) and written once."""
+    creator, user = unique("cr"), unique("v")
+    shard = shard_of(user)
+    produced = {}
+    for i in range(5):
+        oid, _ = redis.add("gift", user, 2, room=creator, gift=1, name="G", count=1, price=2)
+        produced[oid] = 2
+    # A consumer that read them and died.
+    got = redis("XREADGROUP", "GROUP", "ledger", "dead-node", "COUNT", "1000", "STREAMS", outbox(shard), ">")
+    assert got and len(got[0][1]) >= 5
+    start()
+    wait_for(lambda: count_orders(creator) == 5, what="claimed entries written")
+    check_exactly_once(creator, produced)
+    wait_for(lambda: redis.ledger_pending(shard) == 0, what="claimed entries acknowledged")
+
+
+def test_replayed_entries_change_nothing(start, redis):
+    """The whole stream delivered again (group rewound to 0): no order,
+    ledger row or coin of earnings more."""
+    creator = unique("cr")
+    produced = {}
+    for i in range(20):
+        oid, _ = redis.add("gift", unique("v"), 4, room=creator, gift=2, name="G", count=2, price=2)
+        produced[oid] = 4
+    srv = start()
+    wait_for(lambda: count_orders(creator) == 20, what="orders")
+    check_exactly_once(creator, produced)
+    ledger_rows = psql("SELECT count(*) FROM ledger")
+    for s in range(SHARDS):
+        redis("XGROUP", "SETID", outbox(s), "ledger", "0")
+    # The rewound entries go through the consumer again; wait until it has
+    # caught up with every stream.
+    wait_for(lambda: all(redis.ledger_caught_up(s) for s in range(SHARDS)), what="the replay to be consumed")
+    assert psql("SELECT count(*) FROM ledger") == ledger_rows
+    check_exactly_once(creator, produced)
+    assert srv.alive()
+
+
+def test_sigkill_mid_stream_never_doubles(start, redis):
+    creator = unique("cr")
+    users = [unique("v") for _ in range(8)]
+    produced = {}
+    stop = threading.Event()
+
+    def produce():
+        i = 0
+        while not stop.is_set():
+            oid, _ = redis.add("gift", users[i % len(users)], 3, room=creator, gift=5, name="G", count=1,
+                               price=3)
+            produced[oid] = 3
+            i += 1
+            time.sleep(0.003)
+
+    srv = start()
+    t = threading.Thread(target=produce)
+    t.start()
+    try:
+        wait_for(lambda: count_orders(creator) > 50, what="the stream to be flowing")
+        srv.signal(signal.SIGKILL)
+        srv.proc.wait(10)
+        srv.killed = True
+        start()
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        t.join(10)
+    # The new node waits for the dead node's leases to run out, claims its
+    # pending entries and writes everything once.
+    wait_for(lambda: count_orders(creator) == len(produced), timeout=LEASE_MS / 1000 + 20,
+             what=f"{len(produced)} orders")
+    check_exactly_once(creator, produced)
+
+
+def test_postgres_outage_delays_but_loses_nothing(start, redis):
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "services.sh")
+    instance = os.environ.get("TIPCAST_TEST_INSTANCE", "test")
+    if subprocess.run(["bash", script, "status", instance], capture_output=True).returncode != 0:
+        pytest.skip("PostgreSQL is not managed by scripts/services.sh here (set TIPCAST_TEST_INSTANCE)")
+    creator = unique("cr")
+    produced = {}
+    srv = start()
+
+    def add_some(n):
+        for _ in range(n):
+            oid, _ = redis.add("tip", unique("v"), 7, room=creator)
+            produced[oid] = 7
+
+    add_some(10)
+    wait_for(lambda: count_orders(creator) == 10, what="orders before the outage")
+    subprocess.run(["bash", script, "stop-postgres", instance], check=True, capture_output=True)
+    try:
+        for _ in range(15):  # entries keep coming for ~3 s while PostgreSQL is down
+            add_some(4)
+            time.sleep(0.2)
+        # Nothing was acknowledged that is not in PostgreSQL: the new
+        # entries all wait in the outbox (pending or not yet delivered).
+        assert srv.alive()
+    finally:
+        subprocess.run(["bash", script, "start", instance], check=True, capture_output=True)
+    wait_for(lambda: count_orders(creator) == len(produced), timeout=30, what="orders after the outage")
+    check_exactly_once(creator, produced)
+
+
+def test_outbox_trimmed_only_below_what_both_groups_finished(start, redis):
+    user = unique("v")
+    shard = shard_of(user)
+    creator = unique("cr")
+    start()
+    redis.rooms_ack_all()  # entries of earlier tests: the rooms group is done with them
+    wait_for(lambda: redis.ledger_caught_up(shard), what="the ledger to catch up")
+    ids = []
+    for _ in range(10):
+        oid, _ = redis.add("tip", user, 1, room=creator)
+        ids.append(oid.split("-", 1)[1])
+    # As the rooms consumer: read all ten, finish only the first four.
+    got = redis("XREADGROUP", "GROUP", "rooms", LEASE_HOLDER, "COUNT", "100", "STREAMS", outbox(shard), ">")
+    assert [e[0] for e in got[0][1]] == ids
+    redis("XACK", outbox(shard), "rooms", *ids[:4])
+    wait_for(lambda: count_orders(creator) == 10, what="the ledger to write them")
+    wait_for(lambda: redis.ids(shard)[:1] == [ids[4]], timeout=TRIM_MS / 1000 * 3,
+             what="the entries both groups finished to be trimmed")
+    time.sleep(TRIM_MS / 1000 * 1.5)
+    assert redis.ids(shard) == ids[4:], "trimmed past an entry the rooms group still has pending"
+
+    # An entry the rooms group has not even been given stays too.
+    late, _ = redis.add("tip", user, 1, room=creator)
+    late = late.split("-", 1)[1]
+    redis("XACK", outbox(shard), "rooms", *ids[4:])
+    wait_for(lambda: count_orders(creator) == 11, what="the late entry in PostgreSQL")
+    wait_for(lambda: redis.ids(shard) == [late], timeout=TRIM_MS / 1000 * 3, what="trim up to the late entry")
+    time.sleep(TRIM_MS / 1000 * 1.5)
+    assert redis.ids(shard) == [late], "trimmed an entry the rooms group never read"
+    redis.rooms_ack_all()
+    wait_for(lambda: redis.ids(shard) == [], timeout=TRIM_MS / 1000 * 3, what="the outbox to empty")

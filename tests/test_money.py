@@ -1,0 +1,325 @@
+"""The money path at the wallet: gift, tip, credit, balance, catalog.
+
+Real tipcastd, real Redis, real PostgreSQL. What is asserted is what a
+client and an auditor see: acks and errors on the wire, balances, and the
+entries in the wallet shard's outbox stream (which the ledger and rooms
+consumers turn into PostgreSQL rows and room events).
+"""
+
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import PG, free_port, mint_token
+from resp import Redis, stream_entries
+from wsclient import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, unique
+
+SHARDS = 4
+# Gift ids of these tests: the catalog is shared by every test.
+ROSE, ROCKET, RETIRED = 9101, 9103, 9109
+PRICES = {ROSE: 1, ROCKET: 500, RETIRED: 7}
+FLAGS = dict(wallet_shards=SHARDS, max_msgs_per_s=10000, max_burst=10000)
+
+
+def psql(sql):
+    out = subprocess.run(["psql", PG, "-v", "ON_ERROR_STOP=1", "-qAtc", sql],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def rcli(*args):
+    r = Redis()
+    try:
+        return r(*args)
+    finally:
+        r.close()
+
+
+def shard_of(uid):
+    h = 2166136261
+    for b in uid.encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h % SHARDS
+
+
+def outbox_entries(uid):
+    """The outbox entries of uid's wallet, as dicts (with the stream id as _id)."""
+    r = Redis()
+    try:
+        entries = stream_entries(r, f"tc:{{w:{shard_of(uid)}}}:outbox")
+    finally:
+        r.close()
+    return [dict(f, _id=sid) for sid, f in entries if f.get("u") == uid]
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    """Test gifts and a live creator per test, in PostgreSQL."""
+    psql("INSERT INTO gifts (id, name, price, animation, tier, enabled, sort_order) VALUES "
+         f"({ROSE}, 'Rose', 1, 'rose', 1, true, 1), ({ROCKET}, 'Rocket', 500, 'rocket', 2, true, 3), "
+         f"({RETIRED}, 'Retired', 7, 'old', 1, false, 9) "
+         "ON CONFLICT (id) DO UPDATE SET price = EXCLUDED.price, enabled = EXCLUDED.enabled")
+    return PRICES
+
+
+def live_creator(creator):
+    psql(f"INSERT INTO creators (id, live) VALUES ('{creator}', true) "
+         "ON CONFLICT (id) DO UPDATE SET live = true")
+
+
+def wait_catalog(c, pred, timeout=10):
+    """Asks for the catalog until pred(catalog) holds (reloads are async)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        cat = c.request({"type": "catalog", "id": unique("k")})
+        if pred(cat):
+            return cat
+        assert time.monotonic() < deadline, cat
+        time.sleep(0.1)
+
+
+def wait_room_live(c, room, timeout=10):
+    """Gifts to a creator's room are refused until the catalog reload that
+    brings the creator has arrived: a zero-coin probe would move money, so
+    probe with an unknown gift id, which is checked after liveness."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = c.request({"type": "gift", "id": unique("probe"), "room": room, "gift": 1999999999})
+        if r.get("code") != "room_not_live":
+            return
+        assert time.monotonic() < deadline, r
+        time.sleep(0.1)
+
+
+def credit(admin, user, amount):
+    r = admin.request({"type": "credit", "id": unique("c"), "user": user, "amount": amount})
+    assert r["type"] == "ack", r
+    return r
+
+
+def balance(c):
+    r = c.request({"type": "balance", "id": unique("b")})
+    assert r["type"] == "balance", r
+    return r["balance"]
+
+
+@pytest.fixture
+def scene(server, client, catalog):
+    srv = server(**FLAGS)
+    creator = unique("cr")
+    live_creator(creator)
+    admin = client(srv, unique("adm"), "admin")
+    viewer = unique("v")
+
+    class S:
+        pass
+    s = S()
+    s.srv, s.creator, s.admin, s.viewer = srv, creator, admin, viewer
+    s.client = lambda proto=SUBPROTOCOL_JSON: client(srv, viewer, "viewer", proto)
+    first = s.client()
+    wait_room_live(first, creator)
+    s.first = first
+    return s
+
+
+@pytest.mark.parametrize("proto", [SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK])
+def test_gift_and_tip_ack_with_balance(scene, proto):
+    credit(scene.admin, scene.viewer, 2000)
+    c = scene.client(proto)
+    assert balance(c) == 2000
+    ack = c.request({"type": "gift", "id": "g1", "room": scene.creator, "gift": ROCKET, "count": 2,
+                     "combo": "cmb-1"})
+    assert ack["type"] == "ack" and ack["amount"] == 1000 and ack["balance"] == 1000, ack
+    assert ack["replayed"] is False
+    shard, ms, seq = ack["order"].split("-")
+    assert int(shard) == shard_of(scene.viewer) and ms.isdigit() and seq.isdigit(), ack
+    tip = c.request({"type": "tip", "id": "t1", "room": scene.creator, "amount": 25, "text": "gg 🎉"})
+    assert tip["type"] == "ack" and tip["balance"] == 975, tip
+    assert balance(c) == 975
+
+    # The outbox holds the movements exactly as the consumers will read them.
+    entries = outbox_entries(scene.viewer)
+    kinds = [(e["k"], e["a"], e["b"]) for e in entries]
+    assert kinds == [("credit", "2000", "2000"), ("gift", "1000", "1000"), ("tip", "25", "975")], kinds
+    gift = entries[1]
+    assert gift["r"] == scene.creator and gift["g"] == str(ROCKET) and gift["n"] == "2"
+    assert gift["p"] == "500" and gift["gn"] == "Rocket" and gift["an"] == "rocket"
+    assert gift["m"] == "cmb-1" and gift["q"] == "g1"
+    assert f"{shard_of(scene.viewer)}-{gift['_id']}" == ack["order"]
+
+
+BAD = [
+    # (request fields, error code, field)
+    ({"gift": ROCKET, "count": 3}, "insufficient_balance", None),
+    ({"gift": 424242}, "unknown_gift", "gift"),
+    ({"gift": RETIRED}, "unknown_gift", "gift"),
+    ({"gift": ROSE, "count": 0}, "bad_field", "count"),
+    ({"gift": ROSE, "count": -1}, "bad_field", "count"),
+    ({"gift": ROSE, "count": 10**9}, "bad_field", "count"),
+    ({"gift": ROSE, "count": 2**63 - 1}, "bad_field", "count"),
+    ({"gift": ROSE, "count": "1"}, "bad_field", "count"),
+    ({"gift": 0}, "bad_field", "gift"),
+    ({"gift": ROSE, "combo": "x" * 65}, "bad_field", "combo"),
+    ({"tip": True, "amount": 0}, "bad_field", "amount"),
+    ({"tip": True, "amount": -5}, "bad_field", "amount"),
+    ({"tip": True, "amount": 1000001}, "bad_field", "amount"),
+    ({"tip": True, "amount": 10, "text": "x" * 201}, "bad_field", "text"),
+    ({"tip": True, "amount": 10, "text": 5}, "bad_field", "text"),
+    ({"tip": True, "amount": 2000}, "insufficient_balance", None),
+]
+
+
+def test_bad_requests_move_no_money(scene):
+    credit(scene.admin, scene.viewer, 1000)
+    c = scene.first
+    before = outbox_entries(scene.viewer)
+    for fields, code, field in BAD:
+        req = {"type": "tip" if fields.get("tip") else "gift", "id": unique("x"), "room": scene.creator}
+        req.update({k: v for k, v in fields.items() if k != "tip"})
+        r = c.request(req)
+        assert r["type"] == "error" and r["code"] == code, (req, r)
+        if field:
+            assert r.get("field") == field, (req, r)
+        if code == "insufficient_balance":
+            assert r["balance"] == 1000, r
+    # Not live, and gifts to oneself.
+    r = c.request({"type": "gift", "id": "nl", "room": unique("nobody"), "gift": ROSE})
+    assert r["code"] == "room_not_live", r
+    me = scene.client()
+    own = scene.creator
+    creator = scene.srv.connect(subprotocol=SUBPROTOCOL_JSON, token=mint_token(own, "creator"))
+    creator.expect("welcome")
+    r = creator.request({"type": "gift", "id": "self", "room": own, "gift": ROSE})
+    assert r["code"] == "forbidden", r
+    # Credit is for admins only.
+    r = me.request({"type": "credit", "id": "cr", "user": scene.viewer, "amount": 5})
+    assert r["code"] == "forbidden", r
+    # Invalid UTF-8 in a msgpack tip text.
+    mp = scene.client(SUBPROTOCOL_MSGPACK)
+    import msgpack
+    raw = msgpack.packb({"type": "tip", "id": "u8", "room": scene.creator, "amount": 5, "text": "ok"})
+    raw = raw.replace(b"\xa2ok", b"\xa2\xc3\x28")
+    mp.send_frame(2, raw)
+    r = mp.expect("error", id="u8")
+    assert r["code"] == "bad_field" and r["field"] == "text", r
+
+    assert balance(c) == 1000
+    assert outbox_entries(scene.viewer) == before
+
+
+def test_replayed_request_debits_once(scene):
+    credit(scene.admin, scene.viewer, 1000)
+    a, b = scene.client(), scene.client(SUBPROTOCOL_MSGPACK)
+    req = {"type": "gift", "id": "same-id", "room": scene.creator, "gift": ROCKET}
+    acks = [a.request(req), b.request(req), a.request(req)]
+    assert [x["type"] for x in acks] == ["ack"] * 3, acks
+    assert len({x["order"] for x in acks}) == 1, acks
+    assert [x["balance"] for x in acks] == [500, 500, 500], acks
+    assert [x["replayed"] for x in acks] == [False, True, True], acks
+    assert balance(a) == 500
+    assert sum(1 for e in outbox_entries(scene.viewer) if e["k"] == "gift") == 1
+    # The same id with other parameters is refused, and moves nothing.
+    r = b.request(dict(req, count=2))
+    assert r["code"] == "idempotency_conflict", r
+    assert balance(a) == 500
+
+
+def test_concurrent_spenders_exactly_k(scene):
+    k = 37
+    credit(scene.admin, scene.viewer, k * PRICES[ROCKET])
+    conns = [scene.client(SUBPROTOCOL_MSGPACK if i % 2 else SUBPROTOCOL_JSON) for i in range(8)]
+    results = []
+    lock = threading.Lock()
+
+    def spend(c, n):
+        ids = [unique("race") for _ in range(n)]
+        c.send_many({"type": "gift", "id": i, "room": scene.creator, "gift": ROCKET} for i in ids)
+        got = [c.expect(None, id=i, timeout=20) for i in ids]
+        with lock:
+            results.extend(got)
+
+    threads = [threading.Thread(target=spend, args=(c, 10)) for c in conns]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == 80
+    acks = [r for r in results if r["type"] == "ack"]
+    errors = [r for r in results if r["type"] == "error"]
+    assert len(acks) == k, (len(acks), errors[:3])
+    assert all(e["code"] == "insufficient_balance" and e["balance"] >= 0 for e in errors), errors[:3]
+    assert min(a["balance"] for a in acks) == 0
+    assert sorted(a["balance"] for a in acks) == [PRICES[ROCKET] * i for i in range(k)]
+    assert balance(conns[0]) == 0
+    assert sum(1 for e in outbox_entries(scene.viewer) if e["k"] == "gift") == k
+
+
+def test_script_flush_under_load(scene):
+    n = 300
+    credit(scene.admin, scene.viewer, n)
+    c = scene.first
+    ids = [unique("f") for _ in range(n)]
+    stop = threading.Event()
+
+    def flusher():
+        while not stop.is_set():
+            rcli("SCRIPT", "FLUSH")
+            time.sleep(0.005)
+
+    t = threading.Thread(target=flusher)
+    t.start()
+    try:
+        for chunk in range(0, n, 50):
+            c.send_many({"type": "gift", "id": i, "room": scene.creator, "gift": ROSE}
+                        for i in ids[chunk:chunk + 50])
+            replies = [c.expect(None, id=i, timeout=20) for i in ids[chunk:chunk + 50]]
+            assert all(r["type"] == "ack" for r in replies), [r for r in replies if r["type"] != "ack"][:3]
+    finally:
+        stop.set()
+        t.join()
+    assert balance(c) == 0
+
+
+def test_catalog_reloads_without_restart(scene):
+    c = scene.first
+    cat = wait_catalog(c, lambda k: any(g["id"] == ROSE for g in k["gifts"]))
+    assert not any(g["id"] == RETIRED for g in cat["gifts"]), cat  # disabled gifts are not offered
+    gid = 9150 + (int(time.time() * 1000) % 40)
+    psql(f"INSERT INTO gifts (id, name, price, animation) VALUES ({gid}, 'Star', 3, 'star') "
+         "ON CONFLICT (id) DO UPDATE SET price = 3, enabled = true")
+    try:
+        cat = wait_catalog(c, lambda k: any(g["id"] == gid and g["price"] == 3 for g in k["gifts"]))
+        psql(f"UPDATE gifts SET price = 4 WHERE id = {gid}")
+        wait_catalog(c, lambda k: any(g["id"] == gid and g["price"] == 4 for g in k["gifts"]))
+        credit(scene.admin, scene.viewer, 4)
+        ack = c.request({"type": "gift", "id": "star", "room": scene.creator, "gift": gid})
+        assert ack["type"] == "ack" and ack["amount"] == 4 and ack["balance"] == 0, ack
+    finally:
+        psql(f"DELETE FROM gifts WHERE id = {gid}")
+
+
+def test_unsafe_redis_is_refused(tmp_path, catalog):
+    """A Redis without AOF (or with an evicting policy) would lose
+    acknowledged balances: tipcastd refuses it unless told it is a toy."""
+    port = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                              "--appendonly", "no", "--save", "", "--dir", str(tmp_path)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
+                             text=True).stdout.strip() != "PONG":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        from conftest import TEST_SECRET, _binary
+        args = [_binary(), f"--port={free_port()}", f"--redis-port={port}", f"--pg={PG}",
+                f"--jwt-secret={TEST_SECRET}"]
+        p = subprocess.run(args, capture_output=True, text=True, timeout=30)
+        assert p.returncode == 1, p.stderr[-2000:]
+        assert "appendonly" in p.stderr and "refusing" in p.stderr, p.stderr[-2000:]
+    finally:
+        redis.terminate()
+        redis.wait(10)

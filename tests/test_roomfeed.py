@@ -1,0 +1,341 @@
+"""The `rooms` consumer group: outbox gift/tip entries become room events
+exactly once, and the rooms' leaderboards follow them.
+
+The entries are written here as the wallet script writes them (the field
+set of gifts/outbox.h) straight into tc:{w:N}:outbox, so that these tests
+exercise the feed alone: redelivery, crashes and stale consumers are staged
+on the streams themselves."""
+
+import signal
+import subprocess
+import time
+from datetime import datetime, timezone
+
+import msgpack
+import pytest
+
+from conftest import REDIS_PORT, TEST_SECRET, _binary, free_port
+from resp import Redis
+from wsclient import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, unique
+
+SHARDS = 4
+FLAGS = dict(wallet_shards=SHARDS, max_msgs_per_s=10000, max_burst=10000)
+# A SIGKILLed node keeps its leases until they lapse (OUTBOX_LEASE_MS).
+TAKEOVER_S = 20
+
+
+def shard_of(uid):
+    """FNV-1a 32-bit of the user id, modulo wallet-shards (outbox_shard_of)."""
+    h = 2166136261
+    for b in uid.encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h % SHARDS
+
+
+def outbox(shard):
+    return f"tc:{{w:{shard}}}:outbox"
+
+
+class Outbox:
+    """Writes outbox entries as gifts/wallet.c's script does."""
+
+    def __init__(self):
+        self.r = Redis()
+
+    def close(self):
+        self.r.close()
+
+    def _add(self, user, fields):
+        shard = shard_of(user)
+        sid = self.r("XADD", outbox(shard), "*", *[x for kv in fields for x in kv])
+        return f"{shard}-{sid}"
+
+    def gift(self, user, room, gift=7, name="Rose", anim="rose.webp", count=1, price=10,
+             combo="", ts=None):
+        amount = price * count
+        return self._add(user, [("k", "gift"), ("u", user), ("r", room), ("g", gift), ("gn", name),
+                                ("an", anim), ("n", count), ("p", price), ("a", amount),
+                                ("b", 100000), ("m", combo), ("t", ""), ("q", unique("q")),
+                                ("ts", ts if ts is not None else int(time.time() * 1000))])
+
+    def tip(self, user, room, amount, text="", ts=None):
+        return self._add(user, [("k", "tip"), ("u", user), ("r", room), ("g", 0), ("gn", ""),
+                                ("an", ""), ("n", 1), ("p", amount), ("a", amount),
+                                ("b", 100000), ("m", ""), ("t", text), ("q", unique("q")),
+                                ("ts", ts if ts is not None else int(time.time() * 1000))])
+
+    def credit(self, user, amount):
+        return self._add(user, [("k", "credit"), ("u", user), ("r", ""), ("g", 0), ("gn", ""),
+                                ("an", ""), ("n", 1), ("p", amount), ("a", amount),
+                                ("b", amount), ("m", ""), ("t", "test credit"), ("q", unique("q")),
+                                ("ts", int(time.time() * 1000))])
+
+
+@pytest.fixture
+def ob():
+    o = Outbox()
+    yield o
+    o.close()
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def history_bodies(room):
+    """The room's history stream: [(seq, body dict)], oldest first."""
+    r = Redis()
+    try:
+        out = []
+        for sid, f in r("XRANGE", f"tc:{{r:{room}}}:hist", "-", "+"):
+            body = f[1]
+            if isinstance(body, str):
+                body = body.encode()
+            out.append((int(sid.split("-")[0]), msgpack.unpackb(body, raw=False)))
+        return out
+    finally:
+        r.close()
+
+
+def pending_ids(shard):
+    r = Redis()
+    try:
+        rows = r("XPENDING", outbox(shard), "rooms", "-", "+", 100000)
+        return {f"{shard}-{row[0]}" for row in rows}
+    finally:
+        r.close()
+
+
+def events(c, n, timeout=10):
+    return [c.expect("event", timeout=timeout) for _ in range(n)]
+
+
+def assert_quiet(c, seconds=0.5):
+    """No further room event arrives within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            m = c.recv(timeout=max(0.01, deadline - time.monotonic()))
+        except AssertionError:
+            return
+        assert m["type"] != "event", f"unexpected extra event {m}"
+
+
+def test_gifts_and_tips_reach_every_member_once(server, client, room, ob):
+    srv = server(**FLAGS)
+    members = [client(srv, unique("v"), "viewer", SUBPROTOCOL_JSON),
+               client(srv, unique("v"), "viewer", SUBPROTOCOL_MSGPACK)]
+    for m in members:
+        j = m.join(room)
+        assert j["seq"] == 0 and j["board"] == [], j
+
+    senders = [unique("s") for _ in range(4)]
+    sent = {}
+    ts = int(time.time() * 1000)
+    for i, u in enumerate(senders):
+        sent[ob.gift(u, room, gift=9001 + i, name=f"G{i}", anim=f"a{i}", count=i + 1, price=5,
+                     combo=f"c{i}", ts=ts + i)] = ("gift", u, i)
+        ob.credit(u, 1000)  # no room: acknowledged, never an event
+        sent[ob.tip(u, room, 7 + i, text=f"thanks {i} \u2764", ts=ts + 10 + i)] = ("tip", u, i)
+
+    for m in members:
+        evs = events(m, len(sent))
+        assert [e["seq"] for e in evs] == list(range(1, len(sent) + 1)), evs
+        assert {e["order"] for e in evs} == set(sent), evs
+        for e in evs:
+            kind, u, i = sent[e["order"]]
+            assert e["type"] == "event" and e["room"] == room and e["kind"] == kind, e
+            assert e["from"] == u, e
+            if kind == "gift":
+                assert e["role"] == "viewer" and e["gift"] == 9001 + i, e
+                assert (e["name"], e["animation"], e["combo"]) == (f"G{i}", f"a{i}", f"c{i}"), e
+                assert e["count"] == i + 1 and e["amount"] == 5 * (i + 1), e
+                assert e["ts"] == ts + i, e
+            else:
+                assert e["amount"] == 7 + i and e["text"] == f"thanks {i} \u2764", e
+                assert e["ts"] == ts + 10 + i, e
+                assert set(e) == {"type", "room", "seq", "kind", "from", "order", "amount",
+                                  "text", "ts"}, e
+        # Stream order within a shard: a sender's gift comes before its tip.
+        pos = {e["order"]: k for k, e in enumerate(evs)}
+        for o, (kind, u, i) in sent.items():
+            if kind == "tip":
+                gift_order = next(g for g, v in sent.items() if v == ("gift", u, i))
+                assert pos[gift_order] < pos[o]
+        assert_quiet(m)
+
+    # Every entry, the credits too, is acknowledged once applied.
+    shards = {shard_of(u) for u in senders}
+    wait_for(lambda: not any(o in pending_ids(s) for s in shards for o in sent), 5,
+             "the entries to be acknowledged")
+
+
+def test_sigkill_and_redelivery_apply_each_entry_once(server, client, room, ob):
+    """Entries applied but never acknowledged (a node killed between its room
+    script and its XACK), entries read by a consumer that died, and entries
+    delivered again are all applied exactly once; none is lost."""
+    # The history keeps every event of this test, so that it can be read back.
+    flags = dict(history_len=1000, **FLAGS)
+    srv = server(**flags)
+    senders = [unique("s") for _ in range(6)]
+    shards = sorted({shard_of(u) for u in senders})
+    orders, sender = [], {}
+
+    def give(k):
+        u = senders[k % len(senders)]
+        o = ob.gift(u, room, price=1)
+        orders.append(o)
+        sender[o] = u
+
+    for k in range(30):
+        give(k)
+    wait_for(lambda: len(history_bodies(room)) == 30, 10, "the first 30 events")
+    # Keep writing while the node dies: some entries are read, some applied,
+    # some acknowledged, at the moment of the SIGKILL.
+    for k in range(200):
+        give(k)
+    srv.signal(signal.SIGKILL)
+    srv.proc.wait(10)
+    srv.killed = True
+
+    r = Redis()
+    try:
+        # Rewind the group on every shard to before the first entries, as if
+        # nothing had been acknowledged: all of them are delivered again...
+        first = {}
+        for o in orders:
+            s, sid = o.split("-", 1)
+            first.setdefault(int(s), sid)
+        for s, sid in first.items():
+            ms, seq = sid.split("-")
+            before = f"{ms}-{int(seq) - 1}" if int(seq) > 0 else f"{int(ms) - 1}-99999"
+            r("XGROUP", "SETID", outbox(s), "rooms", before)
+        # ...and a consumer that will never come back holds some of them.
+        for s in shards:
+            r("XREADGROUP", "GROUP", "rooms", "dead-node", "COUNT", 10, "STREAMS", outbox(s), ">")
+        # More entries arrive while no node reads.
+        for k in range(20):
+            give(k)
+    finally:
+        r.close()
+
+    srv2 = server(**flags)
+    total = len(orders)
+    wait_for(lambda: len(history_bodies(room)) >= total, TAKEOVER_S, f"{total} room events")
+    time.sleep(0.5)  # anything applied twice would show up by now
+    hist = history_bodies(room)
+    got = [b["order"] for _, b in hist]
+    assert len(got) == len(set(got)), "a gift became two room events"
+    assert set(got) == set(orders), set(orders) - set(got)
+    assert [s for s, _ in hist] == list(range(1, total + 1))
+    # Per shard, the events follow the stream order.
+    for s in shards:
+        mine = [o for o in got if o.startswith(f"{s}-")]
+        assert mine == [o for o in orders if o.startswith(f"{s}-")]
+    # The board counted each gift once.
+    c = client(srv2, unique("v"), "viewer")
+    j = c.join(room)
+    assert j["seq"] == total, j
+    want = {u: sum(1 for o in orders if sender[o] == u) for u in senders}
+    assert {e["user"]: e["total"] for e in j["board"]} == want, j["board"]
+    assert all(b["from"] == sender[b["order"]] for _, b in hist)
+    wait_for(lambda: not any(o in pending_ids(s) for s in shards for o in orders), 10,
+             "every entry to be acknowledged")
+
+
+def test_leaderboard_push_snapshot_and_request(server, client, room, ob):
+    srv = server(board_push_ms=250, **FLAGS)
+    m = client(srv, unique("v"), "viewer", SUBPROTOCOL_MSGPACK)
+    m.join(room)
+    users = [unique("u") for _ in range(12)]
+    totals = {u: 0 for u in users}
+    # Many gifts within a second: a few pushes, not one per gift.
+    start = time.monotonic()
+    n = 0
+    while time.monotonic() - start < 1.0:
+        u = users[n % len(users)]
+        price = 1 + (n % len(users)) * 3
+        ob.gift(u, room, price=price)
+        totals[u] += price
+        n += 1
+        time.sleep(0.01)
+    assert n >= 40, n
+    # Redis orders equal scores by member, descending.
+    top = sorted(totals.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)[:10]
+    want = [{"user": u, "total": t} for u, t in top]
+
+    pushes = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            msg = m.expect("leaderboard", timeout=1.0)
+        except AssertionError:
+            if pushes and pushes[-1]["top"] == want:
+                break
+            continue
+        pushes.append(msg)
+    assert pushes and pushes[-1]["top"] == want, (pushes[-1:] or None, want)
+    assert 1 <= len(pushes) <= 10, f"{len(pushes)} pushes for {n} gifts"
+    last = pushes[-1]
+    assert last["room"] == room and last["period"] == "all" and "id" not in last, last
+    # Every gift was today, this week and this month.
+    assert last["day"] == want and last["week"] == want and last["month"] == want, last
+    # Totals only grow between pushes.
+    for a, b in zip(pushes, pushes[1:]):
+        ta = {e["user"]: e["total"] for e in a["top"]}
+        for e in b["top"]:
+            assert e["total"] >= ta.get(e["user"], 0)
+
+    # A new member's snapshot has the top 10; a request gets the same lists.
+    for proto in (SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK):
+        c = client(srv, unique("v"), "viewer", proto)
+        j = c.join(room)
+        assert j["board"] == want, j
+        r = c.request({"type": "leaderboard", "id": "lb1", "room": room})
+        assert r["type"] == "leaderboard" and r["id"] == "lb1" and r["room"] == room, r
+        assert r["top"] == want and r["day"] == want, r
+    # A room nobody gave to has empty boards.
+    r = c.request({"type": "leaderboard", "id": "lb2", "room": unique("r")})
+    assert r["top"] == [] and r["week"] == [] and r["month"] == [], r
+    bad = c.request({"type": "leaderboard", "id": "lb3"})
+    assert bad["type"] == "error" and bad["code"] == "bad_field" and bad["field"] == "room", bad
+
+
+def test_period_boards_use_board_tz(server, client, room, ob):
+    srv = server(board_tz="Asia/Tokyo", **FLAGS)
+    m = client(srv, unique("v"), "viewer")
+    m.join(room)
+    # 2024-03-10 16:30 UTC is Monday 2024-03-11 01:30 in Tokyo: in UTC it
+    # would still be Sunday, of the week that began on 2024-03-04.
+    ts = int(datetime(2024, 3, 10, 16, 30, tzinfo=timezone.utc).timestamp() * 1000)
+    u = unique("u")
+    ob.gift(u, room, price=3, count=2, ts=ts)
+    ob.tip(u, room, 4, ts=ts + 1)
+    evs = events(m, 2)
+    assert [e["kind"] for e in evs] == ["gift", "tip"], evs
+    r = Redis()
+    try:
+        base = f"tc:{{r:{room}}}:board"
+        assert r("ZSCORE", f"{base}:all", u) == "10"
+        for key in (f"{base}:d:20240311", f"{base}:w:20240311", f"{base}:m:202403"):
+            assert r("ZSCORE", key, u) == "10", key
+            ttl = r("TTL", key)
+            assert 0 < ttl <= 62 * 86400, (key, ttl)
+        assert r("TTL", f"{base}:all") == -1
+        for key in (f"{base}:d:20240310", f"{base}:w:20240304"):
+            assert r("EXISTS", key) == 0, key
+    finally:
+        r.close()
+
+
+def test_unknown_board_tz_is_refused(tmp_path):
+    p = subprocess.run([_binary(), f"--port={free_port()}", f"--redis-port={REDIS_PORT}",
+                        f"--jwt-secret={TEST_SECRET}", "--board-tz=Mars/Olympus_Mons"], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 2, p
+    assert "board-tz" in p.stderr, p.stderr
