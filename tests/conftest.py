@@ -422,3 +422,45 @@ def pytest_runtest_makereport(item, call):
             state = "running" if srv.alive() else f"exited {srv.proc.returncode}"
             rep.sections.append((f"tipcastd :{srv.port} ({state}) stderr tail",
                                  srv.stderr_tail()))
+
+
+SERVICES = os.path.join(REPO, "scripts", "services.sh")
+
+
+class PostgresOutage:
+    """Stops and restarts the test instance's PostgreSQL (scripts/services.sh)
+    for outage tests. Use as a context manager: down inside, up after."""
+
+    def __init__(self, instance):
+        self.instance = instance
+
+    def _run(self, cmd, attempts):
+        last = None
+        for _ in range(attempts):
+            last = subprocess.run(["bash", SERVICES, cmd, self.instance], capture_output=True, text=True,
+                                  timeout=120)
+            if last.returncode == 0:
+                return
+            time.sleep(1)
+        raise AssertionError(f"services.sh {cmd} {self.instance} failed:\n{last.stdout}\n{last.stderr}")
+
+    def __enter__(self):
+        self._run("stop-postgres", 1)
+        return self
+
+    def __exit__(self, *exc):
+        # A start that fails would leave every later test without PostgreSQL:
+        # try again before giving up, and say why.
+        self._run("start", 5)
+        return False
+
+
+@pytest.fixture
+def pg_outage():
+    """pg_outage() -> a context manager during which PostgreSQL is down.
+    Skips when PostgreSQL is not managed by scripts/services.sh here
+    (TIPCAST_TEST_INSTANCE names the instance; scripts/test.sh sets it)."""
+    instance = os.environ.get("TIPCAST_TEST_INSTANCE", "test")
+    if subprocess.run(["bash", SERVICES, "status", instance], capture_output=True).returncode != 0:
+        pytest.skip("PostgreSQL is not managed by scripts/services.sh here (set TIPCAST_TEST_INSTANCE)")
+    return lambda: PostgresOutage(instance)

@@ -380,8 +380,17 @@ class WSClient:
 
     def _handle_close(self, payload):
         if len(payload) >= 2:
-            self.close_code = struct.unpack("!H", payload[:2])[0]
-            self.close_reason = payload[2:].decode("utf-8", "replace")
+            code = struct.unpack("!H", payload[:2])[0]
+            # RFC 6455 7.4: 1004-1006 and 1015 never go on the wire, and
+            # codes below 1000 or from 5000 up are not defined.
+            if code < 1000 or code >= 5000 or code in (1004, 1005, 1006, 1015):
+                raise ProtocolViolation(f"server sent close code {code}")
+            try:
+                reason = payload[2:].decode("utf-8")
+            except UnicodeDecodeError:
+                raise ProtocolViolation(f"close reason is not UTF-8: {payload[2:]!r}") from None
+            self.close_code = code
+            self.close_reason = reason
         elif not payload:
             self.close_code = 1005
             self.close_reason = ""
@@ -402,8 +411,9 @@ class WSClient:
         opcode. Server pings are answered with a pong and skipped, unless
         auto_pong is False, in which case they are returned. Pongs are
         skipped. With control=True every ping and pong is returned too (pings
-        are still answered when auto_pong is set). A close frame is returned as (OP_CLOSE, payload) after it has
-        been recorded in close_code / close_reason and echoed."""
+        are still answered when auto_pong is set). A close frame is returned
+        as (OP_CLOSE, payload) after it has been recorded in close_code /
+        close_reason and echoed."""
         if self.close_code is not None:
             raise ConnectionClosed(self.close_code, self.close_reason)
         deadline = time.monotonic() + timeout
