@@ -11,23 +11,14 @@ import time
 
 import pytest
 
+from helpers import psql, shard_of, wait_for
 from resp import Redis
 from test_money import catalog  # noqa: F401  (the module fixture, used by pytestmark)
-from test_money import FLAGS, PRICES, ROCKET, ROSE, balance, credit, live_creator, psql, wait_room_live
+from test_money import FLAGS, PRICES, ROCKET, ROSE, balance, credit, live_creator, wait_room_live
 from wsclient import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, unique
 
 # The test gifts of test_money, in PostgreSQL for every test here.
 pytestmark = pytest.mark.usefixtures("catalog")
-
-
-def wait_for(pred, timeout=20, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def orders_of(user):
@@ -45,7 +36,6 @@ def earnings(creator):
 
 
 def redis_balance(user):
-    from test_money import shard_of
     r = Redis()
     try:
         v = r("GET", f"tc:{{w:{shard_of(user)}}}:bal:{user}")
@@ -185,7 +175,6 @@ def test_outbox_backlog_bound_refuses_gifts_while_postgres_is_down(server, clien
     """Past outbox-max-backlog entries in a shard the ledger has not stored,
     gifts are refused as retryable instead of filling Redis; no money moves
     for a refused gift, and everything flows again once PostgreSQL is back."""
-    from test_money import shard_of
     creator, viewer = unique("cr"), unique("v")
     live_creator(creator)
     r = Redis()

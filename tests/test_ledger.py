@@ -20,46 +20,18 @@ import time
 import pytest
 
 from conftest import PG, free_port
+from helpers import SHARDS, entry_fields, outbox, psql, shard_of, wait_for, xadd_entry
 from resp import Redis
 from wsclient import unique
 
-SHARDS = 4
 FLAGS = dict(wallet_shards=SHARDS)
 LEASE_HOLDER = "test-rooms-consumer"
 TRIM_MS = 2000  # storage/ledger.h LEDGER_TRIM_MS
 LEASE_MS = 5000  # gifts/outbox.h OUTBOX_LEASE_MS
 
 
-def psql(sql, dsn=PG):
-    out = subprocess.run(["psql", dsn, "-X", "-v", "ON_ERROR_STOP=1", "-qAtc", sql],
-                         capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
-
-
 def rows(sql, dsn=PG):
     return [r.split("|") for r in psql(sql, dsn).splitlines() if r]
-
-
-def wait_for(pred, timeout=20, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.05)
-
-
-def shard_of(uid):
-    h = 2166136261
-    for b in uid.encode():
-        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
-    return h % SHARDS
-
-
-def outbox(shard):
-    return f"tc:{{w:{shard}}}:outbox"
 
 
 class Outbox:
@@ -77,18 +49,11 @@ class Outbox:
     def add(self, kind, user, amount, room="", gift=0, name="", count=1, price=None, combo="",
             text="", req=None, balance=0):
         """XADDs one entry to user's shard; returns (order id, fields)."""
-        shard = shard_of(user)
-        fields = {
-            "k": kind, "u": user, "r": room, "g": str(gift), "gn": name,
-            "an": name.lower(), "n": str(count), "p": str(price if price is not None else amount),
-            "a": str(amount), "b": str(balance), "m": combo, "t": text,
-            "q": req or unique("q"), "ts": str(int(time.time() * 1000)),
-        }
-        args = ["XADD", outbox(shard), "*"]
-        for k, v in fields.items():
-            args += [k, v]
-        sid = self(*args)
-        return f"{shard}-{sid}", fields
+        fields = entry_fields(kind, user, amount, room=room, gift=gift, name=name, count=count,
+                              price=price, combo=combo, text=text, req=req, balance=balance)
+        with self.lock:
+            oid = xadd_entry(self.r, fields)
+        return oid, {k: str(v) for k, v in fields}
 
     def rooms_ack_all(self):
         """As the rooms consumer: takes and acknowledges everything so far."""

@@ -13,21 +13,14 @@ import time
 import pytest
 
 from conftest import PG, free_port, mint_token
+from helpers import SHARDS, outbox, psql, shard_of
 from resp import Redis, stream_entries
 from wsclient import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, unique
 
-SHARDS = 4
 # Gift ids of these tests: the catalog is shared by every test.
 ROSE, ROCKET, RETIRED = 9101, 9103, 9109
 PRICES = {ROSE: 1, ROCKET: 500, RETIRED: 7}
 FLAGS = dict(wallet_shards=SHARDS, max_msgs_per_s=10000, max_burst=10000)
-
-
-def psql(sql):
-    out = subprocess.run(["psql", PG, "-v", "ON_ERROR_STOP=1", "-qAtc", sql],
-                         capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
 
 
 def rcli(*args):
@@ -38,18 +31,11 @@ def rcli(*args):
         r.close()
 
 
-def shard_of(uid):
-    h = 2166136261
-    for b in uid.encode():
-        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
-    return h % SHARDS
-
-
 def outbox_entries(uid):
     """The outbox entries of uid's wallet, as dicts (with the stream id as _id)."""
     r = Redis()
     try:
-        entries = stream_entries(r, f"tc:{{w:{shard_of(uid)}}}:outbox")
+        entries = stream_entries(r, outbox(shard_of(uid)))
     finally:
         r.close()
     return [dict(f, _id=sid) for sid, f in entries if f.get("u") == uid]

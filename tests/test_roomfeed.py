@@ -15,25 +15,13 @@ import msgpack
 import pytest
 
 from conftest import REDIS_PORT, TEST_SECRET, _binary, free_port
+from helpers import SHARDS, entry_fields, outbox, shard_of, wait_for, xadd_entry
 from resp import Redis
 from wsclient import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, unique
 
-SHARDS = 4
 FLAGS = dict(wallet_shards=SHARDS, max_msgs_per_s=10000, max_burst=10000)
 # A SIGKILLed node keeps its leases until they lapse (OUTBOX_LEASE_MS).
 TAKEOVER_S = 20
-
-
-def shard_of(uid):
-    """FNV-1a 32-bit of the user id, modulo wallet-shards (outbox_shard_of)."""
-    h = 2166136261
-    for b in uid.encode():
-        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
-    return h % SHARDS
-
-
-def outbox(shard):
-    return f"tc:{{w:{shard}}}:outbox"
 
 
 class Outbox:
@@ -45,30 +33,18 @@ class Outbox:
     def close(self):
         self.r.close()
 
-    def _add(self, user, fields):
-        shard = shard_of(user)
-        sid = self.r("XADD", outbox(shard), "*", *[x for kv in fields for x in kv])
-        return f"{shard}-{sid}"
-
     def gift(self, user, room, gift=7, name="Rose", anim="rose.webp", count=1, price=10,
              combo="", ts=None):
-        amount = price * count
-        return self._add(user, [("k", "gift"), ("u", user), ("r", room), ("g", gift), ("gn", name),
-                                ("an", anim), ("n", count), ("p", price), ("a", amount),
-                                ("b", 100000), ("m", combo), ("t", ""), ("q", unique("q")),
-                                ("ts", ts if ts is not None else int(time.time() * 1000))])
+        return xadd_entry(self.r, entry_fields("gift", user, price * count, room=room, gift=gift, name=name,
+                                               anim=anim, count=count, price=price, balance=100000,
+                                               combo=combo, ts=ts))
 
     def tip(self, user, room, amount, text="", ts=None):
-        return self._add(user, [("k", "tip"), ("u", user), ("r", room), ("g", 0), ("gn", ""),
-                                ("an", ""), ("n", 1), ("p", amount), ("a", amount),
-                                ("b", 100000), ("m", ""), ("t", text), ("q", unique("q")),
-                                ("ts", ts if ts is not None else int(time.time() * 1000))])
+        return xadd_entry(self.r, entry_fields("tip", user, amount, room=room, balance=100000, text=text,
+                                               ts=ts))
 
     def credit(self, user, amount):
-        return self._add(user, [("k", "credit"), ("u", user), ("r", ""), ("g", 0), ("gn", ""),
-                                ("an", ""), ("n", 1), ("p", amount), ("a", amount),
-                                ("b", amount), ("m", ""), ("t", "test credit"), ("q", unique("q")),
-                                ("ts", int(time.time() * 1000))])
+        return xadd_entry(self.r, entry_fields("credit", user, amount, balance=amount, text="test credit"))
 
 
 @pytest.fixture
@@ -76,16 +52,6 @@ def ob():
     o = Outbox()
     yield o
     o.close()
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 def history_bodies(room):

@@ -1,0 +1,62 @@
+"""Helpers shared by the end-to-end tests: waiting, PostgreSQL queries, and
+the wallet shards' outbox entries (gifts/outbox.h) as the wallet script
+writes them."""
+
+import subprocess
+import time
+
+from conftest import PG
+from wsclient import unique
+
+# The tests run tipcastd with --wallet-shards=4 (FLAGS in the test modules).
+SHARDS = 4
+
+
+def wait_for(pred, timeout=20, what="condition"):
+    """Polls pred() until it is true; returns its value. Fails after timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.05)
+
+
+def psql(sql, dsn=PG):
+    """Runs sql with psql; returns its unaligned output."""
+    out = subprocess.run(["psql", dsn, "-X", "-v", "ON_ERROR_STOP=1", "-qAtc", sql],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def shard_of(uid, shards=SHARDS):
+    """The wallet shard of a user: FNV-1a 32-bit of the id (outbox_shard_of)."""
+    h = 2166136261
+    for b in uid.encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h % shards
+
+
+def outbox(shard):
+    return f"tc:{{w:{shard}}}:outbox"
+
+
+def entry_fields(kind, user, amount, room="", gift=0, name="", anim=None, count=1, price=None,
+                 balance=0, combo="", text="", req=None, ts=None, role="viewer"):
+    """The fields of one outbox entry, in the wallet script's order."""
+    return [("k", kind), ("u", user), ("r", room), ("g", gift), ("gn", name),
+            ("an", name.lower() if anim is None else anim), ("n", count),
+            ("p", amount if price is None else price), ("a", amount), ("b", balance), ("m", combo),
+            ("t", text), ("q", req or unique("q")),
+            ("ts", int(time.time() * 1000) if ts is None else ts), ("ro", role)]
+
+
+def xadd_entry(r, fields):
+    """Appends the entry to its user's shard with Redis client r; returns
+    its order id "<shard>-<stream id>"."""
+    user = dict(fields)["u"]
+    shard = shard_of(user)
+    sid = r("XADD", outbox(shard), "*", *[x for kv in fields for x in kv])
+    return f"{shard}-{sid}"
