@@ -1,3 +1,26 @@
+# Two uses:
+#  - include(cmake/embed.cmake) defines tipcast_embed(OUT NAMES FILES COMMENT),
+#    a build step that writes OUT from the files;
+#  - cmake -DOUT=... -DNAMES=... -DFILES=... -P cmake/embed.cmake is that step.
+if(NOT CMAKE_SCRIPT_MODE_FILE)
+  set(TIPCAST_EMBED_SCRIPT ${CMAKE_CURRENT_LIST_FILE})
+  # tipcast_embed(<out.c> "<c names>" "<files>" <comment>): one byte array
+  # per file, named by the matching C name.
+  function(tipcast_embed out names files comment)
+    # cmake -P takes one string per -D: the lists travel with '|' between items.
+    string(REPLACE ";" "|" names_arg "${names}")
+    string(REPLACE ";" "|" files_arg "${files}")
+    add_custom_command(
+      OUTPUT ${out}
+      COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DNAMES=${names_arg} -DFILES=${files_arg}
+              -P ${TIPCAST_EMBED_SCRIPT}
+      DEPENDS ${files} ${TIPCAST_EMBED_SCRIPT}
+      COMMENT "${comment}"
+      VERBATIM)
+  endfunction()
+  return()
+endif()
+
 # Turns text files into a C source with one NUL-terminated byte array each.
 # cmake -DOUT=file.c -DNAMES="a|b" -DFILES="a.lua|b.lua" -P embed.cmake
 string(REPLACE "|" ";" NAMES "${NAMES}")

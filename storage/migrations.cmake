@@ -43,15 +43,8 @@ ${SQL_TABLE_ROWS}};
 const int migrate_files_count = ${SQL_COUNT};
 ")
 
-string(REPLACE ";" "|" SQL_NAMES_ARG "${SQL_NAMES}")
-string(REPLACE ";" "|" SQL_FILES_ARG "${SQL_MIGRATION_FILES}")
-add_custom_command(
-  OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/migrations_sql.c
-  COMMAND ${CMAKE_COMMAND} -DOUT=${CMAKE_CURRENT_BINARY_DIR}/migrations_sql.c
-          -DNAMES=${SQL_NAMES_ARG} -DFILES=${SQL_FILES_ARG} -P ${PROJECT_SOURCE_DIR}/cmake/embed.cmake
-  DEPENDS ${SQL_MIGRATION_FILES} ${PROJECT_SOURCE_DIR}/cmake/embed.cmake
-  COMMENT "Embedding schema migrations"
-  VERBATIM)
+tipcast_embed(${CMAKE_CURRENT_BINARY_DIR}/migrations_sql.c "${SQL_NAMES}" "${SQL_MIGRATION_FILES}"
+  "Embedding schema migrations")
 
 set(MIGRATION_SOURCES
   ${CMAKE_CURRENT_BINARY_DIR}/migrations_table.c
