@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import PG, free_port, mint_token
-from helpers import SHARDS, outbox, psql, shard_of
+from helpers import SHARDS, outbox, psql, shard_of, wait_for
 from resp import Redis, stream_entries
 from wsclient import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, unique
 
@@ -240,7 +240,11 @@ def test_concurrent_spenders_exactly_k(scene):
     assert min(a["balance"] for a in acks) == 0
     assert sorted(a["balance"] for a in acks) == [PRICES[ROCKET] * i for i in range(k)]
     assert balance(conns[0]) == 0
-    assert sum(1 for e in outbox_entries(scene.viewer) if e["k"] == "gift") == k
+    # Exactly K orders reach PostgreSQL: the acked ones.
+    wait_for(lambda: psql(f"SELECT count(*) FROM orders WHERE sender = '{scene.viewer}'") == str(k),
+             what=f"{k} orders in PostgreSQL")
+    in_pg = psql(f"SELECT order_id FROM orders WHERE sender = '{scene.viewer}'").split()
+    assert sorted(in_pg) == sorted(a["order"] for a in acks)
 
 
 def test_script_flush_under_load(scene):
