@@ -543,13 +543,18 @@ int conn_writeable(struct conn *c)
             struct membership *m = &c->rooms[i];
             if (m->state != MEMBER_LIVE)
                 continue;
-            struct room_event *ev = room_next_event(m->room, m->next_seq);
+            struct room_event *ev = room_next_event(m->room, m->next_seq), *last = NULL;
             if (!ev)
                 continue;
-            m->next_seq = ev->seq + 1;
-            m->sent_cum = ev->cum[c->fmt];
+            struct frame *f = room_frame_from(m->room, ev, c->fmt, &last);
+            if (!f)
+                return -1;
+            m->next_seq = last->seq + 1;
+            m->sent_cum = last->cum[c->fmt];
             c->rr = i + 1;
-            if (write_frame(c, ev->frame[c->fmt]) < 0)
+            int rc = write_frame(c, f);
+            frame_unref(f);
+            if (rc < 0)
                 return -1;
             break;
         }

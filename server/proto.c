@@ -684,6 +684,15 @@ void enc_str(struct enc *e, const char *s, size_t len)
 
 void enc_cstr(struct enc *e, const char *s) { enc_str(e, s, strlen(s)); }
 
+void enc_raw(struct enc *e, const uint8_t *p, size_t len)
+{
+    if (e->failed)
+        return;
+    if (e->fmt == FMT_JSON)
+        json_sep(e);
+    enc_put(e, p, len);
+}
+
 void enc_int(struct enc *e, int64_t v)
 {
     if (e->failed)
@@ -912,6 +921,27 @@ int proto_event_body(uint8_t *out, size_t cap, const char *kind, const char *fro
     msgpack_pack_str_with_body(&pk, "ts", 2);
     msgpack_pack_int64(&pk, ts_ms);
     return w.overflow ? -1 : (int)w.len;
+}
+
+struct frame *proto_batch_frame(enum fmt fmt, const char *room, struct frame *const *events, int n)
+{
+    size_t bytes = 64;
+    for (int i = 0; i < n; i++)
+        bytes += events[i]->len + 1;
+    struct enc e;
+    enc_init(&e, fmt, bytes);
+    enc_map(&e, 3);
+    enc_key(&e, "type");
+    enc_cstr(&e, "events");
+    enc_key(&e, "room");
+    enc_cstr(&e, room);
+    enc_key(&e, "events");
+    enc_array(&e, (uint32_t)n);
+    for (int i = 0; i < n; i++)
+        enc_raw(&e, events[i]->data + PROTO_PRE, events[i]->len);
+    enc_end_array(&e);
+    enc_end_map(&e);
+    return enc_finish(&e);
 }
 
 struct frame *proto_event_frame(enum fmt fmt, const char *room, int64_t seq,

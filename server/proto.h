@@ -139,6 +139,9 @@ void enc_cstr(struct enc *e, const char *s);
 void enc_int(struct enc *e, int64_t v);
 void enc_bool(struct enc *e, int v);
 void enc_nil(struct enc *e);
+/* Appends bytes that are already one complete value in the writer's format
+ * (an encoded event, say), as the next element. */
+void enc_raw(struct enc *e, const uint8_t *p, size_t len);
 /* Writes one room event map: type/room/seq followed by the fields of `body`,
  * a msgpack map made by proto_event_body(). Returns -1 (and marks the writer
  * failed) when the body is not such a map. */
@@ -162,6 +165,11 @@ struct frame *proto_error_frame(enum fmt fmt, const char *id, const char *code,
  * Writes into out (cap bytes). Returns its length, or -1 when it does not fit. */
 int proto_event_body(uint8_t *out, size_t cap, const char *kind, const char *from,
                      enum role role, const char *text, size_t text_len, int64_t ts_ms);
+
+/* Builds one frame that carries n >= 2 event frames of one room, in order:
+ * {"type":"events","room":ROOM,"events":[ev, ev, ...]}. The events are
+ * copied as they are, not re-encoded. NULL when out of memory. */
+struct frame *proto_batch_frame(enum fmt fmt, const char *room, struct frame *const *events, int n);
 
 /* Builds a standalone event frame. NULL on failure or malformed body. */
 struct frame *proto_event_frame(enum fmt fmt, const char *room, int64_t seq,

@@ -109,6 +109,8 @@ static void room_destroy(struct room *r)
     board_forget(r);
     while (r->ring_count)
         ring_drop_oldest(r);
+    for (int f = 0; f < FMT_COUNT; f++)
+        frame_unref(r->batch[f]);
     free(r->ring);
     free(r->members);
     free(r);
@@ -597,6 +599,34 @@ struct room_event *room_next_event(struct room *r, int64_t next_seq)
             hi = mid;
     }
     return lo < r->ring_count ? &r->ring[(r->ring_head + lo) % ROOM_RING_EVENTS] : NULL;
+}
+
+struct frame *room_frame_from(struct room *r, struct room_event *ev, enum fmt fmt, struct room_event **last)
+{
+    uint32_t pos = (uint32_t)((ev - r->ring) - r->ring_head + ROOM_RING_EVENTS) % ROOM_RING_EVENTS;
+    struct frame *frames[ROOM_BATCH_EVENTS];
+    size_t bytes = 0;
+    int n = 0;
+    while (pos + (uint32_t)n < r->ring_count && n < ROOM_BATCH_EVENTS) {
+        struct room_event *e = &r->ring[(r->ring_head + pos + (uint32_t)n) % ROOM_RING_EVENTS];
+        if (n > 0 && bytes + e->frame[fmt]->len > ROOM_BATCH_BYTES)
+            break;
+        bytes += e->frame[fmt]->len;
+        frames[n++] = e->frame[fmt];
+        *last = e;
+    }
+    if (n == 1)
+        return frame_ref(ev->frame[fmt]);
+    if (!r->batch[fmt] || r->batch_first[fmt] != ev->seq || r->batch_last[fmt] != (*last)->seq) {
+        struct frame *b = proto_batch_frame(fmt, r->id, frames, n);
+        if (!b)
+            return NULL;
+        frame_unref(r->batch[fmt]);
+        r->batch[fmt] = b;
+        r->batch_first[fmt] = ev->seq;
+        r->batch_last[fmt] = (*last)->seq;
+    }
+    return frame_ref(r->batch[fmt]);
 }
 
 uint64_t room_backlog(const struct room *r, const struct membership *m, enum fmt fmt)

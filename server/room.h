@@ -28,6 +28,11 @@
 /* An empty room stays subscribed this long, so that a viewer who reconnects
  * does not cost an unsubscribe and a subscribe. */
 #define ROOM_EMPTY_LINGER_MS 10000
+/* A member that is behind gets its pending events of a room in one frame,
+ * up to this many events and bytes: fewer frames and syscalls per event
+ * when a room is hot. */
+#define ROOM_BATCH_EVENTS 64
+#define ROOM_BATCH_BYTES (32 * 1024)
 /* Bound on an event body received from Redis. */
 #define ROOM_BODY_MAX 4096
 
@@ -46,6 +51,9 @@ struct room {
     uint32_t nmembers, members_cap;
     struct room_event *ring;  /* ROOM_RING_EVENTS entries, allocated with the room */
     uint32_t ring_head, ring_count;
+    /* The latest batch built per format, for the members in step. */
+    struct frame *batch[FMT_COUNT];
+    int64_t batch_first[FMT_COUNT], batch_last[FMT_COUNT];
     int64_t last_seq;
     uint64_t cum[FMT_COUNT];
     enum sub_state sub;
@@ -92,6 +100,12 @@ struct room *room_lookup(const char *id);
  * the caller keeps its own references. Members over their bounds are closed
  * as slow consumers. */
 void room_broadcast(struct room *r, struct frame *const frames[FMT_COUNT]);
+
+/* The frame to send a member whose next event is `ev`: ev's own frame, or a
+ * batch of ev and the events after it (docs/protocol.md, "events"). Sets
+ * *last to the last event it carries. Returns a reference the caller
+ * drops, or NULL when out of memory. Members in step share one batch. */
+struct frame *room_frame_from(struct room *r, struct room_event *ev, enum fmt fmt, struct room_event **last);
 
 /* The next event for a live membership, or NULL when it is up to date. */
 struct room_event *room_next_event(struct room *r, int64_t next_seq);

@@ -305,3 +305,37 @@ def test_unknown_board_tz_is_refused(tmp_path):
                         f"--jwt-secret={TEST_SECRET}", "--board-tz=Mars/Olympus_Mons"], capture_output=True, text=True, timeout=10)
     assert p.returncode == 2, p
     assert "board-tz" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("proto", [SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK])
+def test_burst_is_coalesced_into_batches_in_order(server, client, room, ob, proto):
+    """A burst of events reaches a member as "events" batches (fewer frames),
+    each event exactly once and in seq order."""
+    srv = server(history_len=1000, **FLAGS)
+    m = client(srv, unique("v"), "viewer", proto)
+    assert m.join(room)["seq"] == 0
+    u = unique("s")
+    r = Redis()
+    try:
+        # One write of 300 entries: the rooms consumer reads them together
+        # and the node receives their events back to back.
+        fields = [entry_fields("gift", u, 1, room=room, gift=1, name="Rose", price=1) for _ in range(300)]
+        cmds = b"".join(_resp("XADD", outbox(shard_of(u)), "*", *[x for kv in f for x in kv]) for f in fields)
+        r.sock.sendall(cmds)
+        for _ in fields:
+            r._reply()
+    finally:
+        r.close()
+    evs = events(m, 300)
+    assert [e["seq"] for e in evs] == list(range(1, 301))
+    assert m.batches_received >= 1, "no batch in a burst of 300 events"
+    assert len(m.seen) == 300 + sum(1 for x in m.seen if x.get("type") != "event")
+    assert_quiet(m)
+
+
+def _resp(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)

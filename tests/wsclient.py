@@ -247,6 +247,8 @@ class WSClient:
         self.buf = bytearray(leftover)
         self.backlog = []          # decoded messages read but not yet returned
         self.seen = []             # every decoded message, for failure reports
+        self._unbatched = []       # events of a batch not yet returned
+        self.batches_received = 0  # "events" batches seen
         self.close_code = None     # set when the server's close frame arrives
         self.close_reason = None
         self.eof = False
@@ -477,6 +479,8 @@ class WSClient:
 
     def _recv_new(self, deadline):
         """Reads and decodes the next message from the wire (no backlog)."""
+        if self._unbatched:
+            return self._unbatched.pop(0)
         while True:
             remaining = max(0.0, deadline - time.monotonic())
             opcode, payload = self.recv_frame(timeout=remaining)
@@ -485,6 +489,19 @@ class WSClient:
             if opcode == OP_PING:      # only with auto_pong=False
                 continue
             msg = self.decode(opcode, payload)
+            if msg.get("type") == "events":
+                # A batch of room events (the server coalesces events for a
+                # member that is behind): handed out one by one, in order.
+                evs = msg.get("events")
+                if not isinstance(evs, list) or len(evs) < 2:
+                    raise ProtocolViolation(f"bad events batch: {_short([msg])}")
+                for ev in evs:
+                    if ev.get("type") != "event" or ev.get("room") != msg.get("room"):
+                        raise ProtocolViolation(f"bad event in a batch: {ev!r}")
+                self.batches_received += 1
+                self.seen.extend(evs)
+                self._unbatched.extend(evs[1:])
+                return evs[0]
             self.seen.append(msg)
             return msg
 

@@ -227,6 +227,8 @@
       case "joined": return onJoined(m);
       case "history": return onHistory(m);
       case "event": return deliver(m, true);
+      // Several events at once, for a member that is behind (protocol.md).
+      case "events": return m.events.forEach((ev) => deliver(ev, true));
       case "leaderboard": return onLeaderboard(m);
       case "ack": return onAck(m);
       case "error": return onError(m);
