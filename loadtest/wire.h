@@ -1,0 +1,46 @@
+/* wire.h - what the bench reads from and writes to tipcastd (docs/protocol.md).
+ *
+ * Reading takes only what the bench needs from a server frame: its type, the
+ * request id and error code of replies, and the `combo` of every gift event,
+ * single or inside an `events` batch. msgpack frames are walked with a tiny
+ * bounded reader; JSON frames (which tipcastd writes compactly, `type` first)
+ * are scanned for the few keys. Nothing is allocated.
+ *
+ * Writing builds the few requests the bench sends, in either format, into a
+ * caller's buffer.
+ */
+#ifndef TIPCAST_BENCH_WIRE_H
+#define TIPCAST_BENCH_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Request ids and codes longer than this are cut (never by tipcastd). */
+#define WIRE_ID_MAX 64
+#define WIRE_CODE_MAX 40
+/* Deepest msgpack nesting walked; tipcastd writes at most 4 levels. */
+#define WIRE_DEPTH_MAX 8
+
+enum wire_type { WIRE_OTHER, WIRE_WELCOME, WIRE_JOINED, WIRE_ACK, WIRE_ERROR, WIRE_EVENT, WIRE_EVENTS };
+
+struct wire_msg {
+    enum wire_type type;
+    char id[WIRE_ID_MAX + 1];     /* "" when absent */
+    char code[WIRE_CODE_MAX + 1]; /* error code, "" when absent */
+};
+
+/* Called for the combo of every event of an `event` or `events` frame
+ * (combo points into the frame, len bytes, not NUL-terminated). */
+typedef void (*wire_combo_cb)(void *ctx, const char *combo, size_t len);
+
+/* Reads one frame. Returns 0, or -1 when the frame is malformed (then `m`
+ * may be partly filled and some combos may have been reported). */
+int wire_read(int json, const uint8_t *buf, size_t len, struct wire_msg *m, wire_combo_cb on_combo, void *ctx);
+
+/* Builders: write one request into out (cap bytes); return its length, or
+ * -1 when it does not fit. Strings must be plain ids ([A-Za-z0-9_.-]). */
+int wire_join(int json, uint8_t *out, size_t cap, const char *id, const char *room);
+int wire_gift(int json, uint8_t *out, size_t cap, const char *id, const char *room, int gift, const char *combo);
+int wire_credit(int json, uint8_t *out, size_t cap, const char *id, const char *user, int64_t amount);
+
+#endif

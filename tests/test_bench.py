@@ -1,0 +1,138 @@
+"""tipcast-bench (loadtest/) smoke runs against a real tipcastd: short, small
+runs of every scenario, checked against what the server did (orders in
+PostgreSQL, deliveries counted by the bench against what it expected).
+
+The binary sits next to tipcastd's build: <build>/loadtest/tipcast-bench
+when TIPCAST_TEST_BIN is <build>/server/tipcastd.
+"""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from conftest import PG, REDIS_HOST, REDIS_PORT, REPO, TEST_SECRET
+from helpers import psql, wait_for
+from wsclient import unique
+
+# A gift of the bench's own, so that other tests' catalog edits cannot
+# change its price or disable it.
+BENCH_GIFT = 9901
+ROOMS = 4
+FLAGS = dict(max_msgs_per_s=100000, max_burst=100000)
+# Every bench run below ends by itself within warmup + duration + its own
+# bounds; this is the test's last resort.
+RUN_TIMEOUT_S = 90
+
+
+def _bench_binary():
+    server_bin = os.environ.get("TIPCAST_TEST_BIN")
+    if server_bin:
+        build = os.path.dirname(os.path.dirname(os.path.abspath(server_bin)))
+    else:
+        build = os.path.join(REPO, "build")
+    path = os.path.join(build, "loadtest", "tipcast-bench")
+    if not os.access(path, os.X_OK):
+        pytest.skip(f"no tipcast-bench at {path}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def bench_catalog():
+    """The bench's gift and its rooms' creators, live."""
+    psql("INSERT INTO gifts (id, name, price, animation, tier, enabled, sort_order) VALUES "
+         f"({BENCH_GIFT}, 'BenchRose', 1, 'rose', 1, true, 99) "
+         "ON CONFLICT (id) DO UPDATE SET price = 1, enabled = true")
+    rooms = ", ".join(f"('bench-room-{i}', true)" for i in range(ROOMS))
+    psql(f"INSERT INTO creators (id, live) VALUES {rooms} ON CONFLICT (id) DO UPDATE SET live = true")
+
+
+def run_bench(tmp_path, srv, *args, expect_rc=0):
+    """Runs tipcast-bench against srv with --json; returns the parsed JSON."""
+    out = tmp_path / f"bench-{unique('r')}.json"
+    run_id = unique("b").replace("-", "").replace("_", "")[:16]
+    cmd = [_bench_binary(), "--port", str(srv.port), "--secret", TEST_SECRET, "--gift", str(BENCH_GIFT),
+           "--server-pid", str(srv.pid), "--run-id", run_id, "--quiet", "--json", str(out), *args]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert p.returncode == expect_rc, f"{' '.join(cmd)}\nrc={p.returncode}\n{p.stdout}\n{p.stderr}"
+    with open(out) as f:
+        res = json.load(f)
+    assert res["config"]["run_id"] == run_id
+    return res
+
+
+def test_help_mentions_every_option():
+    p = subprocess.run([_bench_binary(), "--help"], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 0, p.stderr
+    for opt in ("--target", "--host", "--port", "--connections", "--open-rate", "--rooms", "--senders",
+                "--rate", "--duration", "--warmup", "--find-max", "--step-seconds", "--p99-bound-ms", "--idle",
+                "--source-addrs", "--secret", "--gift", "--proto", "--frame-bytes", "--server-pid", "--redis",
+                "--pg", "--wallet-shards", "--json", "--svg", "--quiet"):
+        assert opt in p.stdout, f"{opt} missing from --help"
+
+
+def test_bad_option_exits_2():
+    p = subprocess.run([_bench_binary(), "--rate", "fast"], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 2, p.stdout + p.stderr
+
+
+def test_gift_throughput_matches_postgresql(server, bench_catalog, tmp_path):
+    srv = server(**FLAGS)
+    res = run_bench(tmp_path, srv, "--connections", "40", "--rooms", str(ROOMS), "--senders", "8", "--rate", "200",
+                    "--warmup", "1", "--duration", "2", "--redis", f"{REDIS_HOST}:{REDIS_PORT}", "--pg", PG,
+                    "--svg", str(tmp_path / "chart.svg"))
+    t = res["totals"]
+    assert t["errors_total"] == 0 and t["errors"] == {}, t
+    assert t["sent"] > 400 and t["acked"] == t["sent"], t
+    run_id = res["config"]["run_id"]
+    # Every ack is an order; the ledger consumer writes it within moments.
+    wait_for(lambda: int(psql(f"SELECT count(*) FROM orders WHERE request_id LIKE 'g{run_id}-%'")) >= t["acked"],
+             what="the bench's orders in PostgreSQL")
+    assert int(psql(f"SELECT count(*) FROM orders WHERE request_id LIKE 'g{run_id}-%'")) == t["acked"]
+    assert res["ack_latency_ms"]["count"] > 0 and res["ack_latency_ms"]["p99"] > 0
+    assert res["rates"]["acks_per_s"] > 0
+    assert res["server"]["cpu_s"] is not None
+    assert len(res["per_second"]) >= 3
+    assert (tmp_path / "chart.svg").read_text().startswith("<svg")
+
+
+def test_fanout_delivers_every_event(server, bench_catalog, tmp_path):
+    srv = server(**FLAGS)
+    res = run_bench(tmp_path, srv, "--connections", "200", "--rooms", "1", "--senders", "2", "--rate", "50",
+                    "--warmup", "0", "--duration", "3")
+    t = res["totals"]
+    assert t["connections"]["joined"] == 200, t
+    assert t["errors_total"] == 0, t
+    assert t["acked"] >= 140, t
+    assert t["expected_deliveries"] == t["acked"] * 200, t
+    assert t["delivered"] == t["expected_deliveries"], t
+    assert res["delivery_latency_ms"]["count"] > 0
+
+
+def test_fanout_json_subprotocol(server, bench_catalog, tmp_path):
+    srv = server(**FLAGS)
+    res = run_bench(tmp_path, srv, "--proto", "json", "--connections", "50", "--rooms", "2", "--senders", "2",
+                    "--rate", "40", "--warmup", "0", "--duration", "2")
+    t = res["totals"]
+    assert t["errors_total"] == 0 and t["acked"] > 0, t
+    assert t["delivered"] == t["expected_deliveries"] == t["acked"] * 25, t
+
+
+def test_idle_reports_rss_per_connection(server, bench_catalog, tmp_path):
+    srv = server(**FLAGS)
+    res = run_bench(tmp_path, srv, "--idle", "--connections", "500", "--rooms", str(ROOMS), "--duration", "2")
+    t = res["totals"]
+    assert t["connections"]["authenticated"] == 500 and t["connections"]["joined"] == 500, t
+    assert t["errors_total"] == 0, t
+    assert res["server"]["rss_kb_per_conn"] is not None and res["server"]["rss_kb_per_conn"] > 0, res["server"]
+
+
+def test_find_max_reports_a_rate(server, bench_catalog, tmp_path):
+    srv = server(**FLAGS)
+    res = run_bench(tmp_path, srv, "--find-max", "--connections", "20", "--rooms", "2", "--senders", "4",
+                    "--rate", "50", "--step-seconds", "1", "--warmup", "0", "--duration", "3")
+    fm = res["find_max"]
+    assert fm["max_rate"] > 0, fm
+    assert fm["steps"] and fm["steps"][0]["rate"] == 50, fm
+    assert all(s["rate"] == pytest.approx(50 * 1.5 ** i) for i, s in enumerate(fm["steps"])), fm
