@@ -66,10 +66,11 @@ int main(int argc, char **argv)
     uv_loop_t loop;
     uv_loop_init(&loop);
     if (server_start(&loop) < 0) {
-        server_stop();
-        uv_run(&loop, UV_RUN_DEFAULT);
+        /* Not uv_run: lws 4.1 may have unloaded its libuv plugin with a
+         * failed context's handles still on the loop. The process ends. */
         uv_loop_close(&loop);
         conn_table_free();
+        catalog_free();
         return 1;
     }
     uv_run(&loop, UV_RUN_DEFAULT);

@@ -316,13 +316,12 @@ int server_start(uv_loop_t *loop)
 {
     const struct config *cfg = &srv.cfg;
     srv.loop = loop;
-    uv_signal_init(loop, &sig_int);
-    uv_signal_init(loop, &sig_term);
-    uv_signal_start(&sig_int, on_signal, SIGINT);
-    uv_signal_start(&sig_term, on_signal, SIGTERM);
 
+    /* Up to the listening socket, a failure leaves nothing on the loop:
+     * what was made is undone here and the caller just exits. */
     if (conn_table_init(cfg->max_connections) < 0 || room_registry_init() < 0) {
         log_msg(LOG_ERROR, "out of memory");
+        room_registry_free();
         return -1;
     }
 
@@ -343,14 +342,30 @@ int server_start(uv_loop_t *loop)
         info.ssl_cert_filepath = cfg->tls_cert;
         info.ssl_private_key_filepath = cfg->tls_key;
     }
-    if (web_load(cfg->web_root) < 0)
+    if (web_load(cfg->web_root) < 0) {
+        room_registry_free();
         return -1;
+    }
     srv.lws = lws_create_context(&info);
+    /* lws 4.1 can hand back a context whose listening vhost failed to bind. */
+    if (srv.lws && !lws_get_vhost_by_name(srv.lws, "default")) {
+        lws_context_destroy(srv.lws);
+        srv.lws = NULL;
+    }
     if (!srv.lws) {
         log_msg(LOG_ERROR, "cannot listen on %s:%d%s", cfg->listen_addr, cfg->port,
                 cfg->tls_cert[0] ? " with the configured certificate" : "");
+        web_free();
+        room_registry_free();
         return -1;
     }
+
+    /* From here on everything is stopped by server_stop(). The backends
+     * fail to start only when out of memory, and then the process ends. */
+    uv_signal_init(loop, &sig_int);
+    uv_signal_init(loop, &sig_term);
+    uv_signal_start(&sig_int, on_signal, SIGINT);
+    uv_signal_start(&sig_term, on_signal, SIGTERM);
 
     static const struct rlink_hooks hooks = {
         .on_cmd_ready = on_redis_ready,
@@ -361,14 +376,10 @@ int server_start(uv_loop_t *loop)
         .on_sub_lost = room_on_sub_lost,
     };
     if (rlink_start(loop, cfg->redis_host, cfg->redis_port, &hooks) < 0 ||
-        pgcheck_start(loop, cfg->pg_conninfo) < 0) {
-        log_msg(LOG_ERROR, "cannot start the backends");
-        return -1;
+        pgcheck_start(loop, cfg->pg_conninfo) < 0 || roomfeed_start() < 0 || ledger_start(loop) < 0) {
+        log_msg(LOG_ERROR, "cannot start the backends: out of memory");
+        exit(1);
     }
-    if (roomfeed_start() < 0)
-        return -1;
-    if (ledger_start(loop) < 0)
-        return -1;
     board_start();
     uv_timer_init(loop, &sweep_timer);
     uv_timer_start(&sweep_timer, on_sweep, SWEEP_MS, SWEEP_MS);
