@@ -80,7 +80,7 @@ struct config {
     int ledger_batch;                  /* "ledger-batch", default 500 */
     int ledger_flush_ms;               /* "ledger-flush-ms", default 50 */
     char board_tz[CONFIG_STR_MAX];     /* "board-tz", IANA zone of the day/week/month boards, default UTC */
-    int board_push_ms;                 /* "board-push-ms", default 250 */
+    int board_push_ms;                 /* "board-push-ms", default 500 */
     int redis_unsafe;                  /* "redis-unsafe", accept a Redis without AOF / with eviction */
 
     /* Logging: "log-level" error|warn|info|debug, default info */
