@@ -23,13 +23,13 @@
 
 #include "log.h"
 #include "outbox.h"
+#include "pgconn.h"
 #include "rlink.h"
 #include "server.h"
 
 /* ---- State ----------------------------------------------------------------- */
 
 enum ledger_step { STEP_IDLE, STEP_CLAIMING, STEP_READING, STEP_WRITING, STEP_ACKING };
-enum ledger_pg { LPG_DOWN, LPG_CONNECTING, LPG_READY, LPG_BUSY };
 
 /* What an entry becomes in PostgreSQL. */
 enum entry_kind { EK_GIFT, EK_TIP, EK_CREDIT, EK_REJECT, EK_GONE };
@@ -55,7 +55,6 @@ struct shard_state {
 };
 
 static struct {
-    uv_loop_t *loop;
     int started, stopping;
     int link; /* our own Redis connection, blocked by XREADGROUP */
     uv_timer_t timer;
@@ -75,13 +74,8 @@ static struct {
     int acks_pending;
     int ack_failed;
 
-    /* PostgreSQL: a non-blocking connection under a uv_poll. */
-    PGconn *pg;
-    enum ledger_pg pg_state;
-    uv_poll_t *poll; /* allocated: its socket can change while connecting */
-    int poll_fd;
-    int64_t pg_since_ms, pg_retry_at_ms;
-    int pg_backoff_ms;
+    /* PostgreSQL: reconnected with backoff by pgconn. */
+    struct pgconn *pg;
     int pg_logged_down;
     int pg_failed;          /* the transaction in flight had an error */
     char pg_error[256];
@@ -422,7 +416,7 @@ static void sb_lit(struct sbuf *b, const char *s)
         sb_str(b, "NULL");
         return;
     }
-    char *q = PQescapeLiteral(L.pg, s, strlen(s));
+    char *q = PQescapeLiteral(pgconn_libpq(L.pg), s, strlen(s));
     if (!q) {
         b->oom = 1;
         return;
@@ -580,10 +574,10 @@ static void build_sql(struct sbuf *b, int *stmt_orders, int *stmt_credits)
 
 /* ---- PostgreSQL connection ------------------------------------------------ */
 
-static void on_pg_poll(uv_poll_t *h, int status, int events);
 static void txn_done(int ok);
 
-static void pg_poll_free(uv_handle_t *h) { free(h); }
+/* Connected, with nothing in flight: a batch can be written. */
+static int pg_ready(void) { return pgconn_up(L.pg) && !pgconn_busy(L.pg); }
 
 /* libpq's messages span lines; a log line holds the first. */
 static void first_line(const char *msg, char *out, size_t cap)
@@ -596,173 +590,50 @@ static void first_line(const char *msg, char *out, size_t cap)
     snprintf(out, cap, "%.*s", (int)n, msg);
 }
 
-static void pg_poll_close(void)
+static void on_pg_up(void *priv)
 {
-    if (!L.poll)
-        return;
-    uv_poll_stop(L.poll);
-    uv_close((uv_handle_t *)L.poll, pg_poll_free);
-    L.poll = NULL;
-    L.poll_fd = -1;
+    (void)priv;
+    if (L.pg_logged_down)
+        log_msg(LOG_INFO, "ledger: postgres reachable again");
+    L.pg_logged_down = 0;
+    pump();
 }
 
-static int pg_watch(int events)
-{
-    int fd = PQsocket(L.pg);
-    if (fd < 0)
-        return -1;
-    if (L.poll && fd != L.poll_fd)
-        pg_poll_close();
-    if (!L.poll) {
-        L.poll = malloc(sizeof *L.poll);
-        if (!L.poll || uv_poll_init(L.loop, L.poll, fd) != 0) {
-            free(L.poll);
-            L.poll = NULL;
-            return -1;
-        }
-        L.poll_fd = fd;
-    }
-    return uv_poll_start(L.poll, events, on_pg_poll) == 0 ? 0 : -1;
-}
-
-/* Drops the connection; a transaction in flight has failed (the server
+/* The connection dropped; a transaction in flight has failed (the server
  * rolls it back when it sees the connection go, if it had not committed:
  * either way its entries are not acknowledged, and replaying them is
- * harmless). */
-static void pg_drop(const char *what)
+ * harmless). pgconn ends it right after this, with on_txn_result. */
+static void on_pg_down(const char *what, const char *detail, void *priv)
 {
+    (void)priv;
     if (!L.pg_logged_down) {
-        char detail[256];
-        first_line(L.pg ? PQerrorMessage(L.pg) : "", detail, sizeof detail);
-        log_msg(LOG_WARN, "ledger: postgres %s: %s", what, detail);
+        char line[256];
+        first_line(detail, line, sizeof line);
+        log_msg(LOG_WARN, "ledger: postgres %s: %s", what, line);
         L.pg_logged_down = 1;
     }
-    int was_busy = L.pg_state == LPG_BUSY;
-    pg_poll_close();
-    if (L.pg)
-        PQfinish(L.pg);
-    L.pg = NULL;
-    L.pg_state = LPG_DOWN;
-    L.pg_backoff_ms = L.pg_backoff_ms ? L.pg_backoff_ms * 2 : LEDGER_BACKOFF_MIN_MS;
-    if (L.pg_backoff_ms > LEDGER_BACKOFF_MAX_MS)
-        L.pg_backoff_ms = LEDGER_BACKOFF_MAX_MS;
-    L.pg_retry_at_ms = now_mono_ms() + L.pg_backoff_ms;
-    if (was_busy)
-        txn_done(0);
 }
 
-static void on_pg_notice(void *arg, const char *message)
+/* One result per statement of the batch, then the end of the transaction. */
+static void on_txn_result(PGresult *r, int ok, void *priv)
 {
-    (void)arg;
-    log_msg(LOG_DEBUG, "ledger: postgres: %s", message);
-}
-
-static void pg_connect(void)
-{
-    /* The configured conninfo comes last and wins over these defaults. */
-    const char *keys[] = {"application_name", "client_encoding", "dbname", NULL};
-    const char *vals[] = {"tipcastd-ledger", "UTF8", srv.cfg.pg_conninfo, NULL};
-    L.pg = PQconnectStartParams(keys, vals, 1);
-    if (!L.pg || PQstatus(L.pg) == CONNECTION_BAD) {
-        pg_drop("cannot connect");
+    (void)priv;
+    if (!r) {
+        if (!L.stopping) /* ledger_stop abandons the transaction silently */
+            txn_done(ok && !L.pg_failed);
         return;
     }
-    PQsetnonblocking(L.pg, 1);
-    PQsetNoticeProcessor(L.pg, on_pg_notice, NULL);
-    L.pg_state = LPG_CONNECTING;
-    L.pg_since_ms = now_mono_ms();
-    if (pg_watch(UV_WRITABLE) < 0)
-        pg_drop("cannot watch the socket");
-}
-
-static void pg_results(void)
-{
-    while (!PQisBusy(L.pg)) {
-        PGresult *r = PQgetResult(L.pg);
-        if (!r) {
-            /* The transaction's outcome is known here; should the socket
-             * not be watchable, the connection is re-made but that
-             * outcome stands (pg_drop sees it no longer busy). */
-            int ok = !L.pg_failed;
-            L.pg_state = LPG_READY;
-            if (pg_watch(UV_READABLE) < 0)
-                pg_drop("cannot watch the socket");
-            txn_done(ok);
-            return;
-        }
-        ExecStatusType st = PQresultStatus(r);
-        if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
-            if (L.stmt_seen == L.stmt_orders && st == PGRES_TUPLES_OK && PQntuples(r) == 1)
-                L.rows_orders = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-            if (L.stmt_seen == L.stmt_credits)
-                L.rows_credits = strtoll(PQcmdTuples(r), NULL, 10) / 2;
-        } else if (!L.pg_failed) {
-            L.pg_failed = 1;
-            first_line(PQresultErrorMessage(r), L.pg_error, sizeof L.pg_error);
-        }
-        L.stmt_seen++;
-        PQclear(r);
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+        if (L.stmt_seen == L.stmt_orders && st == PGRES_TUPLES_OK && PQntuples(r) == 1)
+            L.rows_orders = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        if (L.stmt_seen == L.stmt_credits)
+            L.rows_credits = strtoll(PQcmdTuples(r), NULL, 10) / 2;
+    } else if (!L.pg_failed) {
+        L.pg_failed = 1;
+        first_line(PQresultErrorMessage(r), L.pg_error, sizeof L.pg_error);
     }
-}
-
-static void on_pg_poll(uv_poll_t *h, int status, int events)
-{
-    (void)h;
-    (void)status;
-    switch (L.pg_state) {
-    case LPG_CONNECTING:
-        switch (PQconnectPoll(L.pg)) {
-        case PGRES_POLLING_FAILED:
-            pg_drop("cannot connect");
-            return;
-        case PGRES_POLLING_OK:
-            L.pg_state = LPG_READY;
-            L.pg_backoff_ms = 0;
-            if (L.pg_logged_down)
-                log_msg(LOG_INFO, "ledger: postgres reachable again");
-            L.pg_logged_down = 0;
-            if (pg_watch(UV_READABLE) < 0)
-                pg_drop("cannot watch the socket");
-            else
-                pump();
-            return;
-        case PGRES_POLLING_READING:
-            if (pg_watch(UV_READABLE) < 0)
-                pg_drop("cannot watch the socket");
-            return;
-        default:
-            if (pg_watch(UV_WRITABLE) < 0)
-                pg_drop("cannot watch the socket");
-            return;
-        }
-    case LPG_READY:
-        /* Nothing asked: readable means the server closed or is going. */
-        if (!PQconsumeInput(L.pg) || PQstatus(L.pg) != CONNECTION_OK)
-            pg_drop("connection lost");
-        return;
-    case LPG_BUSY:
-        if (events & UV_WRITABLE) {
-            int f = PQflush(L.pg);
-            if (f < 0) {
-                pg_drop("cannot send");
-                return;
-            }
-            if (f == 0 && pg_watch(UV_READABLE) < 0) {
-                pg_drop("cannot watch the socket");
-                return;
-            }
-        }
-        if (!(events & UV_READABLE))
-            return;
-        if (!PQconsumeInput(L.pg)) {
-            pg_drop("connection lost");
-            return;
-        }
-        pg_results();
-        return;
-    case LPG_DOWN:
-        return;
-    }
+    L.stmt_seen++;
 }
 
 /* ---- The steps -------------------------------------------------------------- */
@@ -872,7 +743,7 @@ static void txn_done(int ok)
 /* Sends the batch as one transaction. */
 static void write_batch(void)
 {
-    assert(L.pg_state == LPG_READY && L.batch_len > 0);
+    assert(pg_ready() && L.batch_len > 0);
     struct sbuf b = {0};
     int only_gone = 1;
     for (int i = 0; i < L.batch_len; i++)
@@ -895,17 +766,13 @@ static void write_batch(void)
         txn_done(0);
         return;
     }
-    if (!PQsendQuery(L.pg, b.p)) {
-        free(b.p);
-        first_line(PQerrorMessage(L.pg), L.pg_error, sizeof L.pg_error);
-        pg_drop("cannot send the transaction"); /* not busy yet: no txn_done from there */
-        txn_done(0);
-        return;
-    }
+    int sent = pgconn_query(L.pg, b.p, on_txn_result, NULL);
     free(b.p);
-    L.pg_state = LPG_BUSY;
-    if (pg_watch(UV_READABLE | UV_WRITABLE) < 0)
-        pg_drop("cannot watch the socket");
+    if (sent < 0) {
+        /* Refused: the connection was dropped (on_pg_down), no callback. */
+        first_line(pgconn_error(L.pg), L.pg_error, sizeof L.pg_error);
+        txn_done(0);
+    }
 }
 
 static int shard_of_key(const redisReply *key)
@@ -1007,7 +874,7 @@ static void on_read(redisReply *reply, void *priv)
         step_idle();
         return;
     }
-    if (L.pg_state != LPG_READY) {
+    if (!pg_ready()) {
         /* PostgreSQL went away during the read: the entries stay pending. */
         batch_clear();
         reread_pending();
@@ -1186,7 +1053,7 @@ static void pump(void)
         }
     /* Entries are read only when they can be written: while PostgreSQL
      * is down they wait in the outbox, not in this process. */
-    if (L.pg_state != LPG_READY)
+    if (!pg_ready())
         return;
     read_start();
 }
@@ -1252,19 +1119,6 @@ static void on_tick(uv_timer_t *t)
         if (ready)
             trim_owned();
     }
-    switch (L.pg_state) {
-    case LPG_DOWN:
-        if (now >= L.pg_retry_at_ms)
-            pg_connect();
-        break;
-    case LPG_CONNECTING:
-    case LPG_BUSY:
-        if (now - (L.pg_state == LPG_BUSY ? L.txn_started_ms : L.pg_since_ms) >= LEDGER_PG_TIMEOUT_MS)
-            pg_drop("no answer in time");
-        break;
-    case LPG_READY:
-        break;
-    }
     if (now >= L.next_stats_ms) {
         L.next_stats_ms = now + LEDGER_STATS_LOG_MS;
         uint64_t n = L.stats.entries - L.logged_entries;
@@ -1280,17 +1134,29 @@ static void on_tick(uv_timer_t *t)
 int ledger_start(uv_loop_t *loop)
 {
     memset(&L, 0, sizeof L);
-    L.loop = loop;
-    L.poll_fd = -1;
     L.link = rlink_open("ledger");
     if (L.link < 0) {
         log_msg(LOG_ERROR, "ledger: no Redis connection of its own");
         return -1;
     }
+    static const struct pgconn_hooks hooks = {.on_up = on_pg_up, .on_down = on_pg_down};
+    const struct pgconn_config cfg = {
+        .name = "ledger: postgres",
+        .conninfo = srv.cfg.pg_conninfo,
+        .application_name = "tipcastd-ledger",
+        .client_encoding = "UTF8",
+        .backoff_min_ms = LEDGER_BACKOFF_MIN_MS,
+        .backoff_max_ms = LEDGER_BACKOFF_MAX_MS,
+        .timeout_ms = LEDGER_PG_TIMEOUT_MS,
+    };
+    L.pg = pgconn_open(loop, &cfg, &hooks, NULL);
+    if (!L.pg) {
+        log_msg(LOG_ERROR, "ledger: out of memory");
+        return -1;
+    }
     L.leases.group = OUTBOX_GROUP_LEDGER;
     L.leases.on_change = on_lease_change;
     L.step = STEP_IDLE;
-    L.pg_state = LPG_DOWN;
     uv_timer_init(loop, &L.timer);
     uv_timer_start(&L.timer, on_tick, 0, LEDGER_TICK_MS);
     L.started = 1;
@@ -1307,11 +1173,8 @@ void ledger_stop(void)
     /* Another node can take the shards at once instead of after the
      * leases run out. */
     outbox_lease_release_all(&L.leases);
-    pg_poll_close();
-    if (L.pg)
-        PQfinish(L.pg);
+    pgconn_close(L.pg); /* the transaction in flight ends unacknowledged */
     L.pg = NULL;
-    L.pg_state = LPG_DOWN;
     batch_clear();
     free(L.batch);
     L.batch = NULL;

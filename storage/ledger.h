@@ -23,8 +23,8 @@
  * the entries that both groups (ledger, rooms) have acknowledged
  * (server/lua/outbox_trim.lua; never by length).
  *
- * Everything runs on the loop without blocking: Redis through rlink, libpq
- * non-blocking under a uv_poll.
+ * Everything runs on the loop without blocking: Redis through rlink,
+ * PostgreSQL through pgconn (which re-makes the connection with backoff).
  */
 #ifndef TIPCAST_LEDGER_H
 #define TIPCAST_LEDGER_H
@@ -33,11 +33,12 @@
 
 #include <uv.h>
 
-/* The housekeeping timer: backoff, PostgreSQL (re)connection, leases. */
+/* The housekeeping timer: backoff, leases, trimming. */
 #define LEDGER_TICK_MS 100
 /* How often the owned shards' outboxes are trimmed. */
 #define LEDGER_TRIM_MS 2000
-/* Wait after a failed read, write or acknowledgement; doubles up to max. */
+/* Wait after a failed read, write or acknowledgement, and before
+ * reconnecting to PostgreSQL; doubles up to max. */
 #define LEDGER_BACKOFF_MIN_MS 100
 #define LEDGER_BACKOFF_MAX_MS 2000
 /* A PostgreSQL connect or transaction that takes longer has failed. */
