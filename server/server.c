@@ -10,6 +10,7 @@
 
 #include "board.h"
 #include "conn.h"
+#include "listener.h"
 #include "log.h"
 #include "pgcheck.h"
 #include "rlink.h"
@@ -330,13 +331,16 @@ int server_start(uv_loop_t *loop)
     memset(&info, 0, sizeof info);
     void *loops[1] = {loop};
     info.foreign_loops = loops;
-    info.port = cfg->port;
+    /* With reuse-port we listen ourselves (listener.h); lws only serves. */
+    info.port = cfg->reuse_port ? CONTEXT_PORT_NO_LISTEN_SERVER : cfg->port;
     info.iface = cfg->listen_addr;
     info.protocols = protocols;
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND |
                    LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
-    if (cfg->reuse_port)
-        info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
+    /* lws 4.1 built with IPv6 opens an AF_INET6 socket and does not take an
+     * IPv4 address in iface: it would listen on every interface. */
+    if (!strchr(cfg->listen_addr, ':'))
+        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     if (cfg->tls_cert[0]) {
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         info.ssl_cert_filepath = cfg->tls_cert;
@@ -355,6 +359,15 @@ int server_start(uv_loop_t *loop)
     if (!srv.lws) {
         log_msg(LOG_ERROR, "cannot listen on %s:%d%s", cfg->listen_addr, cfg->port,
                 cfg->tls_cert[0] ? " with the configured certificate" : "");
+        web_free();
+        room_registry_free();
+        return -1;
+    }
+
+    if (cfg->reuse_port &&
+        listener_start(loop, lws_get_vhost_by_name(srv.lws, "default"), cfg->listen_addr, cfg->port) < 0) {
+        lws_context_destroy(srv.lws);
+        srv.lws = NULL;
         web_free();
         room_registry_free();
         return -1;
@@ -397,6 +410,7 @@ static void finish_shutdown(void)
     uv_close((uv_handle_t *)&drain_timer, NULL);
     uv_timer_stop(&sweep_timer);
     uv_close((uv_handle_t *)&sweep_timer, NULL);
+    listener_stop();
     /* Connections still open are closed by lws here (their CLOSED callback
      * leaves their rooms); then nothing refers to a room any more. */
     lws_context_destroy(srv.lws);
@@ -424,6 +438,7 @@ void server_stop(void)
         return;
     srv.stopping = 1;
     log_msg(LOG_INFO, "shutting down: closing %d connections", conn_count());
+    listener_stop();
     conn_close_all();
     drain_started_ms = now_mono_ms();
     uv_timer_init(srv.loop, &drain_timer);

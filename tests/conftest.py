@@ -16,6 +16,7 @@ shared, so every test uses rooms and users of its own (unique names).
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import os
 import random
@@ -80,6 +81,9 @@ def free_port():
     raise RuntimeError("no free TCP port below the ephemeral range")
 
 
+_server_serial = itertools.count(1)
+
+
 class Server:
     """One running tipcastd."""
 
@@ -87,8 +91,10 @@ class Server:
         self.args = args
         self.port = port
         self.tls = tls
-        self.stderr_path = os.path.join(log_dir, f"tipcastd-{port}.stderr")
-        self.stdout_path = os.path.join(log_dir, f"tipcastd-{port}.stdout")
+        # Several servers may share a port (--reuse-port): number the logs.
+        n = next(_server_serial)
+        self.stderr_path = os.path.join(log_dir, f"tipcastd-{port}-{n}.stderr")
+        self.stdout_path = os.path.join(log_dir, f"tipcastd-{port}-{n}.stdout")
         self.returncode = None
         self.clients = []
         env = dict(os.environ)
@@ -205,7 +211,7 @@ class ServerFactory:
         """Starts tipcastd with the test settings plus overrides
         (python names: max_frame_bytes=4096 -> --max-frame-bytes=4096).
         A value of None drops a default flag."""
-        port = free_port()
+        port = overrides.pop("port", None) or free_port()
         flags = {
             "port": port,
             "listen-addr": "127.0.0.1",

@@ -7,6 +7,7 @@ import time
 import pytest
 
 import wsclient
+from helpers import wait_for
 from wsclient import SUBPROTOCOL_JSON
 
 
@@ -115,3 +116,39 @@ def test_upgrade_on_other_path_404(server, mint):
                          token=mint(wsclient.unique("u")))
     c.expect("welcome")
     c.close()
+
+
+def _listeners(port):
+    """The sockets listening on TCP port: (local address, owning pid), from ss."""
+    import re
+    import subprocess
+    out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, timeout=10).stdout
+    found = []
+    for line in out.splitlines():
+        local = line.split()[3]
+        if not local.endswith(f":{port}"):
+            continue
+        pid = re.search(r"pid=(\d+)", line)
+        found.append((local, int(pid.group(1)) if pid else None))
+    return sorted(found)
+
+
+def test_listens_only_on_listen_addr(server):
+    """The default 127.0.0.1 means loopback only, not every interface."""
+    srv = server()
+    assert _listeners(srv.port) == [(f"127.0.0.1:{srv.port}", srv.pid)], _listeners(srv.port)
+
+
+def test_reuse_port_shares_one_port(server, client):
+    """Several processes on one port with --reuse-port: both serve."""
+    from conftest import free_port
+    port = free_port()
+    a = server(port=port, reuse_port=1)
+    b = server(port=port, reuse_port=1)
+    # b's /healthz answered through a's socket maybe: wait for b's own.
+    want = sorted([(f"127.0.0.1:{port}", a.pid), (f"127.0.0.1:{port}", b.pid)])
+    wait_for(lambda: _listeners(port) == want, timeout=10, what=f"both listeners (have {_listeners(port)})")
+    room = "r" + wsclient.unique("")
+    for srv in (a, b):
+        c = client(srv, room, "creator")
+        assert c.join(room)["room"] == room

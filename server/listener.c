@@ -1,0 +1,90 @@
+/* listener.c - our own SO_REUSEPORT listener (see listener.h). */
+#include "listener.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static struct {
+    int fd;
+    int polling;
+    uv_poll_t poll;
+    struct lws_vhost *vhost;
+} L = {.fd = -1};
+
+static void on_readable(uv_poll_t *h, int status, int events)
+{
+    (void)h;
+    (void)events;
+    if (status < 0)
+        return;
+    for (int i = 0; i < LISTENER_ACCEPTS_MAX; i++) {
+        int fd = accept4(L.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+                log_msg(LOG_WARN, "accept: %s", strerror(errno));
+            return;
+        }
+        /* On failure lws has closed the socket already. */
+        if (!lws_adopt_socket_vhost(L.vhost, fd))
+            log_msg(LOG_WARN, "lws refused an accepted connection");
+    }
+}
+
+int listener_start(uv_loop_t *loop, struct lws_vhost *vhost, const char *addr, int port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, addr, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)port);
+        len = sizeof *in4;
+    } else if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        len = sizeof *in6;
+    } else {
+        log_msg(LOG_ERROR, "listen-addr %s is not an IP address", addr);
+        return -1;
+    }
+    int one = 1;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+        bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, LISTENER_BACKLOG) < 0) {
+        log_msg(LOG_ERROR, "cannot listen on %s:%d: %s", addr, port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    L.fd = fd;
+    L.vhost = vhost;
+    uv_poll_init(loop, &L.poll, fd);
+    uv_poll_start(&L.poll, UV_READABLE, on_readable);
+    L.polling = 1;
+    return 0;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    (void)h;
+    close(L.fd);
+    L.fd = -1;
+}
+
+void listener_stop(void)
+{
+    if (!L.polling)
+        return;
+    L.polling = 0;
+    uv_poll_stop(&L.poll);
+    uv_close((uv_handle_t *)&L.poll, on_closed);
+}

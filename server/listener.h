@@ -1,0 +1,25 @@
+/* listener.h - tipcastd's own listening socket, for --reuse-port.
+ *
+ * lws 4.1 sets SO_REUSEPORT only when it runs several service threads, so
+ * with reuse-port tipcastd listens itself (SO_REUSEPORT: several processes
+ * on one port, the kernel spreading new connections among them) and hands
+ * every accepted socket to lws with lws_adopt_socket_vhost(). */
+#ifndef TIPCAST_LISTENER_H
+#define TIPCAST_LISTENER_H
+
+#include <libwebsockets.h>
+#include <uv.h>
+
+/* Most connections accepted in one readiness callback, so that a burst of
+ * connects cannot hold the loop. */
+#define LISTENER_ACCEPTS_MAX 256
+#define LISTENER_BACKLOG 4096
+
+/* Binds addr:port with SO_REUSEADDR and SO_REUSEPORT, listens, and adopts
+ * every connection into `vhost`. Returns 0, or -1 with the reason logged
+ * (nothing is left open). */
+int listener_start(uv_loop_t *loop, struct lws_vhost *vhost, const char *addr, int port);
+/* Stops accepting and closes the socket (asynchronously; idempotent). */
+void listener_stop(void);
+
+#endif
