@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # deps.sh - install the Debian 12 packages tipcast needs to build, test and run.
 #
+#   scripts/deps.sh [PACKAGE...]   extra Debian packages on top of the list
+#                                  below (bench/run.sh passes its own, so that
+#                                  CI does not install them)
+#
 # Idempotent: when every package is already installed it only asks dpkg and
 # returns (well under a second). Otherwise it runs `apt-get update` once and
 # installs the missing ones. Needs root, or sudo when not root.
@@ -27,6 +31,10 @@ PACKAGES=(
 # Debian's nodejs/npm packages would conflict with it.
 command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
 command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
+for p in "$@"; do
+  [[ $p =~ ^[a-z0-9][a-z0-9.+-]+$ ]] || { printf 'deps: error: bad package name %s\n' "$p" >&2; exit 2; }
+  PACKAGES+=("$p")
+done
 
 log() { printf 'deps: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -1,0 +1,445 @@
+#!/usr/bin/env python3
+"""report.py - turns the raw results of bench/run.sh into docs/benchmarks.md.
+
+  report.py --out DIR --doc FILE --charts DIR
+
+DIR holds figures.tsv (KEY<tab>VALUE lines written by run.sh) and the JSON and
+SVG files of tipcast-bench. The SVG charts are copied to --charts and linked
+from the document relative to it. A figure that is missing (a step failed or
+was skipped) shows as "n/a" and its target as "not measured", never as a pass.
+Standard library only.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+
+# The targets of issue 4.
+T_REDIS_SHARE = 0.3      # tipcast max / Redis ceiling
+T_PG_FACTOR = 12.0       # tipcast max / pgbench tps
+T_NCHAN_FACTOR = 2.0     # tipcast max deliveries/s / Nchan's
+T_NODE_FACTOR = 4.0      # tipcast max deliveries/s / Node ws's
+T_DELIV_P99_MS = 100.0
+T_CONNS = 100000
+T_RSS_KIB = 2.0
+T_COPY_SHARE = 0.25
+
+
+def load_figures(out):
+    figs = {}
+    path = os.path.join(out, "figures.tsv")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.rstrip("\n").partition("\t")
+                if key:
+                    figs[key] = value
+    return figs
+
+
+def load_json(out, name):
+    try:
+        with open(os.path.join(out, name + ".json"), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def num(v):
+    """A float from a figure or JSON value; None when absent or not a number."""
+    if v is None or v == "" or v == "nan":
+        return None
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if x == x else None
+
+
+def fmt(x, digits=0, unit=""):
+    if x is None:
+        return "n/a"
+    if digits == 0:
+        s = f"{x:,.0f}"
+    else:
+        s = f"{x:,.{digits}f}"
+    return s + unit
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def verdict(value, target, higher_is_better=True):
+    if value is None:
+        return "not measured"
+    ok = value >= target if higher_is_better else value <= target
+    return "**PASS**" if ok else "**MISS**"
+
+
+def get(d, *path):
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return None
+        d = d[p]
+    return d
+
+
+class Doc:
+    def __init__(self, out, charts, doc):
+        self.out = out
+        self.charts = charts
+        self.doc_dir = os.path.dirname(os.path.abspath(doc))
+        self.lines = []
+
+    def w(self, s=""):
+        self.lines.append(s)
+
+    def chart(self, name, caption):
+        """Copies OUT/name.svg to the charts folder and links it."""
+        src = os.path.join(self.out, name + ".svg")
+        if not os.path.exists(src) or os.path.getsize(src) == 0:
+            self.w(f"- {caption}: (no chart: {name}.svg was not written)")
+            return
+        os.makedirs(self.charts, exist_ok=True)
+        dst = os.path.join(self.charts, name + ".svg")
+        shutil.copyfile(src, dst)
+        rel = os.path.relpath(dst, self.doc_dir)
+        self.w(f"- [{caption}]({rel})")
+
+
+def machine_section(d, f):
+    mem = num(f.get("machine.mem_kb"))
+    d.w("## Machine")
+    d.w()
+    d.w("| | |")
+    d.w("|---|---|")
+    d.w(f"| CPUs (nproc) | {f.get('machine.nproc', 'n/a')} |")
+    d.w(f"| CPU | {f.get('machine.cpu', 'n/a')} |")
+    d.w(f"| memory | {fmt(mem / 1048576 if mem else None, 1, ' GiB')} |")
+    d.w(f"| kernel | {f.get('machine.kernel', 'n/a')} |")
+    d.w(f"| open files (ulimit -n) | {f.get('run.ulimit_n', 'n/a')} |")
+    d.w(f"| date (UTC) | {f.get('machine.date', 'n/a')} |")
+    d.w(f"| tipcast commit | {f.get('run.commit', 'n/a')} |")
+    d.w(f"| run time | {f.get('run.seconds', 'n/a')} s |")
+    d.w()
+    d.w("Everything ran on this one machine at the same time as the load generator, "
+        "Redis and PostgreSQL, so the absolute numbers move from run to run; the "
+        "ratios, measured in the same run, are what the targets are about.")
+    d.w()
+
+
+def scenario1(d, f):
+    s1 = load_json(d.out, "s1-tipcast")
+    tc = num(f.get("s1.tipcast_max"))
+    ceil = num(f.get("s1.redis_ceiling"))
+    pgb = num(f.get("s1.pgbench_tps"))
+    r_redis = ratio(tc, ceil)
+    r_pg = ratio(tc, pgb)
+    d.w("## 1. Gift throughput")
+    d.w()
+    d.w("Highest gift rate tipcast sustains with ack p99 <= 50 ms (tipcast-bench "
+        "`--find-max`: open-loop, x1.5 steps), against the Redis ceiling "
+        "(`redis-benchmark -P 16 -c 50` calling tipcast's own `server/lua/wallet_move.lua` "
+        "with EVALSHA on the same Redis: every call a real debit and outbox entry) and "
+        "one synchronous PostgreSQL transaction per gift (`pgbench -c 16 -j 2` with "
+        "`pg-gift.sql`).")
+    d.w()
+    d.w("| measure | gifts/s | tipcast ratio | target | result |")
+    d.w("|---|---:|---:|---:|---|")
+    d.w(f"| tipcast, ack p99 <= 50 ms | {fmt(tc)} | | | |")
+    d.w(f"| Redis ceiling (EVALSHA wallet_move, -P 16) | {fmt(ceil)} | "
+        f"{fmt(r_redis, 2, ' x')} | >= {T_REDIS_SHARE} x | {verdict(r_redis, T_REDIS_SHARE)} |")
+    d.w(f"| PostgreSQL, one transaction per gift (pgbench) | {fmt(pgb)} | "
+        f"{fmt(r_pg, 1, ' x')} | >= {T_PG_FACTOR:g} x | {verdict(r_pg, T_PG_FACTOR)} |")
+    d.w()
+    steps = get(s1, "find_max", "steps") or []
+    if steps:
+        d.w("find-max steps (tipcast):")
+        d.w()
+        d.w("| rate (gifts/s) | ack p99 (ms) | errors |")
+        d.w("|---:|---:|---:|")
+        for st in steps:
+            d.w(f"| {fmt(num(st.get('rate')))} | {fmt(num(st.get('ack_p99_ms')), 1)} | "
+                f"{fmt(num(st.get('errors')))} |")
+        d.w()
+    cfg = get(s1, "config") or {}
+    if cfg:
+        d.w(f"Load: {cfg.get('connections', '?')} connections, all sending, over "
+            f"{cfg.get('rooms', '?')} rooms; gift 1 (price 1). Server CPU at the end: "
+            f"{fmt(num(get(s1, 'server', 'cpu_s')), 1, ' s')} in all.")
+        d.w()
+    d.chart("s1-tipcast", "tipcast ack latency over time and percentile curve (find-max)")
+    d.w()
+    return {"redis": r_redis, "pg": r_pg, "tc": tc, "ceil": ceil, "pgb": pgb}
+
+
+def scenario2(d, f):
+    subs = f.get("run.s2_subs") or "10,000"
+    d.w("## 2. Hot-room fan-out")
+    d.w()
+    d.w(f"One room, {subs} subscribers over two tipcast-bench processes, events at a "
+        "steady rate (one sender per process), then the rate raised x1.5 per step while "
+        "the server keeps up. Nchan and Node `ws` get the same room, the same rate and "
+        "100-byte frames published on `/pub/<room>`; tipcast's frames are its gift "
+        "events (several events of a hot room may share one frame; each counts). "
+        "CPU per delivery is the server process's user+system time over the measured "
+        "window divided by the deliveries.")
+    d.w()
+    d.w("| server | events/s | deliveries/s | delivery p99 (ms) | CPU us / delivery | errors | max events/s (p99 <= 100 ms) | its deliveries/s | peak deliveries/s (any p99) |")
+    d.w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    names = {"tipcast": "tipcast", "nchan": "Nchan (nginx)", "ws": "Node ws"}
+    best = {}
+    peak = {}
+    for t in ("tipcast", "nchan", "ws"):
+        if f.get(f"s2.{t}.missing"):
+            d.w(f"| {names[t]} | not run (peer missing) | | | | | | | |")
+            continue
+        maxd = num(f.get(f"s2.{t}.max_deliveries_per_s"))
+        capped = f.get(f"s2.{t}.max_capped") == "1"
+        best[t] = maxd
+        peak[t] = num(f.get(f"s2.{t}.peak_deliveries_per_s"))
+        maxr = num(f.get(f"s2.{t}.max_rate"))
+        d.w(f"| {names[t]} | {fmt(num(f.get(f's2.{t}.rate')), 1)} | "
+            f"{fmt(num(f.get(f's2.{t}.deliveries_per_s')))} | "
+            f"{fmt(num(f.get(f's2.{t}.p99_ms')), 1)} | "
+            f"{fmt(num(f.get(f's2.{t}.cpu_us_per_delivery')), 2)} | "
+            f"{fmt(num(f.get(f's2.{t}.errors')))} | "
+            f"{fmt(maxr, 1) if maxr is not None else 'none held'} | {fmt(maxd)} | "
+            f"{fmt(peak[t])}{' (still keeping up at the last step)' if capped else ''} |")
+    d.w()
+    steps = []
+    for t in ("tipcast", "nchan", "ws"):
+        k = 1
+        while f.get(f"s2.{t}.step{k}"):
+            parts = f[f"s2.{t}.step{k}"].split()
+            if len(parts) == 4:
+                steps.append((names[t], *parts))
+            k += 1
+    if steps:
+        d.w("<details><summary>rate steps</summary>")
+        d.w()
+        d.w("| server | events/s | deliveries/s | delivery p99 (ms) | errors |")
+        d.w("|---|---:|---:|---:|---:|")
+        for name, rate, dl, p99, err in steps:
+            d.w(f"| {name} | {fmt(num(rate), 1)} | {fmt(num(dl))} | {fmt(num(p99), 1)} | {err} |")
+        d.w()
+        d.w("</details>")
+        d.w()
+    # Deliveries/s at p99 <= 100 ms when both servers have such a step;
+    # otherwise (the bound out of reach here) the peak deliveries/s.
+    def fan_ratio(peer):
+        if best.get("tipcast") is not None and best.get(peer) is not None:
+            return ratio(best["tipcast"], best[peer]), "at p99 <= 100 ms"
+        if best.get(peer) is not None and best.get("tipcast") is None:
+            return 0.0, "tipcast held no step at p99 <= 100 ms"
+        return ratio(peak.get("tipcast"), peak.get(peer)), "peak deliveries/s (p99 bound not met by either)"
+    r_n, how_n = fan_ratio("nchan")
+    r_w, how_w = fan_ratio("ws")
+    p99 = num(f.get("s2.tipcast.p99_ms"))
+    d.w("| target | measured | result |")
+    d.w("|---|---:|---|")
+    d.w(f"| tipcast deliveries/s >= {T_NCHAN_FACTOR:g} x Nchan ({how_n}) | {fmt(r_n, 2, ' x')} | {verdict(r_n, T_NCHAN_FACTOR)} |")
+    d.w(f"| tipcast deliveries/s >= {T_NODE_FACTOR:g} x Node ws ({how_w}) | {fmt(r_w, 2, ' x')} | {verdict(r_w, T_NODE_FACTOR)} |")
+    d.w(f"| tipcast delivery p99 <= {T_DELIV_P99_MS:g} ms at the steady rate | {fmt(p99, 1, ' ms')} | "
+        f"{verdict(p99, T_DELIV_P99_MS, higher_is_better=False)} |")
+    d.w()
+    d.w("The steps stop when a server no longer keeps up (deliveries < 90% of rate x "
+        "subscribers) or after the last step. When all servers peak at about the same "
+        "deliveries/s, the load generator (two processes on the same two cores) is the "
+        "limit rather than the servers; the CPU per delivery column compares them then.")
+    d.w()
+    for t in ("tipcast", "nchan", "ws"):
+        d.chart(f"s2-{t}-p0", f"{names[t]}: delivery latency at the steady rate (bench process 0)")
+    d.w()
+    return {"nchan": r_n, "ws": r_w, "p99": p99, "how_n": how_n, "how_w": how_w}
+
+
+def scenario3(d, f):
+    tcp = num(f.get("s3.held"))
+    joined = num(f.get("s3.joined"))
+    held = joined if joined is not None else tcp
+    target = num(f.get("s3.target"))
+    per = num(f.get("s3.rss_kb_per_conn"))
+    d.w("## 3. Connections")
+    d.w()
+    d.w(f"Idle authenticated connections (token, join), opened by "
+        f"{f.get('s3.clients', '?')} tipcast-bench `--idle` processes over several loopback "
+        f"source addresses, to {f.get('s3.servers', '?')} tipcastd processes sharing the port "
+        "with `--reuse-port 1` (the open-file limit of one process is "
+        f"{f.get('run.ulimit_n', '?')}). Connections held: server-side established sockets "
+        "(`ss`) at the peak, and the connections each bench process got authenticated and "
+        "joined within its opening deadline (connections / open rate + 15 s; a process "
+        "that misses it on more than 1% gives up and closes them). RSS per connection: the "
+        "sum of the tipcastd processes' VmRSS growth from before the first connection to "
+        "the peak, divided by the established connections.")
+    d.w()
+    d.w("| measure | tipcast | target | result |")
+    d.w("|---|---:|---:|---|")
+    d.w(f"| connections authenticated and joined (of {fmt(target)} opened) | {fmt(joined)} | >= {T_CONNS:,} | {verdict(joined, T_CONNS)} |")
+    d.w(f"| TCP connections established at the peak (ss) | {fmt(tcp)} | | |")
+    d.w(f"| server RSS per connection | {fmt(per, 2, ' KiB')} | <= {T_RSS_KIB:g} KiB | "
+        f"{verdict(per, T_RSS_KIB, higher_is_better=False)} |")
+    d.w(f"| RSS growth, all tipcastd | {fmt(num(f.get('s3.rss_delta_kb')), 0, ' KiB')} | | |")
+    d.w()
+    if f.get("s3.servers_failed"):
+        d.w(f"**`--reuse-port` did not work: {f['s3.servers_failed']} of the tipcastd processes "
+            "could not bind the shared port**, so this run gave each tipcastd its own port "
+            f"({f.get('s3.servers', '?')} ports from the first) and each bench process one server.")
+        d.w()
+    d.w("The target is 100,000 on *one* tipcastd; with an open-file limit of 20,000 here "
+        "one process cannot hold more than ~19,500, so the connections are spread over "
+        "several processes and the RSS per connection is what carries over to one process "
+        "with a higher limit.")
+    d.w()
+    return {"held": held, "per": per}
+
+
+def scenario4(d, f):
+    copy = num(f.get("s4.copy_rows_per_s"))
+    drain = num(f.get("s4.drain_rows_per_s"))
+    r_copy = ratio(drain, copy)
+    lag = num(f.get("s4.drain_after_stop_s"))
+    d.w("## 4. Durability lag")
+    d.w()
+    d.w(f"Gifts at scenario 1's maximum ({fmt(num(f.get('s4.rate')))} /s) for a fixed time, "
+        "with the outbox backlog (sum of XLEN over the wallet shards) and PostgreSQL's "
+        "order count read every second; then how long PostgreSQL took to hold every acked "
+        "order after the last ack. Flush capacity: PostgreSQL is stopped, gifts fill the "
+        "outbox at the same rate, PostgreSQL is started and the ledger consumer drains the "
+        "backlog; its rows/s (first to last new row) against a plain `COPY` of as many "
+        "order rows into a scratch table with the columns and indexes of `orders` "
+        "(no ledger rows, no earnings, no triggers) on the same server.")
+    d.w()
+    d.w("| measure | value | target | result |")
+    d.w("|---|---:|---:|---|")
+    d.w(f"| acked gifts/s | {fmt(num(f.get('s4.acks_per_s')))} | | |")
+    d.w(f"| outbox backlog, max (entries) | {fmt(num(f.get('s4.backlog_max')))} | bounded | |")
+    d.w(f"| PostgreSQL orders/s during the run | {fmt(num(f.get('s4.pg_orders_per_s')))} | | |")
+    d.w(f"| PostgreSQL complete after the last ack | {fmt(lag, 2, ' s')} | keeps up | "
+        f"{'**PASS**' if lag is not None and lag <= 10 else ('**MISS**' if lag is not None else 'not measured (not within 60 s)')} |")
+    d.w(f"| outbox after the PostgreSQL outage (entries) | {fmt(num(f.get('s4.outage_backlog')))} | | |")
+    d.w(f"| ledger's first row after PostgreSQL restarted | {fmt(num(f.get('s4.reconnect_s')), 1, ' s')} | | |")
+    d.w(f"| ledger drain (orders/s) | {fmt(drain)} | | |")
+    d.w(f"| plain COPY of {fmt(num(f.get('s4.copy_rows')))} order rows (rows/s) | {fmt(copy)} | | |")
+    d.w(f"| drain / COPY | {fmt(r_copy, 2, ' x')} | >= {T_COPY_SHARE} x | {verdict(r_copy, T_COPY_SHARE)} |")
+    d.w()
+    d.chart("s4-steady", "tipcast at the maximum rate: latency over time (backlog and PostgreSQL rate in s4-steady.json)")
+    d.w()
+    return {"copy": r_copy, "lag": lag}
+
+
+def limits_section(d, f, r1, r2, r3, r4):
+    d.w("## What limits it")
+    d.w()
+    d.w("Measured in this run:")
+    d.w()
+    if r1["tc"] is not None and r1["ceil"] is not None:
+        d.w(f"- Gifts: tipcast reached {fmt(r1['redis'] * 100 if r1['redis'] else None, 0)}% of "
+            f"what Redis alone does with tipcast's script pipelined "
+            f"({fmt(r1['tc'])} vs {fmt(r1['ceil'])} gifts/s) and "
+            f"{fmt(r1['pg'], 1)} x one PostgreSQL transaction per gift.")
+    if r2["nchan"] is not None or r2["ws"] is not None:
+        d.w(f"- Fan-out: tipcast's best deliveries/s were {fmt(r2['nchan'], 2)} x Nchan's and "
+            f"{fmt(r2['ws'], 2)} x Node ws's; compare the CPU us per delivery column for the "
+            "cost of each delivery on the server.")
+    if r3["held"] is not None:
+        d.w(f"- Connections: {fmt(r3['held'])} held at {fmt(r3['per'], 2)} KiB of server RSS each.")
+    if r4["copy"] is not None:
+        d.w(f"- Durability: the ledger drains at {fmt(r4['copy'], 2)} x the rate of a plain COPY.")
+    d.w()
+    d.w("Analysis (hand-written in bench/report.py; it speaks of the profile runs named, not "
+        "of every regeneration):")
+    d.w()
+    d.w("- Fan-out, profiled with `perf record -g` on tipcastd (5,001 members in one room, "
+        "20 events/s, 100,000 deliveries/s, 9.3 us of server CPU per delivery): `send()` takes "
+        "39% (it includes the kernel's loopback delivery into the receiving socket) and "
+        "`epoll_ctl` 32%. Every delivery is one WRITEABLE cycle: lws asks libuv for POLLOUT "
+        "and drops it again after the write, about two `epoll_ctl` calls around each `send`. "
+        "Coalescing (`events` frames) removes them only when events queue up for a member. "
+        "Next: fewer WRITEABLE cycles per hot room (write on a short tick, more events per "
+        "frame), which is where Nchan and Node are cheaper per delivery.")
+    d.w("- Gift path: not profiled yet. Every gift costs one EVALSHA for the debit, then for "
+        "the rooms group one XREADGROUP share and one room script, and for the ledger a share "
+        "of a batch; on 2 shared cores the load generator, Redis and PostgreSQL take most of "
+        "the CPU. Next: callgrind on tipcastd at scenario 1's rate, and pipelining the room "
+        "scripts of one shard into one script call.")
+    d.w("- Memory per idle connection: not broken down yet. tipcastd's own session is 272 "
+        "bytes plus lws's per-connection state and buffers; kernel socket buffers are not in "
+        "RSS. Next: measure lws's share (`--sndbuf-bytes`, lws's rx buffer size).")
+    d.w("- Ledger drain vs COPY: each batch (500 entries) is one multi-row INSERT ... ON "
+        "CONFLICT into orders, two ledger rows per order and an earnings upsert, all with "
+        "their indexes, one transaction at a time. Next: larger batches while a backlog "
+        "exists, and COPY into a staging table followed by INSERT ... SELECT ON CONFLICT.")
+    d.w()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--doc", required=True)
+    ap.add_argument("--charts", required=True)
+    a = ap.parse_args()
+    f = load_figures(a.out)
+    if not f:
+        print(f"report.py: no figures in {a.out}", file=sys.stderr)
+        return 1
+    d = Doc(a.out, a.charts, a.doc)
+    cmd = f.get("run.command", "bench/run.sh")
+    d.w("# Benchmarks")
+    d.w()
+    d.w("<!-- Generated by bench/run.sh (bench/report.py); edit those, not this file. -->")
+    d.w()
+    if f.get("run.quick") == "1":
+        d.w("> **Quick run** (`BENCH_QUICK=1`): small N and short steps, for trying the "
+            "script. These figures are not the benchmark; run `bench/run.sh` for it.")
+        d.w()
+    d.w("tipcast side by side with the references of issue 4, on one machine, in one "
+        "run. Regenerate this page (about 15 minutes; it installs what it needs, builds, "
+        "starts its own Redis and PostgreSQL on 127.0.0.1:6396 / 5496, and stops "
+        "everything it started):")
+    d.w()
+    d.w("```sh")
+    d.w(cmd)
+    d.w("```")
+    d.w()
+    d.w("`BENCH_QUICK=1` shrinks every scenario for a trial run (about 3 minutes); "
+        "`BENCH_ONLY=\"1 2\"` picks scenarios; the other settings are listed at the top of "
+        "`bench/run.sh`. Raw results (tipcast-bench JSON, logs) stay in "
+        "`/tmp/tipcast-bench-out/`.")
+    d.w()
+    machine_section(d, f)
+    d.w("## Summary")
+    d.w()
+    summary_at = len(d.lines)
+    d.w()
+    r1 = scenario1(d, f)
+    r2 = scenario2(d, f)
+    r3 = scenario3(d, f)
+    r4 = scenario4(d, f)
+    limits_section(d, f, r1, r2, r3, r4)
+    summary = [
+        "| target | measured | result |",
+        "|---|---:|---|",
+        f"| gifts/s >= {T_REDIS_SHARE} x Redis ceiling | {fmt(r1['redis'], 2, ' x')} | {verdict(r1['redis'], T_REDIS_SHARE)} |",
+        f"| gifts/s >= {T_PG_FACTOR:g} x PostgreSQL per-gift transaction | {fmt(r1['pg'], 1, ' x')} | {verdict(r1['pg'], T_PG_FACTOR)} |",
+        f"| fan-out >= {T_NCHAN_FACTOR:g} x Nchan ({r2['how_n']}) | {fmt(r2['nchan'], 2, ' x')} | {verdict(r2['nchan'], T_NCHAN_FACTOR)} |",
+        f"| fan-out >= {T_NODE_FACTOR:g} x Node ws ({r2['how_w']}) | {fmt(r2['ws'], 2, ' x')} | {verdict(r2['ws'], T_NODE_FACTOR)} |",
+        f"| delivery p99 <= {T_DELIV_P99_MS:g} ms | {fmt(r2['p99'], 1, ' ms')} | {verdict(r2['p99'], T_DELIV_P99_MS, False)} |",
+        f"| {T_CONNS:,} idle connections | {fmt(r3['held'])} | {verdict(r3['held'], T_CONNS)} |",
+        f"| <= {T_RSS_KIB:g} KiB RSS per connection | {fmt(r3['per'], 2, ' KiB')} | {verdict(r3['per'], T_RSS_KIB, False)} |",
+        f"| ledger drain >= {T_COPY_SHARE} x plain COPY | {fmt(r4['copy'], 2, ' x')} | {verdict(r4['copy'], T_COPY_SHARE)} |",
+    ]
+    d.lines[summary_at:summary_at] = summary
+    os.makedirs(os.path.dirname(os.path.abspath(a.doc)), exist_ok=True)
+    with open(a.doc, "w", encoding="utf-8") as out:
+        out.write("\n".join(d.lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
