@@ -269,17 +269,8 @@
       b.dataset.giftId = String(g.id);
       b.dataset.animation = g.animation;
       b.dataset.price = String(g.price);
-      const icon = document.createElement("span");
-      icon.className = "gift-icon icon-" + g.animation;
-      const name = document.createElement("span");
-      name.className = "gift-name";
-      name.textContent = g.name;
-      const price = document.createElement("span");
-      price.className = "gift-price";
-      price.textContent = coinsText(g.price);
-      const combo = document.createElement("span");
-      combo.className = "gift-combo";
-      b.append(icon, name, price, combo);
+      b.append(span("gift-icon icon-" + g.animation), span("gift-name", g.name),
+        span("gift-price", coinsText(g.price)), span("gift-combo"));
       b.addEventListener("click", () => sendGift(g, b));
       els.gifts.append(b);
     }
@@ -361,16 +352,12 @@
     if (e.order) li.dataset.order = e.order;
     const who = document.createElement("b");
     who.textContent = e.from || "?";
-    const what = document.createElement("span");
-    what.className = "what";
+    const what = span("what");
     if (e.kind === "gift") {
       li.dataset.gift = String(e.gift);
       const count = e.count > 1 ? " ×" + e.count : "";
       what.textContent = " sent " + (e.name || "a gift") + count;
-      const amt = document.createElement("span");
-      amt.className = "amount";
-      amt.textContent = coinsText(e.amount);
-      li.append(iconFor(e.animation), who, what, amt);
+      li.append(iconFor(e.animation), who, what, span("amount", coinsText(e.amount)));
       if (e.combo) {
         li.dataset.combo = e.combo;
         const n = (state.comboCounts.get(e.combo) || 0) + (e.count > 0 ? e.count : 1);
@@ -378,26 +365,17 @@
         state.comboCounts.set(e.combo, n);
         if (state.comboCounts.size > COMBOS_MAX) state.comboCounts.delete(state.comboCounts.keys().next().value);
         if (n > 1) {
-          const badge = document.createElement("span");
-          badge.className = "combo";
-          badge.textContent = "combo ×" + n;
-          what.after(badge);
+          what.after(span("combo", "combo ×" + n));
         }
       }
     } else if (e.kind === "tip") {
       what.textContent = " tipped";
-      const amt = document.createElement("span");
-      amt.className = "amount";
-      amt.textContent = coinsText(e.amount);
-      li.append(iconFor("tip"), who, what, amt);
+      li.append(iconFor("tip"), who, what, span("amount", coinsText(e.amount)));
     } else {
       what.textContent = e.kind === "notice" ? ": " + (e.text || "") : " (" + e.kind + ")";
       li.append(iconFor(e.kind === "notice" ? "notice" : "other"), who, what);
     }
-    const seq = document.createElement("span");
-    seq.className = "seq";
-    seq.textContent = "#" + e.seq;
-    li.append(seq);
+    li.append(span("seq", "#" + e.seq));
     if (e.kind === "tip" && e.text) {
       const t = document.createElement("q");
       t.textContent = e.text;
@@ -409,8 +387,14 @@
   }
 
   function iconFor(key) {
+    return span("icon icon-" + String(key).replace(/[^a-z0-9_-]/gi, ""));
+  }
+
+  // A <span> with a class and, optionally, text (never HTML).
+  function span(className, text) {
     const s = document.createElement("span");
-    s.className = "icon icon-" + String(key).replace(/[^a-z0-9_-]/gi, "");
+    s.className = className;
+    if (text !== undefined) s.textContent = text;
     return s;
   }
 
@@ -458,16 +442,7 @@
       li.dataset.user = r.user;
       li.dataset.total = String(r.total);
       if (r.user === state.user) li.className = "me";
-      const rank = document.createElement("span");
-      rank.className = "rank";
-      rank.textContent = String(i + 1);
-      const u = document.createElement("span");
-      u.className = "who";
-      u.textContent = r.user;
-      const t = document.createElement("span");
-      t.className = "total";
-      t.textContent = coins(r.total);
-      li.append(rank, u, t);
+      li.append(span("rank", String(i + 1)), span("who", r.user), span("total", coins(r.total)));
       els.board.append(li);
     });
     els.boardEmpty.hidden = rows.length > 0;
