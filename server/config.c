@@ -199,8 +199,9 @@ static const struct config_entry config_table[] = {
      "Entries a wallet shard's outbox may hold before new gifts are refused "
      "with the retryable error backlogged: while PostgreSQL is down the "
      "outbox grows, and this keeps it from exhausting Redis memory."},
-    {"ledger-batch", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(ledger_batch), 1, 10000, "500", "N",
-     "Most outbox entries written to PostgreSQL in one transaction."},
+    {"ledger-batch", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(ledger_batch), 1, 10000, "5000", "N",
+     "Most outbox entries written to PostgreSQL in one transaction. Only a "
+     "backlog fills one; larger ones cost PostgreSQL less per entry."},
     {"ledger-flush-ms", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(ledger_flush_ms), 1, 60000, "50", "MS",
      "Longest wait for more entries before a partial batch is written."},
     {"board-tz", CONFIG_G_MONEY, CONFIG_T_STR, CONFIG_OFF(board_tz), 0, 0, "UTC", "ZONE",

@@ -5,8 +5,17 @@
  *   IDLE -> READING (XREADGROUP) -> WRITING (one transaction) -> ACKING -> IDLE
  * A failure anywhere drops the batch, marks every owned shard to be re-read
  * from its pending entries (id 0) and waits with backoff. Since the batch
- * is acknowledged only after COMMIT, and every insert has a conflict
- * target, re-reading can repeat work but never its effect.
+ * is acknowledged only after COMMIT, and every row has a unique key,
+ * re-reading can repeat work but never its effect.
+ *
+ * A batch is first written the fast way: its rows COPYed straight into
+ * orders and ledger, and the earnings summed here (build_copy). That is
+ * right only when none of its orders and credits is in PostgreSQL yet,
+ * which holds for every batch but some of those re-read after a failure;
+ * for those a unique key fails the COPY and with it the whole transaction
+ * (nothing is written), and the same batch is sent again at once the
+ * careful way (build_sql: INSERT ... ON CONFLICT DO NOTHING, the ledger
+ * rows and earnings fed only by the orders actually inserted).
  */
 #include "ledger.h"
 
@@ -17,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
@@ -28,6 +38,9 @@
 #include "server.h"
 
 /* ---- State ----------------------------------------------------------------- */
+
+/* The COPY statements of a batch's fast form: orders, then ledger. */
+#define LEDGER_COPIES 2
 
 enum ledger_step { STEP_IDLE, STEP_CLAIMING, STEP_READING, STEP_WRITING, STEP_ACKING };
 
@@ -77,8 +90,12 @@ static struct {
     /* PostgreSQL: reconnected with backoff by pgconn. */
     struct pgconn *pg;
     int pg_logged_down;
+    int copying;            /* the transaction in flight is the COPY form */
+    struct pgconn_copy copies[LEDGER_COPIES]; /* its rows (owned), until it ends */
+    int ncopies;
     int pg_failed;          /* the transaction in flight had an error */
     char pg_error[256];
+    char pg_sqlstate[6];    /* of that error, "" when unknown */
     int64_t rows_orders, rows_credits; /* what the transaction inserted */
     int stmt_orders, stmt_credits;     /* their statements' positions, or -1 */
     int stmt_seen;
@@ -336,8 +353,8 @@ static int entry_parse(struct entry *e, int shard, const redisReply *item)
         return keep_raw(e, fields);
     }
     if (parse_i64(v[F_B], n[F_B], &e->balance) < 0 || parse_i64(v[F_TS], n[F_TS], &e->ts_ms) < 0 ||
-        e->ts_ms < 0) {
-        reject(e, "balance or time is not an integer");
+        e->ts_ms < 0 || e->ts_ms > LEDGER_TS_MS_MAX) {
+        reject(e, "balance or time is not an integer (time: 0 to the end of year 9999)");
         return keep_raw(e, fields);
     }
     e->count = 1;
@@ -441,6 +458,27 @@ static void sb_hex(struct sbuf *b, const char *s, size_t n)
         pair[1] = digits[(unsigned char)s[i] & 15];
         sb_put(b, pair, 2);
     }
+}
+
+/* The batch's malformed entries into outbox_rejects. */
+static void sql_rejects(struct sbuf *b)
+{
+    sb_str(b, "INSERT INTO outbox_rejects (order_id, reason, entry) VALUES ");
+    int first = 1;
+    for (int i = 0; i < L.batch_len; i++) {
+        const struct entry *e = &L.batch[i];
+        if (e->kind != EK_REJECT)
+            continue;
+        sb_str(b, first ? "(" : ", (");
+        sb_order_id(b, e);
+        sb_str(b, ", ");
+        sb_lit(b, e->reason);
+        sb_str(b, ", decode('");
+        sb_hex(b, e->raw, e->raw_len);
+        sb_str(b, "', 'hex'))");
+        first = 0;
+    }
+    sb_str(b, " ON CONFLICT (order_id) DO NOTHING;\n");
 }
 
 /* The batch as one multi-statement query. Sent without BEGIN/COMMIT: the
@@ -552,24 +590,206 @@ static void build_sql(struct sbuf *b, int *stmt_orders, int *stmt_credits)
         *stmt_credits = stmts++;
     }
     if (nrejects) {
-        sb_str(b, "INSERT INTO outbox_rejects (order_id, reason, entry) VALUES ");
-        int first = 1;
-        for (int i = 0; i < L.batch_len; i++) {
-            const struct entry *e = &L.batch[i];
-            if (e->kind != EK_REJECT)
-                continue;
-            sb_str(b, first ? "(" : ", (");
-            sb_order_id(b, e);
-            sb_str(b, ", ");
-            sb_lit(b, e->reason);
-            sb_str(b, ", decode('");
-            sb_hex(b, e->raw, e->raw_len);
-            sb_str(b, "', 'hex'))");
-            first = 0;
-        }
-        sb_str(b, " ON CONFLICT (order_id) DO NOTHING;\n");
+        sql_rejects(b);
         stmts++;
     }
+}
+
+/* A COPY text field: \N for NULL; backslash, tab, newline and carriage
+ * return escaped (the strings hold no NUL, see struct entry). */
+static void sb_copy_text(struct sbuf *b, const char *s)
+{
+    if (!s) {
+        sb_str(b, "\\N");
+        return;
+    }
+    for (const char *run = s;; s++) {
+        const char *esc = NULL;
+        switch (*s) {
+        case '\\':
+            esc = "\\\\";
+            break;
+        case '\t':
+            esc = "\\t";
+            break;
+        case '\n':
+            esc = "\\n";
+            break;
+        case '\r':
+            esc = "\\r";
+            break;
+        case '\0':
+            sb_put(b, run, (size_t)(s - run));
+            return;
+        default:
+            continue;
+        }
+        sb_put(b, run, (size_t)(s - run));
+        sb_str(b, esc);
+        run = s + 1;
+    }
+}
+
+static void sb_copy_order_id(struct sbuf *b, const struct entry *e)
+{
+    char oid[OUTBOX_ORDER_ID_MAX + 8];
+    outbox_order_id(e->shard, e->stream_id, oid, sizeof oid);
+    sb_str(b, oid); /* digits and '-': nothing to escape */
+}
+
+/* ts_ms as timestamptz input in UTC, e.g. "2025-01-31 23:59:59.123+00"
+ * (entry_parse bounds it to years 1970..9999). */
+static void sb_copy_time(struct sbuf *b, int64_t ts_ms)
+{
+    time_t sec = (time_t)(ts_ms / 1000);
+    struct tm tm;
+    char out[48];
+    if (!gmtime_r(&sec, &tm)) {
+        b->oom = 1; /* cannot happen within the bound; fail the batch rather than guess */
+        return;
+    }
+    int n = snprintf(out, sizeof out, "%04d-%02d-%02d %02d:%02d:%02d.%03d+00", tm.tm_year + 1900, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts_ms % 1000));
+    sb_put(b, out, (size_t)n);
+}
+
+/* One ledger row of the fast form, in the COPY column order of build_copy. */
+static void copy_move(struct sbuf *b, const struct entry *e, const char *prefix, const char *uid, int64_t delta,
+                      const char *kind, const char *note)
+{
+    sb_copy_order_id(b, e);
+    sb_str(b, "\t");
+    sb_str(b, prefix);
+    sb_copy_text(b, uid);
+    sb_str(b, "\t");
+    sb_i64(b, delta);
+    sb_str(b, "\t");
+    sb_str(b, kind);
+    sb_str(b, "\t");
+    sb_copy_text(b, note);
+    sb_str(b, "\t");
+    sb_copy_time(b, e->ts_ms);
+    sb_str(b, "\n");
+}
+
+static int by_creator(const void *a, const void *b)
+{
+    return strcmp(L.batch[*(const int *)a].room, L.batch[*(const int *)b].room);
+}
+
+/* The batch in its fast form: COPY of every orders row and every ledger
+ * row, the earnings of its orders summed per creator, and the rejects as
+ * in build_sql. Right only when no order or credit of the batch is in
+ * PostgreSQL yet: otherwise a unique key fails it as a whole (see the top
+ * of this file). rows[0..*ncopies) get the COPY data, in statement order.
+ * Returns 0, or -1 when the earnings of one creator in this batch do not
+ * fit an int64 (then only the careful form can say what is wrong). */
+static int build_copy(struct sbuf *b, struct sbuf rows[LEDGER_COPIES], int *ncopies)
+{
+    int norders = 0, nmoves = 0, nrejects = 0;
+    for (int i = 0; i < L.batch_len; i++) {
+        enum entry_kind k = L.batch[i].kind;
+        norders += k == EK_GIFT || k == EK_TIP;
+        nmoves += k == EK_GIFT || k == EK_TIP || k == EK_CREDIT;
+        nrejects += k == EK_REJECT;
+    }
+    *ncopies = 0;
+    if (norders) {
+        struct sbuf *o = &rows[(*ncopies)++];
+        sb_str(b, "COPY orders (order_id, kind, sender, room, creator, gift_id, gift_name, count, unit_price, "
+                  "amount, combo, message, request_id, sender_balance, created_at) FROM STDIN;\n");
+        for (int i = 0; i < L.batch_len; i++) {
+            const struct entry *e = &L.batch[i];
+            if (e->kind != EK_GIFT && e->kind != EK_TIP)
+                continue;
+            sb_copy_order_id(o, e);
+            sb_str(o, e->kind == EK_GIFT ? "\tgift\t" : "\ttip\t");
+            sb_copy_text(o, e->user);
+            sb_str(o, "\t");
+            sb_copy_text(o, e->room);
+            sb_str(o, "\t");
+            sb_copy_text(o, e->room); /* the room is the creator's own (outbox.h) */
+            sb_str(o, "\t");
+            if (e->kind == EK_GIFT)
+                sb_i64(o, e->gift_id);
+            else
+                sb_str(o, "\\N");
+            sb_str(o, "\t");
+            sb_copy_text(o, e->gift_name);
+            sb_str(o, "\t");
+            sb_i64(o, e->count);
+            sb_str(o, "\t");
+            sb_i64(o, e->unit_price);
+            sb_str(o, "\t");
+            sb_i64(o, e->amount);
+            sb_str(o, "\t");
+            sb_copy_text(o, e->combo);
+            sb_str(o, "\t");
+            sb_copy_text(o, e->kind == EK_TIP ? e->text : NULL);
+            sb_str(o, "\t");
+            sb_copy_text(o, e->request_id);
+            sb_str(o, "\t");
+            sb_i64(o, e->balance);
+            sb_str(o, "\t");
+            sb_copy_time(o, e->ts_ms);
+            sb_str(o, "\n");
+        }
+    }
+    if (nmoves) {
+        struct sbuf *m = &rows[(*ncopies)++];
+        sb_str(b, "COPY ledger (movement_id, account, delta, kind, note, created_at) FROM STDIN;\n");
+        for (int i = 0; i < L.batch_len; i++) {
+            const struct entry *e = &L.batch[i];
+            if (e->kind == EK_GIFT || e->kind == EK_TIP) {
+                const char *kind = e->kind == EK_GIFT ? "gift" : "tip";
+                copy_move(m, e, "user:", e->user, -e->amount, kind, NULL);
+                copy_move(m, e, "creator:", e->room, e->amount, kind, NULL);
+            } else if (e->kind == EK_CREDIT) {
+                copy_move(m, e, "user:", e->user, e->amount, "credit", e->text);
+                copy_move(m, e, "", "platform", -e->amount, "credit", e->text);
+            }
+        }
+    }
+    if (norders) {
+        /* Earnings per creator, upserted in creator order so that two
+         * nodes' transactions lock the rows in the same order and cannot
+         * deadlock. */
+        int *idx = malloc(sizeof *idx * (size_t)norders);
+        if (!idx) {
+            b->oom = 1;
+            return 0;
+        }
+        int n = 0;
+        for (int i = 0; i < L.batch_len; i++)
+            if (L.batch[i].kind == EK_GIFT || L.batch[i].kind == EK_TIP)
+                idx[n++] = i;
+        qsort(idx, (size_t)n, sizeof *idx, by_creator);
+        sb_str(b, "INSERT INTO creator_earnings AS ce (creator, total, orders, updated_at) VALUES ");
+        for (int i = 0, first = 1; i < n; first = 0) {
+            const char *creator = L.batch[idx[i]].room;
+            int64_t total = 0, count = 0;
+            for (; i < n && strcmp(L.batch[idx[i]].room, creator) == 0; i++, count++)
+                if (__builtin_add_overflow(total, L.batch[idx[i]].amount, &total)) {
+                    free(idx);
+                    return -1;
+                }
+            sb_str(b, first ? "(" : ", (");
+            sb_lit(b, creator);
+            sb_str(b, ", ");
+            sb_i64(b, total);
+            sb_str(b, ", ");
+            sb_i64(b, count);
+            sb_str(b, ", now())");
+        }
+        free(idx);
+        sb_str(b, " ON CONFLICT (creator) DO UPDATE SET total = ce.total + EXCLUDED.total, "
+                  "orders = ce.orders + EXCLUDED.orders, updated_at = EXCLUDED.updated_at;\n");
+    }
+    if (nrejects)
+        sql_rejects(b);
+    for (int i = 0; i < *ncopies; i++)
+        b->oom |= rows[i].oom;
+    return 0;
 }
 
 /* ---- PostgreSQL connection ------------------------------------------------ */
@@ -632,6 +852,8 @@ static void on_txn_result(PGresult *r, int ok, void *priv)
     } else if (!L.pg_failed) {
         L.pg_failed = 1;
         first_line(PQresultErrorMessage(r), L.pg_error, sizeof L.pg_error);
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        snprintf(L.pg_sqlstate, sizeof L.pg_sqlstate, "%s", state ? state : "");
     }
     L.stmt_seen++;
 }
@@ -705,11 +927,33 @@ static void ack_batch(void)
     }
 }
 
+static void copies_free(void)
+{
+    for (int i = 0; i < L.ncopies; i++)
+        free((char *)L.copies[i].data);
+    L.ncopies = 0;
+}
+
+static void write_careful(void);
+
 static void txn_done(int ok)
 {
     if (L.step != STEP_WRITING)
         return;
     int64_t now = now_mono_ms();
+    int fast = L.copying;
+    L.copying = 0;
+    copies_free();
+    if (!ok && fast && L.pg_failed && pg_ready()) {
+        /* PostgreSQL refused the fast form and rolled it back; the careful
+         * form is right in every case. A unique key that failed is an
+         * order already written (a replay after a failure): expected. */
+        log_msg(strcmp(L.pg_sqlstate, "23505") == 0 ? LOG_DEBUG : LOG_WARN,
+                "ledger: COPY of %d entries refused (%s): writing them with INSERT ... ON CONFLICT", L.batch_len,
+                L.pg_error);
+        write_careful();
+        return;
+    }
     if (!ok) {
         log_msg(LOG_WARN, "ledger: transaction of %d entries failed: %s", L.batch_len,
                 L.pg_error[0] ? L.pg_error : "connection lost");
@@ -724,6 +968,12 @@ static void txn_done(int ok)
         if (L.batch[i].ts_ms > newest)
             newest = L.batch[i].ts_ms;
         rejects += L.batch[i].kind == EK_REJECT;
+    }
+    if (fast) { /* every row of the batch is new, or it would have failed */
+        for (int i = 0; i < L.batch_len; i++) {
+            L.rows_orders += L.batch[i].kind == EK_GIFT || L.batch[i].kind == EK_TIP;
+            L.rows_credits += L.batch[i].kind == EK_CREDIT;
+        }
     }
     L.stats.batches++;
     L.stats.entries += (uint64_t)L.batch_len;
@@ -740,25 +990,22 @@ static void txn_done(int ok)
     ack_batch();
 }
 
-/* Sends the batch as one transaction. */
-static void write_batch(void)
+static void txn_reset(void)
 {
-    assert(pg_ready() && L.batch_len > 0);
-    struct sbuf b = {0};
-    int only_gone = 1;
-    for (int i = 0; i < L.batch_len; i++)
-        only_gone &= L.batch[i].kind == EK_GONE;
-    L.step = STEP_WRITING;
     L.pg_failed = 0;
     L.pg_error[0] = '\0';
+    L.pg_sqlstate[0] = '\0';
     L.rows_orders = L.rows_credits = 0;
     L.stmt_seen = 0;
-    L.txn_started_ms = now_mono_ms();
-    if (only_gone) {
-        /* Entries deleted from the stream: nothing to write, only acks. */
-        txn_done(1);
-        return;
-    }
+    L.stmt_orders = L.stmt_credits = -1;
+}
+
+/* Sends the batch in its careful form (build_sql) as one transaction. */
+static void write_careful(void)
+{
+    assert(pg_ready() && L.batch_len > 0 && L.step == STEP_WRITING);
+    struct sbuf b = {0};
+    txn_reset();
     build_sql(&b, &L.stmt_orders, &L.stmt_credits);
     if (b.oom) {
         free(b.p);
@@ -770,6 +1017,43 @@ static void write_batch(void)
     free(b.p);
     if (sent < 0) {
         /* Refused: the connection was dropped (on_pg_down), no callback. */
+        first_line(pgconn_error(L.pg), L.pg_error, sizeof L.pg_error);
+        txn_done(0);
+    }
+}
+
+/* Sends the batch as one transaction: in its fast form (build_copy), which
+ * txn_done follows with the careful one should PostgreSQL refuse it. */
+static void write_batch(void)
+{
+    assert(pg_ready() && L.batch_len > 0);
+    int only_gone = 1;
+    for (int i = 0; i < L.batch_len; i++)
+        only_gone &= L.batch[i].kind == EK_GONE;
+    L.step = STEP_WRITING;
+    L.txn_started_ms = now_mono_ms();
+    txn_reset();
+    if (only_gone) {
+        /* Entries deleted from the stream: nothing to write, only acks. */
+        txn_done(1);
+        return;
+    }
+    struct sbuf b = {0}, rows[LEDGER_COPIES] = {{0}};
+    int ncopies = 0;
+    if (build_copy(&b, rows, &ncopies) < 0 || b.oom) {
+        for (int i = 0; i < LEDGER_COPIES; i++)
+            free(rows[i].p);
+        free(b.p);
+        write_careful();
+        return;
+    }
+    for (int i = 0; i < ncopies; i++)
+        L.copies[i] = (struct pgconn_copy){.data = rows[i].p, .len = rows[i].len};
+    L.ncopies = ncopies;
+    L.copying = 1;
+    int sent = pgconn_query_copy(L.pg, b.p, L.copies, L.ncopies, on_txn_result, NULL);
+    free(b.p);
+    if (sent < 0) {
         first_line(pgconn_error(L.pg), L.pg_error, sizeof L.pg_error);
         txn_done(0);
     }
@@ -1175,6 +1459,7 @@ void ledger_stop(void)
     outbox_lease_release_all(&L.leases);
     pgconn_close(L.pg); /* the transaction in flight ends unacknowledged */
     L.pg = NULL;
+    copies_free();
     batch_clear();
     free(L.batch);
     L.batch = NULL;

@@ -12,7 +12,12 @@
  *   malformed  one outbox_rejects row with the raw entry (never blocks the
  *              stream; a non-empty table is an incident).
  * Delivery is at least once (a crash between COMMIT and XACK replays the
- * batch); the conflict targets make a replay change nothing.
+ * batch); the unique keys make a replay change nothing. A batch is first
+ * sent as COPY of its rows straight into orders and ledger, with the
+ * earnings summed by the consumer; a batch with an order already written
+ * fails that on a unique key as a whole and is written again with
+ * INSERT ... ON CONFLICT DO NOTHING, its ledger rows and earnings fed only
+ * by the orders actually inserted.
  *
  * When it gains a shard it first claims what a dead consumer left pending
  * (XAUTOCLAIM), then reads its own pending entries (id 0), then new ones
@@ -51,6 +56,9 @@
 #define LEDGER_ACK_IDS_MAX 200
 /* An entry larger than this (all fields and values) is rejected. */
 #define LEDGER_ENTRY_BYTES_MAX 65536
+/* An entry's time (ts, ms since 1970) later than the end of year 9999 is
+ * rejected: PostgreSQL could not store it and the batch would never commit. */
+#define LEDGER_TS_MS_MAX INT64_C(253402300799999)
 /* A consumer of another node idle this long on a stream this node owns,
  * with nothing pending, is deleted from the group. */
 #define LEDGER_CONSUMER_IDLE_MS 60000

@@ -18,6 +18,9 @@
 /* Bounds of the copied configuration strings. */
 #define PGCONN_NAME_MAX 64
 #define PGCONN_OPTION_MAX 64
+/* Most bytes handed to libpq in one PQputCopyData (it frames each call as
+ * one CopyData message). */
+#define PGCONN_COPY_CHUNK (256 * 1024)
 
 enum pgconn_state { PGCONN_DOWN, PGCONN_CONNECTING, PGCONN_IDLE, PGCONN_BUSY, PGCONN_CLOSED };
 
@@ -43,6 +46,13 @@ struct pgconn {
 
     pgconn_result_cb *cb; /* the query in flight, or NULL */
     void *cb_priv;
+
+    /* The COPY data of the query in flight (pgconn_query_copy). */
+    const struct pgconn_copy *copies;
+    int ncopies;
+    int copy_next;     /* the next COPY ... FROM STDIN gets copies[copy_next] */
+    int copying;       /* a COPY is being fed: its data or its end is not queued yet */
+    size_t copy_off;   /* bytes of the current COPY's data queued so far */
 
     int handles_open; /* after pgconn_close: handles still to close */
 };
@@ -120,6 +130,7 @@ static void drop(struct pgconn *c, const char *what)
     pgconn_result_cb *cb = c->cb;
     void *cb_priv = c->cb_priv;
     c->cb = NULL;
+    c->copying = 0;
     c->pending_drop = NULL;
     poll_close(c, 0);
     if (c->pg)
@@ -222,6 +233,47 @@ static int take_notifies(struct pgconn *c)
     return c->state == was ? 0 : -1;
 }
 
+/* Queues the current COPY's data and then its end, as far as libpq takes
+ * them now; the rest goes when the socket is writable again (copying stays
+ * set until the end is queued). A COPY without data of its own is ended
+ * with a failure, which the server reports as the statement's error.
+ * Returns 0, or -1 when the connection was dropped. */
+static int copy_feed(struct pgconn *c)
+{
+    const struct pgconn_copy *cp = c->copy_next < c->ncopies ? &c->copies[c->copy_next] : NULL;
+    while (cp && c->copy_off < cp->len) {
+        size_t n = cp->len - c->copy_off;
+        if (n > PGCONN_COPY_CHUNK)
+            n = PGCONN_COPY_CHUNK;
+        int r = PQputCopyData(c->pg, cp->data + c->copy_off, (int)n);
+        if (r < 0) {
+            drop(c, "cannot send");
+            return -1;
+        }
+        if (r == 0) /* libpq's buffer is full: go on once the socket drains */
+            break;
+        c->copy_off += n;
+    }
+    int r = 0;
+    if (!cp || c->copy_off == cp->len)
+        r = PQputCopyEnd(c->pg, cp ? NULL : "no data for this COPY");
+    if (r < 0) {
+        drop(c, "cannot send");
+        return -1;
+    }
+    if (r == 1) {
+        c->copying = 0;
+        c->copy_next++;
+        c->copy_off = 0;
+    }
+    /* Whatever libpq still holds is flushed when the socket is writable. */
+    if (poll_watch(c, UV_READABLE | UV_WRITABLE) < 0) {
+        drop(c, "cannot watch the socket");
+        return -1;
+    }
+    return 0;
+}
+
 /* The query's last result was read: the connection is idle again, and the
  * callback learns that the query ended. */
 static void query_end(struct pgconn *c)
@@ -229,6 +281,8 @@ static void query_end(struct pgconn *c)
     pgconn_result_cb *cb = c->cb;
     void *cb_priv = c->cb_priv;
     c->cb = NULL;
+    c->copies = NULL;
+    c->ncopies = 0;
     c->state = PGCONN_IDLE;
     uv_timer_stop(&c->timer);
     /* The outcome is known: should the socket not be watchable, the
@@ -240,10 +294,26 @@ static void query_end(struct pgconn *c)
 
 static void take_results(struct pgconn *c)
 {
-    while (!PQisBusy(c->pg)) {
+    /* While a COPY is fed libpq is not busy, yet has no result to give. */
+    while (!c->copying && !PQisBusy(c->pg)) {
         PGresult *res = PQgetResult(c->pg);
         if (!res) {
             query_end(c);
+            return;
+        }
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_COPY_IN) {
+            PQclear(res);
+            c->copying = 1;
+            c->copy_off = 0;
+            if (copy_feed(c) < 0)
+                return;
+            continue;
+        }
+        if (st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+            /* Nothing here reads COPY data: the connection cannot go on. */
+            PQclear(res);
+            drop(c, "unexpected COPY TO STDOUT");
             return;
         }
         c->in_result = 1;
@@ -271,13 +341,20 @@ static void on_poll(uv_poll_t *h, int status, int events)
         return;
     case PGCONN_BUSY:
         if (events & UV_WRITABLE) {
+            if (c->copying && copy_feed(c) < 0)
+                return;
             int f = PQflush(c->pg);
             if (f < 0) {
                 drop(c, "cannot send");
                 return;
             }
-            if (f == 0 && poll_watch(c, UV_READABLE) < 0) {
+            if (f == 0 && !c->copying && poll_watch(c, UV_READABLE) < 0) {
                 drop(c, "cannot watch the socket");
+                return;
+            }
+            /* The COPY's end is queued now: its results may be waiting. */
+            if (!(events & UV_READABLE) && !c->copying && !PQisBusy(c->pg)) {
+                take_results(c);
                 return;
             }
         }
@@ -349,6 +426,12 @@ struct pgconn *pgconn_open(uv_loop_t *loop, const struct pgconn_config *cfg, con
 
 int pgconn_query(struct pgconn *c, const char *sql, pgconn_result_cb *cb, void *priv)
 {
+    return pgconn_query_copy(c, sql, NULL, 0, cb, priv);
+}
+
+int pgconn_query_copy(struct pgconn *c, const char *sql, const struct pgconn_copy *copies, int ncopies,
+                      pgconn_result_cb *cb, void *priv)
+{
     if (c->state != PGCONN_IDLE) {
         snprintf(c->error, sizeof c->error, "%s", c->state == PGCONN_BUSY ? "a query is in flight" : "not connected");
         return -1;
@@ -359,6 +442,10 @@ int pgconn_query(struct pgconn *c, const char *sql, pgconn_result_cb *cb, void *
     }
     c->cb = cb;
     c->cb_priv = priv;
+    c->copies = copies;
+    c->ncopies = ncopies;
+    c->copy_next = 0;
+    c->copying = 0;
     c->state = PGCONN_BUSY;
     if (poll_watch(c, UV_READABLE | UV_WRITABLE) < 0) {
         /* Dropped from the timer, so that cb runs after this returns. */
@@ -388,6 +475,7 @@ void pgconn_close(struct pgconn *c)
     pgconn_result_cb *cb = c->cb;
     void *cb_priv = c->cb_priv;
     c->cb = NULL;
+    c->copying = 0;
     c->state = PGCONN_CLOSED;
     c->handles_open = 1 + (c->poll != NULL);
     poll_close(c, 1);

@@ -88,8 +88,25 @@ struct pgconn *pgconn_open(uv_loop_t *loop, const struct pgconn_config *cfg, con
  * one implicit transaction). Returns 0 and later calls cb as described
  * above; or -1, never calling cb, when the connection is not up, a query is
  * already in flight, or libpq refuses to send (then the connection has been
- * dropped and on_down has run before the return; pgconn_error says why). */
+ * dropped and on_down has run before the return; pgconn_error says why).
+ * A COPY ... FROM STDIN in `sql` is refused by the server (it gets no data);
+ * pgconn_query_copy feeds one. */
 int pgconn_query(struct pgconn *c, const char *sql, pgconn_result_cb *cb, void *priv);
+
+/* The rows of one COPY ... FROM STDIN, in COPY's text (or csv) format. */
+struct pgconn_copy {
+    const char *data;
+    size_t len;
+};
+
+/* As pgconn_query, where the k-th COPY ... FROM STDIN statement of `sql`
+ * is fed copies[k] (a COPY beyond ncopies gets none and fails, which ends
+ * the implicit transaction in an error). The server's answer to a COPY
+ * reaches cb as one result (PGRES_COMMAND_OK, or the error), like any other
+ * statement's. `copies` and the data it points to are not copied: they
+ * must stay valid until cb's final call. */
+int pgconn_query_copy(struct pgconn *c, const char *sql, const struct pgconn_copy *copies, int ncopies,
+                      pgconn_result_cb *cb, void *priv);
 
 /* 1 when connected (a query may be in flight). */
 int pgconn_up(const struct pgconn *c);

@@ -47,10 +47,10 @@ class Outbox:
             return self.r(*args)
 
     def add(self, kind, user, amount, room="", gift=0, name="", count=1, price=None, combo="",
-            text="", req=None, balance=0):
+            text="", req=None, balance=0, ts=None):
         """XADDs one entry to user's shard; returns (order id, fields)."""
         fields = entry_fields(kind, user, amount, room=room, gift=gift, name=name, count=count,
-                              price=price, combo=combo, text=text, req=req, balance=balance)
+                              price=price, combo=combo, text=text, req=req, balance=balance, ts=ts)
         with self.lock:
             oid = xadd_entry(self.r, fields)
         return oid, {k: str(v) for k, v in fields}
@@ -269,6 +269,9 @@ def test_malformed_entry_is_set_aside_not_blocking(start, redis):
     creator, user = unique("cr"), unique("v")
     shard = shard_of(user)
     bad = redis("XADD", outbox(shard), "*", "k", "gift", "u", user, "r", creator, "a", "lots", "ts", "1")
+    # A time PostgreSQL cannot store (after year 9999) would fail every
+    # transaction it is in: it is set aside too.
+    late, _ = redis.add("tip", user, 4, room=creator, ts=253402300800000)
     good, _ = redis.add("tip", user, 9, room=creator)
     start()
     wait_for(lambda: count_orders(creator) == 1, what="the good entry")
@@ -276,7 +279,38 @@ def test_malformed_entry_is_set_aside_not_blocking(start, redis):
     assert reason, "the malformed entry was not recorded"
     assert "a=lots" in psql(f"SELECT convert_from(entry, 'UTF8') FROM outbox_rejects "
                             f"WHERE order_id = '{shard}-{bad}'")
-    wait_for(lambda: redis.ledger_pending(shard) == 0, what="both acknowledged")
+    assert "time" in psql(f"SELECT reason FROM outbox_rejects WHERE order_id = '{late}'")
+    assert rows(f"SELECT order_id FROM orders WHERE creator = '{creator}'") == [[good]]
+    wait_for(lambda: redis.ledger_pending(shard) == 0, what="all three acknowledged")
+
+
+def test_texts_arrive_verbatim(start, redis):
+    """User texts holding what COPY's text format escapes (backslash, tab,
+    newline, carriage return, a lone \\N or \\.) are stored as sent."""
+    creator, user = unique("cr"), unique("v")
+    texts = ["\\N", "\\.", "tab\there", "line\nbreak\r\n", "back\\slash\\", "\u00e9\u6f22\U0001F381 '\"x"]
+    sent = {}
+    for t in texts:
+        oid, _ = redis.add("tip", user, 1, room=creator, text=t)
+        sent[oid] = ("message", t)
+        oid, _ = redis.add("gift", user, 2, room=creator, gift=3, name=t, combo=t, count=1, price=2)
+        sent[oid] = ("gift_name", t)
+    credit, _ = redis.add("credit", user, 7, text="\\N\tnote\n")
+    start()
+    wait_for(lambda: count_orders(creator) == len(sent), what="orders")
+
+    def text_of(sql):
+        return bytes.fromhex(psql(f"SELECT encode(convert_to(({sql}), 'UTF8'), 'hex')")).decode()
+
+    for oid, (col, t) in sent.items():
+        assert text_of(f"SELECT {col} FROM orders WHERE order_id = '{oid}'") == t, (col, t)
+        if col == "gift_name":
+            assert text_of(f"SELECT combo FROM orders WHERE order_id = '{oid}'") == t
+    wait_for(lambda: ledger_of([credit]), what="the credit")
+    for account in ("platform", f"user:{user}"):
+        assert text_of(f"SELECT note FROM ledger WHERE movement_id = '{credit}' AND account = '{account}'") \
+            == "\\N\tnote\n"
+    check_exactly_once(creator, {oid: 1 if col == "message" else 2 for oid, (col, _) in sent.items()})
 
 
 def test_dead_consumers_pending_entries_are_claimed(start, redis):
@@ -318,6 +352,45 @@ def test_replayed_entries_change_nothing(start, redis):
     assert psql("SELECT count(*) FROM ledger") == ledger_rows
     check_exactly_once(creator, produced)
     assert srv.alive()
+
+
+def test_batch_of_written_and_new_entries(start, redis):
+    """A batch that holds entries already in PostgreSQL (written, but the
+    acknowledgement lost) next to new ones: only the new ones become rows
+    and earnings; the written ones, credits included, change nothing."""
+    creator = unique("cr")
+    users = [unique("v") for _ in range(6)]
+    produced, credits = {}, []
+    for i in range(12):
+        oid, _ = redis.add("gift" if i % 2 else "tip", users[i % 6], 5, room=creator, gift=2, name="G",
+                           count=1, price=5)
+        produced[oid] = 5
+    for u in users:
+        credits.append(redis.add("credit", u, 100, text="top-up")[0])
+    srv = start()
+    wait_for(lambda: count_orders(creator) == 12, what="the first orders")
+    wait_for(lambda: all(redis.ledger_caught_up(s) for s in range(SHARDS)), what="the first acks")
+    srv.stop()
+    # As if the acknowledgements had been lost: every shard's entries are
+    # delivered again, now together with new ones in the same batch.
+    for s in range(SHARDS):
+        redis("XGROUP", "SETID", outbox(s), "ledger", "0")
+    for i in range(8):
+        oid, _ = redis.add("gift", users[i % 6], 7, room=creator, gift=2, name="G", count=1, price=7)
+        produced[oid] = 7
+    for u in users[:3]:
+        credits.append(redis.add("credit", u, 50, text="again")[0])
+    ledger_before = int(psql("SELECT count(*) FROM ledger"))
+    start()
+    wait_for(lambda: count_orders(creator) == 20, what="the new orders")
+    wait_for(lambda: all(redis.ledger_caught_up(s) for s in range(SHARDS)), what="the replay to be consumed")
+    check_exactly_once(creator, produced)
+    # 8 new orders and 3 new credits, two ledger rows each; nothing else.
+    assert int(psql("SELECT count(*) FROM ledger")) == ledger_before + 2 * (8 + 3)
+    assert len(ledger_of(credits)) == 2 * len(credits)
+    # users[0] tipped 5 twice (i = 0, 6), then gave two gifts of 7, and was
+    # credited 100 and 50.
+    assert account_sum(f"user:{users[0]}") == -5 - 5 - 7 - 7 + 100 + 50
 
 
 def test_sigkill_mid_stream_never_doubles(start, redis):
