@@ -60,6 +60,59 @@ int conn_count(void) { return T.count; }
 
 static void want_write(struct conn *c) { lws_callback_on_writable(c->wsi); }
 
+/* A frame may go out at once, without waiting for WRITEABLE, when nothing
+ * is ahead of it: no reply of ours queued, no remainder of an earlier frame
+ * held by lws, no close under way. Writing at once saves the WRITEABLE
+ * cycle, whose arming and disarming of POLLOUT (epoll_ctl, twice) costs as
+ * much as the write itself (docs/benchmarks.md). */
+static int can_write_now(struct conn *c)
+{
+    return c->outq_count == 0 && !c->close_code && !lws_partial_buffered(c->wsi);
+}
+
+static int write_frame(struct conn *c, struct frame *f)
+{
+    enum lws_write_protocol wp = c->fmt == FMT_MSGPACK ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
+    /* Frames joined by frame_join carry their own headers: lws sends them
+     * as they are (its "HTTP" write is a raw one on a WebSocket). */
+    if (f->wire)
+        wp = LWS_WRITE_HTTP;
+    int n = lws_write(c->wsi, f->data + PROTO_PRE, f->len, wp);
+    return n < (int)f->len ? -1 : 0;
+}
+
+/* A write outside WRITEABLE failed: the socket is unusable. Nothing more is
+ * written to it, and lws closes it on its next pass (conn_closed follows). */
+static void write_failed(struct conn *c)
+{
+    c->close_code = LWS_CLOSE_STATUS_ABNORMAL_CLOSE;
+    c->close_sent = 1;
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+/* Sends membership m its next room frame (one event, or a batch of those
+ * pending), with the room's leaderboard push `board` (may be NULL) in the
+ * same write. Returns 0, or -1 when out of memory or the write failed. */
+static int write_room_frame(struct conn *c, struct membership *m, struct frame *board)
+{
+    struct room_event *ev = room_next_event(m->room, m->next_seq), *last = NULL;
+    struct frame *f = NULL;
+    if (ev) {
+        f = room_frame_from(m->room, ev, c->fmt, &last, board);
+        if (!f)
+            return -1;
+        m->next_seq = last->seq + 1;
+        m->sent_cum = last->cum[c->fmt];
+    } else if (board) {
+        f = frame_ref(board);
+    } else {
+        return 0;
+    }
+    int rc = write_frame(c, f);
+    frame_unref(f);
+    return rc;
+}
+
 size_t conn_backlog(const struct conn *c)
 {
     size_t n = c->outq_bytes;
@@ -114,10 +167,35 @@ void conn_send(struct conn *c, struct frame *f)
         conn_close(c, CLOSE_SLOW_CONSUMER, "slow consumer", 1);
         return;
     }
+    if (can_write_now(c)) {
+        int rc = write_frame(c, f);
+        frame_unref(f);
+        if (rc < 0)
+            write_failed(c);
+        return;
+    }
     c->outq[(c->outq_head + c->outq_count) % c->outq_cap] = f;
     c->outq_count++;
     c->outq_bytes += f->len;
     want_write(c);
+}
+
+void conn_deliver(struct conn *c, struct membership *m, struct frame *board)
+{
+    if (!can_write_now(c)) {
+        if (board)
+            conn_send(c, frame_ref(board));
+        want_write(c);
+        return;
+    }
+    if (write_room_frame(c, m, board) < 0) {
+        write_failed(c);
+        return;
+    }
+    /* More than one batch pending: the rest at WRITEABLE, in turn with
+     * the connection's other rooms. */
+    if (m->room->last_seq >= m->next_seq)
+        want_write(c);
 }
 
 void conn_send_error(struct conn *c, const char *id, const char *code, const char *message,
@@ -442,25 +520,18 @@ int conn_receive(struct conn *c, const void *in, size_t len)
     c->rx_len += len;
     if (last) {
         handle_message(c, lws_frame_is_binary(wsi), c->rx, c->rx_len);
+        /* Messages come in pieces only when bigger than lws's receive
+         * buffer, which is rare (an auth message with its token): an idle
+         * connection keeps no buffer for them. */
+        free(c->rx);
+        c->rx = NULL;
         c->rx_len = 0;
-        /* Idle connections should not keep a large buffer. */
-        if (c->rx_cap > 4096) {
-            free(c->rx);
-            c->rx = NULL;
-            c->rx_cap = 0;
-        }
+        c->rx_cap = 0;
     }
     return 0;
 }
 
 void conn_pong(struct conn *c) { c->last_rx_ms = now_mono_ms(); }
-
-static int write_frame(struct conn *c, struct frame *f)
-{
-    enum lws_write_protocol wp = c->fmt == FMT_MSGPACK ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
-    int n = lws_write(c->wsi, f->data + PROTO_PRE, f->len, wp);
-    return n < (int)f->len ? -1 : 0;
-}
 
 /* Writes the close frame ourselves rather than through lws_close_reason()
  * and a -1 return: the Debian build of lws 4.1 (a _DEBUG build) closes a
@@ -490,8 +561,14 @@ static int send_close(struct conn *c)
 int conn_peer_closed(struct conn *c)
 {
     /* Our close answered: no echo, just close. Otherwise lws echoes the
-     * peer's close, as RFC 6455 asks. */
-    return c->close_sent ? 1 : 0;
+     * peer's close, as RFC 6455 asks, and nothing may follow it. */
+    if (c->close_sent)
+        return 1;
+    if (!c->close_code) {
+        c->close_code = LWS_CLOSE_STATUS_NORMAL;
+        c->close_sent = 1;
+    }
+    return 0;
 }
 
 static int has_pending(const struct conn *c)
@@ -541,20 +618,10 @@ int conn_writeable(struct conn *c)
         for (int k = 0; k < c->nrooms; k++) {
             int i = (c->rr + k) % c->nrooms;
             struct membership *m = &c->rooms[i];
-            if (m->state != MEMBER_LIVE)
+            if (m->state != MEMBER_LIVE || m->room->last_seq < m->next_seq)
                 continue;
-            struct room_event *ev = room_next_event(m->room, m->next_seq), *last = NULL;
-            if (!ev)
-                continue;
-            struct frame *f = room_frame_from(m->room, ev, c->fmt, &last);
-            if (!f)
-                return -1;
-            m->next_seq = last->seq + 1;
-            m->sent_cum = last->cum[c->fmt];
             c->rr = i + 1;
-            int rc = write_frame(c, f);
-            frame_unref(f);
-            if (rc < 0)
+            if (write_room_frame(c, m, NULL) < 0)
                 return -1;
             break;
         }

@@ -78,10 +78,9 @@ struct conn {
     uint32_t outq_cap, outq_head, outq_count;
     size_t outq_bytes;
 
-    /* Rooms; the array (max-rooms-per-conn entries) is allocated on the
-     * first join. */
+    /* Rooms; the array grows on joins, up to max-rooms-per-conn entries. */
     struct membership *rooms;
-    int nrooms;
+    int nrooms, rooms_cap;
     int rr;                   /* round-robin start for fairness between rooms */
 
     /* Set when the connection is to be closed: the close frame is sent at
@@ -108,10 +107,16 @@ void conn_pong(struct conn *c);
 int conn_peer_closed(struct conn *c);
 void conn_closed(struct conn *c);
 
-/* Queues a frame for this connection (takes the caller's reference) and asks
- * for WRITEABLE. When the queue is over its bounds the connection is closed
- * as a slow consumer instead. */
+/* Sends a frame to this connection (takes the caller's reference): at once
+ * when nothing is queued ahead of it, else queued for WRITEABLE. When the
+ * queue is over its bounds the connection is closed as a slow consumer
+ * instead. */
 void conn_send(struct conn *c, struct frame *f);
+/* Sends live membership m its next frame of the room, and the room's
+ * leaderboard push `board` (NULL for none; the caller keeps its reference),
+ * in one write when the connection can take them now. Otherwise the push is
+ * queued and the events wait for WRITEABLE (conn_writeable sends them). */
+void conn_deliver(struct conn *c, struct membership *m, struct frame *board);
 /* Queues an error reply. */
 void conn_send_error(struct conn *c, const char *id, const char *code, const char *message,
                      const char *field, const char *extra_key, int64_t extra_val);

@@ -506,6 +506,49 @@ void frame_unref(struct frame *f)
         free(f);
 }
 
+size_t frame_wire(struct frame *f, uint8_t **start)
+{
+    uint8_t *p = f->data + PROTO_PRE;
+    size_t n = f->len, h;
+    if (f->wire) {
+        *start = p;
+        return n;
+    }
+    if (n < 126) {
+        h = 2;
+        p[-1] = (uint8_t)n;
+    } else if (n <= 0xffff) {
+        h = 4;
+        p[-3] = 126;
+        p[-2] = (uint8_t)(n >> 8);
+        p[-1] = (uint8_t)n;
+    } else {
+        h = 10;
+        p[-9] = 127;
+        for (int i = 0; i < 8; i++)
+            p[-8 + i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
+    }
+    p[-(ptrdiff_t)h] = f->fmt == FMT_MSGPACK ? 0x82 : 0x81;
+    *start = p - h;
+    return n + h;
+}
+
+struct frame *frame_join(struct frame *a, struct frame *b)
+{
+    uint8_t *pa, *pb;
+    size_t na = frame_wire(a, &pa), nb = frame_wire(b, &pb);
+    struct frame *f = malloc(sizeof *f + PROTO_PRE + na + nb);
+    if (!f)
+        return NULL;
+    f->refs = 1;
+    f->fmt = a->fmt;
+    f->wire = 1;
+    f->len = f->cap = (uint32_t)(na + nb);
+    memcpy(f->data + PROTO_PRE, pa, na);
+    memcpy(f->data + PROTO_PRE + na, pb, nb);
+    return f;
+}
+
 static int enc_reserve(struct enc *e, size_t more)
 {
     if (e->failed)
@@ -559,6 +602,7 @@ void enc_init(struct enc *e, enum fmt fmt, size_t hint)
     }
     e->f->refs = 1;
     e->f->fmt = (uint8_t)fmt;
+    e->f->wire = 0;
     e->f->len = 0;
     e->f->cap = (uint32_t)hint;
     msgpack_packer_init(&e->pk, e, enc_pk_write);

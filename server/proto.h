@@ -100,6 +100,7 @@ int proto_utf8_valid(const uint8_t *buf, size_t len);
 struct frame {
     int refs;
     uint8_t fmt;
+    uint8_t wire;   /* data holds whole WebSocket frames, headers included */
     uint32_t len;
     uint32_t cap;
     uint8_t data[];
@@ -108,6 +109,13 @@ struct frame {
 static inline struct frame *frame_ref(struct frame *f) { f->refs++; return f; }
 /* Drops one reference; frees the frame when it was the last. NULL is ignored. */
 void frame_unref(struct frame *f);
+/* The frame as it goes on the wire: its WebSocket header (FIN, binary for
+ * msgpack, text for JSON, unmasked as a server's frames are) is written into
+ * the headroom in front of the message. Sets *start; returns the length. */
+size_t frame_wire(struct frame *f, uint8_t **start);
+/* One `wire` frame holding a's and b's wire bytes back to back: two
+ * messages that go out in one write. NULL when out of memory. */
+struct frame *frame_join(struct frame *a, struct frame *b);
 
 /* ---- The writer ------------------------------------------------------ */
 

@@ -20,7 +20,32 @@ static struct {
     uint32_t nbuckets;
     uint32_t count;
     int64_t last_refresh_ms;
+    /* Rooms with events not yet handed to their members, flushed once per
+     * loop iteration (after the Redis replies read in it): the events that
+     * came in one read go out to each member in one frame. */
+    struct room *dirty;
 } G;
+
+/* Outside G, which is wiped at shutdown: libuv owns them until closed. */
+static uv_check_t flush_check;
+static uv_timer_t flush_wait; /* ends ROOM_BOARD_WAIT_MS */
+static int flush_init;
+
+static void on_flush(uv_check_t *h);
+static void on_flush_wait(uv_timer_t *t);
+
+/* Queues the room for the flush at the end of this loop iteration. */
+static void mark_dirty(struct room *r)
+{
+    if (r->flush_queued || !r->nmembers)
+        return;
+    r->flush_queued = 1;
+    r->dirty_ms = uv_now(srv.loop);
+    r->flush_next = G.dirty;
+    if (!G.dirty)
+        uv_check_start(&flush_check, on_flush);
+    G.dirty = r;
+}
 
 static uint32_t hash_id(const char *s)
 {
@@ -34,7 +59,14 @@ int room_registry_init(void)
 {
     G.nbuckets = 1024;
     G.buckets = calloc(G.nbuckets, sizeof *G.buckets);
-    return G.buckets ? 0 : -1;
+    if (!G.buckets)
+        return -1;
+    if (!flush_init) {
+        uv_check_init(srv.loop, &flush_check);
+        uv_timer_init(srv.loop, &flush_wait);
+        flush_init = 1;
+    }
+    return 0;
 }
 
 static struct room *room_find(const char *id)
@@ -101,6 +133,12 @@ static void ring_drop_oldest(struct room *r)
 static void room_destroy(struct room *r)
 {
     assert(r->nmembers == 0);
+    if (r->flush_queued) {
+        struct room **dp = &G.dirty;
+        while (*dp != r)
+            dp = &(*dp)->flush_next;
+        *dp = r->flush_next;
+    }
     struct room **pp = &G.buckets[hash_id(r->id) & (G.nbuckets - 1)];
     while (*pp != r)
         pp = &(*pp)->hnext;
@@ -109,8 +147,13 @@ static void room_destroy(struct room *r)
     board_forget(r);
     while (r->ring_count)
         ring_drop_oldest(r);
-    for (int f = 0; f < FMT_COUNT; f++)
+    for (int f = 0; f < FMT_COUNT; f++) {
         frame_unref(r->batch[f]);
+        frame_unref(r->board_push[f]);
+        frame_unref(r->pair[f]);
+        frame_unref(r->pair_events[f]);
+        frame_unref(r->pair_board[f]);
+    }
     free(r->ring);
     free(r->members);
     free(r);
@@ -122,6 +165,11 @@ void room_registry_free(void)
         while (G.buckets[i])
             room_destroy(G.buckets[i]);
     free(G.buckets);
+    if (flush_init) {
+        uv_close((uv_handle_t *)&flush_check, NULL);
+        uv_close((uv_handle_t *)&flush_wait, NULL);
+        flush_init = 0;
+    }
     memset(&G, 0, sizeof G);
 }
 
@@ -289,6 +337,8 @@ static void on_snapshot(redisReply *reply, void *priv)
     free(m->join_id);
     m->join_id = NULL;
     conn_send(c, enc_finish(&e));
+    if (ev)
+        mark_dirty(r); /* events after the snapshot are in the ring already */
     free(p);
 }
 
@@ -348,9 +398,19 @@ void room_join(struct conn *c, const char *id, const char *req_id)
         send_unavailable(c, req_id);
         return;
     }
-    if (!c->rooms && !(c->rooms = calloc((size_t)cfg->max_rooms_per_conn, sizeof *c->rooms))) {
-        conn_close(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory", 1);
-        return;
+    if (c->nrooms == c->rooms_cap) {
+        /* Grown on demand: most viewers are in one room, and at 100,000
+         * connections every byte per connection counts. */
+        int cap = c->rooms_cap ? c->rooms_cap * 2 : 1;
+        if (cap > cfg->max_rooms_per_conn)
+            cap = cfg->max_rooms_per_conn;
+        struct membership *rooms = realloc(c->rooms, sizeof *rooms * (size_t)cap);
+        if (!rooms) {
+            conn_close(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory", 1);
+            return;
+        }
+        c->rooms = rooms;
+        c->rooms_cap = cap;
     }
     if (!r && !(r = room_create(id))) {
         conn_close(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory", 1);
@@ -563,13 +623,11 @@ struct room *room_lookup(const char *id) { return room_find(id); }
 
 void room_broadcast(struct room *r, struct frame *const frames[FMT_COUNT])
 {
-    /* Walk down: conn_send may close a slow member, which room_leave
-     * swaps out of the array. */
-    for (uint32_t i = r->nmembers; i-- > 0;) {
-        struct conn *c = r->members[i];
-        if (c->rooms[membership_of(c, r)].state == MEMBER_LIVE)
-            conn_send(c, frame_ref(frames[c->fmt]));
+    for (int k = 0; k < FMT_COUNT; k++) {
+        frame_unref(r->board_push[k]);
+        r->board_push[k] = frame_ref(frames[k]);
     }
+    mark_dirty(r);
 }
 
 /* 1 when an event body (a msgpack map built by tipcastd, "kind" first) is
@@ -601,7 +659,26 @@ struct room_event *room_next_event(struct room *r, int64_t next_seq)
     return lo < r->ring_count ? &r->ring[(r->ring_head + lo) % ROOM_RING_EVENTS] : NULL;
 }
 
-struct frame *room_frame_from(struct room *r, struct room_event *ev, enum fmt fmt, struct room_event **last)
+/* The frame carrying `events` then `board` in one write, shared by the
+ * members that get the same two. */
+static struct frame *pair_frame(struct room *r, struct frame *events, struct frame *board, enum fmt fmt)
+{
+    if (!r->pair[fmt] || r->pair_events[fmt] != events || r->pair_board[fmt] != board) {
+        struct frame *j = frame_join(events, board);
+        if (!j)
+            return NULL;
+        frame_unref(r->pair[fmt]);
+        frame_unref(r->pair_events[fmt]);
+        frame_unref(r->pair_board[fmt]);
+        r->pair[fmt] = j;
+        r->pair_events[fmt] = frame_ref(events);
+        r->pair_board[fmt] = frame_ref(board);
+    }
+    return frame_ref(r->pair[fmt]);
+}
+
+struct frame *room_frame_from(struct room *r, struct room_event *ev, enum fmt fmt, struct room_event **last,
+                              struct frame *board)
 {
     uint32_t pos = (uint32_t)((ev - r->ring) - r->ring_head + ROOM_RING_EVENTS) % ROOM_RING_EVENTS;
     struct frame *frames[ROOM_BATCH_EVENTS];
@@ -615,18 +692,20 @@ struct frame *room_frame_from(struct room *r, struct room_event *ev, enum fmt fm
         frames[n++] = e->frame[fmt];
         *last = e;
     }
-    if (n == 1)
-        return frame_ref(ev->frame[fmt]);
-    if (!r->batch[fmt] || r->batch_first[fmt] != ev->seq || r->batch_last[fmt] != (*last)->seq) {
-        struct frame *b = proto_batch_frame(fmt, r->id, frames, n);
-        if (!b)
-            return NULL;
-        frame_unref(r->batch[fmt]);
-        r->batch[fmt] = b;
-        r->batch_first[fmt] = ev->seq;
-        r->batch_last[fmt] = (*last)->seq;
+    struct frame *events = ev->frame[fmt];
+    if (n > 1) {
+        if (!r->batch[fmt] || r->batch_first[fmt] != ev->seq || r->batch_last[fmt] != (*last)->seq) {
+            struct frame *b = proto_batch_frame(fmt, r->id, frames, n);
+            if (!b)
+                return NULL;
+            frame_unref(r->batch[fmt]);
+            r->batch[fmt] = b;
+            r->batch_first[fmt] = ev->seq;
+            r->batch_last[fmt] = (*last)->seq;
+        }
+        events = r->batch[fmt];
     }
-    return frame_ref(r->batch[fmt]);
+    return board ? pair_frame(r, events, board, fmt) : frame_ref(events);
 }
 
 uint64_t room_backlog(const struct room *r, const struct membership *m, enum fmt fmt)
@@ -673,14 +752,76 @@ static void room_push(struct room *r, int64_t seq, const uint8_t *body, size_t l
     for (uint32_t i = r->nmembers; i-- > 0;) {
         struct conn *c = r->members[i];
         struct membership *m = &c->rooms[membership_of(c, r)];
-        if (m->state != MEMBER_LIVE)
-            continue;
-        if ((evicted && m->next_seq <= evicted) || conn_backlog(c) > max_queued) {
+        if (m->state == MEMBER_LIVE && ((evicted && m->next_seq <= evicted) || conn_backlog(c) > max_queued))
             conn_close(c, CLOSE_SLOW_CONSUMER, "slow consumer", 1);
+    }
+    mark_dirty(r);
+}
+
+/* Hands a room's new events, and its leaderboard push, to its live members:
+ * written at once to those that can take them, in one write each
+ * (room_frame_from batches the events pending for a member). */
+static void flush_room(struct room *r)
+{
+    int has_board = r->board_push[0] != NULL;
+    /* Walk down: conn_deliver may close a slow member (queueing the push),
+     * which room_leave swaps out of the array. */
+    for (uint32_t i = r->nmembers; i-- > 0;) {
+        struct conn *c = r->members[i];
+        struct membership *m = &c->rooms[membership_of(c, r)];
+        if (m->state == MEMBER_LIVE && (has_board || m->next_seq <= r->last_seq))
+            conn_deliver(c, m, r->board_push[c->fmt]);
+    }
+    if (has_board) {
+        for (int k = 0; k < FMT_COUNT; k++) {
+            frame_unref(r->board_push[k]);
+            frame_unref(r->pair[k]);
+            frame_unref(r->pair_events[k]);
+            frame_unref(r->pair_board[k]);
+            r->board_push[k] = r->pair[k] = r->pair_events[k] = r->pair_board[k] = NULL;
+        }
+    }
+}
+
+/* Flushes the dirty rooms. A room whose leaderboard is being read for a
+ * push waits for it (up to ROOM_BOARD_WAIT_MS), so that the event that moved
+ * the board and the board go out in one write: half the writes of a big
+ * room. The reply is a loop event, so the check runs again when it comes. */
+static void flush_rooms(void)
+{
+    uint64_t now = uv_now(srv.loop);
+    struct room *wait = NULL;
+    while (G.dirty) {
+        struct room *r = G.dirty;
+        G.dirty = r->flush_next;
+        if (r->board_busy && !r->board_push[0] && now - r->dirty_ms < ROOM_BOARD_WAIT_MS) {
+            r->flush_next = wait;
+            wait = r;
             continue;
         }
-        lws_callback_on_writable(c->wsi);
+        r->flush_queued = 0;
+        r->flush_next = NULL;
+        flush_room(r);
     }
+    G.dirty = wait;
+    if (!wait) {
+        uv_check_stop(&flush_check);
+        uv_timer_stop(&flush_wait);
+    } else if (!uv_is_active((uv_handle_t *)&flush_wait)) {
+        uv_timer_start(&flush_wait, on_flush_wait, ROOM_BOARD_WAIT_MS, 0);
+    }
+}
+
+static void on_flush(uv_check_t *h)
+{
+    (void)h;
+    flush_rooms();
+}
+
+static void on_flush_wait(uv_timer_t *t)
+{
+    (void)t;
+    flush_rooms();
 }
 
 void room_on_message(const char *chan, size_t chan_len, const char *payload, size_t len)

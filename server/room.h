@@ -33,6 +33,9 @@
  * when a room is hot. */
 #define ROOM_BATCH_EVENTS 64
 #define ROOM_BATCH_BYTES (32 * 1024)
+/* Longest an event waits for the leaderboard push it moved, so that both
+ * go out in one write (the push is read from Redis in about a round trip). */
+#define ROOM_BOARD_WAIT_MS 20
 /* Bound on an event body received from Redis. */
 #define ROOM_BODY_MAX 4096
 
@@ -59,6 +62,15 @@ struct room {
     enum sub_state sub;
     int resubscribe;          /* joined again while SUB_LEAVING */
     int64_t empty_since_ms;
+    /* On the list of rooms to flush (room.c) while queued, since dirty_ms
+     * (loop time). */
+    uint8_t flush_queued;
+    struct room *flush_next;
+    uint64_t dirty_ms;
+    /* A leaderboard push waiting for the flush, and the last frame built
+     * to carry events and a push in one write (room_frame_from). */
+    struct frame *board_push[FMT_COUNT];
+    struct frame *pair[FMT_COUNT], *pair_events[FMT_COUNT], *pair_board[FMT_COUNT];
     /* Leaderboard pushes (leaderboard/board.c): marked by a gift or tip
      * event, on board.c's list of rooms to push while queued. */
     uint8_t board_queued;
@@ -96,16 +108,19 @@ void room_history(struct conn *c, const char *room, int64_t after_seq, const cha
 
 /* The room of this id on this node, or NULL. */
 struct room *room_lookup(const char *id);
-/* Queues frames[c->fmt] (a reference each) for every live member of `r`;
- * the caller keeps its own references. Members over their bounds are closed
- * as slow consumers. */
+/* A leaderboard push: frames[c->fmt] goes to every live member of `r` at
+ * the room's next flush, in the same write as the events pending then (the
+ * caller keeps its own references). A newer push replaces one not yet sent.
+ * Members over their bounds are closed as slow consumers. */
 void room_broadcast(struct room *r, struct frame *const frames[FMT_COUNT]);
 
 /* The frame to send a member whose next event is `ev`: ev's own frame, or a
- * batch of ev and the events after it (docs/protocol.md, "events"). Sets
- * *last to the last event it carries. Returns a reference the caller
- * drops, or NULL when out of memory. Members in step share one batch. */
-struct frame *room_frame_from(struct room *r, struct room_event *ev, enum fmt fmt, struct room_event **last);
+ * batch of ev and the events after it (docs/protocol.md, "events"), followed
+ * in the same write by `board` when it is not NULL. Sets *last to the last
+ * event it carries. Returns a reference the caller drops, or NULL when out
+ * of memory. Members in step share one frame. */
+struct frame *room_frame_from(struct room *r, struct room_event *ev, enum fmt fmt, struct room_event **last,
+                              struct frame *board);
 
 /* The next event for a live membership, or NULL when it is up to date. */
 struct room_event *room_next_event(struct room *r, int64_t next_seq);

@@ -8,6 +8,10 @@
 #include <strings.h>
 #include <time.h>
 
+#ifdef TIPCAST_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
+
 #include "board.h"
 #include "conn.h"
 #include "listener.h"
@@ -265,10 +269,21 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
     }
 }
 
+/* Each connection has an lws receive buffer of WS_RX_BYTES + LWS_PRE + 4
+ * bytes for its life (one 256-byte allocation): sized for the requests
+ * clients send most (a gift is about 100 bytes), not for the largest allowed
+ * (max-frame-bytes), since a bigger
+ * message just arrives in pieces (conn_receive joins them). At 100,000 idle
+ * connections every byte here is 100 kB. WS_TX_BYTES lets one write carry a
+ * whole batch of events: lws would otherwise cut writes at the receive
+ * buffer's size. */
+#define WS_RX_BYTES (256 - LWS_PRE - 4)
+#define WS_TX_BYTES (256 * 1024)
+
 static const struct lws_protocols protocols[] = {
     {"http", cb_http, sizeof(struct http_session), 0, 0, NULL, 0},
-    {"tipcast.v1.msgpack", cb_ws, sizeof(struct conn), 4096, FMT_MSGPACK, NULL, 0},
-    {"tipcast.v1.json", cb_ws, sizeof(struct conn), 4096, FMT_JSON, NULL, 0},
+    {"tipcast.v1.msgpack", cb_ws, sizeof(struct conn), WS_RX_BYTES, FMT_MSGPACK, NULL, WS_TX_BYTES},
+    {"tipcast.v1.json", cb_ws, sizeof(struct conn), WS_RX_BYTES, FMT_JSON, NULL, WS_TX_BYTES},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -282,12 +297,27 @@ static void lws_log(int level, const char *line)
     log_msg(level == LLL_ERR ? LOG_ERROR : level == LLL_WARN ? LOG_WARN : LOG_DEBUG, "lws: %.*s", (int)n, line);
 }
 
+#ifdef TIPCAST_JEMALLOC
+/* jemalloc hands freed pages back to the system (dirty_decay_ms, main.c)
+ * only while it is being called: a node that goes quiet after a burst, like
+ * thousands of handshakes, would keep them. This lets the decay run on time. */
+static void memory_decay(void)
+{
+    char name[32];
+    snprintf(name, sizeof name, "arena.%d.decay", MALLCTL_ARENAS_ALL);
+    mallctl(name, NULL, NULL, NULL, 0);
+}
+#else
+static void memory_decay(void) {}
+#endif
+
 static void on_sweep(uv_timer_t *t)
 {
     (void)t;
     int64_t now = now_mono_ms();
     conn_sweep(now);
     room_sweep(now);
+    memory_decay();
 }
 
 static void on_signal(uv_signal_t *h, int signum)
