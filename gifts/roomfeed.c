@@ -230,7 +230,6 @@ static int entry_body(const struct entry *e, int gift, const char *order, uint8_
 enum item_state { IT_SENT, IT_OK, IT_FAILED };
 
 struct item {
-    struct batch *b;
     int shard;
     uint32_t gen;
     enum item_state state;
@@ -239,9 +238,17 @@ struct item {
 };
 
 struct batch {
-    int waiting; /* scripts not yet answered, plus one while sending */
+    int waiting; /* calls not yet answered, plus one while sending */
     size_t n;
     struct item items[];
+};
+
+/* One room_apply call: the items it carries, in the order of its
+ * arguments. Owned by the call; freed in its callback. */
+struct call {
+    struct batch *b;
+    int n;
+    uint32_t item[FEED_APPLY_MAX];
 };
 
 static void on_acked(redisReply *reply, void *priv)
@@ -303,18 +310,26 @@ static void batch_done(struct batch *b)
 
 static void on_applied(redisReply *reply, void *priv)
 {
-    struct item *it = priv;
-    struct batch *b = it->b;
-    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer >= 0) {
-        it->state = IT_OK;
-    } else {
+    struct call *cl = priv;
+    struct batch *b = cl->b;
+    int whole = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == (size_t)cl->n;
+    for (int i = 0; whole && i < cl->n; i++)
+        if (reply->element[i]->type != REDIS_REPLY_INTEGER)
+            whole = 0;
+    for (int i = 0; i < cl->n; i++) {
+        struct item *it = &b->items[cl->item[i]];
+        if (whole && reply->element[i]->integer >= 0) {
+            it->state = IT_OK;
+            continue;
+        }
         it->state = IT_FAILED;
-        if (reply && reply->type == REDIS_REPLY_ERROR)
-            log_msg(LOG_ERROR, "rooms: room_apply of %d-%s (room %s): %s", it->shard, it->id, it->room,
-                    reply->str);
-        else if (reply)
+        if (whole)
             log_msg(LOG_INFO, "rooms: %d-%s waits for an earlier entry of room %s", it->shard, it->id, it->room);
     }
+    if (!whole && reply)
+        log_msg(LOG_ERROR, "rooms: room_apply of %d entries (room %s): %s", cl->n, b->items[cl->item[0]].room,
+                reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+    free(cl);
     if (--b->waiting == 0) {
         if (F.stopping) {
             free(b);
@@ -339,75 +354,196 @@ static const char *predecessor(const struct batch *b, size_t k)
     return "";
 }
 
-/* Sends room_apply for item k; on return the item is IT_SENT (its
- * callback will come) or settled (IT_OK: nothing to apply; IT_FAILED). */
-static void apply(struct batch *b, size_t k, const redisReply *fields)
+/* What the grouping of one batch needs per item, for the length of
+ * batch_start (it points into the read's reply). */
+struct prep {
+    struct entry e;
+    int gift;
+    int64_t ts;
+    uint32_t next; /* the next item of the same call, or UINT32_MAX */
+};
+
+/* The items of one room and period, in batch order: one call, or several
+ * when there are more than FEED_APPLY_MAX. */
+struct group {
+    char day[BOARD_KEY_MAX]; /* the day board's key names the room and the period */
+    uint32_t first, last;
+    int n;
+};
+
+/* Reads item k's entry: settles it (IT_OK: nothing to apply, or
+ * malformed) or leaves it IT_SENT with its room set, to be grouped. */
+static void prepare(struct batch *b, size_t k, const redisReply *fields, struct prep *p)
 {
     struct item *it = &b->items[k];
-    if (!fields || fields->type != REDIS_REPLY_ARRAY) {
-        it->state = IT_OK; /* trimmed from the stream: nothing to apply */
-        return;
-    }
-    struct entry e;
-    entry_read(fields, &e);
+    it->state = IT_OK;
+    if (!fields || fields->type != REDIS_REPLY_ARRAY)
+        return; /* trimmed from the stream: nothing to apply */
+    entry_read(fields, &p->e);
     size_t kl, rl, ul;
-    const char *kind = entry_str(&e, E_K, &kl);
-    const char *room = entry_str(&e, E_R, &rl);
-    const char *user = entry_str(&e, E_U, &ul);
-    int gift = kl == 4 && memcmp(kind, "gift", 4) == 0;
+    const char *kind = entry_str(&p->e, E_K, &kl);
+    const char *room = entry_str(&p->e, E_R, &rl);
+    const char *user = entry_str(&p->e, E_U, &ul);
+    p->gift = kl == 4 && memcmp(kind, "gift", 4) == 0;
     int tip = kl == 3 && memcmp(kind, "tip", 3) == 0;
-    if (!gift && !tip) {
-        it->state = IT_OK; /* credit: no room */
-        return;
-    }
-    char order[OUTBOX_ORDER_ID_MAX + 16];
-    outbox_order_id(it->shard, it->id, order, sizeof order);
-    uint8_t body[ROOM_BODY_MAX];
-    int blen = -1;
-    if (id_valid(room, rl) && id_valid(user, ul)) {
-        memcpy(it->room, room, rl);
-        it->room[rl] = '\0';
-        blen = entry_body(&e, gift, order, body, sizeof body);
-    }
-    if (blen < 0) {
+    if (!p->gift && !tip)
+        return; /* credit: no room */
+    int ok = 1;
+    p->ts = entry_int(&p->e, E_TS, &ok);
+    int64_t amount = entry_int(&p->e, E_A, &ok);
+    if (!ok || amount <= 0 || !id_valid(room, rl) || !id_valid(user, ul)) {
         /* Nothing can ever apply it: acknowledged so that it does not stop
          * the shard. The ledger still has the order. */
+        char order[OUTBOX_ORDER_ID_MAX + 16];
+        outbox_order_id(it->shard, it->id, order, sizeof order);
         log_msg(LOG_ERROR, "rooms: entry %s is malformed; no room event for it", order);
-        it->room[0] = '\0';
-        it->state = IT_OK;
         return;
     }
-    int ok = 1;
-    int64_t ts = entry_int(&e, E_TS, &ok);
+    memcpy(it->room, room, rl);
+    it->room[rl] = '\0';
+    it->state = IT_SENT;
+}
+
+static uint32_t hash_str(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+/* Puts every IT_SENT item into the group of its room and period (the
+ * groups in the order of their first item). Returns the number of groups,
+ * or -1 when out of memory. */
+static int group_items(struct batch *b, struct prep *pre, struct group *gr)
+{
+    size_t cap = 16;
+    while (cap < 2 * b->n)
+        cap *= 2;
+    int *slot = malloc(cap * sizeof *slot);
+    if (!slot)
+        return -1;
+    for (size_t i = 0; i < cap; i++)
+        slot[i] = -1;
+    int ng = 0;
+    for (size_t k = 0; k < b->n; k++) {
+        if (b->items[k].state != IT_SENT)
+            continue;
+        struct board_keys bk;
+        board_keys(b->items[k].room, pre[k].ts, &bk);
+        size_t h = hash_str(bk.key[BOARD_DAY]) & (cap - 1);
+        while (slot[h] >= 0 && strcmp(gr[slot[h]].day, bk.key[BOARD_DAY]) != 0)
+            h = (h + 1) & (cap - 1);
+        pre[k].next = UINT32_MAX;
+        struct group *g = slot[h] >= 0 ? &gr[slot[h]] : NULL;
+        if (g && g->n < FEED_APPLY_MAX) {
+            pre[g->last].next = (uint32_t)k;
+            g->last = (uint32_t)k;
+            g->n++;
+            continue;
+        }
+        /* A new group; a full one stays behind, sent before this one. */
+        g = &gr[ng];
+        snprintf(g->day, sizeof g->day, "%s", bk.key[BOARD_DAY]);
+        g->first = g->last = (uint32_t)k;
+        g->n = 1;
+        slot[h] = ng++;
+    }
+    free(slot);
+    return ng;
+}
+
+/* Sends one room_apply call for group g. Its items end up IT_SENT (the
+ * callback will come) or settled (IT_OK when malformed, IT_FAILED). */
+static void send_group(struct batch *b, const struct group *g, const struct prep *pre)
+{
+    /* Argument storage for one call; only the loop's thread uses it. */
+    static uint8_t body[FEED_APPLY_MAX][ROOM_BODY_MAX];
+    static char shard[FEED_APPLY_MAX][16];
+    /* 7 keys, 5 arguments and the entry count, then 6 per entry. */
+    enum { NKEYS = 7, NFIXED = 12, PER = 6, ARGS_MAX = NFIXED + 1 + PER * FEED_APPLY_MAX };
+    _Static_assert(ARGS_MAX <= RLINK_ARGS_MAX, "a room_apply call exceeds rlink's argument bound");
+    const char *argv[ARGS_MAX];
+    size_t len[ARGS_MAX];
+    struct call *cl = malloc(sizeof *cl);
+    if (!cl) {
+        for (uint32_t k = g->first; k != UINT32_MAX; k = pre[k].next)
+            b->items[k].state = IT_FAILED;
+        return;
+    }
+    cl->b = b;
+    cl->n = 0;
+    const struct item *lead = &b->items[g->first];
     struct room_keys rk;
     struct board_keys bk;
-    room_keys(it->room, &rk);
-    board_keys(it->room, ts, &bk);
-    char shard[16], hl[16], ttl[BOARD_PERIODS][24];
-    snprintf(shard, sizeof shard, "%d", it->shard);
+    room_keys(lead->room, &rk);
+    board_keys(lead->room, pre[g->first].ts, &bk);
+    char hl[16], ttl[BOARD_PERIODS][24], count[16];
     snprintf(hl, sizeof hl, "%d", srv.cfg.history_len);
     for (int p = 0; p < BOARD_PERIODS; p++)
         snprintf(ttl[p], sizeof ttl[p], "%lld", (long long)bk.ttl_s[p]);
-    const char *prev = predecessor(b, k);
-    /* hiredis ends every string of a reply with a NUL, and the user id and
-     * the amount were checked to hold none: strlen measures them. */
-    const char *argv[] = {rk.seq, rk.hist, rk.wm, bk.key[BOARD_ALL], bk.key[BOARD_DAY], bk.key[BOARD_WEEK],
-                          bk.key[BOARD_MONTH], shard, it->id, prev, (const char *)body, hl, rk.chan,
-                          user, e.f[E_A], ttl[BOARD_DAY], ttl[BOARD_WEEK], ttl[BOARD_MONTH]};
-    enum { NARGS = sizeof argv / sizeof argv[0], BODY_ARG = 10 };
-    size_t len[NARGS];
-    for (int i = 0; i < NARGS; i++)
-        len[i] = i == BODY_ARG ? (size_t)blen : strlen(argv[i]);
-    it->state = IT_SENT;
+    argv[0] = rk.seq;
+    argv[1] = rk.hist;
+    argv[2] = rk.wm;
+    argv[3] = bk.key[BOARD_ALL];
+    argv[4] = bk.key[BOARD_DAY];
+    argv[5] = bk.key[BOARD_WEEK];
+    argv[6] = bk.key[BOARD_MONTH];
+    argv[7] = hl;
+    argv[8] = rk.chan;
+    argv[9] = ttl[BOARD_DAY];
+    argv[10] = ttl[BOARD_WEEK];
+    argv[11] = ttl[BOARD_MONTH];
+    argv[12] = count;
+    int argc = NFIXED + 1;
+    for (int i = 0; i < NFIXED + 1; i++)
+        len[i] = strlen(argv[i]);
+    for (uint32_t k = g->first; k != UINT32_MAX; k = pre[k].next) {
+        struct item *it = &b->items[k];
+        char order[OUTBOX_ORDER_ID_MAX + 16];
+        outbox_order_id(it->shard, it->id, order, sizeof order);
+        int blen = entry_body(&pre[k].e, pre[k].gift, order, body[cl->n], sizeof body[0]);
+        if (blen < 0) {
+            log_msg(LOG_ERROR, "rooms: entry %s is malformed; no room event for it", order);
+            it->room[0] = '\0';
+            it->state = IT_OK;
+            continue;
+        }
+        int sl = snprintf(shard[cl->n], sizeof shard[0], "%d", it->shard);
+        const char *prev = predecessor(b, k);
+        /* hiredis ends every string of a reply with a NUL, and the user id
+         * and the amount were checked to hold none. */
+        argv[argc] = shard[cl->n];
+        len[argc++] = (size_t)sl;
+        argv[argc] = it->id;
+        len[argc++] = strlen(it->id);
+        argv[argc] = prev;
+        len[argc++] = strlen(prev);
+        argv[argc] = (const char *)body[cl->n];
+        len[argc++] = (size_t)blen;
+        argv[argc] = pre[k].e.f[E_U];
+        len[argc++] = pre[k].e.len[E_U];
+        argv[argc] = pre[k].e.f[E_A];
+        len[argc++] = pre[k].e.len[E_A];
+        cl->item[cl->n++] = k;
+    }
+    if (cl->n == 0) {
+        free(cl);
+        return;
+    }
+    len[NFIXED] = (size_t)snprintf(count, sizeof count, "%d", cl->n);
     b->waiting++;
-    if (rlink_eval(SCRIPT_ROOM_APPLY, 7, NARGS, argv, len, on_applied, it) < 0) {
+    if (rlink_eval(SCRIPT_ROOM_APPLY, NKEYS, argc, argv, len, on_applied, cl) < 0) {
         b->waiting--;
-        it->state = IT_FAILED;
+        for (int i = 0; i < cl->n; i++)
+            b->items[cl->item[i]].state = IT_FAILED;
+        free(cl);
     }
 }
 
-/* Applies every entry of a read reply: [[key, [[id, fields], ...]], ...].
- * Returns the number of entries (0: nothing came). */
+/* Applies every entry of a read reply: [[key, [[id, fields], ...]], ...],
+ * one room_apply call per room (and period). Returns the number of entries
+ * (0: nothing came). */
 static size_t batch_start(const redisReply *reply)
 {
     size_t n = 0;
@@ -419,9 +555,14 @@ static size_t batch_start(const redisReply *reply)
     if (n == 0)
         return 0;
     struct batch *b = calloc(1, sizeof *b + n * sizeof b->items[0]);
-    if (!b) {
+    struct prep *pre = malloc(n * sizeof *pre);
+    struct group *gr = malloc(n * sizeof *gr);
+    if (!b || !pre || !gr) {
         /* The entries stay pending: their shards read them again. */
         log_msg(LOG_ERROR, "rooms: out of memory for a batch of %zu entries", n);
+        free(b);
+        free(pre);
+        free(gr);
         for (size_t i = 0; i < reply->elements; i++) {
             const redisReply *st = reply->element[i];
             int s = st->type == REDIS_REPLY_ARRAY && st->elements == 2 ? key_shard(st->element[0]) : -1;
@@ -446,12 +587,11 @@ static size_t batch_start(const redisReply *reply)
                 en->element[0]->len > FEED_ID_MAX)
                 continue;
             struct item *it = &b->items[b->n];
-            it->b = b;
             it->shard = s;
             it->gen = F.sh[s].gen;
             memcpy(it->id, en->element[0]->str, en->element[0]->len + 1);
             b->n++;
-            apply(b, b->n - 1, en->element[1]);
+            prepare(b, b->n - 1, en->element[1], &pre[b->n - 1]);
         }
         /* A pending read goes on after the last entry it got. */
         if (F.sh[s].phase == PH_PENDING && ents->elements > 0) {
@@ -461,6 +601,18 @@ static size_t batch_start(const redisReply *reply)
                 memcpy(F.sh[s].cursor, last->element[0]->str, last->element[0]->len + 1);
         }
     }
+    int ng = group_items(b, pre, gr);
+    if (ng < 0) {
+        log_msg(LOG_ERROR, "rooms: out of memory grouping a batch of %zu entries", b->n);
+        for (size_t k = 0; k < b->n; k++)
+            if (b->items[k].state == IT_SENT)
+                b->items[k].state = IT_FAILED;
+        ng = 0;
+    }
+    for (int g = 0; g < ng; g++)
+        send_group(b, &gr[g], pre);
+    free(pre);
+    free(gr);
     if (--b->waiting == 0)
         batch_done(b);
     return n;

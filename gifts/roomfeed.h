@@ -30,6 +30,10 @@
 #define FEED_BLOCK_MS 100
 /* Most streams in one XREADGROUP (rlink's argument bound). */
 #define FEED_STREAMS_MAX 100
+/* Most entries in one room_apply call (6 arguments each; the call stays
+ * within RLINK_ARGS_MAX). A room's entries of one read past it go in more
+ * calls, sent in order. */
+#define FEED_APPLY_MAX 40
 /* The pause before a failed step is tried again. */
 #define FEED_RETRY_MS 200
 

@@ -78,18 +78,41 @@ void board_all_key(const char *room, char *buf, size_t cap)
     snprintf(buf, cap, "tc:{r:%s}:board:all", room);
 }
 
-void board_keys(const char *room, int64_t ts_ms, struct board_keys *k)
+/* The calendar of one second: its day and the Monday of its week. */
+struct board_date {
+    int64_t y, wy;
+    int m, d, wm, wd;
+};
+
+static void date_of(time_t t, struct board_date *bd)
 {
-    time_t t = (time_t)(ts_ms / 1000);
+    /* The rooms feed asks for the keys of every entry, and the entries of
+     * one read mostly share their second: the last answer is kept. The
+     * zone is set once before the loop starts (board_tz_init). */
+    static time_t last_t = (time_t)-1;
+    static struct board_date last;
+    if (t == last_t) {
+        *bd = last;
+        return;
+    }
     struct tm tm;
     if (!localtime_r(&t, &tm))
         memset(&tm, 0, sizeof tm); /* only for a time past year 2^31 */
-    int64_t y = tm.tm_year + 1900;
-    int m = tm.tm_mon + 1, d = tm.tm_mday;
-    int64_t monday = days_from_civil(y, m, d) - (tm.tm_wday + 6) % 7;
-    int64_t wy;
-    int wm, wd;
-    civil_from_days(monday, &wy, &wm, &wd);
+    bd->y = tm.tm_year + 1900;
+    bd->m = tm.tm_mon + 1;
+    bd->d = tm.tm_mday;
+    int64_t monday = days_from_civil(bd->y, bd->m, bd->d) - (tm.tm_wday + 6) % 7;
+    civil_from_days(monday, &bd->wy, &bd->wm, &bd->wd);
+    last = *bd;
+    last_t = t;
+}
+
+void board_keys(const char *room, int64_t ts_ms, struct board_keys *k)
+{
+    struct board_date bd;
+    date_of((time_t)(ts_ms / 1000), &bd);
+    int64_t y = bd.y, wy = bd.wy;
+    int m = bd.m, d = bd.d, wm = bd.wm, wd = bd.wd;
 
     board_all_key(room, k->key[BOARD_ALL], BOARD_KEY_MAX);
     snprintf(k->key[BOARD_DAY], BOARD_KEY_MAX, "tc:{r:%s}:board:d:%04lld%02d%02d", room, (long long)y, m, d);
@@ -346,6 +369,11 @@ void board_mark(struct room *r)
         uv_timer_start(&B.timer, on_tick, BOARD_TICK_MS, BOARD_TICK_MS);
         B.running = 1;
     }
+    /* A room that may push now reads its boards at once: the event that
+     * moved them then waits for the push (room.c) and both reach each
+     * member in one write. */
+    if (B.started && !r->board_busy && now_mono_ms() - r->board_pushed_ms >= srv.cfg.board_push_ms)
+        on_tick(&B.timer);
 }
 
 void board_forget(struct room *r)

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
 
@@ -30,6 +30,27 @@ static const char *const script_src[SCRIPT_COUNT] = {
     [SCRIPT_OUTBOX_TRIM] = lua_outbox_trim,
 };
 
+/* hiredis's event hooks on the loop, in place of hiredis's libuv adapter.
+ * That adapter restarts its uv_poll on every hook call, and libuv turns each
+ * restart into an epoll_ctl DEL now and an ADD at the next poll: hiredis
+ * calls the hooks for every command queued and every read and write, so it
+ * cost several epoll_ctl calls per command. Here the poll is restarted only
+ * when the events hiredis waits for change, and queued commands are not
+ * written one by one: a link with output is marked and every marked link
+ * is written once, in one write(), just before the loop polls (as Redis
+ * writes its replies in handleClientsWithPendingWrites). Only when the
+ * socket does not take everything does the poll wait for POLLOUT.
+ * Allocated at attach; freed in the poll handle's close callback, after
+ * hiredis's cleanup hook (so it outlives a context freed inside a flush). */
+struct rev {
+    redisAsyncContext *ac; /* NULL once hiredis has cleaned up */
+    uv_poll_t poll;
+    int want;     /* UV_READABLE | UV_WRITABLE as hiredis asked */
+    int armed;    /* the events the poll is started with */
+    int in_write; /* inside redisAsyncHandleWrite: a write request is real */
+    int dirty;    /* commands queued since the last flush */
+};
+
 /* One connection: its context while connected (or connecting), and the
  * timer that brings it back. */
 struct link {
@@ -51,6 +72,7 @@ static struct {
     int nlinks;
     char sha[SCRIPT_COUNT][41];
     long inflight;
+    uv_prepare_t flush; /* writes the links' queued commands before each poll */
 } R;
 
 #define RLINK_CMD 0
@@ -79,6 +101,130 @@ static void rreq_free(struct rreq *q)
     free(q->argv);
     free(q->argvlen);
     free(q);
+}
+
+/* ---- hiredis event hooks ---------------------------------------------------------- */
+
+static void rev_poll_cb(uv_poll_t *h, int status, int events);
+
+static void rev_sync(struct rev *ev)
+{
+    if (ev->want == ev->armed)
+        return;
+    if (ev->want)
+        uv_poll_start(&ev->poll, ev->want, rev_poll_cb);
+    else
+        uv_poll_stop(&ev->poll);
+    ev->armed = ev->want;
+}
+
+static void rev_write(struct rev *ev)
+{
+    ev->dirty = 0;
+    ev->in_write = 1;
+    redisAsyncHandleWrite(ev->ac); /* may free the context (cleanup sets ev->ac NULL) */
+    ev->in_write = 0;
+}
+
+static void rev_poll_cb(uv_poll_t *h, int status, int events)
+{
+    struct rev *ev = h->data;
+    if (status < 0) {
+        /* libuv stopped the poll (POLLERR). A read finds out what broke
+         * and hiredis disconnects; if it was nothing, its read hook arms
+         * the poll again. */
+        ev->armed = 0;
+        events = UV_READABLE;
+    }
+    if (ev->ac && (events & UV_READABLE))
+        redisAsyncHandleRead(ev->ac);
+    if (ev->ac && (events & UV_WRITABLE))
+        rev_write(ev);
+}
+
+static void rev_add_read(void *p)
+{
+    struct rev *ev = p;
+    ev->want |= UV_READABLE;
+    rev_sync(ev);
+}
+
+static void rev_del_read(void *p)
+{
+    struct rev *ev = p;
+    ev->want &= ~UV_READABLE;
+    rev_sync(ev);
+}
+
+static void rev_add_write(void *p)
+{
+    struct rev *ev = p;
+    /* A write hiredis could not finish, or the wait for the connection to
+     * complete, needs POLLOUT; new commands wait for the flush. */
+    if (ev->in_write || !(ev->ac->c.flags & REDIS_CONNECTED)) {
+        ev->want |= UV_WRITABLE;
+        rev_sync(ev);
+    } else {
+        ev->dirty = 1;
+    }
+}
+
+static void rev_del_write(void *p)
+{
+    struct rev *ev = p;
+    ev->want &= ~UV_WRITABLE;
+    rev_sync(ev);
+}
+
+static void rev_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void rev_cleanup(void *p)
+{
+    struct rev *ev = p;
+    ev->ac = NULL;
+    ev->dirty = 0;
+    uv_close((uv_handle_t *)&ev->poll, rev_closed);
+}
+
+/* Hooks `ac` to the loop. Returns 0, or -1 (out of memory, bad fd) with
+ * nothing hooked. */
+static int rev_attach(redisAsyncContext *ac)
+{
+    struct rev *ev = calloc(1, sizeof *ev);
+    if (!ev)
+        return -1;
+    if (uv_poll_init(R.loop, &ev->poll, ac->c.fd) != 0) {
+        free(ev);
+        return -1;
+    }
+    ev->ac = ac;
+    ev->poll.data = ev;
+    ac->ev.data = ev;
+    ac->ev.addRead = rev_add_read;
+    ac->ev.delRead = rev_del_read;
+    ac->ev.addWrite = rev_add_write;
+    ac->ev.delWrite = rev_del_write;
+    ac->ev.cleanup = rev_cleanup;
+    return 0;
+}
+
+/* Writes every link's queued commands. */
+static void flush_links(void)
+{
+    for (int i = 0; i < R.nlinks; i++) {
+        redisAsyncContext *ac = R.links[i].ac;
+        if (ac && ac->ev.data && ((struct rev *)ac->ev.data)->dirty)
+            rev_write(ac->ev.data);
+    }
+}
+
+static void on_flush(uv_prepare_t *h)
+{
+    (void)h;
+    flush_links();
 }
 
 static void on_retry_timer(uv_timer_t *t)
@@ -157,9 +303,14 @@ static void link_connect(struct link *l)
         schedule_retry(l);
         return;
     }
+    if (rev_attach(ac) < 0) {
+        log_msg(LOG_WARN, "redis %s: cannot watch the connection on the loop", l->name);
+        redisAsyncFree(ac);
+        schedule_retry(l);
+        return;
+    }
     l->ac = ac;
     ac->data = l;
-    redisLibuvAttach(ac, R.loop);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
 }
@@ -177,6 +328,10 @@ int rlink_start(uv_loop_t *loop, const char *host, int port, const struct rlink_
         for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
             snprintf(R.sha[s] + 2 * i, 3, "%02x", d[i]);
     }
+    /* Unreferenced: the flush alone must not keep the loop running. */
+    uv_prepare_init(loop, &R.flush);
+    uv_prepare_start(&R.flush, on_flush);
+    uv_unref((uv_handle_t *)&R.flush);
     R.nlinks = 2;
     CMD.name = "command";
     SUB.name = "subscriber";
@@ -204,6 +359,11 @@ int rlink_open(const char *name)
 void rlink_stop(void)
 {
     R.stopping = 1;
+    /* Queued commands go out first: a connection closes only after the
+     * replies to everything sent on it. */
+    flush_links();
+    uv_prepare_stop(&R.flush);
+    uv_close((uv_handle_t *)&R.flush, NULL);
     for (int i = 0; i < R.nlinks; i++) {
         struct link *l = &R.links[i];
         uv_timer_stop(&l->retry);
