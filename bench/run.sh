@@ -17,7 +17,8 @@
 #                       own wallet_move.lua) and pgbench with pg-gift.sql
 #   4 durability lag    at scenario 1's maximum: outbox backlog and PostgreSQL
 #                       lag; then the ledger's drain rate after a PostgreSQL
-#                       outage against a plain COPY of as many order rows
+#                       outage against a plain COPY of the same rows (orders
+#                       and ledger rows), and of the order rows alone
 #   2 hot-room fan-out  one room, 10,000 subscribers, tipcast / Nchan / Node ws
 #                       at one steady rate, then each one's maximum rate
 #   3 connections       idle authenticated connections over several tipcastd
@@ -33,11 +34,13 @@
 #   BENCH_OUT [/tmp/tipcast-bench-out]   raw results
 #   BENCH_PEERS [../shared/peers]        nchan.conf, ws-broadcast.js, pg-gift.sql
 #   BENCH_NODE_DIR [/tmp/tipcast-bench-peers]  scratch folder for `ws`
+#   BENCH_INSTANCE [bench]     services.sh instance (its own data directories)
 #   BENCH_REDIS_PORT [6396] BENCH_PG_PORT [5496] BENCH_PORT [8096] (tipcastd)
 #   BENCH_NCHAN_PORT [8091] BENCH_NODE_PORT [8092]  the peers' ports
 #   BENCH_IDLE_CONNS [100000/4000]   scenario 3's connections
 #   BENCH_FANOUT_SUBS [10000/1000]   scenario 2's subscribers
 #   BENCH_FANOUT_RATE [1/2]          scenario 2's steady events/s (whole room)
+#   BENCH_S4_RATE [scenario 1's maximum, else 1000]  scenario 4's gifts/s
 #   BENCH_TIPCASTD_ARGS []           extra tipcastd flags (e.g. for tuning)
 #   BENCH_NO_DOC [0]           1: write the report (and charts) to $BENCH_OUT only
 #   BENCH_BIN []               a tipcast-bench to use instead of the built one
@@ -53,7 +56,7 @@ OUT=${BENCH_OUT:-/tmp/tipcast-bench-out}
 PEERS=${BENCH_PEERS:-$REPO/../shared/peers}
 NODE_DIR=${BENCH_NODE_DIR:-/tmp/tipcast-bench-peers}
 NCHAN_PREFIX=/tmp/tipcast-bench-nchan
-INSTANCE=bench
+INSTANCE=${BENCH_INSTANCE:-bench}          # scripts/services.sh instance name
 REDIS_PORT=${BENCH_REDIS_PORT:-6396}
 PG_PORT=${BENCH_PG_PORT:-5496}
 TC_PORT=${BENCH_PORT:-8096}
@@ -456,7 +459,7 @@ wait_orders() {
 }
 
 scenario4() {
-  local rate=${S1_MAX:-}
+  local rate=${BENCH_S4_RATE:-${S1_MAX:-}}
   [[ -n $rate && $rate != 0 ]] || rate=$S1_START
   rate=${rate%.*}
   log "scenario 4: $S4_DUR s at $rate gifts/s (scenario 1's maximum), backlog and PostgreSQL lag"
@@ -521,34 +524,55 @@ scenario4() {
   fi
   [[ -n $t_first ]] && fig s4.reconnect_s "$(calc "($t_first - $t_restart) / 1e9")"
   fig s4.outage_backlog "$backlog"
+  # Every order the ledger drains is three rows, written in one transaction
+  # with it: the orders row and two ledger rows (sender -A, creator +A).
   fig s4.drain_rows "$rows"
   fig s4.drain_rows_per_s "$drain_rps"
-  log "  ledger drained $rows rows at ${drain_rps:-?} rows/s"
+  fig s4.drain_all_rows_per_s "$([[ -n $drain_rps ]] && calc "3 * $drain_rps")"
+  log "  ledger drained $rows orders at ${drain_rps:-?} orders/s (3 rows each)"
   copy_baseline "$((rows > 10000 ? rows : 10000))"
 }
 
-# A plain COPY of as many order rows into a scratch table shaped like orders
-# (same columns and indexes, no triggers, nothing else in the transaction).
+# A plain COPY of the rows the ledger writes for N orders: N order rows and
+# 2N ledger rows, into scratch tables with the columns and indexes of orders
+# and ledger (ledger's id from a sequence of its own, as bigserial does; no
+# triggers, nothing else in the transaction). Each COPY is timed on its own:
+# the order rows alone are the stricter baseline, all rows the same rows.
 copy_baseline() {
-  local n=$1 f=/tmp/tipcast-bench-copy.csv t0 t1
-  rm -f "$f"
-  pg "$PG_CONN" -c "DROP TABLE IF EXISTS bench_copy" \
+  local n=$1 fo=/tmp/tipcast-bench-copy-orders.csv fl=/tmp/tipcast-bench-copy-ledger.csv t0 t1 t2
+  rm -f "$fo" "$fl"
+  pg "$PG_CONN" -c "SET client_min_messages = warning" -c "DROP TABLE IF EXISTS bench_copy, bench_copy_ledger" \
+    -c "DROP SEQUENCE IF EXISTS bench_copy_ledger_id" \
     -c "CREATE TABLE bench_copy (LIKE orders INCLUDING DEFAULTS INCLUDING INDEXES)" \
+    -c "CREATE SEQUENCE bench_copy_ledger_id" \
+    -c "CREATE TABLE bench_copy_ledger (LIKE ledger INCLUDING INDEXES)" \
+    -c "ALTER TABLE bench_copy_ledger ALTER id SET DEFAULT nextval('bench_copy_ledger_id')" \
     -c "COPY (SELECT 'x-' || g || '-0', 'gift', 'bench-u' || (g % 1000), 'bench-room-' || (g % 50),
                      'bench-room-' || (g % 50), 1, 'Rose', 1, 1, 1, 't' || g, NULL, 'req-' || g,
                      1000000 - g, now(), now()
-              FROM generate_series(1, $n) g) TO '$f' WITH (FORMAT csv)" ||
+              FROM generate_series(1, $n) g) TO '$fo' WITH (FORMAT csv)" \
+    -c "COPY (SELECT 'x-' || g || '-0', v.account, v.delta, 'gift', NULL, now()
+              FROM generate_series(1, $n) g,
+                   LATERAL (VALUES ('user:bench-u' || (g % 1000), -1),
+                                   ('creator:bench-room-' || (g % 50), 1)) v (account, delta))
+        TO '$fl' WITH (FORMAT csv)" ||
     { warn "COPY baseline setup failed"; return 0; }
   t0=$(date +%s%N)
-  pg "$PG_CONN" -c "COPY bench_copy FROM '$f' WITH (FORMAT csv)" || { warn "COPY failed"; return 0; }
+  pg "$PG_CONN" -c "COPY bench_copy FROM '$fo' WITH (FORMAT csv)" || { warn "COPY failed"; return 0; }
   t1=$(date +%s%N)
-  pg "$PG_CONN" -c "DROP TABLE bench_copy" || true
-  rm -f "$f"
-  local rps
+  pg "$PG_CONN" -c "COPY bench_copy_ledger (movement_id, account, delta, kind, note, created_at)
+                    FROM '$fl' WITH (FORMAT csv)" || { warn "COPY failed"; return 0; }
+  t2=$(date +%s%N)
+  pg "$PG_CONN" -c "DROP TABLE bench_copy, bench_copy_ledger" -c "DROP SEQUENCE bench_copy_ledger_id" || true
+  rm -f "$fo" "$fl"
+  local rps all_rps
   rps=$(calc "$n / (($t1 - $t0) / 1e9)")
+  all_rps=$(calc "3 * $n / (($t2 - $t0) / 1e9)")
   fig s4.copy_rows "$n"
   fig s4.copy_rows_per_s "$rps"
-  log "  plain COPY: $n rows at $rps rows/s"
+  fig s4.copy_all_rows "$((3 * n))"
+  fig s4.copy_all_rows_per_s "$all_rps"
+  log "  plain COPY: $n order rows at $rps rows/s; with the $((2 * n)) ledger rows $all_rps rows/s"
 }
 
 # ---------------------------------------------------------------------------

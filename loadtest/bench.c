@@ -662,11 +662,17 @@ static void on_tick(uv_timer_t *t)
         if (!open_done() && now_s < B.phase_deadline_s)
             return;
         /* Refused, closed before they were ready, or still pending. */
-        int failed = 0;
-        for (int i = 0; i < B.nconns; i++)
+        int failed = 0, in_state[CS_CLOSED + 1] = {0};
+        for (int i = 0; i < B.nconns; i++) {
             failed += B.c[i].state != CS_READY;
+            in_state[B.c[i].state]++;
+        }
         if ((double)failed > BENCH_FAIL_RATIO * B.nconns) {
-            fprintf(stderr, "tipcast-bench: %d of %d connections failed or did not get ready\n", failed, B.nconns);
+            fprintf(stderr,
+                    "tipcast-bench: %d of %d connections failed or did not get ready (not opened %d, "
+                    "connecting %d, open %d, authenticated %d, failed %d, closed %d)\n",
+                    failed, B.nconns, in_state[CS_IDLE], in_state[CS_CONNECTING], in_state[CS_OPEN],
+                    in_state[CS_AUTHED], in_state[CS_FAILED], in_state[CS_CLOSED]);
             B.exit_code = 1;
             finish();
             return;
