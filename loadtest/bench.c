@@ -168,6 +168,10 @@ static int connect_one(struct bconn *c)
     } else {
         snprintf(path, sizeof path, "/%s/%s", c->role == ROLE_SENDER ? "pub" : "sub", room);
     }
+    /* No lws keepalive timers: lws keeps every connection's in one sorted
+     * list, so each insert walks all of them (quadratic in connections). */
+    static const lws_retry_bo_t no_validity;
+    ci.retry_and_idle_policy = &no_validity;
     ci.context = B.ctx;
     ci.address = O.host;
     ci.port = O.port;

@@ -365,6 +365,13 @@ int server_start(uv_loop_t *loop)
     info.port = cfg->reuse_port ? CONTEXT_PORT_NO_LISTEN_SERVER : cfg->port;
     info.iface = cfg->listen_addr;
     info.protocols = protocols;
+    /* lws's own keepalive ("validity") is off: the sweep pings and times out
+     * idle connections itself (conn_sweep). lws keeps every connection's
+     * validity timer in one list sorted by due time, so each connection
+     * opened and each pong answered walked the whole list: quadratic in the
+     * connections, which stalled a node holding 16,000 for seconds. */
+    static const lws_retry_bo_t no_validity;
+    info.retry_and_idle_policy = &no_validity;
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND |
                    LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
     /* lws 4.1 built with IPv6 opens an AF_INET6 socket and does not take an
