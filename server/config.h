@@ -77,7 +77,7 @@ struct config {
     int tip_max;                       /* "tip-max", default 1000000 */
     int gift_max_count;                /* "gift-max-count", default 9999 */
     int outbox_max_backlog;            /* "outbox-max-backlog", default 100000 per shard */
-    int ledger_batch;                  /* "ledger-batch", default 500 */
+    int ledger_batch;                  /* "ledger-batch", default 5000 */
     int ledger_flush_ms;               /* "ledger-flush-ms", default 50 */
     char board_tz[CONFIG_STR_MAX];     /* "board-tz", IANA zone of the day/week/month boards, default UTC */
     int board_push_ms;                 /* "board-push-ms", default 500 */
