@@ -642,8 +642,8 @@ fanout_target() { # TARGET PORT PID
     rate=$(calc "$rate * 1.5")
     fanout "s2-$target-max$k" "$target" "$port" "$spid" "$rate" "$S2_WARM" "$S2_STEP_DUR"
     read -r d p c e < <(fanout_sum "s2-$target-max$k")
-    log "  $target at $rate events/s: $d deliveries/s, p99 $p ms, $e errors"
-    fig "s2.$target.step$k" "$rate $d $p $e"
+    log "  $target at $rate events/s: $d deliveries/s, p99 $p ms, $c us CPU per delivery, $e errors"
+    fig "s2.$target.step$k" "$rate $d $p $e $c"
     if held "$rate" "$d" "$p" "$e"; then best_rate=$rate best_d=$d; fi
     [[ $(calc "$d > $peak_d") == 1 ]] && peak_d=$d
     keeps "$rate" "$d" "$p" "$e" || keeps=0
@@ -725,7 +725,9 @@ scenario3() {
   sleep 1
   local rss0=() p
   for p in "${TC_PIDS[@]}"; do rss0+=("$(rss_kb "$p")"); done
-  local per=$((S3_CONNS / clients)) lo pids_args=() open_rate hold
+  # Every connection asked for: the first S3_CONNS % clients processes
+  # open one more than the others.
+  local per=$((S3_CONNS / clients)) rem=$((S3_CONNS % clients)) lo pids_args=() open_rate hold
   # Opening is the expensive part (handshake, token, join): 3000 per second
   # in all starved six tipcastd on 2 cores; 1500 gets through.
   open_rate=$((S3_OPEN_RATE / clients))
@@ -735,7 +737,7 @@ scenario3() {
   for ((i = 0; i < clients; i++)); do
     lo=$((40 + 4 * i))
     bench_bg "s3-idle-p$i" $((hold + 90)) --target tipcast --port "${S3_PORTS[$((i * own_ports))]:-$TC_PORT}" --secret "$SECRET" \
-      --idle --connections "$per" --open-rate "$open_rate" --rooms "$ROOMS" --senders 0 \
+      --idle --connections $((per + (i < rem))) --open-rate "$open_rate" --rooms "$ROOMS" --senders 0 \
       --warmup 0 --duration "$S3_HOLD" \
       --source-addrs "$lo-$((lo + 3))" --user-base $((i * 100000)) "${pids_args[@]}"
   done
@@ -750,7 +752,7 @@ scenario3() {
       held=$n rss_peak=()
       for p in "${TC_PIDS[@]}"; do rss_peak+=("$(rss_kb "$p")"); done
     fi
-    if ((n >= per * clients)); then still=5; fi
+    if ((n >= S3_CONNS)); then still=5; fi
     if ((n == last)); then still=$((still + 1)); else still=0; fi
     last=$n
     ((still >= 5 && n > 0)) && break
@@ -779,10 +781,10 @@ scenario3() {
   log "  $n connections held; RSS +$sum_delta KiB = $per_conn KiB per connection"
   for p in "${BG_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait_bg || true
-  fig s3.joined "$(s3_joined "$clients" "$per")"
+  fig s3.joined "$(s3_joined "$clients" "$per" "$rem")"
   stop_tipcastd
 }
-# s3_joined CLIENTS PER: connections the bench processes got authenticated and
+# s3_joined CLIENTS PER REM: connections the bench processes got authenticated and
 # joined (from their JSON; a process that gave up writes none, only
 # "tipcast-bench: F of N connections failed or did not get ready").
 s3_joined() {
@@ -791,7 +793,8 @@ s3_joined() {
     j=$(jnum "$OUT/s3-idle-p$i.json" .totals.connections.joined)
     if [[ -z $j ]]; then
       f=$(sed -n 's/^tipcast-bench: \([0-9]*\) of [0-9]* connections failed.*/\1/p' "$OUT/s3-idle-p$i.log" | head -n 1)
-      j=$(($2 - ${f:-$2}))
+      local n_i=$(($2 + (i < $3)))
+      j=$((n_i - ${f:-$n_i}))
     fi
     sum=$((sum + j))
   done

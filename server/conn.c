@@ -90,6 +90,18 @@ static void write_failed(struct conn *c)
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
+/* lws passes a pong to us only when it has a payload: the ping carries the
+ * time, which the pong brings back. */
+static int write_ping(struct conn *c)
+{
+    uint8_t ping[LWS_PRE + 8];
+    uint64_t t = (uint64_t)now_mono_ms();
+    for (int i = 0; i < 8; i++)
+        ping[LWS_PRE + i] = (uint8_t)(t >> (56 - 8 * i));
+    c->ping_due = 0;
+    return lws_write(c->wsi, ping + LWS_PRE, 8, LWS_WRITE_PING) < 0 ? -1 : 0;
+}
+
 /* Sends membership m its next room frame (one event, or a batch of those
  * pending), with the room's leaderboard push `board` (may be NULL) in the
  * same write. Returns 0, or -1 when out of memory or the write failed. */
@@ -592,14 +604,7 @@ int conn_writeable(struct conn *c)
     if (c->close_sent)
         return 0;
     if (c->ping_due && !c->close_code) {
-        /* lws passes a pong to us only when it has a payload: send the
-         * time, which the pong brings back. */
-        uint8_t ping[LWS_PRE + 8];
-        uint64_t t = (uint64_t)now_mono_ms();
-        for (int i = 0; i < 8; i++)
-            ping[LWS_PRE + i] = (uint8_t)(t >> (56 - 8 * i));
-        c->ping_due = 0;
-        if (lws_write(c->wsi, ping + LWS_PRE, 8, LWS_WRITE_PING) < 0)
+        if (write_ping(c) < 0)
             return -1;
     } else if (c->outq_count) {
         struct frame *f = c->outq[c->outq_head];
@@ -665,8 +670,13 @@ void conn_sweep(int64_t now)
         }
         if (now - c->last_ping_ms >= (int64_t)cfg->ping_interval_s * 1000) {
             c->last_ping_ms = now;
-            c->ping_due = 1;
-            want_write(c);
+            if (can_write_now(c)) {
+                if (write_ping(c) < 0)
+                    write_failed(c);
+            } else {
+                c->ping_due = 1;
+                want_write(c);
+            }
         }
     }
 }
