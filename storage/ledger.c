@@ -9,12 +9,13 @@
  * re-reading can repeat work but never its effect.
  *
  * A batch is first written the fast way: its rows COPYed straight into
- * orders and ledger, and the earnings summed here (build_copy). That is
+ * orders and ledger, and the earnings summed here (build_batch). That is
  * right only when none of its orders and credits is in PostgreSQL yet,
  * which holds for every batch but some of those re-read after a failure;
  * for those a unique key fails the COPY and with it the whole transaction
  * (nothing is written), and the same batch is sent again at once the
- * careful way (build_sql: INSERT ... ON CONFLICT DO NOTHING, the ledger
+ * careful way (the same rows COPYed into staging tables, then INSERT ...
+ * ON CONFLICT DO NOTHING from them, the ledger
  * rows and earnings fed only by the orders actually inserted).
  */
 #include "ledger.h"
@@ -90,15 +91,13 @@ static struct {
     /* PostgreSQL: reconnected with backoff by pgconn. */
     struct pgconn *pg;
     int pg_logged_down;
-    int copying;            /* the transaction in flight is the COPY form */
+    int fast;               /* the transaction in flight is the fast form */
     struct pgconn_copy copies[LEDGER_COPIES]; /* its rows (owned), until it ends */
     int ncopies;
     int pg_failed;          /* the transaction in flight had an error */
     char pg_error[256];
     char pg_sqlstate[6];    /* of that error, "" when unknown */
     int64_t rows_orders, rows_credits; /* what the transaction inserted */
-    int stmt_orders, stmt_credits;     /* their statements' positions, or -1 */
-    int stmt_seen;
     int64_t txn_started_ms;
 
     struct ledger_stats stats;
@@ -481,120 +480,6 @@ static void sql_rejects(struct sbuf *b)
     sb_str(b, " ON CONFLICT (order_id) DO NOTHING;\n");
 }
 
-/* The batch as one multi-statement query. Sent without BEGIN/COMMIT: the
- * statements of one simple query run as one implicit transaction that an
- * error anywhere rolls back entirely, with no aborted transaction block
- * left behind on the connection. */
-static void build_sql(struct sbuf *b, int *stmt_orders, int *stmt_credits)
-{
-    int norders = 0, ncredits = 0, nrejects = 0, stmts = 0;
-    for (int i = 0; i < L.batch_len; i++) {
-        enum entry_kind k = L.batch[i].kind;
-        norders += k == EK_GIFT || k == EK_TIP;
-        ncredits += k == EK_CREDIT;
-        nrejects += k == EK_REJECT;
-    }
-    *stmt_orders = *stmt_credits = -1;
-    if (norders) {
-        /* Orders first; then, fed only by the rows actually inserted
-         * (RETURNING), the ledger rows and the earnings: a replayed order
-         * conflicts, returns nothing and so moves nothing. Earnings are
-         * upserted in creator order so that two nodes' transactions lock
-         * the rows in the same order and cannot deadlock. */
-        sb_str(b, "WITH src (order_id, kind, sender, room, creator, gift_id, gift_name, count, unit_price, "
-                  "amount, combo, message, request_id, sender_balance, ts_ms) AS (VALUES ");
-        int first = 1;
-        for (int i = 0; i < L.batch_len; i++) {
-            const struct entry *e = &L.batch[i];
-            if (e->kind != EK_GIFT && e->kind != EK_TIP)
-                continue;
-            sb_str(b, first ? "(" : ", (");
-            sb_order_id(b, e);
-            sb_str(b, "::text, ");
-            sb_str(b, e->kind == EK_GIFT ? "'gift'" : "'tip'");
-            sb_str(b, "::text, ");
-            sb_lit(b, e->user);
-            sb_str(b, "::text, ");
-            sb_lit(b, e->room);
-            sb_str(b, "::text, ");
-            sb_lit(b, e->room); /* the room is the creator's own (outbox.h) */
-            sb_str(b, "::text, ");
-            if (e->kind == EK_GIFT)
-                sb_i64(b, e->gift_id);
-            else
-                sb_str(b, "NULL");
-            sb_str(b, "::int, ");
-            sb_lit(b, e->gift_name);
-            sb_str(b, "::text, ");
-            sb_i64(b, e->count);
-            sb_str(b, "::int, ");
-            sb_i64(b, e->unit_price);
-            sb_str(b, "::bigint, ");
-            sb_i64(b, e->amount);
-            sb_str(b, "::bigint, ");
-            sb_lit(b, e->combo);
-            sb_str(b, "::text, ");
-            sb_lit(b, e->kind == EK_TIP ? e->text : NULL);
-            sb_str(b, "::text, ");
-            sb_lit(b, e->request_id);
-            sb_str(b, "::text, ");
-            sb_i64(b, e->balance);
-            sb_str(b, "::bigint, ");
-            sb_i64(b, e->ts_ms);
-            sb_str(b, "::bigint)");
-            first = 0;
-        }
-        sb_str(b, "), ins AS (INSERT INTO orders (order_id, kind, sender, room, creator, gift_id, gift_name, count, "
-                  "unit_price, amount, combo, message, request_id, sender_balance, created_at) "
-                  "SELECT order_id, kind, sender, room, creator, gift_id, gift_name, count, unit_price, amount, "
-                  "combo, message, request_id, sender_balance, "
-                  "timestamptz 'epoch' + ts_ms * interval '1 millisecond' FROM src "
-                  "ON CONFLICT (order_id) DO NOTHING "
-                  "RETURNING order_id, kind, sender, creator, amount, created_at), "
-                  "moves AS (INSERT INTO ledger (movement_id, account, delta, kind, created_at) "
-                  "SELECT order_id, 'user:' || sender, -amount, kind, created_at FROM ins "
-                  "UNION ALL SELECT order_id, 'creator:' || creator, amount, kind, created_at FROM ins), "
-                  "earned AS (INSERT INTO creator_earnings AS ce (creator, total, orders, updated_at) "
-                  "SELECT creator, sum(amount)::bigint, count(*), now() FROM ins GROUP BY creator ORDER BY creator "
-                  "ON CONFLICT (creator) DO UPDATE SET total = ce.total + EXCLUDED.total, "
-                  "orders = ce.orders + EXCLUDED.orders, updated_at = EXCLUDED.updated_at) "
-                  "SELECT count(*) FROM ins;\n");
-        *stmt_orders = stmts++;
-    }
-    if (ncredits) {
-        sb_str(b, "WITH src (movement_id, uid, amount, note, ts_ms) AS (VALUES ");
-        int first = 1;
-        for (int i = 0; i < L.batch_len; i++) {
-            const struct entry *e = &L.batch[i];
-            if (e->kind != EK_CREDIT)
-                continue;
-            sb_str(b, first ? "(" : ", (");
-            sb_order_id(b, e);
-            sb_str(b, "::text, ");
-            sb_lit(b, e->user);
-            sb_str(b, "::text, ");
-            sb_i64(b, e->amount);
-            sb_str(b, "::bigint, ");
-            sb_lit(b, e->text);
-            sb_str(b, "::text, ");
-            sb_i64(b, e->ts_ms);
-            sb_str(b, "::bigint)");
-            first = 0;
-        }
-        sb_str(b, ") INSERT INTO ledger (movement_id, account, delta, kind, note, created_at) "
-                  "SELECT movement_id, 'user:' || uid, amount, 'credit', note, "
-                  "timestamptz 'epoch' + ts_ms * interval '1 millisecond' FROM src "
-                  "UNION ALL SELECT movement_id, 'platform', -amount, 'credit', note, "
-                  "timestamptz 'epoch' + ts_ms * interval '1 millisecond' FROM src "
-                  "ON CONFLICT (movement_id, account) DO NOTHING;\n");
-        *stmt_credits = stmts++;
-    }
-    if (nrejects) {
-        sql_rejects(b);
-        stmts++;
-    }
-}
-
 /* A COPY text field: \N for NULL; backslash, tab, newline and carriage
  * return escaped (the strings hold no NUL, see struct entry). */
 static void sb_copy_text(struct sbuf *b, const char *s)
@@ -653,7 +538,7 @@ static void sb_copy_time(struct sbuf *b, int64_t ts_ms)
     sb_put(b, out, (size_t)n);
 }
 
-/* One ledger row of the fast form, in the COPY column order of build_copy. */
+/* One ledger row, in MOVE_COLS order. */
 static void copy_move(struct sbuf *b, const struct entry *e, const char *prefix, const char *uid, int64_t delta,
                       const char *kind, const char *note)
 {
@@ -677,14 +562,55 @@ static int by_creator(const void *a, const void *b)
     return strcmp(L.batch[*(const int *)a].room, L.batch[*(const int *)b].room);
 }
 
-/* The batch in its fast form: COPY of every orders row and every ledger
- * row, the earnings of its orders summed per creator, and the rejects as
- * in build_sql. Right only when no order or credit of the batch is in
- * PostgreSQL yet: otherwise a unique key fails it as a whole (see the top
- * of this file). rows[0..*ncopies) get the COPY data, in statement order.
- * Returns 0, or -1 when the earnings of one creator in this batch do not
- * fit an int64 (then only the careful form can say what is wrong). */
-static int build_copy(struct sbuf *b, struct sbuf rows[LEDGER_COPIES], int *ncopies)
+/* The columns the batch COPYs into orders and ledger (or their staging
+ * tables), in the order build_batch writes them. */
+#define ORDER_COLS                                                                                        \
+    "order_id, kind, sender, room, creator, gift_id, gift_name, count, unit_price, amount, combo, message, " \
+    "request_id, sender_balance, created_at"
+#define MOVE_COLS "movement_id, account, delta, kind, note, created_at"
+
+/* The careful form's staging tables: one per connection, emptied at each
+ * commit. */
+#define STAGING_SQL                                                                                        \
+    "CREATE TEMP TABLE IF NOT EXISTS ledger_in_orders (order_id text, kind text, sender text, room text, "  \
+    "creator text, gift_id int, gift_name text, count int, unit_price bigint, amount bigint, combo text, "   \
+    "message text, request_id text, sender_balance bigint, created_at timestamptz) ON COMMIT DELETE ROWS;\n" \
+    "CREATE TEMP TABLE IF NOT EXISTS ledger_in_moves (movement_id text, account text, delta bigint, "       \
+    "kind text, note text, created_at timestamptz) ON COMMIT DELETE ROWS;\n"
+
+/* The careful form's one statement: the staged orders that are new, then,
+ * fed only by those (RETURNING), their ledger rows and earnings; credits
+ * (no order of their own) by their own keys. A replayed entry conflicts,
+ * returns nothing and so moves nothing. Earnings are upserted in creator
+ * order so that two nodes' transactions lock the rows in the same order and
+ * cannot deadlock. Its one row: new orders, new credits. */
+#define APPLY_SQL                                                                                          \
+    "WITH ins AS (INSERT INTO orders (" ORDER_COLS ") SELECT " ORDER_COLS " FROM ledger_in_orders "        \
+    "ON CONFLICT (order_id) DO NOTHING RETURNING order_id, creator, amount), "                             \
+    "moves AS (INSERT INTO ledger (" MOVE_COLS ") SELECT " MOVE_COLS " FROM ledger_in_moves "              \
+    "WHERE kind = 'credit' OR movement_id IN (SELECT order_id FROM ins) "                                  \
+    "ON CONFLICT (movement_id, account) DO NOTHING RETURNING kind), "                                      \
+    "earned AS (INSERT INTO creator_earnings AS ce (creator, total, orders, updated_at) "                  \
+    "SELECT creator, sum(amount)::bigint, count(*), now() FROM ins GROUP BY creator ORDER BY creator "     \
+    "ON CONFLICT (creator) DO UPDATE SET total = ce.total + EXCLUDED.total, "                              \
+    "orders = ce.orders + EXCLUDED.orders, updated_at = EXCLUDED.updated_at) "                             \
+    "SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM moves WHERE kind = 'credit') / 2;\n"
+
+/* The batch as one multi-statement query, sent without BEGIN/COMMIT: the
+ * statements of one simple query run as one implicit transaction that an
+ * error anywhere rolls back entirely, with no aborted transaction block
+ * left behind on the connection. rows[0..*ncopies) get the COPY data of
+ * every orders row and every ledger row, in statement order.
+ *
+ * The fast form COPYs them straight into orders and ledger and upserts the
+ * earnings summed here: right only when no order or credit of the batch is
+ * in PostgreSQL yet, otherwise a unique key fails it as a whole (see the
+ * top of this file). The careful form COPYs the same rows into staging
+ * tables and applies them with APPLY_SQL, right in every case. Both end
+ * with the rejects. Returns 0, or -1 when the earnings of one creator in
+ * this batch do not fit an int64 (then only the careful form can say what
+ * is wrong). */
+static int build_batch(struct sbuf *b, struct sbuf rows[LEDGER_COPIES], int *ncopies, int careful)
 {
     int norders = 0, nmoves = 0, nrejects = 0;
     for (int i = 0; i < L.batch_len; i++) {
@@ -694,10 +620,12 @@ static int build_copy(struct sbuf *b, struct sbuf rows[LEDGER_COPIES], int *ncop
         nrejects += k == EK_REJECT;
     }
     *ncopies = 0;
+    if (careful)
+        sb_str(b, STAGING_SQL);
     if (norders) {
         struct sbuf *o = &rows[(*ncopies)++];
-        sb_str(b, "COPY orders (order_id, kind, sender, room, creator, gift_id, gift_name, count, unit_price, "
-                  "amount, combo, message, request_id, sender_balance, created_at) FROM STDIN;\n");
+        sb_str(b, careful ? "COPY ledger_in_orders (" ORDER_COLS ") FROM STDIN;\n"
+                          : "COPY orders (" ORDER_COLS ") FROM STDIN;\n");
         for (int i = 0; i < L.batch_len; i++) {
             const struct entry *e = &L.batch[i];
             if (e->kind != EK_GIFT && e->kind != EK_TIP)
@@ -737,7 +665,8 @@ static int build_copy(struct sbuf *b, struct sbuf rows[LEDGER_COPIES], int *ncop
     }
     if (nmoves) {
         struct sbuf *m = &rows[(*ncopies)++];
-        sb_str(b, "COPY ledger (movement_id, account, delta, kind, note, created_at) FROM STDIN;\n");
+        sb_str(b, careful ? "COPY ledger_in_moves (" MOVE_COLS ") FROM STDIN;\n"
+                          : "COPY ledger (" MOVE_COLS ") FROM STDIN;\n");
         for (int i = 0; i < L.batch_len; i++) {
             const struct entry *e = &L.batch[i];
             if (e->kind == EK_GIFT || e->kind == EK_TIP) {
@@ -750,7 +679,9 @@ static int build_copy(struct sbuf *b, struct sbuf rows[LEDGER_COPIES], int *ncop
             }
         }
     }
-    if (norders) {
+    if (careful) {
+        sb_str(b, APPLY_SQL);
+    } else if (norders) {
         /* Earnings per creator, upserted in creator order so that two
          * nodes' transactions lock the rows in the same order and cannot
          * deadlock. */
@@ -845,17 +776,17 @@ static void on_txn_result(PGresult *r, int ok, void *priv)
     }
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
-        if (L.stmt_seen == L.stmt_orders && st == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        /* The careful form's one row of counts (APPLY_SQL). */
+        if (st == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 2) {
             L.rows_orders = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-        if (L.stmt_seen == L.stmt_credits)
-            L.rows_credits = strtoll(PQcmdTuples(r), NULL, 10) / 2;
+            L.rows_credits = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+        }
     } else if (!L.pg_failed) {
         L.pg_failed = 1;
         first_line(PQresultErrorMessage(r), L.pg_error, sizeof L.pg_error);
         const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
         snprintf(L.pg_sqlstate, sizeof L.pg_sqlstate, "%s", state ? state : "");
     }
-    L.stmt_seen++;
 }
 
 /* ---- The steps -------------------------------------------------------------- */
@@ -934,15 +865,15 @@ static void copies_free(void)
     L.ncopies = 0;
 }
 
-static void write_careful(void);
+static void write_form(int careful);
 
 static void txn_done(int ok)
 {
     if (L.step != STEP_WRITING)
         return;
     int64_t now = now_mono_ms();
-    int fast = L.copying;
-    L.copying = 0;
+    int fast = L.fast;
+    L.fast = 0;
     copies_free();
     if (!ok && fast && L.pg_failed && pg_ready()) {
         /* PostgreSQL refused the fast form and rolled it back; the careful
@@ -951,7 +882,7 @@ static void txn_done(int ok)
         log_msg(strcmp(L.pg_sqlstate, "23505") == 0 ? LOG_DEBUG : LOG_WARN,
                 "ledger: COPY of %d entries refused (%s): writing them with INSERT ... ON CONFLICT", L.batch_len,
                 L.pg_error);
-        write_careful();
+        write_form(1);
         return;
     }
     if (!ok) {
@@ -996,24 +927,35 @@ static void txn_reset(void)
     L.pg_error[0] = '\0';
     L.pg_sqlstate[0] = '\0';
     L.rows_orders = L.rows_credits = 0;
-    L.stmt_seen = 0;
-    L.stmt_orders = L.stmt_credits = -1;
 }
 
-/* Sends the batch in its careful form (build_sql) as one transaction. */
-static void write_careful(void)
+/* Sends the batch as one transaction in the form asked for; the fast form
+ * falls back to the careful one when the earnings overflow, and txn_done
+ * follows it with the careful one should PostgreSQL refuse it. */
+static void write_form(int careful)
 {
     assert(pg_ready() && L.batch_len > 0 && L.step == STEP_WRITING);
-    struct sbuf b = {0};
+    struct sbuf b = {0}, rows[LEDGER_COPIES] = {{0}};
+    int ncopies = 0;
     txn_reset();
-    build_sql(&b, &L.stmt_orders, &L.stmt_credits);
-    if (b.oom) {
+    int rc = build_batch(&b, rows, &ncopies, careful);
+    if (rc < 0 || b.oom) {
+        for (int i = 0; i < LEDGER_COPIES; i++)
+            free(rows[i].p);
         free(b.p);
-        snprintf(L.pg_error, sizeof L.pg_error, "out of memory building the SQL");
-        txn_done(0);
+        if (rc < 0 || !careful) {
+            write_form(1);
+        } else {
+            snprintf(L.pg_error, sizeof L.pg_error, "out of memory building the SQL");
+            txn_done(0);
+        }
         return;
     }
-    int sent = pgconn_query(L.pg, b.p, on_txn_result, NULL);
+    for (int i = 0; i < ncopies; i++)
+        L.copies[i] = (struct pgconn_copy){.data = rows[i].p, .len = rows[i].len};
+    L.ncopies = ncopies;
+    L.fast = !careful;
+    int sent = pgconn_query_copy(L.pg, b.p, L.copies, L.ncopies, on_txn_result, NULL);
     free(b.p);
     if (sent < 0) {
         /* Refused: the connection was dropped (on_pg_down), no callback. */
@@ -1022,8 +964,8 @@ static void write_careful(void)
     }
 }
 
-/* Sends the batch as one transaction: in its fast form (build_copy), which
- * txn_done follows with the careful one should PostgreSQL refuse it. */
+/* Writes the batch: in its fast form, or not at all when it holds only
+ * entries deleted from the stream (then only the acks). */
 static void write_batch(void)
 {
     assert(pg_ready() && L.batch_len > 0);
@@ -1034,29 +976,10 @@ static void write_batch(void)
     L.txn_started_ms = now_mono_ms();
     txn_reset();
     if (only_gone) {
-        /* Entries deleted from the stream: nothing to write, only acks. */
         txn_done(1);
         return;
     }
-    struct sbuf b = {0}, rows[LEDGER_COPIES] = {{0}};
-    int ncopies = 0;
-    if (build_copy(&b, rows, &ncopies) < 0 || b.oom) {
-        for (int i = 0; i < LEDGER_COPIES; i++)
-            free(rows[i].p);
-        free(b.p);
-        write_careful();
-        return;
-    }
-    for (int i = 0; i < ncopies; i++)
-        L.copies[i] = (struct pgconn_copy){.data = rows[i].p, .len = rows[i].len};
-    L.ncopies = ncopies;
-    L.copying = 1;
-    int sent = pgconn_query_copy(L.pg, b.p, L.copies, L.ncopies, on_txn_result, NULL);
-    free(b.p);
-    if (sent < 0) {
-        first_line(pgconn_error(L.pg), L.pg_error, sizeof L.pg_error);
-        txn_done(0);
-    }
+    write_form(0);
 }
 
 static int shard_of_key(const redisReply *key)
