@@ -191,6 +191,10 @@ def test_bad_requests_move_no_money(scene):
     mp.send_frame(2, raw)
     r = mp.expect("error", id="u8")
     assert r["code"] == "bad_field" and r["field"] == "text", r
+    # A tip far larger than the server's 256-byte receive buffer arrives in
+    # pieces, is joined, and is refused whole.
+    r = c.request({"type": "tip", "id": "big", "room": scene.creator, "amount": 5, "text": "x" * 6000})
+    assert r["type"] == "error" and r["code"] == "bad_field" and r["field"] == "text", r
 
     assert balance(c) == 1000
     assert outbox_entries(scene.viewer) == before
