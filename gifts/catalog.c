@@ -8,6 +8,8 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "coins.h"
+#include "enc.h"
 #include "log.h"
 
 const char catalog_query[] =
@@ -17,28 +19,18 @@ const char catalog_query[] =
     " ORDER BY sort_order, id) FROM gifts), '[]'::json),"
     "'creators', COALESCE((SELECT json_agg(id ORDER BY id) FROM creators WHERE live), '[]'::json))::text";
 
-/* One loaded catalog. Gifts are kept in display order; `by_id` indexes them
- * sorted by id for lookups; live creators are sorted for bsearch. */
-struct catalog {
-    struct gift *gifts;
-    size_t ngifts;
-    const struct gift **by_id;
-    char (*creators)[ID_MAX + 1];
-    size_t ncreators;
-};
-
-static struct catalog C;
-static int64_t version;
-
 static void catalog_release(struct catalog *c)
 {
     free(c->gifts);
     free(c->by_id);
     free(c->creators);
-    memset(c, 0, sizeof *c);
+    c->gifts = NULL;
+    c->by_id = NULL;
+    c->creators = NULL;
+    c->ngifts = c->ncreators = 0;
 }
 
-void catalog_free(void) { catalog_release(&C); }
+void catalog_free(struct catalog *c) { catalog_release(c); }
 
 static int cmp_gift_id(const void *a, const void *b)
 {
@@ -56,7 +48,7 @@ static int copy_str(char *dst, size_t cap, json_t *v)
     return 0;
 }
 
-int catalog_load_json(const char *text, size_t len, char *err, size_t errlen)
+int catalog_load_json(struct catalog *c, const char *text, size_t len, char *err, size_t errlen)
 {
     json_error_t jerr;
     struct catalog n;
@@ -87,7 +79,7 @@ int catalog_load_json(const char *text, size_t len, char *err, size_t errlen)
         struct gift *d = &n.gifts[i];
         json_t *id = json_object_get(g, "id"), *price = json_object_get(g, "price");
         if (!json_is_integer(id) || !json_is_integer(price) || json_integer_value(price) < 1 ||
-            json_integer_value(price) > PROTO_AMOUNT_MAX ||
+            json_integer_value(price) > COINS_MAX ||
             copy_str(d->name, sizeof d->name, json_object_get(g, "name")) < 0 ||
             copy_str(d->animation, sizeof d->animation, json_object_get(g, "animation")) < 0) {
             snprintf(err, errlen, "catalog: gift %zu is malformed", i);
@@ -102,20 +94,20 @@ int catalog_load_json(const char *text, size_t len, char *err, size_t errlen)
     }
     qsort(n.by_id, n.ngifts, sizeof *n.by_id, cmp_gift_id);
     for (size_t i = 0; i < n.ncreators; i++) {
-        json_t *c = json_array_get(creators, i);
-        if (!json_is_string(c) || !id_valid(json_string_value(c), json_string_length(c))) {
+        json_t *cr = json_array_get(creators, i);
+        if (!json_is_string(cr) || !id_valid(json_string_value(cr), json_string_length(cr))) {
             snprintf(err, errlen, "catalog: creator %zu is malformed", i);
             goto fail;
         }
-        memcpy(n.creators[i], json_string_value(c), json_string_length(c) + 1);
+        memcpy(n.creators[i], json_string_value(cr), json_string_length(cr) + 1);
     }
     qsort(n.creators, n.ncreators, sizeof *n.creators, cmp_creator);
     json_decref(root);
-    catalog_release(&C);
-    C = n;
-    version++;
-    log_msg(LOG_INFO, "catalog: %zu gifts, %zu live creators (version %lld)", C.ngifts, C.ncreators,
-            (long long)version);
+    catalog_release(c);
+    n.version = c->version + 1;
+    *c = n;
+    log_msg(LOG_INFO, "catalog: %zu gifts, %zu live creators (version %lld)", c->ngifts, c->ncreators,
+            (long long)c->version);
     return 0;
 fail:
     json_decref(root);
@@ -123,7 +115,7 @@ fail:
     return -1;
 }
 
-int catalog_load_blocking(const char *conninfo, char *err, size_t errlen)
+int catalog_load_blocking(struct catalog *c, const char *conninfo, char *err, size_t errlen)
 {
     PGconn *pg = PQconnectdb(conninfo);
     if (PQstatus(pg) != CONNECTION_OK) {
@@ -134,7 +126,7 @@ int catalog_load_blocking(const char *conninfo, char *err, size_t errlen)
     PGresult *res = PQexec(pg, catalog_query);
     int rc = -1;
     if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-        rc = catalog_load_json(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), err, errlen);
+        rc = catalog_load_json(c, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), err, errlen);
     else
         snprintf(err, errlen, "catalog: %s", PQerrorMessage(pg));
     PQclear(res);
@@ -142,31 +134,29 @@ int catalog_load_blocking(const char *conninfo, char *err, size_t errlen)
     return rc;
 }
 
-const struct gift *catalog_gift(int64_t id)
+const struct gift *catalog_gift(const struct catalog *c, int64_t id)
 {
-    size_t lo = 0, hi = C.ngifts;
+    size_t lo = 0, hi = c->ngifts;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (C.by_id[mid]->id < id)
+        if (c->by_id[mid]->id < id)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo < C.ngifts && C.by_id[lo]->id == id ? C.by_id[lo] : NULL;
+    return lo < c->ngifts && c->by_id[lo]->id == id ? c->by_id[lo] : NULL;
 }
 
-int catalog_room_live(const char *room)
+int catalog_room_live(const struct catalog *c, const char *room)
 {
-    return C.ncreators && bsearch(room, C.creators, C.ncreators, sizeof *C.creators, cmp_creator) != NULL;
+    return c->ncreators && bsearch(room, c->creators, c->ncreators, sizeof *c->creators, cmp_creator) != NULL;
 }
 
-int64_t catalog_version(void) { return version; }
-
-struct frame *catalog_frame(enum fmt fmt, const char *req_id)
+struct frame *catalog_frame(const struct catalog *c, enum fmt fmt, const char *req_id)
 {
     uint32_t n = 0;
-    for (size_t i = 0; i < C.ngifts; i++)
-        n += (uint32_t)C.gifts[i].enabled;
+    for (size_t i = 0; i < c->ngifts; i++)
+        n += (uint32_t)c->gifts[i].enabled;
     struct enc e;
     enc_init(&e, fmt, 128 + 96 * (size_t)n);
     enc_map(&e, 4);
@@ -175,11 +165,11 @@ struct frame *catalog_frame(enum fmt fmt, const char *req_id)
     enc_key(&e, "id");
     enc_cstr(&e, req_id);
     enc_key(&e, "version");
-    enc_int(&e, version);
+    enc_int(&e, c->version);
     enc_key(&e, "gifts");
     enc_array(&e, n);
-    for (size_t i = 0; i < C.ngifts; i++) {
-        const struct gift *g = &C.gifts[i];
+    for (size_t i = 0; i < c->ngifts; i++) {
+        const struct gift *g = &c->gifts[i];
         if (!g->enabled)
             continue;
         enc_map(&e, 5);

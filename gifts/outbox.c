@@ -1,4 +1,5 @@
-/* outbox.c - outbox keys, order ids and shard leases (see outbox.h). */
+/* outbox.c - wallet shards, outbox keys, order ids, groups and trimming
+ * (see outbox.h). */
 #include "outbox.h"
 
 #include <stdio.h>
@@ -7,16 +8,25 @@
 
 #include <hiredis/hiredis.h>
 
+#include "hash.h"
 #include "log.h"
-#include "rlink.h"
-#include "server.h"
 
-int outbox_shard_of(const char *uid)
+extern const char lua_outbox_trim[];
+
+void outbox_init(struct outbox *ob, struct rlink *rl, int shards, const char *node_id)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const char *s = uid; *s; s++)
-        h = (h ^ (uint8_t)*s) * 16777619u;
-    return (int)(h % (uint32_t)srv.cfg.wallet_shards);
+    tc_assert(shards >= 1 && shards <= OUTBOX_SHARDS_MAX);
+    memset(ob, 0, sizeof *ob);
+    ob->rl = rl;
+    ob->shards = shards;
+    ob->node_id = node_id;
+    ob->trim_script = (struct rlink_script){.name = "outbox_trim", .src = lua_outbox_trim};
+    rlink_script_add(rl, &ob->trim_script);
+}
+
+int outbox_shard_of(const struct outbox *ob, const char *uid)
+{
+    return (int)(hash_fnv1a(uid, strlen(uid)) % (uint32_t)ob->shards);
 }
 
 void outbox_key(int shard, char *buf, size_t cap) { snprintf(buf, cap, "tc:{w:%d}:outbox", shard); }
@@ -36,87 +46,22 @@ void outbox_lease_key(int shard, const char *group, char *buf, size_t cap)
     snprintf(buf, cap, "tc:{w:%d}:lease:%s", shard, group);
 }
 
+int outbox_key_shard(const struct outbox *ob, const char *key, size_t len)
+{
+    char buf[OUTBOX_KEY_MAX];
+    int shard = -1, end = 0;
+    if (len >= sizeof buf)
+        return -1;
+    memcpy(buf, key, len);
+    buf[len] = '\0';
+    if (sscanf(buf, "tc:{w:%d}:outbox%n", &shard, &end) != 1 || buf[end] != '\0')
+        return -1;
+    return shard >= 0 && shard < ob->shards ? shard : -1;
+}
+
 void outbox_order_id(int shard, const char *stream_id, char *buf, size_t cap)
 {
     snprintf(buf, cap, "%d-%s", shard, stream_id);
-}
-
-/* The reply to one shard's lease script names its lease set and shard. */
-struct lease_req {
-    struct outbox_leases *l;
-    int shard;
-    int64_t sent_ms;
-};
-
-static void on_lease(redisReply *reply, void *priv)
-{
-    struct lease_req *q = priv;
-    struct outbox_leases *l = q->l;
-    int held = reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
-    if (held)
-        l->renewed_ms[q->shard] = q->sent_ms;
-    if (held != l->owned[q->shard]) {
-        l->owned[q->shard] = (uint8_t)held;
-        log_msg(LOG_INFO, "outbox %s: shard %d %s", l->group, q->shard, held ? "taken" : "lost");
-        if (l->on_change)
-            l->on_change(q->shard, held);
-    }
-    free(q);
-}
-
-static void lease_call(struct outbox_leases *l, int shard)
-{
-    char key[128], ttl[16];
-    outbox_lease_key(shard, l->group, key, sizeof key);
-    snprintf(ttl, sizeof ttl, "%d", OUTBOX_LEASE_MS);
-    const char *argv[] = {key, srv.node_id, ttl, "1"};
-    size_t len[] = {strlen(key), strlen(srv.node_id), strlen(ttl), 1};
-    struct lease_req *q = malloc(sizeof *q);
-    if (!q)
-        return;
-    q->l = l;
-    q->shard = shard;
-    q->sent_ms = now_mono_ms();
-    if (rlink_eval(SCRIPT_OUTBOX_LEASE, 1, 4, argv, len, on_lease, q) < 0)
-        free(q);
-}
-
-void outbox_lease_tick(struct outbox_leases *l)
-{
-    int64_t now = now_mono_ms();
-    for (int s = 0; s < srv.cfg.wallet_shards; s++) {
-        /* A lease not confirmed for most of its life may have passed to
-         * another node: stop using it before that can happen. */
-        if (l->owned[s] && now - l->renewed_ms[s] > OUTBOX_LEASE_MS - OUTBOX_LEASE_TICK_MS) {
-            l->owned[s] = 0;
-            log_msg(LOG_WARN, "outbox %s: shard %d lease not renewed in time; dropped", l->group, s);
-            if (l->on_change)
-                l->on_change(s, 0);
-        }
-        lease_call(l, s);
-    }
-}
-
-static void on_release(redisReply *reply, void *priv)
-{
-    (void)reply;
-    free(priv);
-}
-
-void outbox_lease_release_all(struct outbox_leases *l)
-{
-    for (int s = 0; s < srv.cfg.wallet_shards; s++) {
-        if (!l->owned[s])
-            continue;
-        l->owned[s] = 0;
-        char key[128];
-        outbox_lease_key(s, l->group, key, sizeof key);
-        const char *argv[] = {key, srv.node_id, "0", "0"};
-        size_t len[] = {strlen(key), strlen(srv.node_id), 1, 1};
-        void *tag = malloc(1);
-        if (tag && rlink_eval(SCRIPT_OUTBOX_LEASE, 1, 4, argv, len, on_release, tag) < 0)
-            free(tag);
-    }
 }
 
 static void on_group(redisReply *reply, void *priv)
@@ -126,18 +71,86 @@ static void on_group(redisReply *reply, void *priv)
         log_msg(LOG_ERROR, "outbox: XGROUP CREATE: %s", reply->str);
 }
 
-void outbox_ensure_groups(void)
+void outbox_ensure_groups(struct outbox *ob)
 {
     static const char *const groups[] = {OUTBOX_GROUP_LEDGER, OUTBOX_GROUP_ROOMS};
-    for (int s = 0; s < srv.cfg.wallet_shards; s++) {
-        char key[128];
+    for (int s = 0; s < ob->shards; s++) {
+        char key[OUTBOX_KEY_MAX];
         outbox_key(s, key, sizeof key);
         for (int g = 0; g < 2; g++) {
             const char *argv[] = {"XGROUP", "CREATE", key, groups[g], "0", "MKSTREAM"};
             size_t len[6];
             for (int i = 0; i < 6; i++)
                 len[i] = strlen(argv[i]);
-            rlink_command(RLINK_CMD_LINK, 6, argv, len, on_group, NULL);
+            rlink_command(ob->rl, RLINK_CMD_LINK, 6, argv, len, on_group, NULL);
         }
     }
+}
+
+struct shards_check {
+    struct outbox *ob;
+    void (*done)(void *ctx, int ok);
+    void *ctx;
+};
+
+static void on_shards(redisReply *reply, void *priv)
+{
+    struct shards_check *q = priv;
+    int ok = 0;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        log_msg(LOG_ERROR, "outbox: cannot read %s: %s", OUTBOX_SHARDS_KEY,
+                reply ? reply->str : "connection lost");
+    } else if (reply->type == REDIS_REPLY_NIL) {
+        log_msg(LOG_INFO, "outbox: recorded wallet-shards %d in %s", q->ob->shards, OUTBOX_SHARDS_KEY);
+        ok = 1;
+    } else if (reply->type == REDIS_REPLY_STRING && atoi(reply->str) == q->ob->shards) {
+        ok = 1;
+    } else {
+        log_msg(LOG_ERROR,
+                "wallet-shards is %d here but this Redis holds wallets placed on %.16s shards (%s): "
+                "changing it would move every wallet; start with --wallet-shards=%.16s",
+                q->ob->shards, reply->type == REDIS_REPLY_STRING ? reply->str : "?", OUTBOX_SHARDS_KEY,
+                reply->type == REDIS_REPLY_STRING ? reply->str : "?");
+    }
+    q->done(q->ctx, ok);
+    free(q);
+}
+
+int outbox_check_shards(struct outbox *ob, void (*done)(void *ctx, int ok), void *ctx)
+{
+    struct shards_check *q = malloc(sizeof *q);
+    if (!q)
+        return -1;
+    *q = (struct shards_check){ob, done, ctx};
+    char n[16];
+    snprintf(n, sizeof n, "%d", ob->shards);
+    /* Records the number unless one is there, and answers the one that was
+     * (SET ... NX GET, Redis 7.0). */
+    const char *argv[] = {"SET", OUTBOX_SHARDS_KEY, n, "NX", "GET"};
+    size_t len[] = {3, strlen(OUTBOX_SHARDS_KEY), strlen(n), 2, 3};
+    if (rlink_command(ob->rl, RLINK_CMD_LINK, 5, argv, len, on_shards, q) < 0) {
+        free(q);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_trim(redisReply *reply, void *priv)
+{
+    uint64_t *trimmed = priv;
+    if (!reply)
+        return;
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
+        *trimmed += (uint64_t)reply->integer;
+    else if (reply->type == REDIS_REPLY_ERROR)
+        log_msg(LOG_WARN, "outbox: trim: %s", reply->str);
+}
+
+void outbox_trim(struct outbox *ob, int shard, uint64_t *trimmed)
+{
+    char key[OUTBOX_KEY_MAX];
+    outbox_key(shard, key, sizeof key);
+    const char *argv[] = {key, OUTBOX_GROUP_LEDGER, OUTBOX_GROUP_ROOMS};
+    size_t len[] = {strlen(key), strlen(OUTBOX_GROUP_LEDGER), strlen(OUTBOX_GROUP_ROOMS)};
+    rlink_eval(ob->rl, &ob->trim_script, 1, 3, argv, len, on_trim, trimmed);
 }

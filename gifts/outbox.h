@@ -1,80 +1,84 @@
-/* outbox.h - the wallet shards' outbox streams: key names, the entry format,
- * and the leases that let exactly one consumer per group read a shard.
+/* outbox.h - the wallet shards and their outbox streams: which shard a
+ * user's wallet is on, the key names, the order ids, the consumer groups
+ * and what they may trim.
  *
- * Every money movement is one Lua script on one wallet shard (gifts/wallet.c)
+ * Every money movement is one Lua script on one wallet shard (wallet.c)
  * that appends the movement to the shard's outbox stream tc:{w:N}:outbox.
- * Two consumer groups read every stream:
- *   "ledger" - storage/ledger.c: orders, ledger entries and creator earnings
- *              into PostgreSQL, exactly once (ON CONFLICT on the order id);
- *   "rooms"  - gifts/roomfeed.c: the room event, the leaderboards, exactly
- *              once per room (a per-shard watermark of applied stream ids).
- * A shard's stream is read by one consumer of a group at a time: the node
- * that holds the lease tc:{w:N}:lease:<group>.
+ * Two consumer groups read every stream (consumer.h):
+ *   "ledger" - storage/ledger.c: orders, ledger entries and creator
+ *              earnings into PostgreSQL, exactly once;
+ *   "rooms"  - rooms/roomfeed.c: the room event and the leaderboards,
+ *              exactly once per room.
+ * An entry's fields are listed in entry.h. The order id of an entry is
+ * "<shard>-<stream id>", e.g. "7-1732240000000-0": unique, and derivable by
+ * every consumer from where it read the entry.
  *
- * Entry fields (all values are strings, as Redis stores them):
- *   k   kind: "gift", "tip" or "credit"
- *   u   the user whose wallet moved (the sender; the credited user for credit)
- *   r   room id (= the creator's user id); "" for credit
- *   g   gift id (gift), "0" otherwise
- *   gn  gift name (gift), "" otherwise
- *   an  gift animation key (gift), "" otherwise
- *   n   count (gift), "1" otherwise
- *   p   unit price in coins (gift), = a otherwise
- *   a   amount in coins, > 0 (the debit for gift/tip, the credit for credit)
- *   b   the wallet's balance after the movement
- *   m   combo id (gift, may be ""), "" otherwise
- *   t   message text (tip, may be ""), the reason for credit
- *   q   the client's request id (idempotency key, per user)
- *   ts  server time in ms since the epoch
- *   ro  the role of the user who made the request (viewer, creator, admin)
- * The order id of an entry is "<shard>-<stream id>", e.g. "7-1732240000000-0":
- * unique, and derivable by every consumer from where it read the entry.
- */
+ * The number of shards (setting wallet-shards) is this module's: it places
+ * every wallet, so it is fixed for the life of the data. It is recorded in
+ * Redis (tc:wallet-shards) by the first node that starts, and every node
+ * checks it at start and refuses to run with another. */
 #ifndef TIPCAST_OUTBOX_H
 #define TIPCAST_OUTBOX_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rlink.h"
+
 #define OUTBOX_GROUP_LEDGER "ledger"
 #define OUTBOX_GROUP_ROOMS "rooms"
 #define OUTBOX_SHARDS_MAX 1024
-/* A lease lasts this long unless renewed; it is renewed every tick. */
-#define OUTBOX_LEASE_MS 5000
-#define OUTBOX_LEASE_TICK_MS 1000
-/* Longest order id: shard, '-', stream id "ms-seq". */
+/* Longest stream id "ms-seq" (two 64-bit numbers). */
+#define OUTBOX_STREAM_ID_MAX 41
+/* Longest order id: shard, '-', stream id. */
 #define OUTBOX_ORDER_ID_MAX 48
+/* Longest key of a shard (tc:{w:N}:outbox, :lease:GROUP, :bal:UID). */
+#define OUTBOX_KEY_MAX 128
+/* The Redis key that records wallet-shards. */
+#define OUTBOX_SHARDS_KEY "tc:wallet-shards"
 
-/* The wallet shard of a user: FNV-1a of the id, modulo wallet-shards. */
-int outbox_shard_of(const char *uid);
+struct outbox {
+    struct rlink *rl;
+    int shards;
+    const char *node_id; /* this node's consumer name */
+    struct rlink_script trim_script;
+};
 
-/* Key names, written into buf (cap bytes, >= 128 is always enough). */
-void outbox_key(int shard, char *buf, size_t cap);           /* tc:{w:N}:outbox */
-void outbox_balance_key(int shard, const char *uid, char *buf, size_t cap); /* tc:{w:N}:bal:UID */
+/* Prepares the outbox of `shards` wallet shards and registers its script
+ * (before rlink_start). node_id must outlive ob. */
+void outbox_init(struct outbox *ob, struct rlink *rl, int shards, const char *node_id);
+
+/* The wallet shard of a user: FNV-1a of the id, modulo the shards. */
+int outbox_shard_of(const struct outbox *ob, const char *uid);
+
+/* Key names, written into buf (OUTBOX_KEY_MAX bytes is always enough for
+ * the first two; the idempotency key adds the request id). */
+void outbox_key(int shard, char *buf, size_t cap);                           /* tc:{w:N}:outbox */
+void outbox_balance_key(int shard, const char *uid, char *buf, size_t cap);  /* tc:{w:N}:bal:UID */
 void outbox_idem_key(int shard, const char *uid, const char *req_id, char *buf, size_t cap);
-void outbox_lease_key(int shard, const char *group, char *buf, size_t cap);
+void outbox_lease_key(int shard, const char *group, char *buf, size_t cap);  /* tc:{w:N}:lease:GROUP */
+
+/* The shard of a key "tc:{w:N}:outbox" (len bytes), or -1 when it is not
+ * one of this outbox's. */
+int outbox_key_shard(const struct outbox *ob, const char *key, size_t len);
 
 /* "<shard>-<stream id>" into buf. */
 void outbox_order_id(int shard, const char *stream_id, char *buf, size_t cap);
 
-/* Leases of one consumer group. The owner calls outbox_lease_tick() every
- * OUTBOX_LEASE_TICK_MS; it tries to take or renew the lease of every shard
- * (one pipelined script per shard) and calls on_change(shard, owned) when
- * this node gains or loses a shard. `owned` is an array of wallet-shards
- * bytes, 1 where this node holds the lease. A shard whose renewal cannot be
- * confirmed (Redis down) counts as lost at once. */
-struct outbox_leases {
-    const char *group;
-    uint8_t owned[OUTBOX_SHARDS_MAX];
-    int64_t renewed_ms[OUTBOX_SHARDS_MAX];
-    void (*on_change)(int shard, int owned);
-};
-void outbox_lease_tick(struct outbox_leases *l);
-/* Gives up every lease (at shutdown) without waiting for the answer. */
-void outbox_lease_release_all(struct outbox_leases *l);
-
 /* Makes sure both consumer groups exist on every shard's stream (XGROUP
  * CREATE ... MKSTREAM, BUSYGROUP ignored). Fire and forget; safe to repeat. */
-void outbox_ensure_groups(void);
+void outbox_ensure_groups(struct outbox *ob);
+
+/* Checks the recorded number of shards against this node's, recording it
+ * when none is: done(ctx, 1) when they agree, done(ctx, 0) with the reason
+ * logged when they do not or Redis cannot say. Returns -1 (done never
+ * called) when the command connection is down. */
+int outbox_check_shards(struct outbox *ob, void (*done)(void *ctx, int ok), void *ctx);
+
+/* Trims a shard's stream of the entries that both groups have acknowledged
+ * (lua/outbox_trim.lua; never by length). Fire and forget: the number
+ * trimmed is added to *trimmed when the answer comes (which must stay
+ * valid until then). */
+void outbox_trim(struct outbox *ob, int shard, uint64_t *trimmed);
 
 #endif

@@ -1,62 +1,75 @@
-/* conn.c - one WebSocket connection (see conn.h). */
+/* conn.c - the connection table and each connection's reads, writes and
+ * timeouts (see conn.h). */
 #include "conn.h"
 
-#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "board.h"
-#include "catalog.h"
+#include "clock.h"
 #include "log.h"
-#include "room.h"
-#include "server.h"
-#include "wallet.h"
+#include "message.h"
 
-_Static_assert(PROTO_PRE >= LWS_PRE, "frames need LWS_PRE bytes of headroom");
+_Static_assert(FRAME_PRE >= LWS_PRE, "frames need LWS_PRE bytes of headroom");
 
-/* ---- The connection table ---------------------------------------------- */
+/* ---- The table ----------------------------------------------------------- */
 
-static struct {
-    struct conn **slots;
-    uint32_t *free_slots;
-    uint32_t cap, nfree;
-    uint32_t high;        /* slots at or past this were never used */
-    uint64_t serial;
-    int count;
-} T;
-
-int conn_table_init(int max_connections)
+static void sink_send(void *ctx, uint64_t id, struct frame *f)
 {
-    T.cap = (uint32_t)max_connections;
-    T.slots = calloc(T.cap, sizeof *T.slots);
-    T.free_slots = malloc(sizeof *T.free_slots * T.cap);
-    if (!T.slots || !T.free_slots)
+    struct conn *c = conn_find(ctx, id);
+    if (c)
+        conn_send(c, f);
+    else
+        frame_unref(f); /* gone meanwhile */
+}
+
+int conns_init(struct conns *t, const struct config *cfg, const struct conn_hooks *hooks)
+{
+    memset(t, 0, sizeof *t);
+    t->cfg = cfg;
+    t->hooks = *hooks;
+    t->sink = (struct reply_sink){sink_send, t};
+    t->cap = (uint32_t)cfg->max_connections;
+    t->slots = calloc(t->cap, sizeof *t->slots);
+    t->free_slots = malloc(sizeof *t->free_slots * t->cap);
+    if (!t->slots || !t->free_slots) {
+        conns_free(t);
         return -1;
+    }
     /* Lowest slots first, so the sweep walks a dense prefix. */
-    for (uint32_t i = 0; i < T.cap; i++)
-        T.free_slots[i] = T.cap - 1 - i;
-    T.nfree = T.cap;
+    for (uint32_t i = 0; i < t->cap; i++)
+        t->free_slots[i] = t->cap - 1 - i;
+    t->nfree = t->cap;
     return 0;
 }
 
-void conn_table_free(void)
+void conns_free(struct conns *t)
 {
-    free(T.slots);
-    free(T.free_slots);
-    memset(&T, 0, sizeof T);
+    free(t->slots);
+    free(t->free_slots);
+    t->slots = NULL;
+    t->free_slots = NULL;
+    t->cap = t->nfree = t->high = 0;
 }
 
-struct conn *conn_find(uint64_t id)
+struct conn *conn_find(struct conns *t, uint64_t id)
 {
     uint32_t slot = (uint32_t)(id & 0xffffffffu);
-    if (slot >= T.cap || !T.slots[slot] || T.slots[slot]->id != id)
+    if (slot >= t->cap || !t->slots[slot] || t->slots[slot]->id != id)
         return NULL;
-    return T.slots[slot];
+    return t->slots[slot];
 }
 
-int conn_count(void) { return T.count; }
+void conn_reply(const struct conn *c, const char *id, struct reply *r)
+{
+    r->sink = &c->t->sink;
+    r->conn = c->id;
+    r->fmt = c->fmt;
+    size_t n = id ? strlen(id) : 0;
+    tc_assert(n <= REPLY_ID_MAX);
+    memcpy(r->id, id ? id : "", n + 1);
+}
 
-/* ---- Sending ------------------------------------------------------------ */
+/* ---- Writing ------------------------------------------------------------ */
 
 static void want_write(struct conn *c) { lws_callback_on_writable(c->wsi); }
 
@@ -64,7 +77,7 @@ static void want_write(struct conn *c) { lws_callback_on_writable(c->wsi); }
  * is ahead of it: no reply of ours queued, no remainder of an earlier frame
  * held by lws, no close under way. Writing at once saves the WRITEABLE
  * cycle, whose arming and disarming of POLLOUT (epoll_ctl, twice) costs as
- * much as the write itself (docs/benchmarks.md). */
+ * much as the write itself (docs/architecture.md). */
 static int can_write_now(struct conn *c)
 {
     return c->outq_count == 0 && !c->close_code && !lws_partial_buffered(c->wsi);
@@ -77,7 +90,7 @@ static int write_frame(struct conn *c, struct frame *f)
      * as they are (its "HTTP" write is a raw one on a WebSocket). */
     if (f->wire)
         wp = LWS_WRITE_HTTP;
-    int n = lws_write(c->wsi, f->data + PROTO_PRE, f->len, wp);
+    int n = lws_write(c->wsi, frame_payload(f), f->len, wp);
     return n < (int)f->len ? -1 : 0;
 }
 
@@ -95,7 +108,7 @@ static void write_failed(struct conn *c)
 static int write_ping(struct conn *c)
 {
     uint8_t ping[LWS_PRE + 8];
-    uint64_t t = (uint64_t)now_mono_ms();
+    uint64_t t = (uint64_t)clock_mono_ms();
     for (int i = 0; i < 8; i++)
         ping[LWS_PRE + i] = (uint8_t)(t >> (56 - 8 * i));
     c->ping_due = 0;
@@ -107,10 +120,10 @@ static int write_ping(struct conn *c)
  * same write. Returns 0, or -1 when out of memory or the write failed. */
 static int write_room_frame(struct conn *c, struct membership *m, struct frame *board)
 {
-    struct room_event *ev = room_next_event(m->room, m->next_seq), *last = NULL;
+    struct ring_event *ev = ring_next(m->ring, m->next_seq), *last = NULL;
     struct frame *f = NULL;
     if (ev) {
-        f = room_frame_from(m->room, ev, c->fmt, &last, board);
+        f = ring_frame_from(m->ring, ev, c->fmt, &last, board);
         if (!f)
             return -1;
         m->next_seq = last->seq + 1;
@@ -128,9 +141,11 @@ static int write_room_frame(struct conn *c, struct membership *m, struct frame *
 size_t conn_backlog(const struct conn *c)
 {
     size_t n = c->outq_bytes;
-    for (int i = 0; i < c->nrooms; i++)
-        if (c->rooms[i].state == MEMBER_LIVE)
-            n += room_backlog(c->rooms[i].room, &c->rooms[i], c->fmt);
+    for (int i = 0; i < c->nrooms; i++) {
+        const struct membership *m = &c->rooms[i];
+        if (m->state == MEMBER_LIVE)
+            n += m->ring->cum[c->fmt] - m->sent_cum;
+    }
     return n;
 }
 
@@ -173,7 +188,7 @@ void conn_send(struct conn *c, struct frame *f)
         frame_unref(f);
         return;
     }
-    if (conn_backlog(c) + f->len > (size_t)srv.cfg.max_queued_bytes ||
+    if (conn_backlog(c) + f->len > (size_t)c->t->cfg->max_queued_bytes ||
         (c->outq_count == c->outq_cap && outq_grow(c) < 0)) {
         frame_unref(f);
         conn_close(c, CLOSE_SLOW_CONSUMER, "slow consumer", 1);
@@ -186,14 +201,22 @@ void conn_send(struct conn *c, struct frame *f)
             write_failed(c);
         return;
     }
+    tc_assert(c->outq_count < c->outq_cap);
     c->outq[(c->outq_head + c->outq_count) % c->outq_cap] = f;
     c->outq_count++;
     c->outq_bytes += f->len;
     want_write(c);
 }
 
+void conn_send_error(struct conn *c, const char *id, enum err code, const char *text, const char *field,
+                     int64_t extra)
+{
+    conn_send(c, message_error(c->fmt, id, code, text, field, extra));
+}
+
 void conn_deliver(struct conn *c, struct membership *m, struct frame *board)
 {
+    tc_assert(m->state == MEMBER_LIVE);
     if (!can_write_now(c)) {
         if (board)
             conn_send(c, frame_ref(board));
@@ -206,26 +229,21 @@ void conn_deliver(struct conn *c, struct membership *m, struct frame *board)
     }
     /* More than one batch pending: the rest at WRITEABLE, in turn with
      * the connection's other rooms. */
-    if (m->room->last_seq >= m->next_seq)
+    if (m->ring->last_seq >= m->next_seq)
         want_write(c);
 }
 
-void conn_send_error(struct conn *c, const char *id, const char *code, const char *message,
-                     const char *field, const char *extra_key, int64_t extra_val)
-{
-    conn_send(c, proto_error_frame(c->fmt, id, code, message, field, extra_key, extra_val));
-}
-
-void conn_close(struct conn *c, int code, const char *reason, int drop_queue)
+void conn_close(struct conn *c, int code, const char *reason, int drop)
 {
     if (c->close_code)
         return;
     c->close_code = code;
     c->close_reason = reason;
-    if (drop_queue) {
+    if (drop) {
         outq_clear(c);
-        while (c->nrooms > 0)
-            room_leave(c, c->nrooms - 1);
+        if (c->nrooms)
+            c->t->hooks.on_leave_all(c->t->hooks.ctx, c);
+        tc_assert(c->nrooms == 0);
     }
     /* A client that reads nothing never makes the socket writeable again:
      * lws drops it if the close frame cannot go out within a few seconds. */
@@ -233,99 +251,12 @@ void conn_close(struct conn *c, int code, const char *reason, int drop_queue)
     want_write(c);
 }
 
-/* ---- Requests ----------------------------------------------------------- */
+/* ---- The request rate ------------------------------------------------------ */
 
-static void send_welcome(struct conn *c, const char *id)
+int conn_admit(struct conn *c, const char *id)
 {
-    const struct config *cfg = &srv.cfg;
-    struct enc e;
-    int has_id = id && id[0];
-    enc_init(&e, c->fmt, 256);
-    enc_map(&e, (uint32_t)(5 + has_id));
-    enc_key(&e, "type");
-    enc_cstr(&e, "welcome");
-    if (has_id) {
-        enc_key(&e, "id");
-        enc_cstr(&e, id);
-    }
-    enc_key(&e, "user");
-    enc_cstr(&e, c->user.sub);
-    enc_key(&e, "role");
-    enc_cstr(&e, role_name(c->user.role));
-    enc_key(&e, "exp");
-    enc_int(&e, c->user.exp);
-    enc_key(&e, "limits");
-    enc_map(&e, 5);
-    enc_key(&e, "max_frame_bytes");
-    enc_int(&e, cfg->max_frame_bytes);
-    enc_key(&e, "max_msgs_per_s");
-    enc_int(&e, cfg->max_msgs_per_s);
-    enc_key(&e, "max_burst");
-    enc_int(&e, cfg->max_burst);
-    enc_key(&e, "max_rooms");
-    enc_int(&e, cfg->max_rooms_per_conn);
-    enc_key(&e, "max_text_bytes");
-    enc_int(&e, PROTO_TEXT_MAX);
-    enc_end_map(&e);
-    enc_end_map(&e);
-    conn_send(c, enc_finish(&e));
-}
-
-/* Checks a token; on success the connection is authenticated and welcomed,
- * on failure it is told why and closed with 4003. */
-static void authenticate(struct conn *c, const char *token, size_t len, const char *id)
-{
-    struct jwt_claims claims;
-    enum jwt_result r = jwt_verify(&srv.cfg, token, len, now_wall_ms() / 1000, &claims);
-    if (r != JWT_OK) {
-        int expired = r == JWT_EXPIRED || r == JWT_NOT_YET_VALID;
-        char msg[96];
-        snprintf(msg, sizeof msg, "token refused: %s", jwt_result_name(r));
-        conn_send_error(c, id, expired ? "auth_expired" : "auth_invalid", msg, NULL, NULL, 0);
-        conn_close(c, CLOSE_AUTH_FAILED, "authentication failed", 0);
-        return;
-    }
-    c->authed = 1;
-    c->user = claims;
-    send_welcome(c, id);
-}
-
-static void send_pong(struct conn *c, const char *id)
-{
-    struct enc e;
-    enc_init(&e, c->fmt, 96);
-    enc_map(&e, 3);
-    enc_key(&e, "type");
-    enc_cstr(&e, "pong");
-    enc_key(&e, "id");
-    enc_cstr(&e, id);
-    enc_key(&e, "ts");
-    enc_int(&e, now_wall_ms());
-    enc_end_map(&e);
-    conn_send(c, enc_finish(&e));
-}
-
-static void send_left(struct conn *c, const char *id, const char *room)
-{
-    struct enc e;
-    enc_init(&e, c->fmt, 128);
-    enc_map(&e, 3);
-    enc_key(&e, "type");
-    enc_cstr(&e, "left");
-    enc_key(&e, "id");
-    enc_cstr(&e, id);
-    enc_key(&e, "room");
-    enc_cstr(&e, room);
-    enc_end_map(&e);
-    conn_send(c, enc_finish(&e));
-}
-
-/* The token bucket. Returns 1 when the request may go ahead. A client far
- * past the limit is closed rather than answered forever. */
-static int rate_admit(struct conn *c, const char *id)
-{
-    const struct config *cfg = &srv.cfg;
-    int64_t now = now_mono_ms();
+    const struct config *cfg = c->t->cfg;
+    int64_t now = clock_mono_ms();
     c->tokens += (double)(now - c->bucket_ms) * cfg->max_msgs_per_s / 1000.0;
     if (c->tokens > cfg->max_burst)
         c->tokens = cfg->max_burst;
@@ -344,162 +275,54 @@ static int rate_admit(struct conn *c, const char *id)
         return 0;
     }
     int64_t wait_ms = (int64_t)((1.0 - c->tokens) * 1000.0 / cfg->max_msgs_per_s) + 1;
-    conn_send_error(c, id, "rate_limited", "too many messages; slow down", NULL, "retry_after_ms", wait_ms);
+    conn_send_error(c, id, ERR_RATE_LIMITED, "too many messages; slow down", NULL, wait_ms);
     return 0;
-}
-
-static int membership_index(const struct conn *c, const char *room)
-{
-    for (int i = 0; i < c->nrooms; i++)
-        if (strcmp(c->rooms[i].room->id, room) == 0)
-            return i;
-    return -1;
-}
-
-static void handle_message(struct conn *c, int binary, const uint8_t *buf, size_t len)
-{
-    struct request req;
-    struct proto_error err;
-
-    if (binary != (c->fmt == FMT_MSGPACK)) {
-        if (rate_admit(c, NULL))
-            conn_send_error(c, NULL, "wrong_frame_type",
-                            c->fmt == FMT_MSGPACK ? "tipcast.v1.msgpack takes binary frames"
-                                                  : "tipcast.v1.json takes text frames",
-                            NULL, NULL, 0);
-        return;
-    }
-    if (proto_decode(c->fmt, buf, len, &req, &err) < 0) {
-        if (rate_admit(c, err.id))
-            conn_send_error(c, err.id, err.code, err.message, err.field, NULL, 0);
-        return;
-    }
-    if (!rate_admit(c, req.id))
-        goto done;
-
-    if (!c->authed && req.type != REQ_AUTH && req.type != REQ_PING) {
-        conn_send_error(c, req.id, "auth_required", "authenticate first", NULL, NULL, 0);
-        goto done;
-    }
-    switch (req.type) {
-    case REQ_AUTH:
-        if (c->authed)
-            conn_send_error(c, req.id, "already_authenticated", "this connection is authenticated", NULL, NULL, 0);
-        else
-            authenticate(c, req.token, req.token_len, req.id);
-        break;
-    case REQ_PING:
-        send_pong(c, req.id);
-        break;
-    case REQ_JOIN:
-        room_join(c, req.room, req.id);
-        break;
-    case REQ_LEAVE: {
-        int i = membership_index(c, req.room);
-        if (i < 0) {
-            conn_send_error(c, req.id, "not_member", "not a member of this room", NULL, NULL, 0);
-            break;
-        }
-        room_leave(c, i);
-        send_left(c, req.id, req.room);
-        break;
-    }
-    case REQ_NOTICE:
-        room_notice(c, req.room, req.text, req.text_len, req.id);
-        break;
-    case REQ_HISTORY:
-        room_history(c, req.room, req.after_seq, req.id);
-        break;
-    case REQ_CATALOG:
-        conn_send(c, catalog_frame(c->fmt, req.id));
-        break;
-    case REQ_GIFT:
-    case REQ_TIP:
-    case REQ_CREDIT:
-    case REQ_BALANCE:
-        wallet_request(c, &req);
-        break;
-    case REQ_LEADERBOARD:
-        board_request(c, req.room, req.id);
-        break;
-    }
-done:
-    proto_request_release(&req);
 }
 
 /* ---- lws events --------------------------------------------------------- */
 
-/* The token from the handshake: ?token=... or Authorization: Bearer ...
- * Returns its length (0 when there is none), or -1 when it is too long. */
-static int handshake_token(struct lws *wsi, char *buf, int cap)
+int conn_opened(struct conns *t, struct conn *c, struct lws *wsi, enum fmt fmt)
 {
-    /* lws copies "token=VALUE" into buf and answers a pointer to VALUE. */
-    const char *v = lws_get_urlarg_by_name(wsi, "token=", buf, cap);
-    if (v) {
-        size_t n = strlen(v);
-        memmove(buf, v, n + 1);
-        return (int)n;
-    }
-    int n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
-    if (n <= 0)
-        return 0;
-    if (n >= cap)
-        return -1;
-    if (lws_hdr_copy(wsi, buf, cap, WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
-        return -1;
-    if (strncasecmp(buf, "Bearer ", 7) != 0)
-        return -1;
-    memmove(buf, buf + 7, strlen(buf + 7) + 1);
-    return (int)strlen(buf);
-}
-
-int conn_opened(struct conn *c, struct lws *wsi, enum fmt fmt)
-{
-    static char token[JWT_MAX_BYTES + 8];
     memset(c, 0, sizeof *c);
+    c->t = t;
     c->wsi = wsi;
     c->fmt = fmt;
-    if (T.nfree == 0 || srv.stopping) {
+    if (t->nfree == 0 || t->stopping) {
         static const char reason[] = "server full";
-        lws_close_reason(wsi, (enum lws_close_status)1013 /* try again later */, (unsigned char *)reason, sizeof reason - 1);
+        lws_close_reason(wsi, (enum lws_close_status)1013 /* try again later */, (unsigned char *)reason,
+                         sizeof reason - 1);
         return -1;
     }
-    c->slot = T.free_slots[--T.nfree];
-    c->id = (++T.serial << 32) | c->slot;
-    if (c->slot >= T.high)
-        T.high = c->slot + 1;
-    T.slots[c->slot] = c;
-    T.count++;
+    c->slot = t->free_slots[--t->nfree];
+    c->id = (++t->serial << 32) | c->slot;
+    if (c->slot >= t->high)
+        t->high = c->slot + 1;
+    tc_assert(!t->slots[c->slot]);
+    t->slots[c->slot] = c;
+    t->count++;
 
-    int64_t now = now_mono_ms();
+    int64_t now = clock_mono_ms();
     c->opened_ms = c->last_rx_ms = c->last_ping_ms = c->bucket_ms = now;
     c->flood_window_ms = now;
-    c->tokens = srv.cfg.max_burst;
-    if (srv.cfg.sndbuf_bytes > 0) {
+    c->tokens = t->cfg->max_burst;
+    if (t->cfg->sndbuf_bytes > 0) {
         int fd = lws_get_socket_fd(wsi);
-        int v = srv.cfg.sndbuf_bytes;
+        int v = t->cfg->sndbuf_bytes;
         if (fd >= 0)
             setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
     }
-
-    int n = handshake_token(wsi, token, (int)sizeof token);
-    if (n < 0) {
-        conn_send_error(c, NULL, "auth_invalid", "token refused: malformed", NULL, NULL, 0);
-        conn_close(c, CLOSE_AUTH_FAILED, "authentication failed", 0);
-    } else if (n > 0) {
-        authenticate(c, token, (size_t)n, NULL);
-    }
+    t->hooks.on_open(t->hooks.ctx, c);
     return 0;
 }
 
 int conn_receive(struct conn *c, const void *in, size_t len)
 {
     struct lws *wsi = c->wsi;
-    size_t max = (size_t)srv.cfg.max_frame_bytes;
+    size_t max = (size_t)c->t->cfg->max_frame_bytes;
     int first = lws_is_first_fragment(wsi);
     int last = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
 
-    c->last_rx_ms = now_mono_ms();
+    c->last_rx_ms = clock_mono_ms();
     if (c->close_code)
         return 0; /* closing: what it says no longer matters */
     if (first)
@@ -513,7 +336,7 @@ int conn_receive(struct conn *c, const void *in, size_t len)
     }
     if (first && last) {
         /* The whole message in one piece, the usual case: no copy. */
-        handle_message(c, lws_frame_is_binary(wsi), in, len);
+        c->t->hooks.on_message(c->t->hooks.ctx, c, lws_frame_is_binary(wsi), in, len);
         return 0;
     }
     if (c->rx_len + len > c->rx_cap) {
@@ -528,10 +351,11 @@ int conn_receive(struct conn *c, const void *in, size_t len)
         c->rx = p;
         c->rx_cap = cap;
     }
-    memcpy(c->rx + c->rx_len, in, len);
+    if (len)
+        memcpy(c->rx + c->rx_len, in, len);
     c->rx_len += len;
     if (last) {
-        handle_message(c, lws_frame_is_binary(wsi), c->rx, c->rx_len);
+        c->t->hooks.on_message(c->t->hooks.ctx, c, lws_frame_is_binary(wsi), c->rx, c->rx_len);
         /* Messages come in pieces only when bigger than lws's receive
          * buffer, which is rare (an auth message with its token): an idle
          * connection keeps no buffer for them. */
@@ -543,7 +367,7 @@ int conn_receive(struct conn *c, const void *in, size_t len)
     return 0;
 }
 
-void conn_pong(struct conn *c) { c->last_rx_ms = now_mono_ms(); }
+void conn_pong(struct conn *c) { c->last_rx_ms = clock_mono_ms(); }
 
 /* Writes the close frame ourselves rather than through lws_close_reason()
  * and a -1 return: the Debian build of lws 4.1 (a _DEBUG build) closes a
@@ -591,7 +415,7 @@ static int has_pending(const struct conn *c)
         return 1;
     for (int i = 0; i < c->nrooms; i++) {
         const struct membership *m = &c->rooms[i];
-        if (m->state == MEMBER_LIVE && m->room->last_seq >= m->next_seq)
+        if (m->state == MEMBER_LIVE && m->ring->last_seq >= m->next_seq)
             return 1;
     }
     return 0;
@@ -616,14 +440,12 @@ int conn_writeable(struct conn *c)
         if (rc < 0)
             return -1;
     } else if (c->close_code) {
-        if (!c->close_sent)
-            return send_close(c);
-        return 0;
+        return send_close(c);
     } else {
         for (int k = 0; k < c->nrooms; k++) {
             int i = (c->rr + k) % c->nrooms;
             struct membership *m = &c->rooms[i];
-            if (m->state != MEMBER_LIVE || m->room->last_seq < m->next_seq)
+            if (m->state != MEMBER_LIVE || m->ring->last_seq < m->next_seq)
                 continue;
             c->rr = i + 1;
             if (write_room_frame(c, m, NULL) < 0)
@@ -640,23 +462,26 @@ void conn_closed(struct conn *c)
 {
     if (!c->id)
         return; /* refused in conn_opened before it had a slot */
-    while (c->nrooms > 0)
-        room_leave(c, c->nrooms - 1);
+    struct conns *t = c->t;
+    if (c->nrooms)
+        t->hooks.on_leave_all(t->hooks.ctx, c);
+    tc_assert(c->nrooms == 0);
     outq_clear(c);
     free(c->outq);
     free(c->rooms);
     free(c->rx);
-    T.slots[c->slot] = NULL;
-    T.free_slots[T.nfree++] = c->slot;
-    T.count--;
+    tc_assert(t->slots[c->slot] == c && t->count > 0);
+    t->slots[c->slot] = NULL;
+    t->free_slots[t->nfree++] = c->slot;
+    t->count--;
     c->id = 0;
 }
 
-void conn_sweep(int64_t now)
+void conns_sweep(struct conns *t, int64_t now)
 {
-    const struct config *cfg = &srv.cfg;
-    for (uint32_t s = 0; s < T.high; s++) {
-        struct conn *c = T.slots[s];
+    const struct config *cfg = t->cfg;
+    for (uint32_t s = 0; s < t->high; s++) {
+        struct conn *c = t->slots[s];
         if (!c || c->close_code)
             continue;
         if (!c->authed) {
@@ -681,9 +506,10 @@ void conn_sweep(int64_t now)
     }
 }
 
-void conn_close_all(void)
+void conns_close_all(struct conns *t)
 {
-    for (uint32_t s = 0; s < T.high; s++)
-        if (T.slots[s])
-            conn_close(T.slots[s], LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down", 1);
+    t->stopping = 1;
+    for (uint32_t s = 0; s < t->high; s++)
+        if (t->slots[s])
+            conn_close(t->slots[s], LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down", 1);
 }

@@ -1,12 +1,23 @@
-/* conn.h - one WebSocket connection (a session): authentication, the
- * requests it sends, the frames queued for it, its rooms.
+/* conn.h - the WebSocket connections of this node: the table that finds
+ * one by id, and each connection's writes (its own replies, its rooms'
+ * events, pings and the close), its reading of messages, its request rate
+ * and its timeouts.
  *
  * The struct is lws's per-session data: lws allocates it zeroed when the
  * connection opens and frees it after LWS_CALLBACK_CLOSED, so nothing may
- * keep a pointer to it past conn_closed(). Asynchronous work (Redis replies)
- * refers to a connection by its `id` and looks it up with conn_find(), which
- * answers NULL once the connection is gone.
- */
+ * keep a pointer to it past conn_closed(). Asynchronous work (Redis
+ * replies) refers to a connection by its `id`, through a reply handle
+ * (core/reply.h) or conn_find(), which answers NULL once it is gone.
+ *
+ * Writes: a frame goes straight to lws_write when nothing is queued ahead
+ * of it and lws holds no unsent remainder; otherwise it is queued and
+ * written from WRITEABLE. Frames are never interleaved, never written
+ * behind a partial write, never after a close (docs/architecture.md).
+ *
+ * What a message means is not this module's business: a complete message
+ * goes to the on_message hook (server/session.c), and a connection that
+ * must leave its rooms at once (slow consumer, shutdown) goes to
+ * on_leave_all (server/room.c). */
 #ifndef TIPCAST_CONN_H
 #define TIPCAST_CONN_H
 
@@ -15,15 +26,17 @@
 
 #include <libwebsockets.h>
 
+#include "config.h"
 #include "jwt.h"
-#include "proto.h"
-
-struct room;
+#include "reply.h"
+#include "ring.h"
 
 /* Bound on frames (replies and errors) queued for one connection; past it,
  * as past max-queued-bytes, the connection is a slow consumer. Replies are
  * bounded in bytes by max-queued-bytes; this bounds the ring of pointers. */
 #define CONN_OUTQ_MAX 65536
+/* Seconds a closing connection has to take our close frame and answer it. */
+#define CONN_CLOSE_ACK_S 5
 
 /* WebSocket close codes of our own (docs/protocol.md). */
 #define CLOSE_AUTH_TIMEOUT 4001
@@ -31,8 +44,6 @@ struct room;
 #define CLOSE_FLOOD 4008
 #define CLOSE_SLOW_CONSUMER 4009
 #define CLOSE_IDLE 4010
-/* Seconds a closing connection has to take our close frame and answer it. */
-#define CONN_CLOSE_ACK_S 5
 
 enum member_state {
     MEMBER_WAIT_SUB,  /* waiting for the node's subscription to the room */
@@ -40,17 +51,23 @@ enum member_state {
     MEMBER_LIVE,      /* receives every event with seq >= next_seq */
 };
 
-/* The connection's place in one room. */
+struct room;
+
+/* The connection's place in one room (server/room.h owns the rooms). */
 struct membership {
     struct room *room;
-    uint32_t idx;             /* index in room->members */
+    struct ring *ring;        /* the room's */
+    uint32_t idx;             /* index in the room's members */
     enum member_state state;
     int64_t next_seq;         /* the next event to send */
-    uint64_t sent_cum;        /* room->cum[fmt] up to the last event sent */
+    uint64_t sent_cum;        /* ring->cum[fmt] up to the last event sent */
     char *join_id;            /* owned: the pending join's request id */
 };
 
+struct conns;
+
 struct conn {
+    struct conns *t;
     struct lws *wsi;
     uint64_t id;
     uint32_t slot;
@@ -84,21 +101,46 @@ struct conn {
     int rr;                   /* round-robin start for fairness between rooms */
 
     /* Set when the connection is to be closed: the close frame is sent at
-     * the next WRITEABLE, after the queued replies unless `drop_queue`. */
+     * the next WRITEABLE, after the queued replies unless dropped. */
     int close_code;
     const char *close_reason;
     int close_sent;
 };
 
-/* Connection table: lookup by id for asynchronous replies, and iteration for
- * the periodic sweep (auth deadline, ping, idle). */
-int conn_table_init(int max_connections);
-void conn_table_free(void);
-struct conn *conn_find(uint64_t id);
+struct conn_hooks {
+    void *ctx;
+    /* The connection is open (a slot is taken): the handshake's token may
+     * authenticate it. */
+    void (*on_open)(void *ctx, struct conn *c);
+    /* A whole message arrived; buf is valid during the call. */
+    void (*on_message)(void *ctx, struct conn *c, int binary, const uint8_t *buf, size_t len);
+    /* The connection must leave every room now (conn->nrooms becomes 0). */
+    void (*on_leave_all)(void *ctx, struct conn *c);
+};
 
-/* Called from the lws protocol callback (server.c). Each returns 0, or -1
- * when lws is to close the connection (after lws_close_reason). */
-int conn_opened(struct conn *c, struct lws *wsi, enum fmt fmt);
+/* The connection table. */
+struct conns {
+    const struct config *cfg;
+    struct conn_hooks hooks;
+    struct reply_sink sink;   /* replies by connection id */
+    struct conn **slots;
+    uint32_t *free_slots;
+    uint32_t cap, nfree;
+    uint32_t high;            /* slots at or past this were never used */
+    uint64_t serial;
+    int count;
+    int stopping;             /* new connections are refused */
+};
+
+/* Allocates the table for cfg->max_connections. Returns 0, or -1 when out
+ * of memory (nothing is kept). */
+int conns_init(struct conns *t, const struct config *cfg, const struct conn_hooks *hooks);
+void conns_free(struct conns *t);
+struct conn *conn_find(struct conns *t, uint64_t id);
+
+/* lws events (server.c). Each returns 0, or -1 when lws is to close the
+ * connection (after lws_close_reason). */
+int conn_opened(struct conns *t, struct conn *c, struct lws *wsi, enum fmt fmt);
 int conn_receive(struct conn *c, const void *in, size_t len);
 int conn_writeable(struct conn *c);
 void conn_pong(struct conn *c);
@@ -107,31 +149,38 @@ void conn_pong(struct conn *c);
 int conn_peer_closed(struct conn *c);
 void conn_closed(struct conn *c);
 
-/* Sends a frame to this connection (takes the caller's reference): at once
- * when nothing is queued ahead of it, else queued for WRITEABLE. When the
- * queue is over its bounds the connection is closed as a slow consumer
- * instead. */
-void conn_send(struct conn *c, struct frame *f);
-/* Sends live membership m its next frame of the room, and the room's
- * leaderboard push `board` (NULL for none; the caller keeps its reference),
- * in one write when the connection can take them now. Otherwise the push is
- * queued and the events wait for WRITEABLE (conn_writeable sends them). */
-void conn_deliver(struct conn *c, struct membership *m, struct frame *board);
-/* Queues an error reply. */
-void conn_send_error(struct conn *c, const char *id, const char *code, const char *message,
-                     const char *field, const char *extra_key, int64_t extra_val);
-/* Starts closing with `code`; with drop_queue the queued frames are dropped
- * and the connection leaves its rooms at once (slow consumer, shutdown). */
-void conn_close(struct conn *c, int code, const char *reason, int drop_queue);
+/* The reply handle of request `id` ("" for none) of this connection. */
+void conn_reply(const struct conn *c, const char *id, struct reply *r);
 
-/* Frames this connection has waiting, in bytes: its own queue plus the room
- * events it has not been sent yet. */
+/* Sends a frame (takes the reference): at once when nothing is queued
+ * ahead of it, else queued for WRITEABLE. Past the bounds the connection
+ * is closed as a slow consumer instead. A NULL frame (a reply that could
+ * not be built) closes the connection. */
+void conn_send(struct conn *c, struct frame *f);
+/* Sends an error reply. */
+void conn_send_error(struct conn *c, const char *id, enum err code, const char *text, const char *field,
+                     int64_t extra);
+/* Sends live membership m its next frame of the room with the leaderboard
+ * push `board` (NULL for none; the caller keeps its reference), in one
+ * write when the connection can take them now. Otherwise the push is
+ * queued and the events wait for WRITEABLE. */
+void conn_deliver(struct conn *c, struct membership *m, struct frame *board);
+/* Starts closing with `code`; with drop, the queued frames are dropped and
+ * the connection leaves its rooms at once (slow consumer, shutdown). */
+void conn_close(struct conn *c, int code, const char *reason, int drop);
+
+/* The token bucket: 1 when a request may go ahead; otherwise it has been
+ * answered rate_limited (id names it), or the connection is closing for
+ * flooding. */
+int conn_admit(struct conn *c, const char *id);
+
+/* Frames this connection has waiting, in bytes: its own queue plus the
+ * room events it has not been sent yet. */
 size_t conn_backlog(const struct conn *c);
 
 /* The periodic sweep: auth deadlines, pings, idle timeouts. */
-void conn_sweep(int64_t now_ms);
-/* Closes every connection with 1001 (shutdown). */
-void conn_close_all(void);
-int conn_count(void);
+void conns_sweep(struct conns *t, int64_t now_ms);
+/* Closes every connection with 1001 and refuses new ones (shutdown). */
+void conns_close_all(struct conns *t);
 
 #endif

@@ -10,33 +10,26 @@
 
 #include "log.h"
 
-static struct {
-    int fd;
-    int polling;
-    uv_poll_t poll;
-    struct lws_vhost *vhost;
-} L = {.fd = -1};
-
 static void on_readable(uv_poll_t *h, int status, int events)
 {
-    (void)h;
+    struct listener *l = h->data;
     (void)events;
     if (status < 0)
         return;
     for (int i = 0; i < LISTENER_ACCEPTS_MAX; i++) {
-        int fd = accept4(L.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
                 log_msg(LOG_WARN, "accept: %s", strerror(errno));
             return;
         }
         /* On failure lws has closed the socket already. */
-        if (!lws_adopt_socket_vhost(L.vhost, fd))
+        if (!lws_adopt_socket_vhost(l->vhost, fd))
             log_msg(LOG_WARN, "lws refused an accepted connection");
     }
 }
 
-int listener_start(uv_loop_t *loop, struct lws_vhost *vhost, const char *addr, int port)
+int listener_start(struct listener *l, uv_loop_t *loop, struct lws_vhost *vhost, const char *addr, int port)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -65,26 +58,27 @@ int listener_start(uv_loop_t *loop, struct lws_vhost *vhost, const char *addr, i
             close(fd);
         return -1;
     }
-    L.fd = fd;
-    L.vhost = vhost;
-    uv_poll_init(loop, &L.poll, fd);
-    uv_poll_start(&L.poll, UV_READABLE, on_readable);
-    L.polling = 1;
+    l->fd = fd;
+    l->vhost = vhost;
+    uv_poll_init(loop, &l->poll, fd);
+    l->poll.data = l;
+    uv_poll_start(&l->poll, UV_READABLE, on_readable);
+    l->polling = 1;
     return 0;
 }
 
 static void on_closed(uv_handle_t *h)
 {
-    (void)h;
-    close(L.fd);
-    L.fd = -1;
+    struct listener *l = h->data;
+    close(l->fd);
+    l->fd = -1;
 }
 
-void listener_stop(void)
+void listener_stop(struct listener *l)
 {
-    if (!L.polling)
+    if (!l->polling)
         return;
-    L.polling = 0;
-    uv_poll_stop(&L.poll);
-    uv_close((uv_handle_t *)&L.poll, on_closed);
+    l->polling = 0;
+    uv_poll_stop(&l->poll);
+    uv_close((uv_handle_t *)&l->poll, on_closed);
 }

@@ -15,11 +15,18 @@
 #define LISTENER_ACCEPTS_MAX 256
 #define LISTENER_BACKLOG 4096
 
+struct listener {
+    int fd;
+    int polling;
+    uv_poll_t poll;
+    struct lws_vhost *vhost;
+};
+
 /* Binds addr:port with SO_REUSEADDR and SO_REUSEPORT, listens, and adopts
  * every connection into `vhost`. Returns 0, or -1 with the reason logged
  * (nothing is left open). */
-int listener_start(uv_loop_t *loop, struct lws_vhost *vhost, const char *addr, int port);
+int listener_start(struct listener *l, uv_loop_t *loop, struct lws_vhost *vhost, const char *addr, int port);
 /* Stops accepting and closes the socket (asynchronously; idempotent). */
-void listener_stop(void);
+void listener_stop(struct listener *l);
 
 #endif

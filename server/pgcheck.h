@@ -2,11 +2,14 @@
  * loop and checks it with "SELECT 1" every PGCHECK_INTERVAL_MS, for /readyz.
  * The same connection LISTENs on tipcast_catalog and reloads the gift
  * catalog (gifts/catalog.h) when notified and after every reconnect. The
- * connection (storage/pgconn.h) is re-made PGCHECK_RETRY_MS after it fails. */
+ * connection (core/pgconn.h) is re-made PGCHECK_RETRY_MS after it fails. */
 #ifndef TIPCAST_PGCHECK_H
 #define TIPCAST_PGCHECK_H
 
 #include <uv.h>
+
+#include "catalog.h"
+#include "pgconn.h"
 
 #define PGCHECK_INTERVAL_MS 2000
 /* A check that has not answered within this time counts as a failure. */
@@ -14,11 +17,27 @@
 /* Wait before connecting again after a failure. */
 #define PGCHECK_RETRY_MS 1000
 
+/* What the query in flight is. */
+enum pgcheck_query { Q_CHECK, Q_LISTEN, Q_CATALOG };
+
+struct pgcheck {
+    uv_loop_t *loop;
+    struct catalog *catalog;
+    struct pgconn *pg;
+    int64_t last_ok_ms, last_check_ms;
+    int ok;
+    int logged_down;
+    enum pgcheck_query query;
+    int query_failed; /* a result of the query in flight was an error */
+    int reload;       /* the catalog changed (or we just connected) */
+    uv_timer_t timer;
+};
+
 /* Starts connecting; returns at once. 0, or -1 when out of memory. */
-int pgcheck_start(uv_loop_t *loop, const char *conninfo);
+int pgcheck_start(struct pgcheck *p, uv_loop_t *loop, const char *conninfo, struct catalog *catalog);
 /* Closes the connection and the loop handles (asynchronously). */
-void pgcheck_stop(void);
+void pgcheck_stop(struct pgcheck *p);
 /* 1 when the latest check succeeded and is recent. */
-int pgcheck_ok(void);
+int pgcheck_ok(const struct pgcheck *p);
 
 #endif

@@ -1,49 +1,43 @@
-/* room.h - rooms on this node: their local members, the node's Redis
- * subscription to each, and a bounded ring of recent events shared by every
- * member.
+/* room.h - the rooms that have members on this node: who is in each, the
+ * node's subscription to each room's channel, the ring of recent events,
+ * and the fan-out of events and leaderboard pushes to the members.
  *
- * A room's events are sequenced by Redis (room_publish.lua) and reach every
- * node through pub/sub; the node keeps the latest events in the room's ring,
- * each encoded once per subprotocol, and each member has a cursor (next_seq)
- * into it. A member whose cursor falls out of the ring, or whose unsent bytes
- * pass max-queued-bytes, is a slow consumer and is closed: a slow client
- * never makes the node hold more than the ring.
- */
+ * A room's events are sequenced in Redis (rooms/) and reach every node
+ * through pub/sub; the node keeps the latest in the room's ring (ring.h)
+ * and hands them to its live members. The work is split by concept:
+ *   room.c     the registry: creating, finding and freeing rooms, presence
+ *              refresh, leaving;
+ *   roomsub.c  the subscription to each room's channel, and the events
+ *              that arrive on it;
+ *   roomjoin.c join (snapshot), history and notice requests;
+ *   fanout.c   the flush of new events and leaderboard pushes to the
+ *              members, once per loop turn. */
 #ifndef TIPCAST_ROOM_H
 #define TIPCAST_ROOM_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "conn.h"
-#include "proto.h"
+#include <uv.h>
 
-/* Events kept in memory per room (per node). */
-#define ROOM_RING_EVENTS 512
+#include "board.h"
+#include "conn.h"
+#include "ring.h"
+#include "roomstore.h"
+
 /* Most events one history request answers. */
 #define ROOM_HISTORY_BATCH 100
-/* How long a node's member count in Redis lasts without being refreshed. */
-#define ROOM_PRESENCE_TTL_MS 60000
+/* How often a node refreshes its member counts in Redis (they lapse after
+ * ROOMSTORE_PRESENCE_TTL_MS). */
 #define ROOM_PRESENCE_REFRESH_MS 20000
 /* An empty room stays subscribed this long, so that a viewer who reconnects
  * does not cost an unsubscribe and a subscribe. */
 #define ROOM_EMPTY_LINGER_MS 10000
-/* A member that is behind gets its pending events of a room in one frame,
- * up to this many events and bytes: fewer frames and syscalls per event
- * when a room is hot. */
-#define ROOM_BATCH_EVENTS 64
-#define ROOM_BATCH_BYTES (32 * 1024)
 /* Longest an event waits for the leaderboard push it moved, so that both
  * go out in one write (the push is read from Redis in about a round trip). */
 #define ROOM_BOARD_WAIT_MS 20
-/* Bound on an event body received from Redis. */
-#define ROOM_BODY_MAX 4096
-
-struct room_event {
-    int64_t seq;
-    struct frame *frame[FMT_COUNT];
-    uint64_t cum[FMT_COUNT]; /* room->cum[fmt] after this event */
-};
+/* The leaderboard push timer's resolution; board-push-ms is at least this. */
+#define ROOM_BOARD_TICK_MS 50
 
 enum sub_state { SUB_NONE, SUB_PENDING, SUB_ACTIVE, SUB_LEAVING };
 
@@ -52,89 +46,99 @@ struct room {
     struct room *hnext;
     struct conn **members;
     uint32_t nmembers, members_cap;
-    struct room_event *ring;  /* ROOM_RING_EVENTS entries, allocated with the room */
-    uint32_t ring_head, ring_count;
-    /* The latest batch built per format, for the members in step. */
-    struct frame *batch[FMT_COUNT];
-    int64_t batch_first[FMT_COUNT], batch_last[FMT_COUNT];
-    int64_t last_seq;
-    uint64_t cum[FMT_COUNT];
+    struct ring ring;
     enum sub_state sub;
     int resubscribe;          /* joined again while SUB_LEAVING */
     int64_t empty_since_ms;
-    /* On the list of rooms to flush (room.c) while queued, since dirty_ms
+    /* On the list of rooms to flush (fanout.c) while queued, since dirty_ms
      * (loop time). */
     uint8_t flush_queued;
     struct room *flush_next;
     uint64_t dirty_ms;
-    /* A leaderboard push waiting for the flush, and the last frame built
-     * to carry events and a push in one write (room_frame_from). */
+    /* A leaderboard push waiting for the flush. */
     struct frame *board_push[FMT_COUNT];
-    struct frame *pair[FMT_COUNT], *pair_events[FMT_COUNT], *pair_board[FMT_COUNT];
-    /* Leaderboard pushes (leaderboard/board.c): marked by a gift or tip
-     * event, on board.c's list of rooms to push while queued. */
+    /* Leaderboard pushes: marked by a gift or tip event, on the list of
+     * rooms to push while queued. */
     uint8_t board_queued;
     uint8_t board_busy;       /* a read of the boards is in flight */
     int64_t board_pushed_ms;  /* monotonic time of the last push */
     struct room *board_next;
 };
 
-/* A room's Redis keys. Every one carries the hash tag {r:ROOM}, so a
- * room's scripts touch one hash slot (Redis Cluster). */
-struct room_keys {
-    char seq[ID_MAX + 16];    /* tc:{r:ROOM}:seq   last event seq */
-    char hist[ID_MAX + 16];   /* tc:{r:ROOM}:hist  history stream */
-    char nodes[ID_MAX + 16];  /* tc:{r:ROOM}:nodes members per node */
-    char chan[ID_MAX + 16];   /* tc:{r:ROOM}:ev    pub/sub channel */
-    char wm[ID_MAX + 16];     /* tc:{r:ROOM}:wm    outbox watermarks */
-    char board[ID_MAX + 32];  /* tc:{r:ROOM}:board:all */
+struct rooms {
+    const struct config *cfg;
+    uv_loop_t *loop;
+    struct rlink *rl;
+    struct roomstore *store;
+    struct board *board;
+    struct conns *conns;
+    struct room **buckets;
+    uint32_t nbuckets, count;
+    int64_t last_refresh_ms;
+    int64_t sweep_now_ms; /* of the sweep under way */
+    int sweep_refresh;    /* it refreshes the member counts */
+    /* Rooms with events not yet handed to their members, flushed once per
+     * loop iteration (after the Redis replies read in it). */
+    struct room *dirty;
+    uv_check_t flush_check;
+    uv_timer_t flush_wait; /* ends ROOM_BOARD_WAIT_MS */
+    /* Rooms marked for a leaderboard push, and the timer that pushes. */
+    struct room *board_dirty;
+    uv_timer_t board_timer;
+    int board_running;
+    int handles; /* the loop handles are initialised */
 };
-void room_keys(const char *id, struct room_keys *k);
 
-int room_registry_init(void);
-/* Frees every room (at shutdown, after every connection has left). */
-void room_registry_free(void);
-
-/* Handles a join request: adds `c` to the room (subject to the limits) and
- * answers `joined` with a snapshot when Redis has it. Errors are sent to the
- * connection. */
-void room_join(struct conn *c, const char *room, const char *req_id);
-/* Removes `c` from the room at `c->rooms[i]` (and the entry from c->rooms). */
-void room_leave(struct conn *c, int i);
-/* Broadcasts a notice: the reply (ack or error) goes to `c`. */
-void room_notice(struct conn *c, const char *room, const char *text, size_t text_len, const char *req_id);
-/* Answers a history request. */
-void room_history(struct conn *c, const char *room, int64_t after_seq, const char *req_id);
-
-/* The room of this id on this node, or NULL. */
-struct room *room_lookup(const char *id);
-/* A leaderboard push: frames[c->fmt] goes to every live member of `r` at
- * the room's next flush, in the same write as the events pending then (the
- * caller keeps its own references). A newer push replaces one not yet sent.
- * Members over their bounds are closed as slow consumers. */
-void room_broadcast(struct room *r, struct frame *const frames[FMT_COUNT]);
-
-/* The frame to send a member whose next event is `ev`: ev's own frame, or a
- * batch of ev and the events after it (docs/protocol.md, "events"), followed
- * in the same write by `board` when it is not NULL. Sets *last to the last
- * event it carries. Returns a reference the caller drops, or NULL when out
- * of memory. Members in step share one frame. */
-struct frame *room_frame_from(struct room *r, struct room_event *ev, enum fmt fmt, struct room_event **last,
-                              struct frame *board);
-
-/* The next event for a live membership, or NULL when it is up to date. */
-struct room_event *room_next_event(struct room *r, int64_t next_seq);
-/* Bytes of events a membership has not been sent. */
-uint64_t room_backlog(const struct room *r, const struct membership *m, enum fmt fmt);
-
+/* room.c */
+int rooms_init(struct rooms *rs, uv_loop_t *loop, const struct config *cfg, struct rlink *rl,
+               struct roomstore *store, struct board *board, struct conns *conns);
+/* Frees every room and closes the loop handles (at shutdown, after every
+ * connection has left). */
+void rooms_free(struct rooms *rs);
+struct room *room_find(struct rooms *rs, const char *id);
+struct room *room_create(struct rooms *rs, const char *id);
+/* Frees an empty room. */
+void room_destroy(struct rooms *rs, struct room *r);
+/* The index of r in c->rooms, or -1. */
+int room_membership(const struct conn *c, const struct room *r);
+/* Removes c from the room at c->rooms[i] (and the entry from c->rooms). */
+void room_leave(struct rooms *rs, struct conn *c, int i);
+/* Removes c from every room (the connection layer's on_leave_all). */
+void rooms_leave_all(struct rooms *rs, struct conn *c);
+/* Calls fn for every room; fn may destroy the room it is given. */
+void rooms_each(struct rooms *rs, void (*fn)(struct rooms *rs, struct room *r));
 /* Periodic work: presence refresh, unsubscribing rooms empty for a while. */
-void room_sweep(int64_t now_ms);
+void rooms_sweep(struct rooms *rs, int64_t now_ms);
 
-/* Hooks for rlink's subscriber connection. */
-void room_on_message(const char *channel, size_t channel_len, const char *payload, size_t len);
-void room_on_subscribed(const char *channel, size_t channel_len);
-void room_on_unsubscribed(const char *channel, size_t channel_len);
-void room_on_sub_ready(void);
-void room_on_sub_lost(void);
+/* roomsub.c: the subscriber connection's hooks (core/rlink.h), ctx = rs. */
+int room_subscribe(struct rooms *rs, struct room *r);
+void rooms_on_message(void *ctx, const char *channel, size_t channel_len, const char *payload, size_t len);
+void rooms_on_subscribed(void *ctx, const char *channel, size_t channel_len);
+void rooms_on_unsubscribed(void *ctx, const char *channel, size_t channel_len);
+void rooms_on_sub_ready(void *ctx);
+void rooms_on_sub_lost(void *ctx);
+
+/* roomjoin.c: requests. Errors go to the connection. */
+void room_join(struct rooms *rs, struct conn *c, const char *room, const char *req_id);
+/* Asks Redis for the snapshot of c->rooms[i], whose member waits for one. */
+void room_request_snapshot(struct rooms *rs, struct conn *c, int i);
+/* A leave request: answered `left`, or not_member. */
+void room_leave_request(struct rooms *rs, struct conn *c, const char *room, const char *req_id);
+void room_notice(struct rooms *rs, struct conn *c, const char *room, const char *text, size_t text_len,
+                 const char *req_id);
+void room_history(struct rooms *rs, struct conn *c, const char *room, int64_t after_seq, const char *req_id);
+
+/* fanout.c */
+int fanout_init(struct rooms *rs);
+void fanout_close(struct rooms *rs);
+/* Appends an event (its kind and msgpack body) to the room's ring and
+ * queues the room's flush; an event seen already is ignored. Members that
+ * fall out of the ring or past max-queued-bytes are closed as slow. */
+void fanout_event(struct rooms *rs, struct room *r, int64_t seq, enum event_kind kind, const uint8_t *body,
+                  size_t len);
+/* Queues the room for the flush at the end of this loop iteration. */
+void fanout_mark(struct rooms *rs, struct room *r);
+/* The room is being freed: forget it. */
+void fanout_forget(struct rooms *rs, struct room *r);
 
 #endif

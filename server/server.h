@@ -1,6 +1,6 @@
-/* server.h - the tipcastd process: configuration, loop, lws context, and the
- * few facts every module reads (the clock, the node id). One instance per
- * process; every module runs on its loop thread. */
+/* server.h - tipcastd itself: the one place that knows every module. It
+ * embeds each module's state, wires their hooks together, and starts and
+ * stops them in order on one libuv loop (design.md, "The house"). */
 #ifndef TIPCAST_SERVER_H
 #define TIPCAST_SERVER_H
 
@@ -9,28 +9,80 @@
 #include <libwebsockets.h>
 #include <uv.h>
 
+#include "board.h"
+#include "catalog.h"
 #include "config.h"
+#include "conn.h"
+#include "ledger.h"
+#include "listener.h"
+#include "outbox.h"
+#include "pgcheck.h"
+#include "rlink.h"
+#include "room.h"
+#include "roomfeed.h"
+#include "roomstore.h"
+#include "wallet.h"
+#include "web.h"
+
+/* The sweep runs this often: auth deadlines, pings, idle, rooms. */
+#define SERVER_SWEEP_MS 250
+/* How long the shutdown waits for close frames to go out. */
+#define SERVER_DRAIN_MS 2000
+/* Longest node id: host, pid and a random part. */
+#define SERVER_NODE_ID_MAX 40
 
 struct server {
     struct config cfg;
+    char node_id[SERVER_NODE_ID_MAX];
     uv_loop_t *loop;
     struct lws_context *lws;
-    char node_id[40];
     int stopping;
     int exit_code; /* the process's exit status once the loop ends */
+
+    struct rlink redis;
+    struct outbox outbox;
+    struct catalog catalog;
+    struct wallet wallet;
+    struct board board;
+    struct roomstore store;
+    struct roomfeed feed;
+    struct ledger ledger;
+    struct pgcheck pgcheck;
+    struct conns conns;
+    struct rooms rooms;
+    struct web web;
+    struct listener listener;
+
+    uv_timer_t sweep;
+    uv_timer_t drain;
+    int64_t drain_started_ms;
+    uv_signal_t sig_int, sig_term;
 };
 
-extern struct server srv;
+/* Wires the modules together on `loop` (s->cfg and s->node_id are set).
+ * Nothing connects yet. Returns 0, or -1 when out of memory. */
+int server_init(struct server *s, uv_loop_t *loop);
 
-/* Milliseconds since the epoch (wall clock), and a monotonic clock in ms. */
-int64_t now_wall_ms(void);
-int64_t now_mono_ms(void);
+/* Creates the lws context on the loop and starts the backends. Returns 0,
+ * or -1 with the reason logged; then nothing is left on the loop but what
+ * server_free releases. */
+int server_start(struct server *s);
 
-/* Creates the lws context on the loop and starts the backends. Returns 0 or
- * -1 with the reason logged. */
-int server_start(uv_loop_t *loop);
 /* Starts the shutdown: stop accepting, close every connection with 1001,
  * then tear down lws and the backends. The loop ends when all is closed. */
-void server_stop(void);
+void server_stop(struct server *s);
+
+/* Frees what outlives the loop (after uv_run returned). */
+void server_free(struct server *s);
+
+/* session.c: the connection layer's hooks (ctx = the server). */
+void session_open(void *ctx, struct conn *c);
+void session_message(void *ctx, struct conn *c, int binary, const uint8_t *buf, size_t len);
+void session_leave_all(void *ctx, struct conn *c);
+
+/* http.c: the "http" protocol of the lws context. */
+int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
+/* The per-session data size of the "http" protocol. */
+size_t http_session_size(void);
 
 #endif

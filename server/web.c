@@ -47,9 +47,6 @@ static const struct {
     {"erin", ROLE_VIEWER},
 };
 
-static struct web_file web_files[WEB_FILES_MAX];
-static int web_files_count;
-
 /* The Content-Type for a servable file name, or NULL when the name is not
  * one we serve: 1..WEB_NAME_MAX bytes, a stem of [A-Za-z0-9_-] (so no dot
  * files, no "..", no '/'), and a known extension. */
@@ -139,9 +136,9 @@ static int web_read_file(int dirfd, const char *root, const char *name, const ch
     return 0;
 }
 
-int web_load(const char *root)
+int web_load(struct web *w, const char *root)
 {
-    web_free();
+    web_free(w);
     if (root == NULL || root[0] == '\0')
         return 0;
 
@@ -163,16 +160,16 @@ int web_load(const char *root)
         const char *mime = web_name_type(de->d_name);
         if (mime == NULL)
             continue;
-        if (web_files_count == WEB_FILES_MAX) {
+        if (w->count == WEB_FILES_MAX) {
             log_msg(LOG_ERROR, "web-root: %s has more than %d servable files", root, WEB_FILES_MAX);
             rc = -1;
             break;
         }
-        int r = web_read_file(dirfd(dir), root, de->d_name, mime, &web_files[web_files_count]);
+        int r = web_read_file(dirfd(dir), root, de->d_name, mime, &w->files[w->count]);
         if (r < 0)
             rc = -1;
         else if (r == 0)
-            web_files_count++;
+            w->count++;
         errno = 0;
     }
     if (rc == 0 && errno != 0) {
@@ -180,36 +177,36 @@ int web_load(const char *root)
         rc = -1;
     }
     closedir(dir);
-    if (rc == 0 && web_find("/") == NULL) {
+    if (rc == 0 && web_find(w, "/") == NULL) {
         log_msg(LOG_ERROR, "web-root: %s has no index.html", root);
         rc = -1;
     }
     if (rc != 0) {
-        web_free();
+        web_free(w);
         return -1;
     }
-    log_msg(LOG_INFO, "web-root: serving %d files from %s", web_files_count, root);
+    log_msg(LOG_INFO, "web-root: serving %d files from %s", w->count, root);
     return 0;
 }
 
-const struct web_file *web_find(const char *path)
+const struct web_file *web_find(const struct web *w, const char *path)
 {
     if (path == NULL || path[0] != '/')
         return NULL;
     const char *name = path[1] == '\0' ? "index.html" : path + 1;
-    for (int i = 0; i < web_files_count; i++)
-        if (strcmp(web_files[i].name, name) == 0)
-            return &web_files[i];
+    for (int i = 0; i < w->count; i++)
+        if (strcmp(w->files[i].name, name) == 0)
+            return &w->files[i];
     return NULL;
 }
 
-void web_free(void)
+void web_free(struct web *w)
 {
-    for (int i = 0; i < web_files_count; i++) {
-        free(web_files[i].data);
-        memset(&web_files[i], 0, sizeof web_files[i]);
+    for (int i = 0; i < w->count; i++) {
+        free(w->files[i].data);
+        memset(&w->files[i], 0, sizeof w->files[i]);
     }
-    web_files_count = 0;
+    w->count = 0;
 }
 
 int web_demo_token(const struct config *cfg, const char *user, long long now_s, char *body, size_t cap)

@@ -32,19 +32,25 @@ struct web_file {
     size_t len;
 };
 
+/* The files loaded. */
+struct web {
+    struct web_file files[WEB_FILES_MAX];
+    int count;
+};
+
 /* Loads every servable file of `root` (a directory). An empty root loads
  * nothing and succeeds. Returns 0, or -1 with the reason logged (root not a
  * directory, no index.html, too many or too large files, a read error); on
  * failure nothing stays loaded. Blocks on the disk: call before the loop
  * runs. */
-int web_load(const char *root);
+int web_load(struct web *w, const char *root);
 
 /* The file for a request path ("/" means "/index.html"), or NULL when no such
  * file was loaded. The file stays valid until web_free. */
-const struct web_file *web_find(const char *path);
+const struct web_file *web_find(const struct web *w, const char *path);
 
 /* Frees every loaded file; web_find answers NULL afterwards. */
-void web_free(void);
+void web_free(struct web *w);
 
 /* Writes the JSON answer of GET /demo/token?user=USER into `body`:
  * {"token":"<JWT>","user":"bob","role":"viewer"}, the token signed with the

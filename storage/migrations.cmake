@@ -2,7 +2,7 @@
 # tipcastd like the Lua scripts (cmake/embed.cmake), plus a generated table
 # migrate_files[] in version order (storage/migrate.h).
 # Sets MIGRATION_SOURCES: the generated C files to compile into tipcastd.
-file(GLOB SQL_MIGRATION_FILES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/storage/migrations/*.sql)
+file(GLOB SQL_MIGRATION_FILES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/migrations/*.sql)
 list(SORT SQL_MIGRATION_FILES)
 set(SQL_NAMES "")
 set(SQL_VERSIONS "")
@@ -30,7 +30,7 @@ foreach(f ${SQL_MIGRATION_FILES})
 endforeach()
 list(LENGTH SQL_NAMES SQL_COUNT)
 if(SQL_COUNT EQUAL 0)
-  message(FATAL_ERROR "no schema migrations in ${PROJECT_SOURCE_DIR}/storage/migrations")
+  message(FATAL_ERROR "no schema migrations in ${CMAKE_CURRENT_SOURCE_DIR}/migrations")
 endif()
 
 file(GENERATE OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/migrations_table.c CONTENT

@@ -41,6 +41,11 @@ REDIS_HOST = os.environ.get("TIPCAST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = os.environ.get("TIPCAST_REDIS_PORT", "6392")
 PG = os.environ.get("TIPCAST_PG", "host=127.0.0.1 port=5492 dbname=tipcast user=postgres")
 
+# Every tipcastd of the tests places wallets on this many shards: the
+# number is recorded in the shared test Redis by the first node and checked
+# by every later one (gifts/outbox.h), so all tests use the same.
+WALLET_SHARDS = 4
+
 READY_TIMEOUT_S = 20 if SANITIZED else 10
 STOP_TIMEOUT_S = 10
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
@@ -219,6 +224,7 @@ class ServerFactory:
             "redis-port": REDIS_PORT,
             "pg": PG,
             "jwt-secret": TEST_SECRET,
+            "wallet-shards": WALLET_SHARDS,
         }
         for k, v in overrides.items():
             flags[k.replace("_", "-")] = v

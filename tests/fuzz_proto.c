@@ -9,7 +9,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "proto.h"
+#include "message.h"
+#include "request.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -20,20 +21,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size--;
 
     struct request req;
-    struct proto_error err;
+    struct request_error err;
     enum fmt fmt = (mode & 1) ? FMT_JSON : FMT_MSGPACK;
-    if (proto_decode(fmt, data, size, &req, &err) == 0) {
+    if (request_decode(fmt, data, size, &req, &err) == 0) {
         /* A decoded request's strings must lie inside what it claims. */
-        if (req.text && req.text_len > PROTO_TEXT_MAX)
+        if (req.text && req.text_len > REQUEST_NOTICE_MAX)
             __builtin_trap();
-        if (strlen(req.id) == 0 || strlen(req.id) > PROTO_REQ_ID_MAX)
+        if (strlen(req.id) == 0 || strlen(req.id) > REPLY_ID_MAX)
             __builtin_trap();
-        proto_request_release(&req);
-    } else if (!err.code || !err.message[0]) {
+        request_release(&req);
+    } else if (err.code < 0 || err.code >= ERR_COUNT || !err.message[0]) {
         __builtin_trap(); /* every refusal says why */
     }
 
     for (int f = 0; f < FMT_COUNT; f++)
-        frame_unref(proto_event_frame((enum fmt)f, "room", 1, data, size));
+        frame_unref(message_event((enum fmt)f, "room", 1, data, size));
     return 0;
 }

@@ -5,11 +5,11 @@ writes them."""
 import subprocess
 import time
 
-from conftest import PG
+from conftest import PG, WALLET_SHARDS
 from wsclient import unique
 
-# The tests run tipcastd with --wallet-shards=4 (FLAGS in the test modules).
-SHARDS = 4
+# Every test's tipcastd runs with --wallet-shards=WALLET_SHARDS (conftest).
+SHARDS = WALLET_SHARDS
 
 
 def wait_for(pred, timeout=20, what="condition"):

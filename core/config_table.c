@@ -1,0 +1,185 @@
+/* config_table.c - every setting of tipcastd: its name, group, type, bounds,
+ * default and help text (see config.h).
+ *
+ * Adding a setting means adding a field to struct config and one row here;
+ * parsing, bounds, precedence and --help follow from it. */
+#include "config_table.h"
+
+#include <string.h>
+
+const char *const config_group_names[CONFIG_G_COUNT] = {
+    "Network", "Backends", "Authentication", "Timers", "Limits", "Money", "Logging",
+};
+
+const char *const config_log_levels[4] = {"error", "warn", "info", "debug"};
+
+const struct config_entry config_table[] = {
+    /* Network */
+    {"listen-addr", CONFIG_G_NETWORK, CONFIG_T_STR, CONFIG_OFF(listen_addr), 0, 0,
+     "127.0.0.1", "ADDR",
+     "IP address to listen on; 0.0.0.0 or :: listens on every interface. Keep "
+     "127.0.0.1 when a reverse proxy or load balancer on the same host forwards "
+     "to tipcastd."},
+    {"port", CONFIG_G_NETWORK, CONFIG_T_INT, CONFIG_OFF(port), 1, 65535, "8080", "PORT",
+     "TCP port of the WebSocket endpoint (/ws) and of the health checks "
+     "(/healthz, /readyz)."},
+    {"tls-cert", CONFIG_G_NETWORK, CONFIG_T_STR, CONFIG_OFF(tls_cert), 0, 0, "", "FILE",
+     "PEM certificate chain. With tls-key, clients connect with wss://; empty "
+     "serves plain ws:// for when TLS ends in a proxy in front of tipcastd."},
+    {"tls-key", CONFIG_G_NETWORK, CONFIG_T_STR, CONFIG_OFF(tls_key), 0, 0, "", "FILE",
+     "PEM private key of tls-cert. Set both or neither."},
+    {"reuse-port", CONFIG_G_NETWORK, CONFIG_T_BOOL, CONFIG_OFF(reuse_port), 0, 1, "0", "BOOL",
+     "Listen with SO_REUSEPORT, so that several tipcastd processes on one host "
+     "share the port and the kernel spreads new connections across them."},
+    {"web-root", CONFIG_G_NETWORK, CONFIG_T_STR, CONFIG_OFF(web_root), 0, 0, "", "DIR",
+     "Directory of a web page to serve at / (its index.html) and /NAME for "
+     "its other files (.html .js .css .json .svg .png .ico .txt directly in "
+     "DIR). The files are read once at start; empty serves no page."},
+
+    /* Backends */
+    {"redis-host", CONFIG_G_BACKENDS, CONFIG_T_STR, CONFIG_OFF(redis_host), 0, 0,
+     "127.0.0.1", "HOST",
+     "Redis server that holds rooms, sequence numbers, event history and "
+     "wallets, and carries room events between tipcastd nodes."},
+    {"redis-port", CONFIG_G_BACKENDS, CONFIG_T_INT, CONFIG_OFF(redis_port), 1, 65535, "6379",
+     "PORT", "TCP port of the Redis server."},
+    {"pg", CONFIG_G_BACKENDS, CONFIG_T_STR, CONFIG_OFF(pg_conninfo), 0, 0,
+     "host=127.0.0.1 port=5432 dbname=tipcast", "CONNINFO",
+     "PostgreSQL connection string in libpq conninfo form; PostgreSQL is the "
+     "system of record for orders and the ledger. Keep the password in "
+     "~/.pgpass or PGPASSWORD rather than in this string."},
+
+    /* Authentication */
+    {"jwt-secret", CONFIG_G_AUTH, CONFIG_T_SECRETS, CONFIG_OFF(secrets), 0, 0, NULL, "KEYS",
+     "Required. HS256 key that verifies client tokens: SECRET, or "
+     "KID:SECRET[,KID:SECRET...] to rotate keys (configure old and new, mint "
+     "with the new, then drop the old). A token's header kid picks the key; a "
+     "token without kid uses the entry without KID, else the first entry. Use "
+     "at least 32 random bytes, and pass it in TIPCAST_JWT_SECRET or the config "
+     "file: a flag shows in the process list."},
+    {"allowed-origins", CONFIG_G_AUTH, CONFIG_T_ORIGINS, CONFIG_OFF(origins), 0, 0, "",
+     "ORIGINS",
+     "Comma-separated Origin values that browsers may connect from, each "
+     "scheme://host[:port] (e.g. https://app.example), or * for any. A handshake "
+     "with another Origin is refused with HTTP 403; clients that send no Origin "
+     "(mobile apps, servers) are always allowed. Empty refuses every browser."},
+    {"demo", CONFIG_G_AUTH, CONFIG_T_BOOL, CONFIG_OFF(demo), 0, 1, "0", "BOOL",
+     "Development only, NEVER in production: serves GET /demo/token?user=NAME, "
+     "which gives anyone a valid token of a demo user (viewers bob, carol, "
+     "dave, erin; creator alice), and lets pages served by this tipcastd "
+     "(same origin) open WebSockets whatever allowed-origins says."},
+
+    /* Timers */
+    {"auth-timeout-ms", CONFIG_G_TIMERS, CONFIG_T_INT, CONFIG_OFF(auth_timeout_ms), 50,
+     600000, "5000", "MS",
+     "Time a new connection has to present a valid token (in the URL, the "
+     "Authorization header or a first auth message) before it is closed with "
+     "4001."},
+    {"ping-interval-s", CONFIG_G_TIMERS, CONFIG_T_INT, CONFIG_OFF(ping_interval_s), 1, 3600,
+     "20", "SECONDS",
+     "Interval of the server's WebSocket pings, which keep NAT and proxy "
+     "mappings open and reveal peers that vanished without closing."},
+    {"idle-timeout-s", CONFIG_G_TIMERS, CONFIG_T_INT, CONFIG_OFF(idle_timeout_s), 1, 86400,
+     "60", "SECONDS",
+     "A connection that sends no frame and answers no ping for this long is "
+     "closed with 4010. Keep it well above ping-interval-s."},
+
+    /* Limits */
+    {"max-frame-bytes", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(max_frame_bytes), 256,
+     1048576, "8192", "BYTES",
+     "Largest message a client may send; a larger one closes the connection "
+     "with 1009."},
+    {"max-msgs-per-s", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(max_msgs_per_s), 1, 100000,
+     "20", "N",
+     "Requests per second a connection may sustain; requests beyond it are "
+     "answered rate_limited and dropped, and a client sending more than three "
+     "times the rate in one second is closed with 4008."},
+    {"max-burst", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(max_burst), 1, 1000000, "40", "N",
+     "Requests a connection may send at once before max-msgs-per-s applies "
+     "(the size of its token bucket)."},
+    {"max-queued-bytes", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(max_queued_bytes), 4096,
+     1LL << 30, "1048576", "BYTES",
+     "Unsent bytes a connection may have queued before it is closed as a slow "
+     "consumer (close 4009), so that one stalled reader cannot grow the "
+     "server's memory."},
+    {"max-rooms-per-conn", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(max_rooms_per_conn), 1,
+     1024, "8", "N",
+     "Rooms one connection may be in at once; one more join is answered "
+     "too_many_rooms."},
+    {"max-members-per-room", CONFIG_G_LIMITS, CONFIG_T_INT,
+     CONFIG_OFF(max_members_per_room), 1, 10000000, "50000", "N",
+     "Members one room may have on this node; one more join is answered "
+     "room_full."},
+    {"max-connections", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(max_connections), 1,
+     1000000, "19000", "N",
+     "Open client connections this node accepts; new connections beyond it "
+     "are refused. Keep it below the process's open file limit (ulimit -n), "
+     "which also has to cover the Redis and PostgreSQL sockets."},
+    {"history-len", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(history_len), 1, 100000, "200",
+     "N",
+     "Events kept per room for clients that reconnect and ask for what they "
+     "missed; asking for older events is answered history_gone."},
+    {"snapshot-events", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(snapshot_events), 0, 100,
+     "20", "N",
+     "Latest events of a room sent in the joined reply, so a new member sees "
+     "recent gifts and notices at once; 0 sends none."},
+    {"sndbuf-bytes", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(sndbuf_bytes), 0, 16777216,
+     "0", "BYTES",
+     "SO_SNDBUF of each client socket; 0 keeps the kernel's default. A smaller "
+     "buffer saves kernel memory with many connections and lets "
+     "max-queued-bytes catch slow consumers sooner."},
+
+    /* Money */
+    {"wallet-shards", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(wallet_shards), 1, 1024, "16", "N",
+     "Wallet shards: a user's wallet, its outbox stream and its idempotency "
+     "records live on shard hash(user) mod N (keys tc:{w:N}:...). Fixed for "
+     "the life of the data: changing it moves wallets."},
+    {"idem-ttl-s", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(idem_ttl_s), 60, 604800, "3600", "SECONDS",
+     "How long the result of a money request is kept under its request id, so "
+     "that a retry answers the first result instead of paying twice. Each "
+     "record costs Redis memory (see docs/operations.md)."},
+    {"tip-min", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(tip_min), 1, 2000000000, "1", "COINS",
+     "Smallest tip."},
+    {"tip-max", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(tip_max), 1, 2000000000, "1000000", "COINS",
+     "Largest tip."},
+    {"gift-max-count", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(gift_max_count), 1, 1000000, "9999", "N",
+     "Most gifts of one kind in one gift request."},
+    {"outbox-max-backlog", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(outbox_max_backlog), 100, 100000000,
+     "100000", "ENTRIES",
+     "Entries a wallet shard's outbox may hold before new gifts are refused "
+     "with the retryable error backlogged: while PostgreSQL is down the "
+     "outbox grows, and this keeps it from exhausting Redis memory."},
+    {"ledger-batch", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(ledger_batch), 1, 10000, "5000", "N",
+     "Most outbox entries written to PostgreSQL in one transaction. Only a "
+     "backlog fills one; larger ones cost PostgreSQL less per entry."},
+    {"ledger-flush-ms", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(ledger_flush_ms), 1, 60000, "50", "MS",
+     "Longest wait for more entries before a partial batch is written."},
+    {"board-tz", CONFIG_G_MONEY, CONFIG_T_STR, CONFIG_OFF(board_tz), 0, 0, "UTC", "ZONE",
+     "Time zone (IANA name, e.g. Asia/Shanghai) in which the daily, weekly "
+     "(from Monday) and monthly leaderboards start."},
+    {"board-push-ms", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(board_push_ms), 50, 60000, "500", "MS",
+     "Shortest interval between two leaderboard pushes to a room's members, "
+     "however many gifts arrive. In a big room every push is one frame per "
+     "member: at 10,000 members, 2 pushes a second cost 20,000 frames a second."},
+    {"redis-unsafe", CONFIG_G_MONEY, CONFIG_T_BOOL, CONFIG_OFF(redis_unsafe), 0, 1, "0", "BOOL",
+     "Accept a Redis without appendonly or with an evicting maxmemory-policy, "
+     "which can lose balances. Only for throw-away setups."},
+
+    /* Logging */
+    {"log-level", CONFIG_G_LOGGING, CONFIG_T_LOG_LEVEL, CONFIG_OFF(log_level), 0, 3, "info",
+     "LEVEL",
+     "error, warn, info or debug; messages less severe than this are not "
+     "written."},
+};
+
+
+const size_t config_table_len = sizeof(config_table) / sizeof(config_table[0]);
+
+const struct config_entry *config_find(const char *key)
+{
+    for (size_t i = 0; i < config_table_len; i++) {
+        if (strcmp(config_table[i].key, key) == 0)
+            return &config_table[i];
+    }
+    return NULL;
+}

@@ -1,0 +1,364 @@
+/* rlink.c - the Redis link (see rlink.h). */
+#include "rlink.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+#include <openssl/sha.h>
+
+#include "log.h"
+#include "rlink_ev.h"
+
+#define RLINK_SUB_LINK 1
+
+/* A command in flight: what the caller asked, kept so that a NOSCRIPT
+ * answer can be retried with EVAL. Owned by rlink until its callback ran. */
+struct rreq {
+    struct rlink *rl;
+    rlink_reply_cb *cb;
+    void *priv;
+    int link;
+    const struct rlink_script *script; /* NULL for a plain command */
+    int retried;
+    int argc;                          /* EVALSHA sha nkeys ..., or the command */
+    const char **argv;
+    size_t *argvlen;
+    /* argument bytes follow */
+};
+
+static void link_connect(struct rlink_link *l);
+
+static void rreq_free(struct rreq *q)
+{
+    free(q->argv);
+    free(q->argvlen);
+    free(q);
+}
+
+static void on_flush(uv_prepare_t *h)
+{
+    struct rlink *rl = h->data;
+    for (int i = 0; i < rl->nlinks; i++)
+        if (rl->links[i].ac)
+            rlink_ev_flush(rl->links[i].ac);
+}
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    struct rlink_link *l = t->data;
+    if (!l->rl->stopping)
+        link_connect(l);
+}
+
+static void schedule_retry(struct rlink_link *l)
+{
+    if (l->rl->stopping)
+        return;
+    l->backoff_ms = l->backoff_ms ? l->backoff_ms * 2 : RLINK_BACKOFF_MIN_MS;
+    if (l->backoff_ms > RLINK_BACKOFF_MAX_MS)
+        l->backoff_ms = RLINK_BACKOFF_MAX_MS;
+    uv_timer_start(&l->retry, on_retry_timer, (uint64_t)l->backoff_ms, 0);
+}
+
+static void on_script_loaded(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    redisReply *reply = r;
+    const struct rlink_script *s = priv;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        log_msg(LOG_ERROR, "redis: SCRIPT LOAD of %s failed: %s", s->name, reply->str);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    struct rlink_link *l = ac->data;
+    struct rlink *rl = l->rl;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback. */
+        log_msg(LOG_WARN, "redis %s: cannot connect to %s:%d: %s", l->name, rl->host, rl->port, ac->errstr);
+        l->ac = NULL;
+        schedule_retry(l);
+        return;
+    }
+    l->up = 1;
+    l->backoff_ms = 0;
+    log_msg(LOG_INFO, "redis %s: connected to %s:%d", l->name, rl->host, rl->port);
+    if (l == &rl->links[RLINK_CMD_LINK]) {
+        for (int s = 0; s < rl->nscripts; s++)
+            redisAsyncCommand(l->ac, on_script_loaded, rl->scripts[s], "SCRIPT LOAD %s", rl->scripts[s]->src);
+        if (rl->hooks.on_cmd_ready)
+            rl->hooks.on_cmd_ready(rl->hooks.cmd_ctx);
+    } else if (l == &rl->links[RLINK_SUB_LINK] && rl->hooks.on_sub_ready) {
+        rl->hooks.on_sub_ready(rl->hooks.sub_ctx);
+    }
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct rlink_link *l = ac->data;
+    struct rlink *rl = l->rl;
+    int was_up = l->up;
+    l->up = 0;
+    l->ac = NULL;
+    if (status != REDIS_OK)
+        log_msg(LOG_WARN, "redis %s: connection lost: %s", l->name, ac->errstr);
+    if (l == &rl->links[RLINK_SUB_LINK] && was_up && rl->hooks.on_sub_lost)
+        rl->hooks.on_sub_lost(rl->hooks.sub_ctx);
+    schedule_retry(l);
+}
+
+static void link_connect(struct rlink_link *l)
+{
+    struct rlink *rl = l->rl;
+    redisAsyncContext *ac = redisAsyncConnect(rl->host, rl->port);
+    if (!ac || ac->err) {
+        log_msg(LOG_WARN, "redis %s: %s", l->name, ac ? ac->errstr : "out of memory");
+        if (ac)
+            redisAsyncFree(ac);
+        schedule_retry(l);
+        return;
+    }
+    if (rlink_ev_attach(rl->loop, ac) < 0) {
+        log_msg(LOG_WARN, "redis %s: cannot watch the connection on the loop", l->name);
+        redisAsyncFree(ac);
+        schedule_retry(l);
+        return;
+    }
+    l->ac = ac;
+    ac->data = l;
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+}
+
+void rlink_init(struct rlink *rl, uv_loop_t *loop, const char *host, int port, const struct rlink_hooks *hooks)
+{
+    memset(rl, 0, sizeof *rl);
+    rl->loop = loop;
+    snprintf(rl->host, sizeof rl->host, "%s", host);
+    rl->port = port;
+    rl->hooks = *hooks;
+}
+
+void rlink_script_add(struct rlink *rl, struct rlink_script *s)
+{
+    tc_assert(!rl->started && rl->nscripts < RLINK_SCRIPTS_MAX);
+    unsigned char d[SHA_DIGEST_LENGTH];
+    SHA1((const unsigned char *)s->src, strlen(s->src), d);
+    for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+        snprintf(s->sha + 2 * i, 3, "%02x", d[i]);
+    rl->scripts[rl->nscripts++] = s;
+}
+
+static int link_add(struct rlink *rl, const char *name)
+{
+    if (rl->nlinks == RLINK_LINKS_MAX || rl->stopping)
+        return -1;
+    struct rlink_link *l = &rl->links[rl->nlinks];
+    memset(l, 0, sizeof *l);
+    l->name = name;
+    l->rl = rl;
+    uv_timer_init(rl->loop, &l->retry);
+    l->retry.data = l;
+    link_connect(l);
+    return rl->nlinks++;
+}
+
+void rlink_start(struct rlink *rl)
+{
+    tc_assert(!rl->started);
+    rl->started = 1;
+    /* Unreferenced: the flush alone must not keep the loop running. */
+    uv_prepare_init(rl->loop, &rl->flush);
+    rl->flush.data = rl;
+    uv_prepare_start(&rl->flush, on_flush);
+    uv_unref((uv_handle_t *)&rl->flush);
+    link_add(rl, "command");
+    link_add(rl, "subscriber");
+}
+
+int rlink_open(struct rlink *rl, const char *name)
+{
+    tc_assert(rl->started);
+    return link_add(rl, name);
+}
+
+void rlink_stop(struct rlink *rl)
+{
+    if (!rl->started || rl->stopping)
+        return;
+    rl->stopping = 1;
+    /* Queued commands go out first: a connection closes only after the
+     * replies to everything sent on it. */
+    on_flush(&rl->flush);
+    uv_prepare_stop(&rl->flush);
+    uv_close((uv_handle_t *)&rl->flush, NULL);
+    for (int i = 0; i < rl->nlinks; i++) {
+        struct rlink_link *l = &rl->links[i];
+        uv_timer_stop(&l->retry);
+        uv_close((uv_handle_t *)&l->retry, NULL);
+        if (l->ac) {
+            /* A context still connecting is freed; a connected one is
+             * closed after its pending replies, calling back with NULL. */
+            if (l->up)
+                redisAsyncDisconnect(l->ac);
+            else
+                redisAsyncFree(l->ac);
+            l->ac = NULL;
+        }
+    }
+}
+
+int rlink_cmd_ready(const struct rlink *rl) { return rl->nlinks > RLINK_CMD_LINK && rl->links[RLINK_CMD_LINK].up; }
+
+int rlink_ready(const struct rlink *rl)
+{
+    return rl->nlinks > RLINK_SUB_LINK && rl->links[RLINK_CMD_LINK].up && rl->links[RLINK_SUB_LINK].up;
+}
+
+int rlink_up(const struct rlink *rl, int link) { return link >= 0 && link < rl->nlinks && rl->links[link].up; }
+
+static int rreq_send(struct rreq *q);
+
+static void on_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    struct rreq *q = priv;
+    redisReply *reply = r;
+    if (reply && reply->type == REDIS_REPLY_ERROR && q->script && !q->retried &&
+        strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+        /* The script cache was emptied: EVAL runs the source and caches it
+         * again for the EVALSHA calls that follow. */
+        q->retried = 1;
+        q->argv[0] = "EVAL"; /* both point into static strings now */
+        q->argvlen[0] = 4;
+        q->argv[1] = q->script->src;
+        q->argvlen[1] = strlen(q->script->src);
+        if (rreq_send(q) == 0)
+            return;
+        reply = NULL;
+    }
+    q->rl->inflight--;
+    tc_assert(q->rl->inflight >= 0);
+    q->cb(reply, q->priv);
+    rreq_free(q);
+}
+
+static int rreq_send(struct rreq *q)
+{
+    struct rlink_link *l = &q->rl->links[q->link];
+    if (!l->up || !l->ac)
+        return -1;
+    if (redisAsyncCommandArgv(l->ac, on_reply, q, q->argc, q->argv, q->argvlen) != REDIS_OK)
+        return -1;
+    return 0;
+}
+
+/* Copies the command (`npre` words, then argv) into one request and sends
+ * it on `link`. */
+static int rreq_start(struct rlink *rl, int link, const struct rlink_script *script, int npre, const char **pre,
+                      const size_t *prelen, int argc, const char **argv, const size_t *argvlen, rlink_reply_cb *cb,
+                      void *priv)
+{
+    if (link < 0 || link >= rl->nlinks || !rl->links[link].up || rl->inflight >= RLINK_INFLIGHT_MAX || argc < 0 ||
+        argc > RLINK_ARGS_MAX)
+        return -1;
+    size_t bytes = 0;
+    for (int i = 0; i < npre; i++)
+        bytes += prelen[i];
+    for (int i = 0; i < argc; i++)
+        bytes += argvlen[i];
+    struct rreq *q = malloc(sizeof *q + bytes);
+    if (!q)
+        return -1;
+    memset(q, 0, sizeof *q);
+    q->argc = npre + argc;
+    q->argv = malloc(sizeof *q->argv * (size_t)q->argc);
+    q->argvlen = malloc(sizeof *q->argvlen * (size_t)q->argc);
+    if (!q->argv || !q->argvlen) {
+        rreq_free(q);
+        return -1;
+    }
+    q->rl = rl;
+    q->cb = cb;
+    q->priv = priv;
+    q->link = link;
+    q->script = script;
+    char *p = (char *)(q + 1);
+    for (int i = 0; i < q->argc; i++) {
+        const char *src = i < npre ? pre[i] : argv[i - npre];
+        size_t len = i < npre ? prelen[i] : argvlen[i - npre];
+        memcpy(p, src, len);
+        q->argv[i] = p;
+        q->argvlen[i] = len;
+        p += len;
+    }
+    if (rreq_send(q) < 0) {
+        rreq_free(q);
+        return -1;
+    }
+    rl->inflight++;
+    return 0;
+}
+
+int rlink_eval(struct rlink *rl, const struct rlink_script *s, int nkeys, int argc, const char **argv,
+               const size_t *argvlen, rlink_reply_cb *cb, void *priv)
+{
+    tc_assert(s->sha[0]); /* registered with rlink_script_add */
+    if (argc < nkeys)
+        return -1;
+    char nk[16];
+    int n = snprintf(nk, sizeof nk, "%d", nkeys);
+    const char *pre[] = {"EVALSHA", s->sha, nk};
+    size_t prelen[] = {7, 40, (size_t)n};
+    return rreq_start(rl, RLINK_CMD_LINK, s, 3, pre, prelen, argc, argv, argvlen, cb, priv);
+}
+
+int rlink_command(struct rlink *rl, int link, int argc, const char **argv, const size_t *argvlen, rlink_reply_cb *cb,
+                  void *priv)
+{
+    return rreq_start(rl, link, NULL, 0, NULL, NULL, argc, argv, argvlen, cb, priv);
+}
+
+static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    struct rlink *rl = priv;
+    redisReply *reply = r;
+    /* NULL comes on disconnect; on_disconnect deals with that. */
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
+        return;
+    redisReply *kind = reply->element[0], *chan = reply->element[1], *arg = reply->element[2];
+    if (kind->type != REDIS_REPLY_STRING || chan->type != REDIS_REPLY_STRING)
+        return;
+    const struct rlink_hooks *h = &rl->hooks;
+    if (strcmp(kind->str, "message") == 0 && arg->type == REDIS_REPLY_STRING) {
+        if (h->on_message)
+            h->on_message(h->sub_ctx, chan->str, chan->len, arg->str, arg->len);
+    } else if (strcmp(kind->str, "subscribe") == 0) {
+        if (h->on_subscribed)
+            h->on_subscribed(h->sub_ctx, chan->str, chan->len);
+    } else if (strcmp(kind->str, "unsubscribe") == 0) {
+        if (h->on_unsubscribed)
+            h->on_unsubscribed(h->sub_ctx, chan->str, chan->len);
+    }
+}
+
+static int sub_command(struct rlink *rl, const char *verb, const char *channel, size_t len)
+{
+    struct rlink_link *l = &rl->links[RLINK_SUB_LINK];
+    if (rl->nlinks <= RLINK_SUB_LINK || !l->up)
+        return -1;
+    return redisAsyncCommand(l->ac, on_sub_reply, rl, "%s %b", verb, channel, len) == REDIS_OK ? 0 : -1;
+}
+
+int rlink_subscribe(struct rlink *rl, const char *channel, size_t len)
+{
+    return sub_command(rl, "SUBSCRIBE", channel, len);
+}
+
+int rlink_unsubscribe(struct rlink *rl, const char *channel, size_t len)
+{
+    return sub_command(rl, "UNSUBSCRIBE", channel, len);
+}

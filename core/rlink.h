@@ -1,0 +1,141 @@
+/* rlink.h - tipcastd's link to Redis: a command connection, a subscriber
+ * connection and the connections that modules open for commands that block
+ * (XREADGROUP BLOCK), all hiredis async contexts on the loop, each one
+ * reconnected with backoff when it drops.
+ *
+ * Lua scripts belong to the modules that call them (design.md): a module
+ * keeps a `struct rlink_script` per script and registers it before
+ * rlink_start; rlink loads every registered script with SCRIPT LOAD when
+ * the command connection comes up and calls it with EVALSHA. A NOSCRIPT
+ * answer (Redis restarted, or SCRIPT FLUSH) is retried once with EVAL,
+ * which caches the script again, so callers never see it.
+ *
+ * Writes: hiredis's event hooks are tipcast's own (rlink_ev.c). A link's
+ * queued commands go out in one write() per link just before the loop
+ * polls, as Redis writes its replies in handleClientsWithPendingWrites.
+ *
+ * Contract, as hiredis's: a function that takes a callback and returns 0
+ * calls it exactly once, with the reply or with NULL when the command
+ * failed (connection lost, or rlink_stop); one that returns -1 never calls
+ * it. A reply is valid only during the call. */
+#ifndef TIPCAST_RLINK_H
+#define TIPCAST_RLINK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/async.h>
+#include <uv.h>
+
+/* Bound on commands in flight; past it commands are refused, so that a
+ * stalled Redis cannot make the process grow without bound. */
+#define RLINK_INFLIGHT_MAX 100000
+/* Connections in all: command, subscriber, and those rlink_open makes. */
+#define RLINK_LINKS_MAX 8
+/* Most arguments of one command (after the command name and script). */
+#define RLINK_ARGS_MAX 320
+/* Most scripts registered. */
+#define RLINK_SCRIPTS_MAX 16
+#define RLINK_BACKOFF_MIN_MS 100
+#define RLINK_BACKOFF_MAX_MS 2000
+/* The link number of the shared command connection. */
+#define RLINK_CMD_LINK 0
+
+/* One Lua script, owned (and embedded) by the module that calls it. */
+struct rlink_script {
+    const char *name; /* for log lines */
+    const char *src;  /* NUL-terminated source */
+    char sha[41];     /* filled by rlink_script_add */
+};
+
+/* Called exactly once per command that was accepted (see above). An error
+ * reply (REDIS_REPLY_ERROR) is passed through as it is. */
+typedef void rlink_reply_cb(redisReply *reply, void *priv);
+
+/* Events of the connections; strings are valid only during the call. All
+ * optional. on_cmd_ready gets cmd_ctx; the subscriber's events get
+ * sub_ctx. */
+struct rlink_hooks {
+    /* The command connection came (back) up. */
+    void (*on_cmd_ready)(void *ctx);
+    void *cmd_ctx;
+    void (*on_message)(void *ctx, const char *channel, size_t channel_len, const char *payload, size_t len);
+    void (*on_subscribed)(void *ctx, const char *channel, size_t channel_len);
+    void (*on_unsubscribed)(void *ctx, const char *channel, size_t channel_len);
+    /* The subscriber connection came (back) up: every subscription is gone
+     * and must be made again. */
+    void (*on_sub_ready)(void *ctx);
+    /* It went down: no subscription is in force any more. */
+    void (*on_sub_lost)(void *ctx);
+    void *sub_ctx;
+};
+
+struct rlink_link {
+    const char *name;
+    struct rlink *rl;
+    redisAsyncContext *ac; /* while connected or connecting */
+    int up;
+    int backoff_ms;
+    uv_timer_t retry;
+};
+
+struct rlink {
+    uv_loop_t *loop;
+    char host[256];
+    int port;
+    struct rlink_hooks hooks;
+    int started, stopping;
+    struct rlink_link links[RLINK_LINKS_MAX]; /* command, subscriber, then rlink_open's */
+    int nlinks;
+    struct rlink_script *scripts[RLINK_SCRIPTS_MAX];
+    int nscripts;
+    long inflight;
+    uv_prepare_t flush; /* writes the links' queued commands before each poll */
+};
+
+/* Prepares `rl` (no connection yet). */
+void rlink_init(struct rlink *rl, uv_loop_t *loop, const char *host, int port, const struct rlink_hooks *hooks);
+
+/* Registers a script (before rlink_start); computes its sha. The script
+ * must outlive rl. */
+void rlink_script_add(struct rlink *rl, struct rlink_script *s);
+
+/* Starts connecting the command and subscriber connections (returns at
+ * once). */
+void rlink_start(struct rlink *rl);
+
+/* Stops reconnecting and closes every connection after the replies to what
+ * was sent; pending callbacks run with NULL. The loop must then run until
+ * the handles are closed. */
+void rlink_stop(struct rlink *rl);
+
+/* 1 when the command connection is up. */
+int rlink_cmd_ready(const struct rlink *rl);
+/* 1 when the command and subscriber connections are up. */
+int rlink_ready(const struct rlink *rl);
+
+/* Opens one more connection, for commands that block it. Returns its link
+ * number, or -1 (too many links, stopping). */
+int rlink_open(struct rlink *rl, const char *name);
+/* 1 when that link is connected. */
+int rlink_up(const struct rlink *rl, int link);
+
+/* Runs script `s` with `nkeys` keys then the other arguments (argv holds
+ * keys then args, argc items; each is copied) on the command connection.
+ * Returns 0 (cb will run), or -1 (not connected, too many in flight, out
+ * of memory; cb will not run). */
+int rlink_eval(struct rlink *rl, const struct rlink_script *s, int nkeys, int argc, const char **argv,
+               const size_t *argvlen, rlink_reply_cb *cb, void *priv);
+
+/* Sends one command (argv[0] is its name; every item is copied) on `link`.
+ * Same contract as rlink_eval. */
+int rlink_command(struct rlink *rl, int link, int argc, const char **argv, const size_t *argvlen,
+                  rlink_reply_cb *cb, void *priv);
+
+/* (Un)subscribes a channel; the outcome comes through the hooks. Returns
+ * 0, or -1 when the subscriber connection is down (on_sub_ready comes
+ * later). */
+int rlink_subscribe(struct rlink *rl, const char *channel, size_t len);
+int rlink_unsubscribe(struct rlink *rl, const char *channel, size_t len);
+
+#endif

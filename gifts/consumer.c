@@ -1,0 +1,473 @@
+/* consumer.c - an outbox consumer group's state machine (see consumer.h). */
+#include "consumer.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "clock.h"
+#include "log.h"
+
+static void pump(struct consumer *c);
+
+/* ---- Failures and shard phases --------------------------------------------- */
+
+static void backoff(struct consumer *c, const char *why)
+{
+    c->stats.failures++;
+    c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : CONSUMER_BACKOFF_MIN_MS;
+    if (c->backoff_ms > CONSUMER_BACKOFF_MAX_MS)
+        c->backoff_ms = CONSUMER_BACKOFF_MAX_MS;
+    c->retry_at_ms = clock_mono_ms() + c->backoff_ms;
+    log_msg(LOG_DEBUG, "%s: %s; retrying in %d ms", c->cfg.group, why, c->backoff_ms);
+}
+
+/* The shard's entries in flight may be pending or acknowledged: reading
+ * its pending entries from the start sorts that out. A shard being claimed,
+ * or no longer ours, is left as it is. */
+static void rewind_shard(struct consumer *c, int shard)
+{
+    struct consumer_shard *sh = &c->sh[shard];
+    if (sh->phase != PHASE_PENDING && sh->phase != PHASE_LIVE)
+        return;
+    sh->phase = PHASE_PENDING;
+    snprintf(sh->cursor, sizeof sh->cursor, "0");
+}
+
+static void rewind_all(struct consumer *c)
+{
+    for (int s = 0; s < c->ob->shards; s++)
+        rewind_shard(c, s);
+}
+
+static void step_idle(struct consumer *c)
+{
+    c->step = STEP_IDLE;
+    pump(c);
+}
+
+/* A failed command's reply: NOGROUP means Redis lost the groups (FLUSHALL,
+ * a new Redis), and they are made again. */
+static void note_error(struct consumer *c, const char *what, const redisReply *reply)
+{
+    if (!reply || reply->type != REDIS_REPLY_ERROR)
+        return;
+    log_msg(LOG_WARN, "%s: %s: %s", c->cfg.group, what, reply->str);
+    if (strncmp(reply->str, "NOGROUP", 7) == 0 && rlink_cmd_ready(c->rl))
+        outbox_ensure_groups(c->ob);
+}
+
+static int command(struct consumer *c, int argc, const char **argv, rlink_reply_cb *cb, void *priv)
+{
+    size_t len[9 + 2 * CONSUMER_STREAMS_PER_READ];
+    tc_assert(argc <= (int)(sizeof len / sizeof len[0]));
+    for (int i = 0; i < argc; i++)
+        len[i] = strlen(argv[i]);
+    return rlink_command(c->rl, c->link, argc, argv, len, cb, priv);
+}
+
+/* ---- Acknowledging ------------------------------------------------------------ */
+
+static void on_ack(redisReply *reply, void *priv)
+{
+    struct consumer *c = priv;
+    if (c->stopping || (reply && reply->type == REDIS_REPLY_INTEGER))
+        return;
+    /* Applied but maybe not acknowledged: reading the pending entries
+     * again finds them, and applying them again changes nothing. */
+    note_error(c, "XACK", reply);
+    rewind_all(c);
+    backoff(c, "XACK failed");
+}
+
+/* Acknowledges b's applied entries: one XACK per run of a shard's entries,
+ * in chunks. Returns -1 when one could not be sent. */
+static int ack(struct consumer *c, const struct entry_batch *b)
+{
+    const char *argv[3 + CONSUMER_ACK_IDS_MAX];
+    char key[OUTBOX_KEY_MAX];
+    argv[0] = "XACK";
+    argv[1] = key;
+    argv[2] = c->cfg.group;
+    int n = 3, rc = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        const struct entry *e = &b->e[i];
+        if (n == 3)
+            outbox_key(e->shard, key, sizeof key);
+        if (!e->retry)
+            argv[n++] = e->id;
+        int run_ends = i + 1 == b->n || b->e[i + 1].shard != e->shard;
+        if (!run_ends && n < 3 + CONSUMER_ACK_IDS_MAX)
+            continue;
+        if (n > 3 && command(c, n, argv, on_ack, c) < 0)
+            rc = -1;
+        n = 3;
+    }
+    return rc;
+}
+
+void consumer_applied(struct consumer *c, struct entry_batch *b)
+{
+    tc_assert(b == &c->batch);
+    if (c->stopping) {
+        entry_batch_clear(b);
+        return;
+    }
+    tc_assert(c->step == STEP_APPLYING);
+    size_t retried = 0;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->e[i].retry) {
+            retried++;
+            rewind_shard(c, b->e[i].shard);
+        }
+    int sent = ack(c, b);
+    c->stats.batches++;
+    c->stats.entries += b->n - retried;
+    c->stats.retried += retried;
+    entry_batch_clear(b);
+    if (sent < 0) {
+        rewind_all(c);
+        backoff(c, "XACK not sent");
+    } else if (retried) {
+        backoff(c, "entries not applied");
+    } else {
+        c->backoff_ms = 0;
+    }
+    step_idle(c);
+}
+
+/* ---- Reading ------------------------------------------------------------------- */
+
+static void on_read(redisReply *reply, void *priv)
+{
+    struct consumer *c = priv;
+    if (c->stopping)
+        return;
+    tc_assert(c->step == STEP_READING);
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        note_error(c, "XREADGROUP", reply);
+        backoff(c, "XREADGROUP failed");
+        step_idle(c);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_NIL) { /* BLOCK ran out: nothing new */
+        step_idle(c);
+        return;
+    }
+    struct entry_batch *b = &c->batch;
+    if (entry_batch_fill(b, c->ob, reply) < 0) {
+        rewind_all(c);
+        backoff(c, "XREADGROUP: unexpected reply or out of memory");
+        step_idle(c);
+        return;
+    }
+    /* A PENDING shard goes on after the last entry it got; one that got
+     * fewer than asked has no more pending: new entries come next (once
+     * these are applied; a failure rewinds it). */
+    int got[OUTBOX_SHARDS_MAX] = {0};
+    const char *last[OUTBOX_SHARDS_MAX];
+    for (size_t i = 0; i < b->n; i++) {
+        got[b->e[i].shard]++;
+        last[b->e[i].shard] = b->e[i].id;
+    }
+    for (int k = 0; k < c->nread; k++) {
+        int s = c->read_shards[k];
+        struct consumer_shard *sh = &c->sh[s];
+        if (sh->phase != PHASE_PENDING)
+            continue;
+        if (got[s] < c->read_count)
+            sh->phase = PHASE_LIVE;
+        else
+            snprintf(sh->cursor, sizeof sh->cursor, "%s", last[s]);
+    }
+    if (b->n == 0) {
+        step_idle(c);
+        return;
+    }
+    if (!c->ops.ready(c->ctx)) {
+        /* The applier went away during the read: the entries stay pending. */
+        for (size_t i = 0; i < b->n; i++)
+            rewind_shard(c, b->e[i].shard);
+        entry_batch_clear(b);
+        step_idle(c);
+        return;
+    }
+    c->step = STEP_APPLYING;
+    c->ops.apply(c->ctx, b);
+}
+
+static void read_start(struct consumer *c)
+{
+    int shards = c->ob->shards;
+    c->nread = 0;
+    for (int i = 0; i < shards && c->nread < CONSUMER_STREAMS_PER_READ; i++) {
+        int s = (c->read_from + i) % shards;
+        if (c->leases.owned[s] && (c->sh[s].phase == PHASE_PENDING || c->sh[s].phase == PHASE_LIVE))
+            c->read_shards[c->nread++] = s;
+    }
+    if (c->nread == 0)
+        return;
+    c->read_from = (c->read_from + 1) % shards;
+    /* The read's size bounds a batch: it is shared among the streams. */
+    c->read_count = c->cfg.per_read / c->nread;
+    if (c->read_count < 1)
+        c->read_count = 1;
+    char count[16], block[16];
+    snprintf(count, sizeof count, "%d", c->read_count);
+    snprintf(block, sizeof block, "%d", c->cfg.block_ms);
+    char keys[CONSUMER_STREAMS_PER_READ][OUTBOX_KEY_MAX]; /* rlink copies the arguments */
+    const char *argv[9 + 2 * CONSUMER_STREAMS_PER_READ] = {
+        "XREADGROUP", "GROUP", c->cfg.group, c->ob->node_id, "COUNT", count, "BLOCK", block, "STREAMS"};
+    for (int i = 0; i < c->nread; i++) {
+        int s = c->read_shards[i];
+        outbox_key(s, keys[i], sizeof keys[i]);
+        argv[9 + i] = keys[i];
+        argv[9 + c->nread + i] = c->sh[s].phase == PHASE_PENDING ? c->sh[s].cursor : ">";
+    }
+    if (command(c, 9 + 2 * c->nread, argv, on_read, c) < 0) {
+        backoff(c, "XREADGROUP not sent");
+        return;
+    }
+    c->step = STEP_READING;
+}
+
+/* ---- Claiming ------------------------------------------------------------------- */
+
+static void on_consumers(redisReply *reply, void *priv);
+
+/* Every start of a node leaves a consumer name in the group. Once this node
+ * owns the shard and has claimed what they had pending, those without
+ * pending entries that have long stopped reading are only clutter. (One
+ * with pending entries is never deleted: that would drop its entries from
+ * the group's pending list.) */
+struct forget {
+    struct consumer *c;
+    int shard;
+};
+
+static void forget_consumers(struct consumer *c, int shard)
+{
+    struct forget *f = malloc(sizeof *f);
+    if (!f)
+        return;
+    *f = (struct forget){c, shard};
+    char key[OUTBOX_KEY_MAX];
+    outbox_key(shard, key, sizeof key);
+    const char *argv[] = {"XINFO", "CONSUMERS", key, c->cfg.group};
+    if (command(c, 4, argv, on_consumers, f) < 0)
+        free(f);
+}
+
+static void on_ignored(redisReply *reply, void *priv)
+{
+    (void)reply;
+    (void)priv;
+}
+
+static void on_consumers(redisReply *reply, void *priv)
+{
+    struct forget *f = priv;
+    struct consumer *c = f->c;
+    int shard = f->shard;
+    free(f);
+    if (c->stopping || !reply || reply->type != REDIS_REPLY_ARRAY)
+        return;
+    char key[OUTBOX_KEY_MAX];
+    outbox_key(shard, key, sizeof key);
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *r = reply->element[i];
+        const char *name = NULL;
+        long long pending = -1, idle = -1;
+        for (size_t k = 0; r->type == REDIS_REPLY_ARRAY && k + 1 < r->elements; k += 2) {
+            const redisReply *fk = r->element[k], *v = r->element[k + 1];
+            if (fk->type != REDIS_REPLY_STRING)
+                continue;
+            if (strcmp(fk->str, "name") == 0 && v->type == REDIS_REPLY_STRING)
+                name = v->str;
+            else if (strcmp(fk->str, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
+                pending = v->integer;
+            else if (strcmp(fk->str, "idle") == 0 && v->type == REDIS_REPLY_INTEGER)
+                idle = v->integer;
+        }
+        if (!name || strcmp(name, c->ob->node_id) == 0 || pending != 0 || idle < CONSUMER_IDLE_MS)
+            continue;
+        const char *argv[] = {"XGROUP", "DELCONSUMER", key, c->cfg.group, name};
+        if (command(c, 5, argv, on_ignored, NULL) == 0)
+            log_msg(LOG_DEBUG, "%s: shard %d: forgot the idle consumer %s", c->cfg.group, shard, name);
+    }
+}
+
+struct claim {
+    struct consumer *c;
+    int shard;
+};
+
+static void on_claim(redisReply *reply, void *priv)
+{
+    struct claim q = *(struct claim *)priv;
+    free(priv);
+    struct consumer *c = q.c;
+    if (c->stopping)
+        return;
+    tc_assert(c->step == STEP_CLAIMING);
+    struct consumer_shard *sh = &c->sh[q.shard];
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING || reply->element[0]->len >= sizeof sh->cursor) {
+        note_error(c, "XAUTOCLAIM", reply);
+        backoff(c, "XAUTOCLAIM failed");
+        step_idle(c);
+        return;
+    }
+    const redisReply *claimed = reply->element[1];
+    if (claimed->type == REDIS_REPLY_ARRAY && claimed->elements > 0)
+        log_msg(LOG_INFO, "%s: shard %d: claimed %zu pending entries of a previous consumer", c->cfg.group,
+                q.shard, claimed->elements);
+    if (sh->phase == PHASE_CLAIM) {
+        const char *next = reply->element[0]->str;
+        if (strcmp(next, "0-0") == 0) {
+            sh->phase = PHASE_PENDING;
+            snprintf(sh->cursor, sizeof sh->cursor, "0");
+            forget_consumers(c, q.shard);
+        } else {
+            snprintf(sh->cursor, sizeof sh->cursor, "%s", next);
+        }
+    }
+    step_idle(c);
+}
+
+/* Moves the entries pending at any consumer of the group to this one: they
+ * are read next as its own pending entries. The lease guarantees that no
+ * live consumer is working on them. */
+static void claim_start(struct consumer *c, int shard)
+{
+    struct claim *q = malloc(sizeof *q);
+    if (!q) {
+        backoff(c, "out of memory");
+        return;
+    }
+    *q = (struct claim){c, shard};
+    char key[OUTBOX_KEY_MAX], count[16];
+    outbox_key(shard, key, sizeof key);
+    snprintf(count, sizeof count, "%d", CONSUMER_CLAIM_COUNT);
+    /* min-idle 0: every entry pending in the group is a previous owner's,
+     * since this node holds the lease. JUSTID: the entries are read next,
+     * with this node's own pending ones. */
+    const char *argv[] = {"XAUTOCLAIM", key, c->cfg.group, c->ob->node_id, "0", c->sh[shard].cursor,
+                          "COUNT", count, "JUSTID"};
+    if (command(c, 9, argv, on_claim, q) < 0) {
+        free(q);
+        backoff(c, "XAUTOCLAIM not sent");
+        return;
+    }
+    c->step = STEP_CLAIMING;
+}
+
+/* ---- Driving --------------------------------------------------------------------- */
+
+/* Starts the next step when nothing is in flight: claims first, then a
+ * read of the owned shards. */
+static void pump(struct consumer *c)
+{
+    if (!c->started || c->stopping || c->step != STEP_IDLE || clock_mono_ms() < c->retry_at_ms ||
+        !rlink_up(c->rl, c->link))
+        return;
+    for (int s = 0; s < c->ob->shards; s++)
+        if (c->leases.owned[s] && c->sh[s].phase == PHASE_CLAIM) {
+            claim_start(c, s);
+            return;
+        }
+    if (c->ops.ready(c->ctx))
+        read_start(c);
+}
+
+void consumer_kick(struct consumer *c) { pump(c); }
+
+static void on_lease_change(void *ctx, int shard, int owned)
+{
+    struct consumer *c = ctx;
+    struct consumer_shard *sh = &c->sh[shard];
+    if (owned) {
+        sh->phase = PHASE_CLAIM;
+        snprintf(sh->cursor, sizeof sh->cursor, "0-0");
+    } else {
+        sh->phase = PHASE_IDLE;
+    }
+    pump(c);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct consumer *c = t->data;
+    int64_t now = clock_mono_ms();
+    int ready = rlink_cmd_ready(c->rl);
+    if (ready && !c->cmd_was_ready) {
+        outbox_ensure_groups(c->ob); /* again after a Redis restart, too */
+        c->next_lease_ms = now;      /* and the leases at once, not a tick later */
+    }
+    c->cmd_was_ready = ready;
+    if (now >= c->next_lease_ms) {
+        c->next_lease_ms = now + LEASE_TICK_MS;
+        if (ready)
+            lease_tick(&c->leases);
+    }
+    if (c->cfg.trims && now >= c->next_trim_ms) {
+        c->next_trim_ms = now + CONSUMER_TRIM_MS;
+        for (int s = 0; ready && s < c->ob->shards; s++)
+            if (c->leases.owned[s])
+                outbox_trim(c->ob, s, &c->stats.trimmed);
+    }
+    if (now >= c->next_stats_ms) {
+        c->next_stats_ms = now + CONSUMER_STATS_LOG_MS;
+        uint64_t n = c->stats.entries - c->logged_entries;
+        if (n)
+            log_msg(LOG_DEBUG, "%s: %" PRIu64 " entries in the last %d s (%.0f/s), %d shards held", c->cfg.group,
+                    n, CONSUMER_STATS_LOG_MS / 1000, n * 1000.0 / CONSUMER_STATS_LOG_MS, lease_count(&c->leases));
+        c->logged_entries = c->stats.entries;
+    }
+    pump(c);
+}
+
+void consumer_init(struct consumer *c, struct outbox *ob, uv_loop_t *loop, const struct consumer_cfg *cfg,
+                   const struct consumer_ops *ops, void *ctx)
+{
+    memset(c, 0, sizeof *c);
+    c->ob = ob;
+    c->rl = ob->rl;
+    c->loop = loop;
+    c->cfg = *cfg;
+    c->ops = *ops;
+    c->ctx = ctx;
+    c->link = -1;
+    lease_init(&c->leases, ob, cfg->group, on_lease_change, c);
+}
+
+int consumer_start(struct consumer *c)
+{
+    c->link = rlink_open(c->rl, c->cfg.group);
+    if (c->link < 0) {
+        log_msg(LOG_ERROR, "%s: no Redis connection left for the consumer", c->cfg.group);
+        return -1;
+    }
+    uv_timer_init(c->loop, &c->timer);
+    c->timer.data = c;
+    uv_timer_start(&c->timer, on_tick, 0, CONSUMER_TICK_MS);
+    c->started = 1;
+    return 0;
+}
+
+void consumer_stop(struct consumer *c)
+{
+    if (!c->started || c->stopping)
+        return;
+    c->stopping = 1;
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, NULL);
+    /* Another node can take the shards at once instead of after the
+     * leases run out. */
+    lease_release_all(&c->leases);
+    if (c->step != STEP_APPLYING)
+        entry_batch_clear(&c->batch);
+}

@@ -1,0 +1,134 @@
+/* consumer.h - one consumer group of the outbox streams: the one piece of
+ * code that exactly-once rests on. The ledger (storage/ledger.c) and the
+ * room feed (rooms/roomfeed.c) are two appliers of it.
+ *
+ * A shard's stream is read by one consumer of a group at a time, the node
+ * holding the group's lease on it (lease.h), and in stream order. Per
+ * shard:
+ *   IDLE     not ours;
+ *   CLAIM    just gained: what any other consumer of the group has pending
+ *            (a dead node's, or this node's under its previous name) is
+ *            claimed (XAUTOCLAIM) and becomes this node's own;
+ *   PENDING  this node's pending entries are read again, from a cursor;
+ *   LIVE     new entries are read (">").
+ * The consumer takes one step at a time: claim one shard, or read the
+ * owned shards (one XREADGROUP of up to CONSUMER_STREAMS_PER_READ streams,
+ * each PENDING one from its cursor, each LIVE one for new entries, taking
+ * turns when there are more), apply the batch, acknowledge what was
+ * applied. An entry is acknowledged (XACK) only after its applier said it
+ * was applied; one it could not apply sends its shard back to PENDING from
+ * the start, after a backoff. Delivery is therefore at least once and in
+ * order per shard: each applier makes a repeat change nothing (the ledger
+ * by unique keys, the rooms by watermarks).
+ *
+ * Reads are made only when the applier is ready (the ledger: PostgreSQL
+ * is up), so that while it is not, entries wait in Redis, not here. Every
+ * command goes on the consumer's own Redis connection (its reads block),
+ * so the acknowledgements of a batch reach Redis before the next read. */
+#ifndef TIPCAST_CONSUMER_H
+#define TIPCAST_CONSUMER_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "entry.h"
+#include "lease.h"
+
+/* The housekeeping timer: leases, trimming, resuming after a backoff. */
+#define CONSUMER_TICK_MS 100
+/* How often a trimming group trims its shards' streams. */
+#define CONSUMER_TRIM_MS 2000
+/* Wait after a failed step; doubles up to the max, back to 0 on success. */
+#define CONSUMER_BACKOFF_MIN_MS 100
+#define CONSUMER_BACKOFF_MAX_MS 2000
+/* Entries claimed from other consumers per XAUTOCLAIM. */
+#define CONSUMER_CLAIM_COUNT 1000
+/* Most streams in one XREADGROUP (its arguments are bounded by rlink). */
+#define CONSUMER_STREAMS_PER_READ 100
+/* Most ids in one XACK. */
+#define CONSUMER_ACK_IDS_MAX 200
+/* A consumer of another node idle this long on a shard this node owns,
+ * with nothing pending, is deleted from the group. */
+#define CONSUMER_IDLE_MS 60000
+/* Interval of the debug line with the group's rate. */
+#define CONSUMER_STATS_LOG_MS 10000
+
+struct consumer;
+
+struct consumer_ops {
+    /* 1 when a batch could be applied now. */
+    int (*ready)(void *ctx);
+    /* Applies b's entries: sets `retry` on each one not applied, then calls
+     * consumer_applied(c, b) exactly once, now or later. */
+    void (*apply)(void *ctx, struct entry_batch *b);
+};
+
+struct consumer_cfg {
+    const char *group;
+    int per_read; /* most entries per read, shared by its streams */
+    int block_ms; /* how long a read of new entries waits for one */
+    int trims;    /* 1: this group trims the streams of its shards */
+};
+
+enum consumer_phase { PHASE_IDLE, PHASE_CLAIM, PHASE_PENDING, PHASE_LIVE };
+enum consumer_step { STEP_IDLE, STEP_CLAIMING, STEP_READING, STEP_APPLYING };
+
+struct consumer_shard {
+    enum consumer_phase phase;
+    char cursor[OUTBOX_STREAM_ID_MAX + 1]; /* CLAIM: XAUTOCLAIM's; PENDING: XREADGROUP's */
+};
+
+struct consumer_stats {
+    uint64_t batches;  /* batches applied */
+    uint64_t entries;  /* entries acknowledged */
+    uint64_t retried;  /* entries an applier could not apply */
+    uint64_t failures; /* reads, claims or acks that failed */
+    uint64_t trimmed;  /* entries trimmed from the streams */
+};
+
+struct consumer {
+    struct outbox *ob;
+    struct rlink *rl;
+    uv_loop_t *loop;
+    struct consumer_cfg cfg;
+    struct consumer_ops ops;
+    void *ctx;
+    struct leases leases;
+    struct consumer_shard sh[OUTBOX_SHARDS_MAX];
+    int link;
+    int started, stopping;
+    enum consumer_step step;
+    int read_from;                          /* first shard of the next read */
+    int read_shards[CONSUMER_STREAMS_PER_READ], nread, read_count;
+    int64_t retry_at_ms;
+    int backoff_ms;
+    struct entry_batch batch;
+    uv_timer_t timer;
+    int cmd_was_ready;
+    int64_t next_lease_ms, next_trim_ms, next_stats_ms;
+    struct consumer_stats stats;
+    uint64_t logged_entries;
+};
+
+/* Prepares the consumer and registers its lease script (before
+ * rlink_start). */
+void consumer_init(struct consumer *c, struct outbox *ob, uv_loop_t *loop, const struct consumer_cfg *cfg,
+                   const struct consumer_ops *ops, void *ctx);
+
+/* Opens its Redis connection and starts the housekeeping timer (after
+ * rlink_start). Returns 0, or -1 when rlink has no connection left. */
+int consumer_start(struct consumer *c);
+
+/* The applier's answer for the batch given to ops.apply. */
+void consumer_applied(struct consumer *c, struct entry_batch *b);
+
+/* Something ops.ready depends on changed: try the next step now. */
+void consumer_kick(struct consumer *c);
+
+/* Gives up the leases and stops. A batch still being applied is dropped
+ * when its answer comes (its entries stay pending for the next owner). Safe
+ * to call when consumer_start failed or never ran. */
+void consumer_stop(struct consumer *c);
+
+#endif

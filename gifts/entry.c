@@ -1,0 +1,266 @@
+/* entry.c - the one parser of outbox entries (see entry.h). */
+#include "entry.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jwt.h"
+#include "log.h"
+#include "utf8.h"
+
+enum field { F_K, F_U, F_R, F_G, F_GN, F_AN, F_N, F_P, F_A, F_B, F_M, F_T, F_Q, F_TS, F_RO, F_COUNT };
+static const char *const field_names[F_COUNT] = {"k", "u", "r", "g", "gn", "an", "n", "p",
+                                                 "a", "b", "m", "t", "q", "ts", "ro"};
+
+/* A bump allocator over the batch's arena, sized before the parse. */
+struct arena {
+    char *p;
+    size_t used, cap;
+};
+
+static char *arena_take(struct arena *a, size_t n)
+{
+    tc_assert(a->used + n <= a->cap);
+    char *p = a->p + a->used;
+    a->used += n;
+    return p;
+}
+
+/* What an entry may take of the arena: its strings repaired (3 bytes per
+ * byte at worst, and a NUL each) and its raw form. */
+static size_t entry_need(const redisReply *fields)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < fields->elements; i++)
+        if (fields->element[i]->type == REDIS_REPLY_STRING)
+            bytes += fields->element[i]->len + 1;
+    if (bytes > ENTRY_BYTES_MAX)
+        bytes = ENTRY_BYTES_MAX;
+    return 4 * bytes + F_COUNT + 1;
+}
+
+static void reject(struct entry *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reject(struct entry *e, const char *fmt, ...)
+{
+    e->kind = ENTRY_BAD;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->reason, sizeof e->reason, fmt, ap);
+    va_end(ap);
+}
+
+/* Keeps the raw fields of a rejected entry, bounded by ENTRY_BYTES_MAX. */
+static void keep_raw(struct entry *e, const redisReply *fields, struct arena *a)
+{
+    size_t cap = 1;
+    for (size_t i = 0; i < fields->elements; i++)
+        cap += (fields->element[i]->type == REDIS_REPLY_STRING ? fields->element[i]->len : 0) + 1;
+    if (cap > ENTRY_BYTES_MAX)
+        cap = ENTRY_BYTES_MAX;
+    char *raw = arena_take(a, cap);
+    size_t o = 0;
+    for (size_t i = 0; i < fields->elements; i++) {
+        const redisReply *f = fields->element[i];
+        if (f->type != REDIS_REPLY_STRING)
+            continue;
+        for (size_t k = 0; k < f->len && o + 1 < cap; k++)
+            raw[o++] = f->str[k];
+        if (o + 1 < cap)
+            raw[o++] = i % 2 == 0 ? '=' : '\n';
+    }
+    raw[o] = '\0';
+    e->raw = (struct entry_str){raw, o};
+}
+
+/* Strict int64: optional '-', digits, nothing else. */
+static int parse_i64(const char *s, size_t len, int64_t *out)
+{
+    char buf[32];
+    if (!s || len == 0 || len >= sizeof buf)
+        return -1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    for (size_t i = buf[0] == '-' ? 1 : 0; i < len; i++)
+        if (buf[i] < '0' || buf[i] > '9')
+            return -1;
+    errno = 0;
+    char *end;
+    long long v = strtoll(buf, &end, 10);
+    if (errno || *end || end == buf)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static struct entry_str text_copy(const char *s, size_t n, struct arena *a)
+{
+    if (!s || n == 0)
+        return (struct entry_str){"", 0};
+    char *out = arena_take(a, 3 * n + 1);
+    size_t len = utf8_repair((const uint8_t *)s, n, out);
+    return (struct entry_str){out, len};
+}
+
+/* Fills e from [id, fields] (fields nil: deleted from the stream). */
+static void entry_parse(struct entry *e, const redisReply *fields, struct arena *a)
+{
+    static const struct entry_str empty = {"", 0};
+    e->user = e->room = e->gift_name = e->animation = e->combo = e->text = e->request_id = e->raw = empty;
+    e->role = (struct entry_str){"viewer", 6};
+    if (!fields || fields->type != REDIS_REPLY_ARRAY) {
+        e->kind = ENTRY_GONE;
+        return;
+    }
+    const char *v[F_COUNT] = {0};
+    size_t n[F_COUNT] = {0};
+    size_t bytes = 0;
+    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+        const redisReply *f = fields->element[i], *val = fields->element[i + 1];
+        if (f->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING)
+            continue;
+        bytes += f->len + val->len;
+        for (int k = 0; k < F_COUNT; k++)
+            if (f->len == strlen(field_names[k]) && memcmp(f->str, field_names[k], f->len) == 0) {
+                v[k] = val->str;
+                n[k] = val->len;
+            }
+    }
+    if (bytes > ENTRY_BYTES_MAX) {
+        reject(e, "entry of %zu bytes, more than %d", bytes, ENTRY_BYTES_MAX);
+        goto bad;
+    }
+    if (v[F_K] && n[F_K] == 4 && memcmp(v[F_K], "gift", 4) == 0)
+        e->kind = ENTRY_GIFT;
+    else if (v[F_K] && n[F_K] == 3 && memcmp(v[F_K], "tip", 3) == 0)
+        e->kind = ENTRY_TIP;
+    else if (v[F_K] && n[F_K] == 6 && memcmp(v[F_K], "credit", 6) == 0)
+        e->kind = ENTRY_CREDIT;
+    else {
+        reject(e, "unknown kind");
+        goto bad;
+    }
+    static const enum field need_all[] = {F_U, F_A, F_B, F_TS};
+    static const enum field need_order[] = {F_R, F_Q};
+    static const enum field need_gift[] = {F_G, F_N, F_P};
+    for (size_t i = 0; i < sizeof need_all / sizeof need_all[0]; i++)
+        if (!n[need_all[i]]) {
+            reject(e, "field %s missing", field_names[need_all[i]]);
+            goto bad;
+        }
+    for (size_t i = 0; e->kind != ENTRY_CREDIT && i < sizeof need_order / sizeof need_order[0]; i++)
+        if (!n[need_order[i]]) {
+            reject(e, "field %s missing", field_names[need_order[i]]);
+            goto bad;
+        }
+    for (size_t i = 0; e->kind == ENTRY_GIFT && i < sizeof need_gift / sizeof need_gift[0]; i++)
+        if (!n[need_gift[i]]) {
+            reject(e, "field %s missing", field_names[need_gift[i]]);
+            goto bad;
+        }
+    if (parse_i64(v[F_A], n[F_A], &e->amount) < 0 || e->amount <= 0) {
+        reject(e, "amount is not a positive integer");
+        goto bad;
+    }
+    if (parse_i64(v[F_B], n[F_B], &e->balance) < 0 || parse_i64(v[F_TS], n[F_TS], &e->ts_ms) < 0 ||
+        e->ts_ms < 0 || e->ts_ms > ENTRY_TS_MS_MAX) {
+        reject(e, "balance or time is not an integer (time: 0 to the end of year 9999)");
+        goto bad;
+    }
+    e->count = 1;
+    e->unit_price = e->amount;
+    if (e->kind == ENTRY_GIFT &&
+        (parse_i64(v[F_G], n[F_G], &e->gift_id) < 0 || e->gift_id <= 0 || e->gift_id > INT32_MAX ||
+         parse_i64(v[F_N], n[F_N], &e->count) < 0 || e->count <= 0 || e->count > INT32_MAX ||
+         parse_i64(v[F_P], n[F_P], &e->unit_price) < 0 || e->unit_price <= 0)) {
+        reject(e, "gift id, count or price is not a positive integer");
+        goto bad;
+    }
+    /* Users and rooms are ids (jwt.h): the wallet wrote nothing else. */
+    if (!id_valid(v[F_U], n[F_U]) || (e->kind != ENTRY_CREDIT && !id_valid(v[F_R], n[F_R]))) {
+        reject(e, "user or room is not an id");
+        goto bad;
+    }
+    if (v[F_Q] && !utf8_valid((const uint8_t *)v[F_Q], n[F_Q])) {
+        reject(e, "request id is not UTF-8");
+        goto bad;
+    }
+    e->user = text_copy(v[F_U], n[F_U], a);
+    e->room = text_copy(v[F_R], n[F_R], a);
+    e->request_id = text_copy(v[F_Q], n[F_Q], a);
+    e->gift_name = text_copy(v[F_GN], n[F_GN], a);
+    e->animation = text_copy(v[F_AN], n[F_AN], a);
+    e->combo = text_copy(v[F_M], n[F_M], a);
+    e->text = text_copy(v[F_T], n[F_T], a);
+    if (n[F_RO])
+        e->role = text_copy(v[F_RO], n[F_RO], a);
+    return;
+bad:
+    keep_raw(e, fields, a);
+}
+
+void entry_batch_clear(struct entry_batch *b)
+{
+    free(b->e);
+    free(b->arena);
+    memset(b, 0, sizeof *b);
+}
+
+/* The [id, fields] items of one stream of the reply, or NULL. */
+static const redisReply *stream_items(const redisReply *st)
+{
+    if (st->type != REDIS_REPLY_ARRAY || st->elements != 2 || st->element[0]->type != REDIS_REPLY_STRING ||
+        st->element[1]->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    return st->element[1];
+}
+
+int entry_batch_fill(struct entry_batch *b, const struct outbox *ob, const redisReply *reply)
+{
+    memset(b, 0, sizeof *b);
+    if (reply->type != REDIS_REPLY_ARRAY)
+        return -1;
+    size_t n = 0, need = 1;
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *items = stream_items(reply->element[i]);
+        if (!items || outbox_key_shard(ob, reply->element[i]->element[0]->str, reply->element[i]->element[0]->len) < 0)
+            return -1;
+        for (size_t k = 0; k < items->elements; k++) {
+            const redisReply *it = items->element[k];
+            if (it->type != REDIS_REPLY_ARRAY || it->elements < 1 || it->element[0]->type != REDIS_REPLY_STRING ||
+                it->element[0]->len > OUTBOX_STREAM_ID_MAX)
+                return -1;
+            const redisReply *fields = it->elements > 1 ? it->element[1] : NULL;
+            if (fields && fields->type == REDIS_REPLY_ARRAY)
+                need += entry_need(fields);
+            n++;
+        }
+    }
+    if (n == 0)
+        return 0;
+    b->e = calloc(n, sizeof *b->e);
+    b->arena = malloc(need);
+    if (!b->e || !b->arena) {
+        entry_batch_clear(b);
+        return -1;
+    }
+    struct arena a = {b->arena, 0, need};
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *st = reply->element[i];
+        int shard = outbox_key_shard(ob, st->element[0]->str, st->element[0]->len);
+        const redisReply *items = st->element[1];
+        for (size_t k = 0; k < items->elements; k++) {
+            const redisReply *it = items->element[k];
+            struct entry *e = &b->e[b->n++];
+            e->shard = shard;
+            memcpy(e->id, it->element[0]->str, it->element[0]->len + 1);
+            entry_parse(e, it->elements > 1 ? it->element[1] : NULL, &a);
+        }
+    }
+    tc_assert(b->n == n);
+    return (int)n;
+}
+
+void entry_order_id(const struct entry *e, char *buf, size_t cap) { outbox_order_id(e->shard, e->id, buf, cap); }

@@ -1,0 +1,27 @@
+-- room_history: the room's events after a sequence number.
+-- KEYS[1] tc:{r:ROOM}:seq, KEYS[2] tc:{r:ROOM}:hist
+-- ARGV[1] after seq, ARGV[2] most events to return
+-- Returns {seq, oldest kept seq (0 if none), seq1, kind1, body1, ...}. When
+-- the oldest kept event is past after+1 the events in between are gone.
+local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
+local after = tonumber(ARGV[1])
+local out = {seq, 0}
+local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+if #first > 0 then
+  out[2] = tonumber(string.match(first[1][1], '^(%d+)-'))
+end
+if after >= seq or out[2] == 0 or out[2] > after + 1 then
+  return out
+end
+local ev = redis.call('XRANGE', KEYS[2], '(' .. after .. '-1', '+', 'COUNT', tonumber(ARGV[2]))
+for i = 1, #ev do
+  local f = ev[i][2]
+  local body, kind = '', ''
+  for k = 1, #f, 2 do
+    if f[k] == 'b' then body = f[k + 1] elseif f[k] == 'k' then kind = f[k + 1] end
+  end
+  out[#out + 1] = tonumber(string.match(ev[i][1], '^(%d+)-'))
+  out[#out + 1] = kind
+  out[#out + 1] = body
+end
+return out

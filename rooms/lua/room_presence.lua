@@ -1,0 +1,55 @@
+-- room_presence: records how many members this node has in a room and
+-- answers the room's snapshot, in one atomic step.
+-- KEYS[1] tc:{r:ROOM}:seq   the room's last event sequence number
+-- KEYS[2] tc:{r:ROOM}:hist  the room's history stream (entry id = "<seq>-1")
+-- KEYS[3] tc:{r:ROOM}:nodes hash: node id -> "<members> <valid until ms>"
+-- KEYS[4] tc:{r:ROOM}:board:all the all-time leaderboard (sorted set)
+-- ARGV[1] node id, ARGV[2] this node's member count, ARGV[3] entry ttl ms,
+-- ARGV[4] how many latest events to return, ARGV[5] how many leaderboard
+-- entries to return (0: none)
+-- Returns {seq, members on all live nodes, {user1, total1, ...},
+-- seq1, kind1, body1, seq2, kind2, body2, ...}, events oldest first: the
+-- board is read in the same atomic step as seq, so it includes exactly the
+-- gifts up to seq.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+local count = tonumber(ARGV[2])
+if count > 0 then
+  redis.call('HSET', KEYS[3], ARGV[1], count .. ' ' .. (now + ttl))
+  redis.call('PEXPIRE', KEYS[3], ttl * 2)
+else
+  redis.call('HDEL', KEYS[3], ARGV[1])
+end
+-- Entries of nodes that stopped refreshing them (a crashed node) lapse.
+local total = 0
+local nodes = redis.call('HGETALL', KEYS[3])
+for i = 1, #nodes, 2 do
+  local c, exp = string.match(nodes[i + 1], '^(%d+) (%d+)$')
+  if c and tonumber(exp) > now then
+    total = total + tonumber(c)
+  else
+    redis.call('HDEL', KEYS[3], nodes[i])
+  end
+end
+local board = {}
+local top = tonumber(ARGV[5])
+if top > 0 then
+  board = redis.call('ZREVRANGE', KEYS[4], 0, top - 1, 'WITHSCORES')
+end
+local out = {tonumber(redis.call('GET', KEYS[1]) or '0'), total, board}
+local want = tonumber(ARGV[4])
+if want > 0 then
+  local ev = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', want)
+  for i = #ev, 1, -1 do
+    local f = ev[i][2]
+    local body, kind = '', ''
+    for k = 1, #f, 2 do
+      if f[k] == 'b' then body = f[k + 1] elseif f[k] == 'k' then kind = f[k + 1] end
+    end
+    out[#out + 1] = tonumber(string.match(ev[i][1], '^(%d+)-'))
+    out[#out + 1] = kind
+    out[#out + 1] = body
+  end
+end
+return out

@@ -1,0 +1,258 @@
+/* roomfeed.c - the "rooms" consumer group's applier (see roomfeed.h). */
+#include "roomfeed.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "board.h"
+#include "hash.h"
+#include "log.h"
+#include "roomkeys.h"
+
+extern const char lua_room_apply[];
+
+/* One room_apply call: the entries it carries, in the order of its
+ * arguments. Owned by the call; freed in its callback. */
+struct call {
+    struct roomfeed *f;
+    int n;
+    uint32_t entry[FEED_APPLY_MAX];
+};
+
+/* The entries of one room and day, in batch order: one call, or several
+ * when there are more than FEED_APPLY_MAX. */
+struct group {
+    char day[BOARD_KEY_MAX]; /* the day board's key names the room and the day */
+    uint32_t first, last;
+    int n;
+};
+
+static void batch_done(struct roomfeed *f)
+{
+    struct entry_batch *b = f->batch;
+    f->batch = NULL;
+    consumer_applied(&f->consumer, b);
+}
+
+static void on_applied(redisReply *reply, void *priv)
+{
+    struct call *cl = priv;
+    struct roomfeed *f = cl->f;
+    struct entry_batch *b = f->batch;
+    if (!b) { /* stopped meanwhile */
+        free(cl);
+        return;
+    }
+    int whole = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == (size_t)cl->n;
+    for (int i = 0; whole && i < cl->n; i++)
+        if (reply->element[i]->type != REDIS_REPLY_INTEGER)
+            whole = 0;
+    for (int i = 0; i < cl->n; i++) {
+        struct entry *e = &b->e[cl->entry[i]];
+        if (whole && reply->element[i]->integer >= 0)
+            continue;
+        e->retry = 1;
+        if (whole)
+            log_msg(LOG_INFO, "rooms: %d-%s waits for an earlier entry of room %s", e->shard, e->id, e->room.s);
+    }
+    if (!whole && reply)
+        log_msg(LOG_ERROR, "rooms: room_apply of %d entries (room %s): %s", cl->n, b->e[cl->entry[0]].room.s,
+                reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+    free(cl);
+    tc_assert(f->waiting > 0);
+    if (--f->waiting == 0)
+        batch_done(f);
+}
+
+/* The stream id of the last entry before `k` of the same shard and room
+ * that goes to its script, or "". */
+static const char *predecessor(const struct entry_batch *b, size_t k)
+{
+    const struct entry *e = &b->e[k];
+    for (size_t i = k; i-- > 0;) {
+        const struct entry *p = &b->e[i];
+        if (p->shard != e->shard)
+            break; /* a shard's entries are contiguous in the batch */
+        if ((p->kind == ENTRY_GIFT || p->kind == ENTRY_TIP) && strcmp(p->room.s, e->room.s) == 0)
+            return p->id;
+    }
+    return "";
+}
+
+/* Puts every gift and tip into the group of its room and day (the groups
+ * in the order of their first entry), linking each group's entries through
+ * next[]. Returns the number of groups, or -1 when out of memory. */
+static int group_entries(const struct entry_batch *b, uint32_t *next, struct group *gr)
+{
+    size_t cap = 16;
+    while (cap < 2 * b->n)
+        cap *= 2;
+    int *slot = malloc(cap * sizeof *slot);
+    if (!slot)
+        return -1;
+    for (size_t i = 0; i < cap; i++)
+        slot[i] = -1;
+    int ng = 0;
+    for (size_t k = 0; k < b->n; k++) {
+        const struct entry *e = &b->e[k];
+        if (e->kind != ENTRY_GIFT && e->kind != ENTRY_TIP)
+            continue;
+        struct board_keys bk;
+        board_keys(e->room.s, e->ts_ms, &bk);
+        const char *day = bk.key[BOARD_DAY];
+        size_t h = hash_fnv1a(day, strlen(day)) & (cap - 1);
+        while (slot[h] >= 0 && strcmp(gr[slot[h]].day, day) != 0)
+            h = (h + 1) & (cap - 1);
+        next[k] = UINT32_MAX;
+        struct group *g = slot[h] >= 0 ? &gr[slot[h]] : NULL;
+        if (g && g->n < FEED_APPLY_MAX) {
+            next[g->last] = (uint32_t)k;
+            g->last = (uint32_t)k;
+            g->n++;
+            continue;
+        }
+        /* A new group; a full one stays behind, sent before this one. */
+        g = &gr[ng];
+        snprintf(g->day, sizeof g->day, "%s", day);
+        g->first = g->last = (uint32_t)k;
+        g->n = 1;
+        slot[h] = ng++;
+    }
+    free(slot);
+    return ng;
+}
+
+/* Sends one room_apply call for group g. Its entries end up waiting for the
+ * call's answer, or marked `retry` when it could not be sent. */
+static void send_group(struct roomfeed *f, const struct group *g, const uint32_t *next)
+{
+    struct entry_batch *b = f->batch;
+    /* 7 keys, 5 arguments and the entry count, then 7 per entry. */
+    enum { NKEYS = 7, NFIXED = 12, PER = 7, ARGS_MAX = NFIXED + 1 + PER * FEED_APPLY_MAX };
+    _Static_assert(ARGS_MAX <= RLINK_ARGS_MAX, "a room_apply call exceeds rlink's argument bound");
+    const char *argv[ARGS_MAX];
+    size_t len[ARGS_MAX];
+    struct call *cl = malloc(sizeof *cl);
+    if (!cl) {
+        for (uint32_t k = g->first; k != UINT32_MAX; k = next[k])
+            b->e[k].retry = 1;
+        return;
+    }
+    cl->f = f;
+    cl->n = 0;
+    const struct entry *lead = &b->e[g->first];
+    struct room_keys rk;
+    struct board_keys bk;
+    room_keys(lead->room.s, &rk);
+    board_keys(lead->room.s, lead->ts_ms, &bk);
+    char hl[16], ttl[BOARD_PERIODS][24], count[16];
+    snprintf(hl, sizeof hl, "%d", f->history_len);
+    for (int p = 0; p < BOARD_PERIODS; p++)
+        snprintf(ttl[p], sizeof ttl[p], "%lld", (long long)bk.ttl_s[p]);
+    const char *fixed[NFIXED + 1] = {rk.seq, rk.hist, rk.wm, bk.key[BOARD_ALL], bk.key[BOARD_DAY],
+                                     bk.key[BOARD_WEEK], bk.key[BOARD_MONTH], hl, rk.chan, ttl[BOARD_DAY],
+                                     ttl[BOARD_WEEK], ttl[BOARD_MONTH], count};
+    int argc = NFIXED + 1;
+    for (int i = 0; i < argc; i++) {
+        argv[i] = fixed[i];
+        len[i] = strlen(fixed[i]);
+    }
+    for (uint32_t k = g->first; k != UINT32_MAX; k = next[k]) {
+        struct entry *e = &b->e[k];
+        char order[OUTBOX_ORDER_ID_MAX + 1];
+        entry_order_id(e, order, sizeof order);
+        int blen = event_body_order(f->body[cl->n], sizeof f->body[0], e, order);
+        if (blen < 0) {
+            /* Too large for an event: nothing can ever apply it. The ledger
+             * still has the order. */
+            log_msg(LOG_ERROR, "rooms: entry %s does not fit an event; no room event for it", order);
+            e->kind = ENTRY_BAD; /* so that no later entry waits for it */
+            continue;
+        }
+        int sl = snprintf(f->shard[cl->n], sizeof f->shard[0], "%d", e->shard);
+        int al = snprintf(f->amount[cl->n], sizeof f->amount[0], "%lld", (long long)e->amount);
+        const char *prev = predecessor(b, k);
+        const char *kind = event_kind_name(e->kind == ENTRY_GIFT ? EVENT_GIFT : EVENT_TIP);
+        const char *args[PER] = {f->shard[cl->n], e->id, prev, (const char *)f->body[cl->n], e->user.s,
+                                 f->amount[cl->n], kind};
+        size_t lens[PER] = {(size_t)sl, strlen(e->id), strlen(prev), (size_t)blen, e->user.len, (size_t)al,
+                            strlen(kind)};
+        for (int i = 0; i < PER; i++) {
+            argv[argc] = args[i];
+            len[argc++] = lens[i];
+        }
+        cl->entry[cl->n++] = k;
+    }
+    if (cl->n == 0) {
+        free(cl);
+        return;
+    }
+    len[NFIXED] = (size_t)snprintf(count, sizeof count, "%d", cl->n);
+    f->waiting++;
+    if (rlink_eval(f->rl, &f->apply, NKEYS, argc, argv, len, on_applied, cl) < 0) {
+        f->waiting--;
+        for (int i = 0; i < cl->n; i++)
+            b->e[cl->entry[i]].retry = 1;
+        free(cl);
+    }
+}
+
+/* The consumer's batch: one room_apply call per room and day. */
+static void apply(void *ctx, struct entry_batch *b)
+{
+    struct roomfeed *f = ctx;
+    tc_assert(!f->batch);
+    f->batch = b;
+    f->waiting = 1;
+    uint32_t *next = malloc(b->n * sizeof *next);
+    struct group *gr = malloc(b->n * sizeof *gr);
+    int ng = next && gr ? group_entries(b, next, gr) : -1;
+    if (ng < 0) {
+        log_msg(LOG_ERROR, "rooms: out of memory grouping a batch of %zu entries", b->n);
+        for (size_t k = 0; k < b->n; k++)
+            b->e[k].retry = 1;
+        ng = 0;
+    }
+    for (int g = 0; g < ng; g++)
+        send_group(f, &gr[g], next);
+    free(next);
+    free(gr);
+    if (--f->waiting == 0)
+        batch_done(f);
+}
+
+static int ready(void *ctx)
+{
+    struct roomfeed *f = ctx;
+    return rlink_cmd_ready(f->rl);
+}
+
+void roomfeed_init(struct roomfeed *f, struct outbox *ob, uv_loop_t *loop, int history_len)
+{
+    f->rl = ob->rl;
+    f->history_len = history_len;
+    f->batch = NULL;
+    f->waiting = 0;
+    f->apply = (struct rlink_script){.name = "room_apply", .src = lua_room_apply};
+    rlink_script_add(f->rl, &f->apply);
+    static const struct consumer_ops ops = {.ready = ready, .apply = apply};
+    const struct consumer_cfg cfg = {.group = OUTBOX_GROUP_ROOMS, .per_read = FEED_READ_MAX,
+                                     .block_ms = FEED_BLOCK_MS, .trims = 0};
+    consumer_init(&f->consumer, ob, loop, &cfg, &ops, f);
+}
+
+int roomfeed_start(struct roomfeed *f) { return consumer_start(&f->consumer); }
+
+void roomfeed_stop(struct roomfeed *f)
+{
+    consumer_stop(&f->consumer);
+    if (f->batch) {
+        /* The calls' answers find no batch and are dropped. */
+        struct entry_batch *b = f->batch;
+        f->batch = NULL;
+        entry_batch_clear(b);
+    }
+}

@@ -1,0 +1,55 @@
+/* roomfeed.h - the "rooms" consumer group of the outbox (gifts/consumer.h):
+ * turns each gift and tip into its room's event and leaderboard bumps,
+ * exactly once.
+ *
+ * The entries of a read are grouped by room (and by day, since a call bumps
+ * one set of period boards), and each group goes to lua/room_apply.lua in
+ * one call: it keeps a watermark per (room, shard) of the last stream id
+ * applied, so a redelivered entry is recognised and applied no second time,
+ * and an entry whose predecessor in the same room did not apply is
+ * refused, so nothing is applied out of order. An entry that did not apply
+ * goes back to the consumer, which reads its shard's pending entries again.
+ * Credits concern no room, and malformed entries can never apply: both are
+ * acknowledged as they are (the ledger keeps the order either way). */
+#ifndef TIPCAST_ROOMFEED_H
+#define TIPCAST_ROOMFEED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "consumer.h"
+#include "roomevent.h"
+
+/* Most entries read at once (over every shard read). */
+#define FEED_READ_MAX 4096
+/* How long one read blocks waiting for new entries. */
+#define FEED_BLOCK_MS 100
+/* Most entries in one room_apply call (7 arguments each; the call stays
+ * within RLINK_ARGS_MAX). A room's entries of one read past it go in more
+ * calls, sent in order. */
+#define FEED_APPLY_MAX 40
+
+struct roomfeed {
+    struct consumer consumer;
+    struct rlink *rl;
+    int history_len;
+    struct rlink_script apply;
+    struct entry_batch *batch; /* being applied */
+    int waiting;               /* calls not yet answered, plus one while sending */
+    /* One call's arguments that are not in the batch (rlink copies them). */
+    uint8_t body[FEED_APPLY_MAX][EVENT_BODY_MAX];
+    char shard[FEED_APPLY_MAX][16];
+    char amount[FEED_APPLY_MAX][24];
+};
+
+/* Prepares the feed on `ob`'s streams and registers its scripts (before
+ * rlink_start). */
+void roomfeed_init(struct roomfeed *f, struct outbox *ob, uv_loop_t *loop, int history_len);
+/* Starts reading (after rlink_start). Returns 0, or -1 when rlink has no
+ * connection left (logged). */
+int roomfeed_start(struct roomfeed *f);
+/* Gives up the leases and stops reading (before rlink_stop). Calls still on
+ * their way are dropped: their entries stay pending for the next owner. */
+void roomfeed_stop(struct roomfeed *f);
+
+#endif

@@ -1,0 +1,184 @@
+/* roomstore.c - a room's state in Redis (see roomstore.h). */
+#include "roomstore.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "roomkeys.h"
+
+extern const char lua_room_presence[];
+extern const char lua_room_publish[];
+extern const char lua_room_history[];
+
+void roomstore_init(struct roomstore *rs, struct rlink *rl, const char *node_id, int history_len)
+{
+    memset(rs, 0, sizeof *rs);
+    rs->rl = rl;
+    rs->node_id = node_id;
+    rs->history_len = history_len;
+    rs->presence = (struct rlink_script){.name = "room_presence", .src = lua_room_presence};
+    rs->publish = (struct rlink_script){.name = "room_publish", .src = lua_room_publish};
+    rs->history = (struct rlink_script){.name = "room_history", .src = lua_room_history};
+    rlink_script_add(rl, &rs->presence);
+    rlink_script_add(rl, &rs->publish);
+    rlink_script_add(rl, &rs->history);
+}
+
+int roomstore_event_at(const struct roomstore_events *ev, size_t i, struct roomstore_event *out)
+{
+    tc_assert(i < ev->n);
+    const redisReply *s = ev->reply->element[ev->from + 3 * i], *k = ev->reply->element[ev->from + 3 * i + 1],
+                     *b = ev->reply->element[ev->from + 3 * i + 2];
+    if (s->type != REDIS_REPLY_INTEGER || k->type != REDIS_REPLY_STRING || b->type != REDIS_REPLY_STRING ||
+        b->len > EVENT_BODY_MAX)
+        return -1;
+    *out = (struct roomstore_event){s->integer, event_kind_of(k->str, k->len), (const uint8_t *)b->str, b->len};
+    return 0;
+}
+
+/* The events from element `from` on: (seq, kind, body) triples. */
+static struct roomstore_events events_of(const redisReply *r, size_t from)
+{
+    size_t n = r->elements > from ? (r->elements - from) / 3 : 0;
+    return (struct roomstore_events){r, from, n};
+}
+
+/* An array reply whose first `ints` elements are integers. */
+static int reply_ok(const redisReply *r, size_t ints, const char *what)
+{
+    if (!r)
+        return 0;
+    if (r->type == REDIS_REPLY_ERROR) {
+        log_msg(LOG_ERROR, "redis %s: %s", what, r->str);
+        return 0;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < ints)
+        return 0;
+    for (size_t i = 0; i < ints; i++)
+        if (r->element[i]->type != REDIS_REPLY_INTEGER)
+            return 0;
+    return 1;
+}
+
+/* A call's callback and context, until Redis answers. */
+struct call {
+    union {
+        roomstore_snapshot_cb *snapshot;
+        roomstore_seq_cb *seq;
+        roomstore_history_cb *history;
+    } cb;
+    void *ctx;
+};
+
+static void on_presence(redisReply *reply, void *priv)
+{
+    struct call *c = priv;
+    roomstore_snapshot_cb *cb = c->cb.snapshot;
+    void *ctx = c->ctx;
+    free(c);
+    if (!cb)
+        return;
+    if (!reply_ok(reply, 2, "room_presence") || reply->elements < 3 ||
+        reply->element[2]->type != REDIS_REPLY_ARRAY) {
+        cb(ctx, NULL);
+        return;
+    }
+    struct roomstore_snapshot s = {.seq = reply->element[0]->integer, .members = reply->element[1]->integer};
+    board_top_read(reply->element[2], &s.top);
+    s.events = events_of(reply, 3);
+    cb(ctx, &s);
+}
+
+int roomstore_presence(struct roomstore *rs, const char *room, uint32_t members, int events, int top_n,
+                       roomstore_snapshot_cb *cb, void *ctx)
+{
+    struct room_keys k;
+    char count[16], ttl[16], want[16], top[16];
+    room_keys(room, &k);
+    snprintf(count, sizeof count, "%u", members);
+    snprintf(ttl, sizeof ttl, "%d", ROOMSTORE_PRESENCE_TTL_MS);
+    snprintf(want, sizeof want, "%d", events);
+    snprintf(top, sizeof top, "%d", top_n);
+    const char *argv[] = {k.seq, k.hist, k.nodes, k.board, rs->node_id, count, ttl, want, top};
+    size_t len[9];
+    for (int i = 0; i < 9; i++)
+        len[i] = strlen(argv[i]);
+    struct call *c = malloc(sizeof *c);
+    if (!c)
+        return -1;
+    *c = (struct call){.cb.snapshot = cb, .ctx = ctx};
+    if (rlink_eval(rs->rl, &rs->presence, 4, 9, argv, len, on_presence, c) < 0) {
+        free(c);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_published(redisReply *reply, void *priv)
+{
+    struct call *c = priv;
+    roomstore_seq_cb *cb = c->cb.seq;
+    void *ctx = c->ctx;
+    free(c);
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        log_msg(LOG_ERROR, "redis room_publish: %s", reply->str);
+    cb(ctx, reply && reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1);
+}
+
+int roomstore_publish(struct roomstore *rs, const char *room, enum event_kind kind, const uint8_t *body,
+                      size_t len, roomstore_seq_cb *cb, void *ctx)
+{
+    struct room_keys k;
+    char hl[16];
+    room_keys(room, &k);
+    snprintf(hl, sizeof hl, "%d", rs->history_len);
+    const char *kn = event_kind_name(kind);
+    const char *argv[] = {k.seq, k.hist, k.chan, (const char *)body, hl, kn};
+    size_t lens[] = {strlen(k.seq), strlen(k.hist), strlen(k.chan), len, strlen(hl), strlen(kn)};
+    struct call *c = malloc(sizeof *c);
+    if (!c)
+        return -1;
+    *c = (struct call){.cb.seq = cb, .ctx = ctx};
+    if (rlink_eval(rs->rl, &rs->publish, 2, 6, argv, lens, on_published, c) < 0) {
+        free(c);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_history(redisReply *reply, void *priv)
+{
+    struct call *c = priv;
+    roomstore_history_cb *cb = c->cb.history;
+    void *ctx = c->ctx;
+    free(c);
+    if (!reply_ok(reply, 2, "room_history")) {
+        cb(ctx, NULL);
+        return;
+    }
+    struct roomstore_history h = {reply->element[0]->integer, reply->element[1]->integer, events_of(reply, 2)};
+    cb(ctx, &h);
+}
+
+int roomstore_history(struct roomstore *rs, const char *room, int64_t after_seq, int max,
+                      roomstore_history_cb *cb, void *ctx)
+{
+    struct room_keys k;
+    char after[24], most[16];
+    room_keys(room, &k);
+    snprintf(after, sizeof after, "%lld", (long long)after_seq);
+    snprintf(most, sizeof most, "%d", max);
+    const char *argv[] = {k.seq, k.hist, after, most};
+    size_t len[] = {strlen(k.seq), strlen(k.hist), strlen(after), strlen(most)};
+    struct call *c = malloc(sizeof *c);
+    if (!c)
+        return -1;
+    *c = (struct call){.cb.history = cb, .ctx = ctx};
+    if (rlink_eval(rs->rl, &rs->history, 2, 4, argv, len, on_history, c) < 0) {
+        free(c);
+        return -1;
+    }
+    return 0;
+}

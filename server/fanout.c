@@ -1,0 +1,246 @@
+/* fanout.c - handing a room's new events and leaderboard pushes to its
+ * members on this node (see room.h).
+ *
+ * Batching at the loop's boundary: a room that got events is marked, and
+ * every marked room is flushed once per loop iteration (a uv_check, after
+ * the Redis replies read in that iteration), so the events that came in one
+ * read reach each member in one frame. A member that can take a write now
+ * is written at once; one that cannot gets the rest at WRITEABLE
+ * (conn.c).
+ *
+ * Leaderboard pushes: a gift or tip event marks its room; at most once per
+ * board-push-ms a room's four top lists are read (one pipelined round trip)
+ * and sent to every live member, one frame per subprotocol shared by all.
+ * A room that may push now reads its boards at once, and its flush waits
+ * for the answer (up to ROOM_BOARD_WAIT_MS), so that the event that moved
+ * the boards and the boards go out in one write: half the writes of a big
+ * room. */
+#include "room.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+#include "message.h"
+
+static void on_flush(uv_check_t *h);
+static void on_flush_wait(uv_timer_t *t);
+static void on_board_tick(uv_timer_t *t);
+
+int fanout_init(struct rooms *rs)
+{
+    uv_check_init(rs->loop, &rs->flush_check);
+    uv_timer_init(rs->loop, &rs->flush_wait);
+    uv_timer_init(rs->loop, &rs->board_timer);
+    rs->flush_check.data = rs->flush_wait.data = rs->board_timer.data = rs;
+    rs->handles = 1;
+    return 0;
+}
+
+void fanout_close(struct rooms *rs)
+{
+    if (!rs->handles)
+        return;
+    uv_close((uv_handle_t *)&rs->flush_check, NULL);
+    uv_close((uv_handle_t *)&rs->flush_wait, NULL);
+    uv_close((uv_handle_t *)&rs->board_timer, NULL);
+    rs->handles = 0;
+}
+
+void fanout_mark(struct rooms *rs, struct room *r)
+{
+    if (r->flush_queued || !r->nmembers)
+        return;
+    r->flush_queued = 1;
+    r->dirty_ms = uv_now(rs->loop);
+    r->flush_next = rs->dirty;
+    if (!rs->dirty)
+        uv_check_start(&rs->flush_check, on_flush);
+    rs->dirty = r;
+}
+
+/* Unlinks r from a list linked through the member at `off`. */
+static void unlink_room(struct room **list, struct room *r, size_t off)
+{
+    struct room **pp = list;
+    while (*pp != r) {
+        tc_assert(*pp);
+        pp = (struct room **)((char *)*pp + off);
+    }
+    *pp = *(struct room **)((char *)r + off);
+}
+
+void fanout_forget(struct rooms *rs, struct room *r)
+{
+    if (r->flush_queued)
+        unlink_room(&rs->dirty, r, offsetof(struct room, flush_next));
+    r->flush_queued = 0;
+    if (r->board_queued)
+        unlink_room(&rs->board_dirty, r, offsetof(struct room, board_next));
+    r->board_queued = 0;
+}
+
+/* ---- Leaderboard pushes ------------------------------------------------------- */
+
+/* The four top lists of a room read for a push: one frame per subprotocol,
+ * to go out with the room's next flush. */
+static void on_board_read(void *ctx, const char *room, const struct board_top *tops)
+{
+    struct rooms *rs = ctx;
+    struct room *r = room_find(rs, room);
+    if (!r)
+        return;
+    r->board_busy = 0;
+    if (!tops) {
+        fanout_mark(rs, r); /* an event waiting for it goes out alone */
+        return;
+    }
+    struct frame *fr[FMT_COUNT];
+    for (int k = 0; k < FMT_COUNT; k++)
+        fr[k] = board_frame((enum fmt)k, room, "", tops);
+    if (fr[FMT_MSGPACK] && fr[FMT_JSON]) {
+        /* A newer push replaces one not yet sent. */
+        for (int k = 0; k < FMT_COUNT; k++) {
+            frame_unref(r->board_push[k]);
+            r->board_push[k] = frame_ref(fr[k]);
+        }
+    } else {
+        log_msg(LOG_ERROR, "room %s: out of memory building the leaderboard", room);
+    }
+    for (int k = 0; k < FMT_COUNT; k++)
+        frame_unref(fr[k]);
+    fanout_mark(rs, r);
+}
+
+static void push_boards(struct rooms *rs)
+{
+    int64_t now = clock_mono_ms();
+    struct room **pp = &rs->board_dirty;
+    while (*pp) {
+        struct room *r = *pp;
+        if (r->board_busy || now - r->board_pushed_ms < rs->cfg->board_push_ms) {
+            pp = &r->board_next;
+            continue;
+        }
+        *pp = r->board_next;
+        r->board_next = NULL;
+        r->board_queued = 0;
+        if (r->nmembers == 0)
+            continue; /* nobody here to tell */
+        r->board_pushed_ms = now;
+        /* When Redis is down there is no push: the next gift marks the
+         * room again, and a member can always ask. */
+        if (board_read(rs->board, r->id, on_board_read, rs) == 0)
+            r->board_busy = 1;
+    }
+    if (!rs->board_dirty && rs->board_running) {
+        uv_timer_stop(&rs->board_timer);
+        rs->board_running = 0;
+    }
+}
+
+static void on_board_tick(uv_timer_t *t) { push_boards(t->data); }
+
+/* A gift or tip event of r has arrived: its members get a fresh
+ * leaderboard within board-push-ms (throttled per room). */
+static void board_mark(struct rooms *rs, struct room *r)
+{
+    if (r->board_queued)
+        return;
+    r->board_queued = 1;
+    r->board_next = rs->board_dirty;
+    rs->board_dirty = r;
+    if (!rs->board_running) {
+        uv_timer_start(&rs->board_timer, on_board_tick, ROOM_BOARD_TICK_MS, ROOM_BOARD_TICK_MS);
+        rs->board_running = 1;
+    }
+    if (!r->board_busy && clock_mono_ms() - r->board_pushed_ms >= rs->cfg->board_push_ms)
+        push_boards(rs);
+}
+
+/* ---- Events and the flush ------------------------------------------------------- */
+
+void fanout_event(struct rooms *rs, struct room *r, int64_t seq, enum event_kind kind, const uint8_t *body,
+                  size_t len)
+{
+    if (seq <= r->ring.last_seq)
+        return; /* seen already (a catch-up overlapping the live stream) */
+    struct frame *f[FMT_COUNT];
+    for (int k = 0; k < FMT_COUNT; k++) {
+        f[k] = message_event((enum fmt)k, r->id, seq, body, len);
+        if (!f[k]) {
+            log_msg(LOG_ERROR, "room %s: event %lld is malformed; dropped", r->id, (long long)seq);
+            for (int j = 0; j < k; j++)
+                frame_unref(f[j]);
+            return;
+        }
+    }
+    int64_t evicted = ring_push(&r->ring, seq, f);
+    if (event_moves_board(kind))
+        board_mark(rs, r);
+
+    /* Walk down, so that a member closed here (swapped out of the array by
+     * room_leave) never hides one not yet visited. */
+    uint64_t max_queued = (uint64_t)rs->cfg->max_queued_bytes;
+    for (uint32_t i = r->nmembers; i-- > 0;) {
+        struct conn *c = r->members[i];
+        struct membership *m = &c->rooms[room_membership(c, r)];
+        if (m->state == MEMBER_LIVE && ((evicted && m->next_seq <= evicted) || conn_backlog(c) > max_queued))
+            conn_close(c, CLOSE_SLOW_CONSUMER, "slow consumer", 1);
+    }
+    fanout_mark(rs, r);
+}
+
+/* Hands a room's new events, and its leaderboard push, to its live
+ * members: at once to those that can take them, in one write each. */
+static void flush_room(struct room *r)
+{
+    int has_board = r->board_push[0] != NULL;
+    /* Walk down: conn_deliver may close a slow member, which room_leave
+     * swaps out of the array. */
+    for (uint32_t i = r->nmembers; i-- > 0;) {
+        struct conn *c = r->members[i];
+        struct membership *m = &c->rooms[room_membership(c, r)];
+        if (m->state == MEMBER_LIVE && (has_board || m->next_seq <= r->ring.last_seq))
+            conn_deliver(c, m, r->board_push[c->fmt]);
+    }
+    if (has_board) {
+        for (int k = 0; k < FMT_COUNT; k++) {
+            frame_unref(r->board_push[k]);
+            r->board_push[k] = NULL;
+        }
+        ring_drop_pairs(&r->ring);
+    }
+}
+
+/* Flushes the marked rooms. A room whose boards are being read for a push
+ * waits for them (up to ROOM_BOARD_WAIT_MS); the answer is a loop event, so
+ * the check runs again when it comes. */
+static void flush_rooms(struct rooms *rs)
+{
+    uint64_t now = uv_now(rs->loop);
+    struct room *wait = NULL;
+    while (rs->dirty) {
+        struct room *r = rs->dirty;
+        rs->dirty = r->flush_next;
+        if (r->board_busy && !r->board_push[0] && now - r->dirty_ms < ROOM_BOARD_WAIT_MS) {
+            r->flush_next = wait;
+            wait = r;
+            continue;
+        }
+        r->flush_queued = 0;
+        r->flush_next = NULL;
+        flush_room(r);
+    }
+    rs->dirty = wait;
+    if (!wait) {
+        uv_check_stop(&rs->flush_check);
+        uv_timer_stop(&rs->flush_wait);
+    } else if (!uv_is_active((uv_handle_t *)&rs->flush_wait)) {
+        uv_timer_start(&rs->flush_wait, on_flush_wait, ROOM_BOARD_WAIT_MS, 0);
+    }
+}
+
+static void on_flush(uv_check_t *h) { flush_rooms(h->data); }
+static void on_flush_wait(uv_timer_t *t) { flush_rooms(t->data); }

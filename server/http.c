@@ -1,0 +1,206 @@
+/* http.c - the plain HTTP side of tipcastd's port: /healthz, /readyz,
+ * the web page's files and /demo/token, and the checks every WebSocket
+ * upgrade passes (path, Origin, subprotocol) while its headers are at hand. */
+#include "server.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "clock.h"
+
+/* Largest short reply (a demo token fits with room to spare), and the chunk
+ * of a page file written per WRITEABLE callback. */
+#define HTTP_BODY_MAX 4096
+
+struct http_session {
+    int len;
+    unsigned char body[LWS_PRE + HTTP_BODY_MAX];
+    const struct web_file *file; /* page file being sent (owned by web.c), or NULL */
+    size_t sent;                 /* bytes of file already written */
+};
+
+static int http_reply(struct lws *wsi, struct http_session *hs, unsigned int status, const char *body)
+{
+    unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+    hs->len = snprintf((char *)hs->body + LWS_PRE, sizeof hs->body - LWS_PRE, "%s", body);
+    if (lws_add_http_common_headers(wsi, status, "application/json", (lws_filepos_t)hs->len, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (const unsigned char *)"no-store", 8,
+                                     &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+/* Sends the headers of a page file; its body follows in WRITEABLE chunks. */
+static int http_file(struct lws *wsi, struct http_session *hs, const struct web_file *f)
+{
+    unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+    if (lws_add_http_common_headers(wsi, HTTP_STATUS_OK, f->mime, (lws_filepos_t)f->len, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (const unsigned char *)"no-cache", 8,
+                                     &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    hs->file = f;
+    hs->sent = 0;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+/* Writes the next chunk of the page file, one lws_write per callback. */
+static int http_file_chunk(struct lws *wsi, struct http_session *hs)
+{
+    const struct web_file *f = hs->file;
+    size_t left = f->len - hs->sent;
+    size_t n = left < HTTP_BODY_MAX ? left : HTTP_BODY_MAX;
+    int final = n == left;
+    if (n > 0) {
+        memcpy(hs->body + LWS_PRE, f->data + hs->sent, n);
+        if (lws_write(wsi, hs->body + LWS_PRE, n, final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)n)
+            return -1;
+        hs->sent += n;
+    }
+    if (!final) {
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    hs->file = NULL;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* GET /demo/token?user=NAME (only with the demo setting on). */
+static int http_demo_token(struct server *s, struct lws *wsi, struct http_session *hs)
+{
+    char arg[96], body[HTTP_BODY_MAX];
+    const char *user = lws_get_urlarg_by_name(wsi, "user=", arg, sizeof arg);
+    int n = web_demo_token(&s->cfg, user, clock_wall_ms() / 1000, body, sizeof body);
+    if (n < 0)
+        return http_reply(wsi, hs, HTTP_STATUS_INTERNAL_SERVER_ERROR, "{\"error\":\"cannot sign a token\"}\n");
+    if (n == 0)
+        return http_reply(wsi, hs, HTTP_STATUS_NOT_FOUND,
+                          "{\"error\":\"not a demo user (alice, bob, carol, dave, erin)\"}\n");
+    return http_reply(wsi, hs, HTTP_STATUS_OK, body);
+}
+
+/* ---- The WebSocket upgrade ---------------------------------------------------- */
+
+/* 1 when `origin` is http(s)://HOST with HOST this request's Host header:
+ * the page that opens the WebSocket came from this very server. */
+static int origin_is_own(struct lws *wsi, const char *origin)
+{
+    char host[CONFIG_STR_MAX];
+    const char *rest;
+    if (lws_hdr_copy(wsi, host, sizeof host, WSI_TOKEN_HOST) <= 0)
+        return 0;
+    if (strncmp(origin, "http://", 7) == 0)
+        rest = origin + 7;
+    else if (strncmp(origin, "https://", 8) == 0)
+        rest = origin + 8;
+    else
+        return 0;
+    return strcasecmp(rest, host) == 0;
+}
+
+static int origin_allowed(const struct config *cfg, struct lws *wsi)
+{
+    char origin[CONFIG_STR_MAX];
+    int n = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
+    if (n <= 0)
+        return 1; /* not a browser: the allowlist is about browsers */
+    if (cfg->origins_any)
+        return 1;
+    if (n >= (int)sizeof origin || lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) < 0)
+        return 0;
+    /* The demo page is served by tipcastd itself, from whatever address
+     * the visitor used: its origin cannot be listed in advance. */
+    if (cfg->demo && origin_is_own(wsi, origin))
+        return 1;
+    for (int i = 0; i < cfg->origins_count; i++)
+        if (strcmp(origin, cfg->origins[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* 1 when the Sec-WebSocket-Protocol list names one of ours. */
+static int subprotocol_known(struct lws *wsi)
+{
+    char list[256];
+    int n = lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL);
+    if (n <= 0 || n >= (int)sizeof list || lws_hdr_copy(wsi, list, sizeof list, WSI_TOKEN_PROTOCOL) < 0)
+        return 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(list, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save))
+        if (strcmp(tok, "tipcast.v1.msgpack") == 0 || strcmp(tok, "tipcast.v1.json") == 0)
+            return 1;
+    return 0;
+}
+
+/* Every WebSocket upgrade passes here first, while the request headers are
+ * still at hand: the path, the Origin and the subprotocol are checked, and a
+ * refusal is a plain HTTP answer that says why. */
+static int confirm_upgrade(struct server *s, struct lws *wsi, const char *to)
+{
+    char path[64];
+    if (!to || strcmp(to, "websocket") != 0) {
+        lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, "only WebSocket upgrades are served");
+        return 1;
+    }
+    if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) < 0 || strcmp(path, "/ws") != 0) {
+        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "the WebSocket endpoint is /ws");
+        return 1;
+    }
+    if (!origin_allowed(&s->cfg, wsi)) {
+        lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
+        return 1;
+    }
+    if (!subprotocol_known(wsi)) {
+        lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST,
+                               "Sec-WebSocket-Protocol must name tipcast.v1.msgpack or tipcast.v1.json");
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- The protocol callback ---------------------------------------------------- */
+
+int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    struct server *s = lws_context_user(lws_get_context(wsi));
+    struct http_session *hs = user;
+    (void)len;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP: {
+        const char *path = in;
+        hs->file = NULL;
+        if (strcmp(path, "/healthz") == 0)
+            return http_reply(wsi, hs, HTTP_STATUS_OK, "{\"status\":\"ok\"}\n");
+        if (strcmp(path, "/readyz") == 0) {
+            int redis = rlink_ready(&s->redis), pg = pgcheck_ok(&s->pgcheck);
+            char body[128];
+            snprintf(body, sizeof body, "{\"redis\":\"%s\",\"postgres\":\"%s\",\"stopping\":%s}\n",
+                     redis ? "ok" : "down", pg ? "ok" : "down", s->stopping ? "true" : "false");
+            int ready = redis && pg && !s->stopping;
+            return http_reply(wsi, hs, ready ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE, body);
+        }
+        if (s->cfg.demo && strcmp(path, "/demo/token") == 0)
+            return http_demo_token(s, wsi, hs);
+        const struct web_file *f = web_find(&s->web, path);
+        if (f)
+            return http_file(wsi, hs, f);
+        return http_reply(wsi, hs, HTTP_STATUS_NOT_FOUND, "{\"error\":\"not found\"}\n");
+    }
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (hs->file)
+            return http_file_chunk(wsi, hs);
+        if (lws_write(wsi, hs->body + LWS_PRE, (size_t)hs->len, LWS_WRITE_HTTP_FINAL) != hs->len)
+            return -1;
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return confirm_upgrade(s, wsi, in);
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+size_t http_session_size(void) { return sizeof(struct http_session); }

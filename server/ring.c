@@ -1,0 +1,143 @@
+/* ring.c - a room's event ring and the frames built from it (see ring.h). */
+#include "ring.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "message.h"
+
+int ring_init(struct ring *r, const char *room)
+{
+    memset(r, 0, sizeof *r);
+    r->room = room;
+    r->ev = calloc(RING_EVENTS, sizeof *r->ev);
+    return r->ev ? 0 : -1;
+}
+
+static struct ring_event *at(struct ring *r, uint32_t pos)
+{
+    tc_assert(pos < r->count);
+    return &r->ev[(r->head + pos) % RING_EVENTS];
+}
+
+static void drop_oldest(struct ring *r)
+{
+    tc_assert(r->count > 0);
+    struct ring_event *ev = &r->ev[r->head];
+    for (int f = 0; f < FMT_COUNT; f++)
+        frame_unref(ev->frame[f]);
+    memset(ev, 0, sizeof *ev);
+    r->head = (r->head + 1) % RING_EVENTS;
+    r->count--;
+}
+
+void ring_drop_pairs(struct ring *r)
+{
+    for (int k = 0; k < FMT_COUNT; k++) {
+        frame_unref(r->pair[k]);
+        frame_unref(r->pair_events[k]);
+        frame_unref(r->pair_board[k]);
+        r->pair[k] = r->pair_events[k] = r->pair_board[k] = NULL;
+    }
+}
+
+void ring_free(struct ring *r)
+{
+    while (r->count)
+        drop_oldest(r);
+    for (int k = 0; k < FMT_COUNT; k++) {
+        frame_unref(r->batch[k]);
+        r->batch[k] = NULL;
+    }
+    ring_drop_pairs(r);
+    free(r->ev);
+    r->ev = NULL;
+}
+
+int64_t ring_push(struct ring *r, int64_t seq, struct frame *const frames[FMT_COUNT])
+{
+    tc_assert(seq > r->last_seq);
+    int64_t evicted = 0;
+    if (r->count == RING_EVENTS) {
+        evicted = r->ev[r->head].seq;
+        drop_oldest(r);
+    }
+    struct ring_event *ev = &r->ev[(r->head + r->count) % RING_EVENTS];
+    ev->seq = seq;
+    for (int k = 0; k < FMT_COUNT; k++) {
+        tc_assert(frames[k] && frames[k]->fmt == k && !frames[k]->wire);
+        ev->frame[k] = frames[k];
+        r->cum[k] += frames[k]->len;
+        ev->cum[k] = r->cum[k];
+    }
+    r->count++;
+    r->last_seq = seq;
+    return evicted;
+}
+
+struct ring_event *ring_next(struct ring *r, int64_t next_seq)
+{
+    if (r->count == 0 || r->last_seq < next_seq)
+        return NULL;
+    /* Binary search for the first event with seq >= next_seq; seqs in the
+     * ring increase but may have gaps (events lost while unsubscribed). */
+    uint32_t lo = 0, hi = r->count;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (at(r, mid)->seq < next_seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < r->count ? at(r, lo) : NULL;
+}
+
+/* The frame carrying `events` then `board` in one write, shared by the
+ * members that get the same two. */
+static struct frame *pair_frame(struct ring *r, struct frame *events, struct frame *board, enum fmt fmt)
+{
+    if (!r->pair[fmt] || r->pair_events[fmt] != events || r->pair_board[fmt] != board) {
+        struct frame *j = frame_join(events, board);
+        if (!j)
+            return NULL;
+        frame_unref(r->pair[fmt]);
+        frame_unref(r->pair_events[fmt]);
+        frame_unref(r->pair_board[fmt]);
+        r->pair[fmt] = j;
+        r->pair_events[fmt] = frame_ref(events);
+        r->pair_board[fmt] = frame_ref(board);
+    }
+    return frame_ref(r->pair[fmt]);
+}
+
+struct frame *ring_frame_from(struct ring *r, struct ring_event *ev, enum fmt fmt, struct ring_event **last,
+                              struct frame *board)
+{
+    uint32_t pos = (uint32_t)((ev - r->ev) - r->head + RING_EVENTS) % RING_EVENTS;
+    tc_assert(pos < r->count && at(r, pos) == ev);
+    struct frame *frames[RING_BATCH_EVENTS];
+    size_t bytes = 0;
+    int n = 0;
+    while (pos + (uint32_t)n < r->count && n < RING_BATCH_EVENTS) {
+        struct ring_event *e = at(r, pos + (uint32_t)n);
+        if (n > 0 && bytes + e->frame[fmt]->len > RING_BATCH_BYTES)
+            break;
+        bytes += e->frame[fmt]->len;
+        frames[n++] = e->frame[fmt];
+        *last = e;
+    }
+    struct frame *events = ev->frame[fmt];
+    if (n > 1) {
+        if (!r->batch[fmt] || r->batch_first[fmt] != ev->seq || r->batch_last[fmt] != (*last)->seq) {
+            struct frame *b = message_events(fmt, r->room, frames, n);
+            if (!b)
+                return NULL;
+            frame_unref(r->batch[fmt]);
+            r->batch[fmt] = b;
+            r->batch_first[fmt] = ev->seq;
+            r->batch_last[fmt] = (*last)->seq;
+        }
+        events = r->batch[fmt];
+    }
+    return board ? pair_frame(r, events, board, fmt) : frame_ref(events);
+}

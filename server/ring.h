@@ -1,0 +1,74 @@
+/* ring.h - a room's recent events on this node, shared by its members: a
+ * bounded ring in which each event is encoded once per subprotocol, and
+ * the frames a member is sent from it.
+ *
+ * Each member keeps a cursor into the ring (the next seq it is to get) and
+ * the byte count `cum` up to what it was sent, so that its backlog is one
+ * subtraction. A member that is behind gets its pending events in one
+ * `events` frame (up to RING_BATCH_EVENTS / RING_BATCH_BYTES); members in
+ * step share that frame, built once. A leaderboard push that goes out with
+ * the events is joined to them in one frame of two messages, also shared.
+ * A member whose cursor falls out of the ring is a slow consumer (room.c
+ * closes it): the node never holds more than the ring, however slow a
+ * reader is.
+ *
+ * Pure: no I/O. Frames are reference counted (core/frame.h). */
+#ifndef TIPCAST_RING_H
+#define TIPCAST_RING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "frame.h"
+
+/* Events kept per room (per node). */
+#define RING_EVENTS 512
+/* A member that is behind gets its pending events of a room in one frame,
+ * up to this many events and bytes: fewer frames and syscalls per event
+ * when a room is hot. */
+#define RING_BATCH_EVENTS 64
+#define RING_BATCH_BYTES (32 * 1024)
+
+struct ring_event {
+    int64_t seq;
+    struct frame *frame[FMT_COUNT];
+    uint64_t cum[FMT_COUNT]; /* ring->cum[fmt] after this event */
+};
+
+struct ring {
+    const char *room;        /* the room's id (owned by the room) */
+    struct ring_event *ev;   /* RING_EVENTS entries */
+    uint32_t head, count;
+    int64_t last_seq;
+    uint64_t cum[FMT_COUNT]; /* bytes of every event ever pushed, per format */
+    /* The latest batch built per format, for the members in step. */
+    struct frame *batch[FMT_COUNT];
+    int64_t batch_first[FMT_COUNT], batch_last[FMT_COUNT];
+    /* The latest events + leaderboard frame built per format. */
+    struct frame *pair[FMT_COUNT], *pair_events[FMT_COUNT], *pair_board[FMT_COUNT];
+};
+
+/* Allocates the ring's events. Returns 0, or -1 when out of memory. */
+int ring_init(struct ring *r, const char *room);
+/* Drops every frame and the events. */
+void ring_free(struct ring *r);
+
+/* Appends event `seq` (> last_seq) with its frames, taking their
+ * references. Returns the seq of the event dropped to make room, 0 when
+ * none was. */
+int64_t ring_push(struct ring *r, int64_t seq, struct frame *const frames[FMT_COUNT]);
+
+/* The first event with seq >= next_seq, or NULL when there is none. */
+struct ring_event *ring_next(struct ring *r, int64_t next_seq);
+
+/* The frame for a member whose next event is `ev`: ev's own frame, or a
+ * batch of ev and the events after it, followed in the same frame by
+ * `board` when it is not NULL. Sets *last to the last event it carries.
+ * Returns a reference the caller drops, or NULL when out of memory. */
+struct frame *ring_frame_from(struct ring *r, struct ring_event *ev, enum fmt fmt, struct ring_event **last,
+                              struct frame *board);
+
+/* The frames built to carry a leaderboard push are no longer needed. */
+void ring_drop_pairs(struct ring *r);
+
+#endif

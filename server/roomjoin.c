@@ -1,0 +1,355 @@
+/* roomjoin.c - the room requests of a connection: join (with its
+ * snapshot), leave, history and notice (see room.h). */
+#include "room.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+#include "message.h"
+
+/* A request waiting for Redis: the connection by id (it may be gone) and
+ * the room by name (it may have been freed). */
+struct pending {
+    struct rooms *rs;
+    uint64_t conn_id;
+    char room[ID_MAX + 1];
+    char req_id[REPLY_ID_MAX + 1];
+    int64_t after_seq; /* history requests */
+    int refresh;       /* a join of a room joined already */
+};
+
+static struct pending *pending_new(struct rooms *rs, const struct conn *c, const char *room, const char *req_id)
+{
+    struct pending *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->rs = rs;
+    p->conn_id = c->id;
+    snprintf(p->room, sizeof p->room, "%s", room);
+    snprintf(p->req_id, sizeof p->req_id, "%s", req_id ? req_id : "");
+    return p;
+}
+
+static void send_unavailable(struct conn *c, const char *req_id)
+{
+    struct reply r;
+    conn_reply(c, req_id, &r);
+    reply_unavailable(&r, "the event store is unreachable; retry");
+}
+
+/* Writes the events of a list as an array under "events". */
+static void enc_events(struct enc *e, const char *room, const struct roomstore_events *events)
+{
+    enc_key(e, "events");
+    enc_array(e, (uint32_t)events->n);
+    for (size_t i = 0; i < events->n; i++) {
+        struct roomstore_event ev;
+        if (roomstore_event_at(events, i, &ev) < 0 || message_enc_event(e, room, ev.seq, ev.body, ev.len) < 0) {
+            e->failed = 1;
+            return;
+        }
+    }
+    enc_end_array(e);
+}
+
+/* ---- Join -------------------------------------------------------------------- */
+
+static struct frame *joined_frame(const struct conn *c, const struct pending *p, const struct roomstore_snapshot *s)
+{
+    struct enc e;
+    enc_init(&e, c->fmt, 512);
+    enc_map(&e, 8);
+    enc_key(&e, "type");
+    enc_cstr(&e, "joined");
+    enc_key(&e, "id");
+    enc_cstr(&e, p->req_id);
+    enc_key(&e, "room");
+    enc_cstr(&e, p->room);
+    enc_key(&e, "owner");
+    enc_cstr(&e, p->room); /* a room is its creator's (docs/protocol.md) */
+    enc_key(&e, "members");
+    enc_int(&e, s->members);
+    enc_key(&e, "seq");
+    enc_int(&e, s->seq);
+    enc_key(&e, "board");
+    board_top_enc(&e, &s->top);
+    enc_events(&e, p->room, &s->events);
+    enc_end_map(&e);
+    return enc_finish(&e);
+}
+
+static void on_snapshot(void *ctx, const struct roomstore_snapshot *s)
+{
+    struct pending *p = ctx;
+    struct rooms *rs = p->rs;
+    struct conn *c = conn_find(rs->conns, p->conn_id);
+    struct room *r = room_find(rs, p->room);
+    int i = c && r ? room_membership(c, r) : -1;
+    enum member_state want = p->refresh ? MEMBER_LIVE : MEMBER_WAIT_SNAP;
+    if (i < 0 || c->rooms[i].state != want) {
+        free(p); /* left, or gone, while Redis answered */
+        return;
+    }
+    if (!s) {
+        send_unavailable(c, p->req_id);
+        if (!p->refresh)
+            room_leave(rs, c, i);
+        free(p);
+        return;
+    }
+    struct frame *joined = joined_frame(c, p, s);
+    if (p->refresh) {
+        /* A member already receives every event: its cursor stays. */
+        conn_send(c, joined);
+        free(p);
+        return;
+    }
+    /* From here the member receives every event after the snapshot. */
+    struct membership *m = &c->rooms[i];
+    m->state = MEMBER_LIVE;
+    m->next_seq = s->seq + 1;
+    struct ring_event *ev = ring_next(&r->ring, m->next_seq);
+    m->sent_cum = ev ? ev->cum[c->fmt] - ev->frame[c->fmt]->len : r->ring.cum[c->fmt];
+    free(m->join_id);
+    m->join_id = NULL;
+    conn_send(c, joined);
+    if (ev)
+        fanout_mark(rs, r); /* events after the snapshot are in the ring already */
+    free(p);
+}
+
+void room_request_snapshot(struct rooms *rs, struct conn *c, int i)
+{
+    struct membership *m = &c->rooms[i];
+    struct room *r = m->room;
+    struct pending *p = pending_new(rs, c, r->id, m->join_id);
+    m->state = MEMBER_WAIT_SNAP;
+    if (!p || roomstore_presence(rs->store, r->id, r->nmembers, rs->cfg->snapshot_events, BOARD_TOP_N,
+                                 on_snapshot, p) < 0) {
+        free(p);
+        send_unavailable(c, m->join_id);
+        room_leave(rs, c, i);
+    }
+}
+
+/* A join of a room the connection is in: a fresh snapshot, unless one is
+ * on its way. The member keeps receiving events meanwhile. */
+static void join_again(struct rooms *rs, struct conn *c, struct room *r, int i, const char *req_id)
+{
+    if (c->rooms[i].state != MEMBER_LIVE) {
+        conn_send_error(c, req_id, ERR_BAD_FIELD, "a join of this room is in progress", "room", 0);
+        return;
+    }
+    struct pending *p = pending_new(rs, c, r->id, req_id);
+    if (p)
+        p->refresh = 1;
+    if (!p || roomstore_presence(rs->store, r->id, r->nmembers, rs->cfg->snapshot_events, BOARD_TOP_N,
+                                 on_snapshot, p) < 0) {
+        free(p);
+        send_unavailable(c, req_id);
+    }
+}
+
+/* Room for one more entry in c->rooms and in r->members. */
+static int make_room(struct conn *c, struct room *r, int max_rooms)
+{
+    if (c->nrooms == c->rooms_cap) {
+        /* Grown on demand: most viewers are in one room, and at 100,000
+         * connections every byte per connection counts. */
+        int cap = c->rooms_cap ? c->rooms_cap * 2 : 1;
+        if (cap > max_rooms)
+            cap = max_rooms;
+        struct membership *rooms = realloc(c->rooms, sizeof *rooms * (size_t)cap);
+        if (!rooms)
+            return -1;
+        c->rooms = rooms;
+        c->rooms_cap = cap;
+    }
+    if (r->nmembers == r->members_cap) {
+        uint32_t cap = r->members_cap ? r->members_cap * 2 : 8;
+        struct conn **mm = realloc(r->members, sizeof *mm * cap);
+        if (!mm)
+            return -1;
+        r->members = mm;
+        r->members_cap = cap;
+    }
+    return 0;
+}
+
+void room_join(struct rooms *rs, struct conn *c, const char *id, const char *req_id)
+{
+    const struct config *cfg = rs->cfg;
+    struct room *r = room_find(rs, id);
+    int i = r ? room_membership(c, r) : -1;
+    if (i >= 0) {
+        join_again(rs, c, r, i, req_id);
+        return;
+    }
+    if (c->nrooms >= cfg->max_rooms_per_conn) {
+        conn_send_error(c, req_id, ERR_TOO_MANY_ROOMS, "this connection has joined the most rooms it may", NULL, 0);
+        return;
+    }
+    if (r && r->nmembers >= (uint32_t)cfg->max_members_per_room) {
+        conn_send_error(c, req_id, ERR_ROOM_FULL, "this room has the most members it may have here", NULL, 0);
+        return;
+    }
+    if (!rlink_cmd_ready(rs->rl)) {
+        send_unavailable(c, req_id);
+        return;
+    }
+    int created = !r;
+    if (!r && !(r = room_create(rs, id))) {
+        conn_close(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory", 1);
+        return;
+    }
+    char *jid = strdup(req_id);
+    if (!jid || make_room(c, r, cfg->max_rooms_per_conn) < 0) {
+        free(jid);
+        if (created)
+            room_destroy(rs, r);
+        conn_close(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory", 1);
+        return;
+    }
+    i = c->nrooms++;
+    struct membership *m = &c->rooms[i];
+    *m = (struct membership){.room = r, .ring = &r->ring, .idx = r->nmembers, .state = MEMBER_WAIT_SUB,
+                             .join_id = jid};
+    r->members[r->nmembers++] = c;
+    r->empty_since_ms = 0;
+
+    switch (r->sub) {
+    case SUB_ACTIVE:
+        room_request_snapshot(rs, c, i);
+        break;
+    case SUB_NONE:
+        if (room_subscribe(rs, r) < 0) {
+            send_unavailable(c, req_id);
+            room_leave(rs, c, i);
+        }
+        break;
+    case SUB_LEAVING:
+        r->resubscribe = 1;
+        break;
+    case SUB_PENDING:
+        break;
+    }
+}
+
+void room_leave_request(struct rooms *rs, struct conn *c, const char *id, const char *req_id)
+{
+    struct room *r = room_find(rs, id);
+    int i = r ? room_membership(c, r) : -1;
+    if (i < 0) {
+        conn_send_error(c, req_id, ERR_NOT_MEMBER, "not a member of this room", NULL, 0);
+        return;
+    }
+    room_leave(rs, c, i);
+    struct enc e;
+    enc_init(&e, c->fmt, 128);
+    enc_map(&e, 3);
+    enc_key(&e, "type");
+    enc_cstr(&e, "left");
+    enc_key(&e, "id");
+    enc_cstr(&e, req_id);
+    enc_key(&e, "room");
+    enc_cstr(&e, id);
+    enc_end_map(&e);
+    conn_send(c, enc_finish(&e));
+}
+
+/* ---- Notices ------------------------------------------------------------------ */
+
+static void on_published(void *ctx, int64_t seq)
+{
+    struct pending *p = ctx;
+    struct conn *c = conn_find(p->rs->conns, p->conn_id);
+    if (c && seq < 0) {
+        send_unavailable(c, p->req_id);
+    } else if (c) {
+        struct enc e;
+        enc_init(&e, c->fmt, 128);
+        enc_map(&e, 4);
+        enc_key(&e, "type");
+        enc_cstr(&e, "ack");
+        enc_key(&e, "id");
+        enc_cstr(&e, p->req_id);
+        enc_key(&e, "room");
+        enc_cstr(&e, p->room);
+        enc_key(&e, "seq");
+        enc_int(&e, seq);
+        enc_end_map(&e);
+        conn_send(c, enc_finish(&e));
+    }
+    free(p);
+}
+
+void room_notice(struct rooms *rs, struct conn *c, const char *id, const char *text, size_t text_len,
+                 const char *req_id)
+{
+    if (c->user.role != ROLE_ADMIN && !(c->user.role == ROLE_CREATOR && strcmp(c->user.sub, id) == 0)) {
+        conn_send_error(c, req_id, ERR_FORBIDDEN, "only the room's owner or an admin may send a notice", NULL, 0);
+        return;
+    }
+    uint8_t body[EVENT_BODY_MAX];
+    int n = event_body_notice(body, sizeof body, c->user.sub, c->user.role, text, text_len, clock_wall_ms());
+    tc_assert(n > 0); /* the text is bounded far below EVENT_BODY_MAX by the decoder */
+    struct pending *p = pending_new(rs, c, id, req_id);
+    if (!p || roomstore_publish(rs->store, id, EVENT_NOTICE, body, (size_t)n, on_published, p) < 0) {
+        free(p);
+        send_unavailable(c, req_id);
+    }
+}
+
+/* ---- History ------------------------------------------------------------------- */
+
+static void on_history(void *ctx, const struct roomstore_history *h)
+{
+    struct pending *p = ctx;
+    struct conn *c = conn_find(p->rs->conns, p->conn_id);
+    if (!c) {
+        free(p);
+        return;
+    }
+    if (!h) {
+        send_unavailable(c, p->req_id);
+        free(p);
+        return;
+    }
+    int64_t after = p->after_seq;
+    if (after < h->seq && (h->oldest == 0 || h->oldest > after + 1)) {
+        conn_send_error(c, p->req_id, ERR_HISTORY_GONE,
+                        "the events after after_seq are no longer kept; join again for a snapshot", NULL,
+                        h->oldest ? h->oldest : h->seq + 1);
+        free(p);
+        return;
+    }
+    struct enc e;
+    enc_init(&e, c->fmt, 1024);
+    enc_map(&e, 5);
+    enc_key(&e, "type");
+    enc_cstr(&e, "history");
+    enc_key(&e, "id");
+    enc_cstr(&e, p->req_id);
+    enc_key(&e, "room");
+    enc_cstr(&e, p->room);
+    enc_key(&e, "seq");
+    enc_int(&e, h->seq);
+    enc_events(&e, p->room, &h->events);
+    enc_end_map(&e);
+    conn_send(c, enc_finish(&e));
+    free(p);
+}
+
+void room_history(struct rooms *rs, struct conn *c, const char *id, int64_t after_seq, const char *req_id)
+{
+    struct pending *p = pending_new(rs, c, id, req_id);
+    if (p)
+        p->after_seq = after_seq;
+    if (!p || roomstore_history(rs->store, id, after_seq, ROOM_HISTORY_BATCH, on_history, p) < 0) {
+        free(p);
+        send_unavailable(c, req_id);
+    }
+}

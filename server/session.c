@@ -1,0 +1,201 @@
+/* session.c - what a connection's messages mean: authentication (from the
+ * handshake or an auth message), the request table's dispatch to the
+ * modules that answer, and the session's own replies (welcome, pong). */
+#include "server.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "clock.h"
+#include "request.h"
+
+static void send_welcome(struct server *s, struct conn *c, const char *id)
+{
+    const struct config *cfg = &s->cfg;
+    struct enc e;
+    int has_id = id && id[0];
+    enc_init(&e, c->fmt, 256);
+    enc_map(&e, (uint32_t)(5 + has_id));
+    enc_key(&e, "type");
+    enc_cstr(&e, "welcome");
+    if (has_id) {
+        enc_key(&e, "id");
+        enc_cstr(&e, id);
+    }
+    enc_key(&e, "user");
+    enc_cstr(&e, c->user.sub);
+    enc_key(&e, "role");
+    enc_cstr(&e, role_name(c->user.role));
+    enc_key(&e, "exp");
+    enc_int(&e, c->user.exp);
+    enc_key(&e, "limits");
+    enc_map(&e, 5);
+    enc_key(&e, "max_frame_bytes");
+    enc_int(&e, cfg->max_frame_bytes);
+    enc_key(&e, "max_msgs_per_s");
+    enc_int(&e, cfg->max_msgs_per_s);
+    enc_key(&e, "max_burst");
+    enc_int(&e, cfg->max_burst);
+    enc_key(&e, "max_rooms");
+    enc_int(&e, cfg->max_rooms_per_conn);
+    enc_key(&e, "max_text_bytes");
+    enc_int(&e, REQUEST_NOTICE_MAX);
+    enc_end_map(&e);
+    enc_end_map(&e);
+    conn_send(c, enc_finish(&e));
+}
+
+/* Checks a token; on success the connection is authenticated and welcomed,
+ * on failure it is told why and closed with 4003. */
+static void authenticate(struct server *s, struct conn *c, const char *token, size_t len, const char *id)
+{
+    struct jwt_claims claims;
+    enum jwt_result r = jwt_verify(&s->cfg, token, len, clock_wall_ms() / 1000, &claims);
+    if (r != JWT_OK) {
+        int expired = r == JWT_EXPIRED || r == JWT_NOT_YET_VALID;
+        char msg[96];
+        snprintf(msg, sizeof msg, "token refused: %s", jwt_result_name(r));
+        conn_send_error(c, id, expired ? ERR_AUTH_EXPIRED : ERR_AUTH_INVALID, msg, NULL, 0);
+        conn_close(c, CLOSE_AUTH_FAILED, "authentication failed", 0);
+        return;
+    }
+    c->authed = 1;
+    c->user = claims;
+    send_welcome(s, c, id);
+}
+
+/* The token from the handshake: ?token=... or Authorization: Bearer ...
+ * Returns its length (0 when there is none), or -1 when it is too long. */
+static int handshake_token(struct lws *wsi, char *buf, int cap)
+{
+    /* lws copies "token=VALUE" into buf and answers a pointer to VALUE. */
+    const char *v = lws_get_urlarg_by_name(wsi, "token=", buf, cap);
+    if (v) {
+        size_t n = strlen(v);
+        memmove(buf, v, n + 1);
+        return (int)n;
+    }
+    int n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (n <= 0)
+        return 0;
+    if (n >= cap)
+        return -1;
+    if (lws_hdr_copy(wsi, buf, cap, WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
+        return -1;
+    if (strncasecmp(buf, "Bearer ", 7) != 0)
+        return -1;
+    memmove(buf, buf + 7, strlen(buf + 7) + 1);
+    return (int)strlen(buf);
+}
+
+void session_open(void *ctx, struct conn *c)
+{
+    struct server *s = ctx;
+    char token[JWT_MAX_BYTES + 8];
+    int n = handshake_token(c->wsi, token, (int)sizeof token);
+    if (n < 0) {
+        conn_send_error(c, NULL, ERR_AUTH_INVALID, "token refused: malformed", NULL, 0);
+        conn_close(c, CLOSE_AUTH_FAILED, "authentication failed", 0);
+    } else if (n > 0) {
+        authenticate(s, c, token, (size_t)n, NULL);
+    }
+}
+
+static void send_pong(struct conn *c, const char *id)
+{
+    struct enc e;
+    enc_init(&e, c->fmt, 96);
+    enc_map(&e, 3);
+    enc_key(&e, "type");
+    enc_cstr(&e, "pong");
+    enc_key(&e, "id");
+    enc_cstr(&e, id);
+    enc_key(&e, "ts");
+    enc_int(&e, clock_wall_ms());
+    enc_end_map(&e);
+    conn_send(c, enc_finish(&e));
+}
+
+/* The request table's second half: who answers each type. */
+static void dispatch(struct server *s, struct conn *c, const struct request *req)
+{
+    struct reply r;
+    conn_reply(c, req->id, &r);
+    switch (req->type) {
+    case REQ_AUTH:
+        if (c->authed)
+            conn_send_error(c, req->id, ERR_ALREADY_AUTHENTICATED, "this connection is authenticated", NULL, 0);
+        else
+            authenticate(s, c, req->token, req->token_len, req->id);
+        break;
+    case REQ_PING:
+        send_pong(c, req->id);
+        break;
+    case REQ_JOIN:
+        room_join(&s->rooms, c, req->room, req->id);
+        break;
+    case REQ_LEAVE:
+        room_leave_request(&s->rooms, c, req->room, req->id);
+        break;
+    case REQ_NOTICE:
+        room_notice(&s->rooms, c, req->room, req->text, req->text_len, req->id);
+        break;
+    case REQ_HISTORY:
+        room_history(&s->rooms, c, req->room, req->after_seq, req->id);
+        break;
+    case REQ_CATALOG:
+        conn_send(c, catalog_frame(&s->catalog, c->fmt, req->id));
+        break;
+    case REQ_GIFT:
+        wallet_gift(&s->wallet, &r, &c->user, req->room, req->gift, req->count, req->combo);
+        break;
+    case REQ_TIP:
+        wallet_tip(&s->wallet, &r, &c->user, req->room, req->amount, req->text, req->text_len);
+        break;
+    case REQ_CREDIT:
+        wallet_credit(&s->wallet, &r, &c->user, req->user, req->amount, req->text, req->text_len);
+        break;
+    case REQ_BALANCE:
+        wallet_balance(&s->wallet, &r, &c->user);
+        break;
+    case REQ_LEADERBOARD:
+        board_request(&s->board, &r, req->room);
+        break;
+    }
+}
+
+void session_message(void *ctx, struct conn *c, int binary, const uint8_t *buf, size_t len)
+{
+    struct server *s = ctx;
+    struct request req;
+    struct request_error err;
+
+    if (binary != (c->fmt == FMT_MSGPACK)) {
+        if (conn_admit(c, NULL))
+            conn_send_error(c, NULL, ERR_WRONG_FRAME_TYPE,
+                            c->fmt == FMT_MSGPACK ? "tipcast.v1.msgpack takes binary frames"
+                                                  : "tipcast.v1.json takes text frames",
+                            NULL, 0);
+        return;
+    }
+    if (request_decode(c->fmt, buf, len, &req, &err) < 0) {
+        if (conn_admit(c, err.id))
+            conn_send_error(c, err.id, err.code, err.message, err.field, 0);
+        return;
+    }
+    if (!conn_admit(c, req.id))
+        goto done;
+    if (!c->authed && req.type != REQ_AUTH && req.type != REQ_PING)
+        conn_send_error(c, req.id, ERR_AUTH_REQUIRED, "authenticate first", NULL, 0);
+    else
+        dispatch(s, c, &req);
+done:
+    request_release(&req);
+}
+
+void session_leave_all(void *ctx, struct conn *c)
+{
+    struct server *s = ctx;
+    rooms_leave_all(&s->rooms, c);
+}

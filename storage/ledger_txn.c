@@ -1,0 +1,158 @@
+/* ledger_txn.c - one batch's transaction (see ledger_txn.h and ledger.h).
+ *
+ * The batch goes as one multi-statement query, without BEGIN/COMMIT: the
+ * statements of one simple query run as one implicit transaction that an
+ * error anywhere rolls back entirely, with no aborted transaction block
+ * left behind on the connection. */
+#include "ledger_txn.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+
+int ledger_txn_ready(const struct ledger *l) { return l->pg && pgconn_up(l->pg) && !pgconn_busy(l->pg); }
+
+static void reset(struct ledger *l)
+{
+    l->pg_failed = 0;
+    l->pg_error[0] = '\0';
+    l->pg_sqlstate[0] = '\0';
+    l->rows_orders = l->rows_credits = 0;
+}
+
+/* Hands the batch back to the consumer: applied, or every entry to be read
+ * again. */
+static void finish(struct ledger *l, int committed)
+{
+    struct entry_batch *b = l->batch;
+    l->batch = NULL;
+    if (!committed)
+        for (size_t i = 0; i < b->n; i++)
+            b->e[i].retry = 1;
+    consumer_applied(&l->consumer, b);
+}
+
+static void send_form(struct ledger *l, int careful);
+
+static void committed(struct ledger *l)
+{
+    const struct entry_batch *b = l->batch;
+    int64_t newest = 0, rejects = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->e[i].ts_ms > newest)
+            newest = b->e[i].ts_ms;
+        rejects += b->e[i].kind == ENTRY_BAD;
+        if (l->fast) { /* every row of the batch is new, or it would have failed */
+            l->rows_orders += b->e[i].kind == ENTRY_GIFT || b->e[i].kind == ENTRY_TIP;
+            l->rows_credits += b->e[i].kind == ENTRY_CREDIT;
+        }
+    }
+    int64_t now = clock_mono_ms();
+    l->stats.batches++;
+    l->stats.orders += (uint64_t)l->rows_orders;
+    l->stats.credits += (uint64_t)l->rows_credits;
+    l->stats.rejects += (uint64_t)rejects;
+    l->stats.last_flush_ms = now - l->started_ms;
+    if (newest)
+        l->stats.last_lag_ms = clock_wall_ms() - newest;
+    if (rejects)
+        log_msg(LOG_ERROR, "ledger: %" PRId64 " malformed outbox entries set aside in outbox_rejects", rejects);
+    log_msg(LOG_DEBUG, "ledger: committed %zu entries (%" PRId64 " new orders, %" PRId64 " new credits) in %" PRId64
+            " ms", b->n, l->rows_orders, l->rows_credits, l->stats.last_flush_ms);
+    finish(l, 1);
+}
+
+static void txn_done(struct ledger *l, int ok)
+{
+    int fast = l->fast;
+    l->fast = 0;
+    ledger_sql_free(&l->sql);
+    if (!ok && fast && l->pg_failed && ledger_txn_ready(l)) {
+        /* PostgreSQL refused the fast form and rolled it back; the careful
+         * form is right in every case. A unique key that failed is an
+         * order already written (a replay after a failure): expected. */
+        log_msg(strcmp(l->pg_sqlstate, "23505") == 0 ? LOG_DEBUG : LOG_WARN,
+                "ledger: COPY of %zu entries refused (%s): writing them with INSERT ... ON CONFLICT", l->batch->n,
+                l->pg_error);
+        send_form(l, 1);
+        return;
+    }
+    if (!ok) {
+        log_msg(LOG_WARN, "ledger: transaction of %zu entries failed: %s", l->batch->n,
+                l->pg_error[0] ? l->pg_error : "connection lost");
+        finish(l, 0);
+        return;
+    }
+    committed(l);
+}
+
+void ledger_txn_result(PGresult *r, int ok, void *priv)
+{
+    struct ledger *l = priv;
+    if (!r) {
+        if (l->batch) /* ledger_stop has abandoned it otherwise */
+            txn_done(l, ok && !l->pg_failed);
+        return;
+    }
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+        /* The careful form's one row of counts (ledger_sql.c, APPLY_SQL). */
+        if (st == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 2) {
+            l->rows_orders = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+            l->rows_credits = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+        }
+    } else if (!l->pg_failed) {
+        l->pg_failed = 1;
+        pgconn_first_line(PQresultErrorMessage(r), l->pg_error, sizeof l->pg_error);
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        snprintf(l->pg_sqlstate, sizeof l->pg_sqlstate, "%s", state ? state : "");
+    }
+}
+
+/* Sends the batch in the form asked for; the fast form falls back to the
+ * careful one when the earnings overflow, and txn_done follows it with the
+ * careful one should PostgreSQL refuse it. */
+static void send_form(struct ledger *l, int careful)
+{
+    tc_assert(ledger_txn_ready(l) && l->batch && l->batch->n > 0);
+    reset(l);
+    int rc = ledger_sql_build(&l->sql, l->batch->e, l->batch->n, careful);
+    if (rc < 0 || ledger_sql_oom(&l->sql)) {
+        ledger_sql_free(&l->sql);
+        if (rc < 0 || !careful) {
+            send_form(l, 1);
+        } else {
+            snprintf(l->pg_error, sizeof l->pg_error, "out of memory building the SQL");
+            txn_done(l, 0);
+        }
+        return;
+    }
+    for (int i = 0; i < l->sql.ncopies; i++)
+        l->copies[i] = (struct pgconn_copy){.data = l->sql.rows[i].p, .len = l->sql.rows[i].len};
+    l->fast = !careful;
+    if (pgconn_query_copy(l->pg, l->sql.sql.p, l->copies, l->sql.ncopies, ledger_txn_result, l) < 0) {
+        /* Refused: the connection was dropped (on_down), no callback. */
+        pgconn_first_line(pgconn_error(l->pg), l->pg_error, sizeof l->pg_error);
+        txn_done(l, 0);
+    }
+}
+
+void ledger_txn_write(struct ledger *l, struct entry_batch *b)
+{
+    tc_assert(!l->batch);
+    l->batch = b;
+    l->started_ms = clock_mono_ms();
+    reset(l);
+    int only_gone = 1;
+    for (size_t i = 0; i < b->n; i++)
+        only_gone &= b->e[i].kind == ENTRY_GONE;
+    if (only_gone) {
+        finish(l, 1);
+        return;
+    }
+    send_form(l, 0);
+}
