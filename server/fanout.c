@@ -28,26 +28,6 @@ static void on_flush(uv_check_t *h);
 static void on_flush_wait(uv_timer_t *t);
 static void on_board_tick(uv_timer_t *t);
 
-int fanout_init(struct rooms *rs)
-{
-    uv_check_init(rs->loop, &rs->flush_check);
-    uv_timer_init(rs->loop, &rs->flush_wait);
-    uv_timer_init(rs->loop, &rs->board_timer);
-    rs->flush_check.data = rs->flush_wait.data = rs->board_timer.data = rs;
-    rs->handles = 1;
-    return 0;
-}
-
-void fanout_close(struct rooms *rs)
-{
-    if (!rs->handles)
-        return;
-    uv_close((uv_handle_t *)&rs->flush_check, NULL);
-    uv_close((uv_handle_t *)&rs->flush_wait, NULL);
-    uv_close((uv_handle_t *)&rs->board_timer, NULL);
-    rs->handles = 0;
-}
-
 void fanout_mark(struct rooms *rs, struct room *r)
 {
     if (r->flush_queued || !r->nmembers)
@@ -58,27 +38,6 @@ void fanout_mark(struct rooms *rs, struct room *r)
     if (!rs->dirty)
         uv_check_start(&rs->flush_check, on_flush);
     rs->dirty = r;
-}
-
-/* Unlinks r from a list linked through the member at `off`. */
-static void unlink_room(struct room **list, struct room *r, size_t off)
-{
-    struct room **pp = list;
-    while (*pp != r) {
-        tc_assert(*pp);
-        pp = (struct room **)((char *)*pp + off);
-    }
-    *pp = *(struct room **)((char *)r + off);
-}
-
-void fanout_forget(struct rooms *rs, struct room *r)
-{
-    if (r->flush_queued)
-        unlink_room(&rs->dirty, r, offsetof(struct room, flush_next));
-    r->flush_queued = 0;
-    if (r->board_queued)
-        unlink_room(&rs->board_dirty, r, offsetof(struct room, board_next));
-    r->board_queued = 0;
 }
 
 /* ---- Leaderboard pushes ------------------------------------------------------- */

@@ -32,7 +32,13 @@ int rooms_init(struct rooms *rs, uv_loop_t *loop, const struct config *cfg, stru
     rs->buckets = calloc(rs->nbuckets, sizeof *rs->buckets);
     if (!rs->buckets)
         return -1;
-    return fanout_init(rs);
+    /* The fan-out's handles (fanout.c starts them). */
+    uv_check_init(loop, &rs->flush_check);
+    uv_timer_init(loop, &rs->flush_wait);
+    uv_timer_init(loop, &rs->board_timer);
+    rs->flush_check.data = rs->flush_wait.data = rs->board_timer.data = rs;
+    rs->handles = 1;
+    return 0;
 }
 
 struct room *room_find(struct rooms *rs, const char *id)
@@ -85,10 +91,24 @@ struct room *room_create(struct rooms *rs, const char *id)
     return r;
 }
 
+/* Unlinks r from a list of rooms linked through the member at `off`. */
+static void unlink_room(struct room **list, struct room *r, size_t off)
+{
+    struct room **pp = list;
+    while (*pp != r) {
+        tc_assert(*pp);
+        pp = (struct room **)((char *)*pp + off);
+    }
+    *pp = *(struct room **)((char *)r + off);
+}
+
 void room_destroy(struct rooms *rs, struct room *r)
 {
     tc_assert(r->nmembers == 0);
-    fanout_forget(rs, r);
+    if (r->flush_queued)
+        unlink_room(&rs->dirty, r, offsetof(struct room, flush_next));
+    if (r->board_queued)
+        unlink_room(&rs->board_dirty, r, offsetof(struct room, board_next));
     struct room **pp = &rs->buckets[bucket_of(rs, r->id)];
     while (*pp != r)
         pp = &(*pp)->hnext;
@@ -120,7 +140,12 @@ void rooms_free(struct rooms *rs)
     free(rs->buckets);
     rs->buckets = NULL;
     rs->nbuckets = rs->count = 0;
-    fanout_close(rs);
+    if (rs->handles) {
+        uv_close((uv_handle_t *)&rs->flush_check, NULL);
+        uv_close((uv_handle_t *)&rs->flush_wait, NULL);
+        uv_close((uv_handle_t *)&rs->board_timer, NULL);
+        rs->handles = 0;
+    }
 }
 
 int room_membership(const struct conn *c, const struct room *r)
@@ -132,6 +157,16 @@ int room_membership(const struct conn *c, const struct room *r)
 }
 
 /* Tells Redis how many members this node has in the room now. */
+int room_subscribe(struct rooms *rs, struct room *r)
+{
+    char chan[ROOM_KEY_MAX];
+    room_channel(r->id, chan, sizeof chan);
+    if (rlink_subscribe(rs->rl, chan, strlen(chan)) < 0)
+        return -1;
+    r->sub = SUB_PENDING;
+    return 0;
+}
+
 static void presence(struct rooms *rs, struct room *r)
 {
     if (rlink_cmd_ready(rs->rl))

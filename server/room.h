@@ -5,13 +5,14 @@
  * A room's events are sequenced in Redis (rooms/) and reach every node
  * through pub/sub; the node keeps the latest in the room's ring (ring.h)
  * and hands them to its live members. The work is split by concept:
- *   room.c     the registry: creating, finding and freeing rooms, presence
- *              refresh, leaving;
- *   roomsub.c  the subscription to each room's channel, and the events
- *              that arrive on it;
- *   roomjoin.c join (snapshot), history and notice requests;
- *   fanout.c   the flush of new events and leaderboard pushes to the
- *              members, once per loop turn. */
+ *   room.c     the registry: creating, finding and freeing rooms, members
+ *              leaving, subscribing, presence refresh;
+ *   fanout.c   new events into the ring, and their flush with the
+ *              leaderboard pushes to the members, once per loop turn;
+ *   roomjoin.c join (snapshot), leave, history and notice requests;
+ *   roomsub.c  the subscription's events: the room events that arrive on
+ *              it, and the joins that wait for it.
+ * Each uses only those listed before it. */
 #ifndef TIPCAST_ROOM_H
 #define TIPCAST_ROOM_H
 
@@ -110,8 +111,12 @@ void rooms_each(struct rooms *rs, void (*fn)(struct rooms *rs, struct room *r));
 /* Periodic work: presence refresh, unsubscribing rooms empty for a while. */
 void rooms_sweep(struct rooms *rs, int64_t now_ms);
 
-/* roomsub.c: the subscriber connection's hooks (core/rlink.h), ctx = rs. */
+/* Subscribes the node to the room's channel (SUB_PENDING until
+ * rooms_on_subscribed). Returns 0, or -1 when the subscriber connection is
+ * down. */
 int room_subscribe(struct rooms *rs, struct room *r);
+
+/* roomsub.c: the subscriber connection's hooks (core/rlink.h), ctx = rs. */
 void rooms_on_message(void *ctx, const char *channel, size_t channel_len, const char *payload, size_t len);
 void rooms_on_subscribed(void *ctx, const char *channel, size_t channel_len);
 void rooms_on_unsubscribed(void *ctx, const char *channel, size_t channel_len);
@@ -129,8 +134,6 @@ void room_notice(struct rooms *rs, struct conn *c, const char *room, const char 
 void room_history(struct rooms *rs, struct conn *c, const char *room, int64_t after_seq, const char *req_id);
 
 /* fanout.c */
-int fanout_init(struct rooms *rs);
-void fanout_close(struct rooms *rs);
 /* Appends an event (its kind and msgpack body) to the room's ring and
  * queues the room's flush; an event seen already is ignored. Members that
  * fall out of the ring or past max-queued-bytes are closed as slow. */
@@ -138,7 +141,5 @@ void fanout_event(struct rooms *rs, struct room *r, int64_t seq, enum event_kind
                   size_t len);
 /* Queues the room for the flush at the end of this loop iteration. */
 void fanout_mark(struct rooms *rs, struct room *r);
-/* The room is being freed: forget it. */
-void fanout_forget(struct rooms *rs, struct room *r);
 
 #endif

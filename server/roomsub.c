@@ -14,16 +14,6 @@
 #include "log.h"
 #include "roomkeys.h"
 
-int room_subscribe(struct rooms *rs, struct room *r)
-{
-    char chan[ROOM_KEY_MAX];
-    room_channel(r->id, chan, sizeof chan);
-    if (rlink_subscribe(rs->rl, chan, strlen(chan)) < 0)
-        return -1;
-    r->sub = SUB_PENDING;
-    return 0;
-}
-
 /* The room of a channel, when this node has it. */
 static struct room *channel_room(struct rooms *rs, const char *chan, size_t len)
 {
