@@ -93,13 +93,29 @@ static void on_signal(uv_signal_t *h, int signum)
     server_stop(h->data);
 }
 
+/* The consumer groups read and write the outbox streams, whose shards are
+ * those of the wallet: they start once a Redis has passed the checks, so
+ * that a node with another wallet-shards never touches them. */
+static void start_consumers(struct server *s)
+{
+    if (s->consumers_started || s->stopping)
+        return;
+    s->consumers_started = 1;
+    if (roomfeed_start(&s->feed) < 0 || ledger_start(&s->ledger) < 0) {
+        log_msg(LOG_ERROR, "cannot start the consumer groups: out of memory");
+        exit(1);
+    }
+}
+
 static void on_redis_checked(void *ctx, int safe)
 {
     struct server *s = ctx;
     if (!safe) {
         s->exit_code = 1;
         server_stop(s);
+        return;
     }
+    start_consumers(s);
 }
 
 /* Every time the command connection comes up: the Redis behind it may be
@@ -214,8 +230,7 @@ int server_start(struct server *s)
     uv_signal_start(&s->sig_int, on_signal, SIGINT);
     uv_signal_start(&s->sig_term, on_signal, SIGTERM);
     rlink_start(&s->redis);
-    if (pgcheck_start(&s->pgcheck, s->loop, cfg->pg_conninfo, &s->catalog) < 0 || roomfeed_start(&s->feed) < 0 ||
-        ledger_start(&s->ledger) < 0) {
+    if (pgcheck_start(&s->pgcheck, s->loop, cfg->pg_conninfo, &s->catalog) < 0) {
         log_msg(LOG_ERROR, "cannot start the backends: out of memory");
         exit(1);
     }

@@ -37,7 +37,8 @@ struct server {
     uv_loop_t *loop;
     struct lws_context *lws;
     int stopping;
-    int exit_code; /* the process's exit status once the loop ends */
+    int exit_code;         /* the process's exit status once the loop ends */
+    int consumers_started; /* after the first Redis that passed the checks */
 
     struct rlink redis;
     struct outbox outbox;

@@ -6,6 +6,7 @@ entries in the wallet shard's outbox stream (which the ledger and rooms
 consumers turn into PostgreSQL rows and room events).
 """
 
+import contextlib
 import subprocess
 import threading
 import time
@@ -295,12 +296,13 @@ def test_catalog_reloads_without_restart(scene):
         psql(f"DELETE FROM gifts WHERE id = {gid}")
 
 
-def test_unsafe_redis_is_refused(tmp_path, catalog):
-    """A Redis without AOF (or with an evicting policy) would lose
-    acknowledged balances: tipcastd refuses it unless told it is a toy."""
+@contextlib.contextmanager
+def private_redis(tmp_path, *args):
+    """A redis-server of the test's own (extra args are its settings);
+    yields its port."""
     port = free_port()
-    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                              "--appendonly", "no", "--save", "", "--dir", str(tmp_path)],
+    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                              "--dir", str(tmp_path), *args],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
@@ -308,12 +310,44 @@ def test_unsafe_redis_is_refused(tmp_path, catalog):
                              text=True).stdout.strip() != "PONG":
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        from conftest import TEST_SECRET, _binary
-        args = [_binary(), f"--port={free_port()}", f"--redis-port={port}", f"--pg={PG}",
-                f"--jwt-secret={TEST_SECRET}"]
-        p = subprocess.run(args, capture_output=True, text=True, timeout=30)
-        assert p.returncode == 1, p.stderr[-2000:]
-        assert "appendonly" in p.stderr and "refusing" in p.stderr, p.stderr[-2000:]
+        yield port
     finally:
         redis.terminate()
         redis.wait(10)
+
+
+def tipcastd_args(redis_port, *flags):
+    """tipcastd's command line on the test PostgreSQL and a given Redis."""
+    from conftest import TEST_SECRET, _binary
+    return [_binary(), f"--port={free_port()}", f"--redis-port={redis_port}", f"--pg={PG}",
+            f"--jwt-secret={TEST_SECRET}", *flags]
+
+
+def test_unsafe_redis_is_refused(tmp_path, catalog):
+    """A Redis without AOF (or with an evicting policy) would lose
+    acknowledged balances: tipcastd refuses it unless told it is a toy."""
+    with private_redis(tmp_path, "--appendonly", "no") as port:
+        p = subprocess.run(tipcastd_args(port), capture_output=True, text=True, timeout=30)
+        assert p.returncode == 1, p.stderr[-2000:]
+        assert "appendonly" in p.stderr and "refusing" in p.stderr, p.stderr[-2000:]
+
+
+def test_wallet_shards_are_fixed_by_the_first_node(tmp_path, catalog, server):
+    """wallet-shards places every wallet: the first node records it in
+    Redis, and a node started with another number refuses to run, before
+    it moves money or reads an outbox."""
+    with private_redis(tmp_path, "--appendonly", "yes") as port:
+        r = Redis(port=port)
+        try:
+            first = server(redis_port=port, wallet_shards=4)
+            wait_for(lambda: r("GET", "tc:wallet-shards") == "4", what="the recorded wallet-shards")
+            first.check_exit()
+            p = subprocess.run(tipcastd_args(port, "--wallet-shards=8"), capture_output=True, text=True,
+                               timeout=30)
+            assert p.returncode == 1, p.stderr[-2000:]
+            assert "wallet-shards is 8 here" in p.stderr and "--wallet-shards=4" in p.stderr, p.stderr[-2000:]
+            assert r("GET", "tc:wallet-shards") == "4"
+            # It took no lease, so it read no outbox.
+            assert r("KEYS", "tc:{w:*}:lease:*") == []
+        finally:
+            r.close()
