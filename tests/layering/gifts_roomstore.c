@@ -1,0 +1,2 @@
+/* gifts_roomstore.c - gifts includes rooms, a layer above it: must not build. */
+#include "roomstore.h"
