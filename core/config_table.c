@@ -133,7 +133,9 @@ const struct config_entry config_table[] = {
     {"wallet-shards", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(wallet_shards), 1, 1024, "16", "N",
      "Wallet shards: a user's wallet, its outbox stream and its idempotency "
      "records live on shard hash(user) mod N (keys tc:{w:N}:...). Fixed for "
-     "the life of the data: changing it moves wallets."},
+     "the life of the data: the first node records it in Redis "
+     "(tc:wallet-shards), and a node started with another number refuses to "
+     "run."},
     {"idem-ttl-s", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(idem_ttl_s), 60, 604800, "3600", "SECONDS",
      "How long the result of a money request is kept under its request id, so "
      "that a retry answers the first result instead of paying twice. Each "
