@@ -8,7 +8,6 @@
  */
 #include "pgconn.h"
 
-#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,7 +124,7 @@ static void drop(struct pgconn *c, const char *what)
 {
     if (c->state == PGCONN_DOWN || c->state == PGCONN_CLOSED)
         return;
-    assert(!c->in_result);
+    tc_assert(!c->in_result);
     snprintf(c->error, sizeof c->error, "%s", c->pg ? PQerrorMessage(c->pg) : "out of memory");
     pgconn_result_cb *cb = c->cb;
     void *cb_priv = c->cb_priv;
@@ -190,6 +189,7 @@ static void connect_start(struct pgconn *c)
 
 static void connect_step(struct pgconn *c)
 {
+    tc_assert(c->state == PGCONN_CONNECTING && c->pg);
     switch (PQconnectPoll(c->pg)) {
     case PGRES_POLLING_FAILED:
         drop(c, "cannot connect");
@@ -278,6 +278,7 @@ static int copy_feed(struct pgconn *c)
  * callback learns that the query ended. */
 static void query_end(struct pgconn *c)
 {
+    tc_assert(c->state == PGCONN_BUSY && c->cb);
     pgconn_result_cb *cb = c->cb;
     void *cb_priv = c->cb_priv;
     c->cb = NULL;
@@ -294,6 +295,7 @@ static void query_end(struct pgconn *c)
 
 static void take_results(struct pgconn *c)
 {
+    tc_assert(c->state == PGCONN_BUSY);
     /* While a COPY is fed libpq is not busy, yet has no result to give. */
     while (!c->copying && !PQisBusy(c->pg)) {
         PGresult *res = PQgetResult(c->pg);
@@ -477,7 +479,7 @@ void pgconn_close(struct pgconn *c)
 {
     if (!c || c->state == PGCONN_CLOSED)
         return;
-    assert(!c->in_result);
+    tc_assert(!c->in_result);
     pgconn_result_cb *cb = c->cb;
     void *cb_priv = c->cb_priv;
     c->cb = NULL;

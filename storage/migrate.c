@@ -1,7 +1,6 @@
 /* migrate.c - applies the embedded schema migrations (see migrate.h). */
 #include "migrate.h"
 
-#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,7 +151,7 @@ static int migrate_locked(PGconn *pg, char *err, size_t errlen)
     for (int i = 0; i < migrate_files_count; i++) {
         const struct migrate_file *m = &migrate_files[i];
         /* The build sorts the files; a table out of order is a build bug. */
-        assert(i == 0 || migrate_files[i - 1].version < m->version);
+        tc_assert(i == 0 || migrate_files[i - 1].version < m->version);
         newest_ours = m->version;
         const char *have = NULL;
         for (int k = 0; k < rows; k++)
