@@ -1,3 +1,4 @@
+# embed.cmake - turns text files (Lua scripts, SQL migrations) into C byte arrays.
 # Two uses:
 #  - include(cmake/embed.cmake) defines tipcast_embed(OUT NAMES FILES COMMENT),
 #    a build step that writes OUT from the files;
