@@ -3,20 +3,25 @@
 
 #include <string.h>
 
+void message_start(struct enc *e, enum fmt fmt, size_t hint, const char *type, const char *id, uint32_t pairs)
+{
+    int has_id = id && id[0];
+    enc_init(e, fmt, hint);
+    enc_map(e, 1 + (uint32_t)has_id + pairs);
+    enc_key(e, "type");
+    enc_cstr(e, type);
+    if (has_id) {
+        enc_key(e, "id");
+        enc_cstr(e, id);
+    }
+}
+
 struct frame *message_error(enum fmt fmt, const char *id, enum err code, const char *text, const char *field,
                             int64_t extra)
 {
     struct enc e;
-    int has_id = id && id[0];
     const char *extra_key = err_extra_key(code);
-    enc_init(&e, fmt, 128 + strlen(text));
-    enc_map(&e, (uint32_t)(3 + has_id + (field != NULL) + (extra_key != NULL)));
-    enc_key(&e, "type");
-    enc_cstr(&e, "error");
-    if (has_id) {
-        enc_key(&e, "id");
-        enc_cstr(&e, id);
-    }
+    message_start(&e, fmt, 128 + strlen(text), "error", id, 2 + (field != NULL) + (extra_key != NULL));
     enc_key(&e, "code");
     enc_cstr(&e, err_code(code));
     enc_key(&e, "message");
@@ -92,10 +97,7 @@ struct frame *message_events(enum fmt fmt, const char *room, struct frame *const
     for (int i = 0; i < n; i++)
         bytes += events[i]->len + 1;
     struct enc e;
-    enc_init(&e, fmt, bytes);
-    enc_map(&e, 3);
-    enc_key(&e, "type");
-    enc_cstr(&e, "events");
+    message_start(&e, fmt, bytes, "events", NULL, 2);
     enc_key(&e, "room");
     enc_cstr(&e, room);
     enc_key(&e, "events");

@@ -20,6 +20,11 @@
 /* Most pairs an event body may have. */
 #define MESSAGE_BODY_PAIRS_MAX 32
 
+/* Starts a message {type, id, ...}: a map of `pairs` more pairs after type
+ * and id (id is left out when NULL or ""), for the caller to write and end
+ * with enc_end_map. */
+void message_start(struct enc *e, enum fmt fmt, size_t hint, const char *type, const char *id, uint32_t pairs);
+
 /* The error frame {type:"error", id, code, message, field, <extra>}: `id`
  * may be NULL or "" when unknown, `field` NULL when none; `extra` is the
  * value of the code's extra key (err_extra_key), ignored when it has none.

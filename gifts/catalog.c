@@ -9,7 +9,7 @@
 #include <libpq-fe.h>
 
 #include "coins.h"
-#include "enc.h"
+#include "message.h"
 #include "log.h"
 
 const char catalog_query[] =
@@ -158,12 +158,7 @@ struct frame *catalog_frame(const struct catalog *c, enum fmt fmt, const char *r
     for (size_t i = 0; i < c->ngifts; i++)
         n += (uint32_t)c->gifts[i].enabled;
     struct enc e;
-    enc_init(&e, fmt, 128 + 96 * (size_t)n);
-    enc_map(&e, 4);
-    enc_key(&e, "type");
-    enc_cstr(&e, "catalog");
-    enc_key(&e, "id");
-    enc_cstr(&e, req_id);
+    message_start(&e, fmt, 128 + 96 * (size_t)n, "catalog", req_id, 2);
     enc_key(&e, "version");
     enc_int(&e, c->version);
     enc_key(&e, "gifts");

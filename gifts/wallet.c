@@ -11,7 +11,7 @@
 
 #include "clock.h"
 #include "coins.h"
-#include "enc.h"
+#include "message.h"
 #include "log.h"
 
 extern const char lua_wallet_move[];
@@ -39,12 +39,7 @@ void wallet_init(struct wallet *w, struct outbox *ob, const struct catalog *cata
 static void send_ack(const struct reply *r, const char *order, int64_t amount, int64_t balance, int replayed)
 {
     struct enc e;
-    enc_init(&e, r->fmt, 160);
-    enc_map(&e, 6);
-    enc_key(&e, "type");
-    enc_cstr(&e, "ack");
-    enc_key(&e, "id");
-    enc_cstr(&e, r->id);
+    message_start(&e, r->fmt, 160, "ack", r->id, 4);
     enc_key(&e, "order");
     enc_cstr(&e, order);
     enc_key(&e, "amount");
@@ -255,12 +250,7 @@ static void on_balance(redisReply *reply, void *priv)
         reply_unavailable(r, unreachable);
     } else {
         struct enc e;
-        enc_init(&e, r->fmt, 96);
-        enc_map(&e, 3);
-        enc_key(&e, "type");
-        enc_cstr(&e, "balance");
-        enc_key(&e, "id");
-        enc_cstr(&e, r->id);
+        message_start(&e, r->fmt, 96, "balance", r->id, 1);
         enc_key(&e, "balance");
         enc_int(&e, reply->type == REDIS_REPLY_STRING ? strtoll(reply->str, NULL, 10) : 0);
         enc_end_map(&e);

@@ -10,6 +10,7 @@
 #include "calendar.h"
 #include "clock.h"
 #include "log.h"
+#include "message.h"
 
 static const char *const period_name[BOARD_PERIODS] = {"all", "day", "week", "month"};
 /* The message's field of each period's list ("all" is "top"). */
@@ -75,16 +76,8 @@ void board_top_enc(struct enc *e, const struct board_top *t)
 struct frame *board_frame(enum fmt fmt, const char *room, const char *req_id,
                           const struct board_top tops[BOARD_PERIODS])
 {
-    int has_id = req_id && req_id[0];
     struct enc e;
-    enc_init(&e, fmt, 256 + 64 * BOARD_PERIODS * BOARD_TOP_N);
-    enc_map(&e, (uint32_t)(3 + has_id + BOARD_PERIODS));
-    enc_key(&e, "type");
-    enc_cstr(&e, "leaderboard");
-    if (has_id) {
-        enc_key(&e, "id");
-        enc_cstr(&e, req_id);
-    }
+    message_start(&e, fmt, 256 + 64 * BOARD_PERIODS * BOARD_TOP_N, "leaderboard", req_id, 2 + BOARD_PERIODS);
     enc_key(&e, "room");
     enc_cstr(&e, room);
     enc_key(&e, "period");

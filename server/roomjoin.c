@@ -60,12 +60,7 @@ static void enc_events(struct enc *e, const char *room, const struct roomstore_e
 static struct frame *joined_frame(const struct conn *c, const struct pending *p, const struct roomstore_snapshot *s)
 {
     struct enc e;
-    enc_init(&e, c->fmt, 512);
-    enc_map(&e, 8);
-    enc_key(&e, "type");
-    enc_cstr(&e, "joined");
-    enc_key(&e, "id");
-    enc_cstr(&e, p->req_id);
+    message_start(&e, c->fmt, 512, "joined", p->req_id, 6);
     enc_key(&e, "room");
     enc_cstr(&e, p->room);
     enc_key(&e, "owner");
@@ -248,12 +243,7 @@ void room_leave_request(struct rooms *rs, struct conn *c, const char *id, const 
     }
     room_leave(rs, c, i);
     struct enc e;
-    enc_init(&e, c->fmt, 128);
-    enc_map(&e, 3);
-    enc_key(&e, "type");
-    enc_cstr(&e, "left");
-    enc_key(&e, "id");
-    enc_cstr(&e, req_id);
+    message_start(&e, c->fmt, 128, "left", req_id, 1);
     enc_key(&e, "room");
     enc_cstr(&e, id);
     enc_end_map(&e);
@@ -270,12 +260,7 @@ static void on_published(void *ctx, int64_t seq)
         send_unavailable(c, p->req_id);
     } else if (c) {
         struct enc e;
-        enc_init(&e, c->fmt, 128);
-        enc_map(&e, 4);
-        enc_key(&e, "type");
-        enc_cstr(&e, "ack");
-        enc_key(&e, "id");
-        enc_cstr(&e, p->req_id);
+        message_start(&e, c->fmt, 128, "ack", p->req_id, 2);
         enc_key(&e, "room");
         enc_cstr(&e, p->room);
         enc_key(&e, "seq");
@@ -327,12 +312,7 @@ static void on_history(void *ctx, const struct roomstore_history *h)
         return;
     }
     struct enc e;
-    enc_init(&e, c->fmt, 1024);
-    enc_map(&e, 5);
-    enc_key(&e, "type");
-    enc_cstr(&e, "history");
-    enc_key(&e, "id");
-    enc_cstr(&e, p->req_id);
+    message_start(&e, c->fmt, 1024, "history", p->req_id, 3);
     enc_key(&e, "room");
     enc_cstr(&e, p->room);
     enc_key(&e, "seq");

@@ -14,15 +14,7 @@ static void send_welcome(struct server *s, struct conn *c, const char *id)
 {
     const struct config *cfg = &s->cfg;
     struct enc e;
-    int has_id = id && id[0];
-    enc_init(&e, c->fmt, 256);
-    enc_map(&e, (uint32_t)(5 + has_id));
-    enc_key(&e, "type");
-    enc_cstr(&e, "welcome");
-    if (has_id) {
-        enc_key(&e, "id");
-        enc_cstr(&e, id);
-    }
+    message_start(&e, c->fmt, 256, "welcome", id, 4);
     enc_key(&e, "user");
     enc_cstr(&e, c->user.sub);
     enc_key(&e, "role");
@@ -105,12 +97,7 @@ void session_open(void *ctx, struct conn *c)
 static void send_pong(struct conn *c, const char *id)
 {
     struct enc e;
-    enc_init(&e, c->fmt, 96);
-    enc_map(&e, 3);
-    enc_key(&e, "type");
-    enc_cstr(&e, "pong");
-    enc_key(&e, "id");
-    enc_cstr(&e, id);
+    message_start(&e, c->fmt, 96, "pong", id, 1);
     enc_key(&e, "ts");
     enc_int(&e, clock_wall_ms());
     enc_end_map(&e);

@@ -14,14 +14,11 @@ if after >= seq or out[2] == 0 or out[2] > after + 1 then
   return out
 end
 local ev = redis.call('XRANGE', KEYS[2], '(' .. after .. '-1', '+', 'COUNT', tonumber(ARGV[2]))
+-- An entry's fields are b, body, k, kind (k is missing from entries of
+-- versions that did not write it: their kind is "").
 for i = 1, #ev do
-  local f = ev[i][2]
-  local body, kind = '', ''
-  for k = 1, #f, 2 do
-    if f[k] == 'b' then body = f[k + 1] elseif f[k] == 'k' then kind = f[k + 1] end
-  end
   out[#out + 1] = tonumber(string.match(ev[i][1], '^(%d+)-'))
-  out[#out + 1] = kind
-  out[#out + 1] = body
+  out[#out + 1] = ev[i][2][4] or ''
+  out[#out + 1] = ev[i][2][2]
 end
 return out

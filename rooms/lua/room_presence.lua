@@ -41,15 +41,11 @@ local out = {tonumber(redis.call('GET', KEYS[1]) or '0'), total, board}
 local want = tonumber(ARGV[4])
 if want > 0 then
   local ev = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', want)
+  -- An entry's fields are b, body, k, kind (k may be missing: kind "").
   for i = #ev, 1, -1 do
-    local f = ev[i][2]
-    local body, kind = '', ''
-    for k = 1, #f, 2 do
-      if f[k] == 'b' then body = f[k + 1] elseif f[k] == 'k' then kind = f[k + 1] end
-    end
     out[#out + 1] = tonumber(string.match(ev[i][1], '^(%d+)-'))
-    out[#out + 1] = kind
-    out[#out + 1] = body
+    out[#out + 1] = ev[i][2][4] or ''
+    out[#out + 1] = ev[i][2][2]
   end
 end
 return out
