@@ -35,6 +35,7 @@ static void rewind_shard(struct consumer *c, int shard)
         return;
     sh->phase = PHASE_PENDING;
     snprintf(sh->cursor, sizeof sh->cursor, "0");
+    sh->gen++;
 }
 
 static void rewind_all(struct consumer *c)
@@ -166,7 +167,8 @@ static void on_read(redisReply *reply, void *priv)
     }
     /* A PENDING shard goes on after the last entry it got; one that got
      * fewer than asked has no more pending: new entries come next (once
-     * these are applied; a failure rewinds it). */
+     * these are applied; a failure rewinds it). A shard whose phase was set
+     * anew while the read was out is left as it is now. */
     int got[OUTBOX_SHARDS_MAX] = {0};
     const char *last[OUTBOX_SHARDS_MAX];
     for (size_t i = 0; i < b->n; i++) {
@@ -176,7 +178,7 @@ static void on_read(redisReply *reply, void *priv)
     for (int k = 0; k < c->nread; k++) {
         int s = c->read_shards[k];
         struct consumer_shard *sh = &c->sh[s];
-        if (sh->phase != PHASE_PENDING)
+        if (sh->phase != PHASE_PENDING || sh->gen != c->read_gen[k])
             continue;
         if (got[s] < c->read_count)
             sh->phase = PHASE_LIVE;
@@ -205,8 +207,10 @@ static void read_start(struct consumer *c)
     c->nread = 0;
     for (int i = 0; i < shards && c->nread < CONSUMER_STREAMS_PER_READ; i++) {
         int s = (c->read_from + i) % shards;
-        if (c->leases.owned[s] && (c->sh[s].phase == PHASE_PENDING || c->sh[s].phase == PHASE_LIVE))
+        if (c->leases.owned[s] && (c->sh[s].phase == PHASE_PENDING || c->sh[s].phase == PHASE_LIVE)) {
+            c->read_gen[c->nread] = c->sh[s].gen;
             c->read_shards[c->nread++] = s;
+        }
     }
     if (c->nread == 0)
         return;
@@ -303,6 +307,7 @@ static void on_consumers(redisReply *reply, void *priv)
 struct claim {
     struct consumer *c;
     int shard;
+    uint32_t gen; /* the shard's when the claim was sent */
 };
 
 static void on_claim(redisReply *reply, void *priv)
@@ -325,7 +330,7 @@ static void on_claim(redisReply *reply, void *priv)
     if (claimed->type == REDIS_REPLY_ARRAY && claimed->elements > 0)
         log_msg(LOG_INFO, "%s: shard %d: claimed %zu pending entries of a previous consumer", c->cfg.group,
                 q.shard, claimed->elements);
-    if (sh->phase == PHASE_CLAIM) {
+    if (sh->phase == PHASE_CLAIM && sh->gen == q.gen) {
         const char *next = reply->element[0]->str;
         if (strcmp(next, "0-0") == 0) {
             sh->phase = PHASE_PENDING;
@@ -348,7 +353,7 @@ static void claim_start(struct consumer *c, int shard)
         backoff(c, "out of memory");
         return;
     }
-    *q = (struct claim){c, shard};
+    *q = (struct claim){c, shard, c->sh[shard].gen};
     char key[OUTBOX_KEY_MAX], count[16];
     outbox_key(shard, key, sizeof key);
     snprintf(count, sizeof count, "%d", CONSUMER_CLAIM_COUNT);
@@ -389,6 +394,7 @@ static void on_lease_change(void *ctx, int shard, int owned)
 {
     struct consumer *c = ctx;
     struct consumer_shard *sh = &c->sh[shard];
+    sh->gen++;
     if (owned) {
         sh->phase = PHASE_CLAIM;
         snprintf(sh->cursor, sizeof sh->cursor, "0-0");

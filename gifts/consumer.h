@@ -77,6 +77,7 @@ enum consumer_step { STEP_IDLE, STEP_CLAIMING, STEP_READING, STEP_APPLYING };
 struct consumer_shard {
     enum consumer_phase phase;
     char cursor[OUTBOX_STREAM_ID_MAX + 1]; /* CLAIM: XAUTOCLAIM's; PENDING: XREADGROUP's */
+    uint32_t gen; /* bumped when the phase is set anew (lease change, rewind) */
 };
 
 struct consumer_stats {
@@ -101,6 +102,7 @@ struct consumer {
     enum consumer_step step;
     int read_from;                          /* first shard of the next read */
     int read_shards[CONSUMER_STREAMS_PER_READ], nread, read_count;
+    uint32_t read_gen[CONSUMER_STREAMS_PER_READ]; /* each read shard's gen when it was sent */
     int64_t retry_at_ms;
     int backoff_ms;
     struct entry_batch batch;
