@@ -30,6 +30,17 @@ int event_message_read(const char *msg, size_t len, int64_t *seq, enum event_kin
     if (i == 0 || i >= len || msg[i] != ':')
         return -1;
     const char *k = msg + i + 1;
+    if (i + 1 < len && (uint8_t)*k >= 0x80) {
+        /* "<seq>:<body>", as nodes before the explicit kind published: a
+         * body is a msgpack map, whose first byte no kind name has. */
+        if (len - i - 1 > EVENT_BODY_MAX)
+            return -1;
+        *seq = s;
+        *kind = EVENT_OTHER;
+        *body = (const uint8_t *)k;
+        *body_len = len - i - 1;
+        return 0;
+    }
     const char *colon = memchr(k, ':', len - i - 1);
     if (!colon)
         return -1;

@@ -27,9 +27,9 @@ enum event_kind event_kind_of(const char *s, size_t len);
 /* 1 for the kinds that move the room's leaderboards (gift, tip). */
 int event_moves_board(enum event_kind k);
 
-/* Reads a pub/sub message "<seq>:<kind>:<body>". Returns 0, or -1 when it
- * is malformed or the body is larger than EVENT_BODY_MAX. The body points
- * into `msg`. */
+/* Reads a pub/sub message "<seq>:<kind>:<body>" (or "<seq>:<body>", of
+ * older nodes: kind EVENT_OTHER). Returns 0, or -1 when it is malformed or
+ * the body is larger than EVENT_BODY_MAX. The body points into `msg`. */
 int event_message_read(const char *msg, size_t len, int64_t *seq, enum event_kind *kind, const uint8_t **body,
                        size_t *body_len);
 
