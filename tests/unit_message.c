@@ -217,6 +217,23 @@ static void test_message_event(void)
             f = message_event((enum fmt)fmt, "r", 1, deep, (size_t)d + 4);
             CHECK((f != NULL) == (d < MESSAGE_DEPTH_MAX));
             frame_unref(f);
+            /* The same event inside the events array of a larger frame
+             * (server/roomjoin.c's joined and history: a map, then an
+             * array) is accepted or refused alike. */
+            struct enc e;
+            enc_init(&e, (enum fmt)fmt, 0);
+            enc_map(&e, 1);
+            enc_key(&e, "events");
+            enc_array(&e, 1);
+            int rc = message_enc_event(&e, "r", 1, deep, (size_t)d + 4);
+            enc_end_array(&e);
+            enc_end_map(&e);
+            f = enc_finish(&e);
+            if ((rc == 0) != (d < MESSAGE_DEPTH_MAX))
+                fprintf(stderr, "format %d: a body %d deep in an events array gave %d\n", fmt, d + 1, rc);
+            CHECK_INT(rc, d < MESSAGE_DEPTH_MAX ? 0 : -1);
+            CHECK((f != NULL) == (d < MESSAGE_DEPTH_MAX));
+            frame_unref(f);
         }
     }
 
