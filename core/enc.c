@@ -89,36 +89,66 @@ static void json_close(struct enc *e, char c)
         e->depth--;
 }
 
+/* msgpack needs no separators, but its nesting is bounded as JSON's is,
+ * so that a message is refused alike in both formats. */
+static int mp_open(struct enc *e)
+{
+    if (e->depth >= ENC_NEST_MAX) {
+        e->failed = 1;
+        return -1;
+    }
+    e->depth++;
+    return 0;
+}
+
+static void mp_close(struct enc *e)
+{
+    if (e->depth > 0)
+        e->depth--;
+}
+
 void enc_map(struct enc *e, uint32_t n)
 {
     if (e->failed)
         return;
-    if (e->fmt == FMT_MSGPACK)
-        msgpack_pack_map(&e->pk, n);
-    else
+    if (e->fmt == FMT_MSGPACK) {
+        if (mp_open(e) == 0)
+            msgpack_pack_map(&e->pk, n);
+    } else {
         json_open(e, '{');
+    }
 }
 
 void enc_end_map(struct enc *e)
 {
-    if (e->fmt == FMT_JSON && !e->failed)
+    if (e->failed)
+        return;
+    if (e->fmt == FMT_JSON)
         json_close(e, '}');
+    else
+        mp_close(e);
 }
 
 void enc_array(struct enc *e, uint32_t n)
 {
     if (e->failed)
         return;
-    if (e->fmt == FMT_MSGPACK)
-        msgpack_pack_array(&e->pk, n);
-    else
+    if (e->fmt == FMT_MSGPACK) {
+        if (mp_open(e) == 0)
+            msgpack_pack_array(&e->pk, n);
+    } else {
         json_open(e, '[');
+    }
 }
 
 void enc_end_array(struct enc *e)
 {
-    if (e->fmt == FMT_JSON && !e->failed)
+    if (e->failed)
+        return;
+    if (e->fmt == FMT_JSON)
         json_close(e, ']');
+    else
+        mp_close(e);
 }
 
 void enc_json_str(struct enc *e, const char *s, size_t len)

@@ -18,8 +18,10 @@
 
 /* Bound on the size of any frame the server builds. */
 #define ENC_MAX_BYTES (1u << 22)
-/* Deepest nesting of maps and arrays written. */
-#define ENC_NEST_MAX 9
+/* Deepest nesting of maps and arrays written: that of a joined or history
+ * reply, whose map holds the events array, whose event maps hold body
+ * values nested MESSAGE_DEPTH_MAX - 1 deep (message.h): 1 + 1 + 8. */
+#define ENC_NEST_MAX 10
 
 struct enc {
     enum fmt fmt;

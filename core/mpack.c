@@ -98,13 +98,13 @@ enum mpack_kind mpack_next(struct mpack *m, struct mpack_item *it)
         int64_t s = n == 1 ? (int8_t)v : n == 2 ? (int16_t)v : n == 4 ? (int32_t)v : (int64_t)v;
         return scalar(it, MP_INT, s);
     }
-    case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8: {
-        size_t n = (size_t)1 + ((size_t)1 << (c - 0xd4)); /* type byte + data */
-        if (left(m) < n)
+    case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
+        /* fixext 1..16: the type byte, then 2^(c - 0xd4) bytes of data. */
+        if (left(m) < 1)
             return MP_BAD;
-        m->p += n;
-        return it->kind = MP_EXT;
-    }
+        m->p++;
+        it->len = (uint64_t)1 << (c - 0xd4);
+        return bytes(m, it, MP_EXT);
     case 0xd9: hdr = 1; kind = MP_STR; break;
     case 0xda: hdr = 2; kind = MP_STR; break;
     case 0xdb: hdr = 4; kind = MP_STR; break;

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 /* Longest zone name accepted. */
 #define CALENDAR_ZONE_MAX 255
@@ -22,7 +21,14 @@ int calendar_tz_init(const char *zone, char *err, size_t errlen)
     const char *dir = getenv("TZDIR");
     char path[CALENDAR_ZONE_MAX + 512];
     snprintf(path, sizeof path, "%.400s/%s", dir && dir[0] ? dir : "/usr/share/zoneinfo", zone);
-    if (access(path, R_OK) != 0) {
+    /* A zone is a TZif file: the folder holds directories ("Asia") and
+     * tables ("zone.tab") too, which glibc would read as UTC. */
+    char magic[4];
+    FILE *f = fopen(path, "rb");
+    size_t got = f ? fread(magic, 1, sizeof magic, f) : 0;
+    if (f)
+        fclose(f);
+    if (got != sizeof magic || memcmp(magic, "TZif", sizeof magic) != 0) {
         snprintf(err, errlen, "board-tz '%s' is not in the time zone database (%s)", zone, path);
         return -1;
     }
