@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""report.py - turns the raw results of bench/run.sh into docs/benchmarks.md.
+"""report.py - turns the raw results of the benchmark suite (bench/run.sh, bench/run.py) into docs/benchmarks.md.
 
   report.py --out DIR --doc FILE --charts DIR
 
-DIR holds figures.tsv (KEY<tab>VALUE lines written by run.sh) and the JSON and
+DIR holds figures.tsv (KEY<tab>VALUE lines written by run.py) and the JSON and
 SVG files of tipcast-bench. The SVG charts are copied to --charts and linked
 from the document relative to it. A figure that is missing (a step failed or
 was skipped) shows as "n/a" and its target as "not measured", never as a pass.
@@ -144,10 +144,10 @@ def scenario1(d, f):
     d.w()
     d.w("Highest gift rate tipcast sustains with ack p99 <= 50 ms (tipcast-bench "
         "`--find-max`: open-loop, x1.5 steps), against the Redis ceiling "
-        "(`redis-benchmark -P 16 -c 50` calling tipcast's own `server/lua/wallet_move.lua` "
+        "(`redis-benchmark -P 16 -c 50` calling tipcast's own `gifts/lua/wallet_move.lua` "
         "with EVALSHA on the same Redis: every call a real debit and outbox entry) and "
         "one synchronous PostgreSQL transaction per gift (`pgbench -c 16 -j 2` with "
-        "`pg-gift.sql`).")
+        "`bench/peers/pg-gift.sql`).")
     d.w()
     d.w("| measure | gifts/s | tipcast ratio | target | result |")
     d.w("|---|---:|---:|---:|---|")
@@ -485,12 +485,12 @@ def limits_section(d, f, r1, r2, r3, r4):
     d.w()
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--doc", required=True)
     ap.add_argument("--charts", required=True)
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     f = load_figures(a.out)
     if not f:
         print(f"report.py: no figures in {a.out}", file=sys.stderr)
@@ -516,7 +516,7 @@ def main():
     d.w()
     d.w("`BENCH_QUICK=1` shrinks every scenario for a trial run (about 3 minutes); "
         "`BENCH_ONLY=\"1 2\"` picks scenarios; the other settings are listed at the top of "
-        "`bench/run.sh`. Raw results (tipcast-bench JSON, logs) stay in "
+        "`bench/run.py`. Raw results (tipcast-bench JSON, logs) stay in "
         "`/tmp/tipcast-bench-out/`.")
     d.w()
     machine_section(d, f)

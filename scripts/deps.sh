@@ -2,8 +2,8 @@
 # deps.sh - install the Debian 12 packages tipcast needs to build, test and run.
 #
 #   scripts/deps.sh [PACKAGE...]   extra Debian packages on top of the list
-#                                  below (bench/run.sh passes its own, so that
-#                                  CI does not install them)
+#                                  below (the benchmark, bench/run.py, passes
+#                                  its own, so that CI does not install them)
 #
 # Idempotent: when every package is already installed it only asks dpkg and
 # returns (well under a second). Otherwise it runs `apt-get update` once and

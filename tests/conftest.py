@@ -20,9 +20,9 @@ import itertools
 import json
 import os
 import random
-import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -33,6 +33,10 @@ from wsclient import SUBPROTOCOL_JSON, unique
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+
+# Starting and stopping tipcastd is shared with the benchmark (bench/).
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+import tipcast_proc  # noqa: E402
 
 TEST_SECRET = "tipcast-test-secret-0123456789abcdef"
 
@@ -47,7 +51,7 @@ PG = os.environ.get("TIPCAST_PG", "host=127.0.0.1 port=5492 dbname=tipcast user=
 WALLET_SHARDS = 4
 
 READY_TIMEOUT_S = 20 if SANITIZED else 10
-STOP_TIMEOUT_S = 10
+STOP_TIMEOUT_S = tipcast_proc.STOP_TIMEOUT_S
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
@@ -89,27 +93,21 @@ def free_port():
 _server_serial = itertools.count(1)
 
 
-class Server:
-    """One running tipcastd."""
+class Server(tipcast_proc.Process):
+    """One running tipcastd (started, waited for and stopped by
+    scripts/tipcast_proc.py; the pytest side is here)."""
 
     def __init__(self, args, port, log_dir, tls=False):
-        self.args = args
         self.port = port
         self.tls = tls
         # Several servers may share a port (--reuse-port): number the logs.
         n = next(_server_serial)
-        self.stderr_path = os.path.join(log_dir, f"tipcastd-{port}-{n}.stderr")
-        self.stdout_path = os.path.join(log_dir, f"tipcastd-{port}-{n}.stdout")
-        self.returncode = None
         self.clients = []
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:halt_on_error=1")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
-        self._out = open(self.stdout_path, "wb")
-        self._err = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(args, stdout=self._out, stderr=self._err,
-                                     stdin=subprocess.DEVNULL, env=env)
-        self.pid = self.proc.pid
+        super().__init__(args, os.path.join(log_dir, f"tipcastd-{port}-{n}.stdout"),
+                         os.path.join(log_dir, f"tipcastd-{port}-{n}.stderr"), env=env)
 
     def stderr_text(self):
         try:
@@ -126,25 +124,15 @@ class Server:
         return (f"tipcastd {' '.join(self.args[1:])}\n--- stderr tail ---\n"
                 f"{self.stderr_tail()}\n--- end ---")
 
-    def alive(self):
-        return self.proc.poll() is None
-
     def wait_ready(self, timeout=READY_TIMEOUT_S):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            if not self.alive():
-                pytest.fail(f"tipcastd exited with {self.proc.returncode} while starting\n"
+        try:
+            self.wait_http("/healthz", timeout=timeout,
+                           probe=lambda path: self.http_get(path, timeout=1)[0])
+        except tipcast_proc.NotReady as e:
+            if e.exited:
+                pytest.fail(f"tipcastd exited with {e.returncode} while starting\n"
                             + self.describe())
-            try:
-                status, _, _ = self.http_get("/healthz", timeout=1)
-                if status == 200:
-                    return
-                last = f"HTTP {status}"
-            except (OSError, AssertionError) as e:
-                last = repr(e)
-            time.sleep(0.05)
-        pytest.fail(f"tipcastd not ready within {timeout}s (last: {last})\n" + self.describe())
+            pytest.fail(f"tipcastd not ready within {timeout}s (last: {e.last})\n" + self.describe())
 
     def http_get(self, path, timeout=5, headers=None):
         return wsclient.http_get(self.port, path, tls=self.tls, headers=headers,
@@ -156,34 +144,6 @@ class Server:
         c = wsclient.connect(self.port, **kw)
         self.clients.append(c)
         return c
-
-    def rss_kb(self):
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return None
-
-    def signal(self, sig):
-        if self.alive():
-            self.proc.send_signal(sig)
-
-    def stop(self, timeout=STOP_TIMEOUT_S):
-        """SIGTERM, then waits; returns the exit code (None if it hung and
-        had to be killed)."""
-        if self.returncode is not None:
-            return self.returncode
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.returncode = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            self.returncode = None
-        self._out.close()
-        self._err.close()
-        return self.returncode
 
     def check_exit(self):
         """Stops the server and asserts a clean exit and a clean stderr."""
@@ -228,11 +188,7 @@ class ServerFactory:
         }
         for k, v in overrides.items():
             flags[k.replace("_", "-")] = v
-        args = [_binary()]
-        for k, v in flags.items():
-            if v is None:
-                continue
-            args.append(f"--{k}={v}")
+        args = tipcast_proc.tipcastd_argv(_binary(), flags)
         srv = Server(args, port, self.log_dir, tls=bool(flags.get("tls-cert")))
         self.servers.append(srv)
         srv.wait_ready()

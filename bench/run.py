@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""run.py - the benchmark suite of issue 4 (started by bench/run.sh): tipcast side by side with its references on this machine, in one run, written to docs/benchmarks.md.
+
+  bench/run.sh                 full run (about 15 minutes on 2 cores)
+  BENCH_QUICK=1 bench/run.sh   small N and short steps (about 3 minutes),
+                               for trying the suite; its figures mean little
+
+From a clean clone it: installs what the benchmarks need (scripts/deps.sh
+with nginx-light, libnginx-mod-nchan, redis-tools, postgresql-contrib and
+iproute2, and `npm install ws@8` into a scratch folder, never into the repo);
+builds tipcastd and tipcast-bench (RelWithDebInfo); starts its own Redis and
+PostgreSQL (scripts/services.sh instance `bench`, wiped at start); seeds
+creators bench-room-0.. and gift 1 (price 1); then runs the scenarios:
+  1 gift throughput   tipcast-bench --find-max (ack p99 <= 50 ms), against the
+                      Redis ceiling (redis-benchmark -P 16 EVALSHA of tipcast's
+                      own wallet_move.lua) and pgbench with bench/peers/pg-gift.sql
+  4 durability lag    at scenario 1's maximum: outbox backlog and PostgreSQL
+                      lag; then the ledger's drain rate after a PostgreSQL
+                      outage against a plain COPY of the same rows (orders
+                      and ledger rows), and of the order rows alone
+  2 hot-room fan-out  one room, 10,000 subscribers, tipcast / Nchan / Node ws
+                      (bench/peers/) at one steady rate, then each one's maximum rate
+  3 connections       idle authenticated connections over several tipcastd
+                      processes sharing one port (--reuse-port), RSS per conn
+Results go to $BENCH_OUT (figures.tsv, JSON, logs); bench/report.py turns them
+into docs/benchmarks.md and copies the SVG charts to docs/bench/. Everything
+the suite started is stopped on exit (also on Ctrl-C or SIGTERM), and every
+step has a time bound. Python 3 standard library only.
+
+Environment (defaults in brackets; quick-mode defaults after the slash):
+  BENCH_QUICK [0]            1: small N, short durations
+  BENCH_ONLY [1 4 2 3]       the scenarios to run, e.g. "1 2"
+  BENCH_BUILD_DIR [build]    cmake build tree
+  BENCH_OUT [/tmp/tipcast-bench-out]   raw results
+  BENCH_PEERS [bench/peers]  nchan.conf, ws-broadcast.js, pg-gift.sql, pg-gift-schema.sql
+  BENCH_NODE_DIR [/tmp/tipcast-bench-peers]  scratch folder for `ws`
+  BENCH_INSTANCE [bench]     services.sh instance (its own data directories)
+  BENCH_REDIS_PORT [6396] BENCH_PG_PORT [5496] BENCH_PORT [8096] (tipcastd)
+  BENCH_NCHAN_PORT [8091] BENCH_NODE_PORT [8092]  the peers' ports
+  BENCH_IDLE_CONNS [100000/4000]   scenario 3's connections
+  BENCH_IDLE_OPEN_RATE [1500]      scenario 3's connections opened per second, in all
+  BENCH_FANOUT_SUBS [10000/1000]   scenario 2's subscribers
+  BENCH_FANOUT_RATE [1/2]          scenario 2's steady events/s (whole room)
+  BENCH_S4_RATE [scenario 1's maximum, else 1000]  scenario 4's gifts/s
+  BENCH_TIPCASTD_ARGS []           extra tipcastd flags (e.g. for tuning)
+  BENCH_NO_DOC [0]           1: write the report (and charts) to $BENCH_OUT only
+  BENCH_BIN []               a tipcast-bench to use instead of the built one
+"""
+
+import glob
+import os
+import resource
+import signal
+import sys
+import time
+
+import report
+import s1_gifts
+import s2_fanout
+import s3_idle
+import s4_durability
+from suite import REPO, TC_MAX_CONNS, BenchError, Settings, Suite
+
+BENCH_PACKAGES = ["nginx-light", "libnginx-mod-nchan", "redis-tools", "postgresql-contrib", "iproute2"]
+
+
+def setup_packages(suite):
+    suite.log("packages (scripts/deps.sh + the benchmark's own)")
+    if suite.run(["bash", "scripts/deps.sh", *BENCH_PACKAGES], 900, capture=False).returncode != 0:
+        raise BenchError("installing packages failed")
+    node_dir = suite.s.node_dir
+    if os.path.isfile(os.path.join(suite.s.peers, "ws-broadcast.js")) \
+            and not os.path.isfile(os.path.join(node_dir, "node_modules", "ws", "package.json")):
+        suite.log(f"npm install ws@8 into {node_dir} (scratch, not in the repo)")
+        os.makedirs(node_dir, exist_ok=True)
+        if suite.run(["npm", "install", "--prefix", node_dir, "--no-audit", "--no-fund", "--silent",
+                      "ws@8"], 300).returncode != 0:
+            raise BenchError("npm install ws@8 failed")
+
+
+def setup_build(suite):
+    build, log = suite.s.build, suite.path("cmake.log")
+    suite.log(f"building {build} (RelWithDebInfo)")
+    for cmd, bound, what in (
+            (["cmake", "-S", ".", "-B", build, "-DCMAKE_BUILD_TYPE=RelWithDebInfo"], 300, "cmake configure"),
+            (["cmake", "--build", build, f"-j{len(os.sched_getaffinity(0))}"], 1200, "build")):
+        p = suite.run(cmd, bound, merge=True)
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(p.stdout)
+        if p.returncode != 0:
+            sys.stderr.write("".join(p.stdout.splitlines(True)[-30:]))
+            raise BenchError(f"{what} failed")
+    suite.tipcastd = os.path.join(build, "server", "tipcastd")
+    suite.bench_bin = suite.s.bench_bin or os.path.join(build, "loadtest", "tipcast-bench")
+    if not os.access(suite.tipcastd, os.X_OK):
+        raise BenchError(f"{suite.tipcastd} was not built")
+    if not os.access(suite.bench_bin, os.X_OK):
+        raise BenchError(f"{suite.bench_bin} was not built (loadtest/ missing?)")
+
+
+def setup_services(suite):
+    s = suite.s
+    if suite.services("status", 30):
+        suite.log(f"instance {s.instance} already running; it is left running on exit")
+    else:
+        suite.started_services = True
+    suite.log(f"Redis 127.0.0.1:{s.redis_port} and PostgreSQL 127.0.0.1:{s.pg_port} (instance {s.instance})")
+    if not suite.services("start", 120, quiet=False):
+        raise BenchError("services did not start")
+    # A clean slate: the instance is the benchmark's own.
+    if suite.rcli("flushall") is None:
+        raise BenchError("FLUSHALL failed")
+    if suite.pg(s.pg_admin, "DROP DATABASE IF EXISTS tipcast WITH (FORCE)", "CREATE DATABASE tipcast") is None:
+        raise BenchError("recreating database tipcast failed")
+
+
+def seed(suite):
+    n = suite.s.rooms
+    suite.log(f"seeding gift 1 (price 1) and {n} live creators bench-room-0..{n - 1}")
+    if suite.pg(suite.s.pg_conn,
+                "INSERT INTO gifts (id, name, price, animation) VALUES (1, 'Rose', 1, 'rose') "
+                "ON CONFLICT (id) DO UPDATE SET price = 1, enabled = true",
+                "INSERT INTO creators (id, display_name, live) "
+                f"SELECT 'bench-room-' || g, 'Bench ' || g, true FROM generate_series(0, {n - 1}) g "
+                "ON CONFLICT (id) DO UPDATE SET live = true") is None:
+        raise BenchError("seeding failed")
+    time.sleep(1.5)  # the catalog reloads on NOTIFY
+
+
+def machine_figures(suite):
+    with open("/proc/meminfo", encoding="utf-8") as f:
+        mem = next((line.split()[1] for line in f if line.startswith("MemTotal:")), "")
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    commit = suite.run(["git", "rev-parse", "--short", "HEAD"], 30, quiet=True).stdout.strip() or "unknown"
+    if suite.run(["git", "diff", "--quiet", "HEAD"], 30, quiet=True).returncode != 0:
+        commit += "+dirty"
+    u = os.uname()
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    suite.fig("machine.nproc", len(os.sched_getaffinity(0)))
+    suite.fig("machine.mem_kb", mem)
+    suite.fig("machine.kernel", f"{u.sysname} {u.release}")
+    suite.fig("machine.cpu", cpu)
+    suite.fig("machine.date", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    suite.fig("run.quick", suite.s.quick_text)
+    suite.fig("run.commit", commit)
+    suite.fig("run.command", ("BENCH_QUICK=1 " if suite.s.quick_text == "1" else "") + "bench/run.sh")
+    suite.fig("run.ulimit_n", "unlimited" if soft == resource.RLIM_INFINITY else soft)
+    suite.fig("run.s2_subs", suite.s.s2_subs)
+
+
+def run_all(suite):
+    out = suite.s.out
+    os.makedirs(out, exist_ok=True)
+    for pattern in ("*.json", "*.svg", "*.log", "figures.tsv"):
+        for f in glob.glob(os.path.join(out, pattern)):
+            os.remove(f)
+    t_start = time.monotonic()
+    setup_packages(suite)
+    setup_build(suite)
+    setup_services(suite)
+    machine_figures(suite)
+
+    if suite.has(1) or suite.has(4) or suite.has(2):
+        suite.start_tipcastd(1, TC_MAX_CONNS)
+        seed(suite)
+    if suite.has(1):
+        s1_gifts.run(suite)
+    if suite.has(4):
+        s4_durability.run(suite)
+    if suite.has(2):
+        s2_fanout.run(suite)
+    if suite.has(3):
+        if not suite.servers:
+            suite.start_tipcastd(1, TC_MAX_CONNS)
+            seed(suite)
+            suite.stop_tipcastd()
+        s3_idle.run(suite)
+    suite.stop_tipcastd()
+    suite.fig("run.seconds", int(time.monotonic() - t_start))
+
+    if suite.s.no_doc:
+        doc, charts = os.path.join(out, "benchmarks.md"), os.path.join(out, "charts")
+    else:
+        doc, charts = "docs/benchmarks.md", "docs/bench"
+        for f in glob.glob(os.path.join(charts, "*.svg")):
+            os.remove(f)
+    if report.main(["--out", out, "--doc", doc, "--charts", charts]) != 0:
+        raise BenchError(f"writing {doc} failed")
+    suite.log(f"wrote {doc} ({int(time.monotonic() - t_start)} s)")
+
+
+def interrupted(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv):
+    if argv:
+        # Settings come from the environment only; -h shows them.
+        print(__doc__, file=sys.stdout if argv[0] in ("-h", "--help") else sys.stderr)
+        return 0 if argv[0] in ("-h", "--help") else 2
+    os.chdir(REPO)
+    try:
+        suite = Suite(Settings(os.environ))
+    except BenchError as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        return 2
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupted)
+    rc = 0
+    try:
+        run_all(suite)
+    except BenchError as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        rc = 1
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        rc = 130
+    finally:
+        suite.stop_all()
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
