@@ -41,18 +41,6 @@ void hist_record(struct hist *h, uint64_t us)
         h->max_us = us;
 }
 
-void hist_merge(struct hist *dst, const struct hist *src)
-{
-    if (!src->count)
-        return;
-    for (int i = 0; i < HIST_BUCKETS; i++)
-        dst->buckets[i] += src->buckets[i];
-    dst->count += src->count;
-    dst->sum_us += src->sum_us;
-    if (src->max_us > dst->max_us)
-        dst->max_us = src->max_us;
-}
-
 uint64_t hist_percentile(const struct hist *h, double p)
 {
     if (!h->count)

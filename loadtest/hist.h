@@ -26,8 +26,6 @@ struct hist {
 
 void hist_reset(struct hist *h);
 void hist_record(struct hist *h, uint64_t us);
-/* Adds every value of src to dst. */
-void hist_merge(struct hist *dst, const struct hist *src);
 /* The value at percentile p (0..100) in microseconds, 0 when empty. p=100
  * answers the exact maximum. */
 uint64_t hist_percentile(const struct hist *h, double p);

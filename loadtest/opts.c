@@ -2,12 +2,14 @@
 #include "opts.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-void opts_usage(FILE *f)
+/* --help: every option. */
+static void usage(FILE *f)
 {
     fputs(
         "usage: tipcast-bench [options]\n"
@@ -121,7 +123,7 @@ int opts_parse(struct opts *o, int argc, char **argv, char *err, size_t errcap)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            opts_usage(stdout);
+            usage(stdout);
             return 1;
         }
         /* Flags without a value. */

@@ -1,8 +1,8 @@
-/* opts.h - tipcast-bench's command line (every option is in opts_usage). */
+/* opts.h - tipcast-bench's command line (every option is in --help, opts.c). */
 #ifndef TIPCAST_BENCH_OPTS_H
 #define TIPCAST_BENCH_OPTS_H
 
-#include <stdio.h>
+#include <stddef.h>
 
 #define OPTS_STR_MAX 256
 #define OPTS_PIDS_MAX 8
@@ -50,7 +50,6 @@ struct opts {
 /* Fills `o` from argv. Returns 0 to run, 1 when --help was printed (exit 0),
  * -1 on a bad option (the reason is in err). */
 int opts_parse(struct opts *o, int argc, char **argv, char *err, size_t errcap);
-void opts_usage(FILE *f);
 const char *opts_target_name(enum target t);
 
 #endif

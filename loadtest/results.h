@@ -1,5 +1,6 @@
-/* results.h - what one run measured, filled by bench.c and written out by
- * report.c. One static instance; every array has a fixed bound. */
+/* results.h - what one run measured, filled by the bench's parts (bench.h)
+ * and written out by report.c. Held in the run's one static struct bench;
+ * every array has a fixed bound. */
 #ifndef TIPCAST_BENCH_RESULTS_H
 #define TIPCAST_BENCH_RESULTS_H
 

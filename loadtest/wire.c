@@ -1,128 +1,39 @@
 /* wire.c - reading and writing tipcastd frames for the bench (see wire.h). */
 #include "wire.h"
 
-#include <stdio.h>
 #include <string.h>
+
+#include "enc.h"
+#include "mpack.h"
 
 /* ---- msgpack reading ------------------------------------------------------ */
 
-struct mp {
-    const uint8_t *p, *end;
-};
+/* The nesting left to a value skipped in the top map, and in an event map
+ * of a batch (which stands two levels down). */
+#define TOP_DEPTH (WIRE_DEPTH_MAX - 1)
+#define EVENT_DEPTH (WIRE_DEPTH_MAX - 2)
 
-static int mp_need(struct mp *r, size_t n) { return (size_t)(r->end - r->p) >= n ? 0 : -1; }
+/* mpack_is for a literal, its length known here: every key of every
+ * received frame goes through it (and the bench's CPU bounds some runs). */
+#define IS(s, n, lit) ((n) == sizeof lit - 1 && memcmp((s), lit, sizeof lit - 1) == 0)
 
-static uint32_t be(const uint8_t *p, int n)
+/* mpack_skip, a call cheaper for the scalars and strings that most values
+ * are: their header is read once; a container (which the bench never looks
+ * into) is rewound and skipped whole by mpack_skip. */
+static int skip(struct mpack *r, int depth_left)
 {
-    uint32_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-/* A string's bytes; -1 when the next value is not a string. */
-static int mp_str(struct mp *r, const char **s, size_t *n)
-{
-    if (mp_need(r, 1) < 0)
+    struct mpack at = *r;
+    struct mpack_item it;
+    switch (mpack_next(r, &it)) {
+    case MP_BAD:
         return -1;
-    uint8_t b = *r->p;
-    size_t len, hdr;
-    if ((b & 0xe0) == 0xa0) {
-        len = b & 0x1f;
-        hdr = 1;
-    } else if (b == 0xd9 || b == 0xda || b == 0xdb) {
-        int w = b == 0xd9 ? 1 : b == 0xda ? 2 : 4;
-        if (mp_need(r, 1 + (size_t)w) < 0)
-            return -1;
-        len = be(r->p + 1, w);
-        hdr = 1 + (size_t)w;
-    } else {
-        return -1;
-    }
-    if (mp_need(r, hdr + len) < 0)
-        return -1;
-    *s = (const char *)r->p + hdr;
-    *n = len;
-    r->p += hdr + len;
-    return 0;
-}
-
-/* The element count of a map (pairs) or array; -1 when the next value is
- * not of that kind. */
-static int mp_container(struct mp *r, int map, uint32_t *n)
-{
-    if (mp_need(r, 1) < 0)
-        return -1;
-    uint8_t b = *r->p;
-    if (map ? (b & 0xf0) == 0x80 : (b & 0xf0) == 0x90) {
-        *n = b & 0x0f;
-        r->p++;
-        return 0;
-    }
-    uint8_t b16 = map ? 0xde : 0xdc, b32 = map ? 0xdf : 0xdd;
-    if (b != b16 && b != b32)
-        return -1;
-    int w = b == b16 ? 2 : 4;
-    if (mp_need(r, 1 + (size_t)w) < 0)
-        return -1;
-    *n = be(r->p + 1, w);
-    r->p += 1 + w;
-    return 0;
-}
-
-static int mp_skip(struct mp *r, int depth)
-{
-    if (depth > WIRE_DEPTH_MAX || mp_need(r, 1) < 0)
-        return -1;
-    uint8_t b = *r->p;
-    const char *s;
-    size_t n;
-    uint32_t k;
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-        r->p++;
-        return 0;
-    }
-    if ((b & 0xe0) == 0xa0 || b == 0xd9 || b == 0xda || b == 0xdb)
-        return mp_str(r, &s, &n);
-    if ((b & 0xf0) == 0x80 || b == 0xde || b == 0xdf || (b & 0xf0) == 0x90 || b == 0xdc || b == 0xdd) {
-        int map = (b & 0xf0) == 0x80 || b == 0xde || b == 0xdf;
-        if (mp_container(r, map, &k) < 0)
-            return -1;
-        uint64_t items = map ? 2ULL * k : k;
-        /* Every item takes at least one byte: a count past the frame is a lie. */
-        if (items > (uint64_t)(r->end - r->p))
-            return -1;
-        for (uint64_t i = 0; i < items; i++)
-            if (mp_skip(r, depth + 1) < 0)
-                return -1;
-        return 0;
-    }
-    size_t fixed;
-    switch (b) {
-    case 0xcc: case 0xd0: fixed = 2; break;
-    case 0xcd: case 0xd1: fixed = 3; break;
-    case 0xca: case 0xce: case 0xd2: fixed = 5; break;
-    case 0xcb: case 0xcf: case 0xd3: fixed = 9; break;
-    case 0xc4: case 0xc5: case 0xc6: {
-        int w = b == 0xc4 ? 1 : b == 0xc5 ? 2 : 4;
-        if (mp_need(r, 1 + (size_t)w) < 0)
-            return -1;
-        fixed = 1 + (size_t)w + be(r->p + 1, w);
-        break;
-    }
+    case MP_ARRAY:
+    case MP_MAP:
+        *r = at;
+        return mpack_skip(r, depth_left);
     default:
-        return -1; /* ext types: tipcastd sends none */
+        return 0;
     }
-    if (mp_need(r, fixed) < 0)
-        return -1;
-    r->p += fixed;
-    return 0;
-}
-
-static int key_is(const char *k, size_t n, const char *want)
-{
-    size_t w = strlen(want);
-    return n == w && memcmp(k, want, n) == 0;
 }
 
 static void copy_str(char *dst, size_t cap, const char *s, size_t n)
@@ -135,96 +46,114 @@ static void copy_str(char *dst, size_t cap, const char *s, size_t n)
 
 static enum wire_type type_of(const char *s, size_t n)
 {
-    if (key_is(s, n, "event"))
+    if (IS(s, n, "event"))
         return WIRE_EVENT;
-    if (key_is(s, n, "events"))
+    if (IS(s, n, "events"))
         return WIRE_EVENTS;
-    if (key_is(s, n, "ack"))
+    if (IS(s, n, "ack"))
         return WIRE_ACK;
-    if (key_is(s, n, "error"))
+    if (IS(s, n, "error"))
         return WIRE_ERROR;
-    if (key_is(s, n, "welcome"))
+    if (IS(s, n, "welcome"))
         return WIRE_WELCOME;
-    if (key_is(s, n, "joined"))
+    if (IS(s, n, "joined"))
         return WIRE_JOINED;
     return WIRE_OTHER;
 }
 
-/* One event map of a batch: reports its combo. */
-static int mp_event(struct mp *r, wire_combo_cb on_combo, void *ctx)
+/* The next string, reported as a combo. */
+static int read_combo(struct mpack *r, wire_combo_cb on_combo, void *ctx)
 {
-    uint32_t n;
-    if (mp_container(r, 1, &n) < 0)
+    struct mpack_item v;
+    if (mpack_next(r, &v) != MP_STR)
         return -1;
+    on_combo(ctx, (const char *)v.data, (size_t)v.len);
+    return 0;
+}
+
+/* The next n pairs of an event's map: reports its combo, skips the rest
+ * (within depth_left levels). */
+static int event_pairs(struct mpack *r, uint32_t n, int depth_left, wire_combo_cb on_combo, void *ctx)
+{
     for (uint32_t i = 0; i < n; i++) {
-        const char *k, *v;
-        size_t kn, vn;
-        if (mp_str(r, &k, &kn) < 0)
+        struct mpack_item k;
+        if (mpack_next(r, &k) != MP_STR)
             return -1;
-        if (key_is(k, kn, "combo")) {
-            if (mp_str(r, &v, &vn) < 0)
-                return -1;
-            on_combo(ctx, v, vn);
-        } else if (mp_skip(r, 2) < 0) {
+        if (IS(k.data, k.len, "combo") ? read_combo(r, on_combo, ctx) < 0 : skip(r, depth_left) < 0)
             return -1;
-        }
     }
+    return 0;
+}
+
+/* The events of a batch, each a map of its own. */
+static int read_events(struct mpack *r, wire_combo_cb on_combo, void *ctx)
+{
+    uint32_t n, pairs;
+    if (mpack_array(r, &n) < 0)
+        return -1;
+    for (uint32_t j = 0; j < n; j++)
+        if (mpack_map(r, &pairs) < 0 || event_pairs(r, pairs, EVENT_DEPTH, on_combo, ctx) < 0)
+            return -1;
     return 0;
 }
 
 static int read_msgpack(const uint8_t *buf, size_t len, struct wire_msg *m, wire_combo_cb on_combo, void *ctx)
 {
-    struct mp r = {buf, buf + len};
-    uint32_t n;
-    const char *k, *v;
-    size_t kn, vn;
+    struct mpack r = mpack_of(buf, len);
+    uint32_t n, i;
+    struct mpack_item k;
+    const char *v;
+    size_t vn;
     /* First the type (tipcastd writes it first, so this is one step):
      * what to take from the rest depends on it. */
-    if (mp_container(&r, 1, &n) < 0)
+    if (mpack_map(&r, &n) < 0)
         return -1;
     const uint8_t *body = r.p;
     int found = 0;
-    for (uint32_t i = 0; i < n && !found; i++) {
-        if (mp_str(&r, &k, &kn) < 0)
+    for (i = 0; i < n && !found; i++) {
+        if (mpack_next(&r, &k) != MP_STR)
             return -1;
-        if (key_is(k, kn, "type")) {
-            if (mp_str(&r, &v, &vn) < 0)
+        if (IS(k.data, k.len, "type")) {
+            if (mpack_str(&r, &v, &vn) < 0)
                 return -1;
             m->type = type_of(v, vn);
             found = 1;
-        } else if (mp_skip(&r, 1) < 0) {
+        } else if (skip(&r, TOP_DEPTH) < 0) {
             return -1;
         }
     }
     if (m->type == WIRE_OTHER)
         return 0;
-    r.p = body;
-    for (uint32_t i = 0; i < n; i++) {
-        if (mp_str(&r, &k, &kn) < 0)
+    /* The pairs before the type, if any, are read again. */
+    if (i > 1) {
+        r.p = body;
+        i = 0;
+    }
+    if (m->type == WIRE_EVENT) {
+        /* Most frames of a run: the rest of the map is the event's. */
+        if (event_pairs(&r, n - i, TOP_DEPTH, on_combo, ctx) < 0)
             return -1;
-        int want_str = (m->type == WIRE_ACK || m->type == WIRE_ERROR || m->type == WIRE_JOINED) &&
-                       (key_is(k, kn, "id") || key_is(k, kn, "code"));
-        if (want_str) {
-            if (mp_str(&r, &v, &vn) < 0)
-                return -1;
-            if (kn == 2)
-                copy_str(m->id, sizeof m->id, v, vn);
-            else
-                copy_str(m->code, sizeof m->code, v, vn);
-        } else if (m->type == WIRE_EVENT && key_is(k, kn, "combo")) {
-            if (mp_str(&r, &v, &vn) < 0)
-                return -1;
-            on_combo(ctx, v, vn);
-        } else if (m->type == WIRE_EVENTS && key_is(k, kn, "events")) {
-            uint32_t ne;
-            if (mp_container(&r, 0, &ne) < 0)
-                return -1;
-            for (uint32_t j = 0; j < ne; j++)
-                if (mp_event(&r, on_combo, ctx) < 0)
-                    return -1;
-        } else if (mp_skip(&r, 1) < 0) {
+        return r.p == r.end ? 0 : -1;
+    }
+    int reply = m->type == WIRE_ACK || m->type == WIRE_ERROR || m->type == WIRE_JOINED;
+    for (; i < n; i++) {
+        if (mpack_next(&r, &k) != MP_STR)
             return -1;
+        int rc;
+        if (reply && (IS(k.data, k.len, "id") || IS(k.data, k.len, "code"))) {
+            if ((rc = mpack_str(&r, &v, &vn)) == 0) {
+                if (k.len == 2)
+                    copy_str(m->id, sizeof m->id, v, vn);
+                else
+                    copy_str(m->code, sizeof m->code, v, vn);
+            }
+        } else if (m->type == WIRE_EVENTS && IS(k.data, k.len, "events")) {
+            rc = read_events(&r, on_combo, ctx);
+        } else {
+            rc = skip(&r, TOP_DEPTH);
         }
+        if (rc < 0)
+            return -1;
     }
     return r.p == r.end ? 0 : -1;
 }
@@ -288,122 +217,59 @@ int wire_read(int json, const uint8_t *buf, size_t len, struct wire_msg *m, wire
 
 /* ---- Writing -------------------------------------------------------------- */
 
-struct out {
-    uint8_t *p, *end;
-    int overflow;
-};
-
-static void put(struct out *o, const void *b, size_t n)
+static void put_str(struct enc *e, const char *key, const char *s)
 {
-    if ((size_t)(o->end - o->p) < n) {
-        o->overflow = 1;
-        return;
-    }
-    memcpy(o->p, b, n);
-    o->p += n;
+    enc_key(e, key);
+    enc_cstr(e, s);
 }
 
-static void mp_put_str(struct out *o, const char *s)
+static void put_int(struct enc *e, const char *key, int64_t v)
 {
-    size_t n = strlen(s);
-    uint8_t h[2];
-    if (n < 32) {
-        h[0] = (uint8_t)(0xa0 | n);
-        put(o, h, 1);
-    } else {
-        h[0] = 0xd9;
-        h[1] = (uint8_t)(n > 255 ? 255 : n);
-        put(o, h, 2);
-        n = h[1];
-    }
-    put(o, s, n);
+    enc_key(e, key);
+    enc_int(e, v);
 }
 
-static void mp_put_int(struct out *o, int64_t v)
+/* A request of `pairs` pairs, its type and id written; the caller adds the
+ * rest and finishes with done(). */
+static void request(struct enc *e, int json, uint32_t pairs, const char *type, const char *id)
 {
-    uint8_t b[9];
-    if (v >= 0 && v < 128) {
-        b[0] = (uint8_t)v;
-        put(o, b, 1);
-        return;
-    }
-    b[0] = 0xd3;
-    for (int i = 0; i < 8; i++)
-        b[1 + i] = (uint8_t)((uint64_t)v >> (56 - 8 * i));
-    put(o, b, 9);
+    enc_init(e, json ? FMT_JSON : FMT_MSGPACK, 128);
+    enc_map(e, pairs);
+    put_str(e, "type", type);
+    put_str(e, "id", id);
 }
 
-static void mp_put_map(struct out *o, int n)
+static struct frame *done(struct enc *e)
 {
-    uint8_t b = (uint8_t)(0x80 | n);
-    put(o, &b, 1);
+    enc_end_map(e);
+    return enc_finish(e);
 }
 
-static int finish(struct out *o, uint8_t *start) { return o->overflow ? -1 : (int)(o->p - start); }
-
-/* snprintf's answer as a frame length: -1 when it was cut. */
-static int json_out(size_t cap, int n)
+struct frame *wire_join(int json, const char *id, const char *room)
 {
-    return n < 0 || (size_t)n >= cap ? -1 : n;
+    struct enc e;
+    request(&e, json, 3, "join", id);
+    put_str(&e, "room", room);
+    return done(&e);
 }
 
-int wire_join(int json, uint8_t *out, size_t cap, const char *id, const char *room)
+struct frame *wire_gift(int json, const char *id, const char *room, int gift, const char *combo)
 {
-    if (json)
-        return json_out(cap, snprintf((char *)out, cap, "{\"type\":\"join\",\"id\":\"%s\",\"room\":\"%s\"}", id, room));
-    struct out o = {out, out + cap, 0};
-    mp_put_map(&o, 3);
-    mp_put_str(&o, "type");
-    mp_put_str(&o, "join");
-    mp_put_str(&o, "id");
-    mp_put_str(&o, id);
-    mp_put_str(&o, "room");
-    mp_put_str(&o, room);
-    return finish(&o, out);
+    struct enc e;
+    request(&e, json, 6, "gift", id);
+    put_str(&e, "room", room);
+    put_int(&e, "gift", gift);
+    put_int(&e, "count", 1);
+    put_str(&e, "combo", combo);
+    return done(&e);
 }
 
-int wire_gift(int json, uint8_t *out, size_t cap, const char *id, const char *room, int gift, const char *combo)
+struct frame *wire_credit(int json, const char *id, const char *user, int64_t amount)
 {
-    if (json)
-        return json_out(cap,
-                        snprintf((char *)out, cap,
-                                 "{\"type\":\"gift\",\"id\":\"%s\",\"room\":\"%s\",\"gift\":%d,\"count\":1,\"combo\":\"%s\"}",
-                                 id, room, gift, combo));
-    struct out o = {out, out + cap, 0};
-    mp_put_map(&o, 6);
-    mp_put_str(&o, "type");
-    mp_put_str(&o, "gift");
-    mp_put_str(&o, "id");
-    mp_put_str(&o, id);
-    mp_put_str(&o, "room");
-    mp_put_str(&o, room);
-    mp_put_str(&o, "gift");
-    mp_put_int(&o, gift);
-    mp_put_str(&o, "count");
-    mp_put_int(&o, 1);
-    mp_put_str(&o, "combo");
-    mp_put_str(&o, combo);
-    return finish(&o, out);
-}
-
-int wire_credit(int json, uint8_t *out, size_t cap, const char *id, const char *user, int64_t amount)
-{
-    if (json)
-        return json_out(cap,
-                        snprintf((char *)out, cap,
-                                 "{\"type\":\"credit\",\"id\":\"%s\",\"user\":\"%s\",\"amount\":%lld,\"text\":\"bench\"}",
-                                 id, user, (long long)amount));
-    struct out o = {out, out + cap, 0};
-    mp_put_map(&o, 5);
-    mp_put_str(&o, "type");
-    mp_put_str(&o, "credit");
-    mp_put_str(&o, "id");
-    mp_put_str(&o, id);
-    mp_put_str(&o, "user");
-    mp_put_str(&o, user);
-    mp_put_str(&o, "amount");
-    mp_put_int(&o, amount);
-    mp_put_str(&o, "text");
-    mp_put_str(&o, "bench");
-    return finish(&o, out);
+    struct enc e;
+    request(&e, json, 5, "credit", id);
+    put_str(&e, "user", user);
+    put_int(&e, "amount", amount);
+    put_str(&e, "text", "bench");
+    return done(&e);
 }
