@@ -1,5 +1,5 @@
 /* bench.h - the state of one tipcast-bench run, one struct that every part
- * of the bench is handed: bench.c sets a run up, starts and ends it; conn.c
+ * of the bench is handed: bench.c sets a run up, starts and ends it; clients.c
  * holds the connections (their lws callback, what they send and what comes
  * back); phases.c steps through the phases of a run and keeps the send
  * timetable; second.c writes a row of results every second.
@@ -94,7 +94,7 @@ struct bench {
     uint64_t sec_sent, sec_acks, sec_deliveries, sec_errors;
     int sec_t;
     struct sample prev, measure_sample, measure_proc;
-    uint64_t rx_us;  /* when the frame being handled came (conn.c), 0 until read */
+    uint64_t rx_us;  /* when the frame being handled came (clients.c), 0 until read */
     uint8_t tag[8]; /* run id, padded: bytes 8..15 of a peer payload */
     size_t run_id_len;
     int exit_code;
@@ -127,7 +127,7 @@ static inline void bench_error(struct bench *b, const char *code)
  * ends by itself once lws has closed its handles. */
 void bench_finish(struct bench *b);
 
-/* conn.c: the lws protocol of every connection; opening one (-1 when it
+/* clients.c: the lws protocol of every connection; opening one (-1 when it
  * failed at once, counted); asking for its next WRITEABLE. */
 const struct lws_protocols *conn_protocols(void);
 int conn_open(struct bconn *c);

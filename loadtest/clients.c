@@ -1,4 +1,4 @@
-/* conn.c - the bench's connections: opening them, their lws callback, what
+/* clients.c - the bench's connections: opening them, their lws callback, what
  * they send (joins, credits, gifts, peer frames) and what comes back (acks,
  * errors and deliveries, measured against their scheduled time). */
 #include <stdio.h>
