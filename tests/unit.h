@@ -7,6 +7,7 @@
 #ifndef TIPCAST_UNIT_H
 #define TIPCAST_UNIT_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -55,6 +56,35 @@ static int unit_failed;
                     __FILE__, __LINE__, unit_sub_, #s, unit_s_ ? unit_s_ : "(null)");   \
         }                                                                               \
     } while (0)
+
+/* Checks that got[0..got_len) (NULL: nothing was made) is exactly
+ * want[0..n), printing both in hex when it is not. */
+static inline void unit_bytes(const uint8_t *got, size_t got_len, const void *want, size_t n, const char *file,
+                              int line)
+{
+    unit_checks++;
+    if (got && got_len == n && memcmp(got, want, n) == 0)
+        return;
+    unit_failed++;
+    fprintf(stderr, "%s:%d: bytes differ\n  got", file, line);
+    if (!got)
+        fprintf(stderr, " NULL");
+    for (size_t i = 0; got && i < got_len; i++)
+        fprintf(stderr, " %02x", got[i]);
+    fprintf(stderr, "\n  want");
+    for (size_t i = 0; i < n; i++)
+        fprintf(stderr, " %02x", ((const uint8_t *)want)[i]);
+    fprintf(stderr, "\n");
+}
+
+/* A frame's payload (core/frame.h) against bytes or a C string. */
+#define CHECK_BYTES(f, want, n)                                                         \
+    do {                                                                                \
+        struct frame *unit_f_ = (f);                                                    \
+        unit_bytes(unit_f_ ? frame_payload(unit_f_) : NULL, unit_f_ ? unit_f_->len : 0, \
+                   (want), (n), __FILE__, __LINE__);                                    \
+    } while (0)
+#define CHECK_FRAME_TEXT(f, s) CHECK_BYTES((f), (s), strlen(s))
 
 /* Prints the tally; returns the exit status for main. */
 static inline int unit_finish(const char *name)

@@ -11,31 +11,7 @@
 
 /* ---- Checks --------------------------------------------------------------- */
 
-static void dump(const char *what, const uint8_t *p, size_t n)
-{
-    fprintf(stderr, "  %s (%zu):", what, n);
-    for (size_t i = 0; i < n; i++)
-        fprintf(stderr, " %02x", p[i]);
-    fprintf(stderr, "\n");
-}
 
-/* Checks that f's payload is exactly want[0..n). */
-static void check_bytes(struct frame *f, const void *want, size_t n, int line)
-{
-    unit_checks++;
-    if (!f || f->len != n || memcmp(frame_payload(f), want, n) != 0) {
-        unit_failed++;
-        fprintf(stderr, "%s:%d: frame bytes differ\n", __FILE__, line);
-        if (f)
-            dump("got", frame_payload(f), f->len);
-        else
-            fprintf(stderr, "  got NULL\n");
-        dump("want", want, n);
-    }
-}
-
-#define CHECK_BYTES(f, want, n) check_bytes((f), (want), (n), __LINE__)
-#define CHECK_TEXT(f, s) check_bytes((f), (s), strlen(s), __LINE__)
 
 /* ---- JSON strings --------------------------------------------------------- */
 
@@ -53,7 +29,7 @@ static void test_json_escaping(void)
 #define ESC(in, out)                                \
     do {                                            \
         f = json_str(in, sizeof(in) - 1);           \
-        CHECK_TEXT(f, out);                         \
+        CHECK_FRAME_TEXT(f, out);                         \
         frame_unref(f);                             \
     } while (0)
     ESC("", "\"\"");
@@ -85,7 +61,7 @@ static void test_json_escaping(void)
         else
             snprintf(want, sizeof want, "\"x\\u00%02xy\"", c);
         f = json_str(in, 3);
-        CHECK_TEXT(f, want);
+        CHECK_FRAME_TEXT(f, want);
         frame_unref(f);
     }
     /* Every byte from 0x20 up but the quote and the backslash is itself. */
@@ -157,7 +133,7 @@ static void test_both_formats(void)
     CHECK(f && f->fmt == FMT_MSGPACK && !f->wire && f->refs == 1);
     frame_unref(f);
     f = sample(FMT_JSON);
-    CHECK_TEXT(f, "{\"s\":\"a\\\"b\",\"zero\":0,\"neg\":-33,\"u8\":200,\"max\":9223372036854775807,"
+    CHECK_FRAME_TEXT(f, "{\"s\":\"a\\\"b\",\"zero\":0,\"neg\":-33,\"u8\":200,\"max\":9223372036854775807,"
                   "\"min\":-9223372036854775808,\"t\":true,\"f\":false,\"z\":null,"
                   "\"a\":[1,\"x\",[],{\"k\":\"v\"}],\"m\":{}}");
     CHECK(f && f->fmt == FMT_JSON);
@@ -182,7 +158,7 @@ static void test_both_formats(void)
     enc_int(&e, -7);
     enc_end_array(&e);
     f = enc_finish(&e);
-    CHECK_TEXT(f, "[{\"a\":1},{\"b\":[2],\"c\":[]},{},-7]");
+    CHECK_FRAME_TEXT(f, "[{\"a\":1},{\"b\":[2],\"c\":[]},{},-7]");
     frame_unref(f);
 
     /* The compact integer forms msgpack's writer picks, and a top-level scalar. */
@@ -228,7 +204,7 @@ static void test_enc_mpack(void)
     int rc;
     struct frame *f = reenc(FMT_JSON, in, sizeof in, 8, &rc);
     CHECK_INT(rc, 0);
-    CHECK_TEXT(f, "{\"a\":[null,true,false,1,-1,\"s\",{\"k\":65535}],\"\":0}");
+    CHECK_FRAME_TEXT(f, "{\"a\":[null,true,false,1,-1,\"s\",{\"k\":65535}],\"\":0}");
     frame_unref(f);
     f = reenc(FMT_MSGPACK, in, sizeof in, 8, &rc);
     CHECK_INT(rc, 0);
@@ -238,7 +214,7 @@ static void test_enc_mpack(void)
     /* Keys and strings are escaped on the way to JSON. */
     static const uint8_t esc[] = {0x81, 0xa2, 'q', '"', 0xa2, '\n', 0};
     f = reenc(FMT_JSON, esc, sizeof esc, 1, &rc);
-    CHECK_TEXT(f, "{\"q\\\"\":\"\\n\\u0000\"}");
+    CHECK_FRAME_TEXT(f, "{\"q\\\"\":\"\\n\\u0000\"}");
     frame_unref(f);
 
     /* Refused: what event bodies never hold, keys that are not strings,
@@ -293,7 +269,7 @@ static void test_enc_mpack(void)
     static const uint8_t five[] = {0x05};
     f = reenc(FMT_JSON, five, 1, 0, &rc);
     CHECK_INT(rc, 0);
-    CHECK_TEXT(f, "5");
+    CHECK_FRAME_TEXT(f, "5");
     frame_unref(f);
     /* Within the budget but past the writer's own nesting bound: refused
      * by enc_finish. */

@@ -42,32 +42,7 @@ static void xb_strs(struct xb *x, ...)
     va_end(ap);
 }
 
-static void dump(const char *what, const uint8_t *p, size_t n)
-{
-    fprintf(stderr, "  %s (%zu):", what, n);
-    for (size_t i = 0; i < n; i++)
-        fprintf(stderr, " %02x", p[i]);
-    fprintf(stderr, "\n");
-}
-
-/* Checks that f's payload is exactly want[0..n). */
-static void check_bytes(struct frame *f, const void *want, size_t n, int line)
-{
-    unit_checks++;
-    if (!f || f->len != n || memcmp(frame_payload(f), want, n) != 0) {
-        unit_failed++;
-        fprintf(stderr, "%s:%d: frame bytes differ\n", __FILE__, line);
-        if (f)
-            dump("got", frame_payload(f), f->len);
-        else
-            fprintf(stderr, "  got NULL\n");
-        dump("want", want, n);
-    }
-}
-
-#define CHECK_BYTES(f, want, n) check_bytes((f), (want), (n), __LINE__)
-#define CHECK_XB(f, x) check_bytes((f), (x).b, (x).n, __LINE__)
-#define CHECK_TEXT(f, s) check_bytes((f), (s), strlen(s), __LINE__)
+#define CHECK_XB(f, x) CHECK_BYTES((f), (x).b, (x).n)
 
 static void test_message_error(void)
 {
@@ -75,7 +50,7 @@ static void test_message_error(void)
     struct xb x = {0};
 
     f = message_error(FMT_JSON, "r1", ERR_RATE_LIMITED, "slow down", NULL, 250);
-    CHECK_TEXT(f, "{\"type\":\"error\",\"id\":\"r1\",\"code\":\"rate_limited\",\"message\":\"slow down\","
+    CHECK_FRAME_TEXT(f, "{\"type\":\"error\",\"id\":\"r1\",\"code\":\"rate_limited\",\"message\":\"slow down\","
                   "\"retry_after_ms\":250}");
     frame_unref(f);
     f = message_error(FMT_MSGPACK, "r1", ERR_RATE_LIMITED, "slow down", NULL, 250);
@@ -88,7 +63,7 @@ static void test_message_error(void)
 
     /* A field; no extra key for bad_field, whatever `extra` says. */
     f = message_error(FMT_JSON, "q-9", ERR_BAD_FIELD, "amount must be > 0", "amount", 77);
-    CHECK_TEXT(f, "{\"type\":\"error\",\"id\":\"q-9\",\"code\":\"bad_field\",\"message\":\"amount must be > 0\","
+    CHECK_FRAME_TEXT(f, "{\"type\":\"error\",\"id\":\"q-9\",\"code\":\"bad_field\",\"message\":\"amount must be > 0\","
                   "\"field\":\"amount\"}");
     frame_unref(f);
     f = message_error(FMT_MSGPACK, "q-9", ERR_BAD_FIELD, "m", "amount", 77);
@@ -100,7 +75,7 @@ static void test_message_error(void)
 
     /* No id (NULL or ""): three keys; the text is escaped. */
     f = message_error(FMT_JSON, NULL, ERR_BAD_MESSAGE, "not \"json\" \\\n", NULL, 0);
-    CHECK_TEXT(f, "{\"type\":\"error\",\"code\":\"bad_message\",\"message\":\"not \\\"json\\\" \\\\\\n\"}");
+    CHECK_FRAME_TEXT(f, "{\"type\":\"error\",\"code\":\"bad_message\",\"message\":\"not \\\"json\\\" \\\\\\n\"}");
     frame_unref(f);
     f = message_error(FMT_MSGPACK, "", ERR_INTERNAL, "x", NULL, 0);
     x.n = 0;
@@ -111,11 +86,11 @@ static void test_message_error(void)
 
     /* The extra keys of the table, with large and negative values. */
     f = message_error(FMT_JSON, "i", ERR_HISTORY_GONE, "gone", NULL, 1234567890123LL);
-    CHECK_TEXT(f, "{\"type\":\"error\",\"id\":\"i\",\"code\":\"history_gone\",\"message\":\"gone\","
+    CHECK_FRAME_TEXT(f, "{\"type\":\"error\",\"id\":\"i\",\"code\":\"history_gone\",\"message\":\"gone\","
                   "\"oldest_seq\":1234567890123}");
     frame_unref(f);
     f = message_error(FMT_JSON, "i", ERR_INSUFFICIENT_BALANCE, "poor", NULL, -5);
-    CHECK_TEXT(f, "{\"type\":\"error\",\"id\":\"i\",\"code\":\"insufficient_balance\",\"message\":\"poor\","
+    CHECK_FRAME_TEXT(f, "{\"type\":\"error\",\"id\":\"i\",\"code\":\"insufficient_balance\",\"message\":\"poor\","
                   "\"balance\":-5}");
     frame_unref(f);
     /* Every code: the extra key is there exactly when the table has one. */
@@ -159,7 +134,7 @@ static void test_message_event(void)
     CHECK_XB(f, x);
     frame_unref(f);
     f = message_event(FMT_JSON, "r1", 7, body, sizeof body);
-    CHECK_TEXT(f, "{\"type\":\"event\",\"room\":\"r1\",\"seq\":7,"
+    CHECK_FRAME_TEXT(f, "{\"type\":\"event\",\"room\":\"r1\",\"seq\":7,"
                   "\"kind\":\"gift\",\"amount\":5,\"who\":{\"u\":\"a\"}}");
     frame_unref(f);
     f = message_event(FMT_MSGPACK, "room-2", 1LL << 40, (const uint8_t *)"\x80", 1);
@@ -167,7 +142,7 @@ static void test_message_event(void)
     CHECK_XB(f, x);
     frame_unref(f);
     f = message_event(FMT_JSON, "room-2", 1LL << 40, (const uint8_t *)"\x80", 1);
-    CHECK_TEXT(f, "{\"type\":\"event\",\"room\":\"room-2\",\"seq\":1099511627776}");
+    CHECK_FRAME_TEXT(f, "{\"type\":\"event\",\"room\":\"room-2\",\"seq\":1099511627776}");
     frame_unref(f);
 
     /* Malformed bodies: refused in both formats. */
@@ -254,7 +229,7 @@ static void test_message_event(void)
     /* Bytes after the body map are not read, in either format. */
     static const uint8_t trail[] = {0x81, 0xa1, 'n', 0x01, 0xc1, 0xc1};
     f = message_event(FMT_JSON, "r", 2, trail, sizeof trail);
-    CHECK_TEXT(f, "{\"type\":\"event\",\"room\":\"r\",\"seq\":2,\"n\":1}");
+    CHECK_FRAME_TEXT(f, "{\"type\":\"event\",\"room\":\"r\",\"seq\":2,\"n\":1}");
     frame_unref(f);
     f = message_event(FMT_MSGPACK, "r", 2, trail, sizeof trail);
     event_head(&x, 1, "r", (const uint8_t *)"\x02", 1);
@@ -270,7 +245,7 @@ static void test_message_event(void)
     CHECK_INT(message_enc_event(&e, "r", 4, (const uint8_t *)"\x80", 1), 0);
     enc_end_array(&e);
     f = enc_finish(&e);
-    CHECK_TEXT(f, "[{\"type\":\"event\",\"room\":\"r\",\"seq\":3,\"n\":1},"
+    CHECK_FRAME_TEXT(f, "[{\"type\":\"event\",\"room\":\"r\",\"seq\":3,\"n\":1},"
                   "{\"type\":\"event\",\"room\":\"r\",\"seq\":4}]");
     frame_unref(f);
     enc_init(&e, FMT_MSGPACK, 0);
@@ -287,7 +262,7 @@ static void test_message_events(void)
                                message_event((enum fmt)fmt, "r1", 3, b1, 4)};
         struct frame *f = message_events((enum fmt)fmt, "r1", ev, 3);
         if (fmt == FMT_JSON) {
-            CHECK_TEXT(f, "{\"type\":\"events\",\"room\":\"r1\",\"events\":["
+            CHECK_FRAME_TEXT(f, "{\"type\":\"events\",\"room\":\"r1\",\"events\":["
                           "{\"type\":\"event\",\"room\":\"r1\",\"seq\":1,\"n\":1},"
                           "{\"type\":\"event\",\"room\":\"r1\",\"seq\":2,\"n\":2},"
                           "{\"type\":\"event\",\"room\":\"r1\",\"seq\":3,\"n\":1}]}");
