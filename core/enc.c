@@ -107,49 +107,37 @@ static void mp_close(struct enc *e)
         e->depth--;
 }
 
-void enc_map(struct enc *e, uint32_t n)
+/* Opens a map (`map` 1) or an array of n entries. */
+static void open_container(struct enc *e, int map, uint32_t n)
 {
     if (e->failed)
         return;
-    if (e->fmt == FMT_MSGPACK) {
-        if (mp_open(e) == 0)
-            msgpack_pack_map(&e->pk, n);
-    } else {
-        json_open(e, '{');
+    if (e->fmt == FMT_JSON) {
+        json_open(e, map ? '{' : '[');
+        return;
     }
+    if (mp_open(e) < 0)
+        return;
+    if (map)
+        msgpack_pack_map(&e->pk, n);
+    else
+        msgpack_pack_array(&e->pk, n);
 }
 
-void enc_end_map(struct enc *e)
+static void close_container(struct enc *e, int map)
 {
     if (e->failed)
         return;
     if (e->fmt == FMT_JSON)
-        json_close(e, '}');
+        json_close(e, map ? '}' : ']');
     else
         mp_close(e);
 }
 
-void enc_array(struct enc *e, uint32_t n)
-{
-    if (e->failed)
-        return;
-    if (e->fmt == FMT_MSGPACK) {
-        if (mp_open(e) == 0)
-            msgpack_pack_array(&e->pk, n);
-    } else {
-        json_open(e, '[');
-    }
-}
-
-void enc_end_array(struct enc *e)
-{
-    if (e->failed)
-        return;
-    if (e->fmt == FMT_JSON)
-        json_close(e, ']');
-    else
-        mp_close(e);
-}
+void enc_map(struct enc *e, uint32_t n) { open_container(e, 1, n); }
+void enc_end_map(struct enc *e) { close_container(e, 1); }
+void enc_array(struct enc *e, uint32_t n) { open_container(e, 0, n); }
+void enc_end_array(struct enc *e) { close_container(e, 0); }
 
 void enc_json_str(struct enc *e, const char *s, size_t len)
 {
