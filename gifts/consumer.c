@@ -75,17 +75,27 @@ static int command(struct consumer *c, int argc, const char **argv, rlink_reply_
 static void on_ack(redisReply *reply, void *priv)
 {
     struct consumer *c = priv;
-    if (c->stopping || (reply && reply->type == REDIS_REPLY_INTEGER))
+    if (c->stopping)
         return;
-    /* Applied but maybe not acknowledged: reading the pending entries
-     * again finds them, and applying them again changes nothing. */
-    note_error(c, "XACK", reply);
-    rewind_all(c);
-    backoff(c, "XACK failed");
+    tc_assert(c->step == STEP_ACKING && c->acks_pending > 0);
+    if (!reply || reply->type != REDIS_REPLY_INTEGER) {
+        note_error(c, "XACK", reply);
+        c->ack_failed = 1;
+    }
+    if (--c->acks_pending > 0)
+        return;
+    if (c->ack_failed) {
+        /* Applied but maybe not acknowledged: reading the pending entries
+         * again finds them, and applying them again changes nothing. */
+        rewind_all(c);
+        backoff(c, "XACK failed");
+    }
+    step_idle(c);
 }
 
 /* Acknowledges b's applied entries: one XACK per run of a shard's entries,
- * in chunks. Returns -1 when one could not be sent. */
+ * in chunks, counted in acks_pending. Returns -1 when one could not be
+ * sent. */
 static int ack(struct consumer *c, const struct entry_batch *b)
 {
     const char *argv[3 + CONSUMER_ACK_IDS_MAX];
@@ -103,8 +113,12 @@ static int ack(struct consumer *c, const struct entry_batch *b)
         int run_ends = i + 1 == b->n || b->e[i + 1].shard != e->shard;
         if (!run_ends && n < 3 + CONSUMER_ACK_IDS_MAX)
             continue;
-        if (n > 3 && command(c, n, argv, on_ack, c) < 0)
-            rc = -1;
+        if (n > 3) {
+            if (command(c, n, argv, on_ack, c) == 0)
+                c->acks_pending++;
+            else
+                rc = -1;
+        }
         n = 3;
     }
     return rc;
@@ -124,6 +138,9 @@ void consumer_applied(struct consumer *c, struct entry_batch *b)
             retried++;
             rewind_shard(c, b->e[i].shard);
         }
+    c->acks_pending = 0;
+    c->ack_failed = 0;
+    c->step = STEP_ACKING;
     int sent = ack(c, b);
     c->stats.batches++;
     c->stats.entries += b->n - retried;
@@ -137,7 +154,8 @@ void consumer_applied(struct consumer *c, struct entry_batch *b)
     } else {
         c->backoff_ms = 0;
     }
-    step_idle(c);
+    if (c->acks_pending == 0)
+        step_idle(c);
 }
 
 /* ---- Reading ------------------------------------------------------------------- */

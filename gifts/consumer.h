@@ -23,8 +23,10 @@
  *
  * Reads are made only when the applier is ready (the ledger: PostgreSQL
  * is up), so that while it is not, entries wait in Redis, not here. Every
- * command goes on the consumer's own Redis connection (its reads block),
- * so the acknowledgements of a batch reach Redis before the next read. */
+ * command goes on the consumer's own Redis connection (its reads block).
+ * The next read is sent once the acknowledgements are answered: the entries
+ * that came meanwhile make the next batch bigger, and a batch costs the
+ * ledger about the same whatever its size. */
 #ifndef TIPCAST_CONSUMER_H
 #define TIPCAST_CONSUMER_H
 
@@ -72,7 +74,7 @@ struct consumer_cfg {
 };
 
 enum consumer_phase { PHASE_IDLE, PHASE_CLAIM, PHASE_PENDING, PHASE_LIVE };
-enum consumer_step { STEP_IDLE, STEP_CLAIMING, STEP_READING, STEP_APPLYING };
+enum consumer_step { STEP_IDLE, STEP_CLAIMING, STEP_READING, STEP_APPLYING, STEP_ACKING };
 
 struct consumer_shard {
     enum consumer_phase phase;
@@ -106,6 +108,8 @@ struct consumer {
     int64_t retry_at_ms;
     int backoff_ms;
     struct entry_batch batch;
+    int acks_pending;                       /* XACKs of the last batch not yet answered */
+    int ack_failed;                         /* one of them failed */
     uv_timer_t timer;
     int cmd_was_ready;
     int64_t next_lease_ms, next_trim_ms, next_stats_ms;

@@ -38,7 +38,7 @@ static void finish(struct ledger *l, int committed)
 
 static void send_form(struct ledger *l, int careful);
 
-static void committed(struct ledger *l)
+static void committed(struct ledger *l, int fast)
 {
     const struct entry_batch *b = l->batch;
     int64_t newest = 0, rejects = 0;
@@ -46,7 +46,7 @@ static void committed(struct ledger *l)
         if (b->e[i].ts_ms > newest)
             newest = b->e[i].ts_ms;
         rejects += b->e[i].kind == ENTRY_BAD;
-        if (l->fast) { /* every row of the batch is new, or it would have failed */
+        if (fast) { /* every row of the batch is new, or it would have failed */
             l->rows_orders += b->e[i].kind == ENTRY_GIFT || b->e[i].kind == ENTRY_TIP;
             l->rows_credits += b->e[i].kind == ENTRY_CREDIT;
         }
@@ -87,7 +87,7 @@ static void txn_done(struct ledger *l, int ok)
         finish(l, 0);
         return;
     }
-    committed(l);
+    committed(l, fast);
 }
 
 void ledger_txn_result(PGresult *r, int ok, void *priv)
