@@ -30,6 +30,8 @@ import time
 import urllib.error
 import urllib.request
 
+import tipcast_proc
+
 SUBPROTOCOL = "tipcast.v1.json"
 DEMO_VIEWERS = ("bob", "carol", "dave", "erin")
 # Bounds: every socket operation, and the largest message accepted.
@@ -150,31 +152,14 @@ def http_json(port, path):
         return json.load(r)
 
 
-def process_alive(pid):
-    """False once pid is gone or a zombie (exited, not yet reaped by run.sh)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def wait_ready(port, timeout, pid=None):
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if pid is not None and not process_alive(pid):
-            raise Fail(f"tipcastd (pid {pid}) exited before it was ready")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except urllib.error.HTTPError as e:
-            last = f"HTTP {e.code}: {e.read(200).decode(errors='replace').strip()}"
-        except OSError as e:
-            last = str(e)
-        time.sleep(0.2)
-    raise Fail(f"tipcastd on port {port} not ready within {timeout}s (last: {last})")
+    alive = (lambda: tipcast_proc.pid_alive(pid)) if pid is not None else (lambda: True)
+    try:
+        tipcast_proc.wait_http("/readyz", port, timeout, alive, interval=0.2)
+    except tipcast_proc.NotReady as e:
+        if e.exited:
+            raise Fail(f"tipcastd (pid {pid}) exited before it was ready") from None
+        raise Fail(f"tipcastd on port {port} not ready within {timeout}s (last: {e.last})") from None
 
 
 def credit(port, admin_token, users, target):

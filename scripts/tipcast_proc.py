@@ -118,6 +118,13 @@ def child_pids(pid):
     return sorted(kids)
 
 
+def pid_alive(pid):
+    """True while process pid exists and is not a zombie (any process, not
+    only a child)."""
+    f = _stat_fields(pid)
+    return f is not None and f[0] != "Z"
+
+
 class NotReady(Exception):
     """wait_http gave up: exited is True when the process ended (returncode
     says how); otherwise last says what the last probe got."""
@@ -127,6 +134,34 @@ class NotReady(Exception):
         self.exited = exited
         self.returncode = returncode
         self.last = last
+
+
+def wait_http(path, port=None, timeout=10.0, alive=lambda: True, probe=None, interval=0.05,
+              returncode=lambda: None):
+    """Waits until GET path answers 200 while alive() holds. probe(path)
+    returns a status code (default: plain HTTP to 127.0.0.1:port). Raises
+    NotReady when alive() turns false (returncode() says how it ended) or
+    timeout seconds pass."""
+    if probe is None:
+        def probe(p):
+            return http_status(port, p, timeout=2.0)
+    last = None
+
+    def answered():
+        nonlocal last
+        try:
+            status = probe(path)
+        except (OSError, AssertionError, http.client.HTTPException) as e:
+            last = repr(e)
+            return False
+        last = f"HTTP {status}"
+        return status == 200
+
+    outcome = wait_for(answered, timeout, alive, interval)
+    if outcome == "exited":
+        raise NotReady(True, returncode=returncode())
+    if outcome == "timeout":
+        raise NotReady(False, last=last)
 
 
 class Process:
@@ -156,29 +191,8 @@ class Process:
             self.proc.send_signal(sig)
 
     def wait_http(self, path, port=None, timeout=10.0, probe=None, interval=0.05):
-        """Waits until GET path answers 200 while the process lives. probe(path)
-        returns a status code (default: plain HTTP to 127.0.0.1:port). Raises
-        NotReady when the process exits or timeout seconds pass."""
-        if probe is None:
-            def probe(p):
-                return http_status(port, p, timeout=2.0)
-        last = None
-
-        def answered():
-            nonlocal last
-            try:
-                status = probe(path)
-            except (OSError, AssertionError, http.client.HTTPException) as e:
-                last = repr(e)
-                return False
-            last = f"HTTP {status}"
-            return status == 200
-
-        outcome = wait_for(answered, timeout, self.alive, interval)
-        if outcome == "exited":
-            raise NotReady(True, returncode=self.proc.returncode)
-        if outcome == "timeout":
-            raise NotReady(False, last=last)
+        """wait_http (below) while this process lives."""
+        wait_http(path, port, timeout, self.alive, probe, interval, lambda: self.proc.returncode)
 
     def stop(self, timeout=STOP_TIMEOUT_S):
         """SIGTERM, then waits; returns the exit code (None if it hung and
