@@ -176,7 +176,8 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         if (strcmp(path, "/healthz") == 0)
             return http_reply(wsi, hs, HTTP_STATUS_OK, "{\"status\":\"ok\"}\n");
         if (strcmp(path, "/readyz") == 0) {
-            int redis = rlink_ready(&s->redis), pg = pgcheck_ok(&s->pgcheck);
+            /* Redis counts once it has passed the money checks (wallet.h). */
+            int redis = rlink_ready(&s->redis) && s->wallet.checked, pg = pgcheck_ok(&s->pgcheck);
             char body[128];
             snprintf(body, sizeof body, "{\"redis\":\"%s\",\"postgres\":\"%s\",\"stopping\":%s}\n",
                      redis ? "ok" : "down", pg ? "ok" : "down", s->stopping ? "true" : "false");
