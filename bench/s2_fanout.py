@@ -74,9 +74,17 @@ class Nchan(Peer):
             return None
 
     def server_pid(self):
-        """The worker's pid (one worker serves every connection)."""
-        master = self.master_pid()
-        kids = tipcast_proc.child_pids(master) if master else []
+        """The worker's pid (one worker serves every connection). The master
+        listens before it has forked the worker: waits for it, a few
+        seconds at most; "" when there is none."""
+        kids = []
+
+        def worker():
+            master = self.master_pid()
+            kids[:] = tipcast_proc.child_pids(master) if master else []
+            return bool(kids)
+
+        tipcast_proc.wait_for(worker, 5)
         return kids[0] if kids else ""
 
     def stop(self):
@@ -212,9 +220,10 @@ def run(suite):
     fanout_target(suite, "tipcast", suite.s.tc_port, suite.servers[0].pid)
     for peer in (Nchan(suite), NodeWs(suite)):
         suite.peers.append(peer)
-        if peer.start():
-            fanout_target(suite, peer.target, peer.port, peer.server_pid())
+        spid = peer.server_pid() if peer.start() else ""
+        if spid:
+            fanout_target(suite, peer.target, peer.port, spid)
         else:
-            suite.warn(f"{peer.what} did not start: no {peer.short} reference")
+            suite.warn(f"{peer.what} did not start (or has no process to measure): no {peer.short} reference")
             suite.fig(f"s2.{peer.target}.missing", 1)
         peer.stop()

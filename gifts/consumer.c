@@ -447,8 +447,12 @@ static void on_tick(uv_timer_t *t)
         c->next_stats_ms = now + CONSUMER_STATS_LOG_MS;
         uint64_t n = c->stats.entries - c->logged_entries;
         if (n)
-            log_msg(LOG_DEBUG, "%s: %" PRIu64 " entries in the last %d s (%.0f/s), %d shards held", c->cfg.group,
-                    n, CONSUMER_STATS_LOG_MS / 1000, n * 1000.0 / CONSUMER_STATS_LOG_MS, lease_count(&c->leases));
+            log_msg(LOG_DEBUG,
+                    "%s: %" PRIu64 " entries in the last %d s (%.0f/s), %d shards held; since start %" PRIu64
+                    " batches, %" PRIu64 " entries retried, %" PRIu64 " failed steps, %" PRIu64 " trimmed",
+                    c->cfg.group, n, CONSUMER_STATS_LOG_MS / 1000, n * 1000.0 / CONSUMER_STATS_LOG_MS,
+                    lease_count(&c->leases), c->stats.batches, c->stats.retried, c->stats.failures,
+                    c->stats.trimmed);
         c->logged_entries = c->stats.entries;
     }
     pump(c);

@@ -77,6 +77,8 @@ void ledger_stop(struct ledger *l)
     l->pg = NULL;
     ledger_sql_free(&l->sql);
     if (l->consumer.started)
-        log_msg(LOG_INFO, "ledger: stopped (%" PRIu64 " entries, %" PRIu64 " orders written)",
-                l->consumer.stats.entries, l->stats.orders);
+        log_msg(LOG_INFO,
+                "ledger: stopped (%" PRIu64 " entries in %" PRIu64 " transactions: %" PRIu64 " new orders, %" PRIu64
+                " new credits, %" PRIu64 " set aside)",
+                l->consumer.stats.entries, l->stats.batches, l->stats.orders, l->stats.credits, l->stats.rejects);
 }

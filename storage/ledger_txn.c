@@ -62,7 +62,8 @@ static void committed(struct ledger *l, int fast)
     if (rejects)
         log_msg(LOG_ERROR, "ledger: %" PRId64 " malformed outbox entries set aside in outbox_rejects", rejects);
     log_msg(LOG_DEBUG, "ledger: committed %zu entries (%" PRId64 " new orders, %" PRId64 " new credits) in %" PRId64
-            " ms", b->n, l->rows_orders, l->rows_credits, l->stats.last_flush_ms);
+            " ms, %" PRId64 " ms after the newest was made", b->n, l->rows_orders, l->rows_credits,
+            l->stats.last_flush_ms, l->stats.last_lag_ms);
     finish(l, 1);
 }
 
