@@ -34,6 +34,10 @@ size_t utf8_seq(const uint8_t *s, size_t n)
 int utf8_valid(const uint8_t *s, size_t len)
 {
     for (size_t i = 0; i < len;) {
+        if (s[i] < 0x80) { /* ASCII, the usual case, needs no decoding */
+            i++;
+            continue;
+        }
         size_t k = utf8_seq(s + i, len - i);
         if (!k)
             return 0;
@@ -44,19 +48,26 @@ int utf8_valid(const uint8_t *s, size_t len)
 
 size_t utf8_repair(const uint8_t *s, size_t len, char *out)
 {
-    size_t o = 0;
+    /* Runs of valid bytes are copied whole; each bad byte ends a run. */
+    size_t o = 0, run = 0;
     for (size_t i = 0; i < len;) {
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
         size_t k = utf8_seq(s + i, len - i);
         if (k) {
-            memcpy(out + o, s + i, k);
-            o += k;
             i += k;
-        } else {
-            memcpy(out + o, UTF8_REPLACEMENT, 3);
-            o += 3;
-            i++;
+            continue;
         }
+        memcpy(out + o, s + run, i - run);
+        o += i - run;
+        memcpy(out + o, UTF8_REPLACEMENT, 3);
+        o += 3;
+        run = ++i;
     }
+    memcpy(out + o, s + run, len - run);
+    o += len - run;
     out[o] = '\0';
     return o;
 }

@@ -15,6 +15,18 @@ enum field { F_K, F_U, F_R, F_G, F_GN, F_AN, F_N, F_P, F_A, F_B, F_M, F_T, F_Q, 
 static const char *const field_names[F_COUNT] = {"k", "u", "r", "g", "gn", "an", "n", "p",
                                                  "a", "b", "m", "t", "q", "ts", "ro"};
 
+/* The lengths of the names, so that a field is found without strlen. */
+static const uint8_t field_lens[F_COUNT] = {1, 1, 1, 1, 2, 2, 1, 1, 1, 1, 1, 1, 1, 2, 2};
+
+/* The field named s[0..n), or -1. */
+static int field_of(const char *s, size_t n)
+{
+    for (int k = 0; k < F_COUNT; k++)
+        if (field_lens[k] == n && memcmp(field_names[k], s, n) == 0)
+            return k;
+    return -1;
+}
+
 /* A bump allocator over the batch's arena, sized before the parse. */
 struct arena {
     char *p;
@@ -122,11 +134,11 @@ static void entry_parse(struct entry *e, const redisReply *fields, struct arena 
         if (f->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING)
             continue;
         bytes += f->len + val->len;
-        for (int k = 0; k < F_COUNT; k++)
-            if (f->len == strlen(field_names[k]) && memcmp(f->str, field_names[k], f->len) == 0) {
-                v[k] = val->str;
-                n[k] = val->len;
-            }
+        int k = field_of(f->str, f->len);
+        if (k >= 0) {
+            v[k] = val->str;
+            n[k] = val->len;
+        }
     }
     if (bytes > ENTRY_BYTES_MAX) {
         reject(e, "entry of %zu bytes, more than %d", bytes, ENTRY_BYTES_MAX);
