@@ -428,7 +428,10 @@ def limits_section(d, f, r1, r2, r3, r4):
         "1.950 and 1.951 KiB per idle connection. One change was undone on the way: the "
         "consumer had begun sending its next read without waiting for the acknowledgements of "
         "the last batch, which made the ledger's batches about 14% smaller and PostgreSQL's CPU "
-        "per gift 5-10% higher; it waits again. This machine is slower than the one of the "
+        "per gift 5-10% higher; it waits again. Scenario 2's peak is the load generator's (two "
+        "processes on the same two cores) and moves most from run to run: in this round's "
+        "seven runs it was 478,000 to 902,000 deliveries/s, with the old code and with the new, "
+        "with the old script and with the new. This machine is slower than the one of the "
         "earlier rounds (the Redis ceiling measures 23,000-27,000 calls/s here against 60,000 "
         "there), so the absolute figures on this page are lower than before for every server.")
     d.w("- Fan-out, profiled with `perf record -g` on tipcastd (10,000 members in one room, "
