@@ -1,7 +1,7 @@
 /* bench.c - tipcast-bench's main: it reads the options, sets a run up
  * (the connections' slots, the fd limit, the lws context on a libuv loop,
  * the timers), runs the loop until the run has ended, and reports. See
- * bench.h for how a run goes and `tipcast-bench --help` for the options. */
+ * run.h for how a run goes and `tipcast-bench --help` for the options. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench.h"
+#include "run.h"
 #include "report.h"
 
 #define BENCH_TICK_MS 1
@@ -124,7 +124,7 @@ static void on_signal(uv_signal_t *h, int signum)
     if (b->phase == PH_RUN)
         phases_stop_sending(b, mono_s());
     else
-        bench_finish(b);
+        phases_finish(b);
 }
 
 /* Opens the funder, then lets the timers open the rest and run. */
@@ -147,22 +147,6 @@ static void start(struct bench *b, double open_s)
     b->sigint.data = b->sigterm.data = b;
     uv_signal_start(&b->sigint, on_signal, SIGINT);
     uv_signal_start(&b->sigterm, on_signal, SIGTERM);
-}
-
-/* Stops the timers and closes every connection (see bench.h). */
-void bench_finish(struct bench *b)
-{
-    if (b->phase == PH_DONE)
-        return;
-    b->phase = PH_DONE;
-    uv_timer_stop(&b->tick);
-    uv_timer_stop(&b->second);
-    uv_close((uv_handle_t *)&b->tick, NULL);
-    uv_close((uv_handle_t *)&b->second, NULL);
-    uv_close((uv_handle_t *)&b->sigint, NULL);
-    uv_close((uv_handle_t *)&b->sigterm, NULL);
-    lws_context_destroy(b->ctx);
-    b->ctx = NULL;
 }
 
 static void release(struct bench *b)

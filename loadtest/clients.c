@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench.h"
+#include "run.h"
 #include "jwt.h"
 #include "wire.h"
 

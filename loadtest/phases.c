@@ -3,7 +3,7 @@
  * timetable they drive, with its --find-max steps. */
 #include <stdio.h>
 
-#include "bench.h"
+#include "run.h"
 
 /* Sends scheduled by one tick at most: a stalled loop catches up in steps. */
 #define BENCH_SCHED_PER_TICK_MAX 20000
@@ -168,7 +168,7 @@ void phases_tick(uv_timer_t *t)
                     failed, b->nconns, in_state[CS_IDLE], in_state[CS_CONNECTING], in_state[CS_OPEN],
                     in_state[CS_AUTHED], in_state[CS_FAILED], in_state[CS_CLOSED]);
             b->exit_code = 1;
-            bench_finish(b);
+            phases_finish(b);
             return;
         }
         b->nready = 0;
@@ -208,10 +208,26 @@ void phases_tick(uv_timer_t *t)
     case PH_DRAIN: {
         int answered = !bench_tipcast(b) || b->answered >= b->r.sent;
         if ((answered && b->r.delivered >= b->r.expected_deliveries) || now_s >= b->phase_deadline_s)
-            bench_finish(b);
+            phases_finish(b);
         return;
     }
     case PH_DONE:
         return;
     }
+}
+
+/* Stops the timers and closes every connection (see run.h). */
+void phases_finish(struct bench *b)
+{
+    if (b->phase == PH_DONE)
+        return;
+    b->phase = PH_DONE;
+    uv_timer_stop(&b->tick);
+    uv_timer_stop(&b->second);
+    uv_close((uv_handle_t *)&b->tick, NULL);
+    uv_close((uv_handle_t *)&b->second, NULL);
+    uv_close((uv_handle_t *)&b->sigint, NULL);
+    uv_close((uv_handle_t *)&b->sigterm, NULL);
+    lws_context_destroy(b->ctx);
+    b->ctx = NULL;
 }

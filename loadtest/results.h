@@ -1,4 +1,4 @@
-/* results.h - what one run measured, filled by the bench's parts (bench.h)
+/* results.h - what one run measured, filled by the bench's parts (run.h)
  * and written out by report.c. Held in the run's one static struct bench;
  * every array has a fixed bound. */
 #ifndef TIPCAST_BENCH_RESULTS_H

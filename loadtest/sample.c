@@ -26,7 +26,7 @@ static struct {
     PGconn *pg;
 } S = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
-static double mono_s(void)
+static double clock_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -38,7 +38,7 @@ void sample_proc(const struct opts *o, struct sample *s)
     long tick = sysconf(_SC_CLK_TCK);
     s->cpu_s = o->nserver_pids ? 0 : -1;
     s->rss_kb = o->nserver_pids ? 0 : -1;
-    s->at_s = mono_s();
+    s->at_s = clock_s();
     for (int i = 0; i < o->nserver_pids; i++) {
         char path[64], buf[1024];
         snprintf(path, sizeof path, "/proc/%d/stat", o->server_pids[i]);

@@ -3,7 +3,7 @@
  * second's sends, answers, latencies and the server's samples). */
 #include <stdio.h>
 
-#include "bench.h"
+#include "run.h"
 #include "report.h"
 
 static double cpu_pct(const struct sample *now, const struct sample *prev)

@@ -1,8 +1,8 @@
-/* bench.h - the state of one tipcast-bench run, one struct that every part
- * of the bench is handed: bench.c sets a run up, starts and ends it; clients.c
+/* run.h - the state of one tipcast-bench run, one struct that every part
+ * of the bench is handed: bench.c sets a run up and starts it; clients.c
  * holds the connections (their lws callback, what they send and what comes
- * back); phases.c steps through the phases of a run and keeps the send
- * timetable; second.c writes a row of results every second.
+ * back); phases.c steps through the phases of a run, keeps the send
+ * timetable and ends the run; second.c writes a row of results every second.
  *
  * One libuv loop carries libwebsockets' client connections and the bench's
  * timers, so the struct is only touched on the loop's thread (the server
@@ -15,8 +15,8 @@
  * not from when the bench managed to write: a slow server cannot hide its
  * latency by slowing the bench down.
  */
-#ifndef TIPCAST_BENCH_BENCH_H
-#define TIPCAST_BENCH_BENCH_H
+#ifndef TIPCAST_BENCH_RUN_H
+#define TIPCAST_BENCH_RUN_H
 
 #include <libwebsockets.h>
 #include <stdint.h>
@@ -123,9 +123,6 @@ static inline void bench_error(struct bench *b, const char *code)
     b->sec_errors++;
 }
 
-/* bench.c: stops the timers and closes every connection; the loop then
- * ends by itself once lws has closed its handles. */
-void bench_finish(struct bench *b);
 
 /* clients.c: the lws protocol of every connection; opening one (-1 when it
  * failed at once, counted); asking for its next WRITEABLE. */
@@ -138,6 +135,9 @@ void conn_want_write(struct bconn *c);
  * last --find-max step or a signal). */
 void phases_tick(uv_timer_t *t);
 void phases_stop_sending(struct bench *b, double now_s);
+/* phases.c: stops the timers and closes every connection; the loop then
+ * ends by itself once lws has closed its handles. */
+void phases_finish(struct bench *b);
 
 /* second.c: the one-second timer (its data is the bench): a progress line
  * while opening and funding, then a row of results. */
