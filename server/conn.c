@@ -2,6 +2,7 @@
  * timeouts (see conn.h). */
 #include "conn.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,15 +105,16 @@ static void write_failed(struct conn *c)
 }
 
 /* lws passes a pong to us only when it has a payload: the ping carries the
- * time, which the pong brings back. */
+ * time, which the pong brings back. The payload is ASCII digits: browsers
+ * echo it, and lws checks the pong of a connection that has carried text
+ * as UTF-8 (raw clock bytes got browsers closed with 1007). */
 static int write_ping(struct conn *c)
 {
-    uint8_t ping[LWS_PRE + 8];
-    uint64_t t = (uint64_t)clock_mono_ms();
-    for (int i = 0; i < 8; i++)
-        ping[LWS_PRE + i] = (uint8_t)(t >> (56 - 8 * i));
+    uint8_t ping[LWS_PRE + 24];
+    int n = snprintf((char *)ping + LWS_PRE, sizeof ping - LWS_PRE, "%lld", (long long)clock_mono_ms());
+    tc_assert(n > 0 && (size_t)n < sizeof ping - LWS_PRE);
     c->ping_due = 0;
-    return lws_write(c->wsi, ping + LWS_PRE, 8, LWS_WRITE_PING) < 0 ? -1 : 0;
+    return lws_write(c->wsi, ping + LWS_PRE, (size_t)n, LWS_WRITE_PING) < 0 ? -1 : 0;
 }
 
 /* Sends membership m its next room frame (one event, or a batch of those

@@ -188,12 +188,14 @@ def test_demo_page_in_a_browser(server):
     problems = _browser_missing()
     if problems:
         pytest.fail("the browser test cannot run: " + "; ".join(problems), pytrace=False)
-    srv = demo_server(server)
+    # Pings every second, so that the idle part of the run (three and a
+    # half intervals) sees the browsers answer three of them.
+    srv = demo_server(server, ping_interval_s=1)
     _seed_demo(srv)
     out_dir = _screenshot_dir()
     try:
         run = subprocess.run(["node", "demo.test.js", "--url", f"http://127.0.0.1:{srv.port}/",
-                              "--out", out_dir],
+                              "--out", out_dir, "--idle-s", "4"],
                              cwd=BROWSER_DIR, capture_output=True, text=True,
                              timeout=NODE_TIMEOUT_S,
                              env=dict(os.environ, TIPCAST_TEST_GIFT_ID=str(DEMO_GIFT_ID)))

@@ -1,13 +1,17 @@
 // demo.test.js - drives the tipcast demo page in a real browser (Debian's
 // Chromium under playwright-core; nothing is downloaded).
 //
-//   node demo.test.js --url http://127.0.0.1:PORT/ --out DIR
+//   node demo.test.js --url http://127.0.0.1:PORT/ --out DIR [--idle-s N]
 //
 // Two pages (viewers bob and carol) join room alice; bob taps a gift. Checked:
 // bob's page plays the gift's animation and shows the balance minus the
 // price; carol's page shows the same event (same seq and order id) in its
 // feed; a tip larger than bob's balance is answered insufficient_balance and
-// shown on the page. Screenshots go to DIR. Exit status 0 = pass, 1 = fail
+// shown on the page. Then, with --idle-s N, both pages sit idle for N
+// seconds (set it to a few of the server's ping intervals) and must keep
+// the WebSocket they had: browsers echo the server's pings, and a ping
+// payload that is not UTF-8 once got them closed with 1007. Screenshots go
+// to DIR. Exit status 0 = pass, 1 = fail
 // (the reason on stderr), 2 = bad usage.
 "use strict";
 
@@ -29,18 +33,19 @@ const TOTAL_TIMEOUT_MS = 90000;
 const GIFT_ID = process.env.TIPCAST_TEST_GIFT_ID || "3";
 
 function parseArgs(argv) {
-  const out = {url: null, out: process.cwd()};
+  const out = {url: null, out: process.cwd(), idleS: 0};
   for (let i = 2; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--url" && i + 1 < argv.length) out.url = argv[++i];
     else if (a === "--out" && i + 1 < argv.length) out.out = argv[++i];
+    else if (a === "--idle-s" && i + 1 < argv.length && /^[0-9]+$/.test(argv[i + 1])) out.idleS = Number(argv[++i]);
     else {
-      console.error("usage: node demo.test.js --url http://HOST:PORT/ [--out DIR]");
+      console.error("usage: node demo.test.js --url http://HOST:PORT/ [--out DIR] [--idle-s N]");
       process.exit(2);
     }
   }
   if (!out.url) {
-    console.error("usage: node demo.test.js --url http://HOST:PORT/ [--out DIR]");
+    console.error("usage: node demo.test.js --url http://HOST:PORT/ [--out DIR] [--idle-s N]");
     process.exit(2);
   }
   return out;
@@ -53,6 +58,9 @@ function check(cond, what) {
 
 // Opens the page as `user` and waits until it has joined the room and shows
 // the catalog and a balance.
+// closes[user] counts the page's WebSockets that closed.
+const closes = {};
+
 async function openAs(context, base, user, log) {
   const page = await context.newPage();
   page.setDefaultTimeout(STEP_TIMEOUT_MS);
@@ -61,7 +69,10 @@ async function openAs(context, base, user, log) {
   page.on("websocket", (ws) => {
     ws.on("framesent", (f) => log.push(`[${user} ws>] ${String(f.payload).slice(0, 300)}`));
     ws.on("framereceived", (f) => log.push(`[${user} ws<] ${String(f.payload).slice(0, 300)}`));
-    ws.on("close", () => log.push(`[${user} ws closed]`));
+    ws.on("close", () => {
+      closes[user] = (closes[user] || 0) + 1;
+      log.push(`[${user} ws closed]`);
+    });
   });
   const url = new URL(base);
   url.searchParams.set("user", user);
@@ -129,6 +140,14 @@ async function run(opts, log) {
     const errText = await bob.innerText("#error");
     check(/insufficient balance/i.test(errText), `bob's page says "${errText}"`);
     check(await balanceOf(bob) === now, "the refused tip left the balance alone");
+
+    if (opts.idleS > 0) {
+      // Both sockets have carried text; now only the server's pings and the
+      // browsers' pongs cross them.
+      await new Promise((r) => setTimeout(r, opts.idleS * 1000));
+      check(!closes.bob && !closes.carol,
+        `both pages kept their WebSocket through ${opts.idleS} s idle (closes: bob ${closes.bob || 0}, carol ${closes.carol || 0})`);
+    }
   } catch (e) {
     // What the pages looked like when it failed.
     const pages = context.pages();
