@@ -8,23 +8,42 @@
 # http://127.0.0.1:PORT/) and demo tokens on (--demo: development only).
 # Once tipcastd is ready it seeds the demo: the gift catalog and the creator
 # alice (scripts/demo.sql) and 10000 coins for each demo viewer
-# (scripts/seed_demo.py); both are idempotent. Ctrl-C (or SIGTERM) stops
-# tipcastd, then the services this script started. Extra arguments go to
+# (scripts/seed_demo.py); both are idempotent. Extra arguments go to
 # tipcastd.
 #
+# Whatever ends this script stops what it started: tipcastd, then the
+# services (when they were not already running). Ctrl-C, SIGTERM and SIGHUP
+# stop it in order; so does a reader that went away (`run.sh | tee log`,
+# then Ctrl-C: SIGPIPE is ignored, so writes just fail); and a guard process
+# started first does it if run.sh itself dies without running its cleanup
+# (SIGKILL). The guard logs to .state/INSTANCE/run-guard.log.
+#
 # Environment: TIPCAST_PORT (default 8080), TIPCAST_REDIS_PORT,
-# TIPCAST_PG_PORT (see scripts/services.sh).
+# TIPCAST_PG_PORT (see scripts/services.sh), TIPCAST_INSTANCE (the
+# services.sh instance, default `run`; another name needs both ports).
 set -euo pipefail
+trap '' PIPE
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd "$REPO"
 
 PORT=${TIPCAST_PORT:-8080}
-DEV_SECRET=dev-secret-change-me
-INSTANCE=run
+# The demo's JWT secret: 32 bytes, the least tipcastd accepts.
+DEV_SECRET=dev-secret-change-me-0123456789ab
+INSTANCE=${TIPCAST_INSTANCE:-run}
+STATE=$REPO/.state/$INSTANCE
 
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'run.sh: error: %s\n' "$*" >&2; exit 1; }
+# Output may go to a pipe whose reader has gone: a failed write is not an
+# error of ours.
+log() { printf '==> %s\n' "$*" >&2 || true; }
+die() { printf 'run.sh: error: %s\n' "$*" >&2 || true; exit 1; }
+
+[[ $PORT =~ ^[0-9]+$ ]] && ((PORT > 0 && PORT < 65536)) || die "TIPCAST_PORT must be a port number (got '$PORT')"
+[[ $INSTANCE =~ ^[A-Za-z0-9_-]+$ ]] || die "TIPCAST_INSTANCE must be a name of letters, digits, - and _"
+# Said first, before anything is installed, built or started.
+if timeout 3 bash -c ": <>/dev/tcp/127.0.0.1/$PORT" 2>/dev/null; then
+  die "port $PORT is in use (something listens on 127.0.0.1:$PORT); set TIPCAST_PORT to a free port"
+fi
 
 log "checking packages (scripts/deps.sh)"
 bash scripts/deps.sh || die "installing packages failed"
@@ -39,17 +58,64 @@ TOKEN=build/server/tipcast-token
 
 STARTED_SERVICES=0
 TIPCASTD_PID=""
+GUARD_PID=""
+mkdir -p "$STATE"
+PIDFILE=$STATE/tipcastd.pid
+rm -f "$PIDFILE"
+
+# stop_started: stops tipcastd (its pid is in PIDFILE) and, when
+# STARTED_SERVICES is 1, this instance's Redis and PostgreSQL. Used by the
+# cleanup below and by the guard.
+# shellcheck disable=SC2317  # called from traps and the guard
+stop_started() {
+  local pid i
+  pid=$(cat "$PIDFILE" 2>/dev/null || true)
+  if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
+    log "stopping tipcastd (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    # tipcastd drains its clients for up to 2 s, then stops its backends.
+    for ((i = 0; i < 150; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "tipcastd (pid $pid) did not stop in 15 s: killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  rm -f "$PIDFILE"
+  if ((STARTED_SERVICES)); then
+    log "stopping Redis and PostgreSQL (instance $INSTANCE)"
+    bash scripts/services.sh stop "$INSTANCE" || true
+  fi
+}
+
+# The guard: a process of its own that waits for this script to end and
+# then stops what it started, for when this script is killed before its
+# cleanup can run. The cleanup below ends the guard once it has done the
+# work itself.
+start_guard() {
+  local parent=$$
+  (
+    trap '' INT HUP PIPE
+    trap 'exit 0' TERM
+    exec </dev/null >>"$STATE/run-guard.log" 2>&1
+    while kill -0 "$parent" 2>/dev/null; do sleep 0.5; done
+    log "$(date -u +%FT%TZ) run.sh (pid $parent) ended without its cleanup; stopping what it started"
+    stop_started
+  ) &
+  GUARD_PID=$!
+}
+
 # shellcheck disable=SC2317  # trap handler
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM HUP
-  if [[ -n $TIPCASTD_PID ]] && kill -0 "$TIPCASTD_PID" 2>/dev/null; then
-    kill -TERM "$TIPCASTD_PID" 2>/dev/null || true
-    wait "$TIPCASTD_PID" 2>/dev/null || true
-  fi
-  if ((STARTED_SERVICES)); then
-    log "stopping Redis and PostgreSQL (instance $INSTANCE)"
-    bash scripts/services.sh stop "$INSTANCE" || true
+  # When stderr is a pipe whose reader is gone, say nothing more.
+  printf '\n' >&2 2>/dev/null || exec >/dev/null 2>&1
+  stop_started
+  if [[ -n $GUARD_PID ]]; then
+    kill -TERM "$GUARD_PID" 2>/dev/null || true
   fi
   exit "$rc"
 }
@@ -60,6 +126,7 @@ if bash scripts/services.sh status "$INSTANCE" >/dev/null 2>&1; then
 else
   STARTED_SERVICES=1
 fi
+start_guard
 log "starting Redis and PostgreSQL (instance $INSTANCE)"
 bash scripts/services.sh start "$INSTANCE" || die "services did not start"
 eval "$(bash scripts/services.sh env "$INSTANCE")"
@@ -102,6 +169,7 @@ setsid "$TIPCASTD" \
   --web-root "$REPO/web" --demo \
   "$@" &
 TIPCASTD_PID=$!
+echo "$TIPCASTD_PID" >"$PIDFILE"
 # shellcheck disable=SC2317  # trap handler
 forward() {
   log "stopping tipcastd (pid $TIPCASTD_PID)"
@@ -132,5 +200,6 @@ while :; do
   kill -0 "$TIPCASTD_PID" 2>/dev/null || break
 done
 TIPCASTD_PID=""
+rm -f "$PIDFILE"
 log "tipcastd exited with status $rc"
 exit "$rc"

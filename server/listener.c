@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -29,22 +30,70 @@ static void on_readable(uv_poll_t *h, int status, int events)
     }
 }
 
+/* Fills ss/len with addr:port. Returns 0, or -1 when addr is not an IP
+ * address. */
+static int sockaddr_of(const char *addr, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, addr, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)port);
+        *len = sizeof *in4;
+    } else if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *in6;
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+int listener_probe(const char *addr, int port, int reuse_port, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (sockaddr_of(addr, port, &ss, &len) < 0) {
+        snprintf(err, errlen, "listen-addr %s is not an IP address", addr);
+        return -1;
+    }
+    int one = 1;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open a socket: %s", strerror(errno));
+        return -1;
+    }
+    int rc = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (rc == 0 && reuse_port)
+        rc = setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (rc == 0)
+        rc = bind(fd, (struct sockaddr *)&ss, len);
+    int e = errno;
+    close(fd);
+    if (rc == 0)
+        return 0;
+    if (e == EADDRINUSE)
+        snprintf(err, errlen,
+                 "port %d is in use on %s (another process listens there); set TIPCAST_PORT or --port to a "
+                 "free port%s",
+                 port, addr, reuse_port ? ", or start the other process with reuse-port too" : "");
+    else if (e == EACCES)
+        snprintf(err, errlen, "port %d on %s: permission denied (ports below 1024 need CAP_NET_BIND_SERVICE)",
+                 port, addr);
+    else if (e == EADDRNOTAVAIL)
+        snprintf(err, errlen, "listen-addr %s is not an address of this host", addr);
+    else
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", addr, port, strerror(e));
+    return -1;
+}
+
 int listener_start(struct listener *l, uv_loop_t *loop, struct lws_vhost *vhost, const char *addr, int port)
 {
     struct sockaddr_storage ss;
     socklen_t len;
-    memset(&ss, 0, sizeof ss);
-    struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, addr, &in4->sin_addr) == 1) {
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons((uint16_t)port);
-        len = sizeof *in4;
-    } else if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons((uint16_t)port);
-        len = sizeof *in6;
-    } else {
+    if (sockaddr_of(addr, port, &ss, &len) < 0) {
         log_msg(LOG_ERROR, "listen-addr %s is not an IP address", addr);
         return -1;
     }

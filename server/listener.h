@@ -22,6 +22,12 @@ struct listener {
     struct lws_vhost *vhost;
 };
 
+/* Checks, before anything else starts, that addr:port can be bound (with
+ * SO_REUSEPORT when reuse_port is set): a bind and a close. Returns 0, or
+ * -1 with a plain sentence in err ("port 8080 is in use ...; set
+ * TIPCAST_PORT ..."). */
+int listener_probe(const char *addr, int port, int reuse_port, char *err, size_t errlen);
+
 /* Binds addr:port with SO_REUSEADDR and SO_REUSEPORT, listens, and adopts
  * every connection into `vhost`. Returns 0, or -1 with the reason logged
  * (nothing is left open). */

@@ -58,6 +58,12 @@ int main(int argc, char **argv)
     }
     log_set_level(s->cfg.log_level);
     signal(SIGPIPE, SIG_IGN);
+    /* A port in use is the commonest reason not to start: said first and
+     * plainly, before the schema and the catalog are read. */
+    if (listener_probe(s->cfg.listen_addr, s->cfg.port, s->cfg.reuse_port, err, sizeof err) < 0) {
+        fprintf(stderr, "tipcastd: %s\n", err);
+        return 1;
+    }
     make_node_id(s->node_id, sizeof s->node_id);
 
     /* The schema first (the catalog lives in it). Blocking is fine here:
