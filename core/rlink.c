@@ -67,8 +67,11 @@ static void on_script_loaded(redisAsyncContext *ac, void *r, void *priv)
     (void)ac;
     redisReply *reply = r;
     const struct rlink_script *s = priv;
+    /* A Redis still loading its data refuses it: the script is then sent
+     * whole on its first call (the NOSCRIPT path), so that is no error. */
     if (reply && reply->type == REDIS_REPLY_ERROR)
-        log_msg(LOG_ERROR, "redis: SCRIPT LOAD of %s failed: %s", s->name, reply->str);
+        log_msg(strncmp(reply->str, "LOADING", 7) == 0 ? LOG_DEBUG : LOG_ERROR, "redis: SCRIPT LOAD of %s failed: %s",
+                s->name, reply->str);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)

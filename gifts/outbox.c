@@ -64,10 +64,14 @@ void outbox_order_id(int shard, const char *stream_id, char *buf, size_t cap)
     snprintf(buf, cap, "%d-%s", shard, stream_id);
 }
 
+/* BUSYGROUP: the group exists. LOADING: Redis is replaying its data, which
+ * holds the groups if it had them; if not, the consumers' first read gets
+ * NOGROUP and makes them again. */
 static void on_group(redisReply *reply, void *priv)
 {
     (void)priv;
-    if (reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "BUSYGROUP", 9) != 0)
+    if (reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "BUSYGROUP", 9) != 0 &&
+        strncmp(reply->str, "LOADING", 7) != 0)
         log_msg(LOG_ERROR, "outbox: XGROUP CREATE: %s", reply->str);
 }
 
@@ -89,22 +93,25 @@ void outbox_ensure_groups(struct outbox *ob)
 
 struct shards_check {
     struct outbox *ob;
-    void (*done)(void *ctx, int ok);
+    void (*done)(void *ctx, enum redis_check result);
     void *ctx;
 };
 
 static void on_shards(redisReply *reply, void *priv)
 {
     struct shards_check *q = priv;
-    int ok = 0;
+    enum redis_check result = REDIS_CHECK_REFUSED;
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        log_msg(LOG_ERROR, "outbox: cannot read %s: %s", OUTBOX_SHARDS_KEY,
+        /* A Redis that cannot answer now (loading, link lost, out of
+         * memory) may answer later: not a reason to stop. */
+        log_msg(LOG_WARN, "outbox: cannot read %s yet: %s", OUTBOX_SHARDS_KEY,
                 reply ? reply->str : "connection lost");
+        result = REDIS_CHECK_RETRY;
     } else if (reply->type == REDIS_REPLY_NIL) {
         log_msg(LOG_INFO, "outbox: recorded wallet-shards %d in %s", q->ob->shards, OUTBOX_SHARDS_KEY);
-        ok = 1;
+        result = REDIS_CHECK_PASSED;
     } else if (reply->type == REDIS_REPLY_STRING && atoi(reply->str) == q->ob->shards) {
-        ok = 1;
+        result = REDIS_CHECK_PASSED;
     } else {
         log_msg(LOG_ERROR,
                 "wallet-shards is %d here but this Redis holds wallets placed on %.16s shards (%s): "
@@ -112,11 +119,11 @@ static void on_shards(redisReply *reply, void *priv)
                 q->ob->shards, reply->type == REDIS_REPLY_STRING ? reply->str : "?", OUTBOX_SHARDS_KEY,
                 reply->type == REDIS_REPLY_STRING ? reply->str : "?");
     }
-    q->done(q->ctx, ok);
+    q->done(q->ctx, result);
     free(q);
 }
 
-int outbox_check_shards(struct outbox *ob, void (*done)(void *ctx, int ok), void *ctx)
+int outbox_check_shards(struct outbox *ob, void (*done)(void *ctx, enum redis_check result), void *ctx)
 {
     struct shards_check *q = malloc(sizeof *q);
     if (!q)

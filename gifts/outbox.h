@@ -69,11 +69,19 @@ void outbox_order_id(int shard, const char *stream_id, char *buf, size_t cap);
  * CREATE ... MKSTREAM, BUSYGROUP ignored). Fire and forget; safe to repeat. */
 void outbox_ensure_groups(struct outbox *ob);
 
+/* What a check of a Redis found (outbox_check_shards, wallet_check_redis). */
+enum redis_check {
+    REDIS_CHECK_REFUSED = 0, /* this Redis must never move money here (reason logged) */
+    REDIS_CHECK_PASSED = 1,  /* money may move */
+    REDIS_CHECK_RETRY = 2,   /* not yet: Redis is loading its data, or the link dropped */
+};
+
 /* Checks the recorded number of shards against this node's, recording it
- * when none is: done(ctx, 1) when they agree, done(ctx, 0) with the reason
- * logged when they do not or Redis cannot say. Returns -1 (done never
- * called) when the command connection is down. */
-int outbox_check_shards(struct outbox *ob, void (*done)(void *ctx, int ok), void *ctx);
+ * when none is: done(ctx, REDIS_CHECK_PASSED) when they agree,
+ * REDIS_CHECK_REFUSED with the reason logged when they do not, and
+ * REDIS_CHECK_RETRY when Redis could not answer (loading, link lost).
+ * Returns -1 (done never called) when the command connection is down. */
+int outbox_check_shards(struct outbox *ob, void (*done)(void *ctx, enum redis_check result), void *ctx);
 
 /* Trims a shard's stream of the entries that both groups have acknowledged
  * (lua/outbox_trim.lua; never by length). Fire and forget: the number

@@ -300,27 +300,47 @@ static int info_field(const char *info, const char *name, char *out, size_t cap)
     return -1;
 }
 
-static void check_done(struct wallet *w, int safe)
+static void check_done(struct wallet *w, enum redis_check result)
 {
-    w->checked = safe;
-    w->check_done(w->check_ctx, safe);
+    w->checked = result == REDIS_CHECK_PASSED;
+    if (result == REDIS_CHECK_PASSED && w->loading) {
+        w->loading = 0;
+        log_msg(LOG_INFO, "redis: finished loading its data; money moves again");
+    }
+    w->check_done(w->check_ctx, result);
 }
 
-static void on_shards_checked(void *ctx, int ok) { check_done(ctx, ok); }
+static void on_shards_checked(void *ctx, enum redis_check result) { check_done(ctx, result); }
 
 static void on_info(redisReply *reply, void *priv)
 {
     struct wallet *w = priv;
     int unsafe_ok = w->cfg->redis_unsafe;
-    char aof[16] = "", policy[64] = "";
-    if (!reply || reply->type != REDIS_REPLY_STRING || info_field(reply->str, "aof_enabled", aof, sizeof aof) < 0 ||
+    char aof[16] = "", policy[64] = "", loading[8] = "";
+    if (!reply) {
+        check_done(w, REDIS_CHECK_RETRY); /* the link dropped; it is checked again when back */
+        return;
+    }
+    if (reply->type == REDIS_REPLY_STRING && info_field(reply->str, "loading", loading, sizeof loading) == 0 &&
+        strcmp(loading, "1") == 0) {
+        /* While Redis replays its AOF it reports aof_enabled:0: no verdict
+         * on its persistence yet. */
+        if (!w->loading)
+            log_msg(LOG_INFO, "redis: loading its data (AOF or RDB); money requests answer unavailable "
+                              "until it is ready; checking again every %d ms",
+                    WALLET_RECHECK_MS);
+        w->loading = 1;
+        check_done(w, REDIS_CHECK_RETRY);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_STRING || info_field(reply->str, "aof_enabled", aof, sizeof aof) < 0 ||
         info_field(reply->str, "maxmemory_policy", policy, sizeof policy) < 0) {
         log_msg(unsafe_ok ? LOG_WARN : LOG_ERROR, "redis: cannot read INFO to check persistence%s",
                 unsafe_ok ? "; going on because redis-unsafe is set" : "; refusing to run");
         if (!unsafe_ok)
-            check_done(w, 0);
+            check_done(w, REDIS_CHECK_REFUSED);
         else if (outbox_check_shards(w->ob, on_shards_checked, w) < 0)
-            check_done(w, 0);
+            check_done(w, REDIS_CHECK_RETRY);
         return;
     }
     int safe = strcmp(aof, "1") == 0 && strcmp(policy, "noeviction") == 0;
@@ -331,15 +351,15 @@ static void on_info(redisReply *reply, void *priv)
                 strcmp(aof, "1") == 0 ? "on" : "off", policy,
                 unsafe_ok ? "; going on because redis-unsafe is set" : "; refusing to run");
         if (!unsafe_ok) {
-            check_done(w, 0);
+            check_done(w, REDIS_CHECK_REFUSED);
             return;
         }
     }
     if (outbox_check_shards(w->ob, on_shards_checked, w) < 0)
-        check_done(w, 0);
+        check_done(w, REDIS_CHECK_RETRY);
 }
 
-int wallet_check_redis(struct wallet *w, void (*done)(void *ctx, int safe), void *ctx)
+int wallet_check_redis(struct wallet *w, void (*done)(void *ctx, enum redis_check result), void *ctx)
 {
     w->checked = 0;
     w->check_done = done;

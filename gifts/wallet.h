@@ -28,6 +28,8 @@
 #define WALLET_TIP_TEXT_MAX 200
 /* Longest combo id. */
 #define WALLET_COMBO_MAX 64
+/* How often a Redis that cannot be checked yet (loading) is checked again. */
+#define WALLET_RECHECK_MS 500
 
 struct wallet {
     struct rlink *rl;
@@ -36,7 +38,8 @@ struct wallet {
     const struct config *cfg;
     struct rlink_script script;
     int checked; /* the Redis behind the command connection passed the checks */
-    void (*check_done)(void *ctx, int safe);
+    int loading; /* the last check found Redis loading its data (said once) */
+    void (*check_done)(void *ctx, enum redis_check result);
     void *check_ctx;
 };
 
@@ -57,11 +60,15 @@ void wallet_credit(struct wallet *w, const struct reply *r, const struct jwt_cla
 void wallet_balance(struct wallet *w, const struct reply *r, const struct jwt_claims *who);
 
 /* Checks the Redis behind the command connection (call whenever it comes
- * up): persistence, then the number of wallet shards. Calls done(ctx, 1)
- * when money may move (also when redis-unsafe allows a Redis that could
- * lose balances), done(ctx, 0) with the reason logged when it must not.
- * Returns -1 (done never called) when the connection is down. Money
- * requests are refused from this call until done(…, 1). */
-int wallet_check_redis(struct wallet *w, void (*done)(void *ctx, int safe), void *ctx);
+ * up): persistence, then the number of wallet shards. Calls done(ctx,
+ * REDIS_CHECK_PASSED) when money may move (also when redis-unsafe allows a
+ * Redis that could lose balances), REDIS_CHECK_REFUSED with the reason
+ * logged when it must not, and REDIS_CHECK_RETRY when Redis cannot tell
+ * yet: it is loading its AOF or RDB (INFO then says loading:1 and
+ * aof_enabled:0, which is no verdict on its persistence), or the link
+ * dropped; the caller checks again later. Returns -1 (done never called)
+ * when the connection is down. Money requests answer `unavailable` from
+ * this call until done(…, REDIS_CHECK_PASSED). */
+int wallet_check_redis(struct wallet *w, void (*done)(void *ctx, enum redis_check result), void *ctx);
 
 #endif

@@ -107,15 +107,27 @@ static void start_consumers(struct server *s)
     }
 }
 
-static void on_redis_checked(void *ctx, int safe)
+static void on_redis_ready(void *ctx);
+
+static void on_redis_recheck(uv_timer_t *t) { on_redis_ready(t->data); }
+
+static void on_redis_checked(void *ctx, enum redis_check result)
 {
     struct server *s = ctx;
-    if (!safe) {
+    if (s->stopping)
+        return;
+    switch (result) {
+    case REDIS_CHECK_REFUSED:
         s->exit_code = 1;
         server_stop(s);
         return;
+    case REDIS_CHECK_RETRY:
+        uv_timer_start(&s->redis_recheck, on_redis_recheck, WALLET_RECHECK_MS, 0);
+        return;
+    case REDIS_CHECK_PASSED:
+        start_consumers(s);
+        return;
     }
-    start_consumers(s);
 }
 
 /* Every time the command connection comes up: the Redis behind it may be
@@ -123,6 +135,7 @@ static void on_redis_checked(void *ctx, int safe)
 static void on_redis_ready(void *ctx)
 {
     struct server *s = ctx;
+    uv_timer_stop(&s->redis_recheck);
     if (wallet_check_redis(&s->wallet, on_redis_checked, s) < 0)
         log_msg(LOG_WARN, "redis: cannot check persistence yet");
 }
@@ -229,6 +242,8 @@ int server_start(struct server *s)
     s->sig_int.data = s->sig_term.data = s;
     uv_signal_start(&s->sig_int, on_signal, SIGINT);
     uv_signal_start(&s->sig_term, on_signal, SIGTERM);
+    uv_timer_init(s->loop, &s->redis_recheck);
+    s->redis_recheck.data = s;
     rlink_start(&s->redis);
     if (pgcheck_start(&s->pgcheck, s->loop, cfg->pg_conninfo, &s->catalog) < 0) {
         log_msg(LOG_ERROR, "cannot start the backends: out of memory");
@@ -251,6 +266,8 @@ static void finish_shutdown(struct server *s)
     uv_close((uv_handle_t *)&s->drain, NULL);
     uv_timer_stop(&s->sweep);
     uv_close((uv_handle_t *)&s->sweep, NULL);
+    uv_timer_stop(&s->redis_recheck);
+    uv_close((uv_handle_t *)&s->redis_recheck, NULL);
     listener_stop(&s->listener);
     /* Connections still open are closed by lws here (their CLOSED callback
      * leaves their rooms); then nothing refers to a room any more. */

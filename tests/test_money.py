@@ -351,3 +351,106 @@ def test_wallet_shards_are_fixed_by_the_first_node(tmp_path, catalog, server):
             assert r("KEYS", "tc:{w:*}:lease:*") == []
         finally:
             r.close()
+
+
+class RestartableRedis:
+    """A redis-server of the test's own that can be shut down and started
+    again on the same port and directory (so it reloads its AOF)."""
+
+    def __init__(self, tmp_path, *args):
+        self.port = free_port()
+        self.argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                     "--dir", str(tmp_path), *args]
+        self.proc = None
+
+    def start(self, wait_ready=True):
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            out = subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True)
+            # A Redis loading its data answers -LOADING: it is up.
+            if out.stdout.strip() == "PONG" or (not wait_ready and "LOADING" in out.stdout):
+                return
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.02)
+
+    def shutdown(self):
+        subprocess.run(["redis-cli", "-p", str(self.port), "shutdown"], capture_output=True, timeout=60)
+        self.proc.wait(60)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(60)
+
+
+def test_redis_loading_its_aof_is_waited_for(tmp_path, catalog, server, client):
+    """A Redis restarting with a production-sized AOF says `loading:1` and
+    `aof_enabled:0` until it has replayed it. tipcastd must not take that for
+    a Redis without persistence and exit: it answers `unavailable` meanwhile,
+    checks again, and serves once Redis is ready. Gifts flow throughout."""
+    redis = RestartableRedis(tmp_path, "--appendonly", "yes", "--enable-debug-command", "yes")
+    redis.start()
+    try:
+        r = Redis(port=redis.port)
+        try:
+            # About 1.5 s of loading here: 2M keys in the AOF's RDB preamble.
+            r("DEBUG", "POPULATE", "2000000", "filler", "64")
+            r("BGREWRITEAOF")
+            wait_for(lambda: "aof_rewrite_in_progress:0" in r("INFO", "persistence")
+                     and "aof_rewrite_scheduled:0" in r("INFO", "persistence"), timeout=60,
+                     what="the AOF rewrite")
+        finally:
+            r.close()
+        srv = server(redis_port=redis.port, **FLAGS)
+        creator = unique("cr")
+        live_creator(creator)
+        admin = client(srv, unique("adm"), "admin")
+        viewer = unique("v")
+        c = client(srv, viewer, "viewer")
+        wait_room_live(c, creator)
+        credit(admin, viewer, 100000)
+
+        results = []
+        stop = threading.Event()
+
+        def send_gifts():
+            while not stop.is_set():
+                ack = c.request({"type": "gift", "id": unique("g"), "room": creator, "gift": ROSE},
+                                timeout=10)
+                results.append(ack.get("code") or ack["type"])
+                time.sleep(0.01)
+
+        sender = threading.Thread(target=send_gifts)
+        sender.start()
+        try:
+            wait_for(lambda: results.count("ack") >= 5, what="gifts before the restart")
+            redis.shutdown()
+            redis.start(wait_ready=False)
+            saw_loading = "loading:1" in subprocess.run(
+                ["redis-cli", "-p", str(redis.port), "info", "persistence"],
+                capture_output=True, text=True).stdout
+            before = len(results)
+            wait_for(lambda: "ack" in results[before:] and srv.alive(), timeout=60,
+                     what="a gift acked after the restart")
+        finally:
+            stop.set()
+            sender.join(15)
+        assert saw_loading, "Redis was not loading after its restart: the test proves nothing"
+        assert srv.alive(), srv.describe()
+        after = results[before:]
+        # Between the restart and readiness: `unavailable`, never anything else.
+        assert set(after) <= {"ack", "unavailable"}, after
+        assert "refusing" not in srv.stderr_text(), srv.describe()
+        assert "loading" in srv.stderr_text(), srv.describe()
+        # Every acked gift was debited once; a gift answered `unavailable`
+        # as Redis went down may or may not have been (its id replays).
+        r = Redis(port=redis.port)
+        try:
+            spent = 100000 - int(r("GET", f"tc:{{w:{shard_of(viewer)}}}:bal:{viewer}"))
+        finally:
+            r.close()
+        acks = results.count("ack")
+        assert acks <= spent <= acks + results.count("unavailable"), (spent, acks, results)
+    finally:
+        redis.stop()
