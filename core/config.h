@@ -16,6 +16,8 @@
 /* Bounds of string settings and of lists held in fixed arrays. */
 #define CONFIG_STR_MAX 256
 #define CONFIG_SECRETS_MAX 8
+/* Shortest jwt-secret accepted: HS256's key should be as long as its hash. */
+#define CONFIG_SECRET_MIN 32
 #define CONFIG_ORIGINS_MAX 16
 
 struct config_secret {
@@ -36,6 +38,7 @@ struct config {
     /* Backends */
     char redis_host[CONFIG_STR_MAX];   /* "redis-host", default 127.0.0.1 */
     int redis_port;                    /* "redis-port", default 6379 */
+    int redis_start_timeout_s;         /* "redis-start-timeout-s", default 30 */
     char pg_conninfo[CONFIG_STR_MAX];  /* "pg", libpq conninfo, default "host=127.0.0.1 port=5432 dbname=tipcast" */
 
     /* Authentication. "jwt-secret" is "secret" or "kid:secret[,kid:secret...]";

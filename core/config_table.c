@@ -43,6 +43,11 @@ const struct config_entry config_table[] = {
      "wallets, and carries room events between tipcastd nodes."},
     {"redis-port", CONFIG_G_BACKENDS, CONFIG_T_INT, CONFIG_OFF(redis_port), 1, 65535, "6379",
      "PORT", "TCP port of the Redis server."},
+    {"redis-start-timeout-s", CONFIG_G_BACKENDS, CONFIG_T_INT, CONFIG_OFF(redis_start_timeout_s), 1, 3600,
+     "30", "SECONDS",
+     "At start, how long to wait for Redis to accept a connection; tipcastd "
+     "then exits with status 1 (PostgreSQL gets 30 s too). A Redis that "
+     "answers but is still loading its data is waited for without limit."},
     {"pg", CONFIG_G_BACKENDS, CONFIG_T_STR, CONFIG_OFF(pg_conninfo), 0, 0,
      "host=127.0.0.1 port=5432 dbname=tipcast", "CONNINFO",
      "PostgreSQL connection string in libpq conninfo form; PostgreSQL is the "
@@ -54,8 +59,9 @@ const struct config_entry config_table[] = {
      "Required. HS256 key that verifies client tokens: SECRET, or "
      "KID:SECRET[,KID:SECRET...] to rotate keys (configure old and new, mint "
      "with the new, then drop the old). A token's header kid picks the key; a "
-     "token without kid uses the entry without KID, else the first entry. Use "
-     "at least 32 random bytes, and pass it in TIPCAST_JWT_SECRET or the config "
+     "token without kid uses the entry without KID, else the first entry. Each "
+     "secret is at least 32 bytes (shorter ones are refused): make one with "
+     "openssl rand -base64 32, and pass it in TIPCAST_JWT_SECRET or the config "
      "file: a flag shows in the process list."},
     {"allowed-origins", CONFIG_G_AUTH, CONFIG_T_ORIGINS, CONFIG_OFF(origins), 0, 0, "",
      "ORIGINS",

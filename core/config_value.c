@@ -213,6 +213,13 @@ static int config_set_secrets(const struct config_entry *e, struct config *cfg,
             config_err(err, errlen, "%s: entry %d has an empty secret", e->key, count + 1);
             return -1;
         }
+        if (key_len < CONFIG_SECRET_MIN) {
+            config_err(err, errlen,
+                       "%s: entry %d: secret of %zu bytes; it must be at least %d (HS256 keys shorter "
+                       "than the hash can be guessed; e.g. openssl rand -base64 32)",
+                       e->key, count + 1, key_len, CONFIG_SECRET_MIN);
+            return -1;
+        }
         if (key_len > CONFIG_STR_MAX - 1) {
             config_err(err, errlen, "%s: entry %d: secret longer than %d bytes", e->key,
                        count + 1, CONFIG_STR_MAX - 1);

@@ -111,6 +111,20 @@ static void on_redis_ready(void *ctx);
 
 static void on_redis_recheck(uv_timer_t *t) { on_redis_ready(t->data); }
 
+/* Redis never came up within redis-start-timeout-s of the start: a node
+ * that cannot move money says so and ends, as it does when PostgreSQL is
+ * not there, rather than wait forever looking alive. */
+static void on_redis_start_timeout(uv_timer_t *t)
+{
+    struct server *s = t->data;
+    if (s->stopping)
+        return;
+    log_msg(LOG_ERROR, "redis: %s:%d did not accept a connection within %d s (redis-start-timeout-s); stopping",
+            s->cfg.redis_host, s->cfg.redis_port, s->cfg.redis_start_timeout_s);
+    s->exit_code = 1;
+    server_stop(s);
+}
+
 static void on_redis_checked(void *ctx, enum redis_check result)
 {
     struct server *s = ctx;
@@ -135,6 +149,7 @@ static void on_redis_checked(void *ctx, enum redis_check result)
 static void on_redis_ready(void *ctx)
 {
     struct server *s = ctx;
+    uv_timer_stop(&s->redis_start);
     uv_timer_stop(&s->redis_recheck);
     if (wallet_check_redis(&s->wallet, on_redis_checked, s) < 0)
         log_msg(LOG_WARN, "redis: cannot check persistence yet");
@@ -244,6 +259,9 @@ int server_start(struct server *s)
     uv_signal_start(&s->sig_term, on_signal, SIGTERM);
     uv_timer_init(s->loop, &s->redis_recheck);
     s->redis_recheck.data = s;
+    uv_timer_init(s->loop, &s->redis_start);
+    s->redis_start.data = s;
+    uv_timer_start(&s->redis_start, on_redis_start_timeout, (uint64_t)cfg->redis_start_timeout_s * 1000, 0);
     rlink_start(&s->redis);
     if (pgcheck_start(&s->pgcheck, s->loop, cfg->pg_conninfo, &s->catalog) < 0) {
         log_msg(LOG_ERROR, "cannot start the backends: out of memory");
@@ -268,6 +286,8 @@ static void finish_shutdown(struct server *s)
     uv_close((uv_handle_t *)&s->sweep, NULL);
     uv_timer_stop(&s->redis_recheck);
     uv_close((uv_handle_t *)&s->redis_recheck, NULL);
+    uv_timer_stop(&s->redis_start);
+    uv_close((uv_handle_t *)&s->redis_start, NULL);
     listener_stop(&s->listener);
     /* Connections still open are closed by lws here (their CLOSED callback
      * leaves their rooms); then nothing refers to a room any more. */

@@ -56,6 +56,7 @@ struct server {
 
     uv_timer_t sweep;
     uv_timer_t redis_recheck; /* a Redis that could not be checked yet (loading) */
+    uv_timer_t redis_start;   /* redis-start-timeout-s, until the first connection */
     uv_timer_t drain;
     int64_t drain_started_ms;
     uv_signal_t sig_int, sig_term;

@@ -1,10 +1,13 @@
 """Authentication (JWT HS256 in the URL, the Authorization header or an auth
 message), key rotation, the auth deadline, Origin and subprotocol checks."""
 
+import os
+import subprocess
 import time
 
 import pytest
 
+from conftest import PG, _binary, free_port
 from wsclient import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, HandshakeRefused, unique
 
 PROTOS = [SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK]
@@ -165,9 +168,9 @@ def test_malformed_token_in_query(shared_srv):
 
 
 def test_key_rotation(server, mint):
-    srv = server(jwt_secret="old:S1-old-secret-0123456789abcdef,new:S2-new-secret-0123456789abcdef")
-    s1 = "S1-old-secret-0123456789abcdef"
-    s2 = "S2-new-secret-0123456789abcdef"
+    srv = server(jwt_secret="old:S1-old-secret-0123456789abcdef01,new:S2-new-secret-0123456789abcdef01")
+    s1 = "S1-old-secret-0123456789abcdef01"
+    s2 = "S2-new-secret-0123456789abcdef01"
     u1, u2 = unique("u"), unique("u")
     c = srv.connect(token=mint(u1, kid="old", secret=s1))
     assert c.expect("welcome")["user"] == u1
@@ -288,3 +291,15 @@ def test_bad_token_does_not_affect_others(server, client, room, mint):
         refused(srv.connect(token="a.b.c"), "auth_invalid")
     creator.notice(room, "still here")
     assert viewer.expect("event")["seq"] == 1
+
+
+@pytest.mark.parametrize("secret", ["Qz7", "k1:" + "Qz" * 15 + "Q", "Wv" * 15 + "W"])
+def test_short_jwt_secret_refused(secret):
+    """HS256 with a key shorter than its hash can be guessed: tipcastd
+    refuses any secret under 32 bytes, at start, and says how to make one."""
+    out = subprocess.run([_binary(), f"--port={free_port()}", f"--pg={PG}"],
+                         env=dict(os.environ, TIPCAST_JWT_SECRET=secret),
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2, out.stderr
+    assert "at least 32" in out.stderr and "openssl rand" in out.stderr, out.stderr
+    assert secret.split(":")[-1] not in out.stderr  # secrets stay out of logs

@@ -332,6 +332,19 @@ def test_unsafe_redis_is_refused(tmp_path, catalog):
         assert "appendonly" in p.stderr and "refusing" in p.stderr, p.stderr[-2000:]
 
 
+def test_unreachable_redis_at_start_ends_the_process(catalog):
+    """No Redis within redis-start-timeout-s of the start: tipcastd says so
+    and exits 1 (as it does without PostgreSQL), rather than retry forever
+    while /healthz answers 200."""
+    port = free_port()  # nothing listens there
+    start = time.monotonic()
+    p = subprocess.run(tipcastd_args(port, "--redis-start-timeout-s=2"), capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 1, p.stderr[-2000:]
+    assert f"127.0.0.1:{port} did not accept a connection within 2 s" in p.stderr, p.stderr[-2000:]
+    assert time.monotonic() - start >= 2
+
+
 def test_wallet_shards_are_fixed_by_the_first_node(tmp_path, catalog, server):
     """wallet-shards places every wallet: the first node records it in
     Redis, and a node started with another number refuses to run, before

@@ -9,6 +9,11 @@
 #include "config.h"
 #include "unit.h"
 
+/* Appended to the secrets below: jwt-secret takes no secret shorter than
+ * CONFIG_SECRET_MIN (32) bytes. */
+#define PAD "_0123456789abcdef0123456789abcdef"
+#define PAD_LEN 33
+
 extern char **environ;
 
 /* The harness's environment must not leak into these tests. */
@@ -229,42 +234,42 @@ static void test_secrets(void)
     char err[256];
 
     config_defaults(&c);
-    CHECK_INT(config_set(&c, "jwt-secret", "plain", err, sizeof(err)), 0);
+    CHECK_INT(config_set(&c, "jwt-secret", "plain" PAD, err, sizeof(err)), 0);
     CHECK_INT(c.secrets_count, 1);
     CHECK_STR(c.secrets[0].kid, "");
-    CHECK_STR(c.secrets[0].key, "plain");
-    CHECK_INT(c.secrets[0].key_len, 5);
+    CHECK_STR(c.secrets[0].key, "plain" PAD);
+    CHECK_INT(c.secrets[0].key_len, 5 + PAD_LEN);
 
     /* A secret may contain ':' after its kid's. */
-    CHECK_INT(config_set(&c, "jwt-secret", "k1:a,k2:b:c", err, sizeof(err)), 0);
+    CHECK_INT(config_set(&c, "jwt-secret", "k1:a" PAD ",k2:b:c" PAD, err, sizeof(err)), 0);
     CHECK_INT(c.secrets_count, 2);
     CHECK_STR(c.secrets[0].kid, "k1");
-    CHECK_STR(c.secrets[0].key, "a");
-    CHECK_INT(c.secrets[0].key_len, 1);
+    CHECK_STR(c.secrets[0].key, "a" PAD);
+    CHECK_INT(c.secrets[0].key_len, 1 + PAD_LEN);
     CHECK_STR(c.secrets[1].kid, "k2");
-    CHECK_STR(c.secrets[1].key, "b:c");
-    CHECK_INT(c.secrets[1].key_len, 3);
+    CHECK_STR(c.secrets[1].key, "b:c" PAD);
+    CHECK_INT(c.secrets[1].key_len, 3 + PAD_LEN);
 
     /* Blanks around entries, kids and secrets are dropped. */
-    CHECK_INT(config_set(&c, "jwt-secret", " k1 : a , bare ", err, sizeof(err)), 0);
+    CHECK_INT(config_set(&c, "jwt-secret", " k1 : a" PAD " , bare" PAD " ", err, sizeof(err)), 0);
     CHECK_INT(c.secrets_count, 2);
     CHECK_STR(c.secrets[0].kid, "k1");
-    CHECK_STR(c.secrets[0].key, "a");
+    CHECK_STR(c.secrets[0].key, "a" PAD);
     CHECK_STR(c.secrets[1].kid, "");
-    CHECK_STR(c.secrets[1].key, "bare");
+    CHECK_STR(c.secrets[1].key, "bare" PAD);
 
     /* ":SECRET" is the no-kid secret, for one that contains ':'. */
-    CHECK_INT(config_set(&c, "jwt-secret", ":x:y", err, sizeof(err)), 0);
+    CHECK_INT(config_set(&c, "jwt-secret", ":x:y" PAD, err, sizeof(err)), 0);
     CHECK_INT(c.secrets_count, 1);
     CHECK_STR(c.secrets[0].kid, "");
-    CHECK_STR(c.secrets[0].key, "x:y");
+    CHECK_STR(c.secrets[0].key, "x:y" PAD);
 
     /* Eight entries fit; nine do not. */
-    CHECK_INT(config_set(&c, "jwt-secret", "a:1,b:2,c:3,d:4,e:5,f:6,g:7,h:8", err, sizeof(err)),
+    CHECK_INT(config_set(&c, "jwt-secret", "a:1" PAD ",b:2" PAD ",c:3" PAD ",d:4" PAD ",e:5" PAD ",f:6" PAD ",g:7" PAD ",h:8" PAD, err, sizeof(err)),
               0);
     CHECK_INT(c.secrets_count, CONFIG_SECRETS_MAX);
     CHECK_STR(c.secrets[7].kid, "h");
-    CHECK_INT(config_set(&c, "jwt-secret", "a:1,b:2,c:3,d:4,e:5,f:6,g:7,h:8,i:9", err,
+    CHECK_INT(config_set(&c, "jwt-secret", "a:1" PAD ",b:2" PAD ",c:3" PAD ",d:4" PAD ",e:5" PAD ",f:6" PAD ",g:7" PAD ",h:8" PAD ",i:9" PAD, err,
                          sizeof(err)),
               -1);
     CHECK_CONTAINS(err, "more than 8");
@@ -276,12 +281,24 @@ static void test_secrets(void)
     CHECK_INT(config_set(&c, "jwt-secret", "   ", err, sizeof(err)), -1);
     CHECK_INT(config_set(&c, "jwt-secret", "k1:", err, sizeof(err)), -1);
     CHECK_CONTAINS(err, "empty secret");
-    CHECK_INT(config_set(&c, "jwt-secret", "k1:a,", err, sizeof(err)), -1);
+    /* Shorter than 32 bytes: refused, with the way to make a good one. */
+    CHECK_INT(config_set(&c, "jwt-secret", "s", err, sizeof(err)), -1);
+    CHECK_CONTAINS(err, "at least 32");
+    CHECK_INT(config_set(&c, "jwt-secret", "0123456789abcdef0123456789abcde", err, sizeof(err)), -1);
+    CHECK_CONTAINS(err, "31 bytes");
+    CHECK_INT(config_set(&c, "jwt-secret", "k1:" PAD ",k2:tiny", err, sizeof(err)), -1);
+    CHECK_CONTAINS(err, "entry 2");
+    CHECK(strstr(err, "tiny") == NULL);
+    CHECK_INT(config_set(&c, "jwt-secret", "0123456789abcdef0123456789abcdef", err, sizeof(err)), 0);
+    CHECK_INT(c.secrets[0].key_len, 32);
+    CHECK_INT(config_set(&c, "jwt-secret", "k1:", err, sizeof(err)), -1);
+    CHECK_CONTAINS(err, "empty secret");
+    CHECK_INT(config_set(&c, "jwt-secret", "k1:a" PAD ",", err, sizeof(err)), -1);
     CHECK_CONTAINS(err, "entry 2 is empty");
-    CHECK_INT(config_set(&c, "jwt-secret", ",k1:a", err, sizeof(err)), -1);
-    CHECK_INT(config_set(&c, "jwt-secret", "one,two", err, sizeof(err)), -1);
+    CHECK_INT(config_set(&c, "jwt-secret",  ",k1:a" PAD, err, sizeof(err)), -1);
+    CHECK_INT(config_set(&c, "jwt-secret", "one" PAD ",two" PAD, err, sizeof(err)), -1);
     CHECK_CONTAINS(err, "without a kid");
-    CHECK_INT(config_set(&c, "jwt-secret", "k1:topsecret,k1:othersecret", err, sizeof(err)), -1);
+    CHECK_INT(config_set(&c, "jwt-secret", "k1:topsecret" PAD ",k1:othersecret" PAD, err, sizeof(err)), -1);
     CHECK_CONTAINS(err, "k1");
     /* Secrets never appear in messages, which end up in logs. */
     CHECK(strstr(err, "topsecret") == NULL);
@@ -362,7 +379,7 @@ static void test_precedence(void)
                                   "history-len = 300\n"
                                   "log-level = debug\n"
                                   "listen-addr = \"  spaced  \"\n"
-                                  "jwt-secret = file-secret\n"
+                                  "jwt-secret = file-secret" PAD "\n"
                                   "allowed-origins = https://file.example\r\n"
                                   "\t# indented comment\n"
                                   "redis-port = 6380");
@@ -378,7 +395,7 @@ static void test_precedence(void)
     CHECK_INT(c.history_len, 300);
     CHECK_INT(c.log_level, 3);
     CHECK_STR(c.listen_addr, "  spaced  ");
-    CHECK_STR(c.secrets[0].key, "file-secret");
+    CHECK_STR(c.secrets[0].key, "file-secret" PAD);
     CHECK_STR(c.origins[0], "https://file.example");
     CHECK_INT(c.redis_port, 6380);
     CHECK_INT(c.max_frame_bytes, 8192);
@@ -386,7 +403,7 @@ static void test_precedence(void)
     /* Environment over file; flags over both, in either form. */
     setenv("TIPCAST_PORT", "2222", 1);
     setenv("TIPCAST_MAX_BURST", "8", 1);
-    setenv("TIPCAST_JWT_SECRET", "kid1:env-secret", 1);
+    setenv("TIPCAST_JWT_SECRET", "kid1:env-secret" PAD, 1);
     snprintf(cfgarg, sizeof(cfgarg), "--config=%s", path);
     CHECK_INT(load(&c, err, sizeof(err),
                    (char *[]){"--port=3333", cfgarg, "--history-len", "400", NULL}),
@@ -397,7 +414,7 @@ static void test_precedence(void)
     CHECK_INT(c.log_level, 3);
     CHECK_INT(c.secrets_count, 1);
     CHECK_STR(c.secrets[0].kid, "kid1");
-    CHECK_STR(c.secrets[0].key, "env-secret");
+    CHECK_STR(c.secrets[0].key, "env-secret" PAD);
     /* Later flags beat earlier ones. */
     CHECK_INT(load(&c, err, sizeof(err), (char *[]){"--port=1", "--port", "2", NULL}), 0);
     CHECK_INT(c.port, 2);
@@ -425,7 +442,7 @@ static void test_file_errors(void)
     char line[1200];
 
     clear_tipcast_env();
-    setenv("TIPCAST_JWT_SECRET", "s", 1);
+    setenv("TIPCAST_JWT_SECRET", "s" PAD, 1);
 
     path = write_temp("port = 80\n\nbogus-key = 1\n");
     CHECK_INT(load(&c, err, sizeof(err), (char *[]){"--config", (char *)path, NULL}), -1);
@@ -488,7 +505,7 @@ static void test_flags(void)
     char err[512];
 
     clear_tipcast_env();
-    setenv("TIPCAST_JWT_SECRET", "s", 1);
+    setenv("TIPCAST_JWT_SECRET", "s" PAD, 1);
 
     CHECK_INT(load(&c, err, sizeof(err), (char *[]){"serve", NULL}), -1);
     CHECK_CONTAINS(err, "serve");
@@ -528,18 +545,18 @@ static void test_validate(void)
     clear_tipcast_env();
     CHECK_INT(load(&c, err, sizeof(err), (char *[]){NULL}), -1);
     CHECK_CONTAINS(err, "jwt-secret is required");
-    CHECK_INT(load(&c, err, sizeof(err), (char *[]){"--jwt-secret=s", NULL}), 0);
+    CHECK_INT(load(&c, err, sizeof(err), (char *[]){"--jwt-secret=s" PAD, NULL}), 0);
     CHECK_INT(c.secrets_count, 1);
-    CHECK_INT(load(&c, err, sizeof(err), (char *[]){"--jwt-secret=s", "--tls-cert=c.pem", NULL}),
+    CHECK_INT(load(&c, err, sizeof(err), (char *[]){"--jwt-secret=s" PAD, "--tls-cert=c.pem", NULL}),
               -1);
     CHECK_CONTAINS(err, "tls-cert and tls-key");
-    CHECK_INT(load(&c, err, sizeof(err), (char *[]){"--jwt-secret=s", "--tls-key=k.pem", NULL}),
+    CHECK_INT(load(&c, err, sizeof(err), (char *[]){"--jwt-secret=s" PAD, "--tls-key=k.pem", NULL}),
               -1);
     CHECK_INT(load(&c, err, sizeof(err),
-                   (char *[]){"--jwt-secret=s", "--tls-key=k.pem", "--tls-cert=c.pem", NULL}),
+                   (char *[]){"--jwt-secret=s" PAD, "--tls-key=k.pem", "--tls-cert=c.pem", NULL}),
               0);
     CHECK_STR(c.tls_key, "k.pem");
-    CHECK_INT(load(&c, err, sizeof(err), (char *[]){"--jwt-secret=s", "--max-burst=0", NULL}),
+    CHECK_INT(load(&c, err, sizeof(err), (char *[]){"--jwt-secret=s" PAD, "--max-burst=0", NULL}),
               -1);
     CHECK_CONTAINS(err, "max-burst");
 }
