@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "roomkeys.h"
 
@@ -96,14 +97,19 @@ static void on_presence(redisReply *reply, void *priv)
     free(c);
     if (!cb)
         return;
-    if (!reply_ok(reply, 2, "room_presence") || reply->elements < 3 ||
-        reply->element[2]->type != REDIS_REPLY_ARRAY) {
+    if (!reply_ok(reply, 2, "room_presence") || reply->elements < 2 + BOARD_PERIODS) {
         cb(ctx, NULL);
         return;
     }
     struct roomstore_snapshot s = {.seq = reply->element[0]->integer, .members = reply->element[1]->integer};
-    board_top_read(reply->element[2], &s.top);
-    s.events = events_of(reply, 3);
+    for (int p = 0; p < BOARD_PERIODS; p++) {
+        if (reply->element[2 + p]->type != REDIS_REPLY_ARRAY) {
+            cb(ctx, NULL);
+            return;
+        }
+        board_top_read(reply->element[2 + p], &s.top[p]);
+    }
+    s.events = events_of(reply, 2 + BOARD_PERIODS);
     cb(ctx, &s);
 }
 
@@ -111,17 +117,33 @@ int roomstore_presence(struct roomstore *rs, const char *room, uint32_t members,
                        roomstore_snapshot_cb *cb, void *ctx)
 {
     struct room_keys k;
+    struct board_keys bk;
     char count[16], ttl[16], want[16], top[16];
     room_keys(room, &k);
+    /* The periods of now in board-tz, as a push or a request reads them. */
+    board_keys(room, clock_wall_ms(), &bk);
     snprintf(count, sizeof count, "%u", members);
     snprintf(ttl, sizeof ttl, "%d", ROOMSTORE_PRESENCE_TTL_MS);
     snprintf(want, sizeof want, "%d", events);
     snprintf(top, sizeof top, "%d", top_n);
-    const char *argv[] = {k.seq, k.hist, k.nodes, k.board, rs->node_id, count, ttl, want, top};
-    size_t len[9];
-    for (int i = 0; i < 9; i++)
+    const char *argv[] = {k.seq,
+                          k.hist,
+                          k.nodes,
+                          bk.key[BOARD_ALL],
+                          bk.key[BOARD_DAY],
+                          bk.key[BOARD_WEEK],
+                          bk.key[BOARD_MONTH],
+                          rs->node_id,
+                          count,
+                          ttl,
+                          want,
+                          top};
+    enum { NKEYS = 3 + BOARD_PERIODS, NARGS = NKEYS + 5 };
+    size_t len[NARGS];
+    for (int i = 0; i < NARGS; i++)
         len[i] = strlen(argv[i]);
-    return eval(rs, &rs->presence, 4, 9, argv, len, on_presence, (struct call){.cb.snapshot = cb, .ctx = ctx});
+    return eval(rs, &rs->presence, NKEYS, NARGS, argv, len, on_presence,
+                (struct call){.cb.snapshot = cb, .ctx = ctx});
 }
 
 static void on_published(redisReply *reply, void *priv)

@@ -53,7 +53,7 @@ int roomstore_event_at(const struct roomstore_events *ev, size_t i, struct rooms
 struct roomstore_snapshot {
     int64_t seq;     /* the room's latest event */
     int64_t members; /* on every live node */
-    struct board_top top;
+    struct board_top top[BOARD_PERIODS]; /* all-time, day, week, month */
     struct roomstore_events events;
 };
 
@@ -72,7 +72,7 @@ void roomstore_init(struct roomstore *rs, struct rlink *rl, const char *node_id,
 
 /* Records that this node has `members` members in `room` (0: none any
  * more) and answers the snapshot: the latest `events` events (0: none) and
- * the top `top_n` of the all-time board (0: none). cb may be NULL when no
+ * the top `top_n` of each of the four boards (0: none). cb may be NULL when no
  * answer is wanted. */
 int roomstore_presence(struct roomstore *rs, const char *room, uint32_t members, int events, int top_n,
                        roomstore_snapshot_cb *cb, void *ctx);

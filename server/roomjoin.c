@@ -60,7 +60,7 @@ static void enc_events(struct enc *e, const char *room, const struct roomstore_e
 static struct frame *joined_frame(const struct conn *c, const struct pending *p, const struct roomstore_snapshot *s)
 {
     struct enc e;
-    message_start(&e, c->fmt, 512, "joined", p->req_id, 6);
+    message_start(&e, c->fmt, 1024, "joined", p->req_id, 9);
     enc_key(&e, "room");
     enc_cstr(&e, p->room);
     enc_key(&e, "owner");
@@ -69,8 +69,12 @@ static struct frame *joined_frame(const struct conn *c, const struct pending *p,
     enc_int(&e, s->members);
     enc_key(&e, "seq");
     enc_int(&e, s->seq);
-    enc_key(&e, "board");
-    board_top_enc(&e, &s->top);
+    /* board is the all-time list (the leaderboard message's top). */
+    static const char *const names[BOARD_PERIODS] = {"board", "day", "week", "month"};
+    for (int p = 0; p < BOARD_PERIODS; p++) {
+        enc_key(&e, names[p]);
+        board_top_enc(&e, &s->top[p]);
+    }
     enc_events(&e, p->room, &s->events);
     enc_end_map(&e);
     return enc_finish(&e);

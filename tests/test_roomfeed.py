@@ -258,11 +258,12 @@ def test_leaderboard_push_snapshot_and_request(server, client, room, ob):
         for e in b["top"]:
             assert e["total"] >= ta.get(e["user"], 0)
 
-    # A new member's snapshot has the top 10; a request gets the same lists.
+    # A new member's snapshot has the top 10 of every period; a request
+    # gets the same lists.
     for proto in (SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK):
         c = client(srv, unique("v"), "viewer", proto)
         j = c.join(room)
-        assert j["board"] == want, j
+        assert j["board"] == want and j["day"] == want and j["week"] == want and j["month"] == want, j
         r = c.request({"type": "leaderboard", "id": "lb1", "room": room})
         assert r["type"] == "leaderboard" and r["id"] == "lb1" and r["room"] == room, r
         assert r["top"] == want and r["day"] == want, r

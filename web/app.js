@@ -284,10 +284,10 @@
 
   function onJoined(m) {
     if (m.room !== ROOM) return;
-    if (Array.isArray(m.board)) {
-      state.boards.top = m.board;
-      renderBoard();
-    }
+    // The snapshot carries every period: board (all time), day, week, month.
+    if (Array.isArray(m.board)) state.boards.top = m.board;
+    for (const k of ["day", "week", "month"]) if (Array.isArray(m[k])) state.boards[k] = m[k];
+    renderBoard();
     const events = Array.isArray(m.events) ? m.events : [];
     document.body.dataset.joined = m.room;
     if (state.lastSeq === null) {

@@ -3,14 +3,14 @@
 -- KEYS[1] tc:{r:ROOM}:seq   the room's last event sequence number
 -- KEYS[2] tc:{r:ROOM}:hist  the room's history stream (entry id = "<seq>-1")
 -- KEYS[3] tc:{r:ROOM}:nodes hash: node id -> "<members> <valid until ms>"
--- KEYS[4] tc:{r:ROOM}:board:all the all-time leaderboard (sorted set)
+-- KEYS[4..7] the all-time, day, week and month leaderboards (sorted sets)
 -- ARGV[1] node id, ARGV[2] this node's member count, ARGV[3] entry ttl ms,
--- ARGV[4] how many latest events to return, ARGV[5] how many leaderboard
--- entries to return (0: none)
--- Returns {seq, members on all live nodes, {user1, total1, ...},
--- seq1, kind1, body1, seq2, kind2, body2, ...}, events oldest first: the
--- board is read in the same atomic step as seq, so it includes exactly the
--- gifts up to seq.
+-- ARGV[4] how many latest events to return, ARGV[5] how many entries of
+-- each leaderboard to return (0: none)
+-- Returns {seq, members on all live nodes, all, day, week, month,
+-- seq1, kind1, body1, seq2, kind2, body2, ...} where each board is
+-- {user1, total1, ...}, events oldest first: the boards are read in the
+-- same atomic step as seq, so they include exactly the gifts up to seq.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[3])
@@ -32,12 +32,11 @@ for i = 1, #nodes, 2 do
     redis.call('HDEL', KEYS[3], nodes[i])
   end
 end
-local board = {}
+local out = {tonumber(redis.call('GET', KEYS[1]) or '0'), total}
 local top = tonumber(ARGV[5])
-if top > 0 then
-  board = redis.call('ZREVRANGE', KEYS[4], 0, top - 1, 'WITHSCORES')
+for b = 4, 7 do
+  out[#out + 1] = top > 0 and redis.call('ZREVRANGE', KEYS[b], 0, top - 1, 'WITHSCORES') or {}
 end
-local out = {tonumber(redis.call('GET', KEYS[1]) or '0'), total, board}
 local want = tonumber(ARGV[4])
 if want > 0 then
   local ev = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', want)

@@ -6,7 +6,8 @@
 // Two pages (viewers bob and carol) join room alice; bob taps a gift. Checked:
 // bob's page plays the gift's animation and shows the balance minus the
 // price; carol's page shows the same event (same seq and order id) in its
-// feed; a tip larger than bob's balance is answered insufficient_balance and
+// feed; a page opened after the gift shows it on the Today board from the
+// join snapshot; a tip larger than bob's balance is answered insufficient_balance and
 // shown on the page. Then, with --idle-s N, both pages sit idle for N
 // seconds (set it to a few of the server's ping intervals) and must keep
 // the WebSocket they had: browsers echo the server's pings, and a ping
@@ -131,6 +132,15 @@ async function run(opts, log) {
     const carolSaw = await carol.locator(sel).first().innerText();
     check(/bob/.test(carolSaw), `carol's feed shows bob's gift as seq ${seq}, order ${order}: "${carolSaw.replace(/\s+/g, " ")}"`);
     await carol.screenshot({path: path.join(opts.out, "browser-carol.png")});
+
+    // A page opened after the gift has every period of the board from its
+    // join snapshot alone (no push has come to it): Today lists bob.
+    const dave = await openAs(context, opts.url, "dave", log);
+    await dave.click('#board-tabs button[data-period="day"]');
+    await dave.waitForSelector('#board li[data-user="bob"]');
+    const daveDay = Number(await dave.getAttribute('#board li[data-user="bob"]', "data-total"));
+    check(daveDay >= price, `a page opened later shows bob on the Today board (${daveDay} coins)`);
+    await dave.close();
 
     // An unaffordable tip is refused, plainly, and costs nothing.
     const now = await balanceOf(bob);
