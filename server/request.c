@@ -155,6 +155,7 @@ static const struct {
     {"balance", REQ_BALANCE, 0, 0},
     {"credit", REQ_CREDIT, BIT(F_USER) | BIT(F_AMOUNT), BIT(F_TEXT)},
     {"leaderboard", REQ_LEADERBOARD, BIT(F_ROOM), 0},
+    {"earnings", REQ_EARNINGS, 0, BIT(F_USER)},
 };
 
 static int need_str(const struct fval *fv, int f, struct request_error *err)

@@ -40,6 +40,7 @@ enum req_type {
     REQ_BALANCE,
     REQ_CREDIT,
     REQ_LEADERBOARD,
+    REQ_EARNINGS,
 };
 
 /* A decoded request. String fields point into the frame being decoded (or
@@ -58,7 +59,7 @@ struct request {
     int64_t count;                    /* gift count, 1 when absent */
     int64_t amount;                   /* tip or credit amount */
     char combo[WALLET_COMBO_MAX + 1]; /* "" when absent */
-    char user[ID_MAX + 1];            /* credit: the user credited */
+    char user[ID_MAX + 1];            /* credit: the user credited; earnings: the creator, "" when absent */
     json_t *json;                     /* owned: the parsed JSON document, or NULL */
 };
 

@@ -263,7 +263,8 @@ int server_start(struct server *s)
     s->redis_start.data = s;
     uv_timer_start(&s->redis_start, on_redis_start_timeout, (uint64_t)cfg->redis_start_timeout_s * 1000, 0);
     rlink_start(&s->redis);
-    if (pgcheck_start(&s->pgcheck, s->loop, cfg->pg_conninfo, &s->catalog) < 0) {
+    if (pgcheck_start(&s->pgcheck, s->loop, cfg->pg_conninfo, &s->catalog) < 0 ||
+        earnings_start(&s->earnings, s->loop, cfg->pg_conninfo) < 0) {
         log_msg(LOG_ERROR, "cannot start the backends: out of memory");
         exit(1);
     }
@@ -298,6 +299,7 @@ static void finish_shutdown(struct server *s)
     ledger_stop(&s->ledger); /* before rlink_stop: it gives up its leases */
     rlink_stop(&s->redis);
     pgcheck_stop(&s->pgcheck);
+    earnings_stop(&s->earnings);
     log_msg(LOG_INFO, "tipcastd stopped");
 }
 

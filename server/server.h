@@ -13,6 +13,7 @@
 #include "catalog.h"
 #include "config.h"
 #include "conn.h"
+#include "earnings.h"
 #include "ledger.h"
 #include "listener.h"
 #include "outbox.h"
@@ -49,6 +50,7 @@ struct server {
     struct roomfeed feed;
     struct ledger ledger;
     struct pgcheck pgcheck;
+    struct earnings earnings;
     struct conns conns;
     struct rooms rooms;
     struct web web;

@@ -149,6 +149,9 @@ static void dispatch(struct server *s, struct conn *c, const struct request *req
     case REQ_LEADERBOARD:
         board_request(&s->board, &r, req->room);
         break;
+    case REQ_EARNINGS:
+        earnings_request(&s->earnings, &r, &c->user, req->user);
+        break;
     }
 }
 

@@ -467,3 +467,55 @@ def test_redis_loading_its_aof_is_waited_for(tmp_path, catalog, server, client):
         assert acks <= spent <= acks + results.count("unavailable"), (spent, acks, results)
     finally:
         redis.stop()
+
+
+def test_creator_reads_earnings_from_postgresql(scene, client):
+    """A creator sees what PostgreSQL holds for them (the ledger raises
+    creator_earnings with every order it writes); viewers may not ask,
+    creators only for themselves, admins for anyone."""
+    credit(scene.admin, scene.viewer, 600)
+    c = scene.client()
+    for rid, gift in (("e-g1", ROCKET), ("e-g2", ROSE)):
+        ack = c.request({"type": "gift", "id": rid, "room": scene.creator, "gift": gift})
+        assert ack["type"] == "ack", ack
+    tip = c.request({"type": "tip", "id": "e-t1", "room": scene.creator, "amount": 42})
+    assert tip["type"] == "ack", tip
+    want = PRICES[ROCKET] + PRICES[ROSE] + 42
+
+    me = client(scene.srv, scene.creator, "creator")
+    got = {}
+
+    def landed():
+        got.update(me.request({"type": "earnings", "id": unique("e")}))
+        return got.get("total") == want
+    wait_for(landed, what="the creator's earnings to count the three orders")
+    assert got["type"] == "earnings" and got["creator"] == scene.creator and got["orders"] == 3, got
+    assert psql(f"SELECT total, orders FROM creator_earnings WHERE creator = '{scene.creator}'") == \
+        f"{want}|3"
+
+    # A creator nobody paid has zeros; an admin may name any creator.
+    other = client(scene.srv, unique("cr"), "creator")
+    r = other.request({"type": "earnings", "id": "e0"})
+    assert r["type"] == "earnings" and r["total"] == 0 and r["orders"] == 0, r
+    r = scene.admin.request({"type": "earnings", "id": "ea", "user": scene.creator})
+    assert r["type"] == "earnings" and r["id"] == "ea" and r["total"] == want, r
+
+    # Not for viewers, nor for another creator's.
+    r = c.request({"type": "earnings", "id": "ev"})
+    assert r["type"] == "error" and r["code"] == "forbidden" and r["id"] == "ev", r
+    r = other.request({"type": "earnings", "id": "eo", "user": scene.creator})
+    assert r["type"] == "error" and r["code"] == "forbidden", r
+    r = me.request({"type": "earnings", "id": "eb", "user": "bad user!"})
+    assert r["type"] == "error" and r["code"] == "bad_field" and r["field"] == "user", r
+
+
+def test_earnings_unavailable_while_postgresql_is_down(scene, client, pg_outage):
+    """The earnings come from PostgreSQL: while it is down the answer is
+    `unavailable` (at once, not after a timeout), and it comes back with it."""
+    me = client(scene.srv, scene.creator, "creator")
+    assert me.request({"type": "earnings", "id": unique("e")})["type"] == "earnings"
+    with pg_outage():
+        wait_for(lambda: me.request({"type": "earnings", "id": unique("e")}).get("code") == "unavailable",
+                 what="earnings to answer unavailable")
+    wait_for(lambda: me.request({"type": "earnings", "id": unique("e")}).get("type") == "earnings",
+             timeout=30, what="earnings to come back with PostgreSQL")

@@ -50,6 +50,7 @@
   const $ = (id) => document.getElementById(id);
   const els = {
     user: $("user"), status: $("status"), balance: $("balance"),
+    earnings: $("earnings"), earningsPill: $("earnings-pill"),
     stage: $("stage"), error: $("error"), gifts: $("gifts"), feed: $("feed"),
     board: $("board"), boardEmpty: $("board-empty"), boardTabs: $("board-tabs"),
     tipForm: $("tip-form"), tipAmount: $("tip-amount"), tipText: $("tip-text"),
@@ -75,6 +76,7 @@
     animCounter: 0,
     boards: {top: [], day: [], week: [], month: []},
     period: "top",
+    earningsTimer: null,    // a pending refresh of the creator's earnings
   };
 
   // ---- helpers ------------------------------------------------------------
@@ -107,6 +109,25 @@
     if (typeof b !== "number") return;
     els.balance.textContent = coins(b);
     els.balance.dataset.balance = String(b);
+  }
+
+  // A creator's earnings are what PostgreSQL holds (the `earnings` request):
+  // asked at connect and again a moment after each gift or tip to their
+  // room, once the ledger has written it.
+  const EARNINGS_REFRESH_MS = 1000;
+
+  function setEarnings(m) {
+    if (typeof m.total !== "number") return;
+    els.earnings.textContent = coins(m.total);
+    els.earnings.dataset.earnings = String(m.total);
+  }
+
+  function refreshEarningsSoon() {
+    if (state.user !== ROOM || state.role !== "creator" || state.earningsTimer) return;
+    state.earningsTimer = setTimeout(() => {
+      state.earningsTimer = null;
+      send({type: "earnings", id: nextId("earn")});
+    }, EARNINGS_REFRESH_MS);
   }
 
   let errorTimer = null;
@@ -224,6 +245,7 @@
       case "welcome": return onWelcome(m);
       case "catalog": return onCatalog(m);
       case "balance": return setBalance(m.balance);
+      case "earnings": return setEarnings(m);
       case "joined": return onJoined(m);
       case "history": return onHistory(m);
       case "event": return deliver(m, true);
@@ -250,6 +272,9 @@
     els.creatorActions.hidden = !(owner || m.role === "admin");
     send({type: "catalog", id: nextId("cat")});
     send({type: "balance", id: nextId("bal")});
+    const creator = m.role === "creator" && owner;
+    els.earningsPill.hidden = !creator;
+    if (creator) send({type: "earnings", id: nextId("earn")});
     send({type: "join", id: nextId("join"), room: ROOM});
     // Money requests that were never answered go again with the same id:
     // the server answers a replay with the first result, so nothing is paid
@@ -383,7 +408,10 @@
     }
     els.feed.prepend(li);
     while (els.feed.children.length > FEED_MAX) els.feed.lastElementChild.remove();
-    if (live && (e.kind === "gift" || e.kind === "tip")) animate(e);
+    if (live && (e.kind === "gift" || e.kind === "tip")) {
+      animate(e);
+      refreshEarningsSoon();
+    }
   }
 
   function iconFor(key) {

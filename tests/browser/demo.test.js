@@ -7,7 +7,7 @@
 // bob's page plays the gift's animation and shows the balance minus the
 // price; carol's page shows the same event (same seq and order id) in its
 // feed; a page opened after the gift shows it on the Today board from the
-// join snapshot; a tip larger than bob's balance is answered insufficient_balance and
+// join snapshot; the creator's page shows earnings that count it; a tip larger than bob's balance is answered insufficient_balance and
 // shown on the page. Then, with --idle-s N, both pages sit idle for N
 // seconds (set it to a few of the server's ping intervals) and must keep
 // the WebSocket they had: browsers echo the server's pings, and a ping
@@ -141,6 +141,21 @@ async function run(opts, log) {
     const daveDay = Number(await dave.getAttribute('#board li[data-user="bob"]', "data-total"));
     check(daveDay >= price, `a page opened later shows bob on the Today board (${daveDay} coins)`);
     await dave.close();
+
+    // The creator's own page shows their earnings (from PostgreSQL), which
+    // count bob's gift, and no Balance 0 in their place.
+    const alice = await context.newPage();
+    alice.setDefaultTimeout(STEP_TIMEOUT_MS);
+    const aliceUrl = new URL(opts.url);
+    aliceUrl.searchParams.set("user", "alice");
+    await alice.goto(aliceUrl.toString());
+    await alice.waitForSelector('body[data-user="alice"][data-joined="alice"]');
+    await alice.waitForSelector("#earnings-pill:not([hidden])");
+    await alice.waitForFunction((p) => Number(document.getElementById("earnings").dataset.earnings) >= p, price);
+    const earned = Number(await alice.getAttribute("#earnings", "data-earnings"));
+    check(earned >= price, `alice's page shows her earnings (${earned} coins)`);
+    await alice.screenshot({path: path.join(opts.out, "browser-alice.png")});
+    await alice.close();
 
     // An unaffordable tip is refused, plainly, and costs nothing.
     const now = await balanceOf(bob);
