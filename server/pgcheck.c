@@ -39,6 +39,8 @@ static void on_result(PGresult *res, int ok, void *priv)
         if (PQntuples(res) != 1 ||
             catalog_load_json(p->catalog, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), err, sizeof err) < 0)
             log_msg(LOG_ERROR, "postgres: catalog reload failed; keeping the previous one");
+        else if (p->on_catalog)
+            p->on_catalog(p->ctx);
     }
     check_done(p);
 }
@@ -94,7 +96,8 @@ static void on_tick(uv_timer_t *t)
     }
 }
 
-int pgcheck_start(struct pgcheck *p, uv_loop_t *loop, const char *conninfo, struct catalog *catalog)
+int pgcheck_start(struct pgcheck *p, uv_loop_t *loop, const char *conninfo, struct catalog *catalog,
+                  void (*on_catalog)(void *ctx), void *ctx)
 {
     static const struct pgconn_hooks hooks = {.on_up = on_up, .on_down = on_down, .on_notify = on_notify};
     const struct pgconn_config cfg = {
@@ -106,6 +109,8 @@ int pgcheck_start(struct pgcheck *p, uv_loop_t *loop, const char *conninfo, stru
     };
     memset(p, 0, sizeof *p);
     p->catalog = catalog;
+    p->on_catalog = on_catalog;
+    p->ctx = ctx;
     p->pg = pgconn_open(loop, &cfg, &hooks, p);
     if (!p->pg)
         return -1;

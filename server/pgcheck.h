@@ -23,6 +23,9 @@ enum pgcheck_query { Q_CHECK, Q_LISTEN, Q_CATALOG };
 struct pgcheck {
     uv_loop_t *loop;
     struct catalog *catalog;
+    /* After every catalog load (the live creators may have changed). */
+    void (*on_catalog)(void *ctx);
+    void *ctx;
     struct pgconn *pg;
     int64_t last_ok_ms, last_check_ms;
     int ok;
@@ -33,8 +36,10 @@ struct pgcheck {
     uv_timer_t timer;
 };
 
-/* Starts connecting; returns at once. 0, or -1 when out of memory. */
-int pgcheck_start(struct pgcheck *p, uv_loop_t *loop, const char *conninfo, struct catalog *catalog);
+/* Starts connecting; returns at once. on_catalog(ctx) runs after every
+ * catalog load (may be NULL). 0, or -1 when out of memory. */
+int pgcheck_start(struct pgcheck *p, uv_loop_t *loop, const char *conninfo, struct catalog *catalog,
+                  void (*on_catalog)(void *ctx), void *ctx);
 /* Closes the connection and the loop handles (asynchronously). */
 void pgcheck_stop(struct pgcheck *p);
 /* 1 when the latest check succeeded and is recent. */

@@ -5,9 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "catalog.h"
 #include "clock.h"
 #include "hash.h"
 #include "log.h"
+#include "message.h"
 #include "roomkeys.h"
 
 /* Buckets of the room table at start; it doubles as rooms come. */
@@ -19,7 +21,7 @@ static uint32_t bucket_of(const struct rooms *rs, const char *id)
 }
 
 int rooms_init(struct rooms *rs, uv_loop_t *loop, const struct config *cfg, struct rlink *rl,
-               struct roomstore *store, struct board *board, struct conns *conns)
+               struct roomstore *store, struct board *board, struct conns *conns, const struct catalog *catalog)
 {
     memset(rs, 0, sizeof *rs);
     rs->loop = loop;
@@ -28,6 +30,7 @@ int rooms_init(struct rooms *rs, uv_loop_t *loop, const struct config *cfg, stru
     rs->store = store;
     rs->board = board;
     rs->conns = conns;
+    rs->catalog = catalog;
     rs->nbuckets = ROOMS_BUCKETS_MIN;
     rs->buckets = calloc(rs->nbuckets, sizeof *rs->buckets);
     if (!rs->buckets)
@@ -78,6 +81,7 @@ struct room *room_create(struct rooms *rs, const char *id)
     if (!r)
         return NULL;
     snprintf(r->id, sizeof r->id, "%s", id);
+    r->live = (uint8_t)catalog_room_live(rs->catalog, r->id);
     if (ring_init(&r->ring, r->id) < 0) {
         free(r);
         return NULL;
@@ -227,4 +231,40 @@ void rooms_sweep(struct rooms *rs, int64_t now_ms)
     if (rs->sweep_refresh)
         rs->last_refresh_ms = now_ms;
     rooms_each(rs, sweep_room);
+}
+
+/* The `room` status message of r, in fmt. */
+static struct frame *status_frame(const struct room *r, enum fmt fmt)
+{
+    struct enc e;
+    message_start(&e, fmt, 96, "room", "", 2);
+    enc_key(&e, "room");
+    enc_cstr(&e, r->id);
+    enc_key(&e, "live");
+    enc_bool(&e, r->live);
+    enc_end_map(&e);
+    return enc_finish(&e);
+}
+
+void rooms_catalog_changed(struct rooms *rs)
+{
+    for (uint32_t b = 0; b < rs->nbuckets; b++) {
+        for (struct room *r = rs->buckets[b]; r; r = r->hnext) {
+            uint8_t live = (uint8_t)catalog_room_live(rs->catalog, r->id);
+            if (live == r->live)
+                continue;
+            r->live = live;
+            log_msg(LOG_INFO, "room %s: %s", r->id, live ? "live" : "no longer live");
+            struct frame *f[FMT_COUNT] = {NULL};
+            for (uint32_t i = 0; i < r->nmembers; i++) {
+                struct conn *c = r->members[i];
+                if (!f[c->fmt])
+                    f[c->fmt] = status_frame(r, c->fmt);
+                conn_send(c, f[c->fmt] ? frame_ref(f[c->fmt]) : NULL);
+            }
+            for (int k = 0; k < FMT_COUNT; k++)
+                if (f[k])
+                    frame_unref(f[k]);
+        }
+    }
 }

@@ -42,6 +42,8 @@
 
 enum sub_state { SUB_NONE, SUB_PENDING, SUB_ACTIVE, SUB_LEAVING };
 
+struct catalog;
+
 struct room {
     char id[ID_MAX + 1];
     struct room *hnext;
@@ -64,6 +66,7 @@ struct room {
     uint8_t board_busy;       /* a read of the boards is in flight */
     int64_t board_pushed_ms;  /* monotonic time of the last push */
     struct room *board_next;
+    uint8_t live; /* what this node last told the members (catalog_room_live) */
 };
 
 struct rooms {
@@ -73,6 +76,7 @@ struct rooms {
     struct roomstore *store;
     struct board *board;
     struct conns *conns;
+    const struct catalog *catalog; /* the live creators */
     struct room **buckets;
     uint32_t nbuckets, count;
     int64_t last_refresh_ms;
@@ -92,7 +96,12 @@ struct rooms {
 
 /* room.c */
 int rooms_init(struct rooms *rs, uv_loop_t *loop, const struct config *cfg, struct rlink *rl,
-               struct roomstore *store, struct board *board, struct conns *conns);
+               struct roomstore *store, struct board *board, struct conns *conns, const struct catalog *catalog);
+/* The catalog was reloaded: every room whose creator went live or stopped
+ * being live tells its members here with a `room` message (docs/protocol.md).
+ * Each node does this after its own reload, so members on every node hear
+ * of it. */
+void rooms_catalog_changed(struct rooms *rs);
 /* Frees every room and closes the loop handles (at shutdown, after every
  * connection has left). */
 void rooms_free(struct rooms *rs);

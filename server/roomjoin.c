@@ -57,14 +57,17 @@ static void enc_events(struct enc *e, const char *room, const struct roomstore_e
 
 /* ---- Join -------------------------------------------------------------------- */
 
-static struct frame *joined_frame(const struct conn *c, const struct pending *p, const struct roomstore_snapshot *s)
+static struct frame *joined_frame(const struct conn *c, const struct room *r, const struct pending *p,
+                                  const struct roomstore_snapshot *s)
 {
     struct enc e;
-    message_start(&e, c->fmt, 1024, "joined", p->req_id, 9);
+    message_start(&e, c->fmt, 1024, "joined", p->req_id, 10);
     enc_key(&e, "room");
     enc_cstr(&e, p->room);
     enc_key(&e, "owner");
     enc_cstr(&e, p->room); /* a room is its creator's (docs/protocol.md) */
+    enc_key(&e, "live");
+    enc_bool(&e, r->live);
     enc_key(&e, "members");
     enc_int(&e, s->members);
     enc_key(&e, "seq");
@@ -99,7 +102,7 @@ static void on_snapshot(void *ctx, const struct roomstore_snapshot *s)
         free(p);
         return;
     }
-    struct frame *joined = joined_frame(c, p, s);
+    struct frame *joined = joined_frame(c, r, p, s);
     if (p->refresh) {
         /* A member already receives every event: its cursor stays. */
         conn_send(c, joined);

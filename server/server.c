@@ -180,11 +180,17 @@ int server_init(struct server *s, uv_loop_t *loop)
         .ctx = s, .on_open = session_open, .on_message = session_message, .on_leave_all = session_leave_all};
     if (conns_init(&s->conns, cfg, &conn_hooks) < 0)
         return -1;
-    if (rooms_init(&s->rooms, loop, cfg, &s->redis, &s->store, &s->board, &s->conns) < 0) {
+    if (rooms_init(&s->rooms, loop, cfg, &s->redis, &s->store, &s->board, &s->conns, &s->catalog) < 0) {
         conns_free(&s->conns);
         return -1;
     }
     return 0;
+}
+
+static void on_catalog(void *ctx)
+{
+    struct server *s = ctx;
+    rooms_catalog_changed(&s->rooms);
 }
 
 /* Creates the lws context (and our own listener with reuse-port). Returns
@@ -263,7 +269,7 @@ int server_start(struct server *s)
     s->redis_start.data = s;
     uv_timer_start(&s->redis_start, on_redis_start_timeout, (uint64_t)cfg->redis_start_timeout_s * 1000, 0);
     rlink_start(&s->redis);
-    if (pgcheck_start(&s->pgcheck, s->loop, cfg->pg_conninfo, &s->catalog) < 0 ||
+    if (pgcheck_start(&s->pgcheck, s->loop, cfg->pg_conninfo, &s->catalog, on_catalog, s) < 0 ||
         earnings_start(&s->earnings, s->loop, cfg->pg_conninfo) < 0) {
         log_msg(LOG_ERROR, "cannot start the backends: out of memory");
         exit(1);

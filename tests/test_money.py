@@ -519,3 +519,62 @@ def test_earnings_unavailable_while_postgresql_is_down(scene, client, pg_outage)
                  what="earnings to answer unavailable")
     wait_for(lambda: me.request({"type": "earnings", "id": unique("e")}).get("type") == "earnings",
              timeout=30, what="earnings to come back with PostgreSQL")
+
+
+def test_what_replays_and_what_conflicts(scene):
+    """Each row of docs/protocol.md's idempotency table: a retry with the
+    same id replays or conflicts, and a conflict moves no money."""
+    credit(scene.admin, scene.viewer, 5000)
+    c, mp = scene.client(), scene.client(SUBPROTOCOL_MSGPACK)
+    room = scene.creator
+
+    def first(req):
+        ack = c.request(req)
+        assert ack["type"] == "ack" and ack["replayed"] is False, ack
+        return ack
+
+    def answer(conn, req):
+        r = conn.request(req)
+        return "replayed" if r["type"] == "ack" and r["replayed"] else r.get("code", r["type"])
+
+    g = {"type": "gift", "id": "i-g", "room": room, "gift": ROSE, "count": 1}
+    first(g)
+    no_count = {k: v for k, v in g.items() if k != "count"}
+    t = {"type": "tip", "id": "i-t", "room": room, "amount": 5, "text": ""}
+    first(t)
+    no_text = {k: v for k, v in t.items() if k != "text"}
+    first({"type": "gift", "id": "i-c", "room": room, "gift": ROSE, "combo": "k1"})
+    first({"type": "tip", "id": "i-x", "room": room, "amount": 5, "text": "hi"})
+    spent = balance(c)
+
+    cases = [
+        (c, g, "replayed"),
+        (c, no_count, "replayed"),
+        (c, no_text, "replayed"),
+        (mp, dict(reversed(list(g.items()))), "replayed"),
+        (c, dict(g, count=2), "idempotency_conflict"),
+        (c, dict(g, gift=ROCKET), "idempotency_conflict"),
+        (c, dict(t, amount=6), "idempotency_conflict"),
+        (c, dict(g, combo="k2"), "idempotency_conflict"),
+        (c, {"type": "gift", "id": "i-c", "room": room, "gift": ROSE}, "idempotency_conflict"),
+        (c, {"type": "gift", "id": "i-c", "room": room, "gift": ROSE, "combo": "k9"},
+         "idempotency_conflict"),
+        (c, dict(t, text="new"), "idempotency_conflict"),
+        (c, {"type": "tip", "id": "i-x", "room": room, "amount": 5}, "idempotency_conflict"),
+        (c, {"type": "tip", "id": "i-g", "room": room, "amount": 1}, "idempotency_conflict"),
+        (c, {"type": "gift", "id": "i-t", "room": room, "gift": ROSE}, "idempotency_conflict"),
+    ]
+    got = [(req, answer(conn, req)) for conn, req, _ in cases]
+    assert [a for _, a in got] == [want for _, _, want in cases], got
+    assert balance(c) == spent  # nothing moved
+
+    # The same gift after its price changed: a conflict, and the first
+    # order stands at the first price.
+    psql(f"UPDATE gifts SET price = 2 WHERE id = {ROSE}")
+    try:
+        wait_catalog(c, lambda k: any(x["id"] == ROSE and x["price"] == 2 for x in k["gifts"]))
+        assert answer(c, g) == "idempotency_conflict"
+        assert balance(c) == spent
+    finally:
+        psql(f"UPDATE gifts SET price = 1 WHERE id = {ROSE}")
+        wait_catalog(c, lambda k: any(x["id"] == ROSE and x["price"] == 1 for x in k["gifts"]))

@@ -377,3 +377,40 @@ def test_two_nodes_share_rooms(server, client, room):
     j = late.join(room)
     assert j["members"] == 3 and j["seq"] == 3, j
     assert [e["seq"] for e in j["events"]] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("proto", [SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK])
+def test_joined_says_live_and_changes_are_pushed(server, client, proto):
+    """`joined` says whether the room's creator is live; when that changes
+    (creators.live in PostgreSQL), every member gets a `room` message."""
+    from helpers import psql
+    srv = server()
+    creator = unique("cr")
+    psql(f"INSERT INTO creators (id, live) VALUES ('{creator}', true)")
+    try:
+        m = client(srv, unique("v"), "viewer", proto)
+        deadline = time.monotonic() + 10
+        while True:  # the catalog reload that brings the creator is async
+            j = m.join(creator)
+            if j["live"] is True:
+                break
+            assert time.monotonic() < deadline, j
+            time.sleep(0.1)
+        # The reload that brought the creator told the room (live: true)
+        # if the room existed before it.
+        m.drain(0.3)
+        psql(f"UPDATE creators SET live = false WHERE id = '{creator}'")
+        msg = m.expect("room", timeout=10)
+        assert msg == {"type": "room", "room": creator, "live": False}, msg
+        # A gift to the room is refused now, and a new join says so.
+        assert m.join(creator)["live"] is False
+        psql(f"UPDATE creators SET live = true WHERE id = '{creator}'")
+        msg = m.expect("room", timeout=10)
+        assert msg == {"type": "room", "room": creator, "live": True}, msg
+        # A room that is no creator's is never live, and hears nothing.
+        other = unique("r")
+        assert m.join(other)["live"] is False
+        psql(f"UPDATE creators SET display_name = 'x' WHERE id = '{creator}'")  # a reload, no change
+        m.assert_silent(1.0)
+    finally:
+        psql(f"DELETE FROM creators WHERE id = '{creator}'")

@@ -24,3 +24,33 @@ def test_sigterm_closes_clients_1001(server, client):
     rc = srv.proc.wait(timeout=10)
     assert rc == 0, srv.describe()
     assert time.monotonic() - start < 5
+
+
+def test_readyz_says_stopping_while_draining(server, client):
+    """From SIGTERM until the exit, /readyz answers 503 with "stopping":true
+    (take the node out of the load balancer), new WebSocket connections are
+    refused, and health checks are still answered."""
+    import json
+
+    from wsclient import ConnectionClosed, HandshakeRefused
+    srv = server()
+    status, _, body = srv.http_get("/readyz")
+    assert status == 200 and json.loads(body)["stopping"] is False, body
+    # A client that never reads keeps the drain going (up to 2 s).
+    silent = client(srv, unique("v"), "viewer")
+    srv.signal(signal.SIGTERM)
+    deadline = time.monotonic() + 2
+    while True:
+        status, _, body = srv.http_get("/readyz")
+        if json.loads(body)["stopping"]:
+            break
+        assert time.monotonic() < deadline, body
+        time.sleep(0.01)
+    assert status == 503, body
+    assert json.loads(body) == {"redis": "ok", "postgres": "ok", "stopping": True}, body
+    try:
+        late = srv.connect(token=None)
+        assert late.wait_close(timeout=5) == 1013
+    except (HandshakeRefused, ConnectionClosed, OSError):
+        pass  # refused before or during the handshake: refused too
+    assert srv.proc.wait(timeout=10) == 0, srv.describe()
