@@ -25,7 +25,7 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
     case LWS_CALLBACK_RECEIVE:
         return conn_receive(c, in, len);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        return conn_peer_closed(c);
+        return conn_peer_closed(c, in, len);
     case LWS_CALLBACK_RECEIVE_PONG:
         conn_pong(c);
         return 0;
