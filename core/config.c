@@ -363,7 +363,9 @@ static void config_wrap(FILE *out, const char *text, int indent, int col)
 
 void config_help(FILE *out)
 {
-    fprintf(out, "Usage: tipcastd [--config FILE] [--KEY=VALUE ...]\n\n");
+    fprintf(out, "Usage: tipcastd [--config FILE] [--KEY=VALUE ...]\n"
+                 "       tipcastd [--config FILE] [--KEY=VALUE ...] --check-config\n"
+                 "       tipcastd --version\n\n");
     config_wrap(out,
                 "tipcastd serves live rooms and gifts over WebSocket. Every setting "
                 "below can be given as a flag (--KEY=VALUE or --KEY VALUE), as the "
