@@ -94,7 +94,7 @@ static void test_truncation(void)
         size_t m = 0;
         for (size_t i = 0; i < k; i++)
             msg[m++] = 'a';
-        while (m + 3 < sizeof msg) {
+        while (m + 5 <= sizeof msg) { /* a euro sign, a newline and the NUL */
             memcpy(msg + m, "\xe2\x82\xac", 3);
             m += 3;
             msg[m++] = '\n';
