@@ -19,6 +19,17 @@
 #define CONFIG_HELP_COL 30
 #define CONFIG_HELP_WIDTH 79
 
+/* The message for a name that is no setting, with the one it was probably
+ * meant to be. */
+static void config_unknown(const char *key, char *err, size_t errlen)
+{
+    const char *near = config_suggest(key);
+    if (near != NULL)
+        config_err(err, errlen, "unknown setting \"%.64s\" (did you mean \"%s\"?)", key, near);
+    else
+        config_err(err, errlen, "unknown setting \"%.64s\"", key);
+}
+
 int config_set(struct config *cfg, const char *key, const char *value, char *err,
                size_t errlen)
 {
@@ -34,7 +45,7 @@ int config_set(struct config *cfg, const char *key, const char *value, char *err
     }
     e = config_find(key);
     if (e == NULL) {
-        config_err(err, errlen, "%.64s: unknown setting (see --help)", key);
+        config_unknown(key, err, errlen);
         return -1;
     }
     return config_set_value(e, cfg, value, err, errlen);
@@ -205,7 +216,7 @@ static int config_parse_flag(int argc, char **argv, int *i, char *key, size_t ke
     eq = strchr(name, '=');
     name_len = eq ? (size_t)(eq - name) : strlen(name);
     if (name_len >= keycap) {
-        config_err(err, errlen, "%.64s: unknown setting (see --help)", name);
+        config_err(err, errlen, "unknown setting \"%.64s\"", name);
         return -1;
     }
     memcpy(key, name, name_len);
@@ -224,7 +235,7 @@ static int config_parse_flag(int argc, char **argv, int *i, char *key, size_t ke
         return 0;
     }
     if (e == NULL && strcmp(key, "config") != 0) {
-        config_err(err, errlen, "%s: unknown setting (see --help)", key);
+        config_unknown(key, err, errlen);
         return -1;
     }
     config_err(err, errlen, "--%s needs a value", key);
@@ -352,7 +363,9 @@ static void config_wrap(FILE *out, const char *text, int indent, int col)
 
 void config_help(FILE *out)
 {
-    fprintf(out, "Usage: tipcastd [--config FILE] [--KEY=VALUE ...]\n\n");
+    fprintf(out, "Usage: tipcastd [--config FILE] [--KEY=VALUE ...]\n"
+                 "       tipcastd [--config FILE] [--KEY=VALUE ...] --check-config\n"
+                 "       tipcastd --version\n\n");
     config_wrap(out,
                 "tipcastd serves live rooms and gifts over WebSocket. Every setting "
                 "below can be given as a flag (--KEY=VALUE or --KEY VALUE), as the "

@@ -86,8 +86,10 @@ struct config {
     int board_push_ms;                 /* "board-push-ms", default 500 */
     int redis_unsafe;                  /* "redis-unsafe", accept a Redis without AOF / with eviction */
 
-    /* Logging: "log-level" error|warn|info|debug, default info */
-    int log_level;
+    /* Logging */
+    int log_level;                     /* "log-level" error|warn|info|debug, default info */
+    int log_format;                    /* "log-format" logfmt|json (enum log_format), default logfmt */
+    int log_repeat_s;                  /* "log-repeat-s", window of repeated warnings, default 10 */
 };
 
 /* Fills `cfg` with the defaults. */

@@ -12,6 +12,7 @@ const char *const config_group_names[CONFIG_G_COUNT] = {
 };
 
 const char *const config_log_levels[4] = {"error", "warn", "info", "debug"};
+const char *const config_log_formats[2] = {"logfmt", "json"};
 
 const struct config_entry config_table[] = {
     /* Network */
@@ -178,6 +179,16 @@ const struct config_entry config_table[] = {
      "LEVEL",
      "error, warn, info or debug; messages less severe than this are not "
      "written."},
+    {"log-format", CONFIG_G_LOGGING, CONFIG_T_LOG_FORMAT, CONFIG_OFF(log_format), 0, 1, "logfmt",
+     "FORMAT",
+     "logfmt writes each line on stderr as ts=... level=... msg=\"...\" and "
+     "key=value fields; json writes each line as one JSON object with the "
+     "same keys."},
+    {"log-repeat-s", CONFIG_G_LOGGING, CONFIG_T_INT, CONFIG_OFF(log_repeat_s), 0, 3600, "10",
+     "SECONDS",
+     "A warning repeated within this many seconds is written once; the next "
+     "one written after that carries suppressed=N, the repeats left out. 0 "
+     "writes every warning."},
 };
 
 

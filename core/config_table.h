@@ -19,6 +19,7 @@ enum config_type {
     CONFIG_T_SECRETS,
     CONFIG_T_ORIGINS,
     CONFIG_T_LOG_LEVEL,
+    CONFIG_T_LOG_FORMAT,
 };
 
 enum config_group {
@@ -50,6 +51,8 @@ extern const struct config_entry config_table[];
 extern const size_t config_table_len;
 extern const char *const config_group_names[CONFIG_G_COUNT];
 extern const char *const config_log_levels[4];
+/* By enum log_format (core/logfmt.h). */
+extern const char *const config_log_formats[2];
 
 /* The row of setting `key`, or NULL. */
 const struct config_entry *config_find(const char *key);
@@ -64,5 +67,13 @@ void config_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((f
 
 /* Trims a NUL-terminated string in place; returns its new start. */
 char *config_trim(char *s);
+
+/* config_suggest.c. The edit distance (insertions, deletions,
+ * substitutions, swaps of neighbours) between a and b; SIZE_MAX when either
+ * is longer than 64 bytes. */
+size_t config_distance(const char *a, const char *b);
+/* The setting whose name is nearest to `key` when it is close enough to be
+ * a typo of it, else NULL. */
+const char *config_suggest(const char *key);
 
 #endif

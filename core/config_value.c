@@ -135,6 +135,21 @@ static int config_set_log_level(const struct config_entry *e, struct config *cfg
     return -1;
 }
 
+static int config_set_log_format(const struct config_entry *e, struct config *cfg,
+                                 const char *value, char *err, size_t errlen)
+{
+    int *field = (int *)(void *)((char *)cfg + e->offset);
+
+    for (size_t i = 0; i < sizeof(config_log_formats) / sizeof(config_log_formats[0]); i++) {
+        if (strcasecmp(value, config_log_formats[i]) == 0) {
+            *field = (int)i;
+            return 0;
+        }
+    }
+    config_err(err, errlen, "%s: %.64s is not logfmt or json", e->key, value);
+    return -1;
+}
+
 /* A kid travels in a JWT header and in this comma-separated list, so it is
  * printable ASCII without blanks and without the list's separator. */
 static int config_kid_valid(const char *s, size_t len)
@@ -355,6 +370,8 @@ int config_set_value(const struct config_entry *e, struct config *cfg, const cha
         return config_set_origins(e, cfg, value, err, errlen);
     case CONFIG_T_LOG_LEVEL:
         return config_set_log_level(e, cfg, value, err, errlen);
+    case CONFIG_T_LOG_FORMAT:
+        return config_set_log_format(e, cfg, value, err, errlen);
     }
     config_err(err, errlen, "%s: bad table entry", e->key);
     return -1;

@@ -9,6 +9,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "ranges.h"
 
 extern const char lua_outbox_lease[];
 
@@ -31,10 +32,47 @@ struct lease_req {
     int64_t sent_ms;
 };
 
+/* Longest shard list in a log line; a longer one ends with "..." (the
+ * count is exact). */
+#define LEASE_LOG_LIST_MAX 512
+
 static void change(struct leases *l, int shard, int held)
 {
     l->owned[shard] = (uint8_t)held;
+    /* A shard lost and taken back within one round nets out. */
+    if (held && l->lost[shard])
+        l->lost[shard] = 0;
+    else if (!held && l->taken[shard])
+        l->taken[shard] = 0;
+    else if (held)
+        l->taken[shard] = 1;
+    else
+        l->lost[shard] = 1;
     l->on_change(l->ctx, shard, held);
+}
+
+static void log_changes(struct leases *l, uint8_t *set, int level, const char *msg)
+{
+    char list[LEASE_LOG_LIST_MAX];
+    int n = ranges_format(set, l->ob->shards, list, sizeof list);
+    if (n > 0)
+        log_kv(level, msg, LOG_STR("group", l->group), LOG_STR("shards", list), LOG_INT("count", n),
+               LOG_INT("held", lease_count(l)));
+    memset(set, 0, (size_t)l->ob->shards);
+}
+
+/* One line per kind of change once the round's replies are all in (or
+ * none will come): not one per shard, which at start would be a line for
+ * each of the wallet-shards. */
+static void round_done(struct leases *l)
+{
+    if (l->inflight > 0)
+        return;
+    /* Losses are warnings: another node took the shard, or Redis did not
+     * answer in time. Not held back as repeats: msg is shared, but each
+     * line says which shards. */
+    log_changes(l, l->taken, LOG_INFO, "outbox shards taken");
+    log_changes(l, l->lost, LOG_WARN, "outbox shards lost");
 }
 
 static void on_lease(redisReply *reply, void *priv)
@@ -44,11 +82,11 @@ static void on_lease(redisReply *reply, void *priv)
     int held = reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
     if (held)
         l->renewed_ms[q->shard] = q->sent_ms;
-    if (held != l->owned[q->shard]) {
-        log_msg(LOG_INFO, "outbox %s: shard %d %s", l->group, q->shard, held ? "taken" : "lost");
+    if (held != l->owned[q->shard])
         change(l, q->shard, held);
-    }
     free(q);
+    l->inflight--;
+    round_done(l);
 }
 
 static void lease_call(struct leases *l, int shard, const char *take)
@@ -65,6 +103,8 @@ static void lease_call(struct leases *l, int shard, const char *take)
     *q = (struct lease_req){l, shard, clock_mono_ms()};
     if (rlink_eval(l->ob->rl, &l->script, 1, 4, argv, len, on_lease, q) < 0)
         free(q);
+    else
+        l->inflight++;
 }
 
 void lease_tick(struct leases *l)
@@ -79,6 +119,8 @@ void lease_tick(struct leases *l)
         }
         lease_call(l, s, "1");
     }
+    /* Nothing sent (no Redis): the drops above are the round. */
+    round_done(l);
 }
 
 static void on_release(redisReply *reply, void *priv)
@@ -89,6 +131,8 @@ static void on_release(redisReply *reply, void *priv)
 
 void lease_release_all(struct leases *l)
 {
+    uint8_t released[OUTBOX_SHARDS_MAX];
+    memcpy(released, l->owned, (size_t)l->ob->shards);
     for (int s = 0; s < l->ob->shards; s++) {
         if (!l->owned[s])
             continue;
@@ -100,6 +144,7 @@ void lease_release_all(struct leases *l)
         size_t len[] = {strlen(key), strlen(node), 1, 1};
         rlink_eval(l->ob->rl, &l->script, 1, 4, argv, len, on_release, NULL);
     }
+    log_changes(l, released, LOG_INFO, "outbox shards released");
 }
 
 int lease_count(const struct leases *l)

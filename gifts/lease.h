@@ -4,7 +4,9 @@
  *
  * The owner calls lease_tick every LEASE_TICK_MS: it takes or renews the
  * lease of every shard (one script per shard, pipelined) and reports every
- * gain or loss through on_change. A lease whose renewal has not been
+ * gain or loss through on_change. A round that changed anything is logged
+ * as one line per kind ("outbox shards taken", "outbox shards lost", with
+ * the shards as ranges), however many shards it moved. A lease whose renewal has not been
  * confirmed for most of its life counts as lost at once, before another
  * node can have taken it. */
 #ifndef TIPCAST_LEASE_H
@@ -26,6 +28,11 @@ struct leases {
     void (*on_change)(void *ctx, int shard, int owned);
     void *ctx;
     struct rlink_script script;
+    /* The changes of the round under way, logged as one line when its
+     * last reply is in (lease.c). */
+    uint8_t taken[OUTBOX_SHARDS_MAX];
+    uint8_t lost[OUTBOX_SHARDS_MAX];
+    int inflight;
 };
 
 /* Prepares the leases of `group` and registers the script (before

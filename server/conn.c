@@ -92,7 +92,10 @@ static int write_frame(struct conn *c, struct frame *f)
     if (f->wire)
         wp = LWS_WRITE_HTTP;
     int n = lws_write(c->wsi, frame_payload(f), f->len, wp);
-    return n < (int)f->len ? -1 : 0;
+    if (n < (int)f->len)
+        return -1;
+    c->bytes_out += f->len;
+    return 0;
 }
 
 /* A write outside WRITEABLE failed: the socket is unusable. Nothing more is
@@ -313,6 +316,7 @@ int conn_opened(struct conns *t, struct conn *c, struct lws *wsi, enum fmt fmt)
         if (fd >= 0)
             setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
     }
+    connlog_opened(c);
     t->hooks.on_open(t->hooks.ctx, c);
     return 0;
 }
@@ -325,6 +329,7 @@ int conn_receive(struct conn *c, const void *in, size_t len)
     int last = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
 
     c->last_rx_ms = clock_mono_ms();
+    c->bytes_in += len;
     if (c->close_code)
         return 0; /* closing: what it says no longer matters */
     if (first)
@@ -334,6 +339,8 @@ int conn_receive(struct conn *c, const void *in, size_t len)
     if (c->rx_len + len + lws_remaining_packet_payload(wsi) > max) {
         static const char reason[] = "message too big";
         lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason, sizeof reason - 1);
+        c->close_code = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE; /* for the close line */
+        c->close_reason = reason;
         return -1;
     }
     if (first && last) {
@@ -396,8 +403,10 @@ static int send_close(struct conn *c)
     return 0;
 }
 
-int conn_peer_closed(struct conn *c)
+int conn_peer_closed(struct conn *c, const void *in, size_t len)
 {
+    const uint8_t *p = in;
+    c->peer_close_code = len >= 2 ? (uint16_t)(p[0] << 8 | p[1]) : LWS_CLOSE_STATUS_NO_STATUS;
     /* Our close answered: no echo, just close. Otherwise lws echoes the
      * peer's close, as RFC 6455 asks, and nothing may follow it. */
     if (c->close_sent)
@@ -464,6 +473,7 @@ void conn_closed(struct conn *c)
 {
     if (!c->id)
         return; /* refused in conn_opened before it had a slot */
+    connlog_closed(c);
     struct conns *t = c->t;
     if (c->nrooms)
         t->hooks.on_leave_all(t->hooks.ctx, c);

@@ -105,6 +105,15 @@ struct conn {
     int close_code;
     const char *close_reason;
     int close_sent;
+
+    /* For the line logged when the connection ends (connlog.c): message
+     * bytes received and written, the code of the peer's close frame (0
+     * when none came), and the peer's address, kept as bytes since an
+     * address as text would cost 46 bytes a connection. */
+    uint64_t bytes_in, bytes_out;
+    uint16_t peer_close_code;
+    uint8_t peer_family;      /* AF_INET, AF_INET6, 0 unknown */
+    uint8_t peer_addr[16];
 };
 
 struct conn_hooks {
@@ -144,10 +153,18 @@ int conn_opened(struct conns *t, struct conn *c, struct lws *wsi, enum fmt fmt);
 int conn_receive(struct conn *c, const void *in, size_t len);
 int conn_writeable(struct conn *c);
 void conn_pong(struct conn *c);
-/* The peer sent a close frame; returns what LWS_CALLBACK_WS_PEER_INITIATED_CLOSE
- * should return (1: do not echo, because it answers ours). */
-int conn_peer_closed(struct conn *c);
+/* The peer sent a close frame (its payload in[0..len)); returns what
+ * LWS_CALLBACK_WS_PEER_INITIATED_CLOSE should return (1: do not echo,
+ * because it answers ours). */
+int conn_peer_closed(struct conn *c, const void *in, size_t len);
 void conn_closed(struct conn *c);
+
+/* connlog.c: the peer's address, noted when the connection opens (the
+ * socket may be gone by the time it closes), and the info line written
+ * when it ends: close code, reason, who closed, duration, bytes, user,
+ * peer. */
+void connlog_opened(struct conn *c);
+void connlog_closed(const struct conn *c);
 
 /* The reply handle of request `id` ("" for none) of this connection. */
 void conn_reply(const struct conn *c, const char *id, struct reply *r);

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "server.h"
+#include "version.h"
 
 /* jemalloc's settings, read at its start. Pages freed by a burst (the
  * handshakes of thousands of connections opening) go back to the system
@@ -38,10 +39,35 @@ static void make_node_id(char *out, size_t cap)
     snprintf(out, cap, "%s-%d-%02x%02x%02x%02x%02x%02x", host, (int)getpid(), r[0], r[1], r[2], r[3], r[4], r[5]);
 }
 
+/* Takes the flags that are modes rather than settings out of argv:
+ * --version prints and exits; --check-config loads the configuration
+ * (file, environment, flags) and exits 0 when it is valid, 2 when not,
+ * without connecting to anything. */
+static void take_mode_flags(int *argc, char **argv, int *version, int *check)
+{
+    int n = 1;
+    for (int i = 1; i < *argc; i++) {
+        if (strcmp(argv[i], "--version") == 0)
+            *version = 1;
+        else if (strcmp(argv[i], "--check-config") == 0)
+            *check = 1;
+        else
+            argv[n++] = argv[i];
+    }
+    argv[n] = NULL;
+    *argc = n;
+}
+
 int main(int argc, char **argv)
 {
     char err[512];
     struct server *s = &server;
+    int version = 0, check = 0;
+    take_mode_flags(&argc, argv, &version, &check);
+    if (version) {
+        version_print(stdout, "tipcastd");
+        return 0;
+    }
     config_defaults(&s->cfg);
     int rc = config_load(&s->cfg, argc, argv, err, sizeof err);
     if (rc > 0)
@@ -56,7 +82,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "tipcastd: %s\n", err);
         return 2;
     }
+    if (check) {
+        printf("tipcastd: configuration OK\n");
+        return 0;
+    }
     log_set_level(s->cfg.log_level);
+    log_set_format(s->cfg.log_format);
+    log_set_repeat_s(s->cfg.log_repeat_s);
     signal(SIGPIPE, SIG_IGN);
     /* A port in use is the commonest reason not to start: said first and
      * plainly, before the schema and the catalog are read. */

@@ -25,7 +25,7 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
     case LWS_CALLBACK_RECEIVE:
         return conn_receive(c, in, len);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        return conn_peer_closed(c);
+        return conn_peer_closed(c, in, len);
     case LWS_CALLBACK_RECEIVE_PONG:
         conn_pong(c);
         return 0;
@@ -61,7 +61,15 @@ static void lws_log(int level, const char *line)
     size_t n = strlen(line);
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
-    log_msg(level == LLL_ERR ? LOG_ERROR : level == LLL_WARN ? LOG_WARN : LOG_DEBUG, "lws: %.*s", (int)n, line);
+    /* By text, not through log_msg's one format: lws's warnings are told
+     * apart for the repeat limit by what they say. */
+    char text[LOG_LINE_MAX];
+    int k = snprintf(text, sizeof text, "lws: %.*s", (int)n, line);
+    if (k < 0)
+        return;
+    if ((size_t)k >= sizeof text)
+        k = sizeof text - 1;
+    log_text(level == LLL_ERR ? LOG_ERROR : level == LLL_WARN ? LOG_WARN : LOG_DEBUG, text, (size_t)k);
 }
 
 #ifdef TIPCAST_JEMALLOC

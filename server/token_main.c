@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "jwt.h"
+#include "version.h"
 
 /* A year either way: long enough for any demo, and a negative TTL mints an
  * already expired token for testing the server's refusal. */
@@ -34,6 +35,7 @@ static void token_usage(FILE *out)
             "  --ttl SECONDS    lifetime from now, default 3600; a negative value mints\n"
             "                   an already expired token (at most %lld either way)\n"
             "  --help           print this text\n"
+            "  --version        print the version\n"
             "\n"
             "Every option also takes the --name=value form.\n",
             TOKEN_TTL_MAX_S);
@@ -87,6 +89,10 @@ int main(int argc, char **argv)
         int missing = 0;
         const char *v;
 
+        if (strcmp(argv[i], "--version") == 0) {
+            version_print(stdout, "tipcast-token");
+            return 0;
+        }
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             token_usage(stdout);
             return 0;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "config_table.h"
 #include "unit.h"
 
 /* Appended to the secrets below: jwt-secret takes no secret shorter than
@@ -446,7 +447,7 @@ static void test_file_errors(void)
 
     path = write_temp("port = 80\n\nbogus-key = 1\n");
     CHECK_INT(load(&c, err, sizeof(err), (char *[]){"--config", (char *)path, NULL}), -1);
-    snprintf(expect, sizeof(expect), "%s:3: bogus-key", path);
+    snprintf(expect, sizeof(expect), "%s:3: unknown setting \"bogus-key\"", path);
     CHECK_CONTAINS(err, expect);
     unlink(path);
 
@@ -515,7 +516,7 @@ static void test_flags(void)
     CHECK_CONTAINS(err, "--port needs a value");
     CHECK_INT(load(&c, err, sizeof(err), (char *[]){"--port", "--max-burst=3", NULL}), -1);
     CHECK_INT(load(&c, err, sizeof(err), (char *[]){"--nope=1", NULL}), -1);
-    CHECK_CONTAINS(err, "nope: unknown setting");
+    CHECK_STR(err, "unknown setting \"nope\"");
     CHECK_INT(load(&c, err, sizeof(err), (char *[]){"--port=70000", NULL}), -1);
     CHECK_STR(err, "port: 70000 is out of range 1..65535");
 
@@ -615,6 +616,86 @@ static void test_help(void)
     fclose(f);
 }
 
+/* The edit distance and the "did you mean" of unknown names, on the
+ * command line and in a file. */
+static void test_suggest(void)
+{
+    struct config c;
+    char err[512];
+    const char *path;
+
+    clear_tipcast_env();
+    CHECK_INT(config_distance("port", "port"), 0);
+    CHECK_INT(config_distance("prot", "port"), 1);       /* a swap is one edit */
+    CHECK_INT(config_distance("kitten", "sitting"), 3);
+    CHECK_INT(config_distance("", "abc"), 3);
+    CHECK_INT(config_distance("abc", ""), 3);
+    CHECK_INT(config_distance("max_burst", "max-burst"), 1);
+    CHECK_INT(config_distance("ca", "abc"), 3);          /* no edit twice in OSA */
+    CHECK(config_distance("x", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx") == (size_t)-1);
+
+    CHECK_STR(config_suggest("prot"), "port");
+    CHECK_STR(config_suggest("Port"), "port");
+    CHECK_STR(config_suggest("max_burst"), "max-burst");
+    CHECK_STR(config_suggest("log-formt"), "log-format");
+    CHECK_STR(config_suggest("max-frame-byte"), "max-frame-bytes");
+    CHECK_STR(config_suggest("redis-hots"), "redis-host");
+    CHECK(config_suggest("zzzz") == NULL);
+    CHECK(config_suggest("nope") == NULL);
+    CHECK(config_suggest("") == NULL);
+
+    CHECK_INT(load(&c, err, sizeof(err), (char *[]){"--prot", "8080", NULL}), -1);
+    CHECK_STR(err, "unknown setting \"prot\" (did you mean \"port\"?)");
+    CHECK_INT(load(&c, err, sizeof(err), (char *[]){"--prot=8080", NULL}), -1);
+    CHECK_STR(err, "unknown setting \"prot\" (did you mean \"port\"?)");
+    CHECK_INT(load(&c, err, sizeof(err), (char *[]){"--jwt-secret=s", "--wallet-shard=4", NULL}), -1);
+    CHECK_STR(err, "unknown setting \"wallet-shard\" (did you mean \"wallet-shards\"?)");
+    path = write_temp("port = 1\n# comment\nprot = 2\n");
+    CHECK(path != NULL);
+    if (path != NULL) {
+        char want[600];
+        CHECK_INT(load(&c, err, sizeof(err), (char *[]){"--config", (char *)path, NULL}), -1);
+        snprintf(want, sizeof(want), "%s:3: unknown setting \"prot\" (did you mean \"port\"?)", path);
+        CHECK_STR(err, want);
+        unlink(path);
+    }
+}
+
+/* docs/tipcastd.conf.example names every setting with its default: loaded,
+ * it gives exactly the defaults, and each key of the table has its line
+ * ("# key =" for the one without a default, jwt-secret). */
+static void test_example_file(void)
+{
+    struct config c, want;
+    char err[512];
+    char text[16384];
+    size_t n;
+    FILE *f;
+
+    clear_tipcast_env();
+    CHECK_INT(load(&c, err, sizeof(err),
+                   (char *[]){"--config", TIPCAST_EXAMPLE_CONF, "--jwt-secret=s", NULL}), 0);
+    CHECK_STR(err, "");
+    config_defaults(&want);
+    CHECK_INT(config_set(&want, "jwt-secret", "s", err, sizeof(err)), 0);
+    CHECK(memcmp(&c, &want, sizeof(c)) == 0);
+
+    f = fopen(TIPCAST_EXAMPLE_CONF, "r");
+    CHECK(f != NULL);
+    if (f == NULL)
+        return;
+    n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    CHECK(n < sizeof(text) - 1);
+    text[n] = '\0';
+    for (size_t i = 0; i < config_table_len; i++) {
+        const struct config_entry *e = &config_table[i];
+        char line[128];
+        snprintf(line, sizeof(line), "\n%s%s = ", e->def == NULL ? "# " : "", e->key);
+        CHECK_CONTAINS(text, line);
+    }
+}
+
 int main(void)
 {
     clear_tipcast_env();
@@ -627,5 +708,7 @@ int main(void)
     test_flags();
     test_validate();
     test_help();
+    test_suggest();
+    test_example_file();
     return unit_finish("unit_config");
 }
