@@ -648,7 +648,7 @@ static void test_suggest(void)
     CHECK_STR(err, "unknown setting \"prot\" (did you mean \"port\"?)");
     CHECK_INT(load(&c, err, sizeof(err), (char *[]){"--prot=8080", NULL}), -1);
     CHECK_STR(err, "unknown setting \"prot\" (did you mean \"port\"?)");
-    CHECK_INT(load(&c, err, sizeof(err), (char *[]){"--jwt-secret=s", "--wallet-shard=4", NULL}), -1);
+    CHECK_INT(load(&c, err, sizeof(err), (char *[]){"--jwt-secret=s" PAD, "--wallet-shard=4", NULL}), -1);
     CHECK_STR(err, "unknown setting \"wallet-shard\" (did you mean \"wallet-shards\"?)");
     path = write_temp("port = 1\n# comment\nprot = 2\n");
     CHECK(path != NULL);
@@ -674,10 +674,10 @@ static void test_example_file(void)
 
     clear_tipcast_env();
     CHECK_INT(load(&c, err, sizeof(err),
-                   (char *[]){"--config", TIPCAST_EXAMPLE_CONF, "--jwt-secret=s", NULL}), 0);
+                   (char *[]){"--config", TIPCAST_EXAMPLE_CONF, "--jwt-secret=s" PAD, NULL}), 0);
     CHECK_STR(err, "");
     config_defaults(&want);
-    CHECK_INT(config_set(&want, "jwt-secret", "s", err, sizeof(err)), 0);
+    CHECK_INT(config_set(&want, "jwt-secret", "s" PAD, err, sizeof(err)), 0);
     CHECK(memcmp(&c, &want, sizeof(c)) == 0);
 
     f = fopen(TIPCAST_EXAMPLE_CONF, "r");

@@ -37,6 +37,15 @@ static void b64url(const unsigned char *in, size_t len, char *out)
     out[n] = '\0';
 }
 
+/* Keys of the tests: jwt-secret takes none shorter than 32 bytes. */
+#define K "k-0123456789abcdef0123456789abcdef"
+#define TAMPER "tamper-key-0123456789abcdef0123456789"
+#define ONE "one-0123456789abcdef0123456789abcdef"
+#define TWO "two-0123456789abcdef0123456789abcdef"
+#define DEFAULT "default-0123456789abcdef0123456789abcdef"
+#define OLDS "old-secret-0123456789abcdef0123456789"
+#define NEWS "new-secret-0123456789abcdef0123456789"
+
 /* Builds header.payload.signature from raw JSON texts, so that tests can
  * sign tokens jwt_sign would never produce. */
 static void mint(const char *hdr, const char *payload, const char *key, char *out)
@@ -129,16 +138,18 @@ static void test_known_vectors(void)
         "duMJqtn_CzGzzZh2p255ZsPtyDiwH6Vn2lP5WTysTdg";
     /* python3: {"alg":"HS256","typ":"JWT","kid":"2024-b"} and
      * {"sub":"u42","role":"viewer","exp":1732250000}, compact, key
-     * "rotated secret: with colon": what jwt_sign must produce byte for byte. */
+     * "rotated secret: with colon and 32+ bytes": what jwt_sign must
+     * produce byte for byte. */
     static const char v2[] =
         "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6IjIwMjQtYiJ9."
         "eyJzdWIiOiJ1NDIiLCJyb2xlIjoidmlld2VyIiwiZXhwIjoxNzMyMjUwMDAwfQ."
-        "Fvb5RNk539Ve-ZLD6AJ0r7Tal6f1PKc8BFzzaOExK7Q";
+        "wXJRDbYKRo8pUSYvnU-g1QvOFaOrmAFEHW_aRd4jN6w";
     struct config cfg = cfg_with("tipcast-test-secret-0123456789abcdef");
-    struct config rot = cfg_with("2024-a:old secret,2024-b:rotated secret: with colon");
+    struct config rot = cfg_with("2024-a:old secret of 32 bytes or more too,"
+                                 "2024-b:rotated secret: with colon and 32+ bytes");
     struct jwt_claims c;
     char tok[JWT_MAX_BYTES + 1];
-    const char *key2 = "rotated secret: with colon";
+    const char *key2 = "rotated secret: with colon and 32+ bytes";
 
     CHECK_JWT(jwt_verify(&cfg, v1, strlen(v1), 1700000000, &c), JWT_OK);
     CHECK_STR(c.sub, "alice");
@@ -158,11 +169,11 @@ static void test_known_vectors(void)
 
 static void test_expiry(void)
 {
-    struct config cfg = cfg_with("k");
+    struct config cfg = cfg_with(K);
     const int64_t exp = NOW;
     char tok[JWT_MAX_BYTES + 1];
 
-    CHECK(jwt_sign("k", 1, NULL, "u1", ROLE_VIEWER, exp, tok, sizeof(tok)) > 0);
+    CHECK(jwt_sign(K, strlen(K), NULL, "u1", ROLE_VIEWER, exp, tok, sizeof(tok)) > 0);
     CHECK_JWT(verify_at(&cfg, tok, exp - 1000), JWT_OK);
     CHECK_JWT(verify_at(&cfg, tok, exp), JWT_OK);
     CHECK_JWT(verify_at(&cfg, tok, exp + JWT_LEEWAY_S), JWT_OK);
@@ -171,25 +182,25 @@ static void test_expiry(void)
 
     /* Extreme values must neither overflow (UBSan watches) nor pass wrongly. */
     mint("{\"alg\":\"HS256\"}",
-         "{\"sub\":\"u1\",\"role\":\"viewer\",\"exp\":9223372036854775807}", "k", tok);
+         "{\"sub\":\"u1\",\"role\":\"viewer\",\"exp\":9223372036854775807}", K, tok);
     CHECK_JWT(verify_at(&cfg, tok, INT64_MAX), JWT_OK);
     mint("{\"alg\":\"HS256\"}",
-         "{\"sub\":\"u1\",\"role\":\"viewer\",\"exp\":-9223372036854775807}", "k", tok);
+         "{\"sub\":\"u1\",\"role\":\"viewer\",\"exp\":-9223372036854775807}", K, tok);
     CHECK_JWT(verify_at(&cfg, tok, NOW), JWT_EXPIRED);
     /* Too big for an integer: jansson refuses the JSON. */
     mint("{\"alg\":\"HS256\"}",
-         "{\"sub\":\"u1\",\"role\":\"viewer\",\"exp\":9223372036854775808}", "k", tok);
+         "{\"sub\":\"u1\",\"role\":\"viewer\",\"exp\":9223372036854775808}", K, tok);
     CHECK_JWT(verify_at(&cfg, tok, NOW), JWT_MALFORMED);
 }
 
 static void test_nbf(void)
 {
-    struct config cfg = cfg_with("k");
+    struct config cfg = cfg_with(K);
     char tok[JWT_MAX_BYTES + 1];
     const int64_t nbf = NOW;
 
     mint("{\"alg\":\"HS256\"}",
-         "{\"sub\":\"u1\",\"role\":\"viewer\",\"exp\":1832240000,\"nbf\":1732240000}", "k", tok);
+         "{\"sub\":\"u1\",\"role\":\"viewer\",\"exp\":1832240000,\"nbf\":1732240000}", K, tok);
     CHECK_JWT(verify_at(&cfg, tok, nbf + 100), JWT_OK);
     CHECK_JWT(verify_at(&cfg, tok, nbf), JWT_OK);
     CHECK_JWT(verify_at(&cfg, tok, nbf - JWT_LEEWAY_S), JWT_OK);
@@ -197,15 +208,15 @@ static void test_nbf(void)
     CHECK_JWT(verify_at(&cfg, tok, INT64_MIN), JWT_NOT_YET_VALID);
 
     mint("{\"alg\":\"HS256\"}",
-         "{\"sub\":\"u1\",\"role\":\"viewer\",\"exp\":1832240000,\"nbf\":\"1732240000\"}", "k",
+         "{\"sub\":\"u1\",\"role\":\"viewer\",\"exp\":1832240000,\"nbf\":\"1732240000\"}", K,
          tok);
     CHECK_JWT(verify_at(&cfg, tok, NOW), JWT_BAD_CLAIMS);
     mint("{\"alg\":\"HS256\"}",
-         "{\"sub\":\"u1\",\"role\":\"viewer\",\"exp\":1832240000,\"nbf\":1.5}", "k", tok);
+         "{\"sub\":\"u1\",\"role\":\"viewer\",\"exp\":1832240000,\"nbf\":1.5}", K, tok);
     CHECK_JWT(verify_at(&cfg, tok, NOW), JWT_BAD_CLAIMS);
     mint("{\"alg\":\"HS256\"}",
          "{\"sub\":\"u1\",\"role\":\"viewer\",\"exp\":1832240000,\"nbf\":-9223372036854775807}",
-         "k", tok);
+         K, tok);
     CHECK_JWT(verify_at(&cfg, tok, NOW), JWT_OK);
 }
 
@@ -218,9 +229,9 @@ static void flip(char *tok, size_t i)
 
 static void test_tamper(void)
 {
-    struct config cfg = cfg_with("tamper-key");
+    struct config cfg = cfg_with(TAMPER);
     char tok[JWT_MAX_BYTES + 1], t[JWT_MAX_BYTES + 1];
-    int n = jwt_sign("tamper-key", 10, NULL, "victim", ROLE_VIEWER, NOW + 60, tok, sizeof(tok));
+    int n = jwt_sign(TAMPER, strlen(TAMPER), NULL, "victim", ROLE_VIEWER, NOW + 60, tok, sizeof(tok));
     const char *dot1 = strchr(tok, '.');
     const char *dot2 = strrchr(tok, '.');
     size_t p = (size_t)(dot1 - tok) + 5;
@@ -258,7 +269,7 @@ static void test_tamper(void)
     }
     /* A different secret. */
     {
-        struct config other = cfg_with("another-key");
+        struct config other = cfg_with("another-key-0123456789abcdef0123456789");
         CHECK_JWT(verify_at(&other, tok, NOW), JWT_BAD_SIGNATURE);
     }
     /* A tampered payload is refused before its garbage is parsed. */
@@ -268,7 +279,7 @@ static void test_tamper(void)
 
 static void test_malformed(void)
 {
-    struct config cfg = cfg_with("k");
+    struct config cfg = cfg_with(K);
     struct jwt_claims c;
     char tok[JWT_MAX_BYTES + 1];
     char big[5001];
@@ -283,28 +294,28 @@ static void test_malformed(void)
     CHECK_JWT(verify_at(&cfg, hs512, NOW), JWT_MALFORMED);
     CHECK_JWT(verify_at(&cfg, none, NOW), JWT_MALFORMED);
     /* alg none with a signature that happens to be an HS256 one. */
-    mint("{\"alg\":\"none\"}", pl, "k", tok);
+    mint("{\"alg\":\"none\"}", pl, K, tok);
     CHECK_JWT(verify_at(&cfg, tok, NOW), JWT_MALFORMED);
-    mint("{\"alg\":\"hs256\"}", pl, "k", tok);
+    mint("{\"alg\":\"hs256\"}", pl, K, tok);
     CHECK_JWT(verify_at(&cfg, tok, NOW), JWT_MALFORMED);
-    mint("{\"typ\":\"JWT\"}", pl, "k", tok);
+    mint("{\"typ\":\"JWT\"}", pl, K, tok);
     CHECK_JWT(verify_at(&cfg, tok, NOW), JWT_MALFORMED);
-    mint("{\"alg\":256}", pl, "k", tok);
+    mint("{\"alg\":256}", pl, K, tok);
     CHECK_JWT(verify_at(&cfg, tok, NOW), JWT_MALFORMED);
     /* A second "alg" could fool a parser that keeps the first or the last. */
-    mint("{\"alg\":\"HS256\",\"alg\":\"none\"}", pl, "k", tok);
+    mint("{\"alg\":\"HS256\",\"alg\":\"none\"}", pl, K, tok);
     CHECK_JWT(verify_at(&cfg, tok, NOW), JWT_MALFORMED);
-    mint("{\"alg\":\"HS256\",\"crit\":[\"exp\"]}", pl, "k", tok);
+    mint("{\"alg\":\"HS256\",\"crit\":[\"exp\"]}", pl, K, tok);
     CHECK_JWT(verify_at(&cfg, tok, NOW), JWT_MALFORMED);
-    mint("[\"HS256\"]", pl, "k", tok);
+    mint("[\"HS256\"]", pl, K, tok);
     CHECK_JWT(verify_at(&cfg, tok, NOW), JWT_MALFORMED);
-    mint("{\"alg\":\"HS256\"", pl, "k", tok);
+    mint("{\"alg\":\"HS256\"", pl, K, tok);
     CHECK_JWT(verify_at(&cfg, tok, NOW), JWT_MALFORMED);
-    mint("{\"alg\":\"HS256\",\"kid\":7}", pl, "k", tok);
+    mint("{\"alg\":\"HS256\",\"kid\":7}", pl, K, tok);
     CHECK_JWT(verify_at(&cfg, tok, NOW), JWT_MALFORMED);
 
     /* Missing and extra parts. */
-    mint("{\"alg\":\"HS256\"}", pl, "k", tok);
+    mint("{\"alg\":\"HS256\"}", pl, K, tok);
     CHECK_JWT(verify_at(&cfg, tok, NOW), JWT_OK);
     {
         char t[JWT_MAX_BYTES + 8];
@@ -373,7 +384,7 @@ static void test_malformed(void)
         used = strlen(hdr);
         memset(hdr + used, 'x', 2900);
         strcpy(hdr + used + 2900, "\"}");
-        mint(hdr, pl, "k", t);
+        mint(hdr, pl, K, t);
         CHECK(strlen(t) <= JWT_MAX_BYTES);
         CHECK_JWT(verify_at(&cfg, t, NOW), JWT_OK);
     }
@@ -381,47 +392,47 @@ static void test_malformed(void)
 
 static void test_kid(void)
 {
-    struct config two = cfg_with("k1:one,k2:two");
-    struct config with_default = cfg_with("k1:one,default,k2:two");
+    struct config two = cfg_with("k1:" ONE ",k2:" TWO);
+    struct config with_default = cfg_with("k1:" ONE "," DEFAULT ",k2:" TWO);
     struct config none;
     char tok[JWT_MAX_BYTES + 1];
     const char *pl = "{\"sub\":\"u1\",\"role\":\"viewer\",\"exp\":1832240000}";
 
-    CHECK(jwt_sign("two", 3, "k2", "u1", ROLE_VIEWER, NOW + 60, tok, sizeof(tok)) > 0);
+    CHECK(jwt_sign(TWO, strlen(TWO), "k2", "u1", ROLE_VIEWER, NOW + 60, tok, sizeof(tok)) > 0);
     CHECK_JWT(verify_at(&two, tok, NOW), JWT_OK);
-    CHECK(jwt_sign("one", 3, "k2", "u1", ROLE_VIEWER, NOW + 60, tok, sizeof(tok)) > 0);
+    CHECK(jwt_sign(ONE, strlen(ONE), "k2", "u1", ROLE_VIEWER, NOW + 60, tok, sizeof(tok)) > 0);
     CHECK_JWT(verify_at(&two, tok, NOW), JWT_BAD_SIGNATURE);
-    CHECK(jwt_sign("two", 3, "k3", "u1", ROLE_VIEWER, NOW + 60, tok, sizeof(tok)) > 0);
+    CHECK(jwt_sign(TWO, strlen(TWO), "k3", "u1", ROLE_VIEWER, NOW + 60, tok, sizeof(tok)) > 0);
     CHECK_JWT(verify_at(&two, tok, NOW), JWT_UNKNOWN_KID);
 
     /* No kid: the entry without one, else the first. */
-    CHECK(jwt_sign("one", 3, NULL, "u1", ROLE_VIEWER, NOW + 60, tok, sizeof(tok)) > 0);
+    CHECK(jwt_sign(ONE, strlen(ONE), NULL, "u1", ROLE_VIEWER, NOW + 60, tok, sizeof(tok)) > 0);
     CHECK_JWT(verify_at(&two, tok, NOW), JWT_OK);
     CHECK_JWT(verify_at(&with_default, tok, NOW), JWT_BAD_SIGNATURE);
-    CHECK(jwt_sign("default", 7, NULL, "u1", ROLE_VIEWER, NOW + 60, tok, sizeof(tok)) > 0);
+    CHECK(jwt_sign(DEFAULT, strlen(DEFAULT), NULL, "u1", ROLE_VIEWER, NOW + 60, tok, sizeof(tok)) > 0);
     CHECK_JWT(verify_at(&with_default, tok, NOW), JWT_OK);
     CHECK_JWT(verify_at(&two, tok, NOW), JWT_BAD_SIGNATURE);
 
     /* An empty kid names no secret, not the default one. */
-    mint("{\"alg\":\"HS256\",\"kid\":\"\"}", pl, "default", tok);
+    mint("{\"alg\":\"HS256\",\"kid\":\"\"}", pl, DEFAULT, tok);
     CHECK_JWT(verify_at(&with_default, tok, NOW), JWT_UNKNOWN_KID);
     /* A kid is compared whole, not as a prefix. */
-    mint("{\"alg\":\"HS256\",\"kid\":\"k\"}", pl, "one", tok);
+    mint("{\"alg\":\"HS256\",\"kid\":\"k\"}", pl, ONE, tok);
     CHECK_JWT(verify_at(&two, tok, NOW), JWT_UNKNOWN_KID);
-    mint("{\"alg\":\"HS256\",\"kid\":\"k10\"}", pl, "one", tok);
+    mint("{\"alg\":\"HS256\",\"kid\":\"k10\"}", pl, ONE, tok);
     CHECK_JWT(verify_at(&two, tok, NOW), JWT_UNKNOWN_KID);
 
     /* Rotation: old and new both valid while both are configured; dropping
      * the old one refuses its tokens. */
     {
-        struct config before = cfg_with("2024-a:old-secret");
-        struct config during = cfg_with("2024-a:old-secret,2024-b:new-secret");
-        struct config after = cfg_with("2024-b:new-secret");
+        struct config before = cfg_with("2024-a:" OLDS);
+        struct config during = cfg_with("2024-a:" OLDS ",2024-b:" NEWS);
+        struct config after = cfg_with("2024-b:" NEWS);
         char old_tok[JWT_MAX_BYTES + 1], new_tok[JWT_MAX_BYTES + 1];
 
-        CHECK(jwt_sign("old-secret", 10, "2024-a", "u1", ROLE_VIEWER, NOW + 60, old_tok,
+        CHECK(jwt_sign(OLDS, strlen(OLDS), "2024-a", "u1", ROLE_VIEWER, NOW + 60, old_tok,
                        sizeof(old_tok)) > 0);
-        CHECK(jwt_sign("new-secret", 10, "2024-b", "u1", ROLE_VIEWER, NOW + 60, new_tok,
+        CHECK(jwt_sign(NEWS, strlen(NEWS), "2024-b", "u1", ROLE_VIEWER, NOW + 60, new_tok,
                        sizeof(new_tok)) > 0);
         CHECK_JWT(verify_at(&before, old_tok, NOW), JWT_OK);
         CHECK_JWT(verify_at(&before, new_tok, NOW), JWT_UNKNOWN_KID);
@@ -433,13 +444,13 @@ static void test_kid(void)
 
     /* No secret configured at all. */
     config_defaults(&none);
-    CHECK(jwt_sign("one", 3, NULL, "u1", ROLE_VIEWER, NOW + 60, tok, sizeof(tok)) > 0);
+    CHECK(jwt_sign(ONE, strlen(ONE), NULL, "u1", ROLE_VIEWER, NOW + 60, tok, sizeof(tok)) > 0);
     CHECK_JWT(verify_at(&none, tok, NOW), JWT_UNKNOWN_KID);
 }
 
 static void test_claims(void)
 {
-    struct config cfg = cfg_with("k");
+    struct config cfg = cfg_with(K);
     struct jwt_claims c;
     char tok[JWT_MAX_BYTES + 1];
     const char *h = "{\"alg\":\"HS256\"}";
@@ -481,7 +492,7 @@ static void test_claims(void)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         enum jwt_result r;
 
-        mint(h, cases[i].payload, "k", tok);
+        mint(h, cases[i].payload, K, tok);
         memset(&c, 0xAA, sizeof(c));
         r = jwt_verify(&cfg, tok, strlen(tok), NOW, &c);
         if (r != cases[i].want)
@@ -499,31 +510,31 @@ static void test_sign_limits(void)
 {
     char tok[JWT_MAX_BYTES + 1];
     char small[16];
-    int n = jwt_sign("k", 1, NULL, "u1", ROLE_VIEWER, NOW, tok, sizeof(tok));
+    int n = jwt_sign(K, strlen(K), NULL, "u1", ROLE_VIEWER, NOW, tok, sizeof(tok));
     char exact[256];
     char kid64[65];
 
     CHECK(n > 0);
     CHECK(n < (int)sizeof(exact));
-    CHECK_INT(jwt_sign("k", 1, NULL, "u1", ROLE_VIEWER, NOW, exact, (size_t)n + 1), n);
+    CHECK_INT(jwt_sign(K, strlen(K), NULL, "u1", ROLE_VIEWER, NOW, exact, (size_t)n + 1), n);
     CHECK_STR(exact, tok);
-    CHECK_INT(jwt_sign("k", 1, NULL, "u1", ROLE_VIEWER, NOW, exact, (size_t)n), -1);
-    CHECK_INT(jwt_sign("k", 1, NULL, "u1", ROLE_VIEWER, NOW, small, sizeof(small)), -1);
-    CHECK_INT(jwt_sign("k", 1, NULL, "a/b", ROLE_VIEWER, NOW, tok, sizeof(tok)), -1);
-    CHECK_INT(jwt_sign("k", 1, NULL, "", ROLE_VIEWER, NOW, tok, sizeof(tok)), -1);
-    CHECK_INT(jwt_sign("k", 1, NULL, NULL, ROLE_VIEWER, NOW, tok, sizeof(tok)), -1);
-    CHECK_INT(jwt_sign("k", 1, NULL, "u1", (enum role)7, NOW, tok, sizeof(tok)), -1);
-    CHECK_INT(jwt_sign("k", 1, "", "u1", ROLE_VIEWER, NOW, tok, sizeof(tok)), -1);
+    CHECK_INT(jwt_sign(K, strlen(K), NULL, "u1", ROLE_VIEWER, NOW, exact, (size_t)n), -1);
+    CHECK_INT(jwt_sign(K, strlen(K), NULL, "u1", ROLE_VIEWER, NOW, small, sizeof(small)), -1);
+    CHECK_INT(jwt_sign(K, strlen(K), NULL, "a/b", ROLE_VIEWER, NOW, tok, sizeof(tok)), -1);
+    CHECK_INT(jwt_sign(K, strlen(K), NULL, "", ROLE_VIEWER, NOW, tok, sizeof(tok)), -1);
+    CHECK_INT(jwt_sign(K, strlen(K), NULL, NULL, ROLE_VIEWER, NOW, tok, sizeof(tok)), -1);
+    CHECK_INT(jwt_sign(K, strlen(K), NULL, "u1", (enum role)7, NOW, tok, sizeof(tok)), -1);
+    CHECK_INT(jwt_sign(K, strlen(K), "", "u1", ROLE_VIEWER, NOW, tok, sizeof(tok)), -1);
     memset(kid64, 'k', 64);
     kid64[64] = '\0';
-    CHECK_INT(jwt_sign("k", 1, kid64, "u1", ROLE_VIEWER, NOW, tok, sizeof(tok)), -1);
+    CHECK_INT(jwt_sign(K, strlen(K), kid64, "u1", ROLE_VIEWER, NOW, tok, sizeof(tok)), -1);
     kid64[63] = '\0';
-    CHECK(jwt_sign("k", 1, kid64, "u1", ROLE_VIEWER, NOW, tok, sizeof(tok)) > 0);
+    CHECK(jwt_sign(K, strlen(K), kid64, "u1", ROLE_VIEWER, NOW, tok, sizeof(tok)) > 0);
     /* A kid with characters JSON must escape still round-trips. */
     {
-        struct config cfg = cfg_with("we\"ird\\kid:k");
+        struct config cfg = cfg_with("we\"ird\\kid:" K);
         struct jwt_claims c;
-        CHECK(jwt_sign("k", 1, "we\"ird\\kid", "u1", ROLE_VIEWER, NOW, tok, sizeof(tok)) > 0);
+        CHECK(jwt_sign(K, strlen(K), "we\"ird\\kid", "u1", ROLE_VIEWER, NOW, tok, sizeof(tok)) > 0);
         CHECK_JWT(jwt_verify(&cfg, tok, strlen(tok), NOW, &c), JWT_OK);
     }
 }
