@@ -39,6 +39,7 @@ int conns_init(struct conns *t, const struct config *cfg, const struct conn_hook
     for (uint32_t i = 0; i < t->cap; i++)
         t->free_slots[i] = t->cap - 1 - i;
     t->nfree = t->cap;
+    histogram_init_latency(&t->stats.delivery);
     return 0;
 }
 
@@ -67,6 +68,28 @@ void conn_reply(const struct conn *c, const char *id, struct reply *r)
     size_t n = id ? strlen(id) : 0;
     tc_assert(n <= REPLY_ID_MAX);
     memcpy(r->id, id ? id : "", n + 1);
+    r->rx_us = c->rx_us;
+}
+
+/* The codes of RFC 6455 and ours (conn.h, docs/protocol.md) that clients
+ * and operators meet; the order is that of the metrics page. */
+static const int close_codes[CONN_CLOSE_CODES] = {
+    1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1013,
+    CLOSE_AUTH_TIMEOUT, CLOSE_AUTH_FAILED, CLOSE_FLOOD, CLOSE_SLOW_CONSUMER, CLOSE_IDLE, 4000,
+};
+
+int conn_close_code_at(int i)
+{
+    tc_assert(i >= 0 && i < CONN_CLOSE_CODES);
+    return close_codes[i];
+}
+
+static void count_close(struct conns *t, int code)
+{
+    int i = 0;
+    while (i < CONN_CLOSE_CODES && close_codes[i] != code)
+        i++;
+    t->stats.closes[i]++;
 }
 
 /* ---- Writing ------------------------------------------------------------ */
@@ -135,6 +158,10 @@ static int write_room_frame(struct conn *c, struct membership *m, struct frame *
     }
     int rc = write_frame(c, f);
     frame_unref(f);
+    /* One clock reading per frame written, beside its send(): the
+     * latency of the oldest event it carries. */
+    if (rc == 0 && ev)
+        histogram_observe(&c->t->stats.delivery, clock_mono_us() - ev->rx_us);
     return rc;
 }
 
@@ -239,6 +266,8 @@ void conn_close(struct conn *c, int code, const char *reason, int drop)
         return;
     c->close_code = code;
     c->close_reason = reason;
+    if (code == CLOSE_SLOW_CONSUMER)
+        c->t->stats.slow_consumer++;
     if (drop) {
         outq_clear(c);
         if (c->nrooms)
@@ -291,8 +320,10 @@ int conn_opened(struct conns *t, struct conn *c, struct lws *wsi, enum fmt fmt)
         static const char reason[] = "server full";
         lws_close_reason(wsi, (enum lws_close_status)1013 /* try again later */, (unsigned char *)reason,
                          sizeof reason - 1);
+        t->stats.refused++;
         return -1;
     }
+    t->stats.opened++;
     c->slot = t->free_slots[--t->nfree];
     c->id = (++t->serial << 32) | c->slot;
     if (c->slot >= t->high)
@@ -322,7 +353,9 @@ int conn_receive(struct conn *c, const void *in, size_t len)
     int first = lws_is_first_fragment(wsi);
     int last = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
 
-    c->last_rx_ms = clock_mono_ms();
+    /* One clock reading: the idle timer's and the ack latency's start. */
+    c->rx_us = clock_mono_us();
+    c->last_rx_ms = c->rx_us / 1000;
     if (c->close_code)
         return 0; /* closing: what it says no longer matters */
     if (first)
@@ -332,6 +365,7 @@ int conn_receive(struct conn *c, const void *in, size_t len)
     if (c->rx_len + len + lws_remaining_packet_payload(wsi) > max) {
         static const char reason[] = "message too big";
         lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason, sizeof reason - 1);
+        c->close_code = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE; /* for the count of closes by code */
         return -1;
     }
     if (first && last) {
@@ -394,8 +428,13 @@ static int send_close(struct conn *c)
     return 0;
 }
 
-int conn_peer_closed(struct conn *c)
+int conn_peer_closed(struct conn *c, const void *in, size_t len)
 {
+    /* The peer closed first: its code (RFC 6455's "no status", 1005, when
+     * it gave none) is the one counted. */
+    const uint8_t *p = in;
+    if (!c->close_code)
+        c->peer_code = len >= 2 && p ? (p[0] << 8) | p[1] : 1005;
     /* Our close answered: no echo, just close. Otherwise lws echoes the
      * peer's close, as RFC 6455 asks, and nothing may follow it. */
     if (c->close_sent)
@@ -466,6 +505,10 @@ void conn_closed(struct conn *c)
     if (c->nrooms)
         t->hooks.on_leave_all(t->hooks.ctx, c);
     tc_assert(c->nrooms == 0);
+    /* Whoever closed first gave the code; neither did when the TCP
+     * connection just ended (1006, as RFC 6455 calls it). */
+    int code = c->peer_code ? c->peer_code : c->close_code ? c->close_code : 1006;
+    count_close(t, code);
     outq_clear(c);
     free(c->outq);
     free(c->rooms);

@@ -9,12 +9,14 @@
 #include <libwebsockets.h>
 #include <uv.h>
 
+#include "backlog.h"
 #include "board.h"
 #include "catalog.h"
 #include "config.h"
 #include "conn.h"
 #include "ledger.h"
 #include "listener.h"
+#include "metrics.h"
 #include "outbox.h"
 #include "pgcheck.h"
 #include "rlink.h"
@@ -53,6 +55,8 @@ struct server {
     struct rooms rooms;
     struct web web;
     struct listener listener;
+    struct backlog backlog;
+    struct metrics metrics;
 
     uv_timer_t sweep;
     uv_timer_t drain;
