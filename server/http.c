@@ -1,6 +1,7 @@
 /* http.c - the plain HTTP side of tipcastd's port: /healthz, /readyz,
- * /metrics (to the addresses of metrics-allow), the web page's files and /demo/token, and the checks every WebSocket
- * upgrade passes (path, Origin, subprotocol) while its headers are at hand. */
+ * /metrics (to the addresses of metrics-allow), the web page's files and
+ * /demo/token, and the checks every WebSocket upgrade passes (path, Origin,
+ * subprotocol) while its headers are at hand. */
 #include "server.h"
 
 #include <stdio.h>
