@@ -10,5 +10,8 @@
 int64_t clock_wall_ms(void);
 /* Milliseconds of CLOCK_MONOTONIC. */
 int64_t clock_mono_ms(void);
+/* Microseconds of CLOCK_MONOTONIC: for latencies below a millisecond
+ * (metrics). The same clock as clock_mono_ms (us / 1000 is its ms). */
+int64_t clock_mono_us(void);
 
 #endif

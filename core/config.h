@@ -13,12 +13,15 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "cidr.h"
+
 /* Bounds of string settings and of lists held in fixed arrays. */
 #define CONFIG_STR_MAX 256
 #define CONFIG_SECRETS_MAX 8
 /* Shortest jwt-secret accepted: HS256's key should be as long as its hash. */
 #define CONFIG_SECRET_MIN 32
 #define CONFIG_ORIGINS_MAX 16
+#define CONFIG_CIDRS_MAX 16
 
 struct config_secret {
     char kid[64];      /* "" for the default secret (token without kid) */
@@ -34,6 +37,10 @@ struct config {
     char tls_key[CONFIG_STR_MAX];      /* "tls-key", PEM file */
     int reuse_port;                    /* "reuse-port", 0/1, default 0 */
     char web_root[CONFIG_STR_MAX];     /* "web-root", directory of the web page; "" = no page */
+    /* "metrics-allow": comma-separated address blocks that may read
+     * /metrics, default loopback; an empty list turns /metrics off. */
+    struct cidr metrics_allow[CONFIG_CIDRS_MAX];
+    int metrics_allow_count;
 
     /* Backends */
     char redis_host[CONFIG_STR_MAX];   /* "redis-host", default 127.0.0.1 */

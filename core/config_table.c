@@ -22,8 +22,8 @@ const struct config_entry config_table[] = {
      "127.0.0.1 when a reverse proxy or load balancer on the same host forwards "
      "to tipcastd."},
     {"port", CONFIG_G_NETWORK, CONFIG_T_INT, CONFIG_OFF(port), 1, 65535, "8080", "PORT",
-     "TCP port of the WebSocket endpoint (/ws) and of the health checks "
-     "(/healthz, /readyz)."},
+     "TCP port of the WebSocket endpoint (/ws), of the health checks "
+     "(/healthz, /readyz) and of the metrics (/metrics)."},
     {"tls-cert", CONFIG_G_NETWORK, CONFIG_T_STR, CONFIG_OFF(tls_cert), 0, 0, "", "FILE",
      "PEM certificate chain. With tls-key, clients connect with wss://; empty "
      "serves plain ws:// for when TLS ends in a proxy in front of tipcastd."},
@@ -36,6 +36,12 @@ const struct config_entry config_table[] = {
      "Directory of a web page to serve at / (its index.html) and /NAME for "
      "its other files (.html .js .css .json .svg .png .ico .txt directly in "
      "DIR). The files are read once at start; empty serves no page."},
+    {"metrics-allow", CONFIG_G_NETWORK, CONFIG_T_CIDRS, CONFIG_OFF(metrics_allow), 0, 0,
+     "127.0.0.0/8,::1", "CIDRS",
+     "Comma-separated address blocks (10.0.0.0/8, 192.0.2.7, ::1) whose "
+     "clients may read the Prometheus metrics at /metrics on the port; others "
+     "are answered 403. The peer is the TCP peer: behind a proxy on the same "
+     "host, that is the proxy. Empty turns /metrics off (404)."},
 
     /* Backends */
     {"redis-host", CONFIG_G_BACKENDS, CONFIG_T_STR, CONFIG_OFF(redis_host), 0, 0,

@@ -9,7 +9,8 @@
 
 #include "config.h"
 
-/* Longest value of a list setting (jwt-secret, allowed-origins). */
+/* Longest value of a list setting (jwt-secret, allowed-origins,
+ * metrics-allow). */
 #define CONFIG_LIST_VALUE_MAX 4096
 
 enum config_type {
@@ -18,6 +19,7 @@ enum config_type {
     CONFIG_T_BOOL,
     CONFIG_T_SECRETS,
     CONFIG_T_ORIGINS,
+    CONFIG_T_CIDRS,
     CONFIG_T_LOG_LEVEL,
     CONFIG_T_LOG_FORMAT,
 };

@@ -354,6 +354,50 @@ static int config_set_origins(const struct config_entry *e, struct config *cfg,
     return 0;
 }
 
+static int config_set_cidrs(const struct config_entry *e, struct config *cfg, const char *value, char *err,
+                            size_t errlen)
+{
+    struct cidr parsed[CONFIG_CIDRS_MAX];
+    int count = 0;
+    const char *all = value;
+    size_t all_len = strlen(value);
+
+    if (all_len > CONFIG_LIST_VALUE_MAX) {
+        config_err(err, errlen, "%s: value is longer than %d bytes", e->key, CONFIG_LIST_VALUE_MAX);
+        return -1;
+    }
+    /* An empty list is meaningful: nobody may read the metrics. */
+    config_trim_span(&all, &all_len);
+    const char *p = all, *end = all + all_len;
+    while (all_len > 0) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *entry = p;
+        size_t entry_len = comma ? (size_t)(comma - p) : (size_t)(end - p);
+
+        config_trim_span(&entry, &entry_len);
+        if (entry_len == 0) {
+            config_err(err, errlen, "%s: entry %d is empty", e->key, count + 1);
+            return -1;
+        }
+        if (count == CONFIG_CIDRS_MAX) {
+            config_err(err, errlen, "%s: more than %d address blocks", e->key, CONFIG_CIDRS_MAX);
+            return -1;
+        }
+        if (cidr_parse(entry, entry_len, &parsed[count]) < 0) {
+            config_err(err, errlen, "%s: %.*s is not an address or ADDRESS/BITS block", e->key,
+                       (int)(entry_len > 64 ? 64 : entry_len), entry);
+            return -1;
+        }
+        count++;
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+    memcpy(cfg->metrics_allow, parsed, sizeof parsed[0] * (size_t)count);
+    cfg->metrics_allow_count = count;
+    return 0;
+}
+
 int config_set_value(const struct config_entry *e, struct config *cfg, const char *value, char *err,
                      size_t errlen)
 {
@@ -368,6 +412,8 @@ int config_set_value(const struct config_entry *e, struct config *cfg, const cha
         return config_set_secrets(e, cfg, value, err, errlen);
     case CONFIG_T_ORIGINS:
         return config_set_origins(e, cfg, value, err, errlen);
+    case CONFIG_T_CIDRS:
+        return config_set_cidrs(e, cfg, value, err, errlen);
     case CONFIG_T_LOG_LEVEL:
         return config_set_log_level(e, cfg, value, err, errlen);
     case CONFIG_T_LOG_FORMAT:

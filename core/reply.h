@@ -31,6 +31,7 @@ struct reply {
     uint64_t conn;
     enum fmt fmt;
     char id[REPLY_ID_MAX + 1]; /* "" for none */
+    int64_t rx_us;             /* when the request arrived (clock_mono_us), for the ack latency */
 };
 
 /* Sends a reply frame built for r->fmt (takes the reference). */

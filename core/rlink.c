@@ -215,6 +215,8 @@ void rlink_stop(struct rlink *rl)
 
 int rlink_cmd_ready(const struct rlink *rl) { return rl->nlinks > RLINK_CMD_LINK && rl->links[RLINK_CMD_LINK].up; }
 
+int rlink_sub_ready(const struct rlink *rl) { return rl->nlinks > RLINK_SUB_LINK && rl->links[RLINK_SUB_LINK].up; }
+
 int rlink_ready(const struct rlink *rl)
 {
     return rl->nlinks > RLINK_SUB_LINK && rl->links[RLINK_CMD_LINK].up && rl->links[RLINK_SUB_LINK].up;

@@ -111,6 +111,8 @@ void rlink_stop(struct rlink *rl);
 
 /* 1 when the command connection is up. */
 int rlink_cmd_ready(const struct rlink *rl);
+/* 1 when the subscriber connection is up. */
+int rlink_sub_ready(const struct rlink *rl);
 /* 1 when the command and subscriber connections are up. */
 int rlink_ready(const struct rlink *rl);
 

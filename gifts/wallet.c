@@ -16,14 +16,59 @@
 
 extern const char lua_wallet_move[];
 
+static const char unreachable[] = "the wallet store is unreachable; retry with the same id";
+
 /* What an answer needs once Redis has answered. */
 struct pending {
     struct reply r;
+    struct wallet *w;
+    enum wallet_kind kind;
     int shard;
     int64_t amount;
 };
 
-static const char unreachable[] = "the wallet store is unreachable; retry with the same id";
+static const char *const kind_names[WALLET_KINDS] = {"gift", "tip", "credit", "balance"};
+
+const char *wallet_kind_name(enum wallet_kind k)
+{
+    tc_assert(k >= 0 && k < WALLET_KINDS);
+    return kind_names[k];
+}
+
+const char *wallet_result_name(int result)
+{
+    tc_assert(result >= 0 && result < WALLET_RESULTS);
+    return result == WALLET_RESULT_OK ? "ok" : result == WALLET_RESULT_REPLAYED ? "replayed"
+                                                                                  : err_code((enum err)(result - 2));
+}
+
+void wallet_count(struct wallet *w, enum wallet_kind k, int result)
+{
+    tc_assert(k >= 0 && k < WALLET_KINDS && result >= 0 && result < WALLET_RESULTS);
+    w->stats.results[k][result]++;
+}
+
+/* An answer went out: counted, and timed when it is an ack. */
+static void answered(struct wallet *w, enum wallet_kind k, const struct reply *r, int result)
+{
+    wallet_count(w, k, result);
+    if (result == WALLET_RESULT_OK || result == WALLET_RESULT_REPLAYED)
+        histogram_observe(&w->stats.ack[k], clock_mono_us() - r->rx_us);
+}
+
+/* Every refusal of a money request goes through here, to be counted. */
+static void refuse(struct wallet *w, enum wallet_kind k, const struct reply *r, enum err code, const char *text,
+                   const char *field, int64_t extra)
+{
+    wallet_count(w, k, WALLET_RESULT_ERR(code));
+    reply_error(r, code, text, field, extra);
+}
+
+static void refuse_unavailable(struct wallet *w, enum wallet_kind k, const struct reply *r)
+{
+    wallet_count(w, k, WALLET_RESULT_ERR(ERR_UNAVAILABLE));
+    reply_unavailable(r, unreachable);
+}
 
 void wallet_init(struct wallet *w, struct outbox *ob, const struct catalog *catalog, const struct config *cfg)
 {
@@ -33,6 +78,8 @@ void wallet_init(struct wallet *w, struct outbox *ob, const struct catalog *cata
     w->catalog = catalog;
     w->cfg = cfg;
     w->script = (struct rlink_script){.name = "wallet_move", .src = lua_wallet_move};
+    for (int k = 0; k < WALLET_KINDS; k++)
+        histogram_init_latency(&w->stats.ack[k]);
     rlink_script_add(w->rl, &w->script);
 }
 
@@ -66,27 +113,31 @@ static void on_moved(redisReply *reply, void *priv)
 {
     struct pending *p = priv;
     const struct reply *r = &p->r;
+    struct wallet *w = p->w;
+    enum wallet_kind k = p->kind;
     if (!reply || reply->type != REDIS_REPLY_ARRAY || !str_elem(reply, 0)) {
         if (reply && reply->type == REDIS_REPLY_ERROR)
             log_msg(LOG_ERROR, "wallet_move: %s", reply->str);
-        reply_unavailable(r, unreachable);
+        refuse_unavailable(w, k, r);
     } else if (strcmp(reply->element[0]->str, "ok") == 0 && str_elem(reply, 1) && int_elem(reply, 2) &&
                int_elem(reply, 3)) {
         char order[OUTBOX_ORDER_ID_MAX + 1];
+        int replayed = (int)reply->element[3]->integer;
         outbox_order_id(p->shard, reply->element[1]->str, order, sizeof order);
-        send_ack(r, order, p->amount, reply->element[2]->integer, (int)reply->element[3]->integer);
+        send_ack(r, order, p->amount, reply->element[2]->integer, replayed);
+        answered(w, k, r, replayed ? WALLET_RESULT_REPLAYED : WALLET_RESULT_OK);
     } else if (strcmp(reply->element[0]->str, "err") == 0 && str_elem(reply, 1) && int_elem(reply, 2)) {
         const char *code = reply->element[1]->str;
         if (strcmp(code, "insufficient_balance") == 0)
-            reply_error(r, ERR_INSUFFICIENT_BALANCE, "the balance is too low", NULL, reply->element[2]->integer);
+            refuse(w, k, r, ERR_INSUFFICIENT_BALANCE, "the balance is too low", NULL, reply->element[2]->integer);
         else if (strcmp(code, "idempotency_conflict") == 0)
-            reply_error(r, ERR_IDEMPOTENCY_CONFLICT, "this request id was used for a different request", NULL, 0);
+            refuse(w, k, r, ERR_IDEMPOTENCY_CONFLICT, "this request id was used for a different request", NULL, 0);
         else if (strcmp(code, "backlogged") == 0)
-            reply_error(r, ERR_BACKLOGGED, "orders are queued faster than they are stored; retry", NULL, 1000);
+            refuse(w, k, r, ERR_BACKLOGGED, "orders are queued faster than they are stored; retry", NULL, 1000);
         else
-            reply_error(r, ERR_INTERNAL, "the movement was refused", NULL, 0);
+            refuse(w, k, r, ERR_INTERNAL, "the movement was refused", NULL, 0);
     } else {
-        reply_unavailable(r, unreachable);
+        refuse_unavailable(w, k, r);
     }
     free(p);
 }
@@ -102,6 +153,7 @@ static void fingerprint(const char *canon, size_t len, char out[41])
 
 /* One movement's parameters, as wallet_move.lua takes them. */
 struct movement {
+    enum wallet_kind k;
     const char *kind;
     const char *uid;
     const char *room;
@@ -137,7 +189,7 @@ static void move(struct wallet *w, const struct reply *r, const struct jwt_claim
     int n = snprintf(canon, sizeof canon, "%s|%s|%s|%s|%s|%s|%s|", mv->kind, mv->uid, mv->room, gid, count,
                      amount, mv->combo);
     if (n < 0 || (size_t)n + mv->text_len >= sizeof canon) {
-        reply_error(r, ERR_INTERNAL, "request too large", NULL, 0);
+        refuse(w, mv->k, r, ERR_INTERNAL, "request too large", NULL, 0);
         return;
     }
     memcpy(canon + n, mv->text, mv->text_len);
@@ -154,29 +206,30 @@ static void move(struct wallet *w, const struct reply *r, const struct jwt_claim
 
     struct pending *p = malloc(sizeof *p);
     if (!p) {
-        reply_error(r, ERR_INTERNAL, "out of memory", NULL, 0);
+        refuse(w, mv->k, r, ERR_INTERNAL, "out of memory", NULL, 0);
         return;
     }
-    *p = (struct pending){*r, shard, mv->amount};
+    *p = (struct pending){*r, w, mv->k, shard, mv->amount};
     if (rlink_eval(w->rl, &w->script, 3, 20, argv, len, on_moved, p) < 0) {
         free(p);
-        reply_unavailable(r, unreachable);
+        refuse_unavailable(w, mv->k, r);
     }
 }
 
 /* Gifts and tips go to a live creator's room, never one's own. */
-static int room_ok(struct wallet *w, const struct reply *r, const struct jwt_claims *who, const char *room)
+static int room_ok(struct wallet *w, enum wallet_kind k, const struct reply *r, const struct jwt_claims *who,
+                   const char *room)
 {
     if (!w->checked) {
-        reply_unavailable(r, unreachable);
+        refuse_unavailable(w, k, r);
         return 0;
     }
     if (strcmp(room, who->sub) == 0) {
-        reply_error(r, ERR_FORBIDDEN, "a creator cannot send gifts or tips to their own room", NULL, 0);
+        refuse(w, k, r, ERR_FORBIDDEN, "a creator cannot send gifts or tips to their own room", NULL, 0);
         return 0;
     }
     if (!catalog_room_live(w->catalog, room)) {
-        reply_error(r, ERR_ROOM_NOT_LIVE, "this room is not live", NULL, 0);
+        refuse(w, k, r, ERR_ROOM_NOT_LIVE, "this room is not live", NULL, 0);
         return 0;
     }
     return 1;
@@ -185,27 +238,27 @@ static int room_ok(struct wallet *w, const struct reply *r, const struct jwt_cla
 void wallet_gift(struct wallet *w, const struct reply *r, const struct jwt_claims *who, const char *room,
                  int64_t gift, int64_t count, const char *combo)
 {
-    if (!room_ok(w, r, who, room))
+    if (!room_ok(w, WALLET_GIFT, r, who, room))
         return;
     const struct gift *g = catalog_gift(w->catalog, gift);
     if (!g || !g->enabled) {
-        reply_error(r, ERR_UNKNOWN_GIFT, "no such gift, or it is not available", "gift", 0);
+        refuse(w, WALLET_GIFT, r, ERR_UNKNOWN_GIFT, "no such gift, or it is not available", "gift", 0);
         return;
     }
     if (count < 1 || count > w->cfg->gift_max_count) {
         char msg[96];
         snprintf(msg, sizeof msg, "'count' must be 1..%d", w->cfg->gift_max_count);
-        reply_error(r, ERR_BAD_FIELD, msg, "count", 0);
+        refuse(w, WALLET_GIFT, r, ERR_BAD_FIELD, msg, "count", 0);
         return;
     }
     /* price <= COINS_MAX and count <= 10^6: the product is far from
      * overflowing int64, but the total must stay in bounds. */
     int64_t total = g->price * count;
     if (total > COINS_MAX) {
-        reply_error(r, ERR_BAD_FIELD, "the gift's total is too large", "count", 0);
+        refuse(w, WALLET_GIFT, r, ERR_BAD_FIELD, "the gift's total is too large", "count", 0);
         return;
     }
-    struct movement mv = {.kind = "gift", .uid = who->sub, .room = room, .gift = g, .count = count,
+    struct movement mv = {.k = WALLET_GIFT, .kind = "gift", .uid = who->sub, .room = room, .gift = g, .count = count,
                           .unit = g->price, .amount = total, .combo = combo, .text = "", .text_len = 0};
     move(w, r, who, &mv);
 }
@@ -213,15 +266,15 @@ void wallet_gift(struct wallet *w, const struct reply *r, const struct jwt_claim
 void wallet_tip(struct wallet *w, const struct reply *r, const struct jwt_claims *who, const char *room,
                 int64_t amount, const char *text, size_t text_len)
 {
-    if (!room_ok(w, r, who, room))
+    if (!room_ok(w, WALLET_TIP, r, who, room))
         return;
     if (amount < w->cfg->tip_min || amount > w->cfg->tip_max) {
         char msg[96];
         snprintf(msg, sizeof msg, "'amount' must be %d..%d coins", w->cfg->tip_min, w->cfg->tip_max);
-        reply_error(r, ERR_BAD_FIELD, msg, "amount", 0);
+        refuse(w, WALLET_TIP, r, ERR_BAD_FIELD, msg, "amount", 0);
         return;
     }
-    struct movement mv = {.kind = "tip", .uid = who->sub, .room = room, .count = 1, .unit = amount,
+    struct movement mv = {.k = WALLET_TIP, .kind = "tip", .uid = who->sub, .room = room, .count = 1, .unit = amount,
                           .amount = amount, .combo = "", .text = text ? text : "", .text_len = text_len};
     move(w, r, who, &mv);
 }
@@ -230,14 +283,14 @@ void wallet_credit(struct wallet *w, const struct reply *r, const struct jwt_cla
                    int64_t amount, const char *text, size_t text_len)
 {
     if (who->role != ROLE_ADMIN) {
-        reply_error(r, ERR_FORBIDDEN, "only an admin may credit a wallet", NULL, 0);
+        refuse(w, WALLET_CREDIT, r, ERR_FORBIDDEN, "only an admin may credit a wallet", NULL, 0);
         return;
     }
     if (!w->checked) {
-        reply_unavailable(r, unreachable);
+        refuse_unavailable(w, WALLET_CREDIT, r);
         return;
     }
-    struct movement mv = {.kind = "credit", .uid = user, .room = "", .count = 1, .unit = amount,
+    struct movement mv = {.k = WALLET_CREDIT, .kind = "credit", .uid = user, .room = "", .count = 1, .unit = amount,
                           .amount = amount, .combo = "", .text = text ? text : "", .text_len = text_len};
     move(w, r, who, &mv);
 }
@@ -247,7 +300,7 @@ static void on_balance(redisReply *reply, void *priv)
     struct pending *p = priv;
     const struct reply *r = &p->r;
     if (!reply || (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL)) {
-        reply_unavailable(r, unreachable);
+        refuse_unavailable(p->w, WALLET_BALANCE, r);
     } else {
         struct enc e;
         message_start(&e, r->fmt, 96, "balance", r->id, 1);
@@ -255,6 +308,7 @@ static void on_balance(redisReply *reply, void *priv)
         enc_int(&e, reply->type == REDIS_REPLY_STRING ? strtoll(reply->str, NULL, 10) : 0);
         enc_end_map(&e);
         reply_send(r, enc_finish(&e));
+        answered(p->w, WALLET_BALANCE, r, WALLET_RESULT_OK);
     }
     free(p);
 }
@@ -267,13 +321,13 @@ void wallet_balance(struct wallet *w, const struct reply *r, const struct jwt_cl
     size_t len[] = {3, strlen(key)};
     struct pending *p = malloc(sizeof *p);
     if (!p) {
-        reply_error(r, ERR_INTERNAL, "out of memory", NULL, 0);
+        refuse(w, WALLET_BALANCE, r, ERR_INTERNAL, "out of memory", NULL, 0);
         return;
     }
-    *p = (struct pending){*r, 0, 0};
+    *p = (struct pending){*r, w, WALLET_BALANCE, 0, 0};
     if (rlink_command(w->rl, RLINK_CMD_LINK, 2, argv, len, on_balance, p) < 0) {
         free(p);
-        reply_unavailable(r, unreachable);
+        refuse_unavailable(w, WALLET_BALANCE, r);
     }
 }
 

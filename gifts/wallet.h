@@ -20,6 +20,8 @@
 
 #include "catalog.h"
 #include "config.h"
+#include "errors.h"
+#include "histogram.h"
 #include "jwt.h"
 #include "outbox.h"
 #include "reply.h"
@@ -31,6 +33,24 @@
 /* How often a Redis that cannot be checked yet (loading) is checked again. */
 #define WALLET_RECHECK_MS 500
 
+/* The money requests, as the metrics page names them (wallet_kind_name). */
+enum wallet_kind { WALLET_GIFT, WALLET_TIP, WALLET_CREDIT, WALLET_BALANCE, WALLET_KINDS };
+
+/* How a money request was answered: ok, replayed (a retry answered with
+ * the first result), or an error code (errors.h) at WALLET_RESULT_ERR. */
+#define WALLET_RESULT_OK 0
+#define WALLET_RESULT_REPLAYED 1
+#define WALLET_RESULT_ERR(e) (2 + (int)(e))
+#define WALLET_RESULTS (2 + ERR_COUNT)
+
+/* What the wallet counts for the metrics page. */
+struct wallet_stats {
+    uint64_t results[WALLET_KINDS][WALLET_RESULTS];
+    /* From the request's arrival (reply.rx_us) to its ack (or balance)
+     * being handed to the connection, per kind; errors are not counted. */
+    struct histogram ack[WALLET_KINDS];
+};
+
 struct wallet {
     struct rlink *rl;
     struct outbox *ob;
@@ -41,6 +61,7 @@ struct wallet {
     int loading; /* the last check found Redis loading its data (said once) */
     void (*check_done)(void *ctx, enum redis_check result);
     void *check_ctx;
+    struct wallet_stats stats;
 };
 
 /* Prepares the wallet and registers its script (before rlink_start). */
@@ -58,6 +79,16 @@ void wallet_credit(struct wallet *w, const struct reply *r, const struct jwt_cla
                    int64_t amount, const char *text, size_t text_len);
 /* The balance of `who`'s wallet. */
 void wallet_balance(struct wallet *w, const struct reply *r, const struct jwt_claims *who);
+
+/* Counts a money request of kind k answered `result` (WALLET_RESULT_*) by
+ * someone else: the session's refusals before the wallet sees it (a bad
+ * field, rate_limited, auth_required). */
+void wallet_count(struct wallet *w, enum wallet_kind k, int result);
+
+/* "gift", "tip", "credit", "balance". */
+const char *wallet_kind_name(enum wallet_kind k);
+/* "ok", "replayed" or the error code of a result. */
+const char *wallet_result_name(int result);
 
 /* Checks the Redis behind the command connection (call whenever it comes
  * up): persistence, then the number of wallet shards. Calls done(ctx,

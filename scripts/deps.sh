@@ -23,6 +23,7 @@ PACKAGES=(
   python3 python3-pytest python3-msgpack
   clang libclang-rt-14-dev
   openssl procps
+  prometheus
   chromium fonts-noto-color-emoji
 )
 # The browser test (tests/browser) runs under Node.js and drives Debian's

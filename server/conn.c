@@ -40,6 +40,7 @@ int conns_init(struct conns *t, const struct config *cfg, const struct conn_hook
     for (uint32_t i = 0; i < t->cap; i++)
         t->free_slots[i] = t->cap - 1 - i;
     t->nfree = t->cap;
+    histogram_init_latency(&t->stats.delivery);
     return 0;
 }
 
@@ -68,6 +69,28 @@ void conn_reply(const struct conn *c, const char *id, struct reply *r)
     size_t n = id ? strlen(id) : 0;
     tc_assert(n <= REPLY_ID_MAX);
     memcpy(r->id, id ? id : "", n + 1);
+    r->rx_us = c->rx_us;
+}
+
+/* The codes of RFC 6455 and ours (conn.h, docs/protocol.md) that clients
+ * and operators meet; the order is that of the metrics page. */
+static const int close_codes[CONN_CLOSE_CODES] = {
+    1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1013,
+    CLOSE_AUTH_TIMEOUT, CLOSE_AUTH_FAILED, CLOSE_FLOOD, CLOSE_SLOW_CONSUMER, CLOSE_IDLE, 4000,
+};
+
+int conn_close_code_at(int i)
+{
+    tc_assert(i >= 0 && i < CONN_CLOSE_CODES);
+    return close_codes[i];
+}
+
+static void count_close(struct conns *t, int code)
+{
+    int i = 0;
+    while (i < CONN_CLOSE_CODES && close_codes[i] != code)
+        i++;
+    t->stats.closes[i]++;
 }
 
 /* ---- Writing ------------------------------------------------------------ */
@@ -140,6 +163,10 @@ static int write_room_frame(struct conn *c, struct membership *m, struct frame *
     }
     int rc = write_frame(c, f);
     frame_unref(f);
+    /* One clock reading per frame written, beside its send(): the
+     * latency of the oldest event it carries. */
+    if (rc == 0 && ev)
+        histogram_observe(&c->t->stats.delivery, clock_mono_us() - ev->rx_us);
     return rc;
 }
 
@@ -244,6 +271,8 @@ void conn_close(struct conn *c, int code, const char *reason, int drop)
         return;
     c->close_code = code;
     c->close_reason = reason;
+    if (code == CLOSE_SLOW_CONSUMER)
+        c->t->stats.slow_consumer++;
     if (drop) {
         outq_clear(c);
         if (c->nrooms)
@@ -296,8 +325,10 @@ int conn_opened(struct conns *t, struct conn *c, struct lws *wsi, enum fmt fmt)
         static const char reason[] = "server full";
         lws_close_reason(wsi, (enum lws_close_status)1013 /* try again later */, (unsigned char *)reason,
                          sizeof reason - 1);
+        t->stats.refused++;
         return -1;
     }
+    t->stats.opened++;
     c->slot = t->free_slots[--t->nfree];
     c->id = (++t->serial << 32) | c->slot;
     if (c->slot >= t->high)
@@ -328,7 +359,9 @@ int conn_receive(struct conn *c, const void *in, size_t len)
     int first = lws_is_first_fragment(wsi);
     int last = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
 
-    c->last_rx_ms = clock_mono_ms();
+    /* One clock reading: the idle timer's and the ack latency's start. */
+    c->rx_us = clock_mono_us();
+    c->last_rx_ms = c->rx_us / 1000;
     c->bytes_in += len;
     if (c->close_code)
         return 0; /* closing: what it says no longer matters */
@@ -469,6 +502,22 @@ int conn_writeable(struct conn *c)
     return 0;
 }
 
+int conn_end_code(const struct conn *c, const char **by)
+{
+    if (c->close_reason) {
+        *by = "server";
+        return c->close_code;
+    }
+    if (c->peer_close_code) {
+        *by = "client";
+        return c->peer_close_code;
+    }
+    /* A write that failed (close_code 1006 without a reason) or a
+     * connection that ended without a close frame. */
+    *by = "network";
+    return LWS_CLOSE_STATUS_ABNORMAL_CLOSE;
+}
+
 void conn_closed(struct conn *c)
 {
     if (!c->id)
@@ -478,6 +527,8 @@ void conn_closed(struct conn *c)
     if (c->nrooms)
         t->hooks.on_leave_all(t->hooks.ctx, c);
     tc_assert(c->nrooms == 0);
+    const char *by;
+    count_close(t, conn_end_code(c, &by));
     outq_clear(c);
     free(c->outq);
     free(c->rooms);

@@ -27,6 +27,7 @@
 #include <libwebsockets.h>
 
 #include "config.h"
+#include "histogram.h"
 #include "jwt.h"
 #include "reply.h"
 #include "ring.h"
@@ -44,6 +45,10 @@
 #define CLOSE_FLOOD 4008
 #define CLOSE_SLOW_CONSUMER 4009
 #define CLOSE_IDLE 4010
+
+/* Close codes counted one by one (conn_close_code_at); any other counts
+ * as "other", so that a client's odd codes cannot grow the metrics page. */
+#define CONN_CLOSE_CODES 17
 
 enum member_state {
     MEMBER_WAIT_SUB,  /* waiting for the node's subscription to the room */
@@ -76,6 +81,7 @@ struct conn {
     struct jwt_claims user;
     int64_t opened_ms;
     int64_t last_rx_ms;
+    int64_t rx_us;            /* when the latest message arrived (clock_mono_us) */
     int64_t last_ping_ms;
     int ping_due;
 
@@ -127,6 +133,21 @@ struct conn_hooks {
     void (*on_leave_all)(void *ctx, struct conn *c);
 };
 
+/* What the table counts for the metrics page: plain increments on paths
+ * that already do more (a close, a write). */
+struct conns_stats {
+    uint64_t opened;        /* connections given a slot */
+    uint64_t refused;       /* refused at once: the table full, or stopping */
+    uint64_t slow_consumer; /* closed as slow consumers (4009) */
+    /* Closed connections by close code: index i is conn_close_code_at(i),
+     * the last one every other code. Ours when we closed first, the
+     * peer's when it did, 1006 when there was no close handshake. */
+    uint64_t closes[CONN_CLOSE_CODES + 1];
+    /* Room frames written to a member: from when this node got the oldest
+     * event of the frame (from Redis) to when the frame was written. */
+    struct histogram delivery;
+};
+
 /* The connection table. */
 struct conns {
     const struct config *cfg;
@@ -139,6 +160,7 @@ struct conns {
     uint64_t serial;
     int count;
     int stopping;             /* new connections are refused */
+    struct conns_stats stats;
 };
 
 /* Allocates the table for cfg->max_connections. Returns 0, or -1 when out
@@ -158,6 +180,10 @@ void conn_pong(struct conn *c);
  * because it answers ours). */
 int conn_peer_closed(struct conn *c, const void *in, size_t len);
 void conn_closed(struct conn *c);
+/* How connection c ended: the close code, and in *by who gave it: "server"
+ * (tipcastd sent the close), "client" (the peer did first), "network" (no
+ * close frame: 1006). The close line and the count of closes by code use it. */
+int conn_end_code(const struct conn *c, const char **by);
 
 /* connlog.c: the peer's address, noted when the connection opens (the
  * socket may be gone by the time it closes), and the info line written
@@ -194,6 +220,9 @@ int conn_admit(struct conn *c, const char *id);
 /* Frames this connection has waiting, in bytes: its own queue plus the
  * room events it has not been sent yet. */
 size_t conn_backlog(const struct conn *c);
+
+/* The close code counted at closes[i], i < CONN_CLOSE_CODES. */
+int conn_close_code_at(int i);
 
 /* The periodic sweep: auth deadlines, pings, idle timeouts. */
 void conns_sweep(struct conns *t, int64_t now_ms);

@@ -55,19 +55,9 @@ void connlog_closed(const struct conn *c)
     if (c->peer_family && !inet_ntop(c->peer_family, c->peer_addr, peer, sizeof peer))
         peer[0] = '\0';
     snprintf(id, sizeof id, "%llx", (unsigned long long)c->id);
-    if (c->close_reason) {
-        by = "server";
-        code = c->close_code;
+    code = conn_end_code(c, &by);
+    if (c->close_reason)
         reason = c->close_reason;
-    } else if (c->peer_close_code) {
-        by = "client";
-        code = c->peer_close_code;
-    } else {
-        /* A write that failed (close_code 1006 without a reason) or a
-         * connection that ended without a close frame. */
-        by = "network";
-        code = LWS_CLOSE_STATUS_ABNORMAL_CLOSE;
-    }
     struct log_field f[] = {
         LOG_INT("code", code),
         LOG_STR("reason", reason),

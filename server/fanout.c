@@ -135,7 +135,9 @@ void fanout_event(struct rooms *rs, struct room *r, int64_t seq, enum event_kind
             return;
         }
     }
-    int64_t evicted = ring_push(&r->ring, seq, f);
+    /* The delivery latency starts here: this node's share of an event's
+     * path (its clock, unlike the event's time, is this host's own). */
+    int64_t evicted = ring_push(&r->ring, seq, clock_mono_us(), f);
     if (event_moves_board(kind))
         board_mark(rs, r);
 

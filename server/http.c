@@ -1,13 +1,17 @@
 /* http.c - the plain HTTP side of tipcastd's port: /healthz, /readyz,
- * the web page's files and /demo/token, and the checks every WebSocket
- * upgrade passes (path, Origin, subprotocol) while its headers are at hand. */
+ * /metrics (to the addresses of metrics-allow), the web page's files and
+ * /demo/token, and the checks every WebSocket upgrade passes (path, Origin,
+ * subprotocol) while its headers are at hand. */
 #include "server.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "clock.h"
+#include "prom.h"
 
 /* Largest short reply (a demo token fits with room to spare), and the chunk
  * of a page file written per WRITEABLE callback. */
@@ -16,9 +20,19 @@
 struct http_session {
     int len;
     unsigned char body[LWS_PRE + HTTP_BODY_MAX];
-    const struct web_file *file; /* page file being sent (owned by web.c), or NULL */
-    size_t sent;                 /* bytes of file already written */
+    /* A body sent in chunks: a page file (owned by web.c) or `owned`. */
+    const unsigned char *data;   /* NULL when none */
+    size_t data_len;
+    size_t sent;                 /* bytes of it already written */
+    unsigned char *owned;        /* the metrics page being sent, freed once sent */
 };
+
+static void http_release(struct http_session *hs)
+{
+    free(hs->owned);
+    hs->owned = NULL;
+    hs->data = NULL;
+}
 
 static int http_reply(struct lws *wsi, struct http_session *hs, unsigned int status, const char *body)
 {
@@ -33,30 +47,37 @@ static int http_reply(struct lws *wsi, struct http_session *hs, unsigned int sta
     return 0;
 }
 
-/* Sends the headers of a page file; its body follows in WRITEABLE chunks. */
-static int http_file(struct lws *wsi, struct http_session *hs, const struct web_file *f)
+/* Sends the headers of a body of len bytes; the body follows in WRITEABLE
+ * chunks. `cache` is the Cache-Control value. */
+static int http_chunked(struct lws *wsi, struct http_session *hs, const char *mime, const char *cache,
+                        const unsigned char *data, size_t len)
 {
     unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
-    if (lws_add_http_common_headers(wsi, HTTP_STATUS_OK, f->mime, (lws_filepos_t)f->len, &p, end) ||
-        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (const unsigned char *)"no-cache", 8,
-                                     &p, end) ||
+    if (lws_add_http_common_headers(wsi, HTTP_STATUS_OK, mime, (lws_filepos_t)len, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (const unsigned char *)cache,
+                                     (int)strlen(cache), &p, end) ||
         lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
-    hs->file = f;
+    hs->data = data;
+    hs->data_len = len;
     hs->sent = 0;
     lws_callback_on_writable(wsi);
     return 0;
 }
 
-/* Writes the next chunk of the page file, one lws_write per callback. */
-static int http_file_chunk(struct lws *wsi, struct http_session *hs)
+static int http_file(struct lws *wsi, struct http_session *hs, const struct web_file *f)
 {
-    const struct web_file *f = hs->file;
-    size_t left = f->len - hs->sent;
+    return http_chunked(wsi, hs, f->mime, "no-cache", f->data, f->len);
+}
+
+/* Writes the next chunk of the body, one lws_write per callback. */
+static int http_chunk(struct lws *wsi, struct http_session *hs)
+{
+    size_t left = hs->data_len - hs->sent;
     size_t n = left < HTTP_BODY_MAX ? left : HTTP_BODY_MAX;
     int final = n == left;
     if (n > 0) {
-        memcpy(hs->body + LWS_PRE, f->data + hs->sent, n);
+        memcpy(hs->body + LWS_PRE, hs->data + hs->sent, n);
         if (lws_write(wsi, hs->body + LWS_PRE, n, final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)n)
             return -1;
         hs->sent += n;
@@ -65,8 +86,38 @@ static int http_file_chunk(struct lws *wsi, struct http_session *hs)
         lws_callback_on_writable(wsi);
         return 0;
     }
-    hs->file = NULL;
+    http_release(hs);
     return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* 1 when the peer's address is in metrics-allow. */
+static int metrics_allowed(const struct config *cfg, struct lws *wsi)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int fd = lws_get_socket_fd(wsi);
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+        return 0;
+    return cidr_match_sockaddr(cfg->metrics_allow, cfg->metrics_allow_count, (struct sockaddr *)&ss);
+}
+
+/* GET /metrics: the page is made whole (metrics.h) into a buffer of its
+ * own, then sent in chunks like a file. */
+static int http_metrics(struct server *s, struct lws *wsi, struct http_session *hs)
+{
+    if (s->cfg.metrics_allow_count == 0)
+        return http_reply(wsi, hs, HTTP_STATUS_NOT_FOUND, "{\"error\":\"not found\"}\n");
+    if (!metrics_allowed(&s->cfg, wsi))
+        return http_reply(wsi, hs, HTTP_STATUS_FORBIDDEN,
+                          "{\"error\":\"this address may not read the metrics (metrics-allow)\"}\n");
+    hs->owned = malloc(METRICS_PAGE_MAX);
+    long n = hs->owned ? metrics_write(s, (char *)hs->owned, METRICS_PAGE_MAX) : -1;
+    if (n < 0) {
+        log_msg(LOG_ERROR, "/metrics: %s", hs->owned ? "the page is larger than METRICS_PAGE_MAX" : "out of memory");
+        http_release(hs);
+        return http_reply(wsi, hs, HTTP_STATUS_INTERNAL_SERVER_ERROR, "{\"error\":\"cannot make the page\"}\n");
+    }
+    return http_chunked(wsi, hs, PROM_CONTENT_TYPE, "no-store", hs->owned, (size_t)n);
 }
 
 /* GET /demo/token?user=NAME (only with the demo setting on). */
@@ -172,7 +223,7 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     switch (reason) {
     case LWS_CALLBACK_HTTP: {
         const char *path = in;
-        hs->file = NULL;
+        http_release(hs); /* a keep-alive connection's previous request */
         if (strcmp(path, "/healthz") == 0)
             return http_reply(wsi, hs, HTTP_STATUS_OK, "{\"status\":\"ok\"}\n");
         if (strcmp(path, "/readyz") == 0) {
@@ -184,6 +235,8 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             int ready = redis && pg && !s->stopping;
             return http_reply(wsi, hs, ready ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE, body);
         }
+        if (strcmp(path, "/metrics") == 0)
+            return http_metrics(s, wsi, hs);
         if (s->cfg.demo && strcmp(path, "/demo/token") == 0)
             return http_demo_token(s, wsi, hs);
         const struct web_file *f = web_find(&s->web, path);
@@ -192,13 +245,17 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         return http_reply(wsi, hs, HTTP_STATUS_NOT_FOUND, "{\"error\":\"not found\"}\n");
     }
     case LWS_CALLBACK_HTTP_WRITEABLE:
-        if (hs->file)
-            return http_file_chunk(wsi, hs);
+        if (hs->data)
+            return http_chunk(wsi, hs);
         if (lws_write(wsi, hs->body + LWS_PRE, (size_t)hs->len, LWS_WRITE_HTTP_FINAL) != hs->len)
             return -1;
         return lws_http_transaction_completed(wsi) ? -1 : 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return confirm_upgrade(s, wsi, in);
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (hs)
+            http_release(hs);
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
     default:
         return lws_callback_http_dummy(wsi, reason, user, in, len);
     }

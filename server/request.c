@@ -158,6 +158,8 @@ static const struct {
     {"earnings", REQ_EARNINGS, 0, BIT(F_USER)},
 };
 
+_Static_assert(sizeof req_types / sizeof req_types[0] == REQ_COUNT, "every request type has a row");
+
 static int need_str(const struct fval *fv, int f, struct request_error *err)
 {
     if (fv[f].kind == FV_ABSENT)
@@ -190,6 +192,7 @@ static int check_fields(const struct fval *fv, struct request *req, struct reque
     if (t == sizeof req_types / sizeof req_types[0])
         return fail(err, ERR_UNKNOWN_TYPE, "type", "unknown message type");
     req->type = req_types[t].type;
+    err->type = (int)req->type;
     uint16_t needs = req_types[t].needs, optional = req_types[t].optional;
     /* Whether field f is to be checked: required, or optional and given. */
 #define WANTS(f) ((needs & BIT(f)) || ((optional & BIT(f)) && fv[f].kind != FV_ABSENT))
@@ -270,6 +273,7 @@ int request_decode(enum fmt fmt, const uint8_t *buf, size_t len, struct request 
     struct fval fv[F_COUNT];
     memset(fv, 0, sizeof fv);
     memset(req, 0, sizeof *req);
+    err->type = -1;
     err->code = ERR_BAD_MESSAGE;
     err->field = NULL;
     err->id[0] = '\0';
@@ -281,6 +285,14 @@ int request_decode(enum fmt fmt, const uint8_t *buf, size_t len, struct request 
     if (rc < 0)
         request_release(req);
     return rc;
+}
+
+const char *request_type_name(enum req_type t)
+{
+    for (size_t i = 0; i < sizeof req_types / sizeof req_types[0]; i++)
+        if (req_types[i].type == t)
+            return req_types[i].name;
+    return "?";
 }
 
 void request_release(struct request *req)

@@ -41,6 +41,7 @@ enum req_type {
     REQ_CREDIT,
     REQ_LEADERBOARD,
     REQ_EARNINGS,
+    REQ_COUNT
 };
 
 /* A decoded request. String fields point into the frame being decoded (or
@@ -66,6 +67,7 @@ struct request {
 /* Why a frame was refused: the code, the offending field or NULL, the
  * request id when it could be read ("" if not), and a message. */
 struct request_error {
+    int type; /* the request's type once it was read (enum req_type), else -1 */
     enum err code;
     const char *field;
     char id[REPLY_ID_MAX + 1];
@@ -78,5 +80,8 @@ struct request_error {
 int request_decode(enum fmt fmt, const uint8_t *buf, size_t len, struct request *req, struct request_error *err);
 
 void request_release(struct request *req);
+
+/* A type's name as clients write it ("gift"). */
+const char *request_type_name(enum req_type t);
 
 #endif

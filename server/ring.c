@@ -54,7 +54,7 @@ void ring_free(struct ring *r)
     r->ev = NULL;
 }
 
-int64_t ring_push(struct ring *r, int64_t seq, struct frame *const frames[FMT_COUNT])
+int64_t ring_push(struct ring *r, int64_t seq, int64_t rx_us, struct frame *const frames[FMT_COUNT])
 {
     tc_assert(seq > r->last_seq);
     int64_t evicted = 0;
@@ -64,6 +64,7 @@ int64_t ring_push(struct ring *r, int64_t seq, struct frame *const frames[FMT_CO
     }
     struct ring_event *ev = &r->ev[(r->head + r->count) % RING_EVENTS];
     ev->seq = seq;
+    ev->rx_us = rx_us;
     for (int k = 0; k < FMT_COUNT; k++) {
         tc_assert(frames[k] && frames[k]->fmt == k && !frames[k]->wire);
         ev->frame[k] = frames[k];

@@ -33,6 +33,7 @@ struct ring_event {
     int64_t seq;
     struct frame *frame[FMT_COUNT];
     uint64_t cum[FMT_COUNT]; /* ring->cum[fmt] after this event */
+    int64_t rx_us;           /* when this node got it (clock_mono_us), for the delivery latency */
 };
 
 struct ring {
@@ -53,10 +54,10 @@ int ring_init(struct ring *r, const char *room);
 /* Drops every frame and the events. */
 void ring_free(struct ring *r);
 
-/* Appends event `seq` (> last_seq) with its frames, taking their
- * references. Returns the seq of the event dropped to make room, 0 when
+/* Appends event `seq` (> last_seq), got at rx_us, with its frames, taking
+ * their references. Returns the seq of the event dropped to make room, 0 when
  * none was. */
-int64_t ring_push(struct ring *r, int64_t seq, struct frame *const frames[FMT_COUNT]);
+int64_t ring_push(struct ring *r, int64_t seq, int64_t rx_us, struct frame *const frames[FMT_COUNT]);
 
 /* The first event with seq >= next_seq, or NULL when there is none. */
 struct ring_event *ring_next(struct ring *r, int64_t next_seq);

@@ -92,6 +92,10 @@ static void on_sweep(uv_timer_t *t)
     int64_t now = clock_mono_ms();
     conns_sweep(&s->conns, now);
     rooms_sweep(&s->rooms, now);
+    /* The outbox figures wait for the Redis checks: before them this
+     * node's shards may not be the Redis's. */
+    if (s->wallet.checked)
+        backlog_tick(&s->backlog, now);
     memory_decay();
 }
 
@@ -167,6 +171,7 @@ int server_init(struct server *s, uv_loop_t *loop)
 {
     const struct config *cfg = &s->cfg;
     s->loop = loop;
+    s->metrics.started_wall_ms = clock_wall_ms();
     const struct rlink_hooks redis_hooks = {
         .on_cmd_ready = on_redis_ready,
         .cmd_ctx = s,
@@ -180,6 +185,7 @@ int server_init(struct server *s, uv_loop_t *loop)
     rlink_init(&s->redis, loop, cfg->redis_host, cfg->redis_port, &redis_hooks);
     outbox_init(&s->outbox, &s->redis, cfg->wallet_shards, s->node_id);
     wallet_init(&s->wallet, &s->outbox, &s->catalog, cfg);
+    backlog_init(&s->backlog, &s->outbox);
     board_init(&s->board, &s->redis);
     roomstore_init(&s->store, &s->redis, s->node_id, cfg->history_len);
     roomfeed_init(&s->feed, &s->outbox, loop, cfg->history_len);

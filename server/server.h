@@ -9,6 +9,7 @@
 #include <libwebsockets.h>
 #include <uv.h>
 
+#include "backlog.h"
 #include "board.h"
 #include "catalog.h"
 #include "config.h"
@@ -16,6 +17,7 @@
 #include "earnings.h"
 #include "ledger.h"
 #include "listener.h"
+#include "metrics.h"
 #include "outbox.h"
 #include "pgcheck.h"
 #include "rlink.h"
@@ -55,6 +57,8 @@ struct server {
     struct rooms rooms;
     struct web web;
     struct listener listener;
+    struct backlog backlog;
+    struct metrics metrics;
 
     uv_timer_t sweep;
     uv_timer_t redis_recheck; /* a Redis that could not be checked yet (loading) */

@@ -152,7 +152,35 @@ static void dispatch(struct server *s, struct conn *c, const struct request *req
     case REQ_EARNINGS:
         earnings_request(&s->earnings, &r, &c->user, req->user);
         break;
+    case REQ_COUNT: /* not a type */
+        break;
     }
+}
+
+/* The wallet's kind of a money request type, or -1. */
+static int money_kind(int type)
+{
+    switch (type) {
+    case REQ_GIFT:
+        return WALLET_GIFT;
+    case REQ_TIP:
+        return WALLET_TIP;
+    case REQ_CREDIT:
+        return WALLET_CREDIT;
+    case REQ_BALANCE:
+        return WALLET_BALANCE;
+    default:
+        return -1;
+    }
+}
+
+/* A money request refused here, before the wallet saw it, still counts
+ * among the wallet's results. */
+static void money_refused(struct server *s, int type, enum err code)
+{
+    int k = money_kind(type);
+    if (k >= 0)
+        wallet_count(&s->wallet, (enum wallet_kind)k, WALLET_RESULT_ERR(code));
 }
 
 void session_message(void *ctx, struct conn *c, int binary, const uint8_t *buf, size_t len)
@@ -162,6 +190,7 @@ void session_message(void *ctx, struct conn *c, int binary, const uint8_t *buf, 
     struct request_error err;
 
     if (binary != (c->fmt == FMT_MSGPACK)) {
+        s->metrics.messages[METRICS_MSG_INVALID]++;
         if (conn_admit(c, NULL))
             conn_send_error(c, NULL, ERR_WRONG_FRAME_TYPE,
                             c->fmt == FMT_MSGPACK ? "tipcast.v1.msgpack takes binary frames"
@@ -170,16 +199,27 @@ void session_message(void *ctx, struct conn *c, int binary, const uint8_t *buf, 
         return;
     }
     if (request_decode(c->fmt, buf, len, &req, &err) < 0) {
-        if (conn_admit(c, err.id))
+        /* A request of a known type with a bad field counts as its type. */
+        s->metrics.messages[err.type >= 0 ? err.type : METRICS_MSG_INVALID]++;
+        if (conn_admit(c, err.id)) {
+            money_refused(s, err.type, err.code);
             conn_send_error(c, err.id, err.code, err.message, err.field, 0);
+        } else {
+            money_refused(s, err.type, ERR_RATE_LIMITED);
+        }
         return;
     }
-    if (!conn_admit(c, req.id))
+    s->metrics.messages[req.type]++;
+    if (!conn_admit(c, req.id)) {
+        money_refused(s, (int)req.type, ERR_RATE_LIMITED);
         goto done;
-    if (!c->authed && req.type != REQ_AUTH && req.type != REQ_PING)
+    }
+    if (!c->authed && req.type != REQ_AUTH && req.type != REQ_PING) {
+        money_refused(s, (int)req.type, ERR_AUTH_REQUIRED);
         conn_send_error(c, req.id, ERR_AUTH_REQUIRED, "authenticate first", NULL, 0);
-    else
+    } else {
         dispatch(s, c, &req);
+    }
 done:
     request_release(&req);
 }

@@ -30,6 +30,7 @@
 
 #include "config.h"
 #include "consumer.h"
+#include "histogram.h"
 #include "ledger_sql.h"
 #include "pgconn.h"
 
@@ -46,6 +47,7 @@ struct ledger_stats {
     uint64_t rejects;      /* malformed entries set aside in outbox_rejects */
     int64_t last_flush_ms; /* duration of the latest transaction */
     int64_t last_lag_ms;   /* age of its newest entry when it committed */
+    struct histogram flush; /* duration of each committed transaction */
 };
 
 struct ledger {
@@ -64,7 +66,7 @@ struct ledger {
     char pg_error[256];
     char pg_sqlstate[6];            /* of that error, "" when unknown */
     int64_t rows_orders, rows_credits;
-    int64_t started_ms;
+    int64_t started_us;             /* when it was sent (clock_mono_us) */
 
     struct ledger_stats stats;
 };

@@ -51,12 +51,13 @@ static void committed(struct ledger *l, int fast)
             l->rows_credits += b->e[i].kind == ENTRY_CREDIT;
         }
     }
-    int64_t now = clock_mono_ms();
+    int64_t took_us = clock_mono_us() - l->started_us;
     l->stats.batches++;
     l->stats.orders += (uint64_t)l->rows_orders;
     l->stats.credits += (uint64_t)l->rows_credits;
     l->stats.rejects += (uint64_t)rejects;
-    l->stats.last_flush_ms = now - l->started_ms;
+    l->stats.last_flush_ms = took_us / 1000;
+    histogram_observe(&l->stats.flush, took_us);
     if (newest)
         l->stats.last_lag_ms = clock_wall_ms() - newest;
     if (rejects)
@@ -146,7 +147,7 @@ void ledger_txn_write(struct ledger *l, struct entry_batch *b)
 {
     tc_assert(!l->batch);
     l->batch = b;
-    l->started_ms = clock_mono_ms();
+    l->started_us = clock_mono_us();
     reset(l);
     int only_gone = 1;
     for (size_t i = 0; i < b->n; i++)

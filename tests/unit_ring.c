@@ -24,7 +24,7 @@ static struct frame *raw(enum fmt fmt, size_t n, uint8_t fill)
 static int64_t push_raw(struct ring *r, int64_t seq, size_t n)
 {
     struct frame *f[FMT_COUNT] = {raw(FMT_MSGPACK, n, (uint8_t)seq), raw(FMT_JSON, 2 * n + 1, (uint8_t)seq)};
-    return ring_push(r, seq, f);
+    return ring_push(r, seq, 0, f);
 }
 
 /* Pushes seq as a real event {type, room, seq, n: seq} in both formats. */
@@ -36,7 +36,7 @@ static int64_t push_event(struct ring *r, int64_t seq)
     struct frame *f[FMT_COUNT];
     for (int k = 0; k < FMT_COUNT; k++)
         f[k] = message_event((enum fmt)k, ROOM, seq, body, sizeof body);
-    return ring_push(r, seq, f);
+    return ring_push(r, seq, 0, f);
 }
 
 /* The first event with seq >= s, by a linear walk. */

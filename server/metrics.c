@@ -1,0 +1,174 @@
+/* metrics.c - the metrics page, made from the modules' counters (see
+ * metrics.h and docs/operations.md, "Metrics"). */
+#include "metrics.h"
+
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "prom.h"
+#include "server.h"
+
+/* The resident set, from /proc/self/statm (a procfs read, which never
+ * waits on a device; once per scrape). 0 when it cannot be read. */
+static uint64_t resident_bytes(void)
+{
+    char buf[128];
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    unsigned long long size, resident;
+    if (sscanf(buf, "%llu %llu", &size, &resident) != 2)
+        return 0;
+    long page = sysconf(_SC_PAGESIZE);
+    return (uint64_t)resident * (uint64_t)(page > 0 ? page : 4096);
+}
+
+static void connections(struct prom *p, const struct conns *t)
+{
+    prom_family(p, "tipcast_connections_open", "gauge", "WebSocket connections open on this node.");
+    prom_i64(p, "tipcast_connections_open", PROM_NONE, PROM_NONE, t->count);
+    prom_family(p, "tipcast_connections_opened_total", "counter", "WebSocket connections accepted.");
+    prom_u64(p, "tipcast_connections_opened_total", PROM_NONE, PROM_NONE, t->stats.opened);
+    prom_family(p, "tipcast_connections_refused_total", "counter",
+                "WebSocket connections refused at once (max-connections reached, or shutting down).");
+    prom_u64(p, "tipcast_connections_refused_total", PROM_NONE, PROM_NONE, t->stats.refused);
+    prom_family(p, "tipcast_connections_closed_total", "counter",
+                "WebSocket connections closed, by close code: ours when the server closed first, the "
+                "client's when it did, 1006 when the connection ended without a close handshake; codes "
+                "not listed count as other.");
+    char code[16];
+    for (int i = 0; i < CONN_CLOSE_CODES; i++) {
+        snprintf(code, sizeof code, "%d", conn_close_code_at(i));
+        prom_u64(p, "tipcast_connections_closed_total", PROM_L("code", code), PROM_NONE, t->stats.closes[i]);
+    }
+    prom_u64(p, "tipcast_connections_closed_total", PROM_L("code", "other"), PROM_NONE,
+             t->stats.closes[CONN_CLOSE_CODES]);
+    prom_family(p, "tipcast_slow_consumer_closes_total", "counter",
+                "Connections closed as slow consumers (4009): too much unsent, or behind the room's ring.");
+    prom_u64(p, "tipcast_slow_consumer_closes_total", PROM_NONE, PROM_NONE, t->stats.slow_consumer);
+    prom_family(p, "tipcast_delivery_latency_seconds", "histogram",
+                "Room frames written to members: from when this node got the oldest event of the frame "
+                "from Redis (pub/sub, or a catch-up read of the history) to when the frame was written to "
+                "the member's socket.");
+    prom_histogram(p, "tipcast_delivery_latency_seconds", PROM_NONE, &t->stats.delivery);
+}
+
+static void rooms(struct prom *p, const struct rooms *rs)
+{
+    int64_t nrooms = 0, members = 0;
+    for (uint32_t b = 0; b < rs->nbuckets; b++)
+        for (const struct room *r = rs->buckets[b]; r; r = r->hnext)
+            if (r->nmembers) {
+                nrooms++;
+                members += r->nmembers;
+            }
+    prom_family(p, "tipcast_rooms", "gauge", "Rooms with members on this node.");
+    prom_i64(p, "tipcast_rooms", PROM_NONE, PROM_NONE, nrooms);
+    prom_family(p, "tipcast_room_members", "gauge", "Room memberships on this node (a connection in two rooms "
+                                                   "counts twice).");
+    prom_i64(p, "tipcast_room_members", PROM_NONE, PROM_NONE, members);
+}
+
+static void messages(struct prom *p, const struct metrics *m)
+{
+    prom_family(p, "tipcast_messages_received_total", "counter",
+                "Messages received from clients, by request type; invalid: not a request of a known type "
+                "(malformed, unknown type, wrong frame type).");
+    for (int t = 0; t < REQ_COUNT; t++)
+        prom_u64(p, "tipcast_messages_received_total", PROM_L("type", request_type_name((enum req_type)t)),
+                 PROM_NONE, m->messages[t]);
+    prom_u64(p, "tipcast_messages_received_total", PROM_L("type", "invalid"), PROM_NONE,
+             m->messages[METRICS_MSG_INVALID]);
+}
+
+static void money(struct prom *p, const struct wallet *w)
+{
+    prom_family(p, "tipcast_money_requests_total", "counter",
+                "Money requests answered, by kind (gift, tip, credit, balance) and result: ok, replayed (a "
+                "retry answered with the first result) or the error code.");
+    for (int k = 0; k < WALLET_KINDS; k++)
+        for (int r = 0; r < WALLET_RESULTS; r++)
+            prom_u64(p, "tipcast_money_requests_total", PROM_L("kind", wallet_kind_name((enum wallet_kind)k)),
+                     PROM_L("result", wallet_result_name(r)), w->stats.results[k][r]);
+    prom_family(p, "tipcast_ack_latency_seconds", "histogram",
+                "Money requests acknowledged (ack, or the balance), by kind: from the request's arrival to "
+                "its answer being written to the connection (or queued behind earlier frames).");
+    for (int k = 0; k < WALLET_KINDS; k++)
+        prom_histogram(p, "tipcast_ack_latency_seconds", PROM_L("kind", wallet_kind_name((enum wallet_kind)k)),
+                       &w->stats.ack[k]);
+}
+
+static void outbox(struct prom *p, const struct backlog *b, const struct ledger *l)
+{
+    if (b->have) {
+        prom_family(p, "tipcast_outbox_pending_entries", "gauge",
+                    "Outbox entries delivered to a consumer of the group and not yet acknowledged, over "
+                    "every wallet shard (XINFO GROUPS, polled every 5 s).");
+        for (int i = 0; i < BACKLOG_GROUPS; i++)
+            prom_i64(p, "tipcast_outbox_pending_entries", PROM_L("group", backlog_group_name(i)), PROM_NONE,
+                     b->last[i].pending);
+        prom_family(p, "tipcast_outbox_lag_entries", "gauge",
+                    "Outbox entries not yet delivered to the group, over every wallet shard (XINFO GROUPS "
+                    "lag, polled every 5 s); NaN when Redis could not tell for some shard.");
+        for (int i = 0; i < BACKLOG_GROUPS; i++)
+            prom_f64(p, "tipcast_outbox_lag_entries", PROM_L("group", backlog_group_name(i)), PROM_NONE,
+                     b->last[i].lag_known ? (double)b->last[i].lag : NAN);
+    }
+    prom_family(p, "tipcast_ledger_entries_total", "counter",
+                "Outbox entries this node's ledger committed to PostgreSQL and acknowledged (replays "
+                "included).");
+    prom_u64(p, "tipcast_ledger_entries_total", PROM_NONE, PROM_NONE, l->consumer.stats.entries);
+    prom_family(p, "tipcast_ledger_rows_written_total", "counter",
+                "New rows written by this node's ledger, by kind: order (orders row of a gift or tip), "
+                "credit (credit movement), reject (malformed entry set aside in outbox_rejects).");
+    prom_u64(p, "tipcast_ledger_rows_written_total", PROM_L("kind", "order"), PROM_NONE, l->stats.orders);
+    prom_u64(p, "tipcast_ledger_rows_written_total", PROM_L("kind", "credit"), PROM_NONE, l->stats.credits);
+    prom_u64(p, "tipcast_ledger_rows_written_total", PROM_L("kind", "reject"), PROM_NONE, l->stats.rejects);
+    prom_family(p, "tipcast_ledger_flush_seconds", "histogram",
+                "Ledger transactions committed: from sending the batch to PostgreSQL to its commit.");
+    prom_histogram(p, "tipcast_ledger_flush_seconds", PROM_NONE, &l->stats.flush);
+}
+
+static void backends(struct prom *p, const struct server *s)
+{
+    prom_family(p, "tipcast_redis_command_up", "gauge", "1 when the Redis command connection is up.");
+    prom_i64(p, "tipcast_redis_command_up", PROM_NONE, PROM_NONE, rlink_cmd_ready(&s->redis));
+    prom_family(p, "tipcast_redis_subscriber_up", "gauge", "1 when the Redis subscriber connection is up.");
+    prom_i64(p, "tipcast_redis_subscriber_up", PROM_NONE, PROM_NONE, rlink_sub_ready(&s->redis));
+    prom_family(p, "tipcast_redis_checked", "gauge",
+                "1 when the Redis behind the command connection passed the persistence and wallet-shards "
+                "checks (money can move).");
+    prom_i64(p, "tipcast_redis_checked", PROM_NONE, PROM_NONE, rlink_cmd_ready(&s->redis) && s->wallet.checked);
+    prom_family(p, "tipcast_postgres_up", "gauge", "1 when PostgreSQL answered the latest health check.");
+    prom_i64(p, "tipcast_postgres_up", PROM_NONE, PROM_NONE, pgcheck_ok(&s->pgcheck));
+}
+
+static void process(struct prom *p, const struct metrics *m)
+{
+    prom_family(p, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+    prom_u64(p, "process_resident_memory_bytes", PROM_NONE, PROM_NONE, resident_bytes());
+    prom_family(p, "process_start_time_seconds", "gauge", "Start time of the process since the epoch in seconds.");
+    prom_f64(p, "process_start_time_seconds", PROM_NONE, PROM_NONE, (double)m->started_wall_ms / 1000.0);
+}
+
+long metrics_write(const struct server *s, char *buf, size_t cap)
+{
+    struct prom p;
+    prom_init(&p, buf, cap);
+    connections(&p, &s->conns);
+    rooms(&p, &s->rooms);
+    messages(&p, &s->metrics);
+    money(&p, &s->wallet);
+    outbox(&p, &s->backlog, &s->ledger);
+    backends(&p, s);
+    process(&p, &s->metrics);
+    return prom_finish(&p);
+}
