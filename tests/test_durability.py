@@ -97,6 +97,9 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(server, client):
     live_creator(creator)
     senders = [unique("v") for _ in range(3)]
     srv = server(**FLAGS)
+    # Money moves once Redis has passed its checks (/readyz), which may be
+    # a moment after /healthz answers.
+    wait_for(lambda: srv.http_get("/readyz")[0] == 200, what="/readyz")
     admin = client(srv, unique("adm"), "admin")
     for s in senders:
         credit(admin, s, 100000)
