@@ -33,9 +33,11 @@ def test_readyz_says_stopping_while_draining(server, client):
     import json
 
     from wsclient import ConnectionClosed, HandshakeRefused
+    from helpers import wait_for
     srv = server()
-    status, _, body = srv.http_get("/readyz")
-    assert status == 200 and json.loads(body)["stopping"] is False, body
+    # Ready once Redis has passed its checks, a moment after the start.
+    wait_for(lambda: srv.http_get("/readyz")[0] == 200, what="/readyz 200")
+    assert json.loads(srv.http_get("/readyz")[2])["stopping"] is False
     # A client that never reads keeps the drain going (up to 2 s).
     silent = client(srv, unique("v"), "viewer")
     srv.signal(signal.SIGTERM)
