@@ -145,6 +145,7 @@ tipcast is starting.
   Demo page:  http://127.0.0.1:$PORT/   (open it in two windows, e.g. ?user=bob and ?user=carol)
   WebSocket:  ws://127.0.0.1:$PORT/ws   (subprotocol tipcast.v1.json or tipcast.v1.msgpack)
   Health:     http://127.0.0.1:$PORT/healthz   readiness: http://127.0.0.1:$PORT/readyz
+  Metrics:    http://127.0.0.1:$PORT/metrics   (Prometheus; docs/operations.md)
   Redis:      127.0.0.1:$TIPCAST_REDIS_PORT     PostgreSQL: $TIPCAST_PG
   JWT secret: $DEV_SECRET   (development only; tokens below are valid for 24 h)
 
