@@ -338,7 +338,8 @@ int conn_opened(struct conns *t, struct conn *c, struct lws *wsi, enum fmt fmt)
     t->count++;
 
     int64_t now = clock_mono_ms();
-    c->opened_ms = c->last_rx_ms = c->last_ping_ms = c->bucket_ms = now;
+    c->opened_ms = c->last_ping_ms = c->bucket_ms = now;
+    c->rx_us = now * 1000;
     c->flood_window_ms = now;
     c->tokens = t->cfg->max_burst;
     if (t->cfg->sndbuf_bytes > 0) {
@@ -361,7 +362,6 @@ int conn_receive(struct conn *c, const void *in, size_t len)
 
     /* One clock reading: the idle timer's and the ack latency's start. */
     c->rx_us = clock_mono_us();
-    c->last_rx_ms = c->rx_us / 1000;
     c->bytes_in += len;
     if (c->close_code)
         return 0; /* closing: what it says no longer matters */
@@ -391,11 +391,11 @@ int conn_receive(struct conn *c, const void *in, size_t len)
         if (!p)
             return -1;
         c->rx = p;
-        c->rx_cap = cap;
+        c->rx_cap = (uint32_t)cap;
     }
     if (len)
         memcpy(c->rx + c->rx_len, in, len);
-    c->rx_len += len;
+    c->rx_len += (uint32_t)len;
     if (last) {
         c->t->hooks.on_message(c->t->hooks.ctx, c, lws_frame_is_binary(wsi), c->rx, c->rx_len);
         /* Messages come in pieces only when bigger than lws's receive
@@ -409,7 +409,7 @@ int conn_receive(struct conn *c, const void *in, size_t len)
     return 0;
 }
 
-void conn_pong(struct conn *c) { c->last_rx_ms = clock_mono_ms(); }
+void conn_pong(struct conn *c) { c->rx_us = clock_mono_us(); }
 
 /* Writes the close frame ourselves rather than through lws_close_reason()
  * and a -1 return: the Debian build of lws 4.1 (a _DEBUG build) closes a
@@ -491,7 +491,7 @@ int conn_writeable(struct conn *c)
             struct membership *m = &c->rooms[i];
             if (m->state != MEMBER_LIVE || m->ring->last_seq < m->next_seq)
                 continue;
-            c->rr = i + 1;
+            c->rr = (uint16_t)(i + 1);
             if (write_room_frame(c, m, NULL) < 0)
                 return -1;
             break;
@@ -552,7 +552,7 @@ void conns_sweep(struct conns *t, int64_t now)
                 conn_close(c, CLOSE_AUTH_TIMEOUT, "authentication timeout", 1);
             continue;
         }
-        if (now - c->last_rx_ms >= (int64_t)cfg->idle_timeout_s * 1000) {
+        if (now - c->rx_us / 1000 >= (int64_t)cfg->idle_timeout_s * 1000) {
             conn_close(c, CLOSE_IDLE, "idle", 1);
             continue;
         }

@@ -71,54 +71,54 @@ struct membership {
 
 struct conns;
 
+/* Every connection holds one for its life: at 100,000 connections each
+ * byte here is 100 kB, so the fields are ordered by size (no padding
+ * holes) rather than by topic; the comments name the topic. */
 struct conn {
     struct conns *t;
     struct lws *wsi;
     uint64_t id;
-    uint32_t slot;
-    enum fmt fmt;
-    int authed;
     struct jwt_claims user;
+    /* Times (monotonic): opened, the latest frame or pong received (the
+     * idle timer's, and the ack latency's start), the latest ping. */
     int64_t opened_ms;
-    int64_t last_rx_ms;
-    int64_t rx_us;            /* when the latest message arrived (clock_mono_us) */
+    int64_t rx_us;
     int64_t last_ping_ms;
-    int ping_due;
-
     /* Token bucket for requests, and the flood detector. */
     double tokens;
     int64_t bucket_ms;
     int64_t flood_window_ms;
-    int flood_rejected;
-
-    /* The message being received, until its last fragment. */
+    /* The message being received, until its last fragment (rx_len and
+     * rx_cap stay below twice max-frame-bytes, at most 1 MiB). */
     uint8_t *rx;
-    size_t rx_len;
-    size_t rx_cap;
-
     /* Frames queued for this connection only (replies, errors), a ring. */
     struct frame **outq;
-    uint32_t outq_cap, outq_head, outq_count;
     size_t outq_bytes;
-
-    /* Rooms; the array grows on joins, up to max-rooms-per-conn entries. */
+    /* Rooms; the array grows on joins, up to max-rooms-per-conn (<= 1024)
+     * entries. */
     struct membership *rooms;
-    int nrooms, rooms_cap;
-    int rr;                   /* round-robin start for fairness between rooms */
-
     /* Set when the connection is to be closed: the close frame is sent at
      * the next WRITEABLE, after the queued replies unless dropped. */
-    int close_code;
     const char *close_reason;
-    int close_sent;
-
     /* For the line logged when the connection ends (connlog.c): message
-     * bytes received and written, the code of the peer's close frame (0
-     * when none came), and the peer's address, kept as bytes since an
-     * address as text would cost 46 bytes a connection. */
+     * bytes received and written. */
     uint64_t bytes_in, bytes_out;
-    uint16_t peer_close_code;
-    uint8_t peer_family;      /* AF_INET, AF_INET6, 0 unknown */
+
+    uint32_t slot;
+    enum fmt fmt;
+    uint32_t rx_len, rx_cap;
+    uint32_t outq_cap, outq_head, outq_count;
+    int flood_rejected;
+    int close_code;
+    uint16_t nrooms, rooms_cap;
+    uint16_t rr;              /* round-robin start for fairness between rooms */
+    uint16_t peer_close_code; /* the code of the peer's close frame, 0 when none came */
+    uint8_t authed;
+    uint8_t ping_due;
+    uint8_t close_sent;
+    /* The peer's address, kept as bytes since an address as text would
+     * cost 46 bytes a connection. */
+    uint8_t peer_family; /* AF_INET, AF_INET6, 0 unknown */
     uint8_t peer_addr[16];
 };
 

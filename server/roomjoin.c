@@ -168,7 +168,7 @@ static int make_room(struct conn *c, struct room *r, int max_rooms)
         if (!rooms)
             return -1;
         c->rooms = rooms;
-        c->rooms_cap = cap;
+        c->rooms_cap = (uint16_t)cap;
     }
     if (r->nmembers == r->members_cap) {
         uint32_t cap = r->members_cap ? r->members_cap * 2 : 8;
