@@ -20,6 +20,7 @@ import pytest
 
 from conftest import _binary, free_port
 from helpers import psql, wait_for
+from test_money import wait_room_live
 from wsclient import unique
 
 GIFT = 9301  # this module's gift (the catalog is shared by every test)
@@ -79,18 +80,6 @@ def live_creator():
     psql(f"INSERT INTO creators (id, live) VALUES ('{creator}', true) "
          "ON CONFLICT (id) DO UPDATE SET live = true")
     return creator
-
-
-def wait_room_live(c, room, timeout=10):
-    """Gifts are refused until the catalog reload brings the creator; an
-    unknown gift id probes without moving money."""
-    deadline = time.monotonic() + timeout
-    while True:
-        r = c.request({"type": "gift", "id": unique("probe"), "room": room, "gift": 1999999999})
-        if r.get("code") != "room_not_live":
-            return
-        assert time.monotonic() < deadline, r
-        time.sleep(0.1)
 
 
 def test_metrics_follow_traffic(server, client, gift):
