@@ -19,7 +19,7 @@ struct w {
     int full;
 };
 
-static int room(struct w *w, size_t n)
+static int fits(struct w *w, size_t n)
 {
     if (w->full || w->len + n > w->limit) {
         w->full = 1;
@@ -30,7 +30,7 @@ static int room(struct w *w, size_t n)
 
 static void put(struct w *w, const char *s, size_t n)
 {
-    if (room(w, n)) {
+    if (fits(w, n)) {
         memcpy(w->out + w->len, s, n);
         w->len += n;
     }
@@ -122,7 +122,7 @@ static void put_escaped(struct w *w, const char *s, size_t n, int json)
 
 static void put_quoted(struct w *w, const char *s, size_t n, int json)
 {
-    if (!room(w, 2))
+    if (!fits(w, 2))
         return;
     put(w, "\"", 1);
     /* The body stops one byte early, so that the closing quote always fits

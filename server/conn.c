@@ -348,7 +348,6 @@ int conn_opened(struct conns *t, struct conn *c, struct lws *wsi, enum fmt fmt)
         if (fd >= 0)
             setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
     }
-    connlog_opened(c);
     t->hooks.on_open(t->hooks.ctx, c);
     return 0;
 }
@@ -522,8 +521,8 @@ void conn_closed(struct conn *c)
 {
     if (!c->id)
         return; /* refused in conn_opened before it had a slot */
-    connlog_closed(c);
     struct conns *t = c->t;
+    t->hooks.on_closed(t->hooks.ctx, c);
     if (c->nrooms)
         t->hooks.on_leave_all(t->hooks.ctx, c);
     tc_assert(c->nrooms == 0);

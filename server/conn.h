@@ -131,6 +131,9 @@ struct conn_hooks {
     void (*on_message)(void *ctx, struct conn *c, int binary, const uint8_t *buf, size_t len);
     /* The connection must leave every room now (conn->nrooms becomes 0). */
     void (*on_leave_all)(void *ctx, struct conn *c);
+    /* The connection has ended (conn_end_code tells how), just before it
+     * leaves its rooms and its state is freed. */
+    void (*on_closed)(void *ctx, const struct conn *c);
 };
 
 /* What the table counts for the metrics page: plain increments on paths
@@ -184,13 +187,6 @@ void conn_closed(struct conn *c);
  * (tipcastd sent the close), "client" (the peer did first), "network" (no
  * close frame: 1006). The close line and the count of closes by code use it. */
 int conn_end_code(const struct conn *c, const char **by);
-
-/* connlog.c: the peer's address, noted when the connection opens (the
- * socket may be gone by the time it closes), and the info line written
- * when it ends: close code, reason, who closed, duration, bytes, user,
- * peer. */
-void connlog_opened(struct conn *c);
-void connlog_closed(const struct conn *c);
 
 /* The reply handle of request `id` ("" for none) of this connection. */
 void conn_reply(const struct conn *c, const char *id, struct reply *r);

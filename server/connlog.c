@@ -1,5 +1,5 @@
 /* connlog.c - the line a WebSocket connection leaves when it ends, and the
- * peer address it names (see conn.h).
+ * peer address it names (see connlog.h).
  *
  * The line is info, one per connection, written from LWS_CALLBACK_CLOSED:
  *
@@ -18,8 +18,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "connlog.h"
+
 #include "clock.h"
-#include "conn.h"
 #include "log.h"
 
 void connlog_opened(struct conn *c)

@@ -191,7 +191,8 @@ int server_init(struct server *s, uv_loop_t *loop)
     roomfeed_init(&s->feed, &s->outbox, loop, cfg->history_len);
     ledger_init(&s->ledger, &s->outbox, loop, cfg);
     const struct conn_hooks conn_hooks = {
-        .ctx = s, .on_open = session_open, .on_message = session_message, .on_leave_all = session_leave_all};
+        .ctx = s, .on_open = session_open, .on_message = session_message, .on_leave_all = session_leave_all,
+        .on_closed = session_closed};
     if (conns_init(&s->conns, cfg, &conn_hooks) < 0)
         return -1;
     if (rooms_init(&s->rooms, loop, cfg, &s->redis, &s->store, &s->board, &s->conns, &s->catalog) < 0) {

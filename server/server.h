@@ -88,6 +88,7 @@ void server_free(struct server *s);
 void session_open(void *ctx, struct conn *c);
 void session_message(void *ctx, struct conn *c, int binary, const uint8_t *buf, size_t len);
 void session_leave_all(void *ctx, struct conn *c);
+void session_closed(void *ctx, const struct conn *c);
 
 /* http.c: the "http" protocol of the lws context. */
 int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);

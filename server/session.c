@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "clock.h"
+#include "connlog.h"
 #include "request.h"
 
 static void send_welcome(struct server *s, struct conn *c, const char *id)
@@ -84,6 +85,7 @@ static int handshake_token(struct lws *wsi, char *buf, int cap)
 void session_open(void *ctx, struct conn *c)
 {
     struct server *s = ctx;
+    connlog_opened(c);
     char token[JWT_MAX_BYTES + 8];
     int n = handshake_token(c->wsi, token, (int)sizeof token);
     if (n < 0) {
@@ -228,4 +230,10 @@ void session_leave_all(void *ctx, struct conn *c)
 {
     struct server *s = ctx;
     rooms_leave_all(&s->rooms, c);
+}
+
+void session_closed(void *ctx, const struct conn *c)
+{
+    (void)ctx;
+    connlog_closed(c);
 }
