@@ -142,6 +142,12 @@ void prom_f64(struct prom *p, const char *name, struct prom_label l1, struct pro
     puts_(p, "\n");
 }
 
+void prom_single(struct prom *p, const char *name, const char *type, const char *help, int64_t v)
+{
+    prom_family(p, name, type, help);
+    prom_i64(p, name, PROM_NONE, PROM_NONE, v);
+}
+
 void prom_histogram(struct prom *p, const char *name, struct prom_label l1, const struct histogram *h)
 {
     char series[128], le[32];

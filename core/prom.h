@@ -46,6 +46,10 @@ void prom_u64(struct prom *p, const char *name, struct prom_label l1, struct pro
 void prom_i64(struct prom *p, const char *name, struct prom_label l1, struct prom_label l2, int64_t v);
 void prom_f64(struct prom *p, const char *name, struct prom_label l1, struct prom_label l2, double v);
 
+/* A family of one sample without labels: its HELP and TYPE lines and
+ * "name v". Most of a page is these. */
+void prom_single(struct prom *p, const char *name, const char *type, const char *help, int64_t v);
+
 /* A histogram's samples (after its family line, TYPE histogram): the
  * cumulative buckets name_bucket{l1,le="..."} in seconds, the +Inf one,
  * name_sum in seconds and name_count. */

@@ -33,13 +33,13 @@ static uint64_t resident_bytes(void)
 
 static void connections(struct prom *p, const struct conns *t)
 {
-    prom_family(p, "tipcast_connections_open", "gauge", "WebSocket connections open on this node.");
-    prom_i64(p, "tipcast_connections_open", PROM_NONE, PROM_NONE, t->count);
-    prom_family(p, "tipcast_connections_opened_total", "counter", "WebSocket connections accepted.");
-    prom_u64(p, "tipcast_connections_opened_total", PROM_NONE, PROM_NONE, t->stats.opened);
-    prom_family(p, "tipcast_connections_refused_total", "counter",
-                "WebSocket connections refused at once (max-connections reached, or shutting down).");
-    prom_u64(p, "tipcast_connections_refused_total", PROM_NONE, PROM_NONE, t->stats.refused);
+    prom_single(p, "tipcast_connections_open", "gauge", "WebSocket connections open on this node.",
+                t->count);
+    prom_single(p, "tipcast_connections_opened_total", "counter", "WebSocket connections accepted.",
+                (int64_t)t->stats.opened);
+    prom_single(p, "tipcast_connections_refused_total", "counter",
+                "WebSocket connections refused at once (max-connections reached, or shutting down).",
+                (int64_t)t->stats.refused);
     prom_family(p, "tipcast_connections_closed_total", "counter",
                 "WebSocket connections closed, by close code: ours when the server closed first, the "
                 "client's when it did, 1006 when the connection ended without a close handshake; codes "
@@ -51,9 +51,9 @@ static void connections(struct prom *p, const struct conns *t)
     }
     prom_u64(p, "tipcast_connections_closed_total", PROM_L("code", "other"), PROM_NONE,
              t->stats.closes[CONN_CLOSE_CODES]);
-    prom_family(p, "tipcast_slow_consumer_closes_total", "counter",
-                "Connections closed as slow consumers (4009): too much unsent, or behind the room's ring.");
-    prom_u64(p, "tipcast_slow_consumer_closes_total", PROM_NONE, PROM_NONE, t->stats.slow_consumer);
+    prom_single(p, "tipcast_slow_consumer_closes_total", "counter",
+                "Connections closed as slow consumers (4009): too much unsent, or behind the room's ring.",
+                (int64_t)t->stats.slow_consumer);
     prom_family(p, "tipcast_delivery_latency_seconds", "histogram",
                 "Room frames written to members: from when this node got the oldest event of the frame "
                 "from Redis (pub/sub, or a catch-up read of the history) to when the frame was written to "
@@ -70,11 +70,11 @@ static void rooms(struct prom *p, const struct rooms *rs)
                 nrooms++;
                 members += r->nmembers;
             }
-    prom_family(p, "tipcast_rooms", "gauge", "Rooms with members on this node.");
-    prom_i64(p, "tipcast_rooms", PROM_NONE, PROM_NONE, nrooms);
-    prom_family(p, "tipcast_room_members", "gauge", "Room memberships on this node (a connection in two rooms "
-                                                   "counts twice).");
-    prom_i64(p, "tipcast_room_members", PROM_NONE, PROM_NONE, members);
+    prom_single(p, "tipcast_rooms", "gauge", "Rooms with members on this node.",
+                nrooms);
+    prom_single(p, "tipcast_room_members", "gauge", "Room memberships on this node (a connection in two rooms "
+                "counts twice).",
+                members);
 }
 
 static void messages(struct prom *p, const struct metrics *m)
@@ -122,10 +122,10 @@ static void outbox(struct prom *p, const struct backlog *b, const struct ledger 
             prom_f64(p, "tipcast_outbox_lag_entries", PROM_L("group", backlog_group_name(i)), PROM_NONE,
                      b->last[i].lag_known ? (double)b->last[i].lag : NAN);
     }
-    prom_family(p, "tipcast_ledger_entries_total", "counter",
+    prom_single(p, "tipcast_ledger_entries_total", "counter",
                 "Outbox entries this node's ledger committed to PostgreSQL and acknowledged (replays "
-                "included).");
-    prom_u64(p, "tipcast_ledger_entries_total", PROM_NONE, PROM_NONE, l->consumer.stats.entries);
+                "included).",
+                (int64_t)l->consumer.stats.entries);
     prom_family(p, "tipcast_ledger_rows_written_total", "counter",
                 "New rows written by this node's ledger, by kind: order (orders row of a gift or tip), "
                 "credit (credit movement), reject (malformed entry set aside in outbox_rejects).");
@@ -139,22 +139,22 @@ static void outbox(struct prom *p, const struct backlog *b, const struct ledger 
 
 static void backends(struct prom *p, const struct server *s)
 {
-    prom_family(p, "tipcast_redis_command_up", "gauge", "1 when the Redis command connection is up.");
-    prom_i64(p, "tipcast_redis_command_up", PROM_NONE, PROM_NONE, rlink_cmd_ready(&s->redis));
-    prom_family(p, "tipcast_redis_subscriber_up", "gauge", "1 when the Redis subscriber connection is up.");
-    prom_i64(p, "tipcast_redis_subscriber_up", PROM_NONE, PROM_NONE, rlink_sub_ready(&s->redis));
-    prom_family(p, "tipcast_redis_checked", "gauge",
+    prom_single(p, "tipcast_redis_command_up", "gauge", "1 when the Redis command connection is up.",
+                rlink_cmd_ready(&s->redis));
+    prom_single(p, "tipcast_redis_subscriber_up", "gauge", "1 when the Redis subscriber connection is up.",
+                rlink_sub_ready(&s->redis));
+    prom_single(p, "tipcast_redis_checked", "gauge",
                 "1 when the Redis behind the command connection passed the persistence and wallet-shards "
-                "checks (money can move).");
-    prom_i64(p, "tipcast_redis_checked", PROM_NONE, PROM_NONE, rlink_cmd_ready(&s->redis) && s->wallet.checked);
-    prom_family(p, "tipcast_postgres_up", "gauge", "1 when PostgreSQL answered the latest health check.");
-    prom_i64(p, "tipcast_postgres_up", PROM_NONE, PROM_NONE, pgcheck_ok(&s->pgcheck));
+                "checks (money can move).",
+                rlink_cmd_ready(&s->redis) && s->wallet.checked);
+    prom_single(p, "tipcast_postgres_up", "gauge", "1 when PostgreSQL answered the latest health check.",
+                pgcheck_ok(&s->pgcheck));
 }
 
 static void process(struct prom *p, const struct metrics *m)
 {
-    prom_family(p, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
-    prom_u64(p, "process_resident_memory_bytes", PROM_NONE, PROM_NONE, resident_bytes());
+    prom_single(p, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+                (int64_t)resident_bytes());
     prom_family(p, "process_start_time_seconds", "gauge", "Start time of the process since the epoch in seconds.");
     prom_f64(p, "process_start_time_seconds", PROM_NONE, PROM_NONE, (double)m->started_wall_ms / 1000.0);
 }
