@@ -120,34 +120,38 @@ static int config_set_bool(const struct config_entry *e, struct config *cfg, con
     return -1;
 }
 
-static int config_set_log_level(const struct config_entry *e, struct config *cfg,
-                                const char *value, char *err, size_t errlen)
+/* An enum setting: value is one of names[0..n) (any case); the field gets
+ * its index. `choices` lists them for the error. */
+static int config_set_choice(const struct config_entry *e, struct config *cfg, const char *value,
+                             const char *const *names, size_t n, const char *choices, char *err,
+                             size_t errlen)
 {
     int *field = (int *)(void *)((char *)cfg + e->offset);
 
-    for (size_t i = 0; i < sizeof(config_log_levels) / sizeof(config_log_levels[0]); i++) {
-        if (strcasecmp(value, config_log_levels[i]) == 0) {
+    for (size_t i = 0; i < n; i++) {
+        if (strcasecmp(value, names[i]) == 0) {
             *field = (int)i;
             return 0;
         }
     }
-    config_err(err, errlen, "%s: %.64s is not one of error, warn, info, debug", e->key, value);
+    config_err(err, errlen, "%s: %.64s is not %s", e->key, value, choices);
     return -1;
+}
+
+static int config_set_log_level(const struct config_entry *e, struct config *cfg,
+                                const char *value, char *err, size_t errlen)
+{
+    return config_set_choice(e, cfg, value, config_log_levels,
+                             sizeof(config_log_levels) / sizeof(config_log_levels[0]),
+                             "one of error, warn, info, debug", err, errlen);
 }
 
 static int config_set_log_format(const struct config_entry *e, struct config *cfg,
                                  const char *value, char *err, size_t errlen)
 {
-    int *field = (int *)(void *)((char *)cfg + e->offset);
-
-    for (size_t i = 0; i < sizeof(config_log_formats) / sizeof(config_log_formats[0]); i++) {
-        if (strcasecmp(value, config_log_formats[i]) == 0) {
-            *field = (int)i;
-            return 0;
-        }
-    }
-    config_err(err, errlen, "%s: %.64s is not logfmt or json", e->key, value);
-    return -1;
+    return config_set_choice(e, cfg, value, config_log_formats,
+                             sizeof(config_log_formats) / sizeof(config_log_formats[0]),
+                             "logfmt or json", err, errlen);
 }
 
 /* A kid travels in a JWT header and in this comma-separated list, so it is
