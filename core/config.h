@@ -23,6 +23,12 @@
 #define CONFIG_ORIGINS_MAX 16
 #define CONFIG_CIDRS_MAX 16
 
+/* A setting that lists address blocks (CONFIG_T_CIDRS). */
+struct config_cidrs {
+    struct cidr block[CONFIG_CIDRS_MAX];
+    int n;
+};
+
 struct config_secret {
     char kid[64];      /* "" for the default secret (token without kid) */
     char key[CONFIG_STR_MAX];
@@ -39,8 +45,7 @@ struct config {
     char web_root[CONFIG_STR_MAX];     /* "web-root", directory of the web page; "" = no page */
     /* "metrics-allow": comma-separated address blocks that may read
      * /metrics, default loopback; an empty list turns /metrics off. */
-    struct cidr metrics_allow[CONFIG_CIDRS_MAX];
-    int metrics_allow_count;
+    struct config_cidrs metrics_allow;
 
     /* Backends */
     char redis_host[CONFIG_STR_MAX];   /* "redis-host", default 127.0.0.1 */
@@ -78,7 +83,14 @@ struct config {
     int max_connections;               /* "max-connections", default 19000 */
     int history_len;                   /* "history-len", default 200 */
     int snapshot_events;               /* "snapshot-events", default 20 */
-    int sndbuf_bytes;                  /* "sndbuf-bytes", per-socket SO_SNDBUF, 0 = kernel default */
+    int sndbuf_bytes;                  /* "sndbuf-bytes", per-socket SO_SNDBUF, default 65536, 0 = kernel's */
+    int max_conns_per_user;            /* "max-conns-per-user", default 16 */
+    int max_conns_per_address;         /* "max-conns-per-address", default 1000 */
+    /* "conns-per-address-exempt": address blocks not counted per address
+     * (proxies), default loopback. */
+    struct config_cidrs conns_exempt;
+    int history_reads_max;             /* "history-reads-max", default 64 */
+    int history_queued_bytes;          /* "history-queued-bytes", default 32 MiB */
 
     /* Money */
     int wallet_shards;                 /* "wallet-shards", default 16 */

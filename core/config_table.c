@@ -137,10 +137,36 @@ const struct config_entry config_table[] = {
      "Latest events of a room sent in the joined reply, so a new member sees "
      "recent gifts and notices at once; 0 sends none."},
     {"sndbuf-bytes", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(sndbuf_bytes), 0, 16777216,
-     "0", "BYTES",
-     "SO_SNDBUF of each client socket; 0 keeps the kernel's default. A smaller "
-     "buffer saves kernel memory with many connections and lets "
-     "max-queued-bytes catch slow consumers sooner."},
+     "65536", "BYTES",
+     "SO_SNDBUF of each client socket (Linux doubles it); 0 keeps the "
+     "kernel's default, which grows to 4 MiB for a socket that is not read. "
+     "It bounds the kernel memory a client that stops reading can pin, and "
+     "lets max-queued-bytes catch slow consumers sooner."},
+    {"max-conns-per-user", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(max_conns_per_user), 1,
+     1000000, "16", "N",
+     "Authenticated connections one user (the token's sub) may hold on this "
+     "node; the one past it is closed with 4029 right after authenticating."},
+    {"max-conns-per-address", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(max_conns_per_address), 1,
+     1000000, "1000", "N",
+     "Connections one client address may hold on this node; the one past it "
+     "is closed with 4029 as it opens. Addresses in conns-per-address-exempt "
+     "are not counted."},
+    {"conns-per-address-exempt", CONFIG_G_LIMITS, CONFIG_T_CIDRS, CONFIG_OFF(conns_exempt), 0, 0,
+     "127.0.0.0/8,::1", "CIDRS",
+     "Comma-separated address blocks that max-conns-per-address does not "
+     "apply to: the node sees a proxy in front of it as the peer of every "
+     "client it carries, so list your load balancers here. Empty exempts "
+     "none."},
+    {"history-reads-max", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(history_reads_max), 1, 100000,
+     "64", "N",
+     "history requests this node may have waiting for Redis at once (a "
+     "connection may have 2); more are answered rate_limited. It bounds what "
+     "history can make Redis hold in output buffers."},
+    {"history-queued-bytes", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(history_queued_bytes), 65536,
+     1LL << 30, "33554432", "BYTES",
+     "While the replies queued for this node's connections and not yet "
+     "written add up to more than this, history requests are answered "
+     "rate_limited."},
 
     /* Money */
     {"wallet-shards", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(wallet_shards), 1, 1024, "16", "N",

@@ -370,7 +370,8 @@ static int config_set_cidrs(const struct config_entry *e, struct config *cfg, co
         config_err(err, errlen, "%s: value is longer than %d bytes", e->key, CONFIG_LIST_VALUE_MAX);
         return -1;
     }
-    /* An empty list is meaningful: nobody may read the metrics. */
+    /* An empty list is meaningful: nobody may read the metrics, nobody is
+     * exempt. */
     config_trim_span(&all, &all_len);
     const char *p = all, *end = all + all_len;
     while (all_len > 0) {
@@ -397,8 +398,9 @@ static int config_set_cidrs(const struct config_entry *e, struct config *cfg, co
             break;
         p = comma + 1;
     }
-    memcpy(cfg->metrics_allow, parsed, sizeof parsed[0] * (size_t)count);
-    cfg->metrics_allow_count = count;
+    struct config_cidrs *field = (struct config_cidrs *)(void *)((char *)cfg + e->offset);
+    memcpy(field->block, parsed, sizeof parsed[0] * (size_t)count);
+    field->n = count;
     return 0;
 }
 

@@ -179,6 +179,7 @@ void rlink_start(struct rlink *rl)
     uv_unref((uv_handle_t *)&rl->flush);
     link_add(rl, "command");
     link_add(rl, "subscriber");
+    link_add(rl, "reads");
 }
 
 int rlink_open(struct rlink *rl, const char *name)
@@ -219,7 +220,8 @@ int rlink_sub_ready(const struct rlink *rl) { return rl->nlinks > RLINK_SUB_LINK
 
 int rlink_ready(const struct rlink *rl)
 {
-    return rl->nlinks > RLINK_SUB_LINK && rl->links[RLINK_CMD_LINK].up && rl->links[RLINK_SUB_LINK].up;
+    return rl->nlinks > RLINK_READ_LINK && rl->links[RLINK_CMD_LINK].up && rl->links[RLINK_SUB_LINK].up &&
+           rl->links[RLINK_READ_LINK].up;
 }
 
 int rlink_up(const struct rlink *rl, int link) { return link >= 0 && link < rl->nlinks && rl->links[link].up; }
@@ -310,6 +312,12 @@ static int rreq_start(struct rlink *rl, int link, const struct rlink_script *scr
 int rlink_eval(struct rlink *rl, const struct rlink_script *s, int nkeys, int argc, const char **argv,
                const size_t *argvlen, rlink_reply_cb *cb, void *priv)
 {
+    return rlink_eval_on(rl, RLINK_CMD_LINK, s, nkeys, argc, argv, argvlen, cb, priv);
+}
+
+int rlink_eval_on(struct rlink *rl, int link, const struct rlink_script *s, int nkeys, int argc, const char **argv,
+                  const size_t *argvlen, rlink_reply_cb *cb, void *priv)
+{
     tc_assert(s->sha[0]); /* registered with rlink_script_add */
     if (argc < nkeys)
         return -1;
@@ -317,7 +325,7 @@ int rlink_eval(struct rlink *rl, const struct rlink_script *s, int nkeys, int ar
     int n = snprintf(nk, sizeof nk, "%d", nkeys);
     const char *pre[] = {"EVALSHA", s->sha, nk};
     size_t prelen[] = {7, 40, (size_t)n};
-    return rreq_start(rl, RLINK_CMD_LINK, s, 3, pre, prelen, argc, argv, argvlen, cb, priv);
+    return rreq_start(rl, link, s, 3, pre, prelen, argc, argv, argvlen, cb, priv);
 }
 
 int rlink_command(struct rlink *rl, int link, int argc, const char **argv, const size_t *argvlen, rlink_reply_cb *cb,

@@ -1,7 +1,13 @@
 /* rlink.h - tipcastd's link to Redis: a command connection, a subscriber
- * connection and the connections that modules open for commands that block
- * (XREADGROUP BLOCK), all hiredis async contexts on the loop, each one
- * reconnected with backoff when it drops.
+ * connection, a reads connection and the connections that modules open for
+ * commands that block (XREADGROUP BLOCK), all hiredis async contexts on the
+ * loop, each one reconnected with backoff when it drops.
+ *
+ * The command connection carries the money path (wallet scripts, balances,
+ * the outbox's upkeep); bulk reads that clients ask for (history, join
+ * snapshots, leaderboards) go on the reads connection. Redis answers a
+ * connection's commands in order, so a burst of big reads queued there
+ * never delays a debit queued on the other. 
  *
  * Lua scripts belong to the modules that call them (design.md): a module
  * keeps a `struct rlink_script` per script and registers it before
@@ -38,8 +44,10 @@
 #define RLINK_SCRIPTS_MAX 16
 #define RLINK_BACKOFF_MIN_MS 100
 #define RLINK_BACKOFF_MAX_MS 2000
-/* The link number of the shared command connection. */
+/* The link numbers of the shared command connection and of the reads
+ * connection (see above). */
 #define RLINK_CMD_LINK 0
+#define RLINK_READ_LINK 2
 
 /* One Lua script, owned (and embedded) by the module that calls it. */
 struct rlink_script {
@@ -85,7 +93,7 @@ struct rlink {
     int port;
     struct rlink_hooks hooks;
     int started, stopping;
-    struct rlink_link links[RLINK_LINKS_MAX]; /* command, subscriber, then rlink_open's */
+    struct rlink_link links[RLINK_LINKS_MAX]; /* command, subscriber, reads, then rlink_open's */
     int nlinks;
     struct rlink_script *scripts[RLINK_SCRIPTS_MAX];
     int nscripts;
@@ -100,8 +108,8 @@ void rlink_init(struct rlink *rl, uv_loop_t *loop, const char *host, int port, c
  * must outlive rl. */
 void rlink_script_add(struct rlink *rl, struct rlink_script *s);
 
-/* Starts connecting the command and subscriber connections (returns at
- * once). */
+/* Starts connecting the command, subscriber and reads connections
+ * (returns at once). */
 void rlink_start(struct rlink *rl);
 
 /* Stops reconnecting and closes every connection after the replies to what
@@ -113,7 +121,7 @@ void rlink_stop(struct rlink *rl);
 int rlink_cmd_ready(const struct rlink *rl);
 /* 1 when the subscriber connection is up. */
 int rlink_sub_ready(const struct rlink *rl);
-/* 1 when the command and subscriber connections are up. */
+/* 1 when the command, subscriber and reads connections are up. */
 int rlink_ready(const struct rlink *rl);
 
 /* Opens one more connection, for commands that block it. Returns its link
@@ -128,6 +136,9 @@ int rlink_up(const struct rlink *rl, int link);
  * of memory; cb will not run). */
 int rlink_eval(struct rlink *rl, const struct rlink_script *s, int nkeys, int argc, const char **argv,
                const size_t *argvlen, rlink_reply_cb *cb, void *priv);
+/* The same on `link` (RLINK_READ_LINK for bulk reads). */
+int rlink_eval_on(struct rlink *rl, int link, const struct rlink_script *s, int nkeys, int argc, const char **argv,
+                  const size_t *argvlen, rlink_reply_cb *cb, void *priv);
 
 /* Sends one command (argv[0] is its name; every item is copied) on `link`.
  * Same contract as rlink_eval. */

@@ -146,7 +146,7 @@ int board_read(struct board *b, const char *room, board_read_cb *cb, void *ctx)
         size_t len[] = {9, strlen(k.key[p]), 1, strlen(last), 10};
         f->part[p].f = f;
         f->part[p].period = p;
-        if (rlink_command(b->rl, RLINK_CMD_LINK, 5, argv, len, on_board, &f->part[p]) < 0) {
+        if (rlink_command(b->rl, RLINK_READ_LINK, 5, argv, len, on_board, &f->part[p]) < 0) {
             f->failed = 1;
             break;
         }

@@ -73,16 +73,16 @@ struct call {
     void *ctx;
 };
 
-/* Runs a script with the call's callback and context held until Redis
- * answers (done frees them). Returns 0, or -1 (nothing is kept). */
-static int eval(struct roomstore *rs, const struct rlink_script *s, int nkeys, int argc, const char **argv,
-                const size_t *len, rlink_reply_cb *done, struct call call)
+/* Runs a script on `link` with the call's callback and context held until
+ * Redis answers (done frees them). Returns 0, or -1 (nothing is kept). */
+static int eval(struct roomstore *rs, int link, const struct rlink_script *s, int nkeys, int argc,
+                const char **argv, const size_t *len, rlink_reply_cb *done, struct call call)
 {
     struct call *c = malloc(sizeof *c);
     if (!c)
         return -1;
     *c = call;
-    if (rlink_eval(rs->rl, s, nkeys, argc, argv, len, done, c) < 0) {
+    if (rlink_eval_on(rs->rl, link, s, nkeys, argc, argv, len, done, c) < 0) {
         free(c);
         return -1;
     }
@@ -142,7 +142,7 @@ int roomstore_presence(struct roomstore *rs, const char *room, uint32_t members,
     size_t len[NARGS];
     for (int i = 0; i < NARGS; i++)
         len[i] = strlen(argv[i]);
-    return eval(rs, &rs->presence, NKEYS, NARGS, argv, len, on_presence,
+    return eval(rs, RLINK_READ_LINK, &rs->presence, NKEYS, NARGS, argv, len, on_presence,
                 (struct call){.cb.snapshot = cb, .ctx = ctx});
 }
 
@@ -167,7 +167,8 @@ int roomstore_publish(struct roomstore *rs, const char *room, enum event_kind ki
     const char *kn = event_kind_name(kind);
     const char *argv[] = {k.seq, k.hist, k.chan, (const char *)body, hl, kn};
     size_t lens[] = {strlen(k.seq), strlen(k.hist), strlen(k.chan), len, strlen(hl), strlen(kn)};
-    return eval(rs, &rs->publish, 2, 6, argv, lens, on_published, (struct call){.cb.seq = cb, .ctx = ctx});
+    return eval(rs, RLINK_CMD_LINK, &rs->publish, 2, 6, argv, lens, on_published,
+                (struct call){.cb.seq = cb, .ctx = ctx});
 }
 
 static void on_history(redisReply *reply, void *priv)
@@ -194,5 +195,6 @@ int roomstore_history(struct roomstore *rs, const char *room, int64_t after_seq,
     snprintf(most, sizeof most, "%d", max);
     const char *argv[] = {k.seq, k.hist, after, most};
     size_t len[] = {strlen(k.seq), strlen(k.hist), strlen(after), strlen(most)};
-    return eval(rs, &rs->history, 2, 4, argv, len, on_history, (struct call){.cb.history = cb, .ctx = ctx});
+    return eval(rs, RLINK_READ_LINK, &rs->history, 2, 4, argv, len, on_history,
+                (struct call){.cb.history = cb, .ctx = ctx});
 }

@@ -8,7 +8,10 @@
  * returns 0 the callback runs exactly once, later, with the answer or with
  * NULL (-1 for a seq) when Redis could not give one; when it returns -1 the
  * callback never runs. What the callback is given is valid only during the
- * call. */
+ * call.
+ *
+ * The snapshot and the history, which can be big, are read on rlink's
+ * reads connection, never ahead of the money path's commands. */
 #ifndef TIPCAST_ROOMSTORE_H
 #define TIPCAST_ROOMSTORE_H
 

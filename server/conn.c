@@ -76,7 +76,8 @@ void conn_reply(const struct conn *c, const char *id, struct reply *r)
  * and operators meet; the order is that of the metrics page. */
 static const int close_codes[CONN_CLOSE_CODES] = {
     1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1013,
-    CLOSE_AUTH_TIMEOUT, CLOSE_AUTH_FAILED, CLOSE_FLOOD, CLOSE_SLOW_CONSUMER, CLOSE_IDLE, 4000,
+    CLOSE_AUTH_TIMEOUT, CLOSE_AUTH_FAILED, CLOSE_FLOOD, CLOSE_SLOW_CONSUMER, CLOSE_IDLE, CLOSE_TOO_MANY,
+    4000,
 };
 
 int conn_close_code_at(int i)
@@ -188,6 +189,7 @@ static void outq_clear(struct conn *c)
         c->outq_head = (c->outq_head + 1) % c->outq_cap;
         c->outq_count--;
     }
+    c->t->queued_bytes -= c->outq_bytes;
     c->outq_bytes = 0;
 }
 
@@ -237,6 +239,7 @@ void conn_send(struct conn *c, struct frame *f)
     c->outq[(c->outq_head + c->outq_count) % c->outq_cap] = f;
     c->outq_count++;
     c->outq_bytes += f->len;
+    c->t->queued_bytes += f->len;
     want_write(c);
 }
 
@@ -478,6 +481,7 @@ int conn_writeable(struct conn *c)
         c->outq_head = (c->outq_head + 1) % c->outq_cap;
         c->outq_count--;
         c->outq_bytes -= f->len;
+        c->t->queued_bytes -= f->len;
         int rc = write_frame(c, f);
         frame_unref(f);
         if (rc < 0)

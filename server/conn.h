@@ -45,10 +45,11 @@
 #define CLOSE_FLOOD 4008
 #define CLOSE_SLOW_CONSUMER 4009
 #define CLOSE_IDLE 4010
+#define CLOSE_TOO_MANY 4029
 
 /* Close codes counted one by one (conn_close_code_at); any other counts
  * as "other", so that a client's odd codes cannot grow the metrics page. */
-#define CONN_CLOSE_CODES 17
+#define CONN_CLOSE_CODES 18
 
 enum member_state {
     MEMBER_WAIT_SUB,  /* waiting for the node's subscription to the room */
@@ -116,6 +117,8 @@ struct conn {
     uint8_t authed;
     uint8_t ping_due;
     uint8_t close_sent;
+    uint8_t reads;   /* history requests of this connection waiting for Redis (roomjoin.c) */
+    uint8_t tallied; /* counted per address (1) and per user (2) (session.c) */
     /* The peer's address, kept as bytes since an address as text would
      * cost 46 bytes a connection. */
     uint8_t peer_family; /* AF_INET, AF_INET6, 0 unknown */
@@ -163,6 +166,7 @@ struct conns {
     uint64_t serial;
     int count;
     int stopping;             /* new connections are refused */
+    size_t queued_bytes;      /* every connection's outq_bytes: replies not yet written, node-wide */
     struct conns_stats stats;
 };
 

@@ -98,14 +98,14 @@ static int metrics_allowed(const struct config *cfg, struct lws *wsi)
     int fd = lws_get_socket_fd(wsi);
     if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
         return 0;
-    return cidr_match_sockaddr(cfg->metrics_allow, cfg->metrics_allow_count, (struct sockaddr *)&ss);
+    return cidr_match_sockaddr(cfg->metrics_allow.block, cfg->metrics_allow.n, (struct sockaddr *)&ss);
 }
 
 /* GET /metrics: the page is made whole (metrics.h) into a buffer of its
  * own, then sent in chunks like a file. */
 static int http_metrics(struct server *s, struct lws *wsi, struct http_session *hs)
 {
-    if (s->cfg.metrics_allow_count == 0)
+    if (s->cfg.metrics_allow.n == 0)
         return http_reply(wsi, hs, HTTP_STATUS_NOT_FOUND, "{\"error\":\"not found\"}\n");
     if (!metrics_allowed(&s->cfg, wsi))
         return http_reply(wsi, hs, HTTP_STATUS_FORBIDDEN,

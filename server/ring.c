@@ -93,6 +93,26 @@ struct ring_event *ring_next(struct ring *r, int64_t next_seq)
     return lo < r->count ? at(r, lo) : NULL;
 }
 
+int ring_run(struct ring *r, int64_t after, enum fmt fmt, struct frame **out, int max)
+{
+    if (after > r->last_seq)
+        return -1;
+    if (after == r->last_seq)
+        return r->count ? 0 : -1;
+    struct ring_event *ev = ring_next(r, after + 1);
+    if (!ev || ev->seq != after + 1)
+        return -1;
+    uint32_t pos = (uint32_t)((ev - r->ev) - r->head + RING_EVENTS) % RING_EVENTS;
+    int n = 0;
+    while (pos + (uint32_t)n < r->count && n < max) {
+        struct ring_event *e = at(r, pos + (uint32_t)n);
+        if (e->seq != after + 1 + n)
+            break; /* a gap: the events up to it are still an answer */
+        out[n++] = e->frame[fmt];
+    }
+    return n;
+}
+
 /* The frame carrying `events` then `board` in one write, shared by the
  * members that get the same two. */
 static struct frame *pair_frame(struct ring *r, struct frame *events, struct frame *board, enum fmt fmt)

@@ -69,6 +69,14 @@ struct ring_event *ring_next(struct ring *r, int64_t next_seq);
 struct frame *ring_frame_from(struct ring *r, struct ring_event *ev, enum fmt fmt, struct ring_event **last,
                               struct frame *board);
 
+/* For a history request served by this node: the frames (format fmt) of
+ * the events after `after` (after+1, after+2, ... with no gap), at most
+ * max of them, into out[]. Returns how many (0 when after is the latest),
+ * or -1 when the ring does not hold event after+1 (or after is past the
+ * latest): then only Redis knows. The frames are the ring's (no
+ * reference is taken). */
+int ring_run(struct ring *r, int64_t after, enum fmt fmt, struct frame **out, int max);
+
 /* The frames built to carry a leaderboard push are no longer needed. */
 void ring_drop_pairs(struct ring *r);
 

@@ -173,7 +173,7 @@ int room_subscribe(struct rooms *rs, struct room *r)
 
 static void presence(struct rooms *rs, struct room *r)
 {
-    if (rlink_cmd_ready(rs->rl))
+    if (rlink_up(rs->rl, RLINK_READ_LINK))
         roomstore_presence(rs->store, r->id, r->nmembers, 0, 0, NULL, NULL);
 }
 

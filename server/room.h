@@ -28,6 +28,10 @@
 
 /* Most events one history request answers. */
 #define ROOM_HISTORY_BATCH 100
+/* Most history requests of one connection waiting for Redis at once, and
+ * the retry_after_ms of a history request refused by a bound. */
+#define ROOM_HISTORY_PER_CONN 2
+#define ROOM_HISTORY_RETRY_MS 250
 /* How often a node refreshes its member counts in Redis (they lapse after
  * ROOMSTORE_PRESENCE_TTL_MS). */
 #define ROOM_PRESENCE_REFRESH_MS 20000
@@ -79,6 +83,7 @@ struct rooms {
     const struct catalog *catalog; /* the live creators */
     struct room **buckets;
     uint32_t nbuckets, count;
+    int history_reads; /* history requests waiting for Redis, node-wide */
     int64_t last_refresh_ms;
     int64_t sweep_now_ms; /* of the sweep under way */
     int sweep_refresh;    /* it refreshes the member counts */

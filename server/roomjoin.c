@@ -198,7 +198,7 @@ void room_join(struct rooms *rs, struct conn *c, const char *id, const char *req
         conn_send_error(c, req_id, ERR_ROOM_FULL, "this room has the most members it may have here", NULL, 0);
         return;
     }
-    if (!rlink_cmd_ready(rs->rl)) {
+    if (!rlink_up(rs->rl, RLINK_READ_LINK)) {
         send_unavailable(c, req_id);
         return;
     }
@@ -301,6 +301,9 @@ static void on_history(void *ctx, const struct roomstore_history *h)
 {
     struct pending *p = ctx;
     struct conn *c = conn_find(p->rs->conns, p->conn_id);
+    p->rs->history_reads--;
+    if (c)
+        c->reads--;
     if (!c) {
         free(p);
         return;
@@ -330,13 +333,67 @@ static void on_history(void *ctx, const struct roomstore_history *h)
     free(p);
 }
 
+/* Answers from the room's ring on this node when it holds the events
+ * after after_seq: no Redis read, and the events are already encoded.
+ * Returns 1 when answered. */
+static int history_from_ring(struct rooms *rs, struct conn *c, const char *id, int64_t after_seq,
+                             const char *req_id)
+{
+    struct room *r = room_find(rs, id);
+    /* Only a subscribed room's ring is sure to be current and gapless up
+     * to its latest event. */
+    if (!r || r->sub != SUB_ACTIVE)
+        return 0;
+    struct frame *ev[ROOM_HISTORY_BATCH];
+    int n = ring_run(&r->ring, after_seq, c->fmt, ev, ROOM_HISTORY_BATCH);
+    if (n < 0)
+        return 0;
+    size_t bytes = 128;
+    for (int i = 0; i < n; i++)
+        bytes += ev[i]->len + 1;
+    struct enc e;
+    message_start(&e, c->fmt, bytes, "history", req_id, 3);
+    enc_key(&e, "room");
+    enc_cstr(&e, id);
+    enc_key(&e, "seq");
+    enc_int(&e, r->ring.last_seq);
+    enc_key(&e, "events");
+    enc_array(&e, (uint32_t)n);
+    for (int i = 0; i < n; i++)
+        enc_raw(&e, frame_payload(ev[i]), ev[i]->len);
+    enc_end_array(&e);
+    enc_end_map(&e);
+    conn_send(c, enc_finish(&e));
+    return 1;
+}
+
 void room_history(struct rooms *rs, struct conn *c, const char *id, int64_t after_seq, const char *req_id)
 {
+    const struct config *cfg = rs->cfg;
+    /* The bounds (docs/operations.md, "Limits against abuse"): what the
+     * node's connections have not yet taken, what one connection and the
+     * node may have Redis read at once. Past them the client retries. */
+    const char *busy = NULL;
+    if (rs->conns->queued_bytes > (size_t)cfg->history_queued_bytes)
+        busy = "this node has too many replies queued; retry later";
+    else if (history_from_ring(rs, c, id, after_seq, req_id))
+        return;
+    else if (c->reads >= ROOM_HISTORY_PER_CONN)
+        busy = "this connection has too many history requests waiting; send the next after an answer";
+    else if (rs->history_reads >= cfg->history_reads_max)
+        busy = "this node has too many history reads waiting; retry later";
+    if (busy) {
+        conn_send_error(c, req_id, ERR_RATE_LIMITED, busy, NULL, ROOM_HISTORY_RETRY_MS);
+        return;
+    }
     struct pending *p = pending_new(rs, c, id, req_id);
     if (p)
         p->after_seq = after_seq;
     if (!p || roomstore_history(rs->store, id, after_seq, ROOM_HISTORY_BATCH, on_history, p) < 0) {
         free(p);
         send_unavailable(c, req_id);
+        return;
     }
+    rs->history_reads++;
+    c->reads++;
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #ifdef TIPCAST_JEMALLOC
 #include <jemalloc/jemalloc.h>
@@ -195,7 +196,14 @@ int server_init(struct server *s, uv_loop_t *loop)
         .on_closed = session_closed};
     if (conns_init(&s->conns, cfg, &conn_hooks) < 0)
         return -1;
-    if (rooms_init(&s->rooms, loop, cfg, &s->redis, &s->store, &s->board, &s->conns, &s->catalog) < 0) {
+    uint32_t seed = 0;
+    if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+        seed = (uint32_t)clock_mono_us();
+    if (tally_init(&s->conns_by_user, (uint32_t)cfg->max_connections, seed) < 0 ||
+        tally_init(&s->conns_by_addr, (uint32_t)cfg->max_connections, seed * 2654435761u + 1) < 0 ||
+        rooms_init(&s->rooms, loop, cfg, &s->redis, &s->store, &s->board, &s->conns, &s->catalog) < 0) {
+        tally_free(&s->conns_by_user);
+        tally_free(&s->conns_by_addr);
         conns_free(&s->conns);
         return -1;
     }
@@ -350,6 +358,8 @@ void server_free(struct server *s)
     if (s->rooms.handles)
         rooms_free(&s->rooms);
     conns_free(&s->conns);
+    tally_free(&s->conns_by_user);
+    tally_free(&s->conns_by_addr);
     web_free(&s->web);
     catalog_free(&s->catalog);
 }

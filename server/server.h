@@ -24,6 +24,7 @@
 #include "room.h"
 #include "roomfeed.h"
 #include "roomstore.h"
+#include "tally.h"
 #include "wallet.h"
 #include "web.h"
 
@@ -54,6 +55,8 @@ struct server {
     struct pgcheck pgcheck;
     struct earnings earnings;
     struct conns conns;
+    /* Connections per user and per client address (session.c). */
+    struct tally conns_by_user, conns_by_addr;
     struct rooms rooms;
     struct web web;
     struct listener listener;

@@ -3,13 +3,19 @@
  * modules that answer, and the session's own replies (welcome, pong). */
 #include "server.h"
 
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "clock.h"
 #include "connlog.h"
 #include "request.h"
+
+/* What conn->tallied records. */
+#define TALLIED_ADDR 1
+#define TALLIED_USER 2
 
 static void send_welcome(struct server *s, struct conn *c, const char *id)
 {
@@ -55,7 +61,31 @@ static void authenticate(struct server *s, struct conn *c, const char *token, si
     }
     c->authed = 1;
     c->user = claims;
+    /* Counted once authenticated: before, the user is unknown, and an
+     * unauthenticated connection ends at auth-timeout-ms anyway. */
+    int n = tally_take(&s->conns_by_user, claims.sub, strlen(claims.sub), (uint32_t)s->cfg.max_conns_per_user);
+    if (n <= 0) {
+        conn_close(c, CLOSE_TOO_MANY, "too many connections for this user", 0);
+        return;
+    }
+    c->tallied |= TALLIED_USER;
     send_welcome(s, c, id);
+}
+
+/* The key a peer's connections are counted under: its IPv4 address, or the
+ * /64 of its IPv6 address (what one subscriber line gets). 0 when the
+ * address is unknown or exempt (conns-per-address-exempt). */
+static size_t address_key(const struct config *cfg, const struct conn *c, uint8_t key[9])
+{
+    int v6 = c->peer_family == AF_INET6;
+    if (!c->peer_family)
+        return 0;
+    for (int i = 0; i < cfg->conns_exempt.n; i++)
+        if (cidr_contains(&cfg->conns_exempt.block[i], v6, c->peer_addr))
+            return 0;
+    key[0] = (uint8_t)v6;
+    memcpy(key + 1, c->peer_addr, v6 ? 8 : 4);
+    return v6 ? 9 : 5;
 }
 
 /* The token from the handshake: ?token=... or Authorization: Bearer ...
@@ -86,6 +116,15 @@ void session_open(void *ctx, struct conn *c)
 {
     struct server *s = ctx;
     connlog_opened(c);
+    uint8_t key[9];
+    size_t klen = address_key(&s->cfg, c, key);
+    if (klen) {
+        if (tally_take(&s->conns_by_addr, key, klen, (uint32_t)s->cfg.max_conns_per_address) <= 0) {
+            conn_close(c, CLOSE_TOO_MANY, "too many connections from this address", 0);
+            return;
+        }
+        c->tallied |= TALLIED_ADDR;
+    }
     char token[JWT_MAX_BYTES + 8];
     int n = handshake_token(c->wsi, token, (int)sizeof token);
     if (n < 0) {
@@ -234,6 +273,14 @@ void session_leave_all(void *ctx, struct conn *c)
 
 void session_closed(void *ctx, const struct conn *c)
 {
-    (void)ctx;
+    struct server *s = ctx;
     connlog_closed(c);
+    if (c->tallied & TALLIED_USER)
+        tally_give(&s->conns_by_user, c->user.sub, strlen(c->user.sub));
+    if (c->tallied & TALLIED_ADDR) {
+        uint8_t key[9];
+        size_t klen = address_key(&s->cfg, c, key);
+        tc_assert(klen > 0); /* the settings do not change while running */
+        tally_give(&s->conns_by_addr, key, klen);
+    }
 }

@@ -129,8 +129,10 @@ def read_http_body(sock, headers, rest, deadline):
         body += chunk
 
 
-def open_socket(host, port, tls, timeout, rcvbuf=None):
+def open_socket(host, port, tls, timeout, rcvbuf=None, source=None):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if source is not None:
+        sock.bind((source, 0))  # another loopback address: another client address
     if rcvbuf is not None:
         # Must be set before connect() so that the TCP window is small.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)

@@ -125,7 +125,7 @@ static void test_defaults(void)
     CHECK_INT(c.max_connections, 19000);
     CHECK_INT(c.history_len, 200);
     CHECK_INT(c.snapshot_events, 20);
-    CHECK_INT(c.sndbuf_bytes, 0);
+    CHECK_INT(c.sndbuf_bytes, 65536);
     CHECK_INT(c.log_level, 2);
 }
 

@@ -163,16 +163,16 @@ static void test_setting(void)
     struct config cfg;
     char err[256];
     config_defaults(&cfg);
-    CHECK_INT(cfg.metrics_allow_count, 2); /* loopback: 127.0.0.0/8 and ::1 */
+    CHECK_INT(cfg.metrics_allow.n, 2); /* loopback: 127.0.0.0/8 and ::1 */
     CHECK_INT(config_set(&cfg, "metrics-allow", " 10.0.0.0/8 , 192.0.2.7,fd00::/8 ", err, sizeof err), 0);
-    CHECK_INT(cfg.metrics_allow_count, 3);
+    CHECK_INT(cfg.metrics_allow.n, 3);
     CHECK_INT(config_set(&cfg, "metrics-allow", "", err, sizeof err), 0);
-    CHECK_INT(cfg.metrics_allow_count, 0);
+    CHECK_INT(cfg.metrics_allow.n, 0);
     CHECK_INT(config_set(&cfg, "metrics-allow", "10.0.0.0/8,,::1", err, sizeof err), -1);
     CHECK_CONTAINS(err, "empty");
     CHECK_INT(config_set(&cfg, "metrics-allow", "10.0.0.0/40", err, sizeof err), -1);
     CHECK_CONTAINS(err, "metrics-allow");
-    CHECK_INT(cfg.metrics_allow_count, 0); /* a refused value changes nothing */
+    CHECK_INT(cfg.metrics_allow.n, 0); /* a refused value changes nothing */
     char many[512] = "";
     for (int i = 0; i <= CONFIG_CIDRS_MAX; i++)
         snprintf(many + strlen(many), sizeof many - strlen(many), "%s10.0.0.%d", i ? "," : "", i);

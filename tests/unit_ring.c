@@ -347,9 +347,35 @@ static void test_pairs(void)
     CHECK(r.pair[FMT_MSGPACK] == NULL && r.batch[FMT_MSGPACK] == NULL);
 }
 
+/* ring_run: the gapless run of events after a seq, for history served by
+ * the node; -1 whenever the ring cannot say (Redis must). */
+static void test_run(void)
+{
+    struct ring r;
+    struct frame *out[8];
+    CHECK_INT(ring_init(&r, ROOM), 0);
+    CHECK_INT(ring_run(&r, 0, FMT_JSON, out, 8), -1); /* empty: nothing known */
+    for (int64_t seq = 5; seq <= 9; seq++)
+        push_raw(&r, seq, 10);
+    push_raw(&r, 12, 10); /* 10 and 11 were missed */
+    push_raw(&r, 13, 10);
+    CHECK_INT(ring_run(&r, 3, FMT_JSON, out, 8), -1);  /* 4 is not held */
+    CHECK_INT(ring_run(&r, 14, FMT_JSON, out, 8), -1); /* past the latest */
+    CHECK_INT(ring_run(&r, 13, FMT_JSON, out, 8), 0);  /* at the latest */
+    CHECK_INT(ring_run(&r, 4, FMT_JSON, out, 8), 5);   /* 5..9, up to the gap */
+    CHECK(out[0] == ring_next(&r, 5)->frame[FMT_JSON] && out[4] == ring_next(&r, 9)->frame[FMT_JSON]);
+    CHECK_INT(out[0]->len, 21);
+    CHECK_INT(ring_run(&r, 6, FMT_MSGPACK, out, 2), 2); /* at most max */
+    CHECK(out[0] == ring_next(&r, 7)->frame[FMT_MSGPACK] && out[1] == ring_next(&r, 8)->frame[FMT_MSGPACK]);
+    CHECK_INT(ring_run(&r, 9, FMT_JSON, out, 8), -1);  /* 10 is missing */
+    CHECK_INT(ring_run(&r, 11, FMT_JSON, out, 8), 2);  /* 12, 13 */
+    ring_free(&r);
+}
+
 int main(void)
 {
     test_push_next();
+    test_run();
     test_eviction();
     test_single_and_batch();
     test_batch_limits();

@@ -480,7 +480,7 @@ def _short(msgs):
 
 
 def connect(port, subprotocol=SUBPROTOCOL_JSON, token=None, headers=None, path="/ws",
-            tls=False, rcvbuf=None, timeout=5, host="127.0.0.1", auto_pong=True):
+            tls=False, rcvbuf=None, timeout=5, host="127.0.0.1", auto_pong=True, source=None):
     """Opens a WebSocket connection to host:port.
 
     subprotocol: a name, a list of names to offer, or None to offer none.
@@ -488,7 +488,7 @@ def connect(port, subprotocol=SUBPROTOCOL_JSON, token=None, headers=None, path="
     headers (e.g. Authorization, Origin). Returns a WSClient, or raises
     HandshakeRefused when the server does not answer 101."""
     deadline = time.monotonic() + timeout
-    sock = open_socket(host, port, tls, timeout, rcvbuf)
+    sock = open_socket(host, port, tls, timeout, rcvbuf, source)
     try:
         target = path
         if token is not None:
