@@ -51,6 +51,10 @@ static void connections(struct prom *p, const struct conns *t)
     }
     prom_u64(p, "tipcast_connections_closed_total", PROM_L("code", "other"), PROM_NONE,
              t->stats.closes[CONN_CLOSE_CODES]);
+    prom_single(p, "tipcast_replies_queued_bytes", "gauge",
+                "Bytes of replies queued for this node's connections and not yet written (history stops "
+                "being served past history-queued-bytes).",
+                (int64_t)t->queued_bytes);
     prom_single(p, "tipcast_slow_consumer_closes_total", "counter",
                 "Connections closed as slow consumers (4009): too much unsent, or behind the room's ring.",
                 (int64_t)t->stats.slow_consumer);
@@ -75,6 +79,14 @@ static void rooms(struct prom *p, const struct rooms *rs)
     prom_single(p, "tipcast_room_members", "gauge", "Room memberships on this node (a connection in two rooms "
                 "counts twice).",
                 members);
+    static const char *const by[] = {"ring", "redis", "refused"};
+    prom_family(p, "tipcast_history_requests_total", "counter",
+                "history requests by how they were answered: from this node's own events (ring), by a read "
+                "of Redis (redis), or refused by a bound with rate_limited (refused).");
+    for (int i = 0; i < 3; i++)
+        prom_u64(p, "tipcast_history_requests_total", PROM_L("answer", by[i]), PROM_NONE, rs->history_by[i]);
+    prom_single(p, "tipcast_history_reads_waiting", "gauge", "history reads waiting for Redis now.",
+                rs->history_reads);
 }
 
 static void messages(struct prom *p, const struct metrics *m)
@@ -143,6 +155,9 @@ static void backends(struct prom *p, const struct server *s)
                 rlink_cmd_ready(&s->redis));
     prom_single(p, "tipcast_redis_subscriber_up", "gauge", "1 when the Redis subscriber connection is up.",
                 rlink_sub_ready(&s->redis));
+    prom_single(p, "tipcast_redis_reads_up", "gauge",
+                "1 when the Redis reads connection (history, snapshots, leaderboards) is up.",
+                rlink_up(&s->redis, RLINK_READ_LINK));
     prom_single(p, "tipcast_redis_checked", "gauge",
                 "1 when the Redis behind the command connection passed the persistence and wallet-shards "
                 "checks (money can move).",

@@ -28,6 +28,7 @@
 
 /* Most events one history request answers. */
 #define ROOM_HISTORY_BATCH 100
+enum { ROOM_HISTORY_RING, ROOM_HISTORY_REDIS, ROOM_HISTORY_REFUSED };
 /* Most history requests of one connection waiting for Redis at once, and
  * the retry_after_ms of a history request refused by a bound. */
 #define ROOM_HISTORY_PER_CONN 2
@@ -84,6 +85,9 @@ struct rooms {
     struct room **buckets;
     uint32_t nbuckets, count;
     int history_reads; /* history requests waiting for Redis, node-wide */
+    /* history requests answered from a ring, read from Redis, refused by
+     * a bound (the metrics page). */
+    uint64_t history_by[3];
     int64_t last_refresh_ms;
     int64_t sweep_now_ms; /* of the sweep under way */
     int sweep_refresh;    /* it refreshes the member counts */

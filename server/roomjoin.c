@@ -376,13 +376,16 @@ void room_history(struct rooms *rs, struct conn *c, const char *id, int64_t afte
     const char *busy = NULL;
     if (rs->conns->queued_bytes > (size_t)cfg->history_queued_bytes)
         busy = "this node has too many replies queued; retry later";
-    else if (history_from_ring(rs, c, id, after_seq, req_id))
+    else if (history_from_ring(rs, c, id, after_seq, req_id)) {
+        rs->history_by[ROOM_HISTORY_RING]++;
         return;
+    }
     else if (c->reads >= ROOM_HISTORY_PER_CONN)
         busy = "this connection has too many history requests waiting; send the next after an answer";
     else if (rs->history_reads >= cfg->history_reads_max)
         busy = "this node has too many history reads waiting; retry later";
     if (busy) {
+        rs->history_by[ROOM_HISTORY_REFUSED]++;
         conn_send_error(c, req_id, ERR_RATE_LIMITED, busy, NULL, ROOM_HISTORY_RETRY_MS);
         return;
     }
@@ -395,5 +398,6 @@ void room_history(struct rooms *rs, struct conn *c, const char *id, int64_t afte
         return;
     }
     rs->history_reads++;
+    rs->history_by[ROOM_HISTORY_REDIS]++;
     c->reads++;
 }

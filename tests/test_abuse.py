@@ -18,6 +18,7 @@ import time
 import pytest
 
 from conftest import mint_token
+from test_metrics import scrape, val
 from resp import Redis
 from wsclient import OP_CLOSE, OP_CONT, OP_TEXT, SUBPROTOCOL_JSON, connect, encode_frame, unique
 
@@ -156,6 +157,9 @@ def test_history_flood_is_bounded(server, client):
     # history-reads-max (64) answers of ~60 KB each at most in Redis at once.
     assert growth_mib < 48, f"Redis grew {growth_mib:.0f} MiB during the history flood"
     assert len(lat) >= 10 and p99(lat) < 0.5, f"balance p99 {p99(lat):.3f}s during the history flood"
+    _, m = scrape(srv)
+    assert val(m, "tipcast_history_requests_total", answer="refused") > 0, m
+    assert val(m, "tipcast_history_requests_total", answer="redis") > 0, m
     # The node still serves: the room's next event reaches a member.
     member = client(srv, unique("m"), "viewer")
     member.join(room)
@@ -211,6 +215,9 @@ def test_history_is_served_from_the_nodes_ring(server, client):
     # Nothing newer: an empty answer at the latest seq.
     h = asker.request({"type": "history", "id": "h2", "room": room, "after_seq": 6})
     assert h["type"] == "history" and h["seq"] == 6 and h["events"] == [], h
+    _, m = scrape(srv)
+    assert val(m, "tipcast_history_requests_total", answer="ring") == 2, m
+    assert val(m, "tipcast_history_requests_total", answer="redis") == 0, m
 
 
 def test_connections_per_user_are_capped(server, client):

@@ -163,8 +163,8 @@ def test_metrics_follow_traffic(server, client, gift):
     assert val(m, "tipcast_connections_open") == 3
     assert d("tipcast_ledger_flush_seconds_count") >= 1
     assert d("tipcast_ledger_entries_total") >= gifts + 3
-    for name in ("tipcast_redis_command_up", "tipcast_redis_subscriber_up", "tipcast_redis_checked",
-                 "tipcast_postgres_up"):
+    for name in ("tipcast_redis_command_up", "tipcast_redis_subscriber_up", "tipcast_redis_reads_up",
+                 "tipcast_redis_checked", "tipcast_postgres_up"):
         assert val(m, name) == 1, name
     for group in ("ledger", "rooms"):
         assert ("tipcast_outbox_pending_entries", frozenset({("group", group)})) in m, group
