@@ -188,11 +188,13 @@ def test_silent_half_and_keepalive_sockets_closed_in_time(server, mint):
             s.close()
 
 
-def test_http_sockets_past_the_bound_refused_then_served(server, mint):
+@pytest.mark.parametrize("reuse_port", [0, 1])
+def test_http_sockets_past_the_bound_refused_then_served(server, mint, reuse_port):
     """Past max-http-connections a new socket is answered 503 and closed at
     once, not queued; once the held ones reach their deadline, /healthz is
-    answered again. WebSocket connections already open are not affected."""
-    srv = server(max_http_connections=20, http_timeout_s=2)
+    answered again. WebSocket connections already open are not affected.
+    Both listeners count: lws's, and tipcastd's own with reuse-port."""
+    srv = server(max_http_connections=20, http_timeout_s=2, reuse_port=reuse_port)
     ws = srv.connect(token=mint(unique("u")))
     ws.expect("welcome")
     held = [_open(srv.port) for _ in range(20)]
