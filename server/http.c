@@ -136,6 +136,20 @@ static int http_demo_token(struct server *s, struct lws *wsi, struct http_sessio
     return http_reply(wsi, hs, HTTP_STATUS_OK, body);
 }
 
+/* 1 when the request announces a body. No page here takes one, and lws
+ * restarts its deadline (http-timeout-s) at every piece of a body, even one
+ * it discards after the answer: a body sent a byte at a time would hold the
+ * socket for ever. Such a request is refused and its connection closed. */
+static int has_body(struct lws *wsi)
+{
+    char len[24];
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0)
+        return 1;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+        return 0;
+    return lws_hdr_copy(wsi, len, sizeof len, WSI_TOKEN_HTTP_CONTENT_LENGTH) < 0 || strspn(len, "0") != strlen(len);
+}
+
 /* ---- The WebSocket upgrade ---------------------------------------------------- */
 
 /* Copies request header `tok` into buf. Returns 1, 0 when the request has
@@ -164,17 +178,19 @@ static int confirm_upgrade(struct server *s, struct lws *wsi, const char *to)
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "the WebSocket endpoint is /ws");
         return 1;
     }
+    /* An Origin too long to copy is no allowed one; a Host too long to copy
+     * is as good as none: it cannot make an origin the page's own. */
     int has_origin = header_copy(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
     int has_host = header_copy(wsi, WSI_TOKEN_HOST, host, sizeof host);
-    if (has_origin < 0 || has_host < 0 ||
-        !handshake_origin_allowed(&s->cfg, has_origin ? origin : NULL, has_host ? host : NULL)) {
+    if (has_origin < 0 ||
+        !handshake_origin_allowed(&s->cfg, has_origin ? origin : NULL, has_host > 0 ? host : NULL)) {
         lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
         return 1;
     }
     if (header_copy(wsi, WSI_TOKEN_PROTOCOL, list, sizeof list) != 1 || handshake_subprotocol(list) < 0) {
         lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST,
-                               "Sec-WebSocket-Protocol must be a plain list whose first name we serve is "
-                               "tipcast.v1.msgpack or tipcast.v1.json");
+                               "Sec-WebSocket-Protocol must be a plain comma-separated list naming "
+                               "tipcast.v1.msgpack or tipcast.v1.json before any http");
         return 1;
     }
     return 0;
@@ -232,6 +248,10 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_HTTP: {
         const char *path = in;
         http_release(hs); /* a keep-alive connection's previous request */
+        if (has_body(wsi)) {
+            lws_return_http_status(wsi, HTTP_STATUS_REQ_ENTITY_TOO_LARGE, "requests with a body are not served");
+            return -1;
+        }
         if (strcmp(path, "/healthz") == 0)
             return http_reply(wsi, hs, HTTP_STATUS_OK, "{\"status\":\"ok\"}\n");
         if (strcmp(path, "/readyz") == 0) {

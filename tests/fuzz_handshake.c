@@ -14,12 +14,25 @@
  * Input: the first byte picks the settings (bit 0 demo, bit 1 one listed
  * origin "http://devbox:8080", bit 2 allowed-origins *); the rest is split at
  * '\n' into the subprotocol list, the Origin, the Host and the path (a
- * missing part is a missing header). See docs/operations.md, "Fuzzing". */
+ * missing part is a missing header).
+ *
+ * With bit 7 of the first byte set, the rest goes to libwebsockets itself
+ * instead, as the bytes a client sent on a new connection: the whole request
+ * (bit 6 clear), or the value of a Sec-WebSocket-Protocol header in an
+ * otherwise well-formed upgrade (bit 6 set). lws parses it, and whenever it
+ * binds a protocol, the name it bound must be the one handshake_subprotocol
+ * picked from the header as lws handed it over (or that one refused the
+ * list): the rule of handshake.c checked against lws's own. See
+ * docs/operations.md, "Fuzzing". */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <libwebsockets.h>
 
 #include "config.h"
 #include "handshake.h"
@@ -65,11 +78,125 @@ static int ref_subprotocol(const char *list)
     return bad || picked < 0 ? -1 : picked;
 }
 
+/* ---- Through lws ---------------------------------------------------------------- */
+
+/* What the connection under test went through. */
+static struct {
+    int confirmed; /* CONFIRM_UPGRADE came */
+    int expected;  /* handshake_subprotocol's pick there: a format, or -1 */
+    int destroyed; /* lws has freed the connection */
+} seen;
+
+/* The protocols' ids: the format for ours, PROTO_HTTP for lws's http. */
+#define PROTO_HTTP 2
+
+static int fuzz_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    switch (reason) {
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
+        char list[HANDSHAKE_LIST_MAX];
+        int n = lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL);
+        seen.confirmed = 1;
+        seen.expected = -1;
+        if (n > 0 && n < (int)sizeof list && lws_hdr_copy(wsi, list, sizeof list, WSI_TOKEN_PROTOCOL) >= 0)
+            seen.expected = handshake_subprotocol(list);
+        return 0; /* let lws go on and pick, to compare */
+    }
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+        /* lws has bound the protocol it picked. A list we refuse is no
+         * matter (tipcastd stops it at CONFIRM_UPGRADE); a list we pass must
+         * have been bound to the very protocol we named. */
+        unsigned int id = lws_get_protocol(wsi)->id;
+        if (!seen.confirmed || (seen.expected >= 0 && id != (unsigned int)seen.expected))
+            __builtin_trap();
+        return 1; /* no need to finish the handshake */
+    }
+    case LWS_CALLBACK_HTTP:
+        return -1; /* plain requests are not under test here */
+    case LWS_CALLBACK_WSI_DESTROY:
+        seen.destroyed = 1;
+        return 0;
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+static struct lws_protocols fuzz_protocols[] = {
+    {"http", fuzz_callback, 0, 0, PROTO_HTTP, NULL, 0},
+    {"tipcast.v1.msgpack", fuzz_callback, 0, 0, FMT_MSGPACK, NULL, 0},
+    {"tipcast.v1.json", fuzz_callback, 0, 0, FMT_JSON, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static struct lws_context *ctx;
+
+static struct lws_vhost *fuzz_vhost(void)
+{
+    if (!ctx) {
+        struct lws_context_creation_info info;
+        memset(&info, 0, sizeof info);
+        info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+        info.protocols = fuzz_protocols;
+        info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
+        lws_set_log_level(0, NULL);
+        ctx = lws_create_context(&info);
+        if (!ctx)
+            abort();
+    }
+    return lws_get_vhost_by_name(ctx, "default");
+}
+
+/* One connection: lws adopts one end of a socket pair with `bytes` as what
+ * was read from it, the other end says no more (EOF), and lws is run until
+ * it has let the connection go. */
+static void through_lws(const uint8_t *bytes, size_t n)
+{
+    int sv[2];
+    struct lws_vhost *vh = fuzz_vhost();
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+        abort();
+    memset(&seen, 0, sizeof seen);
+    shutdown(sv[1], SHUT_WR);
+    /* On failure lws has closed sv[0] already. */
+    if (lws_adopt_socket_vhost_readbuf(vh, sv[0], (const char *)bytes, n)) {
+        for (int i = 0; i < 64 && !seen.destroyed; i++)
+            lws_service(ctx, 0);
+        if (!seen.destroyed)
+            __builtin_trap(); /* lws held a connection that had said all it would */
+    }
+    close(sv[1]);
+}
+
+static void lws_mode(uint8_t mode, const uint8_t *data, size_t size)
+{
+    static const char head[] = "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                               "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ";
+    if (!(mode & 0x40)) {
+        through_lws(data, size);
+        return;
+    }
+    uint8_t *req = malloc(sizeof head - 1 + size + 4);
+    if (!req)
+        return;
+    memcpy(req, head, sizeof head - 1);
+    memcpy(req + sizeof head - 1, data, size);
+    memcpy(req + sizeof head - 1 + size, "\r\n\r\n", 4);
+    through_lws(req, sizeof head - 1 + size + 4);
+    free(req);
+}
+
+/* ---- The pure functions --------------------------------------------------- */
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
     uint8_t mode = data[0];
+    if (mode & 0x80) {
+        lws_mode(mode, data + 1, size - 1);
+        return 0;
+    }
     /* A copy with a terminating NUL, cut into parts at '\n'. */
     char *buf = malloc(size);
     if (!buf)

@@ -252,3 +252,27 @@ def test_demo_token_needs_a_pinned_host(server):
             assert _status(s) == want, host
         finally:
             s.close()
+
+
+# ---- request bodies ----------------------------------------------------------------
+
+
+def test_request_with_a_body_refused_and_closed(server):
+    """No page takes a body, and lws restarts its deadline at each piece of
+    one: a body trickled a byte at a time would hold the socket. A request
+    announcing a body is answered 413 and closed at once."""
+    srv = server()
+    s = _open(srv.port)
+    try:
+        s.sendall(b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\na")
+        assert _status(s) == 413
+        assert _closed_by(s, time.monotonic() + SLACK_S)
+    finally:
+        s.close()
+    # An empty body is no body.
+    s = _open(srv.port)
+    try:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n")
+        assert _status(s) == 200
+    finally:
+        s.close()
