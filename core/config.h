@@ -72,6 +72,7 @@ struct config {
     int auth_timeout_ms;               /* "auth-timeout-ms", default 5000 */
     int ping_interval_s;               /* "ping-interval-s", default 20 */
     int idle_timeout_s;                /* "idle-timeout-s", default 60 */
+    int http_timeout_s;                /* "http-timeout-s", default 5 */
 
     /* Limits */
     int max_frame_bytes;               /* "max-frame-bytes", default 8192 */
@@ -80,7 +81,8 @@ struct config {
     int max_queued_bytes;              /* "max-queued-bytes", default 1048576 */
     int max_rooms_per_conn;            /* "max-rooms-per-conn", default 8 */
     int max_members_per_room;          /* "max-members-per-room", default 50000 */
-    int max_connections;               /* "max-connections", default 19000 */
+    int max_connections;               /* "max-connections", WebSockets, default 19000 */
+    int max_http_connections;          /* "max-http-connections", other client sockets, default 1024 */
     int history_len;                   /* "history-len", default 200 */
     int snapshot_events;               /* "snapshot-events", default 20 */
     int sndbuf_bytes;                  /* "sndbuf-bytes", per-socket SO_SNDBUF, default 65536, 0 = kernel's */

@@ -96,6 +96,12 @@ const struct config_entry config_table[] = {
      "60", "SECONDS",
      "A connection that sends no frame and answers no ping for this long is "
      "closed with 4010. Keep it well above ping-interval-s."},
+    {"http-timeout-s", CONFIG_G_TIMERS, CONFIG_T_INT, CONFIG_OFF(http_timeout_s), 1, 300, "5",
+     "SECONDS",
+     "Time a plain HTTP connection (a health check, /metrics, the web page, or "
+     "an upgrade whose headers are still coming) has to send its request "
+     "headers, then to take the answer, and that a keep-alive connection may "
+     "wait for its next request; past it the connection is closed."},
 
     /* Limits */
     {"max-frame-bytes", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(max_frame_bytes), 256,
@@ -125,9 +131,16 @@ const struct config_entry config_table[] = {
      "room_full."},
     {"max-connections", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(max_connections), 1,
      1000000, "19000", "N",
-     "Open client connections this node accepts; new connections beyond it "
-     "are refused. Keep it below the process's open file limit (ulimit -n), "
-     "which also has to cover the Redis and PostgreSQL sockets."},
+     "WebSocket connections this node accepts; one more is accepted and closed "
+     "at once with 1013. Keep it plus max-http-connections below the process's "
+     "open file limit (ulimit -n), which also has to cover the Redis and "
+     "PostgreSQL sockets."},
+    {"max-http-connections", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(max_http_connections), 1,
+     1000000, "1024", "N",
+     "Client sockets that are not (yet) WebSocket connections this node holds "
+     "at once: HTTP requests and keep-alives, and upgrades whose headers are "
+     "still coming. A new socket beyond it is answered 503 and closed at once; "
+     "each of these has http-timeout-s to finish."},
     {"history-len", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(history_len), 1, 100000, "200",
      "N",
      "Events kept per room for clients that reconnect and ask for what they "

@@ -9,8 +9,9 @@
 #      (scripts/services.sh), exports TIPCAST_REDIS_HOST/TIPCAST_REDIS_PORT/TIPCAST_PG
 #   4. ctest in build/, then in build-asan/ with ASan/UBSan options; each with
 #      TIPCAST_TEST_BIN=<tree>/server/tipcastd and TIPCAST_TEST_SANITIZED=0/1
-#   5. builds build-fuzz/ (clang, -DTIPCAST_FUZZ=ON) and runs fuzz_proto for
-#      TIPCAST_FUZZ_SECONDS (default 30); its exit status counts as one test
+#   5. builds build-fuzz/ (clang, -DTIPCAST_FUZZ=ON) and runs fuzz_proto and
+#      fuzz_handshake, each for TIPCAST_FUZZ_SECONDS (default 30); the exit
+#      status of each counts as one test
 #   6. stops the test services (always), then prints as its last line
 #      `tests: N passed, M failed` and exits non-zero if M > 0.
 # A step that cannot run (package install, a build, the services) counts as
@@ -77,8 +78,8 @@ if ((rnd_bits > 28)); then
   fi
 fi
 
-# build DIR LABEL TARGET CMAKE-ARGS...: configure and build a tree (TARGET ""
-# = everything); 0 on success.
+# build DIR LABEL TARGETS CMAKE-ARGS...: configure and build a tree (TARGETS ""
+# = everything, else names separated by spaces); 0 on success.
 build() {
   local dir=$1 label=$2 target=$3
   shift 3
@@ -87,7 +88,9 @@ build() {
     problem "cmake configure of $dir/ failed"
     return 1
   fi
-  if ! cmake --build "$dir" -j2 ${target:+--target "$target"}; then
+  # $target may name several targets, one word each: split on purpose.
+  # shellcheck disable=SC2086
+  if ! cmake --build "$dir" -j2 ${target:+--target $target}; then
     problem "build of $dir/ failed"
     return 1
   fi
@@ -160,23 +163,31 @@ if ((build_ok || asan_ok)); then
   fi
 fi
 
-# The fuzzer needs no services. Its exit status counts as one test.
-if build build-fuzz "fuzz target (clang, libFuzzer)" fuzz_proto -DCMAKE_C_COMPILER=clang -DTIPCAST_FUZZ=ON; then
-  step "fuzzing fuzz_proto for ${FUZZ_SECONDS}s"
-  mkdir -p build-fuzz/corpus-proto
-  # New interesting inputs accumulate in build-fuzz/corpus-proto/; a crash
-  # leaves its input as build-fuzz/crash-* (replay: build-fuzz/tests/fuzz_proto FILE).
-  env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    timeout -k 10 $((FUZZ_SECONDS + 300)) "${SAN_WRAP[@]}" \
-    build-fuzz/tests/fuzz_proto -max_total_time="$FUZZ_SECONDS" -max_len=16384 \
-    -artifact_prefix=build-fuzz/ -print_final_stats=1 build-fuzz/corpus-proto
-  rc=$?
-  if ((rc == 0)); then
-    PASSED=$((PASSED + 1))
-    echo "test.sh: fuzz_proto: passed" >&2
-  else
-    problem "fuzz_proto exited with status $rc (crash inputs: build-fuzz/crash-*, leak-*, timeout-*)"
-  fi
+# The fuzzers need no services. Each runs TIPCAST_FUZZ_SECONDS, and the exit
+# status of each counts as one test: fuzz_proto (the frame decoder) and
+# fuzz_handshake (the upgrade's header checks, with a dictionary of the names
+# they look for).
+if build build-fuzz "fuzz targets (clang, libFuzzer)" "fuzz_proto fuzz_handshake" \
+    -DCMAKE_C_COMPILER=clang -DTIPCAST_FUZZ=ON; then
+  for target in proto handshake; do
+    step "fuzzing fuzz_$target for ${FUZZ_SECONDS}s"
+    mkdir -p "build-fuzz/corpus-$target"
+    extra=(-max_len=16384)
+    [[ $target == handshake ]] && extra=(-max_len=1024 -dict=tests/fuzz_handshake.dict)
+    # New interesting inputs accumulate in build-fuzz/corpus-<target>/; a crash
+    # leaves its input as build-fuzz/crash-* (replay: build-fuzz/tests/fuzz_<target> FILE).
+    env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      timeout -k 10 $((FUZZ_SECONDS + 300)) "${SAN_WRAP[@]}" \
+      "build-fuzz/tests/fuzz_$target" -max_total_time="$FUZZ_SECONDS" "${extra[@]}" \
+      -artifact_prefix=build-fuzz/ -print_final_stats=1 "build-fuzz/corpus-$target"
+    rc=$?
+    if ((rc == 0)); then
+      PASSED=$((PASSED + 1))
+      echo "test.sh: fuzz_$target: passed" >&2
+    else
+      problem "fuzz_$target exited with status $rc (crash inputs: build-fuzz/crash-*, leak-*, timeout-*)"
+    fi
+  done
 fi
 
 COMPLETED=1

@@ -1,7 +1,8 @@
 /* http.c - the plain HTTP side of tipcastd's port: /healthz, /readyz,
  * /metrics (to the addresses of metrics-allow), the web page's files and
- * /demo/token, and the checks every WebSocket upgrade passes (path, Origin,
- * subprotocol) while its headers are at hand. */
+ * /demo/token, the checks every WebSocket upgrade passes (path, Origin,
+ * subprotocol; handshake.h) while its headers are at hand, and the count of
+ * client sockets against max-http-connections. */
 #include "server.h"
 
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "clock.h"
+#include "handshake.h"
 #include "prom.h"
 
 /* Largest short reply (a demo token fits with room to spare), and the chunk
@@ -134,83 +136,105 @@ static int http_demo_token(struct server *s, struct lws *wsi, struct http_sessio
     return http_reply(wsi, hs, HTTP_STATUS_OK, body);
 }
 
+/* 1 when the request announces a body. No page here takes one, and lws
+ * restarts its deadline (http-timeout-s) at every piece of a body, even one
+ * it discards after the answer: a body sent a byte at a time would hold the
+ * socket for ever. Such a request is refused and its connection closed. */
+static int has_body(struct lws *wsi)
+{
+    char len[24];
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0)
+        return 1;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+        return 0;
+    return lws_hdr_copy(wsi, len, sizeof len, WSI_TOKEN_HTTP_CONTENT_LENGTH) < 0 || strspn(len, "0") != strlen(len);
+}
+
 /* ---- The WebSocket upgrade ---------------------------------------------------- */
 
-/* 1 when `origin` is http(s)://HOST with HOST this request's Host header:
- * the page that opens the WebSocket came from this very server. */
-static int origin_is_own(struct lws *wsi, const char *origin)
+/* Copies request header `tok` into buf. Returns 1, 0 when the request has
+ * none, or -1 when it does not fit (then it is treated as unacceptable). */
+static int header_copy(struct lws *wsi, enum lws_token_indexes tok, char *buf, int size)
 {
-    char host[CONFIG_STR_MAX];
-    const char *rest;
-    if (lws_hdr_copy(wsi, host, sizeof host, WSI_TOKEN_HOST) <= 0)
-        return 0;
-    if (strncmp(origin, "http://", 7) == 0)
-        rest = origin + 7;
-    else if (strncmp(origin, "https://", 8) == 0)
-        rest = origin + 8;
-    else
-        return 0;
-    return strcasecmp(rest, host) == 0;
-}
-
-static int origin_allowed(const struct config *cfg, struct lws *wsi)
-{
-    char origin[CONFIG_STR_MAX];
-    int n = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
+    int n = lws_hdr_total_length(wsi, tok);
     if (n <= 0)
-        return 1; /* not a browser: the allowlist is about browsers */
-    if (cfg->origins_any)
-        return 1;
-    if (n >= (int)sizeof origin || lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) < 0)
         return 0;
-    /* The demo page is served by tipcastd itself, from whatever address
-     * the visitor used: its origin cannot be listed in advance. */
-    if (cfg->demo && origin_is_own(wsi, origin))
-        return 1;
-    for (int i = 0; i < cfg->origins_count; i++)
-        if (strcmp(origin, cfg->origins[i]) == 0)
-            return 1;
-    return 0;
-}
-
-/* 1 when the Sec-WebSocket-Protocol list names one of ours. */
-static int subprotocol_known(struct lws *wsi)
-{
-    char list[256];
-    int n = lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL);
-    if (n <= 0 || n >= (int)sizeof list || lws_hdr_copy(wsi, list, sizeof list, WSI_TOKEN_PROTOCOL) < 0)
-        return 0;
-    char *save = NULL;
-    for (char *tok = strtok_r(list, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save))
-        if (strcmp(tok, "tipcast.v1.msgpack") == 0 || strcmp(tok, "tipcast.v1.json") == 0)
-            return 1;
-    return 0;
+    if (n >= size || lws_hdr_copy(wsi, buf, size, tok) < 0)
+        return -1;
+    return 1;
 }
 
 /* Every WebSocket upgrade passes here first, while the request headers are
- * still at hand: the path, the Origin and the subprotocol are checked, and a
- * refusal is a plain HTTP answer that says why. */
+ * still at hand: the path, the Origin and the subprotocol are checked
+ * (handshake.h), and a refusal is a plain HTTP answer that says why. */
 static int confirm_upgrade(struct server *s, struct lws *wsi, const char *to)
 {
-    char path[64];
+    char path[64], origin[CONFIG_STR_MAX], host[CONFIG_STR_MAX], list[HANDSHAKE_LIST_MAX];
     if (!to || strcmp(to, "websocket") != 0) {
         lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, "only WebSocket upgrades are served");
         return 1;
     }
-    if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) < 0 || strcmp(path, "/ws") != 0) {
+    if (header_copy(wsi, WSI_TOKEN_GET_URI, path, sizeof path) != 1 || !handshake_path_ok(path)) {
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "the WebSocket endpoint is /ws");
         return 1;
     }
-    if (!origin_allowed(&s->cfg, wsi)) {
+    /* An Origin too long to copy is no allowed one; a Host too long to copy
+     * is as good as none: it cannot make an origin the page's own. */
+    int has_origin = header_copy(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
+    int has_host = header_copy(wsi, WSI_TOKEN_HOST, host, sizeof host);
+    if (has_origin < 0 ||
+        !handshake_origin_allowed(&s->cfg, has_origin ? origin : NULL, has_host > 0 ? host : NULL)) {
         lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
         return 1;
     }
-    if (!subprotocol_known(wsi)) {
+    if (header_copy(wsi, WSI_TOKEN_PROTOCOL, list, sizeof list) != 1 || handshake_subprotocol(list) < 0) {
         lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST,
-                               "Sec-WebSocket-Protocol must name tipcast.v1.msgpack or tipcast.v1.json");
+                               "Sec-WebSocket-Protocol must be a plain comma-separated list naming "
+                               "tipcast.v1.msgpack or tipcast.v1.json before any http");
         return 1;
     }
     return 0;
+}
+
+/* ---- Admission ----------------------------------------------------------- */
+
+/* Every client socket lws accepts, from its listener or ours (listener.c),
+ * comes here before a byte is read. One that would take the sockets that
+ * are not WebSocket connections past max-http-connections is answered 503
+ * and closed, so that the open files stay below max-connections +
+ * max-http-connections whatever the peers do. The socket is marked (its
+ * opaque user data) so that only admitted sockets are counted down at
+ * WSI_DESTROY: lws also destroys its listening socket there. */
+static int http_admit(struct server *s, struct lws *wsi)
+{
+    if (lws_get_opaque_user_data(wsi) == &s->sockets)
+        return 0; /* counted already */
+    if (s->sockets - s->conns.count >= s->cfg.max_http_connections) {
+        static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                   "Content-Length: 38\r\nConnection: close\r\n\r\n"
+                                   "{\"error\":\"too many open connections\"}\n";
+        int fd = lws_get_socket_fd(wsi);
+        /* Best effort, in one send into the new socket's empty buffer; a TLS
+         * peer would not understand plain bytes and is just closed. */
+        if (fd >= 0 && !s->cfg.tls_cert[0] && send(fd, busy, sizeof busy - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+            log_msg(LOG_DEBUG, "the 503 of a refused connection was not sent");
+        s->http_refused++;
+        log_msg(LOG_WARN, "max-http-connections (%d) reached: a new connection is refused",
+                s->cfg.max_http_connections);
+        return -1;
+    }
+    lws_set_opaque_user_data(wsi, &s->sockets);
+    s->sockets++;
+    return 0;
+}
+
+static void http_destroyed(struct server *s, struct lws *wsi)
+{
+    if (lws_get_opaque_user_data(wsi) != &s->sockets)
+        return;
+    lws_set_opaque_user_data(wsi, NULL);
+    tc_assert(s->sockets > 0);
+    s->sockets--;
 }
 
 /* ---- The protocol callback ---------------------------------------------------- */
@@ -224,6 +248,10 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_HTTP: {
         const char *path = in;
         http_release(hs); /* a keep-alive connection's previous request */
+        if (has_body(wsi)) {
+            lws_return_http_status(wsi, HTTP_STATUS_REQ_ENTITY_TOO_LARGE, "requests with a body are not served");
+            return -1;
+        }
         if (strcmp(path, "/healthz") == 0)
             return http_reply(wsi, hs, HTTP_STATUS_OK, "{\"status\":\"ok\"}\n");
         if (strcmp(path, "/readyz") == 0) {
@@ -237,8 +265,15 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         }
         if (strcmp(path, "/metrics") == 0)
             return http_metrics(s, wsi, hs);
-        if (s->cfg.demo && strcmp(path, "/demo/token") == 0)
+        if (s->cfg.demo && strcmp(path, "/demo/token") == 0) {
+            /* A page at a name rebound to this server (DNS rebinding) is of
+             * the same origin to the browser: it could fetch tokens. */
+            char host[CONFIG_STR_MAX];
+            if (header_copy(wsi, WSI_TOKEN_HOST, host, sizeof host) != 1 || !handshake_host_pinned(host))
+                return http_reply(wsi, hs, HTTP_STATUS_FORBIDDEN,
+                                  "{\"error\":\"demo tokens are served to localhost or an IP address only\"}\n");
             return http_demo_token(s, wsi, hs);
+        }
         const struct web_file *f = web_find(&s->web, path);
         if (f)
             return http_file(wsi, hs, f);
@@ -252,6 +287,20 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         return lws_http_transaction_completed(wsi) ? -1 : 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return confirm_upgrade(s, wsi, in);
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+    case LWS_CALLBACK_ESTABLISHED:
+        /* A WebSocket bound to this protocol would be outside every limit
+         * (no auth deadline, no idle timeout, not in max-connections).
+         * confirm_upgrade refuses the lists that lead here; this is in case
+         * lws ever reads one otherwise. */
+        log_msg(LOG_WARN, "a WebSocket upgrade bound to the http protocol is closed");
+        return -1;
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+        return http_admit(s, wsi);
+    case LWS_CALLBACK_WSI_DESTROY:
+        if (s)
+            http_destroyed(s, wsi);
+        return 0;
     case LWS_CALLBACK_CLOSED_HTTP:
         if (hs)
             http_release(hs);

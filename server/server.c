@@ -232,6 +232,15 @@ static int start_lws(struct server *s)
     info.port = cfg->reuse_port ? CONTEXT_PORT_NO_LISTEN_SERVER : cfg->port;
     info.iface = cfg->listen_addr;
     info.protocols = protocols;
+    /* The deadlines of plain HTTP connections (http-timeout-s): for the
+     * request headers (the "ah idle" timeout, from the first byte until
+     * the headers end), for the answer to be taken (lws's timeout_secs, set
+     * once a request is dispatched), and between two requests on a
+     * keep-alive. lws's own defaults (10 s for the headers, 5 s for the
+     * rest) would otherwise apply, out of the operator's reach. */
+    info.timeout_secs = (unsigned int)cfg->http_timeout_s;
+    info.timeout_secs_ah_idle = (unsigned int)cfg->http_timeout_s;
+    info.keepalive_timeout = cfg->http_timeout_s;
     /* lws's own keepalive ("validity") is off: the sweep pings and times out
      * idle connections itself (conns_sweep). lws keeps every connection's
      * validity timer in one list sorted by due time, so each connection

@@ -43,6 +43,11 @@ struct server {
     int stopping;
     int exit_code;         /* the process's exit status once the loop ends */
     int consumers_started; /* after the first Redis that passed the checks */
+    /* Client sockets lws holds, WebSocket or not (http.c); those that are
+     * not WebSockets (sockets - conns.count) are bounded by
+     * max-http-connections, and those refused for it counted. */
+    int sockets;
+    uint64_t http_refused;
 
     struct rlink redis;
     struct outbox outbox;
