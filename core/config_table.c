@@ -136,7 +136,7 @@ const struct config_entry config_table[] = {
      "open file limit (ulimit -n), which also has to cover the Redis and "
      "PostgreSQL sockets."},
     {"max-http-connections", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(max_http_connections), 1,
-     1000000, "1024", "N",
+     1000000, "512", "N",
      "Client sockets that are not (yet) WebSocket connections this node holds "
      "at once: HTTP requests and keep-alives, and upgrades whose headers are "
      "still coming. A new socket beyond it is answered 503 and closed at once; "
