@@ -115,6 +115,13 @@ const struct config_entry config_table[] = {
      "Unsent bytes a connection may have queued before it is closed as a slow "
      "consumer (close 4009), so that one stalled reader cannot grow the "
      "server's memory."},
+    {"slow-consumer-ms", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(slow_consumer_ms), 100, 600000,
+     "5000", "MS",
+     "A connection whose socket stays full for this long (a write it could "
+     "not take whole is still unfinished: the client stopped reading, or "
+     "reads far slower than its rooms send) is closed as a slow consumer "
+     "(close 4009). Until then it costs its rooms nothing per event: they "
+     "skip it, and it resumes where it stopped once the socket drains."},
     {"max-rooms-per-conn", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(max_rooms_per_conn), 1,
      1024, "8", "N",
      "Rooms one connection may be in at once; one more join is answered "
