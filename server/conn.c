@@ -2,6 +2,8 @@
  * timeouts (see conn.h). */
 #include "conn.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -401,11 +403,18 @@ int conn_opened(struct conns *t, struct conn *c, struct lws *wsi, enum fmt fmt)
     c->rx_us = now * 1000;
     c->flood_window_ms = now;
     c->tokens = t->cfg->max_burst;
-    if (t->cfg->sndbuf_bytes > 0) {
-        int fd = lws_get_socket_fd(wsi);
+    int fd = lws_get_socket_fd(wsi);
+    if (t->cfg->sndbuf_bytes > 0 && fd >= 0) {
         int v = t->cfg->sndbuf_bytes;
-        if (fd >= 0)
-            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
+    }
+    /* The kernel then takes no more than about this much that the network
+     * has not taken yet, whatever the buffer grew to: a client that stops
+     * reading fills it within moments, and is stalled (skipped by its
+     * rooms) instead of being sent megabytes it will never read. */
+    if (t->cfg->max_unsent_bytes > 0 && fd >= 0) {
+        int v = t->cfg->max_unsent_bytes;
+        setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, sizeof v);
     }
     t->hooks.on_open(t->hooks.ctx, c);
     return 0;

@@ -15,7 +15,10 @@ stalled, and over the close of them all and the drop of their sockets.
 
 TIPCAST_STALLED_MEMBERS sets the number of stalled members (default 5000,
 the figure of the issue: this process and tipcastd each hold a socket per
-member, within the 20,000 open files allowed). The same test runs against a
+member, within the 20,000 open files allowed); TIPCAST_STALLED_SNDBUF and
+TIPCAST_STALLED_RCVBUF the server's sndbuf-bytes and the stalled sockets'
+SO_RCVBUF (default 4096 each; 0 for the kernel's defaults, with which the
+buffers take far longer to fill). The same test runs against a
 tipcastd without slow-consumer-ms (the code before it), which fails it."""
 
 import base64
@@ -35,8 +38,8 @@ SECONDS = 10          # of notices: past the close of the stalled members and th
 WARMUP_S = 1.0        # the stalled members' buffers fill meanwhile
 TEXT_BYTES = 440      # a notice event of about 500 bytes
 SLOW_MS = 500         # slow-consumer-ms of the test's server
-SNDBUF = 4096         # sndbuf-bytes of the test's server
-STALLED_RCVBUF = 4096
+SNDBUF = int(os.environ.get("TIPCAST_STALLED_SNDBUF", "4096"))  # sndbuf-bytes of the test's server (0: the kernel's)
+STALLED_RCVBUF = int(os.environ.get("TIPCAST_STALLED_RCVBUF", "4096"))  # 0: the kernel's default
 SAMPLED = 10          # stalled members that read again once closed
 # Bounds, generous for a loaded 2-core machine. The code before the fix
 # gave a p99 near a second once the stalled members' buffers were full,
@@ -62,7 +65,8 @@ def open_stalled(srv, room, n, batch=250):
         socks = []
         for i in range(start, min(n, start + batch)):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RCVBUF)
+            if STALLED_RCVBUF:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RCVBUF)
             s.settimeout(10)
             s.connect(("127.0.0.1", srv.port))
             key = base64.b64encode(os.urandom(16)).decode()
