@@ -223,6 +223,7 @@ void room_leave(struct rooms *rs, struct conn *c, int i)
         hole = r->nparked;
     }
     move_member(r, hole, --r->nmembers);
+    tc_assert(r->nparked <= r->nmembers);
     free(m->join_id);
     c->rooms[i] = c->rooms[--c->nrooms];
     /* An empty room is freed by the sweep, never here: callers may be
