@@ -79,6 +79,8 @@ struct config {
     int max_msgs_per_s;                /* "max-msgs-per-s", default 20 */
     int max_burst;                     /* "max-burst", default 40 */
     int max_queued_bytes;              /* "max-queued-bytes", default 1048576 */
+    int slow_consumer_ms;              /* "slow-consumer-ms", default 5000 */
+    int max_unsent_bytes;              /* "max-unsent-bytes", TCP_NOTSENT_LOWAT, default 65536, 0 = kernel's */
     int max_rooms_per_conn;            /* "max-rooms-per-conn", default 8 */
     int max_members_per_room;          /* "max-members-per-room", default 50000 */
     int max_connections;               /* "max-connections", WebSockets, default 19000 */

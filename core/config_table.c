@@ -121,6 +121,20 @@ const struct config_entry config_table[] = {
      "Unsent bytes a connection may have queued before it is closed as a slow "
      "consumer (close 4009), so that one stalled reader cannot grow the "
      "server's memory."},
+    {"slow-consumer-ms", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(slow_consumer_ms), 100, 600000,
+     "5000", "MS",
+     "A connection whose socket stays full for this long (a write it could "
+     "not take whole is still unfinished: the client stopped reading, or "
+     "reads far slower than its rooms send) is closed as a slow consumer "
+     "(close 4009). Until then it costs its rooms nothing per event: they "
+     "skip it, and it resumes where it stopped once the socket drains."},
+    {"max-unsent-bytes", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(max_unsent_bytes), 0, 16777216,
+     "65536", "BYTES",
+     "Bytes a client socket may hold that the network has not taken yet "
+     "(TCP_NOTSENT_LOWAT); past them a write waits, and the connection counts "
+     "as stalled (slow-consumer-ms). Without this bound the kernel grows the "
+     "buffer of a client that stopped reading to megabytes before it is seen "
+     "to be stalled. 0 leaves it to the kernel."},
     {"max-rooms-per-conn", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(max_rooms_per_conn), 1,
      1024, "8", "N",
      "Rooms one connection may be in at once; one more join is answered "

@@ -2,6 +2,8 @@
  * timeouts (see conn.h). */
 #include "conn.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,7 +98,29 @@ static void count_close(struct conns *t, int code)
 
 /* ---- Writing ------------------------------------------------------------ */
 
-static void want_write(struct conn *c) { lws_callback_on_writable(c->wsi); }
+static int send_close(struct conn *c);
+
+/* Asks lws for WRITEABLE once until it comes: under libuv each ask
+ * restarts the socket's poll (an epoll_ctl DEL now and an ADD at the next
+ * poll), which a connection that waits long, like a stalled one, would
+ * otherwise pay again at every frame or ping meant for it. lws keeps POLLOUT
+ * armed until it calls WRITEABLE. */
+static void want_write(struct conn *c)
+{
+    if (c->write_asked)
+        return;
+    c->write_asked = 1;
+    lws_callback_on_writable(c->wsi);
+}
+
+/* After a write: a socket that could not take all of it (lws keeps the
+ * remainder and writes it itself as the socket drains) makes the
+ * connection stalled, from the first such write until WRITEABLE. */
+static void note_stall(struct conn *c)
+{
+    if (!c->stalled_ms && lws_partial_buffered(c->wsi))
+        c->stalled_ms = clock_mono_ms();
+}
 
 /* A frame may go out at once, without waiting for WRITEABLE, when nothing
  * is ahead of it: no reply of ours queued, no remainder of an earlier frame
@@ -119,6 +143,7 @@ static int write_frame(struct conn *c, struct frame *f)
     if (n < (int)f->len)
         return -1;
     c->bytes_out += f->len;
+    note_stall(c);
     return 0;
 }
 
@@ -141,7 +166,10 @@ static int write_ping(struct conn *c)
     int n = snprintf((char *)ping + LWS_PRE, sizeof ping - LWS_PRE, "%lld", (long long)clock_mono_ms());
     tc_assert(n > 0 && (size_t)n < sizeof ping - LWS_PRE);
     c->ping_due = 0;
-    return lws_write(c->wsi, ping + LWS_PRE, (size_t)n, LWS_WRITE_PING) < 0 ? -1 : 0;
+    if (lws_write(c->wsi, ping + LWS_PRE, (size_t)n, LWS_WRITE_PING) < 0)
+        return -1;
+    note_stall(c);
+    return 0;
 }
 
 /* Sends membership m its next room frame (one event, or a batch of those
@@ -180,6 +208,24 @@ size_t conn_backlog(const struct conn *c)
             n += m->ring->cum[c->fmt] - m->sent_cum;
     }
     return n;
+}
+
+/* The slow-consumer rule, checked when the connection is about to be sent
+ * room events and by the sweep while it is stalled (never per event and
+ * member, which cost a room of thousands a walk per event): it has lost
+ * events to a room's ring, or its unsent backlog passed max-queued-bytes. */
+static int is_slow(const struct conn *c)
+{
+    size_t n = c->outq_bytes;
+    for (int i = 0; i < c->nrooms; i++) {
+        const struct membership *m = &c->rooms[i];
+        if (m->state != MEMBER_LIVE)
+            continue;
+        if (ring_lost(m->ring, m->next_seq))
+            return 1;
+        n += m->ring->cum[c->fmt] - m->sent_cum;
+    }
+    return n > (size_t)c->t->cfg->max_queued_bytes;
 }
 
 static void outq_clear(struct conn *c)
@@ -252,6 +298,10 @@ void conn_send_error(struct conn *c, const char *id, enum err code, const char *
 void conn_deliver(struct conn *c, struct membership *m, struct frame *board)
 {
     tc_assert(m->state == MEMBER_LIVE);
+    if (!c->close_code && is_slow(c)) {
+        conn_close(c, CLOSE_SLOW_CONSUMER, "slow consumer", 1);
+        return;
+    }
     if (!can_write_now(c)) {
         if (board)
             conn_send(c, frame_ref(board));
@@ -283,8 +333,19 @@ void conn_close(struct conn *c, int code, const char *reason, int drop)
         tc_assert(c->nrooms == 0);
     }
     /* A client that reads nothing never makes the socket writeable again:
-     * lws drops it if the close frame cannot go out within a few seconds. */
-    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, CONN_CLOSE_ACK_S);
+     * the sweep drops it if the close frame cannot go out within a few
+     * seconds (not lws_set_timeout: see CONN_SWEEP_DROPS). */
+    c->close_ms = clock_mono_ms();
+    if (drop && lws_partial_buffered(c->wsi)) {
+        /* Stalled: WRITEABLE would come only once lws has written the
+         * remainder it holds. The close goes behind that remainder now (lws
+         * appends it), with nothing else queued, so a client that reads
+         * again within CONN_CLOSE_ACK_S gets the rest of the frame in
+         * flight and then the close. */
+        if (send_close(c) < 0)
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        return;
+    }
     want_write(c);
 }
 
@@ -345,11 +406,18 @@ int conn_opened(struct conns *t, struct conn *c, struct lws *wsi, enum fmt fmt)
     c->rx_us = now * 1000;
     c->flood_window_ms = now;
     c->tokens = t->cfg->max_burst;
-    if (t->cfg->sndbuf_bytes > 0) {
-        int fd = lws_get_socket_fd(wsi);
+    int fd = lws_get_socket_fd(wsi);
+    if (t->cfg->sndbuf_bytes > 0 && fd >= 0) {
         int v = t->cfg->sndbuf_bytes;
-        if (fd >= 0)
-            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
+    }
+    /* The kernel then takes no more than about this much that the network
+     * has not taken yet, whatever the buffer grew to: a client that stops
+     * reading fills it within moments, and is stalled (skipped by its
+     * rooms) instead of being sent megabytes it will never read. */
+    if (t->cfg->max_unsent_bytes > 0 && fd >= 0) {
+        int v = t->cfg->max_unsent_bytes;
+        setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, sizeof v);
     }
     t->hooks.on_open(t->hooks.ctx, c);
     return 0;
@@ -434,7 +502,7 @@ static int send_close(struct conn *c)
     /* 4 is lws's own LWS_WRITE_CLOSE, kept out of its public header. */
     if (lws_write(c->wsi, buf + LWS_PRE, n + 2, (enum lws_write_protocol)4) < 0)
         return -1;
-    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, CONN_CLOSE_ACK_S);
+    c->close_ms = clock_mono_ms();
     return 0;
 }
 
@@ -469,6 +537,17 @@ static int has_pending(const struct conn *c)
 
 int conn_writeable(struct conn *c)
 {
+    c->write_asked = 0;
+    /* lws calls WRITEABLE only once it has written every byte it held: a
+     * stalled connection is drained, and its rooms serve it again (those
+     * that lost events to their ring close it as slow, below). */
+    if (c->stalled_ms) {
+        c->stalled_ms = 0;
+        if (!c->close_code && is_slow(c))
+            conn_close(c, CLOSE_SLOW_CONSUMER, "slow consumer", 1);
+        else if (c->nrooms)
+            c->t->hooks.on_resume(c->t->hooks.ctx, c);
+    }
     /* One lws_write per WRITEABLE: replies first, then the close, then one
      * room event, taking the rooms in turn. */
     if (c->close_sent)
@@ -495,6 +574,10 @@ int conn_writeable(struct conn *c)
             if (m->state != MEMBER_LIVE || m->ring->last_seq < m->next_seq)
                 continue;
             c->rr = (uint16_t)(i + 1);
+            if (is_slow(c)) {
+                conn_close(c, CLOSE_SLOW_CONSUMER, "slow consumer", 1);
+                return send_close(c);
+            }
             if (write_room_frame(c, m, NULL) < 0)
                 return -1;
             break;
@@ -546,13 +629,33 @@ void conn_closed(struct conn *c)
 void conns_sweep(struct conns *t, int64_t now)
 {
     const struct config *cfg = t->cfg;
+    int drops = 0;
     for (uint32_t s = 0; s < t->high; s++) {
         struct conn *c = t->slots[s];
-        if (!c || c->close_code)
+        if (!c)
             continue;
+        if (c->close_code) {
+            /* Our close not taken or not answered in time: dropped without
+             * more ado (lws then treats the socket as unusable). */
+            if (c->close_ms && now - c->close_ms >= CONN_CLOSE_ACK_S * 1000 && drops < CONN_SWEEP_DROPS) {
+                c->close_ms = 0;
+                lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+                drops++;
+            }
+            continue;
+        }
         if (!c->authed) {
             if (now - c->opened_ms >= cfg->auth_timeout_ms)
                 conn_close(c, CLOSE_AUTH_TIMEOUT, "authentication timeout", 1);
+            continue;
+        }
+        /* A stalled connection costs its rooms nothing (they skip it), so
+         * the rules that other members meet as they are sent events are
+         * applied to it here: the rooms may have dropped what it has not
+         * been sent, and a client that has not read for slow-consumer-ms is
+         * told so rather than held on to. */
+        if (c->stalled_ms && (now - c->stalled_ms >= cfg->slow_consumer_ms || is_slow(c))) {
+            conn_close(c, CLOSE_SLOW_CONSUMER, "slow consumer", 1);
             continue;
         }
         if (now - c->rx_us / 1000 >= (int64_t)cfg->idle_timeout_s * 1000) {

@@ -12,7 +12,15 @@
  * Writes: a frame goes straight to lws_write when nothing is queued ahead
  * of it and lws holds no unsent remainder; otherwise it is queued and
  * written from WRITEABLE. Frames are never interleaved, never written
- * behind a partial write, never after a close (docs/architecture.md).
+ * behind a partial write, never after a close (docs/architecture.md); the
+ * one frame written behind a partial write is the close of a stalled
+ * connection, which nothing follows.
+ *
+ * Stalls: a write the socket could not take whole (lws keeps the
+ * remainder) marks the connection stalled, from then until lws has
+ * written the remainder and calls WRITEABLE. Its rooms skip a stalled
+ * member (room.h), so that one whose client stopped reading costs nothing
+ * per event; one stalled for slow-consumer-ms is closed with 4009.
  *
  * What a message means is not this module's business: a complete message
  * goes to the on_message hook (server/session.c), and a connection that
@@ -38,6 +46,13 @@
 #define CONN_OUTQ_MAX 65536
 /* Seconds a closing connection has to take our close frame and answer it. */
 #define CONN_CLOSE_ACK_S 5
+/* Most connections one sweep drops for not answering their close. Each
+ * drop costs about 60 us (the socket's close, lws's teardown, the close
+ * line), so a room's thousands of stalled members closed together are
+ * dropped over several sweeps rather than in one stall of the loop; and
+ * drops go through lws's timers, kept in one list sorted by due time that
+ * each joins at the end. The rest wait for the next sweep. */
+#define CONN_SWEEP_DROPS 128
 
 /* WebSocket close codes of our own (docs/protocol.md). */
 #define CLOSE_AUTH_TIMEOUT 4001
@@ -65,6 +80,7 @@ struct membership {
     struct ring *ring;        /* the room's */
     uint32_t idx;             /* index in the room's members */
     enum member_state state;
+    uint32_t board_gen;       /* the room's board_gen when it was parked (room.h) */
     int64_t next_seq;         /* the next event to send */
     uint64_t sent_cum;        /* ring->cum[fmt] up to the last event sent */
     char *join_id;            /* owned: the pending join's request id */
@@ -85,6 +101,13 @@ struct conn {
     int64_t opened_ms;
     int64_t rx_us;
     int64_t last_ping_ms;
+    /* When a write last found the socket full (monotonic ms), 0 when the
+     * connection is not stalled. */
+    int64_t stalled_ms;
+    /* When the close began, and again when the close frame was written
+     * (monotonic ms): the sweep drops a connection still open
+     * CONN_CLOSE_ACK_S later. 0 when we are not closing it. */
+    int64_t close_ms;
     /* Token bucket for requests, and the flood detector. */
     double tokens;
     int64_t bucket_ms;
@@ -117,8 +140,9 @@ struct conn {
     uint8_t authed;
     uint8_t ping_due;
     uint8_t close_sent;
-    uint8_t reads;   /* history requests of this connection waiting for Redis (roomjoin.c) */
-    uint8_t tallied; /* counted per address (1) and per user (2) (session.c) */
+    uint8_t write_asked;      /* WRITEABLE asked for and not yet called */
+    uint8_t reads;            /* history requests of this connection waiting for Redis (roomjoin.c) */
+    uint8_t tallied;          /* counted per address (1) and per user (2) (session.c) */
     /* The peer's address, kept as bytes since an address as text would
      * cost 46 bytes a connection. */
     uint8_t peer_family; /* AF_INET, AF_INET6, 0 unknown */
@@ -137,6 +161,9 @@ struct conn_hooks {
     /* The connection has ended (conn_end_code tells how), just before it
      * leaves its rooms and its state is freed. */
     void (*on_closed)(void *ctx, const struct conn *c);
+    /* The connection was stalled and its socket takes writes again: its
+     * rooms are to serve it again. */
+    void (*on_resume)(void *ctx, struct conn *c);
 };
 
 /* What the table counts for the metrics page: plain increments on paths
@@ -206,10 +233,15 @@ void conn_send_error(struct conn *c, const char *id, enum err code, const char *
 /* Sends live membership m its next frame of the room with the leaderboard
  * push `board` (NULL for none; the caller keeps its reference), in one
  * write when the connection can take them now. Otherwise the push is
- * queued and the events wait for WRITEABLE. */
+ * queued and the events wait for WRITEABLE. A member that has lost events
+ * to the room's ring, or whose backlog passed max-queued-bytes, is closed
+ * as a slow consumer instead. Not for a stalled connection (its rooms skip
+ * it). */
 void conn_deliver(struct conn *c, struct membership *m, struct frame *board);
 /* Starts closing with `code`; with drop, the queued frames are dropped and
- * the connection leaves its rooms at once (slow consumer, shutdown). */
+ * the connection leaves its rooms at once (slow consumer, shutdown), and
+ * the close frame of a stalled connection is written at once, behind only
+ * the remainder lws holds: the client gets it as soon as it reads again. */
 void conn_close(struct conn *c, int code, const char *reason, int drop);
 
 /* The token bucket: 1 when a request may go ahead; otherwise it has been
@@ -224,7 +256,9 @@ size_t conn_backlog(const struct conn *c);
 /* The close code counted at closes[i], i < CONN_CLOSE_CODES. */
 int conn_close_code_at(int i);
 
-/* The periodic sweep: auth deadlines, pings, idle timeouts. */
+/* The periodic sweep: auth deadlines, pings, idle timeouts, and stalled
+ * connections that are slow consumers (stalled for slow-consumer-ms, or
+ * fallen out of a room's ring, or past max-queued-bytes). */
 void conns_sweep(struct conns *t, int64_t now_ms);
 /* Closes every connection with 1001 and refuses new ones (shutdown). */
 void conns_close_all(struct conns *t);

@@ -8,6 +8,15 @@
  * is written at once; one that cannot gets the rest at WRITEABLE
  * (conn.c).
  *
+ * Stalled members: a member whose socket is full (its client stopped
+ * reading; conn.h) is parked when the flush comes to it, and later flushes
+ * do not visit it at all, so that thousands of them cost an event nothing
+ * and the healthy members' latency does not grow with their number. It
+ * takes up its events from its cursor when it drains (rooms_resume). The
+ * slow-consumer rule (lost events, max-queued-bytes) is applied when a
+ * member is sent events, and to a stalled one by the sweep (conns_sweep),
+ * never per event and member.
+ *
  * Leaderboard pushes: a gift or tip event marks its room; at most once per
  * board-push-ms a room's four top lists are read (one pipelined round trip)
  * and sent to every live member, one frame per subprotocol shared by all.
@@ -136,39 +145,47 @@ void fanout_event(struct rooms *rs, struct room *r, int64_t seq, enum event_kind
         }
     }
     /* The delivery latency starts here: this node's share of an event's
-     * path (its clock, unlike the event's time, is this host's own). */
-    int64_t evicted = ring_push(&r->ring, seq, clock_mono_us(), f);
+     * path (its clock, unlike the event's time, is this host's own). A
+     * member whose events this drops is closed when it is next sent events,
+     * or by the sweep while it is stalled (ring_lost). */
+    ring_push(&r->ring, seq, clock_mono_us(), f);
     if (event_moves_board(kind))
         board_mark(rs, r);
-
-    /* Walk down, so that a member closed here (swapped out of the array by
-     * room_leave) never hides one not yet visited. */
-    uint64_t max_queued = (uint64_t)rs->cfg->max_queued_bytes;
-    for (uint32_t i = r->nmembers; i-- > 0;) {
-        struct conn *c = r->members[i];
-        struct membership *m = &c->rooms[room_membership(c, r)];
-        if (m->state == MEMBER_LIVE && ((evicted && m->next_seq <= evicted) || conn_backlog(c) > max_queued))
-            conn_close(c, CLOSE_SLOW_CONSUMER, "slow consumer", 1);
-    }
     fanout_mark(rs, r);
 }
 
 /* Hands a room's new events, and its leaderboard push, to its live
- * members: at once to those that can take them, in one write each. */
+ * members: at once to those that can take them, in one write each. Parks
+ * the members whose connection is stalled. */
 static void flush_room(struct room *r)
 {
     int has_board = r->board_push[0] != NULL;
-    /* Walk down: conn_deliver may close a slow member, which room_leave
-     * swaps out of the array. */
-    for (uint32_t i = r->nmembers; i-- > 0;) {
+    /* Up from the parked ones. A member parked here trades places with the
+     * first unparked one, visited already; one closed here (a slow
+     * consumer, which room_leave swaps out) leaves at i the last member,
+     * not yet visited. */
+    uint32_t i = r->nparked;
+    while (i < r->nmembers) {
         struct conn *c = r->members[i];
         struct membership *m = &c->rooms[room_membership(c, r)];
-        if (m->state == MEMBER_LIVE && (has_board || m->next_seq <= r->ring.last_seq))
+        int sent_board = 0;
+        if (!c->stalled_ms && m->state == MEMBER_LIVE && (has_board || m->next_seq <= r->ring.last_seq)) {
             conn_deliver(c, m, r->board_push[c->fmt]);
+            if (room_membership(c, r) < 0)
+                continue;
+            sent_board = has_board;
+        }
+        if (c->stalled_ms) {
+            m->board_gen = r->board_gen + (uint32_t)sent_board;
+            room_park(r, m);
+        }
+        i++;
     }
     if (has_board) {
+        r->board_gen++;
         for (int k = 0; k < FMT_COUNT; k++) {
-            frame_unref(r->board_push[k]);
+            frame_unref(r->board_last[k]);
+            r->board_last[k] = r->board_push[k];
             r->board_push[k] = NULL;
         }
         ring_drop_pairs(&r->ring);

@@ -60,6 +60,7 @@ int64_t ring_push(struct ring *r, int64_t seq, int64_t rx_us, struct frame *cons
     int64_t evicted = 0;
     if (r->count == RING_EVENTS) {
         evicted = r->ev[r->head].seq;
+        r->evicted_seq = evicted;
         drop_oldest(r);
     }
     struct ring_event *ev = &r->ev[(r->head + r->count) % RING_EVENTS];

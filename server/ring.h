@@ -41,6 +41,9 @@ struct ring {
     struct ring_event *ev;   /* RING_EVENTS entries */
     uint32_t head, count;
     int64_t last_seq;
+    /* The newest seq dropped to make room, 0 when none was: a member whose
+     * next seq is at or below it has lost events (ring_lost). */
+    int64_t evicted_seq;
     uint64_t cum[FMT_COUNT]; /* bytes of every event ever pushed, per format */
     /* The latest batch built per format, for the members in step. */
     struct frame *batch[FMT_COUNT];
@@ -58,6 +61,10 @@ void ring_free(struct ring *r);
  * their references. Returns the seq of the event dropped to make room, 0 when
  * none was. */
 int64_t ring_push(struct ring *r, int64_t seq, int64_t rx_us, struct frame *const frames[FMT_COUNT]);
+
+/* Whether a member whose next event is next_seq has lost events to the
+ * ring's bound (a slow consumer). */
+static inline int ring_lost(const struct ring *r, int64_t next_seq) { return next_seq <= r->evicted_seq; }
 
 /* The first event with seq >= next_seq, or NULL when there is none. */
 struct ring_event *ring_next(struct ring *r, int64_t next_seq);

@@ -120,8 +120,10 @@ void room_destroy(struct rooms *rs, struct room *r)
     tc_assert(rs->count > 0);
     rs->count--;
     ring_free(&r->ring);
-    for (int f = 0; f < FMT_COUNT; f++)
+    for (int f = 0; f < FMT_COUNT; f++) {
         frame_unref(r->board_push[f]);
+        frame_unref(r->board_last[f]);
+    }
     free(r->members);
     free(r);
 }
@@ -177,6 +179,34 @@ static void presence(struct rooms *rs, struct room *r)
         roomstore_presence(rs->store, r->id, r->nmembers, 0, 0, NULL, NULL);
 }
 
+/* Puts the member at index `from` at index `to` (the caller has emptied
+ * it), fixing the member's index. */
+static void move_member(struct room *r, uint32_t to, uint32_t from)
+{
+    if (to == from)
+        return;
+    struct conn *x = r->members[from];
+    r->members[to] = x;
+    x->rooms[room_membership(x, r)].idx = to;
+}
+
+static void swap_members(struct room *r, uint32_t a, uint32_t b)
+{
+    if (a == b)
+        return;
+    struct conn *x = r->members[a], *y = r->members[b];
+    r->members[a] = y;
+    r->members[b] = x;
+    x->rooms[room_membership(x, r)].idx = b;
+    y->rooms[room_membership(y, r)].idx = a;
+}
+
+void room_park(struct room *r, struct membership *m)
+{
+    tc_assert(m->idx >= r->nparked && m->idx < r->nmembers);
+    swap_members(r, m->idx, r->nparked++);
+}
+
 void room_leave(struct rooms *rs, struct conn *c, int i)
 {
     tc_assert(i >= 0 && i < c->nrooms);
@@ -184,12 +214,16 @@ void room_leave(struct rooms *rs, struct conn *c, int i)
     struct room *r = m->room;
     tc_assert(m->idx < r->nmembers && r->members[m->idx] == c);
 
-    /* Swap-remove from the room, fixing the index of the member moved. */
-    struct conn *last = r->members[--r->nmembers];
-    if (last != c) {
-        r->members[m->idx] = last;
-        last->rooms[room_membership(last, r)].idx = m->idx;
+    /* Swap-remove from the room, keeping the parked members first: a
+     * parked member's place takes the last parked one, whose place takes
+     * the last member. Only members after the removed one move. */
+    uint32_t hole = m->idx;
+    if (hole < r->nparked) {
+        move_member(r, hole, --r->nparked);
+        hole = r->nparked;
     }
+    move_member(r, hole, --r->nmembers);
+    tc_assert(r->nparked <= r->nmembers);
     free(m->join_id);
     c->rooms[i] = c->rooms[--c->nrooms];
     /* An empty room is freed by the sweep, never here: callers may be
@@ -205,6 +239,34 @@ void rooms_leave_all(struct rooms *rs, struct conn *c)
 {
     while (c->nrooms > 0)
         room_leave(rs, c, c->nrooms - 1);
+}
+
+void rooms_resume(struct rooms *rs, struct conn *c)
+{
+    (void)rs;
+    int missed = 0;
+    for (int i = 0; i < c->nrooms; i++) {
+        struct membership *m = &c->rooms[i];
+        struct room *r = m->room;
+        if (m->idx >= r->nparked) {
+            /* Not parked: no flush of this room came while it was stalled. */
+            m->board_gen = r->board_gen;
+            continue;
+        }
+        swap_members(r, m->idx, --r->nparked);
+        missed |= m->board_gen != r->board_gen;
+    }
+    /* Apart, since a send may close the connection (past max-queued-bytes),
+     * which leaves every room. The push goes out before the events the
+     * member has still to get, as it does to a member with replies queued. */
+    for (int i = 0; missed && i < c->nrooms; i++) {
+        struct membership *m = &c->rooms[i];
+        struct room *r = m->room;
+        if (m->state == MEMBER_LIVE && m->board_gen != r->board_gen && r->board_last[c->fmt]) {
+            m->board_gen = r->board_gen;
+            conn_send(c, frame_ref(r->board_last[c->fmt]));
+        }
+    }
 }
 
 static void sweep_room(struct rooms *rs, struct room *r)
@@ -256,7 +318,8 @@ void rooms_catalog_changed(struct rooms *rs)
             r->live = live;
             log_msg(LOG_INFO, "room %s: %s", r->id, live ? "live" : "no longer live");
             struct frame *f[FMT_COUNT] = {NULL};
-            for (uint32_t i = 0; i < r->nmembers; i++) {
+            /* Down: a send may close a member (room_leave). */
+            for (uint32_t i = r->nmembers; i-- > 0;) {
                 struct conn *c = r->members[i];
                 if (!f[c->fmt])
                     f[c->fmt] = status_frame(r, c->fmt);

@@ -52,8 +52,14 @@ struct catalog;
 struct room {
     char id[ID_MAX + 1];
     struct room *hnext;
+    /* The members; the first nparked are parked: their connection was
+     * stalled (conn.h) when the flush came to them, and the flush walks
+     * only the others, so that members whose clients stopped reading cost
+     * the room nothing per event. A parked member goes back among the
+     * others when its socket drains (rooms_resume). */
     struct conn **members;
     uint32_t nmembers, members_cap;
+    uint32_t nparked;
     struct ring ring;
     enum sub_state sub;
     int resubscribe;          /* joined again while SUB_LEAVING */
@@ -65,6 +71,10 @@ struct room {
     uint64_t dirty_ms;
     /* A leaderboard push waiting for the flush. */
     struct frame *board_push[FMT_COUNT];
+    /* The latest push sent, and how many were: a member parked meanwhile
+     * gets it when it resumes. */
+    struct frame *board_last[FMT_COUNT];
+    uint32_t board_gen;
     /* Leaderboard pushes: marked by a gift or tip event, on the list of
      * rooms to push while queued. */
     uint8_t board_queued;
@@ -120,10 +130,19 @@ struct room *room_create(struct rooms *rs, const char *id);
 void room_destroy(struct rooms *rs, struct room *r);
 /* The index of r in c->rooms, or -1. */
 int room_membership(const struct conn *c, const struct room *r);
-/* Removes c from the room at c->rooms[i] (and the entry from c->rooms). */
+/* Removes c from the room at c->rooms[i] (and the entry from c->rooms). A
+ * walk of the members that may remove the one it is at walks down: the
+ * member moved into its place is one already visited. */
 void room_leave(struct rooms *rs, struct conn *c, int i);
 /* Removes c from every room (the connection layer's on_leave_all). */
 void rooms_leave_all(struct rooms *rs, struct conn *c);
+/* Parks membership m (at m->idx >= r->nparked) of a stalled connection. */
+void room_park(struct room *r, struct membership *m);
+/* The stalled connection c drains again: its parked memberships go back
+ * among the members the flush walks, each with the room's latest
+ * leaderboard push when one went out while it was parked (the connection
+ * layer's on_resume). */
+void rooms_resume(struct rooms *rs, struct conn *c);
 /* Calls fn for every room; fn may destroy the room it is given. */
 void rooms_each(struct rooms *rs, void (*fn)(struct rooms *rs, struct room *r));
 /* Periodic work: presence refresh, unsubscribing rooms empty for a while. */

@@ -168,6 +168,13 @@ static void on_redis_ready(void *ctx)
         log_msg(LOG_WARN, "redis: cannot check persistence yet");
 }
 
+/* A stalled connection drains again: its rooms serve it again. */
+static void on_conn_resume(void *ctx, struct conn *c)
+{
+    struct server *s = ctx;
+    rooms_resume(&s->rooms, c);
+}
+
 int server_init(struct server *s, uv_loop_t *loop)
 {
     const struct config *cfg = &s->cfg;
@@ -193,7 +200,7 @@ int server_init(struct server *s, uv_loop_t *loop)
     ledger_init(&s->ledger, &s->outbox, loop, cfg);
     const struct conn_hooks conn_hooks = {
         .ctx = s, .on_open = session_open, .on_message = session_message, .on_leave_all = session_leave_all,
-        .on_closed = session_closed};
+        .on_closed = session_closed, .on_resume = on_conn_resume};
     if (conns_init(&s->conns, cfg, &conn_hooks) < 0)
         return -1;
     uint32_t seed = 0;

@@ -114,6 +114,7 @@ static void test_eviction(void)
         dropped |= push_raw(&r, s += 3, 1);
     CHECK_INT(dropped, 0);
     CHECK_INT(r.count, RING_EVENTS);
+    CHECK(!ring_lost(&r, 1));
     /* Then each push drops the oldest and says which. */
     struct frame *held = frame_ref(ring_next(&r, 0)->frame[FMT_JSON]);
     CHECK_INT(push_raw(&r, s += 3, 1), 3);
@@ -122,6 +123,11 @@ static void test_eviction(void)
     CHECK_INT(push_raw(&r, s += 1000, 1), 6);
     CHECK_INT(r.count, RING_EVENTS);
     CHECK_INT(next_seq(&r, 0), 9);
+    /* A member whose next event is 6 or below lost events; 7 and 8 were
+     * never events (a gap), so a member at 7 lost none. */
+    CHECK_INT(r.evicted_seq, 6);
+    CHECK(ring_lost(&r, 1) && ring_lost(&r, 6));
+    CHECK(!ring_lost(&r, 7) && !ring_lost(&r, 9));
     /* Push around the array's end several times, then compare the search
      * with a walk for every seq around what the ring holds. */
     for (int i = 0; i < 3 * RING_EVENTS + 17; i++) {
