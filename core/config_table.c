@@ -151,10 +151,12 @@ const struct config_entry config_table[] = {
      "PostgreSQL sockets."},
     {"max-http-connections", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(max_http_connections), 1,
      1000000, "512", "N",
-     "Client sockets that are not (yet) WebSocket connections this node holds "
-     "at once: HTTP requests and keep-alives, and upgrades whose headers are "
-     "still coming. A new socket beyond it is answered 503 and closed at once; "
-     "each of these has http-timeout-s to finish."},
+     "Client sockets this node holds beyond max-connections: room for HTTP "
+     "requests, keep-alives and upgrades under way (which also use whatever the "
+     "WebSocket side leaves free) when the WebSocket side is full. A new socket "
+     "past max-connections + max-http-connections is answered 503 and closed "
+     "at once; each socket that is not a WebSocket has http-timeout-s to "
+     "finish."},
     {"history-len", CONFIG_G_LIMITS, CONFIG_T_INT, CONFIG_OFF(history_len), 1, 100000, "200",
      "N",
      "Events kept per room for clients that reconnect and ask for what they "

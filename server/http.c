@@ -199,17 +199,20 @@ static int confirm_upgrade(struct server *s, struct lws *wsi, const char *to)
 /* ---- Admission ----------------------------------------------------------- */
 
 /* Every client socket lws accepts, from its listener or ours (listener.c),
- * comes here before a byte is read. One that would take the sockets that
- * are not WebSocket connections past max-http-connections is answered 503
- * and closed, so that the open files stay below max-connections +
- * max-http-connections whatever the peers do. The socket is marked (its
+ * comes here before a byte is read. One that would take the client sockets
+ * past max-connections + max-http-connections is answered 503 and closed,
+ * so that the open files stay below that whatever the peers do. Sockets
+ * that are not (yet) WebSocket connections may use what the WebSocket side
+ * leaves free: a reconnect storm has thousands of upgrades under way at
+ * once. When the WebSocket side is full, max-http-connections are still
+ * left for health checks and the rest. The socket is marked (its
  * opaque user data) so that only admitted sockets are counted down at
  * WSI_DESTROY: lws also destroys its listening socket there. */
 static int http_admit(struct server *s, struct lws *wsi)
 {
     if (lws_get_opaque_user_data(wsi) == &s->sockets)
         return 0; /* counted already */
-    if (s->sockets - s->conns.count >= s->cfg.max_http_connections) {
+    if (s->sockets >= s->cfg.max_connections + s->cfg.max_http_connections) {
         static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                                    "Content-Length: 38\r\nConnection: close\r\n\r\n"
                                    "{\"error\":\"too many open connections\"}\n";
@@ -219,8 +222,8 @@ static int http_admit(struct server *s, struct lws *wsi)
         if (fd >= 0 && !s->cfg.tls_cert[0] && send(fd, busy, sizeof busy - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
             log_msg(LOG_DEBUG, "the 503 of a refused connection was not sent");
         s->http_refused++;
-        log_msg(LOG_WARN, "max-http-connections (%d) reached: a new connection is refused",
-                s->cfg.max_http_connections);
+        log_msg(LOG_WARN, "max-connections + max-http-connections (%d) client sockets reached: a new "
+                "connection is refused", s->cfg.max_connections + s->cfg.max_http_connections);
         return -1;
     }
     lws_set_opaque_user_data(wsi, &s->sockets);

@@ -181,10 +181,11 @@ long metrics_write(const struct server *s, char *buf, size_t cap)
     connections(&p, &s->conns);
     prom_single(&p, "tipcast_http_connections_open", "gauge",
                 "Client sockets open that are not WebSocket connections: HTTP requests and keep-alives, "
-                "upgrades under way (max-http-connections).",
+                "upgrades under way.",
                 s->sockets - s->conns.count);
     prom_single(&p, "tipcast_http_connections_refused_total", "counter",
-                "Client sockets closed as they were accepted, max-http-connections being reached.",
+                "Client sockets closed as they were accepted, max-connections + max-http-connections being "
+                "reached.",
                 (int64_t)s->http_refused);
     rooms(&p, &s->rooms);
     messages(&p, &s->metrics);

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from httpwire import parse_head, recv_http_head
+from test_metrics import scrape, val
 from wsclient import unique
 
 # What a refused or timed-out socket may take to be closed by the server,
@@ -190,14 +191,16 @@ def test_silent_half_and_keepalive_sockets_closed_in_time(server, mint):
 
 @pytest.mark.parametrize("reuse_port", [0, 1])
 def test_http_sockets_past_the_bound_refused_then_served(server, mint, reuse_port):
-    """Past max-http-connections a new socket is answered 503 and closed at
-    once, not queued; once the held ones reach their deadline, /healthz is
-    answered again. WebSocket connections already open are not affected.
-    Both listeners count: lws's, and tipcastd's own with reuse-port."""
-    srv = server(max_http_connections=20, http_timeout_s=2, reuse_port=reuse_port)
+    """Past max-connections + max-http-connections client sockets a new one
+    is answered 503 and closed at once, not queued; once the held ones reach
+    their deadline, /healthz is answered again. WebSocket connections
+    already open are not affected. Both listeners count: lws's, and
+    tipcastd's own with reuse-port."""
+    srv = server(max_connections=5, max_http_connections=20, http_timeout_s=2, reuse_port=reuse_port)
     ws = srv.connect(token=mint(unique("u")))
     ws.expect("welcome")
-    held = [_open(srv.port) for _ in range(20)]
+    # The one WebSocket leaves 4 + 20 sockets for the rest.
+    held = [_open(srv.port) for _ in range(24)]
     try:
         time.sleep(0.3)  # the server has accepted them all
         extra = _open(srv.port)
@@ -212,6 +215,23 @@ def test_http_sockets_past_the_bound_refused_then_served(server, mint, reuse_por
         _assert_serving(srv, mint)
     finally:
         for s in held:
+            s.close()
+
+
+def test_upgrades_under_way_use_the_websocket_headroom(server, mint):
+    """A reconnect storm: more upgrades at once than max-http-connections
+    all become WebSocket connections, since sockets under way may use what
+    the WebSocket side leaves free."""
+    srv = server(max_connections=200, max_http_connections=10)
+    socks = [_open(srv.port) for _ in range(120)]
+    try:
+        for s in socks:
+            s.sendall(_upgrade_bytes(srv.port, "tipcast.v1.json", token=mint(unique("u"))))
+        assert [_status(s) for s in socks] == [101] * len(socks)
+        _, m = scrape(srv)
+        assert val(m, "tipcast_http_connections_refused_total") == 0, m
+    finally:
+        for s in socks:
             s.close()
 
 
