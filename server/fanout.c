@@ -176,7 +176,7 @@ static void flush_room(struct room *r)
             sent_board = has_board;
         }
         if (c->stalled_ms) {
-            m->board_gen = r->board_gen + (uint32_t)sent_board;
+            m->board_gen = (uint16_t)(r->board_gen + sent_board);
             room_park(r, m);
         }
         i++;

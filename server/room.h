@@ -74,7 +74,7 @@ struct room {
     /* The latest push sent, and how many were: a member parked meanwhile
      * gets it when it resumes. */
     struct frame *board_last[FMT_COUNT];
-    uint32_t board_gen;
+    uint16_t board_gen; /* wraps; compared for equality only */
     /* Leaderboard pushes: marked by a gift or tip event, on the list of
      * rooms to push while queued. */
     uint8_t board_queued;
