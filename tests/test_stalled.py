@@ -137,15 +137,29 @@ class Watcher(threading.Thread):
                     self.closed_after = time.monotonic() - self.t0
                     break
                 time.sleep(0.05)
-            for c in self.stalled[:SAMPLED if self.closed_after else 0]:
-                seqs = []
-                while True:
-                    op, payload = c.recv_frame(timeout=5)
-                    if op == OP_CLOSE:
-                        break
-                    msg = c.decode(op, payload)
-                    seqs += [e["seq"] for e in msg["events"]] if msg["type"] == "events" else [msg["seq"]]
-                self.sampled.append((c.close_code, c.close_reason, seqs))
+            # All at once: a socket that had a zero window is written again
+            # only after the sender's next window probe (they back off up to
+            # a second and more), and each closed member has 5 s to read up
+            # to its close frame, so one after another the last would miss it.
+            readers = [threading.Thread(target=self.read_again, args=(c,), daemon=True)
+                       for c in self.stalled[:SAMPLED if self.closed_after else 0]]
+            for t in readers:
+                t.start()
+            for t in readers:
+                t.join()
+        except Exception as e:  # reported by the test
+            self.error = e
+
+    def read_again(self, c):
+        try:
+            seqs = []
+            while True:
+                op, payload = c.recv_frame(timeout=5)
+                if op == OP_CLOSE:
+                    break
+                msg = c.decode(op, payload)
+                seqs += [e["seq"] for e in msg["events"]] if msg["type"] == "events" else [msg["seq"]]
+            self.sampled.append((c.close_code, c.close_reason, seqs))
         except Exception as e:  # reported by the test
             self.error = e
 
