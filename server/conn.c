@@ -216,16 +216,12 @@ size_t conn_backlog(const struct conn *c)
  * events to a room's ring, or its unsent backlog passed max-queued-bytes. */
 static int is_slow(const struct conn *c)
 {
-    size_t n = c->outq_bytes;
     for (int i = 0; i < c->nrooms; i++) {
         const struct membership *m = &c->rooms[i];
-        if (m->state != MEMBER_LIVE)
-            continue;
-        if (ring_lost(m->ring, m->next_seq))
+        if (m->state == MEMBER_LIVE && ring_lost(m->ring, m->next_seq))
             return 1;
-        n += m->ring->cum[c->fmt] - m->sent_cum;
     }
-    return n > (size_t)c->t->cfg->max_queued_bytes;
+    return conn_backlog(c) > (size_t)c->t->cfg->max_queued_bytes;
 }
 
 static void outq_clear(struct conn *c)

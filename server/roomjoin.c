@@ -297,6 +297,19 @@ void room_notice(struct rooms *rs, struct conn *c, const char *id, const char *t
 
 /* ---- History ------------------------------------------------------------------- */
 
+/* Starts the `history` reply, up to its events (the caller writes the
+ * "events" key and array, and ends the map), whether the events come from
+ * Redis or from the node's ring. */
+static void history_start(struct enc *e, enum fmt fmt, size_t hint, const char *req_id, const char *room,
+                          int64_t seq)
+{
+    message_start(e, fmt, hint, "history", req_id, 3);
+    enc_key(e, "room");
+    enc_cstr(e, room);
+    enc_key(e, "seq");
+    enc_int(e, seq);
+}
+
 static void on_history(void *ctx, const struct roomstore_history *h)
 {
     struct pending *p = ctx;
@@ -322,11 +335,7 @@ static void on_history(void *ctx, const struct roomstore_history *h)
         return;
     }
     struct enc e;
-    message_start(&e, c->fmt, 1024, "history", p->req_id, 3);
-    enc_key(&e, "room");
-    enc_cstr(&e, p->room);
-    enc_key(&e, "seq");
-    enc_int(&e, h->seq);
+    history_start(&e, c->fmt, 1024, p->req_id, p->room, h->seq);
     enc_events(&e, p->room, &h->events);
     enc_end_map(&e);
     conn_send(c, enc_finish(&e));
@@ -352,11 +361,7 @@ static int history_from_ring(struct rooms *rs, struct conn *c, const char *id, i
     for (int i = 0; i < n; i++)
         bytes += ev[i]->len + 1;
     struct enc e;
-    message_start(&e, c->fmt, bytes, "history", req_id, 3);
-    enc_key(&e, "room");
-    enc_cstr(&e, id);
-    enc_key(&e, "seq");
-    enc_int(&e, r->ring.last_seq);
+    history_start(&e, c->fmt, bytes, req_id, id, r->ring.last_seq);
     enc_key(&e, "events");
     enc_array(&e, (uint32_t)n);
     for (int i = 0; i < n; i++)
