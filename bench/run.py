@@ -10,7 +10,9 @@ with nginx-light, libnginx-mod-nchan, redis-tools, postgresql-contrib and
 iproute2, and `npm install ws@8` into a scratch folder, never into the repo);
 builds tipcastd and tipcast-bench (RelWithDebInfo); starts its own Redis and
 PostgreSQL (scripts/services.sh instance `bench`, wiped at start); seeds
-creators bench-room-0.. and gift 1 (price 1); then runs the scenarios:
+creators bench-room-0.. (every other one in an agency), gift 1 (price 1) and
+a revenue rule (30/25/20% fee by monthly volume, agencies 10%), so that every
+order pays the split; then runs the scenarios:
   1 gift throughput   tipcast-bench --find-max (ack p99 <= 50 ms), against the
                       Redis ceiling (redis-benchmark -P 16 EVALSHA of tipcast's
                       own wallet_move.lua) and pgbench with bench/peers/pg-gift.sql
@@ -122,7 +124,17 @@ def seed(suite):
                 "ON CONFLICT (id) DO UPDATE SET price = 1, enabled = true",
                 "INSERT INTO creators (id, display_name, live) "
                 f"SELECT 'bench-room-' || g, 'Bench ' || g, true FROM generate_series(0, {n - 1}) g "
-                "ON CONFLICT (id) DO UPDATE SET live = true") is None:
+                "ON CONFLICT (id) DO UPDATE SET live = true",
+                # Gifts pay the revenue split (docs/settlement.md) as they
+                # would on a platform: a fee by monthly-volume tier, and an
+                # agency share for every other creator.
+                "INSERT INTO agencies (id, name) VALUES ('bench-agency', 'Bench') ON CONFLICT (id) DO NOTHING",
+                "UPDATE creators SET agency_id = 'bench-agency' "
+                "WHERE id LIKE 'bench-room-%' AND substring(id from 12)::int % 2 = 0",
+                "WITH r AS (INSERT INTO revenue_rules (name, effective_at, agency_share_bp, created_by) "
+                "VALUES ('bench', '2020-01-01 00:00:00+00', 1000, 'bench') ON CONFLICT (effective_at) DO NOTHING "
+                "RETURNING id) INSERT INTO revenue_rule_tiers (rule_id, min_volume, platform_fee_bp) "
+                "SELECT id, v, f FROM r, (VALUES (0, 3000), (100000, 2500), (1000000, 2000)) t (v, f)") is None:
         raise BenchError("seeding failed")
     time.sleep(1.5)  # the catalog reloads on NOTIFY
 
