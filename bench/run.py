@@ -24,6 +24,9 @@ order pays the split; then runs the scenarios:
                       (bench/peers/) at one steady rate, then each one's maximum rate
   3 connections       idle authenticated connections over several tipcastd
                       processes sharing one port (--reuse-port), RSS per conn
+  5 settlement        recharges created and paid by signed payment callbacks
+                      through the admin API: callbacks/s, their latency, and
+                      exactly one credit each (also when delivered again)
 Results go to $BENCH_OUT (figures.tsv, JSON, logs); bench/report.py turns them
 into docs/benchmarks.md and copies the SVG charts to docs/bench/. Everything
 the suite started is stopped on exit (also on Ctrl-C or SIGTERM), and every
@@ -31,13 +34,14 @@ step has a time bound. Python 3 standard library only.
 
 Environment (defaults in brackets; quick-mode defaults after the slash):
   BENCH_QUICK [0]            1: small N, short durations
-  BENCH_ONLY [1 4 2 3]       the scenarios to run, e.g. "1 2"
+  BENCH_ONLY [1 4 2 3 5]     the scenarios to run, e.g. "1 2"
   BENCH_BUILD_DIR [build]    cmake build tree
   BENCH_OUT [/tmp/tipcast-bench-out]   raw results
   BENCH_PEERS [bench/peers]  nchan.conf, ws-broadcast.js, pg-gift.sql, pg-gift-schema.sql
   BENCH_NODE_DIR [/tmp/tipcast-bench-peers]  scratch folder for `ws`
   BENCH_INSTANCE [bench]     services.sh instance (its own data directories)
   BENCH_REDIS_PORT [6396] BENCH_PG_PORT [5496] BENCH_PORT [8096] (tipcastd)
+  BENCH_ADMIN_PORT [8097]    tipcastd's admin API
   BENCH_NCHAN_PORT [8091] BENCH_NODE_PORT [8092]  the peers' ports
   BENCH_IDLE_CONNS [100000/4000]   scenario 3's connections
   BENCH_IDLE_OPEN_RATE [1500]      scenario 3's connections opened per second, in all
@@ -61,6 +65,7 @@ import s1_gifts
 import s2_fanout
 import s3_idle
 import s4_durability
+import s5_settlement
 from suite import REPO, TC_MAX_CONNS, BenchError, Settings, Suite
 
 BENCH_PACKAGES = ["nginx-light", "libnginx-mod-nchan", "redis-tools", "postgresql-contrib", "iproute2"]
@@ -173,13 +178,15 @@ def run_all(suite):
     setup_services(suite)
     machine_figures(suite)
 
-    if suite.has(1) or suite.has(4) or suite.has(2):
+    if suite.has(1) or suite.has(4) or suite.has(2) or suite.has(5):
         suite.start_tipcastd(1, TC_MAX_CONNS)
         seed(suite)
     if suite.has(1):
         s1_gifts.run(suite)
     if suite.has(4):
         s4_durability.run(suite)
+    if suite.has(5):
+        s5_settlement.run(suite)
     if suite.has(2):
         s2_fanout.run(suite)
     if suite.has(3):
