@@ -575,7 +575,9 @@ def test_refund_reversal_property_2000_orders():
     rnd = random.Random(20261129)
     tag = uid("prop")
     creator = uid("c")
-    orders, script = [], ["BEGIN;"]
+    # Each call commits on its own, as tipcastd's do; without waiting for
+    # the WAL flush of each (nothing here needs to survive a crash).
+    orders, script = [], ["SET synchronous_commit = off;", "BEGIN;"]
     for i in range(2000):
         amount = rnd.choice([1, 2, 3, 7, 10, 99, 100, 101, 997, 12345, rnd.randrange(1, 10 ** 7), MAX_AMOUNT])
         fee_bp = rnd.randrange(0, 10001)
@@ -694,6 +696,42 @@ def test_refund_before_settlement_credited_after_it():
     credit_refund(f2)
     b = check_invariant(c)
     assert (b["pending"], b["available"]) == (0, 480)
+
+
+def test_settlement_racing_refunds_keeps_the_invariant():
+    """A settlement run at the same time as refunds of the orders it settles:
+    each refund is counted either by the run (settled = false) or after it
+    (settled = true), never both, never neither: once every refund is
+    credited, pending is 0 and available is the net minus the creator parts."""
+    start, cutoff = past_window()
+    c = uid("c")
+    oids = [uid("o") for _ in range(30)]
+    run_sql("BEGIN;\n" + "".join(order_sql(o, uid("u"), c, 1000 + i, 100, 0, f"{start} + interval '{i} minutes'")
+                                  for i, o in enumerate(oids)) + "COMMIT;\n")
+    fids = [uid("f") for _ in oids]
+    calls = [("tipcast_api_order_refund", ctx(path={"id": o}, body={"refund_id": f, "amount": 333, "reason": "x"}))
+             for o, f in zip(oids, fids)]
+    calls.insert(15, ("tipcast_api_settlement_run", ctx(body={"cutoff": cutoff_text(cutoff)})))
+    results = [None] * len(calls)
+    barrier = threading.Barrier(len(calls))
+
+    def one(i):
+        barrier.wait()
+        results[i] = call(*calls[i])
+
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(len(calls))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert all(r and r["status"] in (200, 201) for r in results), results
+    check_invariant(c)
+    for f in fids:
+        credit_refund(f)
+    b = check_invariant(c)
+    net = sum(1000 + i - 100 for i in range(30))
+    reversed_ = int(psql(f"SELECT sum(creator_net) FROM refunds WHERE creator = '{c}'"))
+    assert (b["pending"], b["available"]) == (0, net - reversed_)
 
 
 def test_withdrawal_flow_and_refusals():

@@ -361,19 +361,24 @@ DECLARE
     pid text := tipcast_path_id(ctx);
     cur text := tipcast_arg_text(ctx, 'currency', 3, 'body', true, '^[A-Z]{3}$');
     minor bigint := tipcast_arg_amount(ctx, 'amount_minor');
-    coins bigint := tipcast_arg_amount(ctx, 'coins');
-    enabled boolean := tipcast_arg_bool(ctx, 'enabled', true);
+    n_coins bigint := tipcast_arg_amount(ctx, 'coins');
+    on_sale boolean := tipcast_arg_bool(ctx, 'enabled', true);
     old recharge_packages;
     new recharge_packages;
 BEGIN
-    -- Lock the package (or, for a new one, its key through the insert
-    -- below) so that the audit's before is what the update replaced.
-    SELECT * INTO old FROM recharge_packages WHERE id = pid FOR UPDATE;
-    INSERT INTO recharge_packages AS p (id, currency, amount_minor, coins, enabled, updated_at)
-    VALUES (pid, cur, minor, coins, enabled, now())
-    ON CONFLICT (id) DO UPDATE SET currency = excluded.currency, amount_minor = excluded.amount_minor,
-        coins = excluded.coins, enabled = excluded.enabled, updated_at = now()
-    RETURNING * INTO new;
+    -- A new package is inserted; an existing one is locked, then updated,
+    -- so the audit's before is exactly the row the update replaced (also
+    -- when two PUTs of a new package race: the second one updates the
+    -- first one's row).
+    INSERT INTO recharge_packages (id, currency, amount_minor, coins, enabled)
+    VALUES (pid, cur, minor, n_coins, on_sale)
+    ON CONFLICT (id) DO NOTHING RETURNING * INTO new;
+    IF new.id IS NULL THEN
+        SELECT * INTO old FROM recharge_packages WHERE id = pid FOR UPDATE;
+        UPDATE recharge_packages SET currency = cur, amount_minor = minor, coins = n_coins, enabled = on_sale,
+                                     updated_at = now()
+        WHERE id = pid RETURNING * INTO new;
+    END IF;
     PERFORM tipcast_audit(ctx, 'package.put', pid,
                           CASE WHEN old.id IS NULL THEN NULL ELSE tipcast_package_json(old) END,
                           tipcast_package_json(new));
@@ -390,12 +395,15 @@ DECLARE
     old currency_rates;
     new currency_rates;
 BEGIN
-    SELECT * INTO old FROM currency_rates WHERE currency = cur FOR UPDATE;
-    INSERT INTO currency_rates (currency, coins_per_unit, minor_per_unit, updated_at)
-    VALUES (cur, cpu, mpu, now())
-    ON CONFLICT (currency) DO UPDATE SET coins_per_unit = excluded.coins_per_unit,
-        minor_per_unit = excluded.minor_per_unit, updated_at = now()
-    RETURNING * INTO new;
+    -- As for packages: insert, or lock and update (an exact before).
+    INSERT INTO currency_rates (currency, coins_per_unit, minor_per_unit)
+    VALUES (cur, cpu, mpu)
+    ON CONFLICT (currency) DO NOTHING RETURNING * INTO new;
+    IF new.currency IS NULL THEN
+        SELECT * INTO old FROM currency_rates WHERE currency = cur FOR UPDATE;
+        UPDATE currency_rates SET coins_per_unit = cpu, minor_per_unit = mpu, updated_at = now()
+        WHERE currency = cur RETURNING * INTO new;
+    END IF;
     PERFORM tipcast_audit(ctx, 'rate.put', cur,
                           CASE WHEN old.currency IS NULL THEN NULL ELSE tipcast_rate_json(old) END,
                           tipcast_rate_json(new));
