@@ -819,6 +819,19 @@ def test_50_concurrent_withdrawals_never_freeze_more_than_available():
     assert int(psql(f"SELECT count(*) FROM withdrawals WHERE creator = '{c}'")) == len(ok)
 
 
+def test_concurrent_retries_of_one_withdrawal_freeze_once():
+    start, cutoff = past_window()
+    c = uid("c")
+    add_order(uid("o"), uid("u"), c, 5000, created_at=start)
+    call("tipcast_api_settlement_run", ctx(body={"cutoff": cutoff_text(cutoff)}))
+    res = threads_call("tipcast_api_withdrawal_request", [
+        ctx(actor=c, role="creator", body={"amount": 3000, "request_id": "same"}) for _ in range(10)])
+    assert sorted(r["status"] for r in res) == [200] * 9 + [201], res
+    assert len({r["body"]["id"] for r in res}) == 1
+    assert check_invariant(c)["frozen"] == 3000
+    assert audit_count("withdrawal.request", str(res[0]["body"]["id"])) == 1
+
+
 def test_refund_of_settled_order_after_payout_is_a_debt_recovered_later():
     start, cutoff = past_window()
     c = uid("c")
