@@ -313,6 +313,11 @@ int server_start(struct server *s)
         log_msg(LOG_ERROR, "cannot start the backends: out of memory");
         exit(1);
     }
+    /* Webhooks, when webhook-url is set: their rows are in PostgreSQL. */
+    if (webhook_start(&s->webhook, s->loop, cfg) < 0) {
+        log_msg(LOG_ERROR, "cannot start the webhooks");
+        exit(1);
+    }
     uv_timer_init(s->loop, &s->sweep);
     s->sweep.data = s;
     uv_timer_start(&s->sweep, on_sweep, SERVER_SWEEP_MS, SERVER_SWEEP_MS);
@@ -345,6 +350,7 @@ static void finish_shutdown(struct server *s)
     rlink_stop(&s->redis);
     pgcheck_stop(&s->pgcheck);
     earnings_stop(&s->earnings);
+    webhook_stop(&s->webhook); /* deliveries in flight are sent again after their lease */
     log_msg(LOG_INFO, "tipcastd stopped");
 }
 

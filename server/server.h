@@ -27,6 +27,7 @@
 #include "tally.h"
 #include "wallet.h"
 #include "web.h"
+#include "webhook.h"
 
 /* The sweep runs this often: auth deadlines, pings, idle, rooms. */
 #define SERVER_SWEEP_MS 250
@@ -59,6 +60,7 @@ struct server {
     struct ledger ledger;
     struct pgcheck pgcheck;
     struct earnings earnings;
+    struct webhook webhook;
     struct conns conns;
     /* Connections per user and per client address (session.c). */
     struct tally conns_by_user, conns_by_addr;
