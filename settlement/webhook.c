@@ -40,15 +40,13 @@ static void start_calls(struct webhook *w);
 
 /* xorshift32 for the jitter, seeded from getrandom: nothing here needs
  * more than a spread. */
-static uint32_t jitter_state;
-
-static uint32_t jitter(void)
+static uint32_t jitter(struct webhook *w)
 {
-    uint32_t x = jitter_state ? jitter_state : 2463534242u;
+    uint32_t x = w->jitter ? w->jitter : 2463534242u;
     x ^= x << 13;
     x ^= x >> 17;
     x ^= x << 5;
-    jitter_state = x;
+    w->jitter = x;
     return x;
 }
 
@@ -468,10 +466,11 @@ static void flush(struct webhook *w)
             n = 0; /* out of memory: tried again with the next outcome */
             break;
         }
-        len += (size_t)snprintf(sql + len, sizeof sql - len, "%s(%lld::bigint, %d, %s, %s::int, %s::text, %lld::bigint)",
+        int64_t retry_ms = webhook_backoff_ms(j->attempts, w->cfg->webhook_retry_base_ms, jitter(w));
+        len += (size_t)snprintf(sql + len, sizeof sql - len,
+                                "%s(%lld::bigint, %d, %s, %s::int, %s::text, %lld::bigint)",
                                 n ? ", " : "", (long long)j->id, j->attempts, j->delivered ? "true" : "false", status,
-                                err ? err : "NULL",
-                                (long long)webhook_backoff_ms(j->attempts, w->cfg->webhook_retry_base_ms, jitter()));
+                                err ? err : "NULL", (long long)retry_ms);
         PQfreemem(err);
         tc_assert(len < sizeof sql);
         j->state = WEBHOOK_JOB_WRITING;
@@ -517,8 +516,8 @@ int webhook_start(struct webhook *w, uv_loop_t *loop, const struct config *cfg)
         log_msg(LOG_ERROR, "webhook-url: %s", err); /* config_load checks it first: not seen */
         return -1;
     }
-    if (getrandom(&jitter_state, sizeof jitter_state, 0) != (ssize_t)sizeof jitter_state)
-        jitter_state = (uint32_t)clock_mono_us();
+    if (getrandom(&w->jitter, sizeof w->jitter, 0) != (ssize_t)sizeof w->jitter)
+        w->jitter = (uint32_t)clock_mono_us();
     w->cfg = cfg;
     w->loop = loop;
     const struct pgconn_config pcfg = {

@@ -105,6 +105,7 @@ struct webhook {
     int have_addr;
     struct sockaddr_storage addr;
     int64_t addr_ms;
+    uint32_t jitter; /* state of the backoff's random part */
     struct webhook_stats stats;
 };
 

@@ -71,7 +71,8 @@ BEGIN
         RETURN 'dead';
     END IF;
     UPDATE webhook_outbox
-    SET last_status = status, last_error = left(error, 500), next_attempt_at = now() + retry_ms * interval '1 millisecond'
+    SET last_status = status, last_error = left(error, 500),
+        next_attempt_at = now() + retry_ms * interval '1 millisecond'
     WHERE id = row_id;
     RETURN 'pending';
 END;
