@@ -17,6 +17,7 @@ struct webhook_call {
     struct webhook *w; /* NULL once abandoned */
     int job;           /* index in w->jobs */
     int slot;          /* index in w->calls */
+    int addr_at;       /* index in w->addrs */
     int finished;      /* the outcome is known (or abandoned): handles closing */
     int open_handles;
     uv_tcp_t tcp;
@@ -192,6 +193,10 @@ static void call_on_connect(uv_connect_t *req, int status)
     if (c->finished)
         return;
     if (status < 0) {
+        /* The next delivery tries the next address (once per wave). */
+        struct webhook *w = c->w;
+        if (w && w->naddrs > 0 && w->addr_at == c->addr_at)
+            w->addr_at = (w->addr_at + 1) % w->naddrs;
         call_fail_uv(c, "connect", status);
         return;
     }
@@ -248,7 +253,8 @@ static void call_start(struct webhook *w, int i)
     c->tcp.data = c->timer.data = c->connect.data = c;
     c->open_handles = 2;
     uv_timer_start(&c->timer, call_on_timeout, (uint64_t)cfg->webhook_timeout_ms, 0);
-    int rc = uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&w->addr, call_on_connect);
+    c->addr_at = w->addr_at;
+    int rc = uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&w->addrs[c->addr_at], call_on_connect);
     if (rc < 0)
         call_fail_uv(c, "connect", rc);
 }
@@ -279,16 +285,24 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         uv_freeaddrinfo(res);
         return;
     }
-    if (status < 0 || !res || res->ai_addrlen > sizeof w->addr) {
+    /* The same name mostly gives the same list: the address that worked
+     * stays in use. */
+    int at = w->addr_at;
+    w->naddrs = w->addr_at = 0;
+    for (struct addrinfo *a = status < 0 ? NULL : res; a && w->naddrs < WEBHOOK_ADDRS_MAX; a = a->ai_next) {
+        if (a->ai_addrlen > sizeof w->addrs[0] || (a->ai_family != AF_INET && a->ai_family != AF_INET6))
+            continue;
+        memcpy(&w->addrs[w->naddrs++], a->ai_addr, a->ai_addrlen);
+    }
+    uv_freeaddrinfo(res);
+    if (w->naddrs == 0) {
         char msg[WEBHOOK_ERROR_MAX];
         snprintf(msg, sizeof msg, "cannot look up %.64s: %s", w->url.host,
                  status < 0 ? uv_strerror(status) : "no address");
-        uv_freeaddrinfo(res);
         fail_waiting(w, msg);
         return;
     }
-    memcpy(&w->addr, res->ai_addr, res->ai_addrlen);
-    uv_freeaddrinfo(res);
+    w->addr_at = at % w->naddrs;
     w->have_addr = 1;
     w->addr_ms = clock_mono_ms();
     start_calls(w);
@@ -299,10 +313,14 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
  * the URL is one for good; a name is looked up again after its TTL. */
 static void start_batch(struct webhook *w)
 {
-    int literal = uv_ip4_addr(w->url.host, w->url.port, (struct sockaddr_in *)&w->addr) == 0 ||
-                  uv_ip6_addr(w->url.host, w->url.port, (struct sockaddr_in6 *)&w->addr) == 0;
+    struct sockaddr_storage lit;
+    int literal = uv_ip4_addr(w->url.host, w->url.port, (struct sockaddr_in *)&lit) == 0 ||
+                  uv_ip6_addr(w->url.host, w->url.port, (struct sockaddr_in6 *)&lit) == 0;
     if (literal) {
+        w->addrs[0] = lit;
         w->have_addr = 1;
+        w->naddrs = 1;
+        w->addr_at = 0;
     } else if (!w->have_addr || clock_mono_ms() - w->addr_ms >= WEBHOOK_DNS_TTL_MS) {
         w->have_addr = 0;
         char port[8];

@@ -20,8 +20,8 @@
  * pure parts): one connection per delivery (Connection: close), http://
  * only, a deadline of webhook-timeout-ms from connecting to the status line,
  * at most WEBHOOK_RESPONSE_MAX bytes of the answer read. The host name is
- * looked up with uv_getaddrinfo (the thread pool) and kept for
- * WEBHOOK_DNS_TTL_MS. Nothing blocks the loop. */
+ * looked up with uv_getaddrinfo (the thread pool) and its addresses kept
+ * for WEBHOOK_DNS_TTL_MS. Nothing blocks the loop. */
 #ifndef TIPCAST_WEBHOOK_H
 #define TIPCAST_WEBHOOK_H
 
@@ -47,8 +47,9 @@
 #define WEBHOOK_LEASE_TIMEOUTS (WEBHOOK_CLAIM_MAX / WEBHOOK_INFLIGHT_MAX + 1)
 /* The count of pending rows (the metric) is refreshed this often. */
 #define WEBHOOK_COUNT_MS 5000
-/* How long a looked-up address of the receiver is used. */
+/* How long looked-up addresses of the receiver are used, and how many. */
 #define WEBHOOK_DNS_TTL_MS 30000
+#define WEBHOOK_ADDRS_MAX 4
 /* The module's PostgreSQL connection (core/pgconn.h). */
 #define WEBHOOK_PG_TIMEOUT_MS 10000
 #define WEBHOOK_PG_RETRY_MS 1000
@@ -99,11 +100,16 @@ struct webhook {
     int njobs, next;
     struct webhook_call *calls[WEBHOOK_INFLIGHT_MAX];
     int ncalls;
-    /* The receiver's address. */
+    /* The receiver's addresses: those of its name (the first
+     * WEBHOOK_ADDRS_MAX), of which deliveries use addr_at; a connect that
+     * fails moves addr_at to the next one, so that a name with an address
+     * the receiver does not listen on (localhost: ::1 and 127.0.0.1) costs
+     * one failed attempt, not every one. */
     uv_getaddrinfo_t resolver;
     int resolving;
     int have_addr;
-    struct sockaddr_storage addr;
+    struct sockaddr_storage addrs[WEBHOOK_ADDRS_MAX];
+    int naddrs, addr_at;
     int64_t addr_ms;
     uint32_t jitter; /* state of the backoff's random part */
     struct webhook_stats stats;

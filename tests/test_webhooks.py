@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import _binary, PG, TEST_SECRET
+from conftest import _binary, free_port, PG, TEST_SECRET
 from helpers import psql, wait_for
 from wsclient import unique
 
@@ -184,6 +184,26 @@ def test_no_answer_is_a_timeout_then_retried(server, receiver):
     for _, headers, body in got:
         assert headers["idempotency-key"] == key and headers["x-tipcast-event"] == "refund.created"
     assert metric(srv, "tipcast_webhook_pending") is not None
+
+
+def test_host_name_is_looked_up(server, receiver):
+    # A name: looked up off the loop; localhost may give ::1 first, where the
+    # receiver (127.0.0.1) is not: one failed attempt, then the next address.
+    start(server, receiver, webhook_url=f"http://localhost:{receiver.port}/by-name", webhook_retry_base_ms=100)
+    key = enqueue(receiver=receiver)
+    r = wait_state(key, "delivered")
+    assert r["attempts"] <= 2
+    check_signed(receiver.of(key)[-1][1], receiver.of(key)[-1][2], key, "order.succeeded")
+
+
+def test_refused_connection_is_a_failure(server, receiver):
+    closed = free_port()
+    start(server, receiver, webhook_url=f"http://127.0.0.1:{closed}/none", webhook_retry_base_ms=100)
+    key = enqueue()
+    wait_for(lambda: row(key)["attempts"] >= 2 and row(key)["last_error"], 10, "two failed attempts")
+    r = row(key)
+    assert r["state"] == "pending" and r["last_status"] == 0
+    assert r["last_error"] == "connect: connection refused", r
 
 
 def test_give_up_makes_a_dead_letter_and_an_alert_then_retry(server, receiver):
