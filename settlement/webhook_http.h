@@ -14,7 +14,6 @@
 
 /* Parts of a URL, bounded by the setting's own bound (CONFIG_STR_MAX). */
 #define WEBHOOK_URL_MAX 256
-/* "sha256=" and 64 hex digits, and a NUL. */
 /* The longest wait between two attempts, whatever the attempts. */
 #define WEBHOOK_BACKOFF_MAX_MS (3600 * 1000)
 
