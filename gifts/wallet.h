@@ -84,10 +84,11 @@ void wallet_credit(struct wallet *w, const struct reply *r, const struct jwt_cla
                    int64_t amount, const char *text, size_t text_len);
 /* A credit decided by the settlement layer (docs/admin-api.md, the
  * "wallet" of an API answer): `amount` coins into `user`'s wallet for the
- * recharge or refund `ref` (its id: 1..ENTRY_REF_MAX bytes of UTF-8, no
- * control character, no '|'). A refund also names the refunded order's
- * room and created_at in ms (order_ts_ms), for the leaderboards it is taken
- * off; room and order_ts_ms are ignored for a recharge.
+ * recharge or refund `ref` (its id: 1..ENTRY_REF_MAX bytes of UTF-8). A
+ * refund also names the refunded order's room and created_at in ms
+ * (order_ts_ms), for the leaderboards it is taken off; room and
+ * order_ts_ms are ignored for a recharge. `user` (and `room`) are ids
+ * (jwt.h id_valid); amount is 1..COINS_MAX.
  *
  * Exactly once per ref: the movement is stored under the request id
  * "recharge:<ref>" / "refund:<ref>" for external-idempotency-hours, so a
