@@ -190,7 +190,7 @@ BEGIN
     WITH ins AS (
         INSERT INTO ledger (movement_id, account, delta, kind, note, created_at)
         SELECT movement_id, account, delta, kind, note, created_at FROM ledger_in_moves
-        ON CONFLICT (movement_id, account) DO NOTHING
+        ON CONFLICT (movement_id, account) WHERE kind NOT IN ('gift', 'tip') DO NOTHING
         RETURNING 1
     )
     SELECT count(*) / 2 INTO new_credits FROM ins;
@@ -207,7 +207,7 @@ BEGIN
         INSERT INTO ledger (movement_id, account, delta, kind, note, created_at)
         SELECT 'recharge:' || e.ref, m.account, m.delta, 'recharge', e.order_id, e.created_at
         FROM ext e, LATERAL (VALUES ('user:' || e.user_id, e.amount), ('platform', -e.amount)) m (account, delta)
-        ON CONFLICT (movement_id, account) DO NOTHING
+        ON CONFLICT (movement_id, account) WHERE kind NOT IN ('gift', 'tip') DO NOTHING
         RETURNING movement_id
     ), credited AS (
         UPDATE recharges r SET state = 'credited', credited_at = now()
@@ -253,7 +253,7 @@ BEGIN
                              ('agency:' || f.agency_id, -f.agency_share, false),
                              ('platform', -f.platform_fee, false)) m (account, delta, always)
         WHERE m.always OR m.delta < 0
-        ON CONFLICT (movement_id, account) DO NOTHING
+        ON CONFLICT (movement_id, account) WHERE kind NOT IN ('gift', 'tip') DO NOTHING
         RETURNING movement_id
     ), credited AS (
         UPDATE refunds f SET state = 'credited', credited_at = now()
