@@ -236,6 +236,9 @@ class Suite:
             "redis_host": "127.0.0.1", "redis_port": self.s.redis_port, "pg": self.s.pg_conn,
             "jwt_secret": SECRET, "max_msgs_per_s": 100000, "max_burst": 1000000,
             "max_connections": max_conns, "log_level": "warn",
+            # The admin API is not measured here; several processes would
+            # otherwise all claim its default port.
+            "admin_listen": "",
         }
         argv = tipcast_proc.tipcastd_argv(self.tipcastd, settings, self.s.tc_args)
         proc = tipcast_proc.Process(argv, self.path(log_name), append=True)

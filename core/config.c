@@ -252,6 +252,10 @@ static int config_validate(const struct config *cfg, char *err, size_t errlen)
         config_err(err, errlen, "max-burst: must be at least 1");
         return -1;
     }
+    if (cfg->payment_secret[0] && strlen(cfg->payment_secret) < 16) {
+        config_err(err, errlen, "payment-secret: at least 16 bytes (or empty for no payment callback)");
+        return -1;
+    }
     if (cfg->secrets_count < 1) {
         config_err(err, errlen,
                    "jwt-secret is required: without it no client can authenticate "

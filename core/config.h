@@ -109,6 +109,16 @@ struct config {
     int board_push_ms;                 /* "board-push-ms", default 500 */
     int redis_unsafe;                  /* "redis-unsafe", accept a Redis without AOF / with eviction */
 
+    /* Settlement (docs/admin-api.md, docs/settlement.md) */
+    char admin_listen[CONFIG_STR_MAX]; /* "admin-listen", ADDR:PORT, default 127.0.0.1:8081, "" = none */
+    int admin_body_max;                /* "admin-body-max", default 65536 */
+    int admin_max_connections;         /* "admin-max-connections", default 64 */
+    int admin_pg_connections;          /* "admin-pg-connections", default 4 */
+    char payment_secret[CONFIG_STR_MAX]; /* "payment-secret", "" = callbacks refused */
+    int settlement_delay_days;         /* "settlement-delay-days", default 7 */
+    int settlement_interval_s;         /* "settlement-interval-s", default 3600 */
+    int withdrawal_min;                /* "withdrawal-min", default 1000 */
+
     /* Logging */
     int log_level;                     /* "log-level" error|warn|info|debug, default info */
     int log_format;                    /* "log-format" logfmt|json (enum log_format), default logfmt */

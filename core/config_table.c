@@ -8,7 +8,7 @@
 #include <string.h>
 
 const char *const config_group_names[CONFIG_G_COUNT] = {
-    "Network", "Backends", "Authentication", "Timers", "Limits", "Money", "Logging",
+    "Network", "Backends", "Authentication", "Timers", "Limits", "Money", "Settlement", "Logging",
 };
 
 const char *const config_log_levels[4] = {"error", "warn", "info", "debug"};
@@ -234,6 +234,42 @@ const struct config_entry config_table[] = {
     {"redis-unsafe", CONFIG_G_MONEY, CONFIG_T_BOOL, CONFIG_OFF(redis_unsafe), 0, 1, "0", "BOOL",
      "Accept a Redis without appendonly or with an evicting maxmemory-policy, "
      "which can lose balances. Only for throw-away setups."},
+
+    /* Settlement */
+    {"admin-listen", CONFIG_G_SETTLEMENT, CONFIG_T_STR, CONFIG_OFF(admin_listen), 0, 0, "127.0.0.1:8081",
+     "ADDR:PORT",
+     "Listener of the admin API (/api/v1/, docs/admin-api.md) and of /healthz, "
+     "/readyz and /metrics for operators: ADDR:PORT, [IPv6]:PORT, or empty for "
+     "none. Keep it on loopback or a private network: the API moves money "
+     "(each call still needs a staff token or the payment provider's "
+     "signature)."},
+    {"admin-body-max", CONFIG_G_SETTLEMENT, CONFIG_T_INT, CONFIG_OFF(admin_body_max), 1024, 1048576, "65536",
+     "BYTES",
+     "Largest request body of the admin API; larger is answered 413 "
+     "body_too_large."},
+    {"admin-max-connections", CONFIG_G_SETTLEMENT, CONFIG_T_INT, CONFIG_OFF(admin_max_connections), 1, 4096,
+     "64", "N",
+     "Most sockets open on the admin listener at once; more are refused (503)."},
+    {"admin-pg-connections", CONFIG_G_SETTLEMENT, CONFIG_T_INT, CONFIG_OFF(admin_pg_connections), 1, 32, "4", "N",
+     "PostgreSQL connections that run admin API calls, one call at a time "
+     "each; calls beyond them wait in a queue of 1024, past which they are "
+     "answered 503 unavailable."},
+    {"payment-secret", CONFIG_G_SETTLEMENT, CONFIG_T_STR, CONFIG_OFF(payment_secret), 0, 0, "", "SECRET",
+     "Shared secret of the payment provider's callback (HMAC-SHA256 over "
+     "\"<timestamp>.<body>\", at least 16 bytes). Empty: the callback answers "
+     "503 and no recharge is ever paid."},
+    {"settlement-delay-days", CONFIG_G_SETTLEMENT, CONFIG_T_INT, CONFIG_OFF(settlement_delay_days), 0, 365, "7",
+     "DAYS",
+     "Earnings of an order become available for withdrawal this many days "
+     "after it (T+N); until then they are pending, and a refund takes them "
+     "back from pending."},
+    {"settlement-interval-s", CONFIG_G_SETTLEMENT, CONFIG_T_INT, CONFIG_OFF(settlement_interval_s), 10, 86400,
+     "3600", "S",
+     "How often tipcastd settles the orders older than settlement-delay-days "
+     "(any node may; runs at the same cutoff are one)."},
+    {"withdrawal-min", CONFIG_G_SETTLEMENT, CONFIG_T_INT, CONFIG_OFF(withdrawal_min), 1, 2000000000, "1000",
+     "COINS",
+     "Smallest withdrawal a creator may request."},
 
     /* Logging */
     {"log-level", CONFIG_G_LOGGING, CONFIG_T_LOG_LEVEL, CONFIG_OFF(log_level), 0, 3, "info",

@@ -31,6 +31,7 @@ enum config_group {
     CONFIG_G_TIMERS,
     CONFIG_G_LIMITS,
     CONFIG_G_MONEY,
+    CONFIG_G_SETTLEMENT,
     CONFIG_G_LOGGING,
     CONFIG_G_COUNT,
 };

@@ -151,16 +151,12 @@ static int jwt_not_yet(int64_t now_s, int64_t nbf)
     return now_s < nbf - JWT_LEEWAY_S;
 }
 
-static int jwt_role_parse(const char *s, size_t len, enum role *role)
+int role_parse(const char *s, size_t len)
 {
-    static const enum role roles[] = {ROLE_VIEWER, ROLE_CREATOR, ROLE_ADMIN};
-
-    for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
-        const char *name = role_name(roles[i]);
-        if (strlen(name) == len && memcmp(name, s, len) == 0) {
-            *role = roles[i];
-            return 0;
-        }
+    for (int r = 0; r < ROLE_COUNT; r++) {
+        const char *name = role_name((enum role)r);
+        if (strlen(name) == len && memcmp(name, s, len) == 0)
+            return r;
     }
     return -1;
 }
@@ -180,9 +176,10 @@ static enum jwt_result jwt_check_claims(const unsigned char *buf, size_t len, in
     if (!json_is_string(sub) || !id_valid(json_string_value(sub), json_string_length(sub)))
         goto out;
     role = json_object_get(payload, "role");
-    if (!json_is_string(role) ||
-        jwt_role_parse(json_string_value(role), json_string_length(role), &claims->role) != 0)
+    int r_role = json_is_string(role) ? role_parse(json_string_value(role), json_string_length(role)) : -1;
+    if (r_role < 0)
         goto out;
+    claims->role = (enum role)r_role;
     /* json_is_integer is false for reals such as 1.7e9: an expiry is a whole
      * number of seconds, and a float form is a sign of a sloppy issuer. */
     exp = json_object_get(payload, "exp");
@@ -288,7 +285,7 @@ int jwt_sign(const char *key, size_t key_len, const char *kid, const char *sub,
         return -1;
     if (!id_valid(sub, strlen(sub)))
         return -1;
-    if (role != ROLE_VIEWER && role != ROLE_CREATOR && role != ROLE_ADMIN)
+    if ((int)role < 0 || (int)role >= ROLE_COUNT)
         return -1;
     if (kid != NULL && (kid[0] == '\0' || strlen(kid) > (size_t)JWT_KID_MAX))
         return -1;
@@ -352,6 +349,14 @@ const char *role_name(enum role role)
         return "creator";
     case ROLE_ADMIN:
         return "admin";
+    case ROLE_FINANCE:
+        return "finance";
+    case ROLE_OPERATIONS:
+        return "operations";
+    case ROLE_SUPPORT:
+        return "support";
+    case ROLE_AUDITOR:
+        return "auditor";
     }
     return "unknown";
 }

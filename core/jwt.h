@@ -2,7 +2,8 @@
  *
  * The platform's own backend mints the token; tipcastd only verifies it.
  * Claims used: "sub" (user id, string), "role" ("viewer", "creator",
- * "admin"), "exp" (seconds since the epoch, required), "nbf" (optional).
+ * "admin", or a staff role of the admin API: "finance", "operations",
+ * "support", "auditor"), "exp" (seconds since the epoch, required), "nbf" (optional).
  * The header must say {"alg":"HS256"}; "kid", when present, selects the
  * secret. Signatures are compared in constant time.
  */
@@ -21,7 +22,18 @@
 /* Clock skew tolerated on exp and nbf. */
 #define JWT_LEEWAY_S 30
 
-enum role { ROLE_VIEWER = 0, ROLE_CREATOR = 1, ROLE_ADMIN = 2 };
+enum role {
+    ROLE_VIEWER = 0,
+    ROLE_CREATOR = 1,
+    ROLE_ADMIN = 2,
+    /* Staff roles: the admin API only (docs/admin-api.md); the WebSocket
+     * side refuses them. */
+    ROLE_FINANCE = 3,
+    ROLE_OPERATIONS = 4,
+    ROLE_SUPPORT = 5,
+    ROLE_AUDITOR = 6,
+};
+#define ROLE_COUNT 7
 
 enum jwt_result {
     JWT_OK = 0,
@@ -54,8 +66,12 @@ int jwt_sign(const char *key, size_t key_len, const char *kid, const char *sub,
 /* Returns 1 when s[0..len) is a valid user or room id, else 0. */
 int id_valid(const char *s, size_t len);
 
-/* "viewer", "creator", "admin". */
+/* "viewer", "creator", "admin", "finance", "operations", "support",
+ * "auditor". */
 const char *role_name(enum role role);
+
+/* The role named s[0..len), or -1. */
+int role_parse(const char *s, size_t len);
 
 /* A stable, short, lower-case string for a result ("expired", ...). */
 const char *jwt_result_name(enum jwt_result r);

@@ -431,14 +431,12 @@ int pgconn_query(struct pgconn *c, const char *sql, pgconn_result_cb *cb, void *
     return pgconn_query_copy(c, sql, NULL, 0, cb, priv);
 }
 
-int pgconn_query_copy(struct pgconn *c, const char *sql, const struct pgconn_copy *copies, int ncopies,
-                      pgconn_result_cb *cb, void *priv)
+/* Sends what `send` sends, then watches the answer come (the common tail of
+ * every query). */
+static int query_start(struct pgconn *c, int sent, const struct pgconn_copy *copies, int ncopies,
+                       pgconn_result_cb *cb, void *priv)
 {
-    if (c->state != PGCONN_IDLE) {
-        snprintf(c->error, sizeof c->error, "%s", c->state == PGCONN_BUSY ? "a query is in flight" : "not connected");
-        return -1;
-    }
-    if (!PQsendQuery(c->pg, sql)) {
+    if (!sent) {
         drop(c, "cannot send a query");
         return -1;
     }
@@ -457,6 +455,30 @@ int pgconn_query_copy(struct pgconn *c, const char *sql, const struct pgconn_cop
     }
     timer_set(c, c->timeout_ms);
     return 0;
+}
+
+static int idle_or_fail(struct pgconn *c)
+{
+    if (c->state == PGCONN_IDLE)
+        return 0;
+    snprintf(c->error, sizeof c->error, "%s", c->state == PGCONN_BUSY ? "a query is in flight" : "not connected");
+    return -1;
+}
+
+int pgconn_query_copy(struct pgconn *c, const char *sql, const struct pgconn_copy *copies, int ncopies,
+                      pgconn_result_cb *cb, void *priv)
+{
+    if (idle_or_fail(c) < 0)
+        return -1;
+    return query_start(c, PQsendQuery(c->pg, sql), copies, ncopies, cb, priv);
+}
+
+int pgconn_query_params(struct pgconn *c, const char *sql, int nparams, const char *const *values,
+                        pgconn_result_cb *cb, void *priv)
+{
+    if (idle_or_fail(c) < 0)
+        return -1;
+    return query_start(c, PQsendQueryParams(c->pg, sql, nparams, NULL, values, NULL, NULL, 0), NULL, 0, cb, priv);
 }
 
 int pgconn_up(const struct pgconn *c) { return c->state == PGCONN_IDLE || c->state == PGCONN_BUSY; }

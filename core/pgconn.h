@@ -108,6 +108,13 @@ struct pgconn_copy {
 int pgconn_query_copy(struct pgconn *c, const char *sql, const struct pgconn_copy *copies, int ncopies,
                       pgconn_result_cb *cb, void *priv);
 
+/* As pgconn_query, for ONE statement whose $1..$n are `values` (text
+ * form, NUL-terminated; a NULL pointer is SQL NULL): the values never pass
+ * through the SQL text, so they need no escaping. `values` are copied by
+ * libpq before the call returns. */
+int pgconn_query_params(struct pgconn *c, const char *sql, int nparams, const char *const *values,
+                        pgconn_result_cb *cb, void *priv);
+
 /* 1 when connected (a query may be in flight). */
 int pgconn_up(const struct pgconn *c);
 /* 1 when a query is in flight. */

@@ -422,3 +422,11 @@ int wallet_check_redis(struct wallet *w, void (*done)(void *ctx, enum redis_chec
     size_t len[] = {4};
     return rlink_command(w->rl, RLINK_CMD_LINK, 1, argv, len, on_info, w);
 }
+
+void wallet_external(struct wallet *w, enum wallet_ext kind, const char *user, int64_t amount, const char *ref,
+                     const char *room, int64_t order_ts_ms, void (*done)(void *ctx, int ok, enum err code,
+                     int64_t balance), void *ctx)
+{
+    (void)w, (void)kind, (void)user, (void)amount, (void)ref, (void)room, (void)order_ts_ms;
+    done(ctx, 0, ERR_UNAVAILABLE, 0);
+}

@@ -77,6 +77,12 @@ void wallet_tip(struct wallet *w, const struct reply *r, const struct jwt_claims
 /* A credit of `amount` coins to `user` by an admin, with a reason. */
 void wallet_credit(struct wallet *w, const struct reply *r, const struct jwt_claims *who, const char *user,
                    int64_t amount, const char *text, size_t text_len);
+/* Credits decided by settlement (TEMPORARY stub until the ledger side lands). */
+enum wallet_ext { WALLET_EXT_RECHARGE, WALLET_EXT_REFUND };
+void wallet_external(struct wallet *w, enum wallet_ext kind, const char *user, int64_t amount, const char *ref,
+                     const char *room, int64_t order_ts_ms, void (*done)(void *ctx, int ok, enum err code,
+                     int64_t balance), void *ctx);
+
 /* The balance of `who`'s wallet. */
 void wallet_balance(struct wallet *w, const struct reply *r, const struct jwt_claims *who);
 

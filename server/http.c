@@ -122,6 +122,15 @@ static int http_metrics(struct server *s, struct lws *wsi, struct http_session *
     return http_chunked(wsi, hs, PROM_CONTENT_TYPE, "no-store", hs->owned, (size_t)n);
 }
 
+json_t *server_readiness(struct server *s, unsigned *status)
+{
+    /* Redis counts once it has passed the money checks (wallet.h). */
+    int redis = rlink_ready(&s->redis) && s->wallet.checked, pg = pgcheck_ok(&s->pgcheck);
+    *status = redis && pg && !s->stopping ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE;
+    return json_pack("{s:s, s:s, s:b}", "redis", redis ? "ok" : "down", "postgres", pg ? "ok" : "down", "stopping",
+                     s->stopping);
+}
+
 /* GET /demo/token?user=NAME (only with the demo setting on). */
 static int http_demo_token(struct server *s, struct lws *wsi, struct http_session *hs)
 {
@@ -258,13 +267,14 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         if (strcmp(path, "/healthz") == 0)
             return http_reply(wsi, hs, HTTP_STATUS_OK, "{\"status\":\"ok\"}\n");
         if (strcmp(path, "/readyz") == 0) {
-            /* Redis counts once it has passed the money checks (wallet.h). */
-            int redis = rlink_ready(&s->redis) && s->wallet.checked, pg = pgcheck_ok(&s->pgcheck);
-            char body[128];
-            snprintf(body, sizeof body, "{\"redis\":\"%s\",\"postgres\":\"%s\",\"stopping\":%s}\n",
-                     redis ? "ok" : "down", pg ? "ok" : "down", s->stopping ? "true" : "false");
-            int ready = redis && pg && !s->stopping;
-            return http_reply(wsi, hs, ready ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE, body);
+            unsigned status;
+            json_t *ready = server_readiness(s, &status);
+            char *body = ready ? json_dumps(ready, JSON_COMPACT) : NULL, line[160];
+            json_decref(ready);
+            int made = body != NULL;
+            snprintf(line, sizeof line, "%s\n", made ? body : "{}");
+            free(body);
+            return http_reply(wsi, hs, made ? status : HTTP_STATUS_INTERNAL_SERVER_ERROR, line);
         }
         if (strcmp(path, "/metrics") == 0)
             return http_metrics(s, wsi, hs);

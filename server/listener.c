@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -89,7 +90,8 @@ int listener_probe(const char *addr, int port, int reuse_port, char *err, size_t
     return -1;
 }
 
-int listener_start(struct listener *l, uv_loop_t *loop, struct lws_vhost *vhost, const char *addr, int port)
+int listener_start(struct listener *l, uv_loop_t *loop, struct lws_vhost *vhost, const char *addr, int port,
+                   int reuse_port)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -100,7 +102,7 @@ int listener_start(struct listener *l, uv_loop_t *loop, struct lws_vhost *vhost,
     int one = 1;
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+        (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
         bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, LISTENER_BACKLOG) < 0) {
         log_msg(LOG_ERROR, "cannot listen on %s:%d: %s", addr, port, strerror(errno));
         if (fd >= 0)
@@ -113,6 +115,33 @@ int listener_start(struct listener *l, uv_loop_t *loop, struct lws_vhost *vhost,
     l->poll.data = l;
     uv_poll_start(&l->poll, UV_READABLE, on_readable);
     l->polling = 1;
+    return 0;
+}
+
+int listener_parse(const char *spec, char *addr, size_t cap, int *port)
+{
+    const char *colon = strrchr(spec, ':');
+    if (!colon || colon == spec)
+        return -1;
+    const char *a = spec, *a_end = colon;
+    if (spec[0] == '[') {
+        if (colon[-1] != ']')
+            return -1;
+        a = spec + 1;
+        a_end = colon - 1;
+    }
+    size_t n = (size_t)(a_end - a);
+    char digits[8];
+    size_t pn = strlen(colon + 1);
+    if (n == 0 || n >= cap || pn == 0 || pn > 5 || strspn(colon + 1, "0123456789") != pn)
+        return -1;
+    memcpy(digits, colon + 1, pn + 1);
+    int p = atoi(digits);
+    if (p < 1 || p > 65535)
+        return -1;
+    memcpy(addr, a, n);
+    addr[n] = '\0';
+    *port = p;
     return 0;
 }
 

@@ -28,10 +28,15 @@ struct listener {
  * TIPCAST_PORT ..."). */
 int listener_probe(const char *addr, int port, int reuse_port, char *err, size_t errlen);
 
-/* Binds addr:port with SO_REUSEADDR and SO_REUSEPORT, listens, and adopts
- * every connection into `vhost`. Returns 0, or -1 with the reason logged
- * (nothing is left open). */
-int listener_start(struct listener *l, uv_loop_t *loop, struct lws_vhost *vhost, const char *addr, int port);
+/* Binds addr:port with SO_REUSEADDR (and SO_REUSEPORT when reuse_port is
+ * set), listens, and adopts every connection into `vhost`. Returns 0, or -1
+ * with the reason logged (nothing is left open). */
+int listener_start(struct listener *l, uv_loop_t *loop, struct lws_vhost *vhost, const char *addr, int port,
+                   int reuse_port);
+
+/* Splits "ADDR:PORT" or "[IPv6]:PORT" into addr (cap bytes) and port.
+ * Returns 0, or -1 when spec is not of that form. */
+int listener_parse(const char *spec, char *addr, size_t cap, int *port);
 /* Stops accepting and closes the socket (asynchronously; idempotent). */
 void listener_stop(struct listener *l);
 

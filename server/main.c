@@ -96,6 +96,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "tipcastd: %s\n", err);
         return 1;
     }
+    if (s->cfg.admin_listen[0]) {
+        char addr[CONFIG_STR_MAX];
+        int port;
+        if (listener_parse(s->cfg.admin_listen, addr, sizeof addr, &port) < 0) {
+            fprintf(stderr, "tipcastd: admin-listen %s is not ADDR:PORT (or empty for no admin API)\n",
+                    s->cfg.admin_listen);
+            return 1;
+        }
+        if (listener_probe(addr, port, s->cfg.reuse_port, err, sizeof err) < 0) {
+            fprintf(stderr, "tipcastd: admin-listen: %s\n", err);
+            return 1;
+        }
+    }
     make_node_id(s->node_id, sizeof s->node_id);
 
     /* The schema first (the catalog lives in it). Blocking is fine here:

@@ -223,6 +223,43 @@ static void on_catalog(void *ctx)
     rooms_catalog_changed(&s->rooms);
 }
 
+static struct lws_protocols admin_protocols[] = {
+    {"tipcast-admin", admin_callback, 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+/* The admin listener (admin-listen): a vhost of its own, fed by our own
+ * listening socket (shared with the other processes under reuse-port, like
+ * the public one). Returns 0 (also when there is none), or -1 logged. */
+static int start_admin(struct server *s, const struct lws_context_creation_info *base)
+{
+    const struct config *cfg = &s->cfg;
+    char addr[CONFIG_STR_MAX];
+    int port;
+    if (!cfg->admin_listen[0])
+        return 0;
+    if (listener_parse(cfg->admin_listen, addr, sizeof addr, &port) < 0) {
+        log_msg(LOG_ERROR, "admin-listen %s is not ADDR:PORT", cfg->admin_listen);
+        return -1;
+    }
+    admin_protocols[0].per_session_data_size = admin_session_size();
+    struct lws_context_creation_info info = *base;
+    info.vhost_name = "admin";
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+    info.protocols = admin_protocols;
+    info.ssl_cert_filepath = info.ssl_private_key_filepath = NULL;
+    info.options &= ~(uint64_t)LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    struct lws_vhost *vh = lws_create_vhost(s->lws, &info);
+    if (!vh) {
+        log_msg(LOG_ERROR, "cannot create the admin listener's vhost");
+        return -1;
+    }
+    if (listener_start(&s->admin_listener, s->loop, vh, addr, port, cfg->reuse_port) < 0)
+        return -1;
+    log_msg(LOG_INFO, "admin API on http://%s/api/v1/", cfg->admin_listen);
+    return 0;
+}
+
 /* Creates the lws context (and our own listener with reuse-port). Returns
  * 0, or -1 with the reason logged and nothing left open. */
 static int start_lws(struct server *s)
@@ -278,8 +315,10 @@ static int start_lws(struct server *s)
                 cfg->tls_cert[0] ? " with the configured certificate" : "");
         return -1;
     }
-    if (cfg->reuse_port && listener_start(&s->listener, s->loop, lws_get_vhost_by_name(s->lws, "default"),
-                                          cfg->listen_addr, cfg->port) < 0) {
+    if ((cfg->reuse_port && listener_start(&s->listener, s->loop, lws_get_vhost_by_name(s->lws, "default"),
+                                           cfg->listen_addr, cfg->port, 1) < 0) ||
+        start_admin(s, &info) < 0) {
+        listener_stop(&s->listener);
         lws_context_destroy(s->lws);
         s->lws = NULL;
         return -1;
@@ -309,7 +348,8 @@ int server_start(struct server *s)
     uv_timer_start(&s->redis_start, on_redis_start_timeout, (uint64_t)cfg->redis_start_timeout_s * 1000, 0);
     rlink_start(&s->redis);
     if (pgcheck_start(&s->pgcheck, s->loop, cfg->pg_conninfo, &s->catalog, on_catalog, s) < 0 ||
-        earnings_start(&s->earnings, s->loop, cfg->pg_conninfo) < 0) {
+        earnings_start(&s->earnings, s->loop, cfg->pg_conninfo) < 0 ||
+        !(s->admin_pool = pgpool_open(s->loop, "admin: postgres", cfg->pg_conninfo, cfg->admin_pg_connections))) {
         log_msg(LOG_ERROR, "cannot start the backends: out of memory");
         exit(1);
     }
@@ -335,6 +375,7 @@ static void finish_shutdown(struct server *s)
     uv_timer_stop(&s->redis_start);
     uv_close((uv_handle_t *)&s->redis_start, NULL);
     listener_stop(&s->listener);
+    listener_stop(&s->admin_listener);
     /* Connections still open are closed by lws here (their CLOSED callback
      * leaves their rooms); then nothing refers to a room any more. */
     lws_context_destroy(s->lws);
@@ -345,6 +386,8 @@ static void finish_shutdown(struct server *s)
     rlink_stop(&s->redis);
     pgcheck_stop(&s->pgcheck);
     earnings_stop(&s->earnings);
+    pgpool_close(s->admin_pool);
+    s->admin_pool = NULL;
     log_msg(LOG_INFO, "tipcastd stopped");
 }
 
@@ -362,11 +405,18 @@ void server_stop(struct server *s)
     s->stopping = 1;
     log_msg(LOG_INFO, "shutting down: closing %d connections", s->conns.count);
     listener_stop(&s->listener);
+    listener_stop(&s->admin_listener);
     conns_close_all(&s->conns);
     s->drain_started_ms = clock_mono_ms();
     uv_timer_init(s->loop, &s->drain);
     s->drain.data = s;
     uv_timer_start(&s->drain, on_drain, 20, 20);
+}
+
+int server_webhooks_on(const struct server *s)
+{
+    (void)s;
+    return 0;
 }
 
 void server_free(struct server *s)

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include <jansson.h>
 #include <libwebsockets.h>
 #include <uv.h>
 
@@ -20,6 +21,7 @@
 #include "metrics.h"
 #include "outbox.h"
 #include "pgcheck.h"
+#include "pgpool.h"
 #include "rlink.h"
 #include "room.h"
 #include "roomfeed.h"
@@ -65,6 +67,11 @@ struct server {
     struct rooms rooms;
     struct web web;
     struct listener listener;
+    /* The admin API (admin.c): its listener, its sockets (bounded by
+     * admin-max-connections) and its PostgreSQL connections. */
+    struct listener admin_listener;
+    int admin_sockets;
+    struct pgpool *admin_pool;
     struct backlog backlog;
     struct metrics metrics;
 
@@ -102,5 +109,14 @@ void session_closed(void *ctx, const struct conn *c);
 int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
 /* The per-session data size of the "http" protocol. */
 size_t http_session_size(void);
+/* The /readyz answer, {redis, postgres, stopping}, and its HTTP status. */
+json_t *server_readiness(struct server *s, unsigned *status);
+
+/* admin.c: the protocol of the admin listener's vhost. */
+int admin_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
+size_t admin_session_size(void);
+/* 1 when webhooks are configured: the settlement functions then queue
+ * them with their events. */
+int server_webhooks_on(const struct server *s);
 
 #endif

@@ -59,6 +59,13 @@ static void authenticate(struct server *s, struct conn *c, const char *token, si
         conn_close(c, CLOSE_AUTH_FAILED, "authentication failed", 0);
         return;
     }
+    if (claims.role > ROLE_ADMIN) {
+        /* Staff roles are for the admin API (docs/admin-api.md): on the
+         * WebSocket they would be a viewer with a staff name. */
+        conn_send_error(c, id, ERR_AUTH_INVALID, "token refused: staff roles use the admin API", NULL, 0);
+        conn_close(c, CLOSE_AUTH_FAILED, "authentication failed", 0);
+        return;
+    }
     c->authed = 1;
     c->user = claims;
     /* Counted once authenticated: before, the user is unknown, and an

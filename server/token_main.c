@@ -21,7 +21,7 @@ static void token_usage(FILE *out)
 {
     fprintf(out,
             "Usage: tipcast-token --secret SECRET [--kid KID] --sub USER\n"
-            "                     [--role viewer|creator|admin] [--ttl SECONDS]\n"
+            "                     [--role ROLE] [--ttl SECONDS]\n"
             "\n"
             "Prints an HS256 JSON Web Token that tipcastd accepts when its jwt-secret\n"
             "holds SECRET (as KID:SECRET when --kid is given), followed by a newline.\n"
@@ -31,7 +31,8 @@ static void token_usage(FILE *out)
             "                   the secret configured as KID:SECRET\n"
             "  --sub USER       the user id: 1..64 characters of A-Z a-z 0-9 _ . -\n"
             "  --role ROLE      viewer (default), creator or admin; a creator owns the\n"
-            "                   room named after their user id\n"
+            "                   room named after their user id. The staff roles finance,\n"
+            "                   operations, support and auditor are for the admin API\n"
             "  --ttl SECONDS    lifetime from now, default 3600; a negative value mints\n"
             "                   an already expired token (at most %lld either way)\n"
             "  --help           print this text\n"
@@ -122,14 +123,11 @@ int main(int argc, char **argv)
     if (kid != NULL && (kid[0] == '\0' || strlen(kid) >= sizeof(((struct config_secret *)0)->kid)))
         return token_fail("--kid: 1..%zu characters",
                           sizeof(((struct config_secret *)0)->kid) - 1);
-    if (strcmp(role_arg, "viewer") == 0)
-        role = ROLE_VIEWER;
-    else if (strcmp(role_arg, "creator") == 0)
-        role = ROLE_CREATOR;
-    else if (strcmp(role_arg, "admin") == 0)
-        role = ROLE_ADMIN;
-    else
-        return token_fail("--role: %.64s is not viewer, creator or admin", role_arg);
+    int parsed = role_parse(role_arg, strlen(role_arg));
+    if (parsed < 0)
+        return token_fail("--role: %.64s is not viewer, creator, admin, finance, operations, support or auditor",
+                          role_arg);
+    role = (enum role)parsed;
     if (ttl_arg != NULL) {
         char *end = NULL;
 

@@ -97,8 +97,9 @@ class Server(tipcast_proc.Process):
     """One running tipcastd (started, waited for and stopped by
     scripts/tipcast_proc.py; the pytest side is here)."""
 
-    def __init__(self, args, port, log_dir, tls=False):
+    def __init__(self, args, port, log_dir, tls=False, admin_port=None):
         self.port = port
+        self.admin_port = admin_port  # the admin API's port (admin-listen), None when off
         self.tls = tls
         # Several servers may share a port (--reuse-port): number the logs.
         n = next(_server_serial)
@@ -185,11 +186,16 @@ class ServerFactory:
             "pg": PG,
             "jwt-secret": TEST_SECRET,
             "wallet-shards": WALLET_SHARDS,
+            # Every test's node has an admin API of its own (admin-listen's
+            # default port would be taken by the first).
+            "admin-listen": f"127.0.0.1:{free_port()}",
         }
         for k, v in overrides.items():
             flags[k.replace("_", "-")] = v
         args = tipcast_proc.tipcastd_argv(_binary(), flags)
-        srv = Server(args, port, self.log_dir, tls=bool(flags.get("tls-cert")))
+        admin = flags.get("admin-listen")
+        srv = Server(args, port, self.log_dir, tls=bool(flags.get("tls-cert")),
+                     admin_port=int(admin.rsplit(":", 1)[1]) if admin else None)
         self.servers.append(srv)
         srv.wait_ready()
         return srv

@@ -297,7 +297,7 @@ def test_bad_token_does_not_affect_others(server, client, room, mint):
 def test_short_jwt_secret_refused(secret):
     """HS256 with a key shorter than its hash can be guessed: tipcastd
     refuses any secret under 32 bytes, at start, and says how to make one."""
-    out = subprocess.run([_binary(), f"--port={free_port()}", f"--pg={PG}"],
+    out = subprocess.run([_binary(), f"--port={free_port()}", "--admin-listen=", f"--pg={PG}"],
                          env=dict(os.environ, TIPCAST_JWT_SECRET=secret),
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 2, out.stderr

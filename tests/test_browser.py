@@ -83,7 +83,7 @@ def test_no_page_without_web_root(server):
 def test_web_root_without_index_refuses_to_start(tmp_path):
     (tmp_path / "app.js").write_text("1")
     out = subprocess.run([_binary(), f"--web-root={tmp_path}", "--jwt-secret=" + "x" * 32, f"--port={free_port()}",
-                          f"--redis-host={REDIS_HOST}", f"--redis-port={REDIS_PORT}", f"--pg={PG}"],
+                          "--admin-listen=", f"--redis-host={REDIS_HOST}", f"--redis-port={REDIS_PORT}", f"--pg={PG}"],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode != 0
     assert "index.html" in out.stderr, out.stderr

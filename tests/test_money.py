@@ -319,7 +319,7 @@ def private_redis(tmp_path, *args):
 def tipcastd_args(redis_port, *flags):
     """tipcastd's command line on the test PostgreSQL and a given Redis."""
     from conftest import TEST_SECRET, _binary
-    return [_binary(), f"--port={free_port()}", f"--redis-port={redis_port}", f"--pg={PG}",
+    return [_binary(), f"--port={free_port()}", "--admin-listen=", f"--redis-port={redis_port}", f"--pg={PG}",
             f"--jwt-secret={TEST_SECRET}", *flags]
 
 

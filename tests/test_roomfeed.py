@@ -327,7 +327,7 @@ def test_period_boards_use_board_tz(server, client, room, ob):
 
 
 def test_unknown_board_tz_is_refused(tmp_path):
-    p = subprocess.run([_binary(), f"--port={free_port()}", f"--redis-port={REDIS_PORT}",
+    p = subprocess.run([_binary(), f"--port={free_port()}", "--admin-listen=", f"--redis-port={REDIS_PORT}",
                         f"--jwt-secret={TEST_SECRET}", "--board-tz=Mars/Olympus_Mons"], capture_output=True, text=True, timeout=10)
     assert p.returncode == 2, p
     assert "board-tz" in p.stderr, p.stderr

@@ -1,0 +1,123 @@
+/* routes.c - the admin API's route table (see routes.h). The roles are the
+ * permission matrix of docs/admin-api.md, row for row. */
+#include "routes.h"
+
+#include <string.h>
+
+#define ADMIN API_ROLE(ROLE_ADMIN)
+#define FIN API_ROLE(ROLE_FINANCE)
+#define OPS API_ROLE(ROLE_OPERATIONS)
+#define SUP API_ROLE(ROLE_SUPPORT)
+#define AUD API_ROLE(ROLE_AUDITOR)
+#define CRE API_ROLE(ROLE_CREATOR)
+#define VIE API_ROLE(ROLE_VIEWER)
+#define STAFF (ADMIN | FIN | OPS | SUP | AUD)
+#define EVERYONE (STAFF | CRE | VIE)
+
+const struct api_route api_routes[] = {
+    {API_GET, "/api/v1/me", EVERYONE, 0, NULL, NULL, 0},
+    {API_GET, "/api/v1/recharge-packages", STAFF, 0, "tipcast_api_packages_list", NULL, 0},
+    {API_PUT, "/api/v1/recharge-packages/{id}", ADMIN | FIN, 0, "tipcast_api_package_put", NULL,
+     API_BODY | API_BODY_REQUIRED},
+    {API_PUT, "/api/v1/currency-rates/{currency}", ADMIN | FIN, 0, "tipcast_api_rate_put", NULL,
+     API_BODY | API_BODY_REQUIRED},
+    {API_POST, "/api/v1/recharges", ADMIN | FIN, 0, "tipcast_api_recharge_create", NULL,
+     API_BODY | API_BODY_REQUIRED},
+    {API_GET, "/api/v1/recharges", ADMIN | FIN | SUP | AUD, 0, "tipcast_api_recharges_list", NULL, 0},
+    {API_GET, "/api/v1/recharges/{id}", ADMIN | FIN | SUP | AUD, 0, "tipcast_api_recharge_get", NULL, 0},
+    {API_POST, "/api/v1/payments/callback", 0, 0, "tipcast_api_payment_callback", NULL,
+     API_SIGNED | API_BODY | API_BODY_REQUIRED},
+    {API_GET, "/api/v1/revenue-rules", ADMIN | FIN | OPS | AUD, 0, "tipcast_api_rules_list", NULL, 0},
+    {API_POST, "/api/v1/revenue-rules", ADMIN | FIN, 0, "tipcast_api_rule_create", NULL,
+     API_BODY | API_BODY_REQUIRED},
+    {API_GET, "/api/v1/agencies", STAFF, 0, "tipcast_api_agencies_list", NULL, 0},
+    {API_POST, "/api/v1/agencies", ADMIN | OPS, 0, "tipcast_api_agency_create", NULL, API_BODY | API_BODY_REQUIRED},
+    {API_PUT, "/api/v1/creators/{id}/agency", ADMIN | OPS, 0, "tipcast_api_creator_agency", NULL,
+     API_BODY | API_BODY_REQUIRED},
+    {API_GET, "/api/v1/orders/{id}", ADMIN | FIN | SUP | AUD, 0, "tipcast_api_order_get", NULL, 0},
+    {API_POST, "/api/v1/orders/{id}/refund", ADMIN | FIN | SUP, 0, "tipcast_api_order_refund", NULL,
+     API_BODY | API_BODY_REQUIRED},
+    {API_POST, "/api/v1/settlements/run", ADMIN | FIN, 0, "tipcast_api_settlement_run", NULL, API_BODY},
+    {API_GET, "/api/v1/creators/{id}/balance", ADMIN | FIN | SUP | AUD | CRE, CRE, "tipcast_api_creator_balance",
+     NULL, 0},
+    {API_GET, "/api/v1/creators/{id}/income", ADMIN | FIN | AUD | CRE, CRE, "tipcast_api_creator_income",
+     "order_id,kind,sender,amount,platform_fee,agency_share,creator_net,refunded,state,created_at,settled", 0},
+    {API_GET, "/api/v1/creators/{id}/settlements", ADMIN | FIN | AUD | CRE, CRE, "tipcast_api_creator_settlements",
+     "id,cutoff,amount,orders,created_at", 0},
+    {API_POST, "/api/v1/withdrawals", CRE, 0, "tipcast_api_withdrawal_request", NULL, API_BODY | API_BODY_REQUIRED},
+    {API_GET, "/api/v1/withdrawals", ADMIN | FIN | AUD | CRE, 0, "tipcast_api_withdrawals_list",
+     "id,creator,amount,state,payout_reference,reason,requested_at,decided_by,decided_at,paid_at", 0},
+    {API_POST, "/api/v1/withdrawals/{id}/approve", ADMIN | FIN, 0, "tipcast_api_withdrawal_approve", NULL, API_BODY},
+    {API_POST, "/api/v1/withdrawals/{id}/reject", ADMIN | FIN, 0, "tipcast_api_withdrawal_reject", NULL, API_BODY},
+    {API_POST, "/api/v1/withdrawals/{id}/pay", ADMIN | FIN, 0, "tipcast_api_withdrawal_pay", NULL,
+     API_BODY | API_BODY_REQUIRED},
+    {API_GET, "/api/v1/users/{id}/transactions", ADMIN | FIN | SUP | AUD | CRE | VIE, CRE | VIE,
+     "tipcast_api_user_transactions", "movement_id,kind,delta,note,created_at", 0},
+    {API_GET, "/api/v1/platform/profit", ADMIN | FIN | AUD, 0, "tipcast_api_platform_profit",
+     "day,gross,platform_fee,agency_share,creator_net,refunded_fee,recharged_coins,orders", 0},
+    {API_GET, "/api/v1/audit", ADMIN | AUD, 0, "tipcast_api_audit_list",
+     "id,at,actor,role,action,target,before,after,request_id,client_addr,outcome", 0},
+    {API_GET, "/api/v1/alerts", ADMIN | FIN | OPS | AUD, 0, "tipcast_api_alerts_list", NULL, 0},
+    {API_GET, "/api/v1/webhooks/dead", ADMIN | OPS | AUD, 0, "tipcast_api_webhooks_dead", NULL, 0},
+    {API_POST, "/api/v1/webhooks/{id}/retry", ADMIN | OPS, 0, "tipcast_api_webhook_retry", NULL, API_BODY},
+};
+const size_t api_routes_count = sizeof api_routes / sizeof api_routes[0];
+
+static int param_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+           c == ':' || c == '-';
+}
+
+/* Matches path against pattern, segment by segment; "{name}" takes one
+ * segment. Returns 1 with the parameters in out, else 0. */
+static int match(const char *pattern, const char *path, struct api_params *out)
+{
+    out->n = 0;
+    while (*pattern && *path) {
+        if (*pattern == '{') {
+            const char *close = strchr(pattern, '}');
+            size_t nlen = (size_t)(close - pattern - 1), vlen = strcspn(path, "/");
+            if (out->n == API_PARAMS_MAX || nlen >= sizeof out->name[0] || vlen == 0 || vlen > API_PARAM_MAX)
+                return 0;
+            for (size_t i = 0; i < vlen; i++)
+                if (!param_char(path[i]))
+                    return 0;
+            memcpy(out->name[out->n], pattern + 1, nlen);
+            out->name[out->n][nlen] = '\0';
+            memcpy(out->value[out->n], path, vlen);
+            out->value[out->n][vlen] = '\0';
+            out->n++;
+            pattern = close + 1;
+            path += vlen;
+            continue;
+        }
+        if (*pattern++ != *path++)
+            return 0;
+    }
+    return *pattern == '\0' && *path == '\0';
+}
+
+const struct api_route *api_route_find(enum api_method method, const char *path, struct api_params *out,
+                                       int *other_method)
+{
+    *other_method = 0;
+    struct api_params scratch;
+    for (size_t i = 0; i < api_routes_count; i++) {
+        const struct api_route *r = &api_routes[i];
+        if (!match(r->path, path, r->method == method ? out : &scratch))
+            continue;
+        if (r->method == method)
+            return r;
+        *other_method = 1;
+    }
+    return NULL;
+}
+
+int api_route_allows(const struct api_route *r, enum role role) { return (r->roles & API_ROLE(role)) != 0; }
+
+const char *api_method_name(enum api_method m)
+{
+    static const char *const names[API_METHODS] = {"GET", "POST", "PUT"};
+    return m < API_METHODS ? names[m] : "?";
+}
