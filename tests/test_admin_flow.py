@@ -194,6 +194,19 @@ def test_story(server, catalog):
     st, _, b = api.callback(admin.PAYMENT_SECRET, dict(payload, payment_id=unique("pay")))
     assert st == 409 and b["error"]["code"] == "invalid_state", (st, b)
 
+    # A recharge the provider reports failed: 200, the recharge failed, no money.
+    st, _, rc2 = api.post("/api/v1/recharges", staff.fin,
+                          {"user": viewer, "request_id": unique("rq"), "package_id": package})
+    assert st == 201, (st, rc2)
+    fail = {"payment_id": unique("pay"), "recharge_id": rc2["id"], "amount_minor": 499, "currency": CURRENCY,
+            "status": "failed"}
+    for _ in range(2):
+        st, _, b = api.callback(admin.PAYMENT_SECRET, fail)
+        assert st == 200 and b["recharge"]["state"] == "failed" and b["recharge"]["id"] == rc2["id"], (st, b)
+        assert "balance" not in b, b
+    st, _, b = api.callback(admin.PAYMENT_SECRET, dict(fail, status="succeeded", payment_id=unique("pay")))
+    assert st == 409 and b["error"]["code"] == "invalid_state", (st, b)
+
     # Credited once: the wallet, and one recharge movement in the ledger.
     c = ws(srv, viewer)
     assert ws_balance(c) == 5000
