@@ -147,3 +147,15 @@ def test_me(api):
         sub = unique(role[:3])
         st, _, b = api.get("/api/v1/me", mint_token(sub, role))
         assert st == 200 and b == {"sub": sub, "role": role}, (role, st, b)
+
+
+def test_probes_need_no_token(api):
+    """/healthz, /readyz and /metrics on the admin listener: no token, no
+    metrics-allow check (whoever reaches the admin listener is trusted)."""
+    st, _, b = api.get("/healthz")
+    assert st == 200 and b == {"status": "ok"}, (st, b)
+    st, _, b = api.get("/readyz")
+    assert st == 200 and b == {"redis": "ok", "postgres": "ok", "stopping": False}, (st, b)
+    st, h, text = api.get("/metrics")
+    assert st == 200 and h["content-type"].startswith("text/plain"), (st, h)
+    assert "\n# TYPE " in "\n" + text and "tipcast_" in text, text[:500]
