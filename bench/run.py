@@ -10,7 +10,9 @@ with nginx-light, libnginx-mod-nchan, redis-tools, postgresql-contrib and
 iproute2, and `npm install ws@8` into a scratch folder, never into the repo);
 builds tipcastd and tipcast-bench (RelWithDebInfo); starts its own Redis and
 PostgreSQL (scripts/services.sh instance `bench`, wiped at start); seeds
-creators bench-room-0.. and gift 1 (price 1); then runs the scenarios:
+creators bench-room-0.. (every other one in an agency), gift 1 (price 1) and
+a revenue rule (30/25/20% fee by monthly volume, agencies 10%), so that every
+order pays the split; then runs the scenarios:
   1 gift throughput   tipcast-bench --find-max (ack p99 <= 50 ms), against the
                       Redis ceiling (redis-benchmark -P 16 EVALSHA of tipcast's
                       own wallet_move.lua) and pgbench with bench/peers/pg-gift.sql
@@ -22,6 +24,9 @@ creators bench-room-0.. and gift 1 (price 1); then runs the scenarios:
                       (bench/peers/) at one steady rate, then each one's maximum rate
   3 connections       idle authenticated connections over several tipcastd
                       processes sharing one port (--reuse-port), RSS per conn
+  5 settlement        recharges created and paid by signed payment callbacks
+                      through the admin API: callbacks/s, their latency, and
+                      exactly one credit each (also when delivered again)
 Results go to $BENCH_OUT (figures.tsv, JSON, logs); bench/report.py turns them
 into docs/benchmarks.md and copies the SVG charts to docs/bench/. Everything
 the suite started is stopped on exit (also on Ctrl-C or SIGTERM), and every
@@ -29,13 +34,14 @@ step has a time bound. Python 3 standard library only.
 
 Environment (defaults in brackets; quick-mode defaults after the slash):
   BENCH_QUICK [0]            1: small N, short durations
-  BENCH_ONLY [1 4 2 3]       the scenarios to run, e.g. "1 2"
+  BENCH_ONLY [1 4 2 3 5]     the scenarios to run, e.g. "1 2"
   BENCH_BUILD_DIR [build]    cmake build tree
   BENCH_OUT [/tmp/tipcast-bench-out]   raw results
   BENCH_PEERS [bench/peers]  nchan.conf, ws-broadcast.js, pg-gift.sql, pg-gift-schema.sql
   BENCH_NODE_DIR [/tmp/tipcast-bench-peers]  scratch folder for `ws`
   BENCH_INSTANCE [bench]     services.sh instance (its own data directories)
   BENCH_REDIS_PORT [6396] BENCH_PG_PORT [5496] BENCH_PORT [8096] (tipcastd)
+  BENCH_ADMIN_PORT [8097]    tipcastd's admin API
   BENCH_NCHAN_PORT [8091] BENCH_NODE_PORT [8092]  the peers' ports
   BENCH_IDLE_CONNS [100000/4000]   scenario 3's connections
   BENCH_IDLE_OPEN_RATE [1500]      scenario 3's connections opened per second, in all
@@ -59,6 +65,7 @@ import s1_gifts
 import s2_fanout
 import s3_idle
 import s4_durability
+import s5_settlement
 from suite import REPO, TC_MAX_CONNS, BenchError, Settings, Suite
 
 BENCH_PACKAGES = ["nginx-light", "libnginx-mod-nchan", "redis-tools", "postgresql-contrib", "iproute2"]
@@ -122,7 +129,17 @@ def seed(suite):
                 "ON CONFLICT (id) DO UPDATE SET price = 1, enabled = true",
                 "INSERT INTO creators (id, display_name, live) "
                 f"SELECT 'bench-room-' || g, 'Bench ' || g, true FROM generate_series(0, {n - 1}) g "
-                "ON CONFLICT (id) DO UPDATE SET live = true") is None:
+                "ON CONFLICT (id) DO UPDATE SET live = true",
+                # Gifts pay the revenue split (docs/settlement.md) as they
+                # would on a platform: a fee by monthly-volume tier, and an
+                # agency share for every other creator.
+                "INSERT INTO agencies (id, name) VALUES ('bench-agency', 'Bench') ON CONFLICT (id) DO NOTHING",
+                "UPDATE creators SET agency_id = 'bench-agency' "
+                "WHERE id LIKE 'bench-room-%' AND substring(id from 12)::int % 2 = 0",
+                "WITH r AS (INSERT INTO revenue_rules (name, effective_at, agency_share_bp, created_by) "
+                "VALUES ('bench', '2020-01-01 00:00:00+00', 1000, 'bench') ON CONFLICT (effective_at) DO NOTHING "
+                "RETURNING id) INSERT INTO revenue_rule_tiers (rule_id, min_volume, platform_fee_bp) "
+                "SELECT id, v, f FROM r, (VALUES (0, 3000), (100000, 2500), (1000000, 2000)) t (v, f)") is None:
         raise BenchError("seeding failed")
     time.sleep(1.5)  # the catalog reloads on NOTIFY
 
@@ -161,13 +178,15 @@ def run_all(suite):
     setup_services(suite)
     machine_figures(suite)
 
-    if suite.has(1) or suite.has(4) or suite.has(2):
+    if suite.has(1) or suite.has(4) or suite.has(2) or suite.has(5):
         suite.start_tipcastd(1, TC_MAX_CONNS)
         seed(suite)
     if suite.has(1):
         s1_gifts.run(suite)
     if suite.has(4):
         s4_durability.run(suite)
+    if suite.has(5):
+        s5_settlement.run(suite)
     if suite.has(2):
         s2_fanout.run(suite)
     if suite.has(3):

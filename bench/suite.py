@@ -62,7 +62,7 @@ class Settings:
         def pick(full, quick):
             return quick if self.quick else full
 
-        self.only = text("BENCH_ONLY", "1 4 2 3").split()
+        self.only = text("BENCH_ONLY", "1 4 5 2 3").split()
         self.build = os.path.abspath(text("BENCH_BUILD_DIR", "build"))
         self.out = os.path.abspath(text("BENCH_OUT", "/tmp/tipcast-bench-out"))
         self.peers = os.path.abspath(text("BENCH_PEERS", os.path.join(REPO, "bench", "peers")))
@@ -71,6 +71,7 @@ class Settings:
         self.redis_port = whole("BENCH_REDIS_PORT", 6396)
         self.pg_port = whole("BENCH_PG_PORT", 5496)
         self.tc_port = whole("BENCH_PORT", 8096)
+        self.admin_port = whole("BENCH_ADMIN_PORT", 8097)
         self.nchan_port = whole("BENCH_NCHAN_PORT", 8091)
         self.node_port = whole("BENCH_NODE_PORT", 8092)
         self.tc_args = text("BENCH_TIPCASTD_ARGS", "").split()
@@ -106,6 +107,7 @@ class Settings:
         self.s3_open_rate = whole("BENCH_IDLE_OPEN_RATE", 1500)  # connections/s, all bench processes
         self.s4_dur = pick(20, 5)
         self.s4_outage_s = pick(10, 4)
+        self.s5_recharges = pick(4000, 400)    # scenario 5: recharges created and paid
 
 
 class Job:
@@ -213,6 +215,10 @@ class Suite:
         p = self.run(cmd, timeout, quiet=quiet)
         return p.stdout.strip() if p.returncode == 0 else None
 
+    def cpu_seconds(self):
+        """CPU seconds (user + system) of the first tipcastd, or None."""
+        return tipcast_proc.cpu_s(self.servers[0].pid) if self.servers else None
+
     def rcli(self, *args, stdin_text=None):
         """redis-cli on the benchmark's Redis; its output stripped, or None."""
         p = self.run(["redis-cli", "-h", "127.0.0.1", "-p", self.s.redis_port, *args], 30,
@@ -236,9 +242,10 @@ class Suite:
             "redis_host": "127.0.0.1", "redis_port": self.s.redis_port, "pg": self.s.pg_conn,
             "jwt_secret": SECRET, "max_msgs_per_s": 100000, "max_burst": 1000000,
             "max_connections": max_conns, "log_level": "warn",
-            # The admin API is not measured here; several processes would
-            # otherwise all claim its default port.
-            "admin_listen": "",
+            # The admin API (scenario 5); several processes share it like
+            # the public port (reuse-port).
+            "admin_listen": f"127.0.0.1:{self.s.admin_port}",
+            "payment_secret": "bench-payment-secret-0123456789",
         }
         argv = tipcast_proc.tipcastd_argv(self.tipcastd, settings, self.s.tc_args)
         proc = tipcast_proc.Process(argv, self.path(log_name), append=True)

@@ -18,7 +18,8 @@
 # started first does it if run.sh itself dies without running its cleanup
 # (SIGKILL). The guard logs to .state/INSTANCE/run-guard.log.
 #
-# Environment: TIPCAST_PORT (default 8080), TIPCAST_REDIS_PORT,
+# Environment: TIPCAST_PORT (default 8080), TIPCAST_ADMIN_PORT (the admin
+# API, default 8081), TIPCAST_REDIS_PORT,
 # TIPCAST_PG_PORT (see scripts/services.sh), TIPCAST_INSTANCE (the
 # services.sh instance, default `run`; another name needs both ports).
 set -euo pipefail
@@ -28,6 +29,9 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd "$REPO"
 
 PORT=${TIPCAST_PORT:-8080}
+ADMIN_PORT=${TIPCAST_ADMIN_PORT:-8081}
+# The demo payment provider's callback secret (docs/admin-api.md).
+DEV_PAYMENT_SECRET=dev-payment-secret-0123456789
 # The demo's JWT secret: 32 bytes, the least tipcastd accepts.
 DEV_SECRET=dev-secret-change-me-0123456789ab
 INSTANCE=${TIPCAST_INSTANCE:-run}
@@ -41,8 +45,13 @@ die() { printf 'run.sh: error: %s\n' "$*" >&2 || true; exit 1; }
 [[ $PORT =~ ^[0-9]+$ ]] && ((PORT > 0 && PORT < 65536)) || die "TIPCAST_PORT must be a port number (got '$PORT')"
 [[ $INSTANCE =~ ^[A-Za-z0-9_-]+$ ]] || die "TIPCAST_INSTANCE must be a name of letters, digits, - and _"
 # Said first, before anything is installed, built or started.
+[[ $ADMIN_PORT =~ ^[0-9]+$ ]] && ((ADMIN_PORT > 0 && ADMIN_PORT < 65536 && ADMIN_PORT != PORT)) ||
+  die "TIPCAST_ADMIN_PORT must be a port number other than TIPCAST_PORT (got '$ADMIN_PORT')"
 if timeout 3 bash -c ": <>/dev/tcp/127.0.0.1/$PORT" 2>/dev/null; then
   die "port $PORT is in use (something listens on 127.0.0.1:$PORT); set TIPCAST_PORT to a free port"
+fi
+if timeout 3 bash -c ": <>/dev/tcp/127.0.0.1/$ADMIN_PORT" 2>/dev/null; then
+  die "port $ADMIN_PORT is in use (something listens on 127.0.0.1:$ADMIN_PORT); set TIPCAST_ADMIN_PORT to a free port"
 fi
 
 log "checking packages (scripts/deps.sh)"
@@ -135,6 +144,8 @@ VIEWER_TOKEN=$("$TOKEN" --secret "$DEV_SECRET" --sub bob --role viewer --ttl 864
   die "tipcast-token failed"
 CREATOR_TOKEN=$("$TOKEN" --secret "$DEV_SECRET" --sub alice --role creator --ttl 86400) ||
   die "tipcast-token failed"
+FINANCE_TOKEN=$("$TOKEN" --secret "$DEV_SECRET" --sub demo-finance --role finance --ttl 86400) ||
+  die "tipcast-token failed"
 # Only for seeding the demo wallets below; not printed.
 ADMIN_TOKEN=$("$TOKEN" --secret "$DEV_SECRET" --sub demo-seed --role admin --ttl 600) ||
   die "tipcast-token failed"
@@ -146,6 +157,7 @@ tipcast is starting.
   WebSocket:  ws://127.0.0.1:$PORT/ws   (subprotocol tipcast.v1.json or tipcast.v1.msgpack)
   Health:     http://127.0.0.1:$PORT/healthz   readiness: http://127.0.0.1:$PORT/readyz
   Metrics:    http://127.0.0.1:$PORT/metrics   (Prometheus; docs/operations.md)
+  Admin API:  http://127.0.0.1:$ADMIN_PORT/api/v1/   (docs/admin-api.md; payment-secret $DEV_PAYMENT_SECRET)
   Redis:      127.0.0.1:$TIPCAST_REDIS_PORT     PostgreSQL: $TIPCAST_PG
   JWT secret: $DEV_SECRET   (development only; tokens below are valid for 24 h)
 
@@ -153,9 +165,12 @@ tipcast is starting.
     $VIEWER_TOKEN
   creator token (sub=alice, role=creator):
     $CREATOR_TOKEN
+  finance token for the admin API (sub=demo-finance, role=finance):
+    $FINANCE_TOKEN
 
   Connect with e.g. ws://127.0.0.1:$PORT/ws?token=<token>; see docs/protocol.md.
-  Mint more: $TOKEN --secret $DEV_SECRET --sub NAME --role viewer|creator|admin --ttl 86400
+  Mint more: $TOKEN --secret $DEV_SECRET --sub NAME --role ROLE --ttl 86400
+    (ROLE: viewer, creator, admin; staff roles of the admin API: finance, operations, support, auditor)
   Press Ctrl-C to stop.
 
 EOF
@@ -168,6 +183,7 @@ setsid "$TIPCASTD" \
   --pg "$TIPCAST_PG" \
   --jwt-secret "$DEV_SECRET" \
   --web-root "$REPO/web" --demo \
+  --admin-listen "127.0.0.1:$ADMIN_PORT" --payment-secret "$DEV_PAYMENT_SECRET" \
   "$@" &
 TIPCASTD_PID=$!
 echo "$TIPCASTD_PID" >"$PIDFILE"

@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "clock.h"
+#include "jobs.h"
 #include "pgpool.h"
 #include "prom.h"
 #include "routes.h"
@@ -77,6 +78,19 @@ struct admin_session {
 };
 
 /* ---- The answer -------------------------------------------------------------- */
+
+/* The statuses the API answers with (docs/admin-api.md), counted for the
+ * metrics page; any other is counted as "other". */
+static const unsigned admin_statuses[ADMIN_STATUSES] = {200, 201, 400, 401, 403, 404, 405,
+                                                        409, 413, 422, 500, 503, 0};
+
+static void count_answer(struct server *s, unsigned status)
+{
+    int i = 0;
+    while (i < ADMIN_STATUSES - 1 && admin_statuses[i] != status)
+        i++;
+    s->admin_answered[i]++;
+}
 
 static void out_put(struct admin_req *q, const char *p, size_t n)
 {
@@ -219,6 +233,7 @@ static int admin_writeable(struct admin_req *q)
         if (bad || lws_finalize_write_http_header(wsi, start, &p, end))
             return -1;
         q->headers_sent = 1;
+        count_answer(q->s, q->status);
         lws_callback_on_writable(wsi);
         return 0;
     }
@@ -361,30 +376,6 @@ static void on_wallet(void *priv, int ok, enum err code, int64_t balance)
         answer_error(q, "internal", err_code(code), NULL);
 }
 
-/* The function asked for a movement into a wallet (routes.h): it runs
- * before the answer, which then carries the wallet's balance. */
-static int run_wallet(struct admin_req *q, json_t *w)
-{
-    const char *kind = json_string_value(json_object_get(w, "kind"));
-    const char *user = json_string_value(json_object_get(w, "user"));
-    const char *ref = json_string_value(json_object_get(w, "ref"));
-    const char *room = json_string_value(json_object_get(w, "room"));
-    json_t *amount = json_object_get(w, "amount"), *ots = json_object_get(w, "order_ts_ms");
-    enum wallet_ext ek;
-    if (kind && strcmp(kind, "recharge") == 0)
-        ek = WALLET_EXT_RECHARGE;
-    else if (kind && strcmp(kind, "refund") == 0)
-        ek = WALLET_EXT_REFUND;
-    else
-        return -1;
-    if (!user || !ref || !json_is_integer(amount))
-        return -1;
-    q->wallet_out = 1;
-    wallet_external(&q->s->wallet, ek, user, json_integer_value(amount), ref, room ? room : "",
-                    json_is_integer(ots) ? json_integer_value(ots) : 0, on_wallet, q);
-    return 0;
-}
-
 static void on_sql(void *priv, const struct pgpool_result *r)
 {
     struct admin_req *q = priv;
@@ -429,7 +420,10 @@ static void on_sql(void *priv, const struct pgpool_result *r)
         if (text)
             out_put(q, text, strlen(text));
         free(text);
-        int rc = run_wallet(q, w);
+        /* The function asked for a movement into a wallet: it runs before
+         * the answer, which then carries the wallet's balance. */
+        int rc = jobs_credit(&q->s->wallet, w, on_wallet, q);
+        q->wallet_out = rc == 0;
         json_decref(res);
         if (rc < 0) {
             log_msg(LOG_ERROR, "admin: %s returned a wallet movement that cannot be read", q->route->fn);
@@ -838,3 +832,29 @@ int admin_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 }
 
 size_t admin_session_size(void) { return sizeof(struct admin_session); }
+
+void admin_metrics(struct prom *p, const struct server *s)
+{
+    prom_family(p, "tipcast_admin_answers_total", "counter",
+                "Admin API answers (and /healthz, /readyz, /metrics on the admin listener), by HTTP status.");
+    for (int i = 0; i < ADMIN_STATUSES; i++) {
+        char status[12];
+        snprintf(status, sizeof status, "%u", admin_statuses[i]);
+        prom_u64(p, "tipcast_admin_answers_total", PROM_L("status", admin_statuses[i] ? status : "other"), PROM_NONE,
+                 s->admin_answered[i]);
+    }
+    prom_single(p, "tipcast_admin_calls_waiting", "gauge",
+                "Admin API calls (and settlement jobs) queued for or running on the admin PostgreSQL connections.",
+                s->admin_pool ? pgpool_waiting(s->admin_pool) : 0);
+    prom_family(p, "tipcast_settlement_runs_total", "counter",
+                "Settlement runs of this node (pending earnings older than settlement-delay-days made available), "
+                "by result.");
+    prom_u64(p, "tipcast_settlement_runs_total", PROM_L("result", "ok"), PROM_NONE, s->jobs.stats.settle_runs);
+    prom_u64(p, "tipcast_settlement_runs_total", PROM_L("result", "failed"), PROM_NONE, s->jobs.stats.settle_failures);
+    prom_family(p, "tipcast_wallet_credits_redriven_total", "counter",
+                "Wallet credits of paid recharges and accepted refunds made again by this node because their own "
+                "request did not finish them, by result.");
+    prom_u64(p, "tipcast_wallet_credits_redriven_total", PROM_L("result", "ok"), PROM_NONE, s->jobs.stats.redriven);
+    prom_u64(p, "tipcast_wallet_credits_redriven_total", PROM_L("result", "failed"), PROM_NONE,
+             s->jobs.stats.redrive_failures);
+}

@@ -192,6 +192,7 @@ long metrics_write(const struct server *s, char *buf, size_t cap)
     money(&p, &s->wallet);
     outbox(&p, &s->backlog, &s->ledger);
     backends(&p, s);
+    admin_metrics(&p, s);
     process(&p, &s->metrics);
     return prom_finish(&p);
 }

@@ -353,6 +353,7 @@ int server_start(struct server *s)
         log_msg(LOG_ERROR, "cannot start the backends: out of memory");
         exit(1);
     }
+    jobs_start(&s->jobs, s->loop, s->admin_pool, &s->wallet, cfg);
     uv_timer_init(s->loop, &s->sweep);
     s->sweep.data = s;
     uv_timer_start(&s->sweep, on_sweep, SERVER_SWEEP_MS, SERVER_SWEEP_MS);
@@ -386,6 +387,7 @@ static void finish_shutdown(struct server *s)
     rlink_stop(&s->redis);
     pgcheck_stop(&s->pgcheck);
     earnings_stop(&s->earnings);
+    jobs_stop(&s->jobs);
     pgpool_close(s->admin_pool);
     s->admin_pool = NULL;
     log_msg(LOG_INFO, "tipcastd stopped");

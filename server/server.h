@@ -16,6 +16,7 @@
 #include "config.h"
 #include "conn.h"
 #include "earnings.h"
+#include "jobs.h"
 #include "ledger.h"
 #include "listener.h"
 #include "metrics.h"
@@ -29,6 +30,9 @@
 #include "tally.h"
 #include "wallet.h"
 #include "web.h"
+
+/* HTTP statuses the admin API's answers are counted by, "other" last. */
+#define ADMIN_STATUSES 13
 
 /* The sweep runs this often: auth deadlines, pings, idle, rooms. */
 #define SERVER_SWEEP_MS 250
@@ -72,6 +76,8 @@ struct server {
     struct listener admin_listener;
     int admin_sockets;
     struct pgpool *admin_pool;
+    uint64_t admin_answered[ADMIN_STATUSES]; /* by status (admin.c) */
+    struct jobs jobs; /* settlement runs and re-driven wallet credits */
     struct backlog backlog;
     struct metrics metrics;
 
@@ -115,6 +121,9 @@ json_t *server_readiness(struct server *s, unsigned *status);
 /* admin.c: the protocol of the admin listener's vhost. */
 int admin_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
 size_t admin_session_size(void);
+struct prom;
+/* The admin API's part of the metrics page. */
+void admin_metrics(struct prom *p, const struct server *s);
 /* 1 when webhooks are configured: the settlement functions then queue
  * them with their events. */
 int server_webhooks_on(const struct server *s);

@@ -32,7 +32,7 @@ const struct api_route api_routes[] = {
      API_BODY | API_BODY_REQUIRED},
     {API_GET, "/api/v1/agencies", STAFF, 0, "tipcast_api_agencies_list", NULL, 0},
     {API_POST, "/api/v1/agencies", ADMIN | OPS, 0, "tipcast_api_agency_create", NULL, API_BODY | API_BODY_REQUIRED},
-    {API_PUT, "/api/v1/creators/{id}/agency", ADMIN | OPS, 0, "tipcast_api_creator_agency", NULL,
+    {API_PUT, "/api/v1/creators/{id}/agency", ADMIN | OPS, 0, "tipcast_api_creator_agency_put", NULL,
      API_BODY | API_BODY_REQUIRED},
     {API_GET, "/api/v1/orders/{id}", ADMIN | FIN | SUP | AUD, 0, "tipcast_api_order_get", NULL, 0},
     {API_POST, "/api/v1/orders/{id}/refund", ADMIN | FIN | SUP, 0, "tipcast_api_order_refund", NULL,

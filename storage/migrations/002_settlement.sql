@@ -5,7 +5,7 @@
 -- (fees; minus every coin minted by a recharge or a credit), 'payout'
 -- (coins that left to a bank). Every movement's rows sum to zero.
 --
--- Every state change below is made by one SQL function (003_settlement_api.sql
+-- Every state change below is made by one SQL function (004_settlement_api.sql
 -- and the ledger's tipcast_ledger_apply), under row locks, in the same
 -- transaction as its audit_log row and its webhook_outbox row.
 
