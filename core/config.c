@@ -256,6 +256,27 @@ static int config_validate(const struct config *cfg, char *err, size_t errlen)
         config_err(err, errlen, "payment-secret: at least 16 bytes (or empty for no payment callback)");
         return -1;
     }
+    if (cfg->webhook_url[0]) {
+        const char *url = cfg->webhook_url;
+        if (strncmp(url, "https://", 8) == 0) {
+            config_err(err, errlen, "webhook-url: https is not spoken; point it at a TLS-terminating proxy or "
+                                    "sidecar on this host (http://...)");
+            return -1;
+        }
+        size_t host = strncmp(url, "http://", 7) == 0 ? strcspn(url + 7, ":/?") : 0;
+        for (const char *p = url; *p && host; p++)
+            if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+                host = 0;
+        if (host == 0) {
+            config_err(err, errlen, "webhook-url: expected http://HOST[:PORT][/PATH] without blanks");
+            return -1;
+        }
+        if (strlen(cfg->webhook_secret) < CONFIG_WEBHOOK_SECRET_MIN) {
+            config_err(err, errlen, "webhook-secret: required with webhook-url, at least %d bytes",
+                       CONFIG_WEBHOOK_SECRET_MIN);
+            return -1;
+        }
+    }
     if (cfg->secrets_count < 1) {
         config_err(err, errlen,
                    "jwt-secret is required: without it no client can authenticate "

@@ -20,6 +20,8 @@
 #define CONFIG_SECRETS_MAX 8
 /* Shortest jwt-secret accepted: HS256's key should be as long as its hash. */
 #define CONFIG_SECRET_MIN 32
+/* Shortest webhook-secret accepted. */
+#define CONFIG_WEBHOOK_SECRET_MIN 16
 #define CONFIG_ORIGINS_MAX 16
 #define CONFIG_CIDRS_MAX 16
 
@@ -118,6 +120,14 @@ struct config {
     int settlement_delay_days;         /* "settlement-delay-days", default 7 */
     int settlement_interval_s;         /* "settlement-interval-s", default 3600 */
     int withdrawal_min;                /* "withdrawal-min", default 1000 */
+
+    /* Webhooks (docs/settlement.md, "Webhooks") */
+    char webhook_url[CONFIG_STR_MAX];  /* "webhook-url", http://HOST[:PORT]/PATH, "" = no webhooks */
+    char webhook_secret[CONFIG_STR_MAX]; /* "webhook-secret", HMAC key, >= 16 bytes when webhook-url is set */
+    int webhook_timeout_ms;            /* "webhook-timeout-ms", default 5000 */
+    int webhook_retry_base_ms;         /* "webhook-retry-base-ms", default 1000 */
+    int webhook_give_up_s;             /* "webhook-give-up-s", default 86400 */
+    int webhook_poll_ms;               /* "webhook-poll-ms", default 500 */
 
     /* Logging */
     int log_level;                     /* "log-level" error|warn|info|debug, default info */

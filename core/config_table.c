@@ -270,6 +270,33 @@ const struct config_entry config_table[] = {
     {"withdrawal-min", CONFIG_G_SETTLEMENT, CONFIG_T_INT, CONFIG_OFF(withdrawal_min), 1, 2000000000, "1000",
      "COINS",
      "Smallest withdrawal a creator may request."},
+    /* Settlement: webhooks */
+    {"webhook-url", CONFIG_G_SETTLEMENT, CONFIG_T_STR, CONFIG_OFF(webhook_url), 0, 0, "", "URL",
+     "Where the signed webhooks go (orders, recharges, refunds, withdrawals; "
+     "docs/settlement.md): http://HOST[:PORT]/PATH. Only http: for an https "
+     "endpoint, point it at a TLS-terminating proxy or sidecar on this host. "
+     "Empty sends none, and no webhook is queued."},
+    {"webhook-secret", CONFIG_G_SETTLEMENT, CONFIG_T_STR, CONFIG_OFF(webhook_secret), 0, 0, "", "SECRET",
+     "Key of the webhooks' X-Tipcast-Signature (HMAC-SHA256 over "
+     "\"<timestamp>.<body>\"), shared with the receiver; at least 16 bytes, "
+     "required with webhook-url. Pass it in TIPCAST_WEBHOOK_SECRET or the "
+     "config file: a flag shows in the process list."},
+    {"webhook-timeout-ms", CONFIG_G_SETTLEMENT, CONFIG_T_INT, CONFIG_OFF(webhook_timeout_ms), 100, 600000, "5000",
+     "MS",
+     "A webhook delivery that has not connected and received the status line "
+     "of the answer within this time has failed, and is tried again later."},
+    {"webhook-retry-base-ms", CONFIG_G_SETTLEMENT, CONFIG_T_INT, CONFIG_OFF(webhook_retry_base_ms), 10, 3600000,
+     "1000", "MS",
+     "Wait before the second attempt of a webhook that failed; each further "
+     "attempt waits twice as long as the one before, at most an hour (less "
+     "up to a fifth, at random)."},
+    {"webhook-give-up-s", CONFIG_G_SETTLEMENT, CONFIG_T_INT, CONFIG_OFF(webhook_give_up_s), 1, 2592000, "86400",
+     "SECONDS",
+     "A webhook still failing this long after its event is given up: it "
+     "becomes a dead letter (GET /api/v1/webhooks/dead) and a webhook_dead "
+     "alert is raised."},
+    {"webhook-poll-ms", CONFIG_G_SETTLEMENT, CONFIG_T_INT, CONFIG_OFF(webhook_poll_ms), 10, 60000, "500", "MS",
+     "How often each node looks for webhooks due, when it has none under way."},
 
     /* Logging */
     {"log-level", CONFIG_G_LOGGING, CONFIG_T_LOG_LEVEL, CONFIG_OFF(log_level), 0, 3, "info",

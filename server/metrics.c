@@ -166,6 +166,21 @@ static void backends(struct prom *p, const struct server *s)
                 pgcheck_ok(&s->pgcheck));
 }
 
+static void webhooks(struct prom *p, const struct webhook_stats *w)
+{
+    prom_family(p, "tipcast_webhook_deliveries_total", "counter",
+                "Webhook attempts of this node by result: delivered (answered 2xx), failed (any other answer, "
+                "refused, timed out), dead (rows given up after webhook-give-up-s; their last attempt is also "
+                "counted failed).");
+    prom_u64(p, "tipcast_webhook_deliveries_total", PROM_L("result", "delivered"), PROM_NONE, w->delivered);
+    prom_u64(p, "tipcast_webhook_deliveries_total", PROM_L("result", "failed"), PROM_NONE, w->failed);
+    prom_u64(p, "tipcast_webhook_deliveries_total", PROM_L("result", "dead"), PROM_NONE, w->dead);
+    if (w->pending >= 0)
+        prom_single(p, "tipcast_webhook_pending", "gauge",
+                    "Webhooks waiting to be delivered, of every node (counted every 5 s by nodes with webhook-url).",
+                    w->pending);
+}
+
 static void process(struct prom *p, const struct metrics *m)
 {
     prom_single(p, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
@@ -193,6 +208,7 @@ long metrics_write(const struct server *s, char *buf, size_t cap)
     outbox(&p, &s->backlog, &s->ledger);
     backends(&p, s);
     admin_metrics(&p, s);
+    webhooks(&p, &s->webhook.stats);
     process(&p, &s->metrics);
     return prom_finish(&p);
 }

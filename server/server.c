@@ -354,6 +354,11 @@ int server_start(struct server *s)
         exit(1);
     }
     jobs_start(&s->jobs, s->loop, s->admin_pool, &s->wallet, cfg);
+    /* Webhooks, when webhook-url is set: their rows are in PostgreSQL. */
+    if (webhook_start(&s->webhook, s->loop, cfg) < 0) {
+        log_msg(LOG_ERROR, "cannot start the webhooks");
+        exit(1);
+    }
     uv_timer_init(s->loop, &s->sweep);
     s->sweep.data = s;
     uv_timer_start(&s->sweep, on_sweep, SERVER_SWEEP_MS, SERVER_SWEEP_MS);
@@ -387,6 +392,7 @@ static void finish_shutdown(struct server *s)
     rlink_stop(&s->redis);
     pgcheck_stop(&s->pgcheck);
     earnings_stop(&s->earnings);
+    webhook_stop(&s->webhook); /* deliveries in flight are sent again after their lease */
     jobs_stop(&s->jobs);
     pgpool_close(s->admin_pool);
     s->admin_pool = NULL;
@@ -415,11 +421,7 @@ void server_stop(struct server *s)
     uv_timer_start(&s->drain, on_drain, 20, 20);
 }
 
-int server_webhooks_on(const struct server *s)
-{
-    (void)s;
-    return 0;
-}
+int server_webhooks_on(const struct server *s) { return s->cfg.webhook_url[0] != '\0'; }
 
 void server_free(struct server *s)
 {

@@ -30,6 +30,7 @@
 #include "tally.h"
 #include "wallet.h"
 #include "web.h"
+#include "webhook.h"
 
 /* HTTP statuses the admin API's answers are counted by, "other" last. */
 #define ADMIN_STATUSES 13
@@ -65,6 +66,7 @@ struct server {
     struct ledger ledger;
     struct pgcheck pgcheck;
     struct earnings earnings;
+    struct webhook webhook;
     struct conns conns;
     /* Connections per user and per client address (session.c). */
     struct tally conns_by_user, conns_by_addr;

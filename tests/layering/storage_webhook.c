@@ -1,0 +1,2 @@
+/* storage_webhook.c - storage includes settlement, which links it: must not build. */
+#include "webhook.h"
