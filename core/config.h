@@ -101,6 +101,7 @@ struct config {
     /* Money */
     int wallet_shards;                 /* "wallet-shards", default 16 */
     int idem_ttl_s;                    /* "idem-ttl-s", default 3600 */
+    int external_idem_hours;           /* "external-idempotency-hours", default 720 */
     int tip_min;                       /* "tip-min", default 1 */
     int tip_max;                       /* "tip-max", default 1000000 */
     int gift_max_count;                /* "gift-max-count", default 9999 */

@@ -208,6 +208,12 @@ const struct config_entry config_table[] = {
      "How long the result of a money request is kept under its request id, so "
      "that a retry answers the first result instead of paying twice. Each "
      "record costs Redis memory (see docs/operations.md)."},
+    {"external-idempotency-hours", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(external_idem_hours), 1, 87600, "720",
+     "HOURS",
+     "How long a recharge's or refund's wallet credit is kept under its id "
+     "(recharge:<id>, refund:<id>). A credit driven again after its record "
+     "expired would be paid twice, so this outlives any retry of the "
+     "settlement layer."},
     {"tip-min", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(tip_min), 1, 2000000000, "1", "COINS",
      "Smallest tip."},
     {"tip-max", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(tip_max), 1, 2000000000, "1000000", "COINS",

@@ -11,12 +11,12 @@
 #include "log.h"
 #include "utf8.h"
 
-enum field { F_K, F_U, F_R, F_G, F_GN, F_AN, F_N, F_P, F_A, F_B, F_M, F_T, F_Q, F_TS, F_RO, F_COUNT };
-static const char *const field_names[F_COUNT] = {"k", "u", "r", "g", "gn", "an", "n", "p",
-                                                 "a", "b", "m", "t", "q", "ts", "ro"};
+enum field { F_K, F_U, F_R, F_G, F_GN, F_AN, F_N, F_P, F_A, F_B, F_M, F_T, F_Q, F_TS, F_RO, F_X, F_OTS, F_COUNT };
+static const char *const field_names[F_COUNT] = {"k", "u", "r", "g", "gn", "an", "n", "p", "a",
+                                                 "b", "m", "t", "q", "ts", "ro", "x", "ots"};
 
 /* The lengths of the names, so that a field is found without strlen. */
-static const uint8_t field_lens[F_COUNT] = {1, 1, 1, 1, 2, 2, 1, 1, 1, 1, 1, 1, 1, 2, 2};
+static const uint8_t field_lens[F_COUNT] = {1, 1, 1, 1, 2, 2, 1, 1, 1, 1, 1, 1, 1, 2, 2, 1, 3};
 
 /* The field named s[0..n), or -1. */
 static int field_of(const char *s, size_t n)
@@ -120,7 +120,8 @@ static struct entry_str text_copy(const char *s, size_t n, struct arena *a)
 static void entry_parse(struct entry *e, const redisReply *fields, struct arena *a)
 {
     static const struct entry_str empty = {"", 0};
-    e->user = e->room = e->gift_name = e->animation = e->combo = e->text = e->request_id = e->raw = empty;
+    e->user = e->room = e->gift_name = e->animation = e->combo = e->text = e->request_id = e->raw = e->ref = empty;
+    e->order_ts_ms = 0;
     e->role = (struct entry_str){"viewer", 6};
     if (!fields || fields->type != REDIS_REPLY_ARRAY) {
         e->kind = ENTRY_GONE;
@@ -150,11 +151,18 @@ static void entry_parse(struct entry *e, const redisReply *fields, struct arena 
         e->kind = ENTRY_TIP;
     else if (v[F_K] && n[F_K] == 6 && memcmp(v[F_K], "credit", 6) == 0)
         e->kind = ENTRY_CREDIT;
+    else if (v[F_K] && n[F_K] == 8 && memcmp(v[F_K], "recharge", 8) == 0)
+        e->kind = ENTRY_RECHARGE;
+    else if (v[F_K] && n[F_K] == 6 && memcmp(v[F_K], "refund", 6) == 0)
+        e->kind = ENTRY_REFUND;
     else {
         reject(e, "unknown kind");
         goto bad;
     }
     static const enum field need_all[] = {F_U, F_A, F_B, F_TS};
+    /* Orders and refunds name a room; recharges and refunds their reference. */
+    int external = e->kind == ENTRY_RECHARGE || e->kind == ENTRY_REFUND;
+    int roomed = e->kind == ENTRY_GIFT || e->kind == ENTRY_TIP || e->kind == ENTRY_REFUND;
     static const enum field need_order[] = {F_R, F_Q};
     static const enum field need_gift[] = {F_G, F_N, F_P};
     for (size_t i = 0; i < sizeof need_all / sizeof need_all[0]; i++)
@@ -162,11 +170,19 @@ static void entry_parse(struct entry *e, const redisReply *fields, struct arena 
             reject(e, "field %s missing", field_names[need_all[i]]);
             goto bad;
         }
-    for (size_t i = 0; e->kind != ENTRY_CREDIT && i < sizeof need_order / sizeof need_order[0]; i++)
+    for (size_t i = 0; roomed && i < sizeof need_order / sizeof need_order[0]; i++)
         if (!n[need_order[i]]) {
             reject(e, "field %s missing", field_names[need_order[i]]);
             goto bad;
         }
+    if (external && !n[F_X]) {
+        reject(e, "field x missing");
+        goto bad;
+    }
+    if (e->kind == ENTRY_REFUND && !n[F_OTS]) {
+        reject(e, "field ots missing");
+        goto bad;
+    }
     for (size_t i = 0; e->kind == ENTRY_GIFT && i < sizeof need_gift / sizeof need_gift[0]; i++)
         if (!n[need_gift[i]]) {
             reject(e, "field %s missing", field_names[need_gift[i]]);
@@ -190,8 +206,20 @@ static void entry_parse(struct entry *e, const redisReply *fields, struct arena 
         reject(e, "gift id, count or price is not a positive integer");
         goto bad;
     }
+    if (e->kind == ENTRY_REFUND && (parse_i64(v[F_OTS], n[F_OTS], &e->order_ts_ms) < 0 || e->order_ts_ms < 0 ||
+                                    e->order_ts_ms > ENTRY_TS_MS_MAX)) {
+        reject(e, "order time is not an integer (0 to the end of year 9999)");
+        goto bad;
+    }
+    /* A reference is the key of its movement in the ledger: exact, or the
+     * entry is not applied at all. */
+    if (external && (n[F_X] > ENTRY_REF_MAX || !utf8_valid((const uint8_t *)v[F_X], n[F_X]) ||
+                     memchr(v[F_X], '\0', n[F_X]))) {
+        reject(e, "reference is not UTF-8 of 1..%d bytes", ENTRY_REF_MAX);
+        goto bad;
+    }
     /* Users and rooms are ids (jwt.h): the wallet wrote nothing else. */
-    if (!id_valid(v[F_U], n[F_U]) || (e->kind != ENTRY_CREDIT && !id_valid(v[F_R], n[F_R]))) {
+    if (!id_valid(v[F_U], n[F_U]) || (roomed && !id_valid(v[F_R], n[F_R]))) {
         reject(e, "user or room is not an id");
         goto bad;
     }
@@ -206,6 +234,8 @@ static void entry_parse(struct entry *e, const redisReply *fields, struct arena 
     e->animation = text_copy(v[F_AN], n[F_AN], a);
     e->combo = text_copy(v[F_M], n[F_M], a);
     e->text = text_copy(v[F_T], n[F_T], a);
+    if (external)
+        e->ref = text_copy(v[F_X], n[F_X], a);
     if (n[F_RO])
         e->role = text_copy(v[F_RO], n[F_RO], a);
     return;

@@ -3,9 +3,10 @@
  * group (consumer.h).
  *
  * Entry fields, as wallet_move.lua writes them (all values are strings):
- *   k   kind: "gift", "tip" or "credit"
+ *   k   kind: "gift", "tip", "credit", "recharge" or "refund"
  *   u   the user whose wallet moved (the sender; the credited user)
- *   r   room id (= the creator's user id); "" for credit
+ *   r   room id (= the creator's user id); for a refund the refunded
+ *       order's room; "" for credit and recharge
  *   g   gift id (gift), "0" otherwise
  *   gn  gift name (gift), "" otherwise
  *   an  gift animation key (gift), "" otherwise
@@ -18,6 +19,10 @@
  *   q   the client's request id (idempotency key, per user)
  *   ts  server time in ms since the epoch
  *   ro  the role of the user who made the request (optional; "viewer")
+ *   x   recharge and refund only: the external reference (the recharge id,
+ *       the refund id) that the ledger applies them under
+ *   ots refund only: the refunded order's created_at in ms (the periods of
+ *       the leaderboards it is taken off)
  *
  * Identities and money must be exact: an entry whose kind, ids, amounts or
  * time cannot be read is ENTRY_BAD, with the reason and its raw fields kept,
@@ -39,11 +44,15 @@
  * could not store it, and the ledger would never commit it. */
 #define ENTRY_TS_MS_MAX INT64_C(253402300799999)
 #define ENTRY_REASON_MAX 96
+/* Longest external reference (x) of a recharge or refund. */
+#define ENTRY_REF_MAX 128
 
 enum entry_kind {
     ENTRY_GIFT,
     ENTRY_TIP,
     ENTRY_CREDIT,
+    ENTRY_RECHARGE, /* coins bought, credited by the settlement layer */
+    ENTRY_REFUND,   /* an order's coins given back by the settlement layer */
     ENTRY_BAD,  /* malformed: `reason` and `raw` say how */
     ENTRY_GONE, /* deleted from the stream: only its id is left */
 };
@@ -60,7 +69,9 @@ struct entry {
     char id[OUTBOX_STREAM_ID_MAX + 1];
     enum entry_kind kind;
     int64_t gift_id, count, unit_price, amount, balance, ts_ms;
+    int64_t order_ts_ms; /* refund: the refunded order's time (ots); 0 otherwise */
     struct entry_str user, room, gift_name, animation, combo, text, request_id, role;
+    struct entry_str ref; /* recharge, refund: x; "" otherwise */
     char reason[ENTRY_REASON_MAX];
     struct entry_str raw; /* ENTRY_BAD: the fields as "name=value\n" lines */
     uint8_t retry;        /* set by a group's applier: not applied, read it again */

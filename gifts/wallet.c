@@ -11,8 +11,10 @@
 
 #include "clock.h"
 #include "coins.h"
+#include "entry.h"
 #include "message.h"
 #include "log.h"
+#include "utf8.h"
 
 extern const char lua_wallet_move[];
 
@@ -27,7 +29,7 @@ struct pending {
     int64_t amount;
 };
 
-static const char *const kind_names[WALLET_KINDS] = {"gift", "tip", "credit", "balance"};
+static const char *const kind_names[WALLET_KINDS] = {"gift", "tip", "credit", "balance", "recharge", "refund"};
 
 const char *wallet_kind_name(enum wallet_kind k)
 {
@@ -164,55 +166,78 @@ struct movement {
     const char *combo;
     const char *text;
     size_t text_len;
+    const char *ref;     /* recharge, refund: the external reference; "" otherwise */
+    int64_t order_ts_ms; /* refund: the refunded order's time */
+    const char *req_id;  /* the idempotency key's request id */
+    const char *role;
+    int64_t ttl_ms;      /* how long the result is kept under req_id */
 };
 
-static void move(struct wallet *w, const struct reply *r, const struct jwt_claims *who, const struct movement *mv)
+/* Sends one movement to wallet_move.lua on the user's shard; cb(reply,
+ * priv) gets its answer. Returns 0, -1 when the request is too large to
+ * fingerprint, -2 when it could not be sent (cb never called either way). */
+static int submit(struct wallet *w, const struct movement *mv, void (*cb)(redisReply *, void *), void *priv)
 {
     int shard = outbox_shard_of(w->ob, mv->uid);
-    char bal[OUTBOX_KEY_MAX], idem[OUTBOX_KEY_MAX + REPLY_ID_MAX], outbox[OUTBOX_KEY_MAX];
+    char bal[OUTBOX_KEY_MAX], idem[OUTBOX_KEY_MAX + REPLY_ID_MAX + ENTRY_REF_MAX], outbox[OUTBOX_KEY_MAX];
     outbox_balance_key(shard, mv->uid, bal, sizeof bal);
-    outbox_idem_key(shard, mv->uid, r->id, idem, sizeof idem);
+    outbox_idem_key(shard, mv->uid, mv->req_id, idem, sizeof idem);
     outbox_key(shard, outbox, sizeof outbox);
 
-    char gid[16], count[24], unit[24], amount[24], ts[24], ttl[24], backlog[24];
+    char gid[16], count[24], unit[24], amount[24], ts[24], ttl[24], backlog[24], ots[24];
     snprintf(gid, sizeof gid, "%d", mv->gift ? mv->gift->id : 0);
     snprintf(count, sizeof count, "%" PRId64, mv->count);
     snprintf(unit, sizeof unit, "%" PRId64, mv->unit);
     snprintf(amount, sizeof amount, "%" PRId64, mv->amount);
     snprintf(ts, sizeof ts, "%" PRId64, clock_wall_ms());
-    snprintf(ttl, sizeof ttl, "%lld", (long long)w->cfg->idem_ttl_s * 1000);
+    snprintf(ttl, sizeof ttl, "%" PRId64, mv->ttl_ms);
     snprintf(backlog, sizeof backlog, "%d", w->cfg->outbox_max_backlog);
+    snprintf(ots, sizeof ots, "%" PRId64, mv->order_ts_ms);
 
     /* Everything that defines the movement, so that a replay with other
-     * parameters is told apart from a true retry. */
-    char canon[WALLET_TIP_TEXT_MAX + 512];
+     * parameters is told apart from a true retry. The reference and the
+     * order time only for the kinds that have them, so that the
+     * fingerprints of gifts, tips and credits stay what they were. */
+    char canon[WALLET_TIP_TEXT_MAX + ENTRY_REF_MAX + 512];
     int n = snprintf(canon, sizeof canon, "%s|%s|%s|%s|%s|%s|%s|", mv->kind, mv->uid, mv->room, gid, count,
                      amount, mv->combo);
-    if (n < 0 || (size_t)n + mv->text_len >= sizeof canon) {
-        refuse(w, mv->k, r, ERR_INTERNAL, "request too large", NULL, 0);
-        return;
-    }
+    if (n >= 0 && mv->ref[0])
+        n += snprintf(canon + n, sizeof canon - (size_t)n, "%s|%s|", mv->ref, ots);
+    if (n < 0 || (size_t)n + mv->text_len >= sizeof canon)
+        return -1;
     memcpy(canon + n, mv->text, mv->text_len);
     char fp[41];
     fingerprint(canon, (size_t)n + mv->text_len, fp);
 
     const char *argv[] = {bal, idem, outbox, mv->kind, mv->uid, mv->room, gid,
                           mv->gift ? mv->gift->name : "", mv->gift ? mv->gift->animation : "", count, unit,
-                          amount, mv->combo, mv->text, r->id, ts, fp, ttl, backlog,
-                          role_name(who->role)};
-    size_t len[20];
-    for (int i = 0; i < 20; i++)
+                          amount, mv->combo, mv->text, mv->req_id, ts, fp, ttl, backlog, mv->role, mv->ref, ots};
+    enum { ARGC = sizeof argv / sizeof argv[0] };
+    size_t len[ARGC];
+    for (int i = 0; i < ARGC; i++)
         len[i] = i == 13 ? mv->text_len : strlen(argv[i]); /* the text is not NUL-terminated */
+    return rlink_eval(w->rl, &w->script, 3, ARGC, argv, len, cb, priv) < 0 ? -2 : 0;
+}
 
+static void move(struct wallet *w, const struct reply *r, const struct jwt_claims *who, struct movement *mv)
+{
+    mv->ref = "";
+    mv->req_id = r->id;
+    mv->role = role_name(who->role);
+    mv->ttl_ms = (int64_t)w->cfg->idem_ttl_s * 1000;
     struct pending *p = malloc(sizeof *p);
     if (!p) {
         refuse(w, mv->k, r, ERR_INTERNAL, "out of memory", NULL, 0);
         return;
     }
-    *p = (struct pending){*r, w, mv->k, shard, mv->amount};
-    if (rlink_eval(w->rl, &w->script, 3, 20, argv, len, on_moved, p) < 0) {
+    *p = (struct pending){*r, w, mv->k, outbox_shard_of(w->ob, mv->uid), mv->amount};
+    int rc = submit(w, mv, on_moved, p);
+    if (rc < 0) {
         free(p);
-        refuse_unavailable(w, mv->k, r);
+        if (rc == -1)
+            refuse(w, mv->k, r, ERR_INTERNAL, "request too large", NULL, 0);
+        else
+            refuse_unavailable(w, mv->k, r);
     }
 }
 
@@ -293,6 +318,88 @@ void wallet_credit(struct wallet *w, const struct reply *r, const struct jwt_cla
     struct movement mv = {.k = WALLET_CREDIT, .kind = "credit", .uid = user, .room = "", .count = 1, .unit = amount,
                           .amount = amount, .combo = "", .text = text ? text : "", .text_len = text_len};
     move(w, r, who, &mv);
+}
+
+/* ---- Credits decided by the settlement layer ------------------------------- */
+
+struct ext_pending {
+    struct wallet *w;
+    enum wallet_kind k;
+    void (*done)(void *ctx, int ok, enum err code, int64_t balance);
+    void *ctx;
+};
+
+static void ext_answer(struct ext_pending *p, int result, int ok, enum err code, int64_t balance)
+{
+    wallet_count(p->w, p->k, result);
+    p->done(p->ctx, ok, code, balance);
+    free(p);
+}
+
+static void on_external(redisReply *reply, void *priv)
+{
+    struct ext_pending *p = priv;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || !str_elem(reply, 0)) {
+        if (reply && reply->type == REDIS_REPLY_ERROR)
+            log_msg(LOG_ERROR, "wallet_move (%s): %s", wallet_kind_name(p->k), reply->str);
+        ext_answer(p, WALLET_RESULT_ERR(ERR_UNAVAILABLE), 0, ERR_UNAVAILABLE, 0);
+    } else if (strcmp(reply->element[0]->str, "ok") == 0 && str_elem(reply, 1) && int_elem(reply, 2) &&
+               int_elem(reply, 3)) {
+        int replayed = reply->element[3]->integer != 0;
+        ext_answer(p, replayed ? WALLET_RESULT_REPLAYED : WALLET_RESULT_OK, 1, ERR_INTERNAL,
+                   reply->element[2]->integer);
+    } else if (strcmp(reply->element[0]->str, "err") == 0 && str_elem(reply, 1) &&
+               strcmp(reply->element[1]->str, "idempotency_conflict") == 0) {
+        ext_answer(p, WALLET_RESULT_ERR(ERR_IDEMPOTENCY_CONFLICT), 0, ERR_IDEMPOTENCY_CONFLICT, 0);
+    } else if (strcmp(reply->element[0]->str, "err") == 0) {
+        ext_answer(p, WALLET_RESULT_ERR(ERR_INTERNAL), 0, ERR_INTERNAL, 0);
+    } else {
+        ext_answer(p, WALLET_RESULT_ERR(ERR_UNAVAILABLE), 0, ERR_UNAVAILABLE, 0);
+    }
+}
+
+/* A reference: 1..ENTRY_REF_MAX bytes of UTF-8 (what the entry parser
+ * accepts as x). */
+static int ref_valid(const char *ref)
+{
+    size_t n = ref ? strlen(ref) : 0;
+    return n > 0 && n <= ENTRY_REF_MAX && utf8_valid((const uint8_t *)ref, n);
+}
+
+void wallet_external(struct wallet *w, enum wallet_ext kind, const char *user, int64_t amount, const char *ref,
+                     const char *room, int64_t order_ts_ms,
+                     void (*done)(void *ctx, int ok, enum err code, int64_t balance), void *ctx)
+{
+    int refund = kind == WALLET_EXT_REFUND;
+    enum wallet_kind k = refund ? WALLET_REFUND : WALLET_RECHARGE;
+    if (!user || !id_valid(user, strlen(user)) || amount <= 0 || amount > COINS_MAX || !ref_valid(ref) ||
+        (refund && (!room || !id_valid(room, strlen(room)) || order_ts_ms < 0 || order_ts_ms > ENTRY_TS_MS_MAX))) {
+        wallet_count(w, k, WALLET_RESULT_ERR(ERR_BAD_FIELD));
+        done(ctx, 0, ERR_BAD_FIELD, 0);
+        return;
+    }
+    if (!w->checked) {
+        wallet_count(w, k, WALLET_RESULT_ERR(ERR_UNAVAILABLE));
+        done(ctx, 0, ERR_UNAVAILABLE, 0);
+        return;
+    }
+    char req[ENTRY_REF_MAX + 16];
+    snprintf(req, sizeof req, "%s:%s", refund ? "refund" : "recharge", ref);
+    struct movement mv = {.k = k, .kind = refund ? "refund" : "recharge", .uid = user, .room = refund ? room : "",
+                          .count = 1, .unit = amount, .amount = amount, .combo = "", .text = "", .text_len = 0,
+                          .ref = ref, .order_ts_ms = refund ? order_ts_ms : 0, .req_id = req, .role = "admin",
+                          .ttl_ms = (int64_t)w->cfg->external_idem_hours * 3600 * 1000};
+    struct ext_pending *p = malloc(sizeof *p);
+    if (!p) {
+        wallet_count(w, k, WALLET_RESULT_ERR(ERR_INTERNAL));
+        done(ctx, 0, ERR_INTERNAL, 0);
+        return;
+    }
+    *p = (struct ext_pending){w, k, done, ctx};
+    int rc = submit(w, &mv, on_external, p);
+    if (rc < 0)
+        ext_answer(p, WALLET_RESULT_ERR(rc == -1 ? ERR_INTERNAL : ERR_UNAVAILABLE), 0,
+                   rc == -1 ? ERR_INTERNAL : ERR_UNAVAILABLE, 0);
 }
 
 static void on_balance(redisReply *reply, void *priv)
@@ -421,12 +528,4 @@ int wallet_check_redis(struct wallet *w, void (*done)(void *ctx, enum redis_chec
     const char *argv[] = {"INFO"};
     size_t len[] = {4};
     return rlink_command(w->rl, RLINK_CMD_LINK, 1, argv, len, on_info, w);
-}
-
-void wallet_external(struct wallet *w, enum wallet_ext kind, const char *user, int64_t amount, const char *ref,
-                     const char *room, int64_t order_ts_ms, void (*done)(void *ctx, int ok, enum err code,
-                     int64_t balance), void *ctx)
-{
-    (void)w, (void)kind, (void)user, (void)amount, (void)ref, (void)room, (void)order_ts_ms;
-    done(ctx, 0, ERR_UNAVAILABLE, 0);
 }

@@ -1,4 +1,5 @@
-/* wallet.h - the money requests of a user: gift, tip, credit, balance.
+/* wallet.h - the money requests of a user: gift, tip, credit, balance; and
+ * the credits of the settlement layer: recharge, refund.
  *
  * Each movement is one call of lua/wallet_move.lua on the user's wallet
  * shard: all checks, then the debit or credit, the outbox entry and the
@@ -34,7 +35,11 @@
 #define WALLET_RECHECK_MS 500
 
 /* The money requests, as the metrics page names them (wallet_kind_name). */
-enum wallet_kind { WALLET_GIFT, WALLET_TIP, WALLET_CREDIT, WALLET_BALANCE, WALLET_KINDS };
+enum wallet_kind { WALLET_GIFT, WALLET_TIP, WALLET_CREDIT, WALLET_BALANCE, WALLET_RECHARGE, WALLET_REFUND,
+                   WALLET_KINDS };
+
+/* The credits the settlement layer decides (wallet_external). */
+enum wallet_ext { WALLET_EXT_RECHARGE, WALLET_EXT_REFUND };
 
 /* How a money request was answered: ok, replayed (a retry answered with
  * the first result), or an error code (errors.h) at WALLET_RESULT_ERR. */
@@ -77,11 +82,36 @@ void wallet_tip(struct wallet *w, const struct reply *r, const struct jwt_claims
 /* A credit of `amount` coins to `user` by an admin, with a reason. */
 void wallet_credit(struct wallet *w, const struct reply *r, const struct jwt_claims *who, const char *user,
                    int64_t amount, const char *text, size_t text_len);
-/* Credits decided by settlement (TEMPORARY stub until the ledger side lands). */
-enum wallet_ext { WALLET_EXT_RECHARGE, WALLET_EXT_REFUND };
+/* A credit decided by the settlement layer (docs/admin-api.md, the
+ * "wallet" of an API answer): `amount` coins into `user`'s wallet for the
+ * recharge or refund `ref` (its id: 1..ENTRY_REF_MAX bytes of UTF-8). A
+ * refund also names the refunded order's room and created_at in ms
+ * (order_ts_ms), for the leaderboards it is taken off; room and
+ * order_ts_ms are ignored for a recharge. `user` (and `room`) are ids
+ * (jwt.h id_valid); amount is 1..COINS_MAX.
+ *
+ * Exactly once per ref: the movement is stored under the request id
+ * "recharge:<ref>" / "refund:<ref>" for external-idempotency-hours, so a
+ * call made again (the API retried, tipcastd restarted) answers the first
+ * result (ok, the balance after the first credit) and moves nothing; the
+ * same ref with another user, amount, room or time is
+ * ERR_IDEMPOTENCY_CONFLICT. No balance check and no outbox backlog bound:
+ * money only comes in. The outbox entry (kind recharge / refund, x = ref,
+ * ots for a refund) is then applied by the ledger (the recharge or refund
+ * row becomes credited) and, for a refund, by the rooms group (the
+ * sender's board scores of the order's periods are lowered).
+ *
+ * done(ctx, ok, code, balance) is called exactly once: from within this
+ * call when it is refused at once (ERR_BAD_FIELD for a bad argument,
+ * ERR_UNAVAILABLE before wallet_check_redis has passed or when Redis
+ * cannot be reached, ERR_INTERNAL when out of memory), else when Redis
+ * answers: ok 1 with the balance after the credit (code is then
+ * meaningless), or ok 0 with ERR_UNAVAILABLE (retry with the same ref: safe),
+ * ERR_IDEMPOTENCY_CONFLICT or ERR_INTERNAL. The strings need only live
+ * during the call. */
 void wallet_external(struct wallet *w, enum wallet_ext kind, const char *user, int64_t amount, const char *ref,
-                     const char *room, int64_t order_ts_ms, void (*done)(void *ctx, int ok, enum err code,
-                     int64_t balance), void *ctx);
+                     const char *room, int64_t order_ts_ms,
+                     void (*done)(void *ctx, int ok, enum err code, int64_t balance), void *ctx);
 
 /* The balance of `who`'s wallet. */
 void wallet_balance(struct wallet *w, const struct reply *r, const struct jwt_claims *who);
@@ -91,7 +121,7 @@ void wallet_balance(struct wallet *w, const struct reply *r, const struct jwt_cl
  * field, rate_limited, auth_required). */
 void wallet_count(struct wallet *w, enum wallet_kind k, int result);
 
-/* "gift", "tip", "credit", "balance". */
+/* "gift", "tip", "credit", "balance", "recharge", "refund". */
 const char *wallet_kind_name(enum wallet_kind k);
 /* "ok", "replayed" or the error code of a result. */
 const char *wallet_result_name(int result);

@@ -67,6 +67,21 @@ static void on_applied(redisReply *reply, void *priv)
         batch_done(f);
 }
 
+/* The entries the room script applies: gifts and tips (a room event and a
+ * board bump each) and refunds (the boards lowered, no event). */
+static int to_room(const struct entry *e)
+{
+    return e->kind == ENTRY_GIFT || e->kind == ENTRY_TIP || e->kind == ENTRY_REFUND;
+}
+
+/* The time whose board periods an entry changes: a refund's is the
+ * refunded order's, so that it comes off the day, week and month the gift
+ * counted in. */
+static int64_t board_time(const struct entry *e)
+{
+    return e->kind == ENTRY_REFUND ? e->order_ts_ms : e->ts_ms;
+}
+
 /* The stream id of the last entry before `k` of the same shard and room
  * that goes to its script, or "". */
 static const char *predecessor(const struct entry_batch *b, size_t k)
@@ -76,13 +91,13 @@ static const char *predecessor(const struct entry_batch *b, size_t k)
         const struct entry *p = &b->e[i];
         if (p->shard != e->shard)
             break; /* a shard's entries are contiguous in the batch */
-        if ((p->kind == ENTRY_GIFT || p->kind == ENTRY_TIP) && strcmp(p->room.s, e->room.s) == 0)
+        if (to_room(p) && strcmp(p->room.s, e->room.s) == 0)
             return p->id;
     }
     return "";
 }
 
-/* Puts every gift and tip into the group of its room and day (the groups
+/* Puts every gift, tip and refund into the group of its room and day (the groups
  * in the order of their first entry), linking each group's entries through
  * next[]. Returns the number of groups, or -1 when out of memory. */
 static int group_entries(const struct entry_batch *b, uint32_t *next, struct group *gr)
@@ -98,10 +113,10 @@ static int group_entries(const struct entry_batch *b, uint32_t *next, struct gro
     int ng = 0;
     for (size_t k = 0; k < b->n; k++) {
         const struct entry *e = &b->e[k];
-        if (e->kind != ENTRY_GIFT && e->kind != ENTRY_TIP)
+        if (!to_room(e))
             continue;
         struct board_keys bk;
-        board_keys(e->room.s, e->ts_ms, &bk);
+        board_keys(e->room.s, board_time(e), &bk);
         const char *day = bk.key[BOARD_DAY];
         size_t h = hash_fnv1a(day, strlen(day)) & (cap - 1);
         while (slot[h] >= 0 && strcmp(gr[slot[h]].day, day) != 0)
@@ -147,7 +162,7 @@ static void send_group(struct roomfeed *f, const struct group *g, const uint32_t
     struct room_keys rk;
     struct board_keys bk;
     room_keys(lead->room.s, &rk);
-    board_keys(lead->room.s, lead->ts_ms, &bk);
+    board_keys(lead->room.s, board_time(lead), &bk);
     char hl[16], ttl[BOARD_PERIODS][24], count[16];
     snprintf(hl, sizeof hl, "%d", f->history_len);
     for (int p = 0; p < BOARD_PERIODS; p++)
@@ -164,7 +179,8 @@ static void send_group(struct roomfeed *f, const struct group *g, const uint32_t
         struct entry *e = &b->e[k];
         char order[OUTBOX_ORDER_ID_MAX + 1];
         entry_order_id(e, order, sizeof order);
-        int blen = event_body_order(f->body[cl->n], sizeof f->body[0], e, order);
+        int refund = e->kind == ENTRY_REFUND;
+        int blen = refund ? 0 : event_body_order(f->body[cl->n], sizeof f->body[0], e, order);
         if (blen < 0) {
             /* Too large for an event: nothing can ever apply it. The ledger
              * still has the order. */
@@ -175,7 +191,7 @@ static void send_group(struct roomfeed *f, const struct group *g, const uint32_t
         int sl = snprintf(f->shard[cl->n], sizeof f->shard[0], "%d", e->shard);
         int al = snprintf(f->amount[cl->n], sizeof f->amount[0], "%lld", (long long)e->amount);
         const char *prev = predecessor(b, k);
-        const char *kind = event_kind_name(e->kind == ENTRY_GIFT ? EVENT_GIFT : EVENT_TIP);
+        const char *kind = refund ? "refund" : event_kind_name(e->kind == ENTRY_GIFT ? EVENT_GIFT : EVENT_TIP);
         const char *args[PER] = {f->shard[cl->n], e->id, prev, (const char *)f->body[cl->n], e->user.s,
                                  f->amount[cl->n], kind};
         size_t lens[PER] = {(size_t)sl, strlen(e->id), strlen(prev), (size_t)blen, e->user.len, (size_t)al,

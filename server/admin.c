@@ -422,8 +422,10 @@ static void on_sql(void *priv, const struct pgpool_result *r)
         free(text);
         /* The function asked for a movement into a wallet: it runs before
          * the answer, which then carries the wallet's balance. */
+        q->wallet_out = 1; /* on_wallet may run from within jobs_credit */
         int rc = jobs_credit(&q->s->wallet, w, on_wallet, q);
-        q->wallet_out = rc == 0;
+        if (rc < 0)
+            q->wallet_out = 0;
         json_decref(res);
         if (rc < 0) {
             log_msg(LOG_ERROR, "admin: %s returned a wallet movement that cannot be read", q->route->fn);

@@ -90,10 +90,11 @@ static void on_redrive(void *priv, const struct pgpool_result *r)
                 n);
     for (int i = 0; i < n && i < JOBS_REDRIVE_MAX; i++) {
         json_t *move = json_loads(PQgetvalue(r->res, i, 0), 0, NULL);
-        if (move && jobs_credit(j->wallet, move, on_credit, j) == 0)
-            j->credits_out++;
-        else
+        j->credits_out++; /* on_credit may run from within jobs_credit */
+        if (!move || jobs_credit(j->wallet, move, on_credit, j) < 0) {
+            j->credits_out--;
             log_msg(LOG_ERROR, "settlement: tipcast_wallet_redrive returned a movement that cannot be read");
+        }
         json_decref(move);
     }
 }

@@ -2,20 +2,23 @@
  * the wallet shards' entries into PostgreSQL, exactly once in effect.
  *
  * Each batch the consumer reads is written in ONE PostgreSQL transaction
- * (ledger_txn.c) and acknowledged only after it committed:
- *   gift, tip  one orders row (unique on the order id) and, only when it
- *              was new, two ledger rows (user -A, creator +A) and the
- *              creator's earnings raised by A;
+ * (ledger_txn.c, tipcast_ledger_apply of 003_ledger_split.sql) and
+ * acknowledged only after it committed:
+ *   gift, tip  one orders row (unique on the order id) with its revenue
+ *              split and, only when it was new, its ledger rows (user -A,
+ *              creator +net, agency +share, platform +fee), the creator's
+ *              month volume, pending balance and earnings;
  *   credit     two ledger rows (user +A, platform -A), unique on
  *              (movement, account);
+ *   recharge   user +A, platform -A under 'recharge:<id>'; the recharge
+ *              paid -> credited;
+ *   refund     the refund's split reversed under 'refund:<id>'; the
+ *              creator's balance lowered; the refund pending -> credited;
  *   malformed  one outbox_rejects row with the raw entry (never blocks the
  *              stream; a non-empty table is an incident).
  * Delivery is at least once (a crash between COMMIT and XACK replays the
- * batch); the unique keys make a replay change nothing. A batch is first
- * sent in its fast form (ledger_sql.h), which a replayed order fails as a
- * whole on a unique key; that batch is then written again in the careful
- * form, whose ledger rows and earnings are fed only by the orders it
- * actually inserted.
+ * batch); the unique keys and the state checks make a replay change
+ * nothing.
  *
  * While PostgreSQL is down nothing is read or acknowledged: entries wait
  * in the outbox, and the connection (core/pgconn.h) is made again with
@@ -44,6 +47,8 @@ struct ledger_stats {
     uint64_t batches;      /* transactions committed */
     uint64_t orders;       /* orders rows inserted (a replay inserts none) */
     uint64_t credits;      /* credit movements inserted */
+    uint64_t recharges;    /* recharges credited */
+    uint64_t refunds;      /* refunds credited */
     uint64_t rejects;      /* malformed entries set aside in outbox_rejects */
     int64_t last_flush_ms; /* duration of the latest transaction */
     int64_t last_lag_ms;   /* age of its newest entry when it committed */
@@ -56,16 +61,18 @@ struct ledger {
     uv_loop_t *loop;
     struct pgconn *pg;
     int pg_logged_down;
+    /* Queue the webhooks of new orders, recharges and refunds (set by the
+     * server when a webhook-url is configured; 0 by default). */
+    int webhooks;
 
     /* The transaction in flight (ledger_txn.c). */
     struct entry_batch *batch;
-    int fast;                       /* in its fast form */
     struct ledger_sql sql;          /* its query and COPY rows, until it ends */
     struct pgconn_copy copies[LEDGER_COPIES];
     int pg_failed;                  /* a statement of it had an error */
     char pg_error[256];
     char pg_sqlstate[6];            /* of that error, "" when unknown */
-    int64_t rows_orders, rows_credits;
+    int64_t rows_orders, rows_credits, rows_recharges, rows_refunds;
     int64_t started_us;             /* when it was sent (clock_mono_us) */
 
     struct ledger_stats stats;

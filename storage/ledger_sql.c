@@ -129,6 +129,7 @@ static void copy_order_id(struct sbuf *b, const struct entry *e)
     "order_id, kind, sender, room, creator, gift_id, gift_name, count, unit_price, amount, combo, message, " \
     "request_id, sender_balance, created_at"
 #define MOVE_COLS "movement_id, account, delta, kind, note, created_at"
+#define EXT_COLS "order_id, kind, user_id, amount, ref, room, order_ts, created_at"
 
 static void copy_order(struct sbuf *o, const struct entry *e)
 {
@@ -185,78 +186,32 @@ static void copy_move(struct sbuf *b, const struct entry *e, const char *prefix,
     sbuf_str(b, "\n");
 }
 
+/* One recharge or refund, in EXT_COLS order. */
+static void copy_ext(struct sbuf *b, const struct entry *e)
+{
+    copy_order_id(b, e);
+    sbuf_str(b, e->kind == ENTRY_RECHARGE ? "\trecharge\t" : "\trefund\t");
+    sbuf_copy_text(b, e->user.s, e->user.len);
+    sbuf_str(b, "\t");
+    sbuf_i64(b, e->amount);
+    sbuf_str(b, "\t");
+    sbuf_copy_text(b, e->ref.s, e->ref.len);
+    sbuf_str(b, "\t");
+    copy_opt(b, &e->room);
+    sbuf_str(b, "\t");
+    if (e->kind == ENTRY_REFUND)
+        sbuf_time(b, e->order_ts_ms);
+    else
+        sbuf_str(b, "\\N");
+    sbuf_str(b, "\t");
+    sbuf_time(b, e->ts_ms);
+    sbuf_str(b, "\n");
+}
+
 /* ---- Statements --------------------------------------------------------------- */
 
-/* The careful form's staging tables: one per connection, emptied at each
- * commit. */
-#define STAGING_SQL                                                                                        \
-    "CREATE TEMP TABLE IF NOT EXISTS ledger_in_orders (order_id text, kind text, sender text, room text, "  \
-    "creator text, gift_id int, gift_name text, count int, unit_price bigint, amount bigint, combo text, "   \
-    "message text, request_id text, sender_balance bigint, created_at timestamptz) ON COMMIT DELETE ROWS;\n" \
-    "CREATE TEMP TABLE IF NOT EXISTS ledger_in_moves (movement_id text, account text, delta bigint, "       \
-    "kind text, note text, created_at timestamptz) ON COMMIT DELETE ROWS;\n"
-
-/* The careful form's one statement: the staged orders that are new, then,
- * fed only by those (RETURNING), their ledger rows and earnings; credits
- * (no order of their own) by their own keys. A replayed entry conflicts,
- * returns nothing and so moves nothing. Earnings are upserted in creator
- * order so that two nodes' transactions lock the rows in the same order and
- * cannot deadlock. Its one row: new orders, new credits. */
-#define APPLY_SQL                                                                                          \
-    "WITH ins AS (INSERT INTO orders (" ORDER_COLS ") SELECT " ORDER_COLS " FROM ledger_in_orders "        \
-    "ON CONFLICT (order_id) DO NOTHING RETURNING order_id, creator, amount), "                             \
-    "moves AS (INSERT INTO ledger (" MOVE_COLS ") SELECT " MOVE_COLS " FROM ledger_in_moves "              \
-    "WHERE kind = 'credit' OR movement_id IN (SELECT order_id FROM ins) "                                  \
-    "ON CONFLICT (movement_id, account) DO NOTHING RETURNING kind), "                                      \
-    "earned AS (INSERT INTO creator_earnings AS ce (creator, total, orders, updated_at) "                  \
-    "SELECT creator, sum(amount)::bigint, count(*), now() FROM ins GROUP BY creator ORDER BY creator "     \
-    "ON CONFLICT (creator) DO UPDATE SET total = ce.total + EXCLUDED.total, "                              \
-    "orders = ce.orders + EXCLUDED.orders, updated_at = EXCLUDED.updated_at) "                             \
-    "SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM moves WHERE kind = 'credit') / 2;\n"
-
 static int is_order(const struct entry *e) { return e->kind == ENTRY_GIFT || e->kind == ENTRY_TIP; }
-
-static int by_creator(const void *a, const void *b)
-{
-    return strcmp((*(const struct entry *const *)a)->room.s, (*(const struct entry *const *)b)->room.s);
-}
-
-/* The fast form's earnings: summed per creator, upserted in creator order
- * (see APPLY_SQL). -1 when a sum overflows. */
-static int sql_earnings(struct sbuf *b, const struct entry *e, size_t n, size_t norders)
-{
-    const struct entry **idx = malloc(sizeof *idx * norders);
-    if (!idx) {
-        b->oom = 1;
-        return 0;
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (is_order(&e[i]))
-            idx[k++] = &e[i];
-    qsort(idx, k, sizeof *idx, by_creator);
-    sbuf_str(b, "INSERT INTO creator_earnings AS ce (creator, total, orders, updated_at) VALUES ");
-    for (size_t i = 0, first = 1; i < k; first = 0) {
-        const struct entry_str *creator = &idx[i]->room;
-        int64_t total = 0, count = 0;
-        for (; i < k && strcmp(idx[i]->room.s, creator->s) == 0; i++, count++)
-            if (__builtin_add_overflow(total, idx[i]->amount, &total)) {
-                free(idx);
-                return -1;
-            }
-        sbuf_str(b, first ? "(" : ", (");
-        sbuf_literal(b, creator->s, creator->len);
-        sbuf_str(b, ", ");
-        sbuf_i64(b, total);
-        sbuf_str(b, ", ");
-        sbuf_i64(b, count);
-        sbuf_str(b, ", now())");
-    }
-    free(idx);
-    sbuf_str(b, " ON CONFLICT (creator) DO UPDATE SET total = ce.total + EXCLUDED.total, "
-                "orders = ce.orders + EXCLUDED.orders, updated_at = EXCLUDED.updated_at;\n");
-    return 0;
-}
+static int is_ext(const struct entry *e) { return e->kind == ENTRY_RECHARGE || e->kind == ENTRY_REFUND; }
 
 static void hex(struct sbuf *b, const char *s, size_t n)
 {
@@ -291,47 +246,48 @@ static void sql_rejects(struct sbuf *b, const struct entry *e, size_t n)
     sbuf_str(b, " ON CONFLICT (order_id) DO NOTHING;\n");
 }
 
-int ledger_sql_build(struct ledger_sql *q, const struct entry *e, size_t n, int careful)
+int ledger_sql_build(struct ledger_sql *q, const struct entry *e, size_t n, int webhooks)
 {
     memset(q, 0, sizeof *q);
-    size_t norders = 0, nmoves = 0, nrejects = 0;
+    size_t norders = 0, ncredits = 0, next = 0, nrejects = 0;
     for (size_t i = 0; i < n; i++) {
         norders += is_order(&e[i]);
-        nmoves += is_order(&e[i]) || e[i].kind == ENTRY_CREDIT;
+        ncredits += e[i].kind == ENTRY_CREDIT;
+        next += is_ext(&e[i]);
         nrejects += e[i].kind == ENTRY_BAD;
     }
     struct sbuf *b = &q->sql;
-    if (careful)
-        sbuf_str(b, STAGING_SQL);
-    if (norders) {
-        struct sbuf *o = &q->rows[q->ncopies++];
-        sbuf_str(b, careful ? "COPY ledger_in_orders (" ORDER_COLS ") FROM STDIN;\n"
-                            : "COPY orders (" ORDER_COLS ") FROM STDIN;\n");
-        for (size_t i = 0; i < n; i++)
-            if (is_order(&e[i]))
-                copy_order(o, &e[i]);
-    }
-    if (nmoves) {
-        static const struct entry_str platform = {"platform", 8}, none = {"", 0};
-        struct sbuf *m = &q->rows[q->ncopies++];
-        sbuf_str(b, careful ? "COPY ledger_in_moves (" MOVE_COLS ") FROM STDIN;\n"
-                            : "COPY ledger (" MOVE_COLS ") FROM STDIN;\n");
-        for (size_t i = 0; i < n; i++) {
-            const struct entry *x = &e[i];
-            if (is_order(x)) {
-                const char *kind = x->kind == ENTRY_GIFT ? "gift" : "tip";
-                copy_move(m, x, "user:", &x->user, -x->amount, kind, &none);
-                copy_move(m, x, "creator:", &x->room, x->amount, kind, &none);
-            } else if (x->kind == ENTRY_CREDIT) {
+    if (norders + ncredits + next) {
+        sbuf_str(b, "SELECT tipcast_ledger_staging();\n");
+        if (norders) {
+            struct sbuf *o = &q->rows[q->ncopies++];
+            sbuf_str(b, "COPY ledger_in_orders (" ORDER_COLS ") FROM STDIN;\n");
+            for (size_t i = 0; i < n; i++)
+                if (is_order(&e[i]))
+                    copy_order(o, &e[i]);
+        }
+        if (ncredits) {
+            static const struct entry_str platform = {"platform", 8};
+            struct sbuf *m = &q->rows[q->ncopies++];
+            sbuf_str(b, "COPY ledger_in_moves (" MOVE_COLS ") FROM STDIN;\n");
+            for (size_t i = 0; i < n; i++) {
+                const struct entry *x = &e[i];
+                if (x->kind != ENTRY_CREDIT)
+                    continue;
                 copy_move(m, x, "user:", &x->user, x->amount, "credit", &x->text);
                 copy_move(m, x, "", &platform, -x->amount, "credit", &x->text);
             }
         }
+        if (next) {
+            struct sbuf *x = &q->rows[q->ncopies++];
+            sbuf_str(b, "COPY ledger_in_ext (" EXT_COLS ") FROM STDIN;\n");
+            for (size_t i = 0; i < n; i++)
+                if (is_ext(&e[i]))
+                    copy_ext(x, &e[i]);
+        }
+        sbuf_str(b, webhooks ? "SELECT * FROM tipcast_ledger_apply(true);\n"
+                             : "SELECT * FROM tipcast_ledger_apply(false);\n");
     }
-    if (careful)
-        sbuf_str(b, APPLY_SQL);
-    else if (norders && sql_earnings(b, e, n, norders) < 0)
-        return -1;
     if (nrejects)
         sql_rejects(b, e, n);
     return 0;

@@ -3,16 +3,14 @@
  * them, so that the escaping that keeps user text out of the SQL can be
  * tested on its own.
  *
- * Two forms (storage/ledger.h says when each is used):
- *   fast     the rows COPYed straight into orders and ledger, and the
- *            creators' earnings summed here and upserted: right only when
- *            no order or credit of the batch is written yet (a unique key
- *            fails it as a whole otherwise);
- *   careful  the same rows COPYed into staging tables, then applied by one
- *            INSERT ... ON CONFLICT DO NOTHING statement whose ledger rows
- *            and earnings are fed only by the orders it inserted: right in
- *            every case.
- * Both end with the malformed entries set aside in outbox_rejects. Money
+ * One form: the rows COPYed into the per-connection staging tables of
+ * storage/migrations/003_ledger_split.sql, then one call of
+ * tipcast_ledger_apply, which inserts what is new (orders with their
+ * revenue split, ledger rows, volumes, balances, earnings, recharges,
+ * refunds, webhooks) and nothing for a replay: right in every case. (An
+ * earlier "fast" form COPYed straight into orders; the split needs the
+ * volumes and rules of PostgreSQL, so every batch is staged now.)
+ * The batch ends with the malformed entries set aside in outbox_rejects. Money
  * and ids are written as digits; every text either goes through COPY's
  * text escaping or is an E'' literal. */
 #ifndef TIPCAST_LEDGER_SQL_H
@@ -23,8 +21,9 @@
 
 #include "entry.h"
 
-/* The COPY statements of a batch: orders, then ledger. */
-#define LEDGER_COPIES 2
+/* The COPY statements of a batch, at most: orders, credits' ledger rows,
+ * recharges and refunds. */
+#define LEDGER_COPIES 3
 
 /* A growing text buffer; `oom` is set (and writes stop) when memory runs
  * out. */
@@ -57,12 +56,10 @@ struct ledger_sql {
     int ncopies;
 };
 
-/* Builds the batch's query in the form asked for. Returns 0 (check
- * q->sql.oom and every rows[].oom), or -1 when the fast form cannot be
- * built because a creator's earnings in this batch do not fit an int64
- * (only the careful form can say what is wrong then). Free with
- * ledger_sql_free either way. */
-int ledger_sql_build(struct ledger_sql *q, const struct entry *e, size_t n, int careful);
+/* Builds the batch's query; webhooks: tipcast_ledger_apply queues the
+ * webhooks of what is new (a webhook-url is set). Returns 0 (check
+ * ledger_sql_oom). Free with ledger_sql_free either way. */
+int ledger_sql_build(struct ledger_sql *q, const struct entry *e, size_t n, int webhooks);
 
 /* 1 when anything of q ran out of memory. */
 int ledger_sql_oom(const struct ledger_sql *q);

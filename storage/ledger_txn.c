@@ -21,7 +21,7 @@ static void reset(struct ledger *l)
     l->pg_failed = 0;
     l->pg_error[0] = '\0';
     l->pg_sqlstate[0] = '\0';
-    l->rows_orders = l->rows_credits = 0;
+    l->rows_orders = l->rows_credits = l->rows_recharges = l->rows_refunds = 0;
 }
 
 /* Hands the batch back to the consumer: applied, or every entry to be read
@@ -36,9 +36,7 @@ static void finish(struct ledger *l, int committed)
     consumer_applied(&l->consumer, b);
 }
 
-static void send_form(struct ledger *l, int careful);
-
-static void committed(struct ledger *l, int fast)
+static void committed(struct ledger *l)
 {
     const struct entry_batch *b = l->batch;
     int64_t newest = 0, rejects = 0;
@@ -46,15 +44,13 @@ static void committed(struct ledger *l, int fast)
         if (b->e[i].ts_ms > newest)
             newest = b->e[i].ts_ms;
         rejects += b->e[i].kind == ENTRY_BAD;
-        if (fast) { /* every row of the batch is new, or it would have failed */
-            l->rows_orders += b->e[i].kind == ENTRY_GIFT || b->e[i].kind == ENTRY_TIP;
-            l->rows_credits += b->e[i].kind == ENTRY_CREDIT;
-        }
     }
     int64_t took_us = clock_mono_us() - l->started_us;
     l->stats.batches++;
     l->stats.orders += (uint64_t)l->rows_orders;
     l->stats.credits += (uint64_t)l->rows_credits;
+    l->stats.recharges += (uint64_t)l->rows_recharges;
+    l->stats.refunds += (uint64_t)l->rows_refunds;
     l->stats.rejects += (uint64_t)rejects;
     l->stats.last_flush_ms = took_us / 1000;
     histogram_observe(&l->stats.flush, took_us);
@@ -62,34 +58,23 @@ static void committed(struct ledger *l, int fast)
         l->stats.last_lag_ms = clock_wall_ms() - newest;
     if (rejects)
         log_msg(LOG_ERROR, "ledger: %" PRId64 " malformed outbox entries set aside in outbox_rejects", rejects);
-    log_msg(LOG_DEBUG, "ledger: committed %zu entries (%" PRId64 " new orders, %" PRId64 " new credits) in %" PRId64
-            " ms, %" PRId64 " ms after the newest was made", b->n, l->rows_orders, l->rows_credits,
-            l->stats.last_flush_ms, l->stats.last_lag_ms);
+    log_msg(LOG_DEBUG, "ledger: committed %zu entries (%" PRId64 " new orders, %" PRId64 " new credits, %" PRId64
+            " recharges, %" PRId64 " refunds) in %" PRId64 " ms, %" PRId64 " ms after the newest was made", b->n,
+            l->rows_orders, l->rows_credits, l->rows_recharges, l->rows_refunds, l->stats.last_flush_ms,
+            l->stats.last_lag_ms);
     finish(l, 1);
 }
 
 static void txn_done(struct ledger *l, int ok)
 {
-    int fast = l->fast;
-    l->fast = 0;
     ledger_sql_free(&l->sql);
-    if (!ok && fast && l->pg_failed && ledger_txn_ready(l)) {
-        /* PostgreSQL refused the fast form and rolled it back; the careful
-         * form is right in every case. A unique key that failed is an
-         * order already written (a replay after a failure): expected. */
-        log_msg(strcmp(l->pg_sqlstate, "23505") == 0 ? LOG_DEBUG : LOG_WARN,
-                "ledger: COPY of %zu entries refused (%s): writing them with INSERT ... ON CONFLICT", l->batch->n,
-                l->pg_error);
-        send_form(l, 1);
-        return;
-    }
     if (!ok) {
         log_msg(LOG_WARN, "ledger: transaction of %zu entries failed: %s", l->batch->n,
                 l->pg_error[0] ? l->pg_error : "connection lost");
         finish(l, 0);
         return;
     }
-    committed(l, fast);
+    committed(l);
 }
 
 void ledger_txn_result(PGresult *r, int ok, void *priv)
@@ -102,10 +87,13 @@ void ledger_txn_result(PGresult *r, int ok, void *priv)
     }
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
-        /* The careful form's one row of counts (ledger_sql.c, APPLY_SQL). */
-        if (st == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 2) {
+        /* tipcast_ledger_apply's one row of counts (003_ledger_split.sql);
+         * tipcast_ledger_staging's row has one field. */
+        if (st == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 4) {
             l->rows_orders = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
             l->rows_credits = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+            l->rows_recharges = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+            l->rows_refunds = strtoll(PQgetvalue(r, 0, 3), NULL, 10);
         }
     } else if (!l->pg_failed) {
         l->pg_failed = 1;
@@ -115,27 +103,19 @@ void ledger_txn_result(PGresult *r, int ok, void *priv)
     }
 }
 
-/* Sends the batch in the form asked for; the fast form falls back to the
- * careful one when the earnings overflow, and txn_done follows it with the
- * careful one should PostgreSQL refuse it. */
-static void send_form(struct ledger *l, int careful)
+/* Sends the batch: staged, then applied (ledger_sql.h). */
+static void send_batch(struct ledger *l)
 {
     tc_assert(ledger_txn_ready(l) && l->batch && l->batch->n > 0);
     reset(l);
-    int rc = ledger_sql_build(&l->sql, l->batch->e, l->batch->n, careful);
-    if (rc < 0 || ledger_sql_oom(&l->sql)) {
-        ledger_sql_free(&l->sql);
-        if (rc < 0 || !careful) {
-            send_form(l, 1);
-        } else {
-            snprintf(l->pg_error, sizeof l->pg_error, "out of memory building the SQL");
-            txn_done(l, 0);
-        }
+    ledger_sql_build(&l->sql, l->batch->e, l->batch->n, l->webhooks);
+    if (ledger_sql_oom(&l->sql)) {
+        snprintf(l->pg_error, sizeof l->pg_error, "out of memory building the SQL");
+        txn_done(l, 0);
         return;
     }
     for (int i = 0; i < l->sql.ncopies; i++)
         l->copies[i] = (struct pgconn_copy){.data = l->sql.rows[i].p, .len = l->sql.rows[i].len};
-    l->fast = !careful;
     if (pgconn_query_copy(l->pg, l->sql.sql.p, l->copies, l->sql.ncopies, ledger_txn_result, l) < 0) {
         /* Refused: the connection was dropped (on_down), no callback. */
         pgconn_first_line(pgconn_error(l->pg), l->pg_error, sizeof l->pg_error);
@@ -156,5 +136,5 @@ void ledger_txn_write(struct ledger *l, struct entry_batch *b)
         finish(l, 1);
         return;
     }
-    send_form(l, 0);
+    send_batch(l);
 }

@@ -18,8 +18,12 @@
 --   amount, the event's kind
 -- An event is published as "<seq>:<kind>:<body>" and kept in the history
 -- with the fields b (body) and k (kind), as room_publish does.
+-- A refund (kind "refund", body "", the boards those of the refunded
+-- order's time) makes no event: it lowers the sender's score in the four
+-- boards by its amount (never below nothing: a board that no longer has the
+-- sender, expired, is left alone; a score that reaches 0 is removed).
 -- Returns one integer per entry: the event's seq; 0 when the entry was
--- applied before (a redelivery); -1 when the entry before it has not been
+-- applied before (a redelivery), and for an applied refund; -1 when the entry before it has not been
 -- applied, so that nothing is applied out of stream order: the caller reads
 -- the shard's pending entries again.
 local function parse(id)
@@ -48,7 +52,8 @@ local wm = {}       -- shard -> watermark (false: none yet)
 local moved = {}    -- shards whose watermark moved
 local totals = {}   -- sender -> coins applied in this call
 local senders = {}  -- in first-applied order, so the writes are repeatable
-local apply = {}    -- entry indexes that apply, in order
+local apply = {}    -- entry indexes of events that apply, in order
+local refunds = {}  -- entry indexes of refunds that apply, in order
 local out = {}
 for i = 0, n - 1 do
   local b = 6 + 7 * i
@@ -65,21 +70,29 @@ for i = 0, n - 1 do
   else
     wm[shard] = id
     moved[shard] = true
-    apply[#apply + 1] = i
-    local user, amount = ARGV[b + 5], tonumber(ARGV[b + 6])
-    if totals[user] then
-      totals[user] = totals[user] + amount
+    if ARGV[b + 7] == 'refund' then
+      refunds[#refunds + 1] = i
+      out[i + 1] = 0
     else
-      totals[user] = amount
-      senders[#senders + 1] = user
+      apply[#apply + 1] = i
+      local user, amount = ARGV[b + 5], tonumber(ARGV[b + 6])
+      if totals[user] then
+        totals[user] = totals[user] + amount
+      else
+        totals[user] = amount
+        senders[#senders + 1] = user
+      end
     end
   end
 end
-if #apply == 0 then
+if #apply == 0 and #refunds == 0 then
   return out
 end
 
-local seq = redis.call('INCRBY', KEYS[1], #apply) - #apply
+local seq = 0
+if #apply > 0 then
+  seq = redis.call('INCRBY', KEYS[1], #apply) - #apply
+end
 for j, i in ipairs(apply) do
   local body, kind = ARGV[6 + 7 * i + 4], ARGV[6 + 7 * i + 7]
   seq = seq + 1
@@ -104,7 +117,22 @@ for _, user in ipairs(senders) do
     redis.call('ZINCRBY', KEYS[k], string.format('%d', totals[user]), user)
   end
 end
-for k = 5, 7 do
-  redis.call('EXPIRE', KEYS[k], ARGV[k - 2])
+if #apply > 0 then
+  for k = 5, 7 do
+    redis.call('EXPIRE', KEYS[k], ARGV[k - 2])
+  end
+end
+-- After the bumps: a refund in the same call as the gift it refunds (same
+-- shard, later in the stream) finds the gift's coins on the boards.
+for _, i in ipairs(refunds) do
+  local user, amount = ARGV[6 + 7 * i + 5], tonumber(ARGV[6 + 7 * i + 6])
+  for k = 4, 7 do
+    if redis.call('ZSCORE', KEYS[k], user) then
+      local left = tonumber(redis.call('ZINCRBY', KEYS[k], string.format('%d', -amount), user))
+      if left <= 0 then
+        redis.call('ZREM', KEYS[k], user)
+      end
+    end
+  end
 end
 return out
