@@ -254,6 +254,11 @@ def test_story(server, catalog):
     assert st == 409 and b["error"]["code"] == "refund_exceeds_order", (st, b)
     assert ws_balance(c) == 4300 and wallet(viewer) == 4300
 
+    # The refund lowers the creator's pending once its wallet credit is in
+    # PostgreSQL (the refund's state is then credited).
+    wait_for(lambda: api.get(f"/api/v1/orders/{order_id}", staff.sup)[2]["refunds"][0]["state"] == "credited",
+             what="the refund credited")
+
     # Settlement makes the creator's net available.
     ctok = mint_token(creator, "creator")
     st, _, bal = api.get(f"/api/v1/creators/{creator}/balance", ctok)
