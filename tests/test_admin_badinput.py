@@ -178,6 +178,26 @@ def test_bad_fields_elsewhere(scene):
         assert st == 400 and code_of(b) == "bad_field" and b["error"]["field"] == "limit", (q, st, b)
 
 
+# ---- request ids
+
+def test_request_id(scene):
+    """A valid X-Request-Id is echoed and written into the audit row; an
+    invalid one is replaced by one tipcastd makes (the spec checks its form)."""
+    api, fin = scene.api, scene.fin
+    rid = "ok-id_1.2:" + unique("r")
+    st, h, b = api.get("/api/v1/me", fin, request_id=rid)
+    assert st == 200 and h["x-request-id"] == rid, h
+    for bad in ("bad id!", "x" * 65, "", "é"):
+        st, h, b = api.call("GET", "/api/v1/me", token=fin, headers={"X-Request-Id": bad})
+        assert st == 200 and h["x-request-id"] != bad, (bad, h)
+    st, h, b = api.call("POST", "/api/v1/recharges", token=fin, headers={"X-Request-Id": "no spaces allowed"},
+                        body={"user": unique("u"), "request_id": unique("rq"), "package_id": scene.package})
+    assert st == 201, (st, b)
+    made = h["x-request-id"]
+    assert audit_outcomes(made) == "recharge.create=ok", (made, audit_outcomes(made))
+    scene.users.append(b["user"])
+
+
 # ---- ids, routes, methods
 
 def test_unknown_ids_are_404(scene):
