@@ -68,7 +68,8 @@ ALTER TABLE orders
     ADD CONSTRAINT orders_split_sums CHECK (platform_fee >= 0 AND agency_share >= 0 AND creator_net >= 0
                                             AND platform_fee + agency_share + creator_net = amount),
     ADD CONSTRAINT orders_state CHECK (state IN ('succeeded', 'partially_refunded', 'refunded')),
-    ADD CONSTRAINT orders_refunded CHECK (refunded >= 0 AND refunded <= amount);
+    ADD CONSTRAINT orders_refunded CHECK (refunded >= 0 AND refunded <= amount),
+    ADD CONSTRAINT orders_agency CHECK (agency_share = 0 OR agency_id IS NOT NULL);
 -- The orders not yet settled, per creator and time (the settlement run).
 CREATE INDEX orders_unsettled ON orders (creator, created_at) WHERE settlement_id IS NULL;
 
@@ -181,7 +182,8 @@ CREATE TABLE refunds (
     actor           text NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now(),
     credited_at     timestamptz,
-    CHECK (platform_fee + agency_share + creator_net = amount)
+    CHECK (platform_fee + agency_share + creator_net = amount),
+    CHECK (agency_share = 0 OR agency_id IS NOT NULL)
 );
 CREATE INDEX refunds_order ON refunds (order_id);
 CREATE INDEX refunds_pending ON refunds (created_at) WHERE state = 'pending';
