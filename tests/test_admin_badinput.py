@@ -18,7 +18,7 @@ from helpers import psql, shard_of, wait_for
 from resp import Redis
 from wsclient import unique
 
-CURRENCY = "XTS"  # ISO 4217's code for testing: no other test prices in it
+CURRENCY = "XAT"  # not a real currency; no other test module prices in it
 
 
 def code_of(answer):

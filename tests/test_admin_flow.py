@@ -31,9 +31,9 @@ from resp import Redis
 from wsclient import SUBPROTOCOL_JSON, unique
 
 # Gift ids of these tests (the catalog is shared by every test).
-ROSE, STAR = 9301, 9302
+ROSE, STAR = 9741, 9742
 PRICES = {ROSE: 100, STAR: 7}
-CURRENCY = "XTS"
+CURRENCY = "XAT"
 SETTINGS = dict(settlement_delay_days=0, settlement_interval_s=3600, withdrawal_min=100,
                 max_msgs_per_s=10000, max_burst=10000)
 

@@ -10,7 +10,7 @@ Every answer is also checked against docs/openapi.yaml (tests/admin.py).
 
 The bodies are valid-looking, and chosen so that an allowed call changes
 nothing shared by other tests: new packages and agencies of fresh ids, the
-rate of the test currency XTS, a revenue rule dated in the past (refused),
+rate of the test currency XAT, a revenue rule dated in the past (refused),
 ids that do not exist for the rest.
 """
 
@@ -34,12 +34,12 @@ def call_args(method, template, resource):
     bodies = {
         ("PUT", "/api/v1/recharge-packages/{id}"): (
             f"/api/v1/recharge-packages/{unique('pk')}",
-            {"currency": "XTS", "amount_minor": 499, "coins": 500, "enabled": False}),
+            {"currency": "XAT", "amount_minor": 499, "coins": 500, "enabled": False}),
         ("PUT", "/api/v1/currency-rates/{currency}"): (
-            "/api/v1/currency-rates/XTS", {"coins_per_unit": 100, "minor_per_unit": 100}),
+            "/api/v1/currency-rates/XAT", {"coins_per_unit": 100, "minor_per_unit": 100}),
         ("POST", "/api/v1/recharges"): (
             "/api/v1/recharges",
-            {"user": unique("u"), "request_id": unique("rq"), "currency": "XTS", "amount_minor": 100}),
+            {"user": unique("u"), "request_id": unique("rq"), "currency": "XAT", "amount_minor": 100}),
         ("GET", "/api/v1/recharges/{id}"): (f"/api/v1/recharges/rc_{unique('nx')}", None),
         ("POST", "/api/v1/revenue-rules"): (
             "/api/v1/revenue-rules",
