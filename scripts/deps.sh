@@ -20,7 +20,7 @@ PACKAGES=(
   libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libhiredis-dev libpq-dev
   libmsgpack-dev libssl-dev libjemalloc-dev libjansson-dev
   redis-server postgresql postgresql-client
-  python3 python3-pytest python3-msgpack
+  python3 python3-pytest python3-msgpack python3-jsonschema python3-yaml
   clang libclang-rt-14-dev
   openssl procps
   prometheus
