@@ -170,7 +170,7 @@ def scenario1(d, f):
     cfg = get(s1, "config") or {}
     if cfg:
         d.w(f"Load: {cfg.get('connections', '?')} connections, all sending, over "
-            f"{cfg.get('rooms', '?')} rooms; gift 1 (price 1). Server CPU at the end: "
+            f"{cfg.get('rooms', '?')} rooms; gift 1 (price 10). Server CPU at the end: "
             f"{fmt(num(get(s1, 'server', 'cpu_s')), 1, ' s')} in all.")
         d.w()
     d.chart("s1-tipcast", "tipcast ack latency over time and percentile curve (find-max)")

@@ -10,7 +10,7 @@ with nginx-light, libnginx-mod-nchan, redis-tools, postgresql-contrib and
 iproute2, and `npm install ws@8` into a scratch folder, never into the repo);
 builds tipcastd and tipcast-bench (RelWithDebInfo); starts its own Redis and
 PostgreSQL (scripts/services.sh instance `bench`, wiped at start); seeds
-creators bench-room-0.. (every other one in an agency), gift 1 (price 1) and
+creators bench-room-0.. (every other one in an agency), gift 1 (price 10) and
 a revenue rule (30/25/20% fee by monthly volume, agencies 10%), so that every
 order pays the split; then runs the scenarios:
   1 gift throughput   tipcast-bench --find-max (ack p99 <= 50 ms), against the
@@ -123,10 +123,10 @@ def setup_services(suite):
 
 def seed(suite):
     n = suite.s.rooms
-    suite.log(f"seeding gift 1 (price 1) and {n} live creators bench-room-0..{n - 1}")
+    suite.log(f"seeding gift 1 (price 10) and {n} live creators bench-room-0..{n - 1}")
     if suite.pg(suite.s.pg_conn,
-                "INSERT INTO gifts (id, name, price, animation) VALUES (1, 'Rose', 1, 'rose') "
-                "ON CONFLICT (id) DO UPDATE SET price = 1, enabled = true",
+                "INSERT INTO gifts (id, name, price, animation) VALUES (1, 'Rose', 10, 'rose') "
+                "ON CONFLICT (id) DO UPDATE SET price = 10, enabled = true",
                 "INSERT INTO creators (id, display_name, live) "
                 f"SELECT 'bench-room-' || g, 'Bench ' || g, true FROM generate_series(0, {n - 1}) g "
                 "ON CONFLICT (id) DO UPDATE SET live = true",
