@@ -31,6 +31,7 @@ def refused(c, code, rid=None):
     if rid is not None:
         assert err.get("id") == rid, err
     assert c.wait_close() == 4003
+    return err
 
 
 @pytest.mark.parametrize("proto", PROTOS)
@@ -161,6 +162,16 @@ def test_malformed_token(shared_srv, mint, name):
     c = srv.connect()
     c.send({"type": "auth", "id": "a1", "token": token})
     refused(c, "auth_invalid", rid="a1")
+
+
+@pytest.mark.parametrize("role", ["finance", "operations", "support", "auditor"])
+def test_staff_roles_are_for_the_admin_api(shared_srv, mint, role):
+    """A staff token verifies, but is no WebSocket user: refused, and the
+    message says where it belongs."""
+    c = shared_srv.connect()
+    c.send({"type": "auth", "id": "a1", "token": mint(unique("staff"), role)})
+    err = refused(c, "auth_invalid", rid="a1")
+    assert "admin API" in err["message"], err
 
 
 def test_malformed_token_in_query(shared_srv):
