@@ -67,8 +67,14 @@ def _worker(args):
 def _pool_run(kind, port, items, tag):
     shares = [items[i::PROCS] for i in range(PROCS)]
     t0 = time.monotonic()
-    with multiprocessing.Pool(PROCS) as pool:
+    # close + join, not the context manager: its terminate() sends the
+    # workers SIGTERM, which the suite's handler turns into tracebacks.
+    pool = multiprocessing.Pool(PROCS)
+    try:
         results = pool.map(_worker, [(kind, port, share, f"{tag}{i}") for i, share in enumerate(shares)])
+    finally:
+        pool.close()
+        pool.join()
     took = time.monotonic() - t0
     statuses, lat, out = {}, [], []
     for st, la, o in results:

@@ -84,8 +84,7 @@ struct admin_session {
 
 /* The statuses the API answers with (docs/admin-api.md), counted for the
  * metrics page; any other is counted as "other". */
-static const unsigned admin_statuses[ADMIN_STATUSES] = {200, 201, 400, 401, 403, 404, 405,
-                                                        409, 413, 422, 500, 503, 0};
+static const unsigned admin_statuses[ADMIN_STATUSES] = ADMIN_STATUS_LIST;
 
 static void count_answer(struct server *s, unsigned status)
 {
@@ -876,29 +875,3 @@ int admin_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 }
 
 size_t admin_session_size(void) { return sizeof(struct admin_session); }
-
-void admin_metrics(struct prom *p, const struct server *s)
-{
-    prom_family(p, "tipcast_admin_answers_total", "counter",
-                "Admin API answers (and /healthz, /readyz, /metrics on the admin listener), by HTTP status.");
-    for (int i = 0; i < ADMIN_STATUSES; i++) {
-        char status[12];
-        snprintf(status, sizeof status, "%u", admin_statuses[i]);
-        prom_u64(p, "tipcast_admin_answers_total", PROM_L("status", admin_statuses[i] ? status : "other"), PROM_NONE,
-                 s->admin_answered[i]);
-    }
-    prom_single(p, "tipcast_admin_calls_waiting", "gauge",
-                "Admin API calls (and settlement jobs) queued for or running on the admin PostgreSQL connections.",
-                s->admin_pool ? pgpool_waiting(s->admin_pool) : 0);
-    prom_family(p, "tipcast_settlement_runs_total", "counter",
-                "Settlement runs of this node (pending earnings older than settlement-delay-days made available), "
-                "by result.");
-    prom_u64(p, "tipcast_settlement_runs_total", PROM_L("result", "ok"), PROM_NONE, s->jobs.stats.settle_runs);
-    prom_u64(p, "tipcast_settlement_runs_total", PROM_L("result", "failed"), PROM_NONE, s->jobs.stats.settle_failures);
-    prom_family(p, "tipcast_wallet_credits_redriven_total", "counter",
-                "Wallet credits of paid recharges and accepted refunds made again by this node because their own "
-                "request did not finish them, by result.");
-    prom_u64(p, "tipcast_wallet_credits_redriven_total", PROM_L("result", "ok"), PROM_NONE, s->jobs.stats.redriven);
-    prom_u64(p, "tipcast_wallet_credits_redriven_total", PROM_L("result", "failed"), PROM_NONE,
-             s->jobs.stats.redrive_failures);
-}

@@ -189,6 +189,34 @@ static void process(struct prom *p, const struct metrics *m)
     prom_f64(p, "process_start_time_seconds", PROM_NONE, PROM_NONE, (double)m->started_wall_ms / 1000.0);
 }
 
+/* The admin API (admin.c) and the settlement jobs. */
+static void admin(struct prom *p, const struct server *s)
+{
+    static const unsigned admin_statuses[ADMIN_STATUSES] = ADMIN_STATUS_LIST;
+    prom_family(p, "tipcast_admin_answers_total", "counter",
+                "Admin API answers (and /healthz, /readyz, /metrics on the admin listener), by HTTP status.");
+    for (int i = 0; i < ADMIN_STATUSES; i++) {
+        char status[12];
+        snprintf(status, sizeof status, "%u", admin_statuses[i]);
+        prom_u64(p, "tipcast_admin_answers_total", PROM_L("status", admin_statuses[i] ? status : "other"), PROM_NONE,
+                 s->admin_answered[i]);
+    }
+    prom_single(p, "tipcast_admin_calls_waiting", "gauge",
+                "Admin API calls (and settlement jobs) queued for or running on the admin PostgreSQL connections.",
+                s->admin_pool ? pgpool_waiting(s->admin_pool) : 0);
+    prom_family(p, "tipcast_settlement_runs_total", "counter",
+                "Settlement runs of this node (pending earnings older than settlement-delay-days made available), "
+                "by result.");
+    prom_u64(p, "tipcast_settlement_runs_total", PROM_L("result", "ok"), PROM_NONE, s->jobs.stats.settle_runs);
+    prom_u64(p, "tipcast_settlement_runs_total", PROM_L("result", "failed"), PROM_NONE, s->jobs.stats.settle_failures);
+    prom_family(p, "tipcast_wallet_credits_redriven_total", "counter",
+                "Wallet credits of paid recharges and accepted refunds made again by this node because their own "
+                "request did not finish them, by result.");
+    prom_u64(p, "tipcast_wallet_credits_redriven_total", PROM_L("result", "ok"), PROM_NONE, s->jobs.stats.redriven);
+    prom_u64(p, "tipcast_wallet_credits_redriven_total", PROM_L("result", "failed"), PROM_NONE,
+             s->jobs.stats.redrive_failures);
+}
+
 long metrics_write(const struct server *s, char *buf, size_t cap)
 {
     struct prom p;
@@ -207,7 +235,7 @@ long metrics_write(const struct server *s, char *buf, size_t cap)
     money(&p, &s->wallet);
     outbox(&p, &s->backlog, &s->ledger);
     backends(&p, s);
-    admin_metrics(&p, s);
+    admin(&p, s);
     webhooks(&p, &s->webhook.stats);
     process(&p, &s->metrics);
     return prom_finish(&p);

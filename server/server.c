@@ -422,8 +422,6 @@ void server_stop(struct server *s)
     uv_timer_start(&s->drain, on_drain, 20, 20);
 }
 
-int server_webhooks_on(const struct server *s) { return s->cfg.webhook_url[0] != '\0'; }
-
 void server_free(struct server *s)
 {
     if (s->rooms.handles)

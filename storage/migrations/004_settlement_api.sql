@@ -346,6 +346,16 @@ $$;
 CREATE FUNCTION tipcast_page(items jsonb, next text) RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $$ SELECT tipcast_ok(jsonb_build_object('items', items, 'next', next)); $$;
 
+-- A keyset page from up to lim + 1 rows, in the list's order, each
+-- [cursor, item]: the first lim items, and the cursor of the last of them
+-- when there is one more row (else the page is the last: next null).
+CREATE FUNCTION tipcast_paged(rows jsonb[], lim int) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT tipcast_page(
+        coalesce((SELECT jsonb_agg(r->1 ORDER BY k) FROM unnest(rows[1:lim]) WITH ORDINALITY AS u (r, k)), '[]'),
+        CASE WHEN cardinality(rows) > lim THEN rows[lim]->>0 END);
+$$;
+
 -- ---- Recharge packages and currency rates ------------------------------------------
 
 CREATE FUNCTION tipcast_api_packages_list(ctx jsonb) RETURNS jsonb
@@ -497,21 +507,12 @@ DECLARE
     st text := tipcast_arg_enum(ctx, 'state', ARRAY['pending', 'paid', 'credited', 'failed']);
     lim int := tipcast_arg_limit(ctx);
     aft record := tipcast_arg_after_time(ctx);
-    items jsonb := '[]';
-    n int := 0;
-    nxt text;
-    r recharges;
 BEGIN
-    FOR r IN SELECT * FROM recharges x
-             WHERE (uid IS NULL OR x.user_id = uid) AND (st IS NULL OR x.state = st)
-               AND (aft.at IS NULL OR (x.created_at, x.id) < (aft.at, aft.id))
-             ORDER BY x.created_at DESC, x.id DESC LIMIT lim + 1 LOOP
-        n := n + 1;
-        EXIT WHEN n > lim;
-        items := items || jsonb_build_array(tipcast_recharge_json(r));
-        nxt := tipcast_cursor(r.created_at, r.id);
-    END LOOP;
-    RETURN tipcast_page(items, CASE WHEN n > lim THEN nxt END);
+    RETURN tipcast_paged(ARRAY(
+        SELECT jsonb_build_array(tipcast_cursor(r.created_at, r.id), tipcast_recharge_json(r)) FROM recharges r
+             WHERE (uid IS NULL OR r.user_id = uid) AND (st IS NULL OR r.state = st)
+               AND (aft.at IS NULL OR (r.created_at, r.id) < (aft.at, aft.id))
+             ORDER BY r.created_at DESC, r.id DESC LIMIT lim + 1), lim);
 END;
 $$;
 
@@ -1115,23 +1116,14 @@ DECLARE
                      ELSE tipcast_arg_id(ctx, 'creator', 'query', false) END;
     lim int := tipcast_arg_limit(ctx);
     aft bigint := tipcast_arg_after_id(ctx);
-    items jsonb := '[]';
-    n int := 0;
-    nxt text;
-    w withdrawals;
 BEGIN
     IF ctx->>'role' = 'creator' AND cid IS NULL THEN
         PERFORM tipcast_refuse('forbidden', 'a creator token without a subject');
     END IF;
-    FOR w IN SELECT * FROM withdrawals x
-             WHERE (cid IS NULL OR x.creator = cid) AND (st IS NULL OR x.state = st) AND (aft IS NULL OR x.id < aft)
-             ORDER BY x.id DESC LIMIT lim + 1 LOOP
-        n := n + 1;
-        EXIT WHEN n > lim;
-        items := items || jsonb_build_array(tipcast_withdrawal_json(w));
-        nxt := w.id::text;
-    END LOOP;
-    RETURN tipcast_page(items, CASE WHEN n > lim THEN nxt END);
+    RETURN tipcast_paged(ARRAY(
+        SELECT jsonb_build_array(w.id::text, tipcast_withdrawal_json(w)) FROM withdrawals w
+             WHERE (cid IS NULL OR w.creator = cid) AND (st IS NULL OR w.state = st) AND (aft IS NULL OR w.id < aft)
+             ORDER BY w.id DESC LIMIT lim + 1), lim);
 END;
 $$;
 
@@ -1155,25 +1147,16 @@ DECLARE
     t_to timestamptz := tipcast_arg_time(ctx, 'to', 'query');
     lim int := tipcast_arg_limit(ctx);
     aft record := tipcast_arg_after_time(ctx);
-    items jsonb := '[]';
-    n int := 0;
-    nxt text;
-    o orders;
 BEGIN
     PERFORM tipcast_check_own(ctx, cid);
-    FOR o IN SELECT * FROM orders x
-             WHERE x.creator = cid AND (t_from IS NULL OR x.created_at >= t_from) AND (t_to IS NULL OR x.created_at < t_to)
-               AND (aft.at IS NULL OR (x.created_at, x.order_id) < (aft.at, aft.id))
-             ORDER BY x.created_at DESC, x.order_id DESC LIMIT lim + 1 LOOP
-        n := n + 1;
-        EXIT WHEN n > lim;
-        items := items || jsonb_build_array(jsonb_build_object('order_id', o.order_id, 'kind', o.kind,
+    RETURN tipcast_paged(ARRAY(
+        SELECT jsonb_build_array(tipcast_cursor(o.created_at, o.order_id), jsonb_build_object('order_id', o.order_id, 'kind', o.kind,
             'sender', o.sender, 'amount', o.amount, 'platform_fee', o.platform_fee, 'agency_share', o.agency_share,
             'creator_net', o.creator_net, 'refunded', o.refunded, 'state', o.state,
-            'created_at', tipcast_ts(o.created_at), 'settled', o.settlement_id IS NOT NULL));
-        nxt := tipcast_cursor(o.created_at, o.order_id);
-    END LOOP;
-    RETURN tipcast_page(items, CASE WHEN n > lim THEN nxt END);
+            'created_at', tipcast_ts(o.created_at), 'settled', o.settlement_id IS NOT NULL)) FROM orders o
+             WHERE o.creator = cid AND (t_from IS NULL OR o.created_at >= t_from) AND (t_to IS NULL OR o.created_at < t_to)
+               AND (aft.at IS NULL OR (o.created_at, o.order_id) < (aft.at, aft.id))
+             ORDER BY o.created_at DESC, o.order_id DESC LIMIT lim + 1), lim);
 END;
 $$;
 
@@ -1183,21 +1166,12 @@ DECLARE
     cid text := tipcast_path_id(ctx);
     lim int := tipcast_arg_limit(ctx);
     aft bigint := tipcast_arg_after_id(ctx);
-    items jsonb := '[]';
-    n int := 0;
-    nxt text;
-    s settlements;
 BEGIN
     PERFORM tipcast_check_own(ctx, cid);
-    FOR s IN SELECT * FROM settlements x WHERE x.creator = cid AND (aft IS NULL OR x.id < aft)
-             ORDER BY x.id DESC LIMIT lim + 1 LOOP
-        n := n + 1;
-        EXIT WHEN n > lim;
-        items := items || jsonb_build_array(jsonb_build_object('id', s.id, 'cutoff', tipcast_ts(s.cutoff),
-            'amount', s.amount, 'orders', s.orders, 'created_at', tipcast_ts(s.created_at)));
-        nxt := s.id::text;
-    END LOOP;
-    RETURN tipcast_page(items, CASE WHEN n > lim THEN nxt END);
+    RETURN tipcast_paged(ARRAY(
+        SELECT jsonb_build_array(s.id::text, jsonb_build_object('id', s.id, 'cutoff', tipcast_ts(s.cutoff),
+            'amount', s.amount, 'orders', s.orders, 'created_at', tipcast_ts(s.created_at))) FROM settlements s WHERE s.creator = cid AND (aft IS NULL OR s.id < aft)
+             ORDER BY s.id DESC LIMIT lim + 1), lim);
 END;
 $$;
 
@@ -1211,25 +1185,16 @@ DECLARE
     t_to timestamptz := tipcast_arg_time(ctx, 'to', 'query');
     lim int := tipcast_arg_limit(ctx);
     aft bigint := tipcast_arg_after_id(ctx);
-    items jsonb := '[]';
-    n int := 0;
-    nxt text;
-    l ledger;
 BEGIN
     PERFORM tipcast_check_own(ctx, uid);
     -- Newest first by the row id (the index ledger_account); the row id
     -- follows the insertion order, which is the order of the movements.
-    FOR l IN SELECT * FROM ledger x
-             WHERE x.account = 'user:' || uid AND (aft IS NULL OR x.id < aft)
-               AND (t_from IS NULL OR x.created_at >= t_from) AND (t_to IS NULL OR x.created_at < t_to)
-             ORDER BY x.id DESC LIMIT lim + 1 LOOP
-        n := n + 1;
-        EXIT WHEN n > lim;
-        items := items || jsonb_build_array(jsonb_build_object('movement_id', l.movement_id, 'kind', l.kind,
-            'delta', l.delta, 'note', l.note, 'created_at', tipcast_ts(l.created_at)));
-        nxt := l.id::text;
-    END LOOP;
-    RETURN tipcast_page(items, CASE WHEN n > lim THEN nxt END);
+    RETURN tipcast_paged(ARRAY(
+        SELECT jsonb_build_array(l.id::text, jsonb_build_object('movement_id', l.movement_id, 'kind', l.kind,
+            'delta', l.delta, 'note', l.note, 'created_at', tipcast_ts(l.created_at))) FROM ledger l
+             WHERE l.account = 'user:' || uid AND (aft IS NULL OR l.id < aft)
+               AND (t_from IS NULL OR l.created_at >= t_from) AND (t_to IS NULL OR l.created_at < t_to)
+             ORDER BY l.id DESC LIMIT lim + 1), lim);
 END;
 $$;
 
@@ -1279,24 +1244,15 @@ DECLARE
     t_to timestamptz := tipcast_arg_time(ctx, 'to', 'query');
     lim int := tipcast_arg_limit(ctx);
     aft bigint := tipcast_arg_after_id(ctx);
-    items jsonb := '[]';
-    n int := 0;
-    nxt text;
-    a audit_log;
 BEGIN
-    FOR a IN SELECT * FROM audit_log x
-             WHERE (f_actor IS NULL OR x.actor = f_actor) AND (f_action IS NULL OR x.action = f_action)
-               AND (f_target IS NULL OR x.target = f_target) AND (t_from IS NULL OR x.at >= t_from)
-               AND (t_to IS NULL OR x.at < t_to) AND (aft IS NULL OR x.id < aft)
-             ORDER BY x.id DESC LIMIT lim + 1 LOOP
-        n := n + 1;
-        EXIT WHEN n > lim;
-        items := items || jsonb_build_array(jsonb_build_object('id', a.id, 'at', tipcast_ts(a.at), 'actor', a.actor,
+    RETURN tipcast_paged(ARRAY(
+        SELECT jsonb_build_array(a.id::text, jsonb_build_object('id', a.id, 'at', tipcast_ts(a.at), 'actor', a.actor,
             'role', a.role, 'action', a.action, 'target', a.target, 'before', a.before, 'after', a.after,
-            'request_id', a.request_id, 'client_addr', a.client_addr, 'outcome', a.outcome));
-        nxt := a.id::text;
-    END LOOP;
-    RETURN tipcast_page(items, CASE WHEN n > lim THEN nxt END);
+            'request_id', a.request_id, 'client_addr', a.client_addr, 'outcome', a.outcome)) FROM audit_log a
+             WHERE (f_actor IS NULL OR a.actor = f_actor) AND (f_action IS NULL OR a.action = f_action)
+               AND (f_target IS NULL OR a.target = f_target) AND (t_from IS NULL OR a.at >= t_from)
+               AND (t_to IS NULL OR a.at < t_to) AND (aft IS NULL OR a.id < aft)
+             ORDER BY a.id DESC LIMIT lim + 1), lim);
 END;
 $$;
 
@@ -1306,20 +1262,11 @@ DECLARE
     f_kind text := tipcast_arg_text(ctx, 'kind', 64, 'query', false);
     lim int := tipcast_arg_limit(ctx);
     aft bigint := tipcast_arg_after_id(ctx);
-    items jsonb := '[]';
-    n int := 0;
-    nxt text;
-    a alerts;
 BEGIN
-    FOR a IN SELECT * FROM alerts x WHERE (f_kind IS NULL OR x.kind = f_kind) AND (aft IS NULL OR x.id < aft)
-             ORDER BY x.id DESC LIMIT lim + 1 LOOP
-        n := n + 1;
-        EXIT WHEN n > lim;
-        items := items || jsonb_build_array(jsonb_build_object('id', a.id, 'at', tipcast_ts(a.at), 'kind', a.kind,
-            'severity', a.severity, 'subject', a.subject, 'detail', a.detail));
-        nxt := a.id::text;
-    END LOOP;
-    RETURN tipcast_page(items, CASE WHEN n > lim THEN nxt END);
+    RETURN tipcast_paged(ARRAY(
+        SELECT jsonb_build_array(a.id::text, jsonb_build_object('id', a.id, 'at', tipcast_ts(a.at), 'kind', a.kind,
+            'severity', a.severity, 'subject', a.subject, 'detail', a.detail)) FROM alerts a WHERE (f_kind IS NULL OR a.kind = f_kind) AND (aft IS NULL OR a.id < aft)
+             ORDER BY a.id DESC LIMIT lim + 1), lim);
 END;
 $$;
 
