@@ -136,6 +136,10 @@ struct config {
     int log_repeat_s;                  /* "log-repeat-s", window of repeated warnings, default 10 */
 };
 
+/* 1 when webhooks are configured (webhook-url): the settlement functions
+ * and the ledger then queue them with their events. */
+static inline int config_webhooks_on(const struct config *cfg) { return cfg->webhook_url[0] != '\0'; }
+
 /* Fills `cfg` with the defaults. */
 void config_defaults(struct config *cfg);
 

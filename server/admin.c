@@ -672,7 +672,7 @@ static void dispatch(struct admin_req *q)
         json_object_set_new(path, q->params.name[i], json_string(q->params.value[i]));
     q->ctx = json_pack("{s:s, s:s, s:s, s:s, s:b, s:o, s:O, s:o, s:{s:i, s:i}}", "actor", q->who.sub, "role",
                        q->actor_role, "request_id", q->request_id, "client_addr", q->addr, "webhooks",
-                       server_webhooks_on(s), "path", path, "query", q->query, "body", body, "settings",
+                       config_webhooks_on(&s->cfg), "path", path, "query", q->query, "body", body, "settings",
                        "settlement_delay_days", s->cfg.settlement_delay_days, "withdrawal_min",
                        s->cfg.withdrawal_min);
     if (!q->ctx) {

@@ -198,7 +198,7 @@ int server_init(struct server *s, uv_loop_t *loop)
     roomstore_init(&s->store, &s->redis, s->node_id, cfg->history_len);
     roomfeed_init(&s->feed, &s->outbox, loop, cfg->history_len);
     ledger_init(&s->ledger, &s->outbox, loop, cfg);
-    s->ledger.webhooks = server_webhooks_on(s);
+    s->ledger.webhooks = config_webhooks_on(&s->cfg);
     const struct conn_hooks conn_hooks = {
         .ctx = s, .on_open = session_open, .on_message = session_message, .on_leave_all = session_leave_all,
         .on_closed = session_closed, .on_resume = on_conn_resume};

@@ -10,6 +10,7 @@
 #include <libwebsockets.h>
 #include <uv.h>
 
+#include "admin.h"
 #include "backlog.h"
 #include "board.h"
 #include "catalog.h"
@@ -31,11 +32,6 @@
 #include "wallet.h"
 #include "web.h"
 #include "webhook.h"
-
-/* HTTP statuses the admin API's answers are counted by (admin.c, metrics.c),
- * "other" (0) last. */
-#define ADMIN_STATUSES 13
-#define ADMIN_STATUS_LIST {200, 201, 400, 401, 403, 404, 405, 409, 413, 422, 500, 503, 0}
 
 /* The sweep runs this often: auth deadlines, pings, idle, rooms. */
 #define SERVER_SWEEP_MS 250
@@ -122,12 +118,7 @@ size_t http_session_size(void);
 /* The /readyz answer, {redis, postgres, stopping}, and its HTTP status. */
 json_t *server_readiness(struct server *s, unsigned *status);
 
-/* admin.c: the protocol of the admin listener's vhost. */
-int admin_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
-size_t admin_session_size(void);
 
-/* 1 when webhooks are configured: the settlement functions then queue
- * them with their events. */
-static inline int server_webhooks_on(const struct server *s) { return s->cfg.webhook_url[0] != '\0'; }
+
 
 #endif
