@@ -163,7 +163,9 @@ static void send_group(struct roomfeed *f, const struct group *g, const uint32_t
     struct board_keys bk;
     room_keys(lead->room.s, &rk);
     board_keys(lead->room.s, board_time(lead), &bk);
-    char hl[16], ttl[BOARD_PERIODS][24], count[16];
+    /* count is filled once the entries are known; "0" until then, so that
+     * the length taken of every fixed argument below reads a string. */
+    char hl[16], ttl[BOARD_PERIODS][24], count[16] = "0";
     snprintf(hl, sizeof hl, "%d", f->history_len);
     for (int p = 0; p < BOARD_PERIODS; p++)
         snprintf(ttl[p], sizeof ttl[p], "%lld", (long long)bk.ttl_s[p]);

@@ -598,7 +598,9 @@ def test_refund_reversal_property_2000_orders():
         agency = "'ag-prop'" if ag else "NULL"
         script.append(f"INSERT INTO orders (order_id, kind, sender, room, creator, count, unit_price, amount, "
                       f"request_id, sender_balance, created_at, platform_fee, agency_id, agency_share, creator_net) "
-                      f"VALUES ('{oid}', 'tip', 'u', 'rm', '{creator}', 1, {amount}, {amount}, 'q', 0, now(), {fee}, "
+                      f"VALUES ('{oid}', 'tip', 'u', 'rm', '{creator}', 1, {amount}, {amount}, 'q', 0, "
+                      # long ago: these amounts would swamp the platform's statements of today
+                      f"'2001-01-01', {fee}, "
                       f"{agency}, {ag}, {amount - fee - ag});")
     script.append("COMMIT;")
     for oid, amount, fee, ag in orders:
