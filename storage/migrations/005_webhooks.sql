@@ -1,4 +1,4 @@
--- 005_webhooks: delivery of webhook_outbox (002) by settlement/webhook.c, and
+-- 005_webhooks: delivery of webhook_outbox (002) by settlement/webhook.c (its admin list uses the helpers of 004), and
 -- the two admin routes of dead letters (docs/admin-api.md, "Webhooks";
 -- docs/settlement.md, "Webhooks").
 --
@@ -78,12 +78,6 @@ BEGIN
 END;
 $$;
 
--- A time of the admin API: RFC 3339 in UTC.
-CREATE FUNCTION tipcast_webhook_time(t timestamptz) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
-$$;
-
 -- GET /api/v1/webhooks/dead?limit=&after=: dead letters, newest first.
 -- `next` is the id of the page's last item as a string (the `after` of the
 -- next page), null on the last page. Served by the partial index
@@ -91,43 +85,16 @@ $$;
 CREATE FUNCTION tipcast_api_webhooks_dead(ctx jsonb) RETURNS jsonb
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    lim_text text := ctx->'query'->>'limit';
-    after_text text := ctx->'query'->>'after';
-    lim int := 50;
-    after_id bigint;
-    items jsonb;
-    n int;
-    last_id bigint;
+    lim int := tipcast_arg_limit(ctx);
+    aft bigint := tipcast_arg_after_id(ctx);
 BEGIN
-    IF lim_text IS NOT NULL THEN
-        IF lim_text !~ '^[0-9]{1,4}$' OR lim_text::int NOT BETWEEN 1 AND 500 THEN
-            RAISE EXCEPTION 'bad_field' USING DETAIL = 'limit must be an integer from 1 to 500', HINT = 'limit';
-        END IF;
-        lim := lim_text::int;
-    END IF;
-    IF after_text IS NOT NULL THEN
-        IF after_text !~ '^[0-9]{1,18}$' THEN
-            RAISE EXCEPTION 'bad_field' USING DETAIL = 'after must be the next of a previous page', HINT = 'after';
-        END IF;
-        after_id := after_text::bigint;
-    END IF;
-    -- One row more than the page tells whether another page follows.
-    SELECT coalesce(jsonb_agg(jsonb_build_object(
-               'id', p.id, 'event', p.event, 'idempotency_key', p.idempotency_key, 'attempts', p.attempts,
-               'last_status', p.last_status, 'last_error', p.last_error,
-               'created_at', tipcast_webhook_time(p.created_at)) ORDER BY p.id DESC) FILTER (WHERE p.rn <= lim),
-                    '[]'::jsonb),
-           count(*), min(p.id) FILTER (WHERE p.rn <= lim)
-    INTO items, n, last_id
-    FROM (SELECT w.*, row_number() OVER (ORDER BY w.id DESC) AS rn
-          FROM webhook_outbox w
-          WHERE w.state = 'dead' AND (after_id IS NULL OR w.id < after_id)
-          ORDER BY w.id DESC
-          LIMIT lim + 1) p;
-    RETURN jsonb_build_object('status', 200, 'body',
-                              jsonb_build_object('items', items,
-                                                 'next', CASE WHEN n > lim THEN to_jsonb(last_id::text)
-                                                              ELSE 'null'::jsonb END));
+    RETURN tipcast_paged(ARRAY(
+        SELECT jsonb_build_array(w.id::text, jsonb_build_object(
+                   'id', w.id, 'event', w.event, 'idempotency_key', w.idempotency_key, 'attempts', w.attempts,
+                   'last_status', w.last_status, 'last_error', w.last_error, 'created_at', tipcast_ts(w.created_at)))
+        FROM webhook_outbox w
+        WHERE w.state = 'dead' AND (aft IS NULL OR w.id < aft)
+        ORDER BY w.id DESC LIMIT lim + 1), lim);
 END;
 $$;
 
