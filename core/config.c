@@ -286,7 +286,7 @@ static int config_validate(const struct config *cfg, char *err, size_t errlen)
     return 0;
 }
 
-int config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
+int config_read(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
 {
     char key[CONFIG_KEY_MAX];
     const char *value = NULL;
@@ -351,7 +351,13 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
         if (config_set(cfg, key, value, err, errlen) != 0)
             return -1;
     }
-    return config_validate(cfg, err, errlen);
+    return 0;
+}
+
+int config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    int rc = config_read(cfg, argc, argv, err, errlen);
+    return rc != 0 ? rc : config_validate(cfg, err, errlen);
 }
 
 /* Writes text word by word from column col, wrapping at CONFIG_HELP_WIDTH

@@ -150,6 +150,11 @@ void config_defaults(struct config *cfg);
  * may be partly updated and must not be used. */
 int config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen);
 
+/* config_load without the checks that only tipcastd needs (a jwt-secret,
+ * settings that go together): for tools that read the same settings to
+ * find the same databases (tipcast-admin). */
+int config_read(struct config *cfg, int argc, char **argv, char *err, size_t errlen);
+
 /* Sets one setting by its key from a string value. Returns 0, or -1 with a
  * message in `err`. Used by config_load and by tests. */
 int config_set(struct config *cfg, const char *key, const char *value, char *err, size_t errlen);
