@@ -273,6 +273,11 @@ const struct config_entry config_table[] = {
      "3600", "S",
      "How often tipcastd settles the orders older than settlement-delay-days "
      "(any node may; runs at the same cutoff are one)."},
+    {"reconcile-interval-s", CONFIG_G_SETTLEMENT, CONFIG_T_INT, CONFIG_OFF(reconcile_interval_s), 0, 2592000,
+     "86400", "S",
+     "How often tipcastd reconciles Redis wallets, the ledger, earnings and "
+     "boards (docs/settlement.md, \"Reconciliation\"), on a thread of its own; "
+     "one node at a time. 0: never (tipcast-admin reconcile still runs)."},
     {"withdrawal-min", CONFIG_G_SETTLEMENT, CONFIG_T_INT, CONFIG_OFF(withdrawal_min), 1, 2000000000, "1000",
      "COINS",
      "Smallest withdrawal a creator may request."},

@@ -215,6 +215,14 @@ static void admin(struct prom *p, const struct server *s)
     prom_u64(p, "tipcast_wallet_credits_redriven_total", PROM_L("result", "ok"), PROM_NONE, s->jobs.stats.redriven);
     prom_u64(p, "tipcast_wallet_credits_redriven_total", PROM_L("result", "failed"), PROM_NONE,
              s->jobs.stats.redrive_failures);
+    prom_family(p, "tipcast_reconcile_runs_total", "counter",
+                "Scheduled reconciliation runs of this node (docs/settlement.md, \"Reconciliation\"), by result.");
+    prom_u64(p, "tipcast_reconcile_runs_total", PROM_L("result", "clean"), PROM_NONE, s->recon.stats.clean);
+    prom_u64(p, "tipcast_reconcile_runs_total", PROM_L("result", "mismatch"), PROM_NONE, s->recon.stats.mismatch);
+    prom_u64(p, "tipcast_reconcile_runs_total", PROM_L("result", "error"), PROM_NONE, s->recon.stats.error);
+    prom_single(p, "tipcast_reconcile_findings", "gauge",
+                "Findings of this node's last scheduled reconciliation run (-1 before its first).",
+                s->recon.stats.findings);
 }
 
 long metrics_write(const struct server *s, char *buf, size_t cap)

@@ -355,6 +355,7 @@ int server_start(struct server *s)
         exit(1);
     }
     jobs_start(&s->jobs, s->loop, s->admin_pool, &s->wallet, cfg);
+    recon_job_start(&s->recon, cfg, s->node_id);
     /* Webhooks, when webhook-url is set: their rows are in PostgreSQL. */
     if (webhook_start(&s->webhook, s->loop, cfg) < 0) {
         log_msg(LOG_ERROR, "cannot start the webhooks");
@@ -395,6 +396,7 @@ static void finish_shutdown(struct server *s)
     earnings_stop(&s->earnings);
     webhook_stop(&s->webhook); /* deliveries in flight are sent again after their lease */
     jobs_stop(&s->jobs);
+    recon_job_stop(&s->recon);
     pgpool_close(s->admin_pool);
     s->admin_pool = NULL;
     log_msg(LOG_INFO, "tipcastd stopped");

@@ -18,6 +18,7 @@
 #include "conn.h"
 #include "earnings.h"
 #include "jobs.h"
+#include "recon_job.h"
 #include "ledger.h"
 #include "listener.h"
 #include "metrics.h"
@@ -78,6 +79,7 @@ struct server {
     struct pgpool *admin_pool;
     uint64_t admin_answered[ADMIN_STATUSES]; /* by status (admin.c) */
     struct jobs jobs; /* settlement runs and re-driven wallet credits */
+    struct recon_job recon; /* scheduled reconciliation, on its own thread */
     struct backlog backlog;
     struct metrics metrics;
 
