@@ -58,6 +58,10 @@ const struct api_route api_routes[] = {
     {API_GET, "/api/v1/audit", ADMIN | AUD, 0, "tipcast_api_audit_list",
      "id,at,actor,role,action,target,before,after,request_id,client_addr,outcome", 0},
     {API_GET, "/api/v1/alerts", ADMIN | FIN | OPS | AUD, 0, "tipcast_api_alerts_list", NULL, 0},
+    /* /latest before /{id}: the first route that matches is taken. */
+    {API_GET, "/api/v1/reconcile/reports", ADMIN | FIN | AUD, 0, "tipcast_api_reconcile_reports", NULL, 0},
+    {API_GET, "/api/v1/reconcile/reports/latest", ADMIN | FIN | AUD, 0, "tipcast_api_reconcile_latest", NULL, 0},
+    {API_GET, "/api/v1/reconcile/reports/{id}", ADMIN | FIN | AUD, 0, "tipcast_api_reconcile_report", NULL, 0},
     {API_GET, "/api/v1/webhooks/dead", ADMIN | OPS | AUD, 0, "tipcast_api_webhooks_dead", NULL, 0},
     {API_POST, "/api/v1/webhooks/{id}/retry", ADMIN | OPS, 0, "tipcast_api_webhook_retry", NULL, API_BODY},
 };
