@@ -1,6 +1,7 @@
 /* entry.c - the one parser of outbox entries (see entry.h). */
 #include "entry.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,12 +12,13 @@
 #include "log.h"
 #include "utf8.h"
 
-enum field { F_K, F_U, F_R, F_G, F_GN, F_AN, F_N, F_P, F_A, F_B, F_M, F_T, F_Q, F_TS, F_RO, F_X, F_OTS, F_COUNT };
-static const char *const field_names[F_COUNT] = {"k", "u", "r", "g", "gn", "an", "n", "p", "a",
-                                                 "b", "m", "t", "q", "ts", "ro", "x", "ots"};
+enum field { F_K, F_U, F_R, F_G, F_GN, F_AN, F_N, F_P, F_A, F_B, F_M, F_T, F_Q, F_TS, F_RO, F_X, F_OTS, F_IP, F_DV,
+             F_COUNT };
+static const char *const field_names[F_COUNT] = {"k", "u", "r", "g", "gn", "an", "n", "p", "a", "b",
+                                                 "m", "t", "q", "ts", "ro", "x", "ots", "ip", "dv"};
 
 /* The lengths of the names, so that a field is found without strlen. */
-static const uint8_t field_lens[F_COUNT] = {1, 1, 1, 1, 2, 2, 1, 1, 1, 1, 1, 1, 1, 2, 2, 1, 3};
+static const uint8_t field_lens[F_COUNT] = {1, 1, 1, 1, 2, 2, 1, 1, 1, 1, 1, 1, 1, 2, 2, 1, 3, 2, 2};
 
 /* The field named s[0..n), or -1. */
 static int field_of(const char *s, size_t n)
@@ -51,7 +53,7 @@ static size_t entry_need(const redisReply *fields)
             bytes += fields->element[i]->len + 1;
     if (bytes > ENTRY_BYTES_MAX)
         bytes = ENTRY_BYTES_MAX;
-    return 4 * bytes + F_COUNT + 1;
+    return 4 * bytes + F_COUNT + 1 + INET6_ADDRSTRLEN;
 }
 
 static void reject(struct entry *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -116,11 +118,33 @@ static struct entry_str text_copy(const char *s, size_t n, struct arena *a)
     return (struct entry_str){out, len};
 }
 
+/* The client's address in its canonical text form (inet_ntop of what
+ * inet_pton read: what PostgreSQL's inet reads back), or "" when the field
+ * is absent or not an IPv4 or IPv6 address: a where-from, not money, so it
+ * never makes the entry bad. */
+static struct entry_str ip_copy(const char *s, size_t n, struct arena *a)
+{
+    char in[INET6_ADDRSTRLEN];
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (!s || n == 0 || n >= sizeof in || memchr(s, '\0', n))
+        return (struct entry_str){"", 0};
+    memcpy(in, s, n);
+    in[n] = '\0';
+    int af = memchr(in, ':', n) ? AF_INET6 : AF_INET;
+    if (inet_pton(af, in, addr) != 1)
+        return (struct entry_str){"", 0};
+    char *out = arena_take(a, INET6_ADDRSTRLEN);
+    if (!inet_ntop(af, addr, out, INET6_ADDRSTRLEN))
+        return (struct entry_str){"", 0};
+    return (struct entry_str){out, strlen(out)};
+}
+
 /* Fills e from [id, fields] (fields nil: deleted from the stream). */
 static void entry_parse(struct entry *e, const redisReply *fields, struct arena *a)
 {
     static const struct entry_str empty = {"", 0};
     e->user = e->room = e->gift_name = e->animation = e->combo = e->text = e->request_id = e->raw = e->ref = empty;
+    e->ip = e->device = empty;
     e->order_ts_ms = 0;
     e->role = (struct entry_str){"viewer", 6};
     if (!fields || fields->type != REDIS_REPLY_ARRAY) {
@@ -238,6 +262,9 @@ static void entry_parse(struct entry *e, const redisReply *fields, struct arena 
         e->ref = text_copy(v[F_X], n[F_X], a);
     if (n[F_RO])
         e->role = text_copy(v[F_RO], n[F_RO], a);
+    e->ip = ip_copy(v[F_IP], n[F_IP], a);
+    if (n[F_DV] <= ENTRY_DEVICE_MAX)
+        e->device = text_copy(v[F_DV], n[F_DV], a);
     return;
 bad:
     keep_raw(e, fields, a);

@@ -23,6 +23,11 @@
  *       the refund id) that the ledger applies them under
  *   ots refund only: the refunded order's created_at in ms (the periods of
  *       the leaderboards it is taken off)
+ *   ip  optional (gift, tip): the client's IP address as text ("203.0.113.7",
+ *       "2001:db8::1"); one that is not an IPv4 or IPv6 address is taken as
+ *       absent, never as a reason to reject the entry
+ *   dv  optional (gift, tip): the client's device id, at most
+ *       ENTRY_DEVICE_MAX bytes (longer: taken as absent), repaired as texts are
  *
  * Identities and money must be exact: an entry whose kind, ids, amounts or
  * time cannot be read is ENTRY_BAD, with the reason and its raw fields kept,
@@ -44,6 +49,8 @@
  * could not store it, and the ledger would never commit it. */
 #define ENTRY_TS_MS_MAX INT64_C(253402300799999)
 #define ENTRY_REASON_MAX 96
+/* Longest device id (dv) kept. */
+#define ENTRY_DEVICE_MAX 64
 /* Longest external reference (x) of a recharge or refund. */
 #define ENTRY_REF_MAX 128
 
@@ -72,6 +79,8 @@ struct entry {
     int64_t order_ts_ms; /* refund: the refunded order's time (ots); 0 otherwise */
     struct entry_str user, room, gift_name, animation, combo, text, request_id, role;
     struct entry_str ref; /* recharge, refund: x; "" otherwise */
+    struct entry_str ip;     /* canonical text of ip, "" when absent or not an address */
+    struct entry_str device; /* dv, "" when absent */
     char reason[ENTRY_REASON_MAX];
     struct entry_str raw; /* ENTRY_BAD: the fields as "name=value\n" lines */
     uint8_t retry;        /* set by a group's applier: not applied, read it again */

@@ -127,7 +127,7 @@ static void copy_order_id(struct sbuf *b, const struct entry *e)
  * tables), in the order the rows are written. */
 #define ORDER_COLS                                                                                        \
     "order_id, kind, sender, room, creator, gift_id, gift_name, count, unit_price, amount, combo, message, " \
-    "request_id, sender_balance, created_at"
+    "request_id, sender_balance, created_at, ip, device"
 #define MOVE_COLS "movement_id, account, delta, kind, note, created_at"
 #define EXT_COLS "order_id, kind, user_id, amount, ref, room, order_ts, created_at"
 
@@ -164,6 +164,10 @@ static void copy_order(struct sbuf *o, const struct entry *e)
     sbuf_i64(o, e->balance);
     sbuf_str(o, "\t");
     sbuf_time(o, e->ts_ms);
+    sbuf_str(o, "\t");
+    copy_opt(o, &e->ip); /* an address as inet_ntop wrote it: nothing to escape, inet reads it */
+    sbuf_str(o, "\t");
+    copy_opt(o, &e->device);
     sbuf_str(o, "\n");
 }
 

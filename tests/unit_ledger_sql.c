@@ -10,7 +10,7 @@
 
 #define ORDER_COLS                                                                                        \
     "order_id, kind, sender, room, creator, gift_id, gift_name, count, unit_price, amount, combo, message, " \
-    "request_id, sender_balance, created_at"
+    "request_id, sender_balance, created_at, ip, device"
 #define MOVE_COLS "movement_id, account, delta, kind, note, created_at"
 #define EXT_COLS "order_id, kind, user_id, amount, ref, room, order_ts, created_at"
 #define STAGING "SELECT tipcast_ledger_staging();\n"
@@ -200,6 +200,8 @@ static void test_batch(void)
     e[0] = gift(0, "1700000000000-0", "u1", "c1", 7, "Rose", 3, 50, "combo-1");
     e[0].request_id = str("req-1");
     e[0].balance = 850;
+    e[0].ip = str("2001:db8::7");
+    e[0].device = str("dev\t1");
     e[1] = tip(2, "1700000000001-5", "u2", "c1", 25, str("hi\tthere\\n"));
     e[2] = credit(1, "1700000000002-0", "u3", 1000, "signup bonus");
     e[3] = gift(0, "1700000000003-0", "u1", "c0", 9, "it's\ttab", 1, 10, "");
@@ -226,9 +228,12 @@ static void test_batch(void)
                        "decode('6b3d676966740a613d7800ff0a', 'hex')) ON CONFLICT (order_id) DO NOTHING;\n");
     /* orders: a gift's and a tip's columns, NULL where a kind has none. */
     CHECK_TEXT(&q.rows[0],
-               "0-1700000000000-0\tgift\tu1\tc1\tc1\t7\tRose\t3\t50\t150\tcombo-1\t\\N\treq-1\t850\t" TS_TEXT "\n"
-               "2-1700000000001-5\ttip\tu2\tc1\tc1\t\\N\t\\N\t1\t25\t25\t\\N\thi\\tthere\\\\n\treq\t975\t" TS_TEXT "\n"
-               "0-1700000000003-0\tgift\tu1\tc0\tc0\t9\tit's\\ttab\t1\t10\t10\t\\N\t\\N\treq\t990\t" TS_TEXT "\n");
+               "0-1700000000000-0\tgift\tu1\tc1\tc1\t7\tRose\t3\t50\t150\tcombo-1\t\\N\treq-1\t850\t" TS_TEXT
+               "\t2001:db8::7\tdev\\t1\n"
+               "2-1700000000001-5\ttip\tu2\tc1\tc1\t\\N\t\\N\t1\t25\t25\t\\N\thi\\tthere\\\\n\treq\t975\t" TS_TEXT
+               "\t\\N\t\\N\n"
+               "0-1700000000003-0\tgift\tu1\tc0\tc0\t9\tit's\\ttab\t1\t10\t10\t\\N\t\\N\treq\t990\t" TS_TEXT
+               "\t\\N\t\\N\n");
     /* credits: their two rows, summing to zero (orders' rows are made by
      * the apply function, with the split). */
     CHECK_TEXT(&q.rows[1], "1-1700000000002-0\tuser:u3\t1000\tcredit\tsignup bonus\t" TS_TEXT "\n"
