@@ -120,6 +120,7 @@ void jobs_start(struct jobs *j, uv_loop_t *loop, struct pgpool *pool, struct wal
     uv_timer_start(&j->settle, on_settle_timer, (uint64_t)cfg->settlement_interval_s * 1000,
                    (uint64_t)cfg->settlement_interval_s * 1000);
     uv_timer_start(&j->redrive, on_redrive_timer, JOBS_REDRIVE_MS, JOBS_REDRIVE_MS);
+    anchor_start(&j->anchor, loop, pool, cfg);
     j->started = 1;
 }
 
@@ -130,4 +131,5 @@ void jobs_stop(struct jobs *j)
     j->started = 0;
     uv_close((uv_handle_t *)&j->settle, NULL);
     uv_close((uv_handle_t *)&j->redrive, NULL);
+    anchor_stop(&j->anchor);
 }

@@ -11,7 +11,8 @@
  *               few seconds (tipcast_wallet_redrive); the credit is
  *               idempotent by its reference, so a credit that did happen is
  *               only answered again.
- * Both run on the admin API's PostgreSQL connections. */
+ * Both run on the admin API's PostgreSQL connections, as do the ledger's
+ * daily anchors (anchor.h), started and stopped with them. */
 #ifndef TIPCAST_JOBS_H
 #define TIPCAST_JOBS_H
 
@@ -20,6 +21,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "anchor.h"
 #include "config.h"
 #include "pgpool.h"
 #include "wallet.h"
@@ -44,6 +46,7 @@ struct jobs {
     int settle_out, redrive_out; /* a call of each is out */
     int credits_out;             /* wallet scripts of a round still out */
     struct jobs_stats stats;
+    struct anchor anchor; /* the ledger's daily anchors (anchor.h) */
 };
 
 void jobs_start(struct jobs *j, uv_loop_t *loop, struct pgpool *pool, struct wallet *w, const struct config *cfg);

@@ -64,6 +64,7 @@ const struct api_route api_routes[] = {
     {API_GET, "/api/v1/reconcile/reports/{id}", ADMIN | FIN | AUD, 0, "tipcast_api_reconcile_report", NULL, 0},
     {API_GET, "/api/v1/webhooks/dead", ADMIN | OPS | AUD, 0, "tipcast_api_webhooks_dead", NULL, 0},
     {API_POST, "/api/v1/webhooks/{id}/retry", ADMIN | OPS, 0, "tipcast_api_webhook_retry", NULL, API_BODY},
+    {API_GET, "/api/v1/ledger/anchors", ADMIN | FIN | AUD, 0, "tipcast_api_ledger_anchors", NULL, 0},
 };
 const size_t api_routes_count = sizeof api_routes / sizeof api_routes[0];
 

@@ -170,6 +170,64 @@ BEGIN
 END;
 $$;
 
+-- tipcastd's daily anchor (settlement/anchor.c): at start, then at the
+-- first tick after each UTC midnight, the heads of the UTC day now. With
+-- webhooks, a ledger.anchored webhook carries that day's anchors, all of
+-- them, to the platform: a witness outside this database (a superuser can
+-- rewrite ledger_anchors as well as the ledger). Its key names the set, so
+-- every node's call of a day queues it once, and again only when a chain
+-- that was new meanwhile got anchored too. Returns {day, anchored (new
+-- now), anchors: [{chain, seq, hash}]}.
+CREATE FUNCTION tipcast_ledger_anchor_daily(webhooks boolean) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    d date := (now() AT TIME ZONE 'UTC')::date;
+    before bigint;
+    heads jsonb;
+    total bigint;
+BEGIN
+    SELECT count(*) INTO before FROM ledger_anchors WHERE day = d;
+    SELECT coalesce(jsonb_agg(jsonb_build_object('chain', a.chain, 'seq', a.seq, 'hash', encode(a.hash, 'hex'))
+                              ORDER BY a.chain), '[]'), count(*)
+    INTO heads, total FROM tipcast_ledger_anchor(d) a;
+    PERFORM tipcast_webhook_enqueue(webhooks, 'ledger.anchored', 'ledger.anchored:' || d || ':' || md5(heads::text),
+                                    jsonb_build_object('day', d, 'anchors', heads));
+    RETURN jsonb_build_object('day', d, 'anchored', total - before, 'anchors', heads);
+END;
+$$;
+
+-- GET /api/v1/ledger/anchors: newest day first, chains in order. The
+-- cursor is the last item's day and chain as digits, "YYYYMMDD" then
+-- chain + 1 (opaque to the client, like every cursor).
+CREATE FUNCTION tipcast_api_ledger_anchors(ctx jsonb) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    lim int := tipcast_arg_limit(ctx);
+    aft bigint := tipcast_arg_after_id(ctx);
+    aft_day date;
+    aft_chain int;
+BEGIN
+    IF aft IS NOT NULL THEN
+        IF aft::text !~ '^[0-9]{9,18}$' THEN
+            PERFORM tipcast_bad('after', 'after must be the next cursor of the previous page');
+        END IF;
+        BEGIN
+            aft_day := to_date(substr(aft::text, 1, 8), 'YYYYMMDD');
+        EXCEPTION WHEN OTHERS THEN
+            PERFORM tipcast_bad('after', 'after must be the next cursor of the previous page');
+        END;
+        aft_chain := substr(aft::text, 9)::bigint - 1;
+    END IF;
+    RETURN tipcast_paged(ARRAY(
+        SELECT jsonb_build_array(to_char(a.day, 'YYYYMMDD') || (a.chain + 1)::text, jsonb_build_object(
+                   'day', to_char(a.day, 'YYYY-MM-DD'), 'chain', a.chain, 'seq', a.seq,
+                   'hash', encode(a.hash, 'hex'), 'anchored_at', tipcast_ts(a.anchored_at)))
+        FROM ledger_anchors a
+        WHERE aft IS NULL OR a.day < aft_day OR (a.day = aft_day AND a.chain > aft_chain)
+        ORDER BY a.day DESC, a.chain LIMIT lim + 1), lim);
+END;
+$$;
+
 -- Called by tipcast_ledger_apply at the end of a batch that added anything,
 -- with ledger_new and ledger_out in sight. Empty here; 009 replaces it.
 CREATE FUNCTION tipcast_ledger_stats() RETURNS void
