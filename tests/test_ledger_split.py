@@ -235,7 +235,7 @@ def test_gifts_carry_the_split_and_the_tier_changes_with_volume(server, ob):
 
 
 def add_recharge(user, coins, state="paid"):
-    rid = unique("rc")
+    rid = unique("rc_")
     psql(f"INSERT INTO recharges (id, user_id, request_id, currency, amount_minor, coins, state, created_by, "
          f"paid_at) VALUES ('{rid}', '{user}', '{unique('q')}', 'USD', 499, {coins}, '{state}', 'test', now())")
     return rid
@@ -283,7 +283,7 @@ def board_keys(room, t):
 
 
 def add_refund(order_id, amount, fee, share, net, settled=False):
-    fid = unique("rf")
+    fid = unique("rf_")
     psql(f"INSERT INTO refunds (id, order_id, amount, reason, user_id, creator, room, order_created_at, "
          f"platform_fee, agency_id, agency_share, creator_net, settled, actor) "
          f"SELECT '{fid}', order_id, {amount}, 'test', sender, creator, room, created_at, {fee}, agency_id, "
@@ -345,7 +345,7 @@ def test_refunds_reverse_the_split_once_and_lower_the_boards(server, ob):
         r.close()
 
     # A refund entry with no refunds row cannot be split: set aside.
-    ghost = unique("rf")
+    ghost = unique("rf_")
     gid = ob.external("refund", sender, 5, ghost, room=creator, ots=ms(t))
     wait_for(lambda: psql(f"SELECT reason FROM outbox_rejects WHERE order_id = '{gid}'") == f"refund {ghost} unknown",
              what="the unknown refund set aside")
