@@ -121,6 +121,7 @@ struct config {
     int settlement_delay_days;         /* "settlement-delay-days", default 7 */
     int settlement_interval_s;         /* "settlement-interval-s", default 3600 */
     int withdrawal_min;                /* "withdrawal-min", default 1000 */
+    int risk_scan_interval_s;          /* "risk-scan-interval-s", default 60, 0 = no scan */
 
     /* Webhooks (docs/settlement.md, "Webhooks") */
     char webhook_url[CONFIG_STR_MAX];  /* "webhook-url", http://HOST[:PORT]/PATH, "" = no webhooks */

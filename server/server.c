@@ -348,13 +348,14 @@ int server_start(struct server *s)
     s->redis_start.data = s;
     uv_timer_start(&s->redis_start, on_redis_start_timeout, (uint64_t)cfg->redis_start_timeout_s * 1000, 0);
     rlink_start(&s->redis);
-    if (pgcheck_start(&s->pgcheck, s->loop, cfg->pg_conninfo, &s->catalog, on_catalog, s) < 0 ||
+    if (pgcheck_start(&s->pgcheck, s->loop, cfg->pg_conninfo, &s->catalog, &s->risk, on_catalog, s) < 0 ||
         earnings_start(&s->earnings, s->loop, cfg->pg_conninfo) < 0 ||
         !(s->admin_pool = pgpool_open(s->loop, "admin: postgres", cfg->pg_conninfo, cfg->admin_pg_connections))) {
         log_msg(LOG_ERROR, "cannot start the backends: out of memory");
         exit(1);
     }
     jobs_start(&s->jobs, s->loop, s->admin_pool, &s->wallet, cfg);
+    risk_scan_start(&s->risk_scan, s->loop, s->admin_pool, cfg);
     /* Webhooks, when webhook-url is set: their rows are in PostgreSQL. */
     if (webhook_start(&s->webhook, s->loop, cfg) < 0) {
         log_msg(LOG_ERROR, "cannot start the webhooks");
@@ -395,6 +396,7 @@ static void finish_shutdown(struct server *s)
     earnings_stop(&s->earnings);
     webhook_stop(&s->webhook); /* deliveries in flight are sent again after their lease */
     jobs_stop(&s->jobs);
+    risk_scan_stop(&s->risk_scan);
     pgpool_close(s->admin_pool);
     s->admin_pool = NULL;
     log_msg(LOG_INFO, "tipcastd stopped");
@@ -431,4 +433,5 @@ void server_free(struct server *s)
     tally_free(&s->conns_by_addr);
     web_free(&s->web);
     catalog_free(&s->catalog);
+    risk_free(&s->risk);
 }

@@ -24,10 +24,12 @@
 #include "outbox.h"
 #include "pgcheck.h"
 #include "pgpool.h"
+#include "risk.h"
 #include "rlink.h"
 #include "room.h"
 #include "roomfeed.h"
 #include "roomstore.h"
+#include "scan.h"
 #include "tally.h"
 #include "wallet.h"
 #include "web.h"
@@ -78,6 +80,10 @@ struct server {
     struct pgpool *admin_pool;
     uint64_t admin_answered[ADMIN_STATUSES]; /* by status (admin.c) */
     struct jobs jobs; /* settlement runs and re-driven wallet credits */
+    /* Risk rules and freezes (loaded in main.c, reloaded by pgcheck), the
+     * gift path's rate limits, and the periodic scan. */
+    struct risk risk;
+    struct risk_scan risk_scan;
     struct backlog backlog;
     struct metrics metrics;
 

@@ -58,6 +58,13 @@ const struct api_route api_routes[] = {
     {API_GET, "/api/v1/audit", ADMIN | AUD, 0, "tipcast_api_audit_list",
      "id,at,actor,role,action,target,before,after,request_id,client_addr,outcome", 0},
     {API_GET, "/api/v1/alerts", ADMIN | FIN | OPS | AUD, 0, "tipcast_api_alerts_list", NULL, 0},
+    {API_POST, "/api/v1/accounts/{id}/freeze", ADMIN | OPS | SUP, 0, "tipcast_api_account_freeze", NULL,
+     API_BODY | API_BODY_REQUIRED},
+    {API_POST, "/api/v1/accounts/{id}/unfreeze", ADMIN | OPS | SUP, 0, "tipcast_api_account_unfreeze", NULL, API_BODY},
+    {API_GET, "/api/v1/accounts/{id}/freeze", ADMIN | OPS | SUP | AUD, 0, "tipcast_api_account_freeze_get", NULL, 0},
+    {API_GET, "/api/v1/freezes", ADMIN | OPS | SUP | AUD, 0, "tipcast_api_freezes_list", NULL, 0},
+    {API_GET, "/api/v1/risk/rules", ADMIN | OPS | AUD, 0, "tipcast_api_risk_rules_get", NULL, 0},
+    {API_PUT, "/api/v1/risk/rules", ADMIN | OPS, 0, "tipcast_api_risk_rules_put", NULL, API_BODY | API_BODY_REQUIRED},
     {API_GET, "/api/v1/webhooks/dead", ADMIN | OPS | AUD, 0, "tipcast_api_webhooks_dead", NULL, 0},
     {API_POST, "/api/v1/webhooks/{id}/retry", ADMIN | OPS, 0, "tipcast_api_webhook_retry", NULL, API_BODY},
 };
