@@ -38,7 +38,7 @@ INSERT INTO risk_rules (name, value, dflt, lo, hi, unit, description) VALUES
      'an account is new for this many days after its wallet''s first credit'),
     ('new_account_daily_cap', 0, 0, 0, 9007199254740991, 'coins/UTC day',
      'the daily spend cap of a new account (the lower of the two applies); 0 = no cap'),
-    ('recharge_user_per_hour', 20, 20, 0, 1000000, 'recharges/hour',
+    ('recharge_user_per_hour', 0, 0, 0, 1000000, 'recharges/hour',
      'recharges a user may create in any 60 minutes; 0 = off'),
     ('recharge_ip_per_hour', 100, 100, 0, 10000000, 'recharges/hour',
      'recharges created for one client ip (the optional ip field) in any 60 minutes; 0 = off'),
