@@ -27,6 +27,8 @@ order pays the split; then runs the scenarios:
   5 settlement        recharges created and paid by signed payment callbacks
                       through the admin API: callbacks/s, their latency, and
                       exactly one credit each (also when delivered again)
+  6 risk control      the gift path's ack p99 at a fixed rate with every risk
+                      rule on (none refusing) beside the rules off, taking turns
 Results go to $BENCH_OUT (figures.tsv, JSON, logs); bench/report.py turns them
 into docs/benchmarks.md and copies the SVG charts to docs/bench/. Everything
 the suite started is stopped on exit (also on Ctrl-C or SIGTERM), and every
@@ -34,7 +36,7 @@ step has a time bound. Python 3 standard library only.
 
 Environment (defaults in brackets; quick-mode defaults after the slash):
   BENCH_QUICK [0]            1: small N, short durations
-  BENCH_ONLY [1 4 2 3 5]     the scenarios to run, e.g. "1 2"
+  BENCH_ONLY [1 4 5 6 2 3]   the scenarios to run, e.g. "1 2"
   BENCH_BUILD_DIR [build]    cmake build tree
   BENCH_OUT [/tmp/tipcast-bench-out]   raw results
   BENCH_PEERS [bench/peers]  nchan.conf, ws-broadcast.js, pg-gift.sql, pg-gift-schema.sql
@@ -48,6 +50,7 @@ Environment (defaults in brackets; quick-mode defaults after the slash):
   BENCH_FANOUT_SUBS [10000/1000]   scenario 2's subscribers
   BENCH_FANOUT_RATE [1/2]          scenario 2's steady events/s (whole room)
   BENCH_S4_RATE [scenario 1's maximum, else 1000]  scenario 4's gifts/s
+  BENCH_S6_RATE [1000/300]         scenario 6's gifts/s
   BENCH_TIPCASTD_ARGS []           extra tipcastd flags (e.g. for tuning)
   BENCH_NO_DOC [0]           1: write the report (and charts) to $BENCH_OUT only
   BENCH_BIN []               a tipcast-bench to use instead of the built one
@@ -66,6 +69,7 @@ import s2_fanout
 import s3_idle
 import s4_durability
 import s5_settlement
+import s6_risk
 from suite import REPO, TC_MAX_CONNS, BenchError, Settings, Suite
 
 BENCH_PACKAGES = ["nginx-light", "libnginx-mod-nchan", "redis-tools", "postgresql-contrib", "iproute2"]
@@ -178,7 +182,7 @@ def run_all(suite):
     setup_services(suite)
     machine_figures(suite)
 
-    if suite.has(1) or suite.has(4) or suite.has(2) or suite.has(5):
+    if suite.has(1) or suite.has(4) or suite.has(2) or suite.has(5) or suite.has(6):
         suite.start_tipcastd(1, TC_MAX_CONNS)
         seed(suite)
     if suite.has(1):
@@ -187,6 +191,8 @@ def run_all(suite):
         s4_durability.run(suite)
     if suite.has(5):
         s5_settlement.run(suite)
+    if suite.has(6):
+        s6_risk.run(suite)
     if suite.has(2):
         s2_fanout.run(suite)
     if suite.has(3):

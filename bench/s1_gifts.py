@@ -43,14 +43,16 @@ def redis_ceiling(suite):
     suite.rcli("-n", db, "flushdb")
     suite.rcli("-n", db, "set", f"tc:{{w:0}}:bal:{u}", "1000000000000000")  # 1e15 < 2^53
     suite.log(f"scenario 1: Redis ceiling, redis-benchmark -P 16 -c 50 -n {s.ceil_n} EVALSHA {sha[:12]}..")
+    # KEYS: balance, idempotency, outbox, risk hash (the day's spending)
     # ARGV: kind uid room gift name animation count price amount combo text
     #       request-id ts fingerprint idem-ttl-ms backlog-bound role
+    #       ref ots ip device daily-cap new-account-cap new-account-ms
     p = suite.run(["redis-benchmark", "-h", "127.0.0.1", "-p", s.redis_port, "--dbnum", db,
                    "-P", 16, "-c", 50, "-n", s.ceil_n, "-r", 1000000000, "--csv",
-                   "evalsha", sha, 3, f"tc:{{w:0}}:bal:{u}", f"tc:{{w:0}}:idem:{u}:__rand_int__",
-                   "tc:{w:0}:outbox", "gift", u, "bench-room-0", 1, "Rose", "rose", 1, 1, 1, "c1", "",
-                   "req-__rand_int__", int(time.time() * 1000), "fp1", 600000, 1000000000000,
-                   "viewer"], 300, merge=True)
+                   "evalsha", sha, 4, f"tc:{{w:0}}:bal:{u}", f"tc:{{w:0}}:idem:{u}:__rand_int__",
+                   "tc:{w:0}:outbox", f"tc:{{w:0}}:risk:{u}", "gift", u, "bench-room-0", 1, "Rose", "rose", 1, 1,
+                   1, "c1", "", "req-__rand_int__", int(time.time() * 1000), "fp1", 600000, 1000000000000,
+                   "viewer", "", 0, "127.0.0.1", "", 0, 0, 0], 300, merge=True)
     with open(suite.path("s1-redis-ceiling.log"), "w", encoding="utf-8") as f:
         f.write(p.stdout)
     rps = ""

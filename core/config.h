@@ -122,6 +122,7 @@ struct config {
     int settlement_interval_s;         /* "settlement-interval-s", default 3600 */
     int withdrawal_min;                /* "withdrawal-min", default 1000 */
     int reconcile_interval_s;          /* "reconcile-interval-s", default 86400, 0 = off */
+    int risk_scan_interval_s;          /* "risk-scan-interval-s", default 60, 0 = no scan */
 
     /* Webhooks (docs/settlement.md, "Webhooks") */
     char webhook_url[CONFIG_STR_MAX];  /* "webhook-url", http://HOST[:PORT]/PATH, "" = no webhooks */

@@ -281,6 +281,11 @@ const struct config_entry config_table[] = {
     {"withdrawal-min", CONFIG_G_SETTLEMENT, CONFIG_T_INT, CONFIG_OFF(withdrawal_min), 1, 2000000000, "1000",
      "COINS",
      "Smallest withdrawal a creator may request."},
+    {"risk-scan-interval-s", CONFIG_G_SETTLEMENT, CONFIG_T_INT, CONFIG_OFF(risk_scan_interval_s), 0, 86400, "60",
+     "S",
+     "How often the risk scan looks for brushing, refund cycles and spikes "
+     "and raises their alerts (docs/operations.md, \"Risk control\"); one "
+     "node runs it per interval. 0: this node never runs it."},
     /* Settlement: webhooks */
     {"webhook-url", CONFIG_G_SETTLEMENT, CONFIG_T_STR, CONFIG_OFF(webhook_url), 0, 0, "", "URL",
      "Where the signed webhooks go (orders, recharges, refunds, withdrawals; "

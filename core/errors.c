@@ -31,6 +31,9 @@ static const struct {
     [ERR_BACKLOGGED] = {"backlogged", "retry_after_ms", 0},
     [ERR_UNAVAILABLE] = {"unavailable", "retry_after_ms", 0},
     [ERR_INTERNAL] = {"internal", NULL, 0},
+    [ERR_ACCOUNT_FROZEN] = {"account_frozen", NULL, 0},
+    [ERR_RISK_RATE_LIMITED] = {"risk_rate_limited", "retry_after_ms", 0},
+    [ERR_SPEND_CAP_EXCEEDED] = {"spend_cap_exceeded", "remaining", 0},
 };
 
 const char *err_code(enum err e)

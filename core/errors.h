@@ -27,6 +27,9 @@ enum err {
     ERR_BACKLOGGED,
     ERR_UNAVAILABLE,
     ERR_INTERNAL,
+    ERR_ACCOUNT_FROZEN,
+    ERR_RISK_RATE_LIMITED,
+    ERR_SPEND_CAP_EXCEEDED,
     ERR_COUNT
 };
 
@@ -34,7 +37,7 @@ enum err {
 const char *err_code(enum err e);
 
 /* The integer key an error of this code carries ("retry_after_ms",
- * "oldest_seq", "balance"), or NULL when it carries none. */
+ * "oldest_seq", "balance", "remaining"), or NULL when it carries none. */
 const char *err_extra_key(enum err e);
 
 /* 1 when an error of this code names the offending field ("field"). */

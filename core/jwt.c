@@ -161,12 +161,26 @@ int role_parse(const char *s, size_t len)
     return -1;
 }
 
+/* A device id: 1..JWT_DEV_MAX bytes of [A-Za-z0-9_.:-] (it is written into
+ * outbox entries and orders as it is). */
+static int dev_valid(const json_t *v)
+{
+    if (!json_is_string(v) || json_string_length(v) < 1 || json_string_length(v) > JWT_DEV_MAX)
+        return 0;
+    const char *s = json_string_value(v);
+    for (size_t i = 0; i < json_string_length(v); i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+              s[i] == '_' || s[i] == '.' || s[i] == ':' || s[i] == '-'))
+            return 0;
+    return 1;
+}
+
 /* Reads the claims of a payload whose signature has been checked. */
 static enum jwt_result jwt_check_claims(const unsigned char *buf, size_t len, int64_t now_s,
                                         struct jwt_claims *claims)
 {
     json_t *payload = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, NULL);
-    json_t *sub, *role, *exp, *nbf;
+    json_t *sub, *role, *exp, *nbf, *dev;
     enum jwt_result r = JWT_MALFORMED;
 
     if (payload == NULL || !json_is_object(payload))
@@ -188,6 +202,11 @@ static enum jwt_result jwt_check_claims(const unsigned char *buf, size_t len, in
     nbf = json_object_get(payload, "nbf");
     if (nbf != NULL && !json_is_integer(nbf))
         goto out;
+    dev = json_object_get(payload, "dev");
+    if (dev != NULL && !dev_valid(dev))
+        goto out;
+    if (dev != NULL)
+        memcpy(claims->dev, json_string_value(dev), json_string_length(dev) + 1);
     claims->exp = (int64_t)json_integer_value(exp);
     memcpy(claims->sub, json_string_value(sub), json_string_length(sub));
     claims->sub[json_string_length(sub)] = '\0';

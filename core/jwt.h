@@ -21,6 +21,8 @@
 #define JWT_MAX_BYTES 4096
 /* Clock skew tolerated on exp and nbf. */
 #define JWT_LEEWAY_S 30
+/* Longest device id (claim "dev"). */
+#define JWT_DEV_MAX 64
 
 enum role {
     ROLE_VIEWER = 0,
@@ -49,6 +51,7 @@ struct jwt_claims {
     char sub[ID_MAX + 1];
     enum role role;
     int64_t exp;
+    char dev[JWT_DEV_MAX + 1]; /* "" when the token has none */
 };
 
 /* Verifies `token` (len bytes, need not be NUL-terminated) against the

@@ -134,6 +134,9 @@ static void on_moved(redisReply *reply, void *priv)
             refuse(w, k, r, ERR_INSUFFICIENT_BALANCE, "the balance is too low", NULL, reply->element[2]->integer);
         else if (strcmp(code, "idempotency_conflict") == 0)
             refuse(w, k, r, ERR_IDEMPOTENCY_CONFLICT, "this request id was used for a different request", NULL, 0);
+        else if (strcmp(code, "spend_cap_exceeded") == 0)
+            refuse(w, k, r, ERR_SPEND_CAP_EXCEEDED, "the daily spend cap is reached", NULL,
+                   reply->element[2]->integer);
         else if (strcmp(code, "backlogged") == 0)
             refuse(w, k, r, ERR_BACKLOGGED, "orders are queued faster than they are stored; retry", NULL, 1000);
         else
@@ -171,6 +174,7 @@ struct movement {
     const char *req_id;  /* the idempotency key's request id */
     const char *role;
     int64_t ttl_ms;      /* how long the result is kept under req_id */
+    const struct wallet_risk *risk; /* gift, tip: may be NULL */
 };
 
 /* Sends one movement to wallet_move.lua on the user's shard; cb(reply,
@@ -180,7 +184,10 @@ static int submit(struct wallet *w, const struct movement *mv, void (*cb)(redisR
 {
     int shard = outbox_shard_of(w->ob, mv->uid);
     char bal[OUTBOX_KEY_MAX], idem[OUTBOX_KEY_MAX + REPLY_ID_MAX + ENTRY_REF_MAX], outbox[OUTBOX_KEY_MAX];
+    char risk[OUTBOX_KEY_MAX];
     outbox_balance_key(shard, mv->uid, bal, sizeof bal);
+    /* Beside the balance, on the same slot: one script reads and writes both. */
+    snprintf(risk, sizeof risk, "tc:{w:%d}:risk:%s", shard, mv->uid);
     outbox_idem_key(shard, mv->uid, mv->req_id, idem, sizeof idem);
     outbox_key(shard, outbox, sizeof outbox);
 
@@ -193,6 +200,12 @@ static int submit(struct wallet *w, const struct movement *mv, void (*cb)(redisR
     snprintf(ttl, sizeof ttl, "%" PRId64, mv->ttl_ms);
     snprintf(backlog, sizeof backlog, "%d", w->cfg->outbox_max_backlog);
     snprintf(ots, sizeof ots, "%" PRId64, mv->order_ts_ms);
+    static const struct wallet_risk none = {"", "", 0, 0, 0};
+    const struct wallet_risk *rk = mv->risk ? mv->risk : &none;
+    char cap[24], newcap[24], newms[24];
+    snprintf(cap, sizeof cap, "%" PRId64, rk->day_cap);
+    snprintf(newcap, sizeof newcap, "%" PRId64, rk->new_cap);
+    snprintf(newms, sizeof newms, "%" PRId64, rk->new_ms);
 
     /* Everything that defines the movement, so that a replay with other
      * parameters is told apart from a true retry. The reference and the
@@ -209,14 +222,15 @@ static int submit(struct wallet *w, const struct movement *mv, void (*cb)(redisR
     char fp[41];
     fingerprint(canon, (size_t)n + mv->text_len, fp);
 
-    const char *argv[] = {bal, idem, outbox, mv->kind, mv->uid, mv->room, gid,
+    const char *argv[] = {bal, idem, outbox, risk, mv->kind, mv->uid, mv->room, gid,
                           mv->gift ? mv->gift->name : "", mv->gift ? mv->gift->animation : "", count, unit,
-                          amount, mv->combo, mv->text, mv->req_id, ts, fp, ttl, backlog, mv->role, mv->ref, ots};
+                          amount, mv->combo, mv->text, mv->req_id, ts, fp, ttl, backlog, mv->role, mv->ref, ots,
+                          rk->ip, rk->device, cap, newcap, newms};
     enum { ARGC = sizeof argv / sizeof argv[0] };
     size_t len[ARGC];
     for (int i = 0; i < ARGC; i++)
-        len[i] = i == 13 ? mv->text_len : strlen(argv[i]); /* the text is not NUL-terminated */
-    return rlink_eval(w->rl, &w->script, 3, ARGC, argv, len, cb, priv) < 0 ? -2 : 0;
+        len[i] = i == 14 ? mv->text_len : strlen(argv[i]); /* the text is not NUL-terminated */
+    return rlink_eval(w->rl, &w->script, 4, ARGC, argv, len, cb, priv) < 0 ? -2 : 0;
 }
 
 static void move(struct wallet *w, const struct reply *r, const struct jwt_claims *who, struct movement *mv)
@@ -261,7 +275,7 @@ static int room_ok(struct wallet *w, enum wallet_kind k, const struct reply *r, 
 }
 
 void wallet_gift(struct wallet *w, const struct reply *r, const struct jwt_claims *who, const char *room,
-                 int64_t gift, int64_t count, const char *combo)
+                 int64_t gift, int64_t count, const char *combo, const struct wallet_risk *rk)
 {
     if (!room_ok(w, WALLET_GIFT, r, who, room))
         return;
@@ -284,12 +298,12 @@ void wallet_gift(struct wallet *w, const struct reply *r, const struct jwt_claim
         return;
     }
     struct movement mv = {.k = WALLET_GIFT, .kind = "gift", .uid = who->sub, .room = room, .gift = g, .count = count,
-                          .unit = g->price, .amount = total, .combo = combo, .text = "", .text_len = 0};
+                          .unit = g->price, .amount = total, .combo = combo, .text = "", .text_len = 0, .risk = rk};
     move(w, r, who, &mv);
 }
 
 void wallet_tip(struct wallet *w, const struct reply *r, const struct jwt_claims *who, const char *room,
-                int64_t amount, const char *text, size_t text_len)
+                int64_t amount, const char *text, size_t text_len, const struct wallet_risk *rk)
 {
     if (!room_ok(w, WALLET_TIP, r, who, room))
         return;
@@ -300,7 +314,7 @@ void wallet_tip(struct wallet *w, const struct reply *r, const struct jwt_claims
         return;
     }
     struct movement mv = {.k = WALLET_TIP, .kind = "tip", .uid = who->sub, .room = room, .count = 1, .unit = amount,
-                          .amount = amount, .combo = "", .text = text ? text : "", .text_len = text_len};
+                          .amount = amount, .combo = "", .text = text ? text : "", .text_len = text_len, .risk = rk};
     move(w, r, who, &mv);
 }
 

@@ -69,16 +69,32 @@ struct wallet {
     struct wallet_stats stats;
 };
 
+/* What the risk rules give a gift or tip (risk/, docs/operations.md "Risk
+ * control"): the client's address and device for the outbox entry, and the
+ * daily spend caps the script enforces (exact across nodes: the day's
+ * spending is kept in the wallet's risk hash, on the wallet's shard). */
+struct wallet_risk {
+    const char *ip;     /* the client's IP as text, "" when unknown */
+    const char *device; /* the token's device id, "" when none */
+    int64_t day_cap;    /* coins per UTC day, 0 = none */
+    int64_t new_cap;    /* the cap of an account younger than new_ms, 0 = none */
+    int64_t new_ms;     /* how long after its first credit an account is new */
+};
+/* Longest IP as text (an IPv6 address). */
+#define WALLET_IP_MAX 45
+
 /* Prepares the wallet and registers its script (before rlink_start). */
 void wallet_init(struct wallet *w, struct outbox *ob, const struct catalog *catalog, const struct config *cfg);
 
 /* A gift of `count` of gift `gift` by `who` into `room`, with the sender's
- * combo id ("" for none). */
+ * combo id ("" for none). `rk` may be NULL: no cap, no address. A gift past
+ * the day's cap is ERR_SPEND_CAP_EXCEEDED with the coins still allowed. */
 void wallet_gift(struct wallet *w, const struct reply *r, const struct jwt_claims *who, const char *room,
-                 int64_t gift, int64_t count, const char *combo);
-/* A tip of `amount` coins with a message (text_len bytes, may be 0). */
+                 int64_t gift, int64_t count, const char *combo, const struct wallet_risk *rk);
+/* A tip of `amount` coins with a message (text_len bytes, may be 0); `rk`
+ * as for a gift. */
 void wallet_tip(struct wallet *w, const struct reply *r, const struct jwt_claims *who, const char *room,
-                int64_t amount, const char *text, size_t text_len);
+                int64_t amount, const char *text, size_t text_len, const struct wallet_risk *rk);
 /* A credit of `amount` coins to `user` by an admin, with a reason. */
 void wallet_credit(struct wallet *w, const struct reply *r, const struct jwt_claims *who, const char *user,
                    int64_t amount, const char *text, size_t text_len);

@@ -173,6 +173,8 @@ static unsigned error_status(const char *code)
         {"amount_mismatch", 409},
         {"body_too_large", 413},
         {"below_minimum", 422},
+        {"account_frozen", 403},
+        {"risk_rate_limited", 429},
         {"unavailable", 503},
         {"internal", 500},
     };
@@ -185,6 +187,7 @@ static unsigned error_status(const char *code)
 static void answer_error(struct admin_req *q, const char *code, const char *message, const char *field)
 {
     unsigned status = error_status(code);
+    risk_count_api(&q->s->risk, code);
     if (!status) {
         log_msg(LOG_ERROR, "admin: %s %s: unknown error code %.64s (%.200s)", api_method_name(q->method), q->path,
                 code, message);

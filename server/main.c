@@ -123,6 +123,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "tipcastd: cannot load the gift catalog from PostgreSQL: %s\n", err);
         return 1;
     }
+    /* The risk rules and frozen accounts likewise: a gift is checked
+     * against them from the first one on. */
+    if (risk_init(&s->risk) < 0 || risk_load_blocking(&s->risk, s->cfg.pg_conninfo, err, sizeof err) < 0) {
+        fprintf(stderr, "tipcastd: cannot load the risk rules from PostgreSQL: %s\n", err);
+        return 1;
+    }
 
     uv_loop_t loop;
     uv_loop_init(&loop);

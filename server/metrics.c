@@ -225,6 +225,31 @@ static void admin(struct prom *p, const struct server *s)
                 s->recon.stats.findings);
 }
 
+/* Risk control (risk/): refusals by code and check, alerts raised by kind. */
+static void risk(struct prom *p, const struct server *s)
+{
+    prom_family(p, "tipcast_risk_refusals_total", "counter",
+                "Requests refused by risk control on this node, by error code and check: frozen, user_rate, "
+                "ip_rate (gifts and tips), daily_cap (the wallet script's spend caps), api (recharges and "
+                "withdrawals refused by the admin API).");
+    for (int k = 0; k < RISK_REFUSALS; k++)
+        prom_u64(p, "tipcast_risk_refusals_total", PROM_L("code", risk_refusal_code((enum risk_refusal)k)),
+                 PROM_L("check", risk_refusal_check((enum risk_refusal)k)), s->risk.refusals[k]);
+    uint64_t capped = s->wallet.stats.results[WALLET_GIFT][WALLET_RESULT_ERR(ERR_SPEND_CAP_EXCEEDED)] +
+                      s->wallet.stats.results[WALLET_TIP][WALLET_RESULT_ERR(ERR_SPEND_CAP_EXCEEDED)];
+    prom_u64(p, "tipcast_risk_refusals_total", PROM_L("code", "spend_cap_exceeded"), PROM_L("check", "daily_cap"),
+             capped);
+    prom_family(p, "tipcast_risk_alerts_total", "counter",
+                "Risk alerts raised by this node's scans (risk-scan-interval-s), by kind.");
+    for (int k = 0; k < RISK_ALERTS; k++)
+        prom_u64(p, "tipcast_risk_alerts_total", PROM_L("kind", risk_alert_name((enum risk_alert)k)), PROM_NONE,
+                 s->risk_scan.alerts[k]);
+    prom_family(p, "tipcast_risk_scans_total", "counter", "Risk scans called by this node, by result (a scan "
+                "another node ran in the same interval counts as ok and raises nothing here).");
+    prom_u64(p, "tipcast_risk_scans_total", PROM_L("result", "ok"), PROM_NONE, s->risk_scan.runs);
+    prom_u64(p, "tipcast_risk_scans_total", PROM_L("result", "failed"), PROM_NONE, s->risk_scan.failures);
+}
+
 long metrics_write(const struct server *s, char *buf, size_t cap)
 {
     struct prom p;
@@ -245,6 +270,7 @@ long metrics_write(const struct server *s, char *buf, size_t cap)
     backends(&p, s);
     admin(&p, s);
     webhooks(&p, &s->webhook.stats);
+    risk(&p, s);
     process(&p, &s->metrics);
     return prom_finish(&p);
 }

@@ -29,7 +29,7 @@ static void on_result(PGresult *res, int ok, void *priv)
         return;
     }
     ExecStatusType st = PQresultStatus(res);
-    int good = st == PGRES_TUPLES_OK || (p->query == Q_LISTEN && st == PGRES_COMMAND_OK);
+    int good = st == PGRES_TUPLES_OK || ((p->query == Q_LISTEN || p->query == Q_LISTEN_RISK) && st == PGRES_COMMAND_OK);
     if (!good) {
         p->query_failed = 1;
         return;
@@ -41,6 +41,13 @@ static void on_result(PGresult *res, int ok, void *priv)
             log_msg(LOG_ERROR, "postgres: catalog reload failed; keeping the previous one");
         else if (p->on_catalog)
             p->on_catalog(p->ctx);
+    } else if (p->query == Q_RISK) {
+        char err[256];
+        if (PQntuples(res) != 1 ||
+            risk_load_json(p->risk, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), err, sizeof err) < 0)
+            log_msg(LOG_ERROR, "postgres: risk rules reload failed; keeping the previous ones");
+    } else if (p->query == Q_LISTEN) {
+        p->listen_risk = 1;
     }
     check_done(p);
 }
@@ -57,7 +64,8 @@ static void on_up(void *priv)
     struct pgcheck *p = priv;
     /* Listen first, then load the catalog: a change made between the two
      * is then seen by the load or notified after it. */
-    p->reload = 1;
+    p->reload = p->reload_risk = 1;
+    p->listen_risk = 0;
     send_query(p, Q_LISTEN, "LISTEN tipcast_catalog");
 }
 
@@ -71,13 +79,16 @@ static void on_down(const char *what, const char *detail, void *priv)
     p->ok = 0;
 }
 
-/* A notification on tipcast_catalog (any payload) asks for a reload. */
+/* A notification on tipcast_catalog or tipcast_risk (any payload) asks for
+ * a reload of what it names. */
 static void on_notify(const char *channel, const char *payload, void *priv)
 {
     struct pgcheck *p = priv;
-    (void)channel;
     (void)payload;
-    p->reload = 1;
+    if (strcmp(channel, "tipcast_risk") == 0)
+        p->reload_risk = 1;
+    else
+        p->reload = 1;
 }
 
 static void on_tick(uv_timer_t *t)
@@ -86,10 +97,18 @@ static void on_tick(uv_timer_t *t)
     if (!pgconn_up(p->pg) || pgconn_busy(p->pg))
         return;
     int64_t now = clock_mono_ms();
-    if (p->reload) {
+    if (p->listen_risk) {
+        /* Like the catalog: listen first, then load. */
+        p->listen_risk = 0;
+        send_query(p, Q_LISTEN_RISK, "LISTEN tipcast_risk");
+    } else if (p->reload) {
         p->reload = 0;
         p->last_check_ms = now;
         send_query(p, Q_CATALOG, catalog_query);
+    } else if (p->reload_risk) {
+        p->reload_risk = 0;
+        p->last_check_ms = now;
+        send_query(p, Q_RISK, risk_query);
     } else if (now - p->last_check_ms >= PGCHECK_INTERVAL_MS) {
         p->last_check_ms = now;
         send_query(p, Q_CHECK, "SELECT 1");
@@ -97,7 +116,7 @@ static void on_tick(uv_timer_t *t)
 }
 
 int pgcheck_start(struct pgcheck *p, uv_loop_t *loop, const char *conninfo, struct catalog *catalog,
-                  void (*on_catalog)(void *ctx), void *ctx)
+                  struct risk *risk, void (*on_catalog)(void *ctx), void *ctx)
 {
     static const struct pgconn_hooks hooks = {.on_up = on_up, .on_down = on_down, .on_notify = on_notify};
     const struct pgconn_config cfg = {
@@ -109,6 +128,7 @@ int pgcheck_start(struct pgcheck *p, uv_loop_t *loop, const char *conninfo, stru
     };
     memset(p, 0, sizeof *p);
     p->catalog = catalog;
+    p->risk = risk;
     p->on_catalog = on_catalog;
     p->ctx = ctx;
     p->pg = pgconn_open(loop, &cfg, &hooks, p);

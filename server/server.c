@@ -348,7 +348,7 @@ int server_start(struct server *s)
     s->redis_start.data = s;
     uv_timer_start(&s->redis_start, on_redis_start_timeout, (uint64_t)cfg->redis_start_timeout_s * 1000, 0);
     rlink_start(&s->redis);
-    if (pgcheck_start(&s->pgcheck, s->loop, cfg->pg_conninfo, &s->catalog, on_catalog, s) < 0 ||
+    if (pgcheck_start(&s->pgcheck, s->loop, cfg->pg_conninfo, &s->catalog, &s->risk, on_catalog, s) < 0 ||
         earnings_start(&s->earnings, s->loop, cfg->pg_conninfo) < 0 ||
         !(s->admin_pool = pgpool_open(s->loop, "admin: postgres", cfg->pg_conninfo, cfg->admin_pg_connections))) {
         log_msg(LOG_ERROR, "cannot start the backends: out of memory");
@@ -356,6 +356,7 @@ int server_start(struct server *s)
     }
     jobs_start(&s->jobs, s->loop, s->admin_pool, &s->wallet, cfg);
     recon_job_start(&s->recon, cfg, s->node_id);
+    risk_scan_start(&s->risk_scan, s->loop, s->admin_pool, cfg);
     /* Webhooks, when webhook-url is set: their rows are in PostgreSQL. */
     if (webhook_start(&s->webhook, s->loop, cfg) < 0) {
         log_msg(LOG_ERROR, "cannot start the webhooks");
@@ -397,6 +398,7 @@ static void finish_shutdown(struct server *s)
     webhook_stop(&s->webhook); /* deliveries in flight are sent again after their lease */
     jobs_stop(&s->jobs);
     recon_job_stop(&s->recon);
+    risk_scan_stop(&s->risk_scan);
     pgpool_close(s->admin_pool);
     s->admin_pool = NULL;
     log_msg(LOG_INFO, "tipcastd stopped");
@@ -433,4 +435,5 @@ void server_free(struct server *s)
     tally_free(&s->conns_by_addr);
     web_free(&s->web);
     catalog_free(&s->catalog);
+    risk_free(&s->risk);
 }

@@ -25,10 +25,12 @@
 #include "outbox.h"
 #include "pgcheck.h"
 #include "pgpool.h"
+#include "risk.h"
 #include "rlink.h"
 #include "room.h"
 #include "roomfeed.h"
 #include "roomstore.h"
+#include "scan.h"
 #include "tally.h"
 #include "wallet.h"
 #include "web.h"
@@ -80,6 +82,10 @@ struct server {
     uint64_t admin_answered[ADMIN_STATUSES]; /* by status (admin.c) */
     struct jobs jobs; /* settlement runs and re-driven wallet credits */
     struct recon_job recon; /* scheduled reconciliation, on its own thread */
+    /* Risk rules and freezes (loaded in main.c, reloaded by pgcheck), the
+     * gift path's rate limits, and the periodic scan. */
+    struct risk risk;
+    struct risk_scan risk_scan;
     struct backlog backlog;
     struct metrics metrics;
 

@@ -3,6 +3,7 @@
  * modules that answer, and the session's own replies (welcome, pong). */
 #include "server.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -152,11 +153,41 @@ static void send_pong(struct conn *c, const char *id)
     conn_send(c, enc_finish(&e));
 }
 
+/* The risk rules of a gift or tip (risk/risk.h): 1 when it may go on, with
+ * what the wallet script needs in rk (ip points into ip_buf); 0 when it
+ * was refused here (answered and counted). */
+static int risk_ok(struct server *s, struct conn *c, const struct request *req, struct wallet_risk *rk,
+                   char ip_buf[INET6_ADDRSTRLEN])
+{
+    uint8_t key[9];
+    size_t klen = address_key(&s->cfg, c, key);
+    int64_t retry_ms;
+    int code = risk_gate(&s->risk, c->user.sub, key, klen, clock_mono_us(), &retry_ms);
+    if (code >= 0) {
+        enum wallet_kind k = req->type == REQ_GIFT ? WALLET_GIFT : WALLET_TIP;
+        wallet_count(&s->wallet, k, WALLET_RESULT_ERR(code));
+        if (code == ERR_ACCOUNT_FROZEN)
+            conn_send_error(c, req->id, ERR_ACCOUNT_FROZEN, "this account is frozen", NULL, 0);
+        else
+            conn_send_error(c, req->id, (enum err)code, "too many gifts and tips; retry later", NULL, retry_ms);
+        return 0;
+    }
+    risk_wallet(&s->risk, rk);
+    ip_buf[0] = '\0';
+    if (c->peer_family && !inet_ntop(c->peer_family, c->peer_addr, ip_buf, INET6_ADDRSTRLEN))
+        ip_buf[0] = '\0';
+    rk->ip = ip_buf;
+    rk->device = c->user.dev;
+    return 1;
+}
+
 /* The request table's second half: who answers each type. */
 static void dispatch(struct server *s, struct conn *c, const struct request *req)
 {
     struct reply r;
     conn_reply(c, req->id, &r);
+    struct wallet_risk rk;
+    char ip[INET6_ADDRSTRLEN];
     switch (req->type) {
     case REQ_AUTH:
         if (c->authed)
@@ -183,10 +214,12 @@ static void dispatch(struct server *s, struct conn *c, const struct request *req
         conn_send(c, catalog_frame(&s->catalog, c->fmt, req->id));
         break;
     case REQ_GIFT:
-        wallet_gift(&s->wallet, &r, &c->user, req->room, req->gift, req->count, req->combo);
+        if (risk_ok(s, c, req, &rk, ip))
+            wallet_gift(&s->wallet, &r, &c->user, req->room, req->gift, req->count, req->combo, &rk);
         break;
     case REQ_TIP:
-        wallet_tip(&s->wallet, &r, &c->user, req->room, req->amount, req->text, req->text_len);
+        if (risk_ok(s, c, req, &rk, ip))
+            wallet_tip(&s->wallet, &r, &c->user, req->room, req->amount, req->text, req->text_len, &rk);
         break;
     case REQ_CREDIT:
         wallet_credit(&s->wallet, &r, &c->user, req->user, req->amount, req->text, req->text_len);

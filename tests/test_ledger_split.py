@@ -388,11 +388,13 @@ def test_wallet_script_recharge_and_refund():
         user, ref = unique("u"), unique("rf")
         shard = shard_of(user)
         bal, idem = f"tc:{{w:{shard}}}:bal:{user}", f"tc:{{w:{shard}}}:idem:{user}:refund:{ref}"
+        risk = f"tc:{{w:{shard}}}:risk:{user}"
         ttl_ms = 720 * 3600 * 1000
 
         def call(amount, fp="fp1"):
-            return r("EVAL", src, 3, bal, idem, outbox(shard), "refund", user, "room1", 0, "", "", 1, amount,
-                     amount, "", "", f"refund:{ref}", 1700000000000, fp, ttl_ms, 1, "admin", ref, 1690000000000)
+            return r("EVAL", src, 4, bal, idem, outbox(shard), risk, "refund", user, "room1", 0, "", "", 1, amount,
+                     amount, "", "", f"refund:{ref}", 1700000000000, fp, ttl_ms, 1, "admin", ref, 1690000000000,
+                     "", "", 0, 0, 0)
 
         before = r("XLEN", outbox(shard))
         got = call(40)
@@ -409,6 +411,8 @@ def test_wallet_script_recharge_and_refund():
         assert call(41, fp="fp2")[:2] == ["err", "idempotency_conflict"]
         # An entry with x and ots is XDELed: nobody else should apply it.
         r("XDEL", outbox(shard), got[1])
-        r("DEL", bal, idem)
+        # A credit keeps the wallet's first credit time (risk control's account age).
+        assert r("HGET", risk, "first") == "1700000000000"
+        r("DEL", bal, idem, risk)
     finally:
         r.close()

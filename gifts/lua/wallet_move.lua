@@ -3,6 +3,9 @@
 -- KEYS[1] tc:{w:N}:bal:<uid>           the wallet's balance (integer coins)
 -- KEYS[2] tc:{w:N}:idem:<uid>:<req id> the stored result of this request
 -- KEYS[3] tc:{w:N}:outbox              the shard's outbox stream
+-- KEYS[4] tc:{w:N}:risk:<uid>          the wallet's risk hash: day (UTC day
+--         number), spent (coins spent on gifts and tips that day), first
+--         (ms of the wallet's first credit: the account's age)
 -- ARGV[1] kind: gift | tip | credit | recharge | refund
 --                                       ARGV[2] uid       ARGV[3] room
 -- ARGV[4] gift id   ARGV[5] gift name   ARGV[6] animation ARGV[7] count
@@ -12,11 +15,17 @@
 -- ARGV[17] the sender's role (viewer, creator, admin)
 -- ARGV[18] recharge, refund: the external reference (entry field x)
 -- ARGV[19] refund: the refunded order's created_at in ms (entry field ots)
+-- ARGV[20] gift, tip: the client's IP as text, "" when unknown (entry field ip)
+-- ARGV[21] gift, tip: the client's device id, "" when unknown (entry field dv)
+-- ARGV[22] gift, tip: the daily spend cap in coins, 0 = none
+-- ARGV[23] gift, tip: the daily spend cap of a new account, 0 = none
+-- ARGV[24] gift, tip: how long an account is new, in ms after its first credit
 -- credit, recharge and refund add coins: no balance check, and no backlog
 -- bound (they are few, decided elsewhere, and a refused recharge would be
 -- money paid for nothing until retried).
 -- Returns {"ok", stream id, balance after, replayed 0|1}
---      or {"err", code, balance (insufficient_balance) or 0}.
+--      or {"err", code, balance (insufficient_balance), coins still allowed
+--          today (spend_cap_exceeded) or 0}.
 -- Balances and amounts stay below 2^53 (Lua numbers are doubles); the C
 -- side bounds every amount far below that.
 local stored = redis.call('GET', KEYS[2])
@@ -44,11 +53,34 @@ if not adds then
     return {'err', 'insufficient_balance', bal}
   end
 end
+-- The day's spending is counted whether or not a cap is set, so that a cap
+-- set during the day counts what was spent before it.
+local ts = tonumber(ARGV[13])
+local day = math.floor(ts / 86400000)
+local spent = 0
+if not adds then
+  local r = redis.call('HMGET', KEYS[4], 'day', 'spent', 'first')
+  if tonumber(r[1]) == day then
+    spent = tonumber(r[2]) or 0
+  end
+  local cap = tonumber(ARGV[22]) or 0
+  local newcap = tonumber(ARGV[23]) or 0
+  local first = tonumber(r[3])
+  -- A wallet credited before first times were kept has none: not new.
+  if newcap > 0 and first and ts - first < (tonumber(ARGV[24]) or 0) and (cap == 0 or newcap < cap) then
+    cap = newcap
+  end
+  if cap > 0 and spent + amount > cap then
+    return {'err', 'spend_cap_exceeded', math.max(0, cap - spent)}
+  end
+end
 local new
 if adds then
   new = redis.call('INCRBY', KEYS[1], amount)
+  redis.call('HSETNX', KEYS[4], 'first', ARGV[13])
 else
   new = redis.call('DECRBY', KEYS[1], amount)
+  redis.call('HSET', KEYS[4], 'day', day, 'spent', string.format('%d', spent + amount))
 end
 local fields = {'k', kind, 'u', ARGV[2], 'r', ARGV[3], 'g', ARGV[4], 'gn', ARGV[5],
   'an', ARGV[6], 'n', ARGV[7], 'p', ARGV[8], 'a', ARGV[9], 'b', new,
@@ -60,6 +92,14 @@ end
 if kind == 'refund' then
   fields[#fields + 1] = 'ots'
   fields[#fields + 1] = ARGV[19]
+end
+if not adds and ARGV[20] ~= '' then
+  fields[#fields + 1] = 'ip'
+  fields[#fields + 1] = ARGV[20]
+end
+if not adds and ARGV[21] ~= '' then
+  fields[#fields + 1] = 'dv'
+  fields[#fields + 1] = ARGV[21]
 end
 local sid = redis.call('XADD', KEYS[3], '*', unpack(fields))
 redis.call('SET', KEYS[2], ARGV[14] .. '|' .. sid .. '|' .. new, 'PX', ARGV[15])
