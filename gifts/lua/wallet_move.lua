@@ -53,18 +53,20 @@ if not adds then
     return {'err', 'insufficient_balance', bal}
   end
 end
--- The day's spending is counted whether or not a cap is set, so that a cap
--- set during the day counts what was spent before it.
+-- The day's spending is counted only while a cap is set (ARGV[22] or
+-- ARGV[23] > 0): with none, a gift pays nothing for it. A cap set during
+-- the day therefore counts from then on (docs/operations.md, "Risk control").
 local ts = tonumber(ARGV[13])
 local day = math.floor(ts / 86400000)
 local spent = 0
-if not adds then
+local cap = tonumber(ARGV[22]) or 0
+local newcap = tonumber(ARGV[23]) or 0
+local capped = not adds and (cap > 0 or newcap > 0)
+if capped then
   local r = redis.call('HMGET', KEYS[4], 'day', 'spent', 'first')
   if tonumber(r[1]) == day then
     spent = tonumber(r[2]) or 0
   end
-  local cap = tonumber(ARGV[22]) or 0
-  local newcap = tonumber(ARGV[23]) or 0
   local first = tonumber(r[3])
   -- A wallet credited before first times were kept has none: not new.
   if newcap > 0 and first and ts - first < (tonumber(ARGV[24]) or 0) and (cap == 0 or newcap < cap) then
@@ -80,7 +82,9 @@ if adds then
   redis.call('HSETNX', KEYS[4], 'first', ARGV[13])
 else
   new = redis.call('DECRBY', KEYS[1], amount)
-  redis.call('HSET', KEYS[4], 'day', day, 'spent', string.format('%d', spent + amount))
+  if capped then
+    redis.call('HSET', KEYS[4], 'day', day, 'spent', string.format('%d', spent + amount))
+  end
 end
 local fields = {'k', kind, 'u', ARGV[2], 'r', ARGV[3], 'g', ARGV[4], 'gn', ARGV[5],
   'an', ARGV[6], 'n', ARGV[7], 'p', ARGV[8], 'a', ARGV[9], 'b', new,
