@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "ledger_sql.h"
 #include "outbox.h"
 
 extern const char lua_recon_stream[];
@@ -23,37 +24,10 @@ extern const char lua_recon_board[];
  * does not include): the all-time board and the watermarks. */
 #define RECON_ROOM_WM_MATCH "tc:{r:*}:wm"
 
-/* ---- A growing buffer of COPY rows --------------------------------------- */
+/* ---- COPY rows: storage's growing buffer (ledger_sql.h) ------------------- */
 
-struct rbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-};
-
-static void rb_put(struct rbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void rb_fmt(struct rbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void rb_fmt(struct rbuf *b, const char *fmt, ...)
+static void rb_fmt(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void rb_fmt(struct sbuf *b, const char *fmt, ...)
 {
     char tmp[256];
     va_list ap;
@@ -61,32 +35,11 @@ static void rb_fmt(struct rbuf *b, const char *fmt, ...)
     int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
     if (n > 0)
-        rb_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+        sbuf_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 
-/* A text value of COPY's text format: backslash, tab and line ends escaped. */
-static void rb_text(struct rbuf *b, const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '\\')
-            rb_put(b, "\\\\", 2);
-        else if (c == '\t')
-            rb_put(b, "\\t", 2);
-        else if (c == '\n')
-            rb_put(b, "\\n", 2);
-        else if (c == '\r')
-            rb_put(b, "\\r", 2);
-        else if (c != '\0')
-            rb_put(b, &c, 1);
-    }
-}
-
-static void rb_free(struct rbuf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
+/* A text value of COPY's text format (escaped by sbuf_copy_text). */
+static void rb_text(struct sbuf *b, const char *s, size_t n) { sbuf_copy_text(b, s, n); }
 
 /* ---- Stream ids ---------------------------------------------------------------- */
 
@@ -129,7 +82,7 @@ struct run {
     char ***uids;
     size_t *nuids, *capuids;
     size_t keys;
-    struct rbuf heads, wallet, cut0_rows, backlog, rooms, board, wm, lag, statement;
+    struct sbuf heads, wallet, cut0_rows, backlog, rooms, board, wm, lag, statement;
     int64_t st_from_line;
 };
 
@@ -230,13 +183,13 @@ static int read_shards(struct run *u)
             if (oldest[0])
                 rb_text(&u->lag, oldest, strlen(oldest));
             else
-                rb_put(&u->lag, "\\N", 2);
+                sbuf_put(&u->lag, "\\N", 2);
             if (idle >= 0)
                 rb_fmt(&u->lag, "\t%lld\t", idle);
             else
-                rb_put(&u->lag, "\t\\N\t", 4);
+                sbuf_put(&u->lag, "\t\\N\t", 4);
             rb_text(&u->lag, last, strlen(last));
-            rb_put(&u->lag, "\n", 1);
+            sbuf_put(&u->lag, "\n", 1);
             if (strcmp(name, OUTBOX_GROUP_ROOMS) == 0) {
                 /* The first entry the group still needs: its oldest
                  * pending one, else the one after its last-delivered. */
@@ -387,13 +340,13 @@ static int each_room(struct run *u, const char *key, size_t len)
         return fail(u, "redis: room %.*s: unexpected answer of recon_board", (int)rlen, room);
     }
     rb_text(&u->rooms, room, rlen);
-    rb_put(&u->rooms, "\n", 1);
+    sbuf_put(&u->rooms, "\n", 1);
     const redisReply *z = rep->element[0], *w = rep->element[1];
     for (size_t i = 0; i + 1 < z->elements; i += 2) {
         /* Scores are integer coins written with %d (room_apply.lua). */
         double score = strtod(str_of(z->element[i + 1]), NULL);
         rb_text(&u->board, room, rlen);
-        rb_put(&u->board, "\t", 1);
+        sbuf_put(&u->board, "\t", 1);
         rb_text(&u->board, str_of(z->element[i]), strlen(str_of(z->element[i])));
         rb_fmt(&u->board, "\t%lld\n", (long long)score);
     }
@@ -465,9 +418,9 @@ static int read_backlog(struct run *u)
                 k = "bad"; /* set aside by the ledger (outbox_rejects): listed there */
             rb_fmt(&u->backlog, "%d-%s\t%d\t%" PRId64 "\t%" PRId64 "\t", s, str_of(e->element[0]), s, id.ms, id.seq);
             rb_text(&u->backlog, k, strlen(k));
-            rb_put(&u->backlog, "\t", 1);
+            sbuf_put(&u->backlog, "\t", 1);
             rb_text(&u->backlog, uid, strlen(uid));
-            rb_put(&u->backlog, "\t", 1);
+            sbuf_put(&u->backlog, "\t", 1);
             rb_text(&u->backlog, room, strlen(room));
             rb_fmt(&u->backlog, "\t%lld\n", a > 0 ? a : 0);
         }
@@ -536,7 +489,7 @@ static int read_statement(struct run *u, const char *path)
         rb_text(&u->statement, pid, plen);
         rb_fmt(&u->statement, "\t%lld\t", a);
         rb_text(&u->statement, at, strlen(at));
-        rb_put(&u->statement, "\n", 1);
+        sbuf_put(&u->statement, "\n", 1);
         rows++;
     }
     fclose(f);
@@ -557,7 +510,7 @@ static int pg_ok(struct run *u, PGresult *res, const char *what)
     return -1;
 }
 
-static int pg_copy(struct run *u, const char *table, const struct rbuf *b)
+static int pg_copy(struct run *u, const char *table, const struct sbuf *b)
 {
     char sql[128];
     snprintf(sql, sizeof sql, "COPY %s FROM STDIN", table);
@@ -712,7 +665,7 @@ int recon_run(PGconn *pg, redisContext *rc, const struct recon_opts *o, struct r
         ok = scan(&u, RECON_ROOM_WM_MATCH, each_room);
     if (ok == 0)
         ok = read_backlog(&u);
-    struct rbuf *bufs[] = {&u.heads, &u.wallet, &u.cut0_rows, &u.backlog, &u.rooms,
+    struct sbuf *bufs[] = {&u.heads, &u.wallet, &u.cut0_rows, &u.backlog, &u.rooms,
                            &u.board, &u.wm,     &u.lag,       &u.statement};
     for (size_t i = 0; ok == 0 && i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]->oom)
@@ -721,7 +674,7 @@ int recon_run(PGconn *pg, redisContext *rc, const struct recon_opts *o, struct r
         ok = check(&u, started_at);
 
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        rb_free(bufs[i]);
+        sbuf_free(bufs[i]);
     for (int s = 0; u.uids && s < n; s++) {
         for (size_t i = 0; i < u.nuids[s]; i++)
             free(u.uids[s][i]);
