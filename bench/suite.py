@@ -62,7 +62,7 @@ class Settings:
         def pick(full, quick):
             return quick if self.quick else full
 
-        self.only = text("BENCH_ONLY", "1 4 5 2 3").split()
+        self.only = text("BENCH_ONLY", "1 4 5 2 3 6").split()
         self.build = os.path.abspath(text("BENCH_BUILD_DIR", "build"))
         self.out = os.path.abspath(text("BENCH_OUT", "/tmp/tipcast-bench-out"))
         self.peers = os.path.abspath(text("BENCH_PEERS", os.path.join(REPO, "bench", "peers")))
@@ -108,6 +108,8 @@ class Settings:
         self.s4_dur = pick(20, 5)
         self.s4_outage_s = pick(10, 4)
         self.s5_recharges = pick(4000, 400)    # scenario 5: recharges created and paid
+        self.s6_orders = whole("BENCH_STATS_ORDERS", pick(10000000, 200000))  # scenario 6: orders loaded
+        self.s6_reps = pick(50, 10)            # scenario 6: timings per query
 
 
 class Job:
