@@ -28,10 +28,14 @@
 
 -- ---- Tables -----------------------------------------------------------------------------------
 
--- The first instant (UTC) of the hour, day or month of t.
+-- The first instant (UTC) of the hour, day or month of t. Written with
+-- AT TIME ZONE (immutable) rather than date_trunc's zone argument (stable),
+-- so that PostgreSQL inlines it: called once per row and grain, a function
+-- call each time made the backfill ten times slower.
 CREATE FUNCTION tipcast_stats_period(grain "char", t timestamptz) RETURNS timestamptz
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT date_trunc(CASE grain WHEN 'h' THEN 'hour' WHEN 'd' THEN 'day' ELSE 'month' END, t, 'UTC');
+    SELECT date_trunc(CASE grain WHEN 'h' THEN 'hour' WHEN 'd' THEN 'day' ELSE 'month' END, t AT TIME ZONE 'UTC')
+           AT TIME ZONE 'UTC';
 $$;
 
 -- The platform per period. gross: the coins of the orders (gifts and tips)
@@ -234,7 +238,7 @@ $$;
 -- consumer's batches wait for it), so the rebuild is one consistent cut.
 -- Returns the number of orders read.
 CREATE FUNCTION tipcast_stats_backfill(t_from timestamptz, t_to timestamptz) RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET work_mem = '256MB' AS $$
 DECLARE
     lo timestamptz := tipcast_stats_period('m', coalesce(t_from, '-infinity'));
     hi timestamptz := tipcast_stats_period('m', coalesce(t_to, 'infinity') - interval '1 microsecond')
@@ -270,12 +274,16 @@ BEGIN
     FROM ledger l
     WHERE l.kind IN ('refund', 'recharge') AND l.created_at >= lo AND l.created_at < hi
     GROUP BY l.movement_id;
+    ANALYZE stats_bf;
+    -- Every insert below is in its table's key order: the b-tree pages are
+    -- then filled one after the other (in random order, the creator rows
+    -- alone took five times as long).
 
     INSERT INTO stats_creator (creator, grain, period, gross, net, orders, refunds)
     SELECT e.creator, g.grain, tipcast_stats_period(g.grain, e.at), sum(e.gross), sum(e.net), sum(e.orders),
            sum(e.refund)
     FROM stats_bf e, (VALUES ('h'::"char"), ('d'), ('m')) g (grain) WHERE e.creator IS NOT NULL
-    GROUP BY 1, 2, 3;
+    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
 
     INSERT INTO stats_platform (grain, period, gross, fees, agency, creator_net, refunds, recharges, gifts, orders,
                                 active_creators)
@@ -293,16 +301,16 @@ BEGIN
     INSERT INTO stats_gift (grain, period, gift_id, count, coins)
     SELECT g.grain, tipcast_stats_period(g.grain, e.at), e.gift_id, sum(e.count), sum(e.gross)
     FROM stats_bf e, (VALUES ('h'::"char"), ('d'), ('m')) g (grain) WHERE e.kind = 'gift'
-    GROUP BY 1, 2, 3;
+    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
 
     IF t_from IS NULL AND t_to IS NULL THEN
         DELETE FROM stats_supporter;
         DELETE FROM stats_creator_gift;
         INSERT INTO stats_supporter (creator, supporter, coins, refunded, orders, last_at)
         SELECT creator, supporter, sum(gross), sum(refund), sum(orders), max(at) FILTER (WHERE orders > 0)
-        FROM stats_bf WHERE creator IS NOT NULL AND supporter IS NOT NULL GROUP BY 1, 2;
+        FROM stats_bf WHERE creator IS NOT NULL AND supporter IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2;
         INSERT INTO stats_creator_gift (creator, gift_id, count, coins)
-        SELECT creator, gift_id, sum(count), sum(gross) FROM stats_bf WHERE kind = 'gift' GROUP BY 1, 2;
+        SELECT creator, gift_id, sum(count), sum(gross) FROM stats_bf WHERE kind = 'gift' GROUP BY 1, 2 ORDER BY 1, 2;
     END IF;
 
     SELECT count(*) INTO n FROM stats_bf WHERE orders > 0;
