@@ -29,6 +29,10 @@ order pays the split; then runs the scenarios:
                       exactly one credit each (also when delivered again)
   6 risk control      the gift path's ack p99 at a fixed rate with every risk
                       rule on (none refusing) beside the rules off, taking turns
+  7 stats             10 million orders COPYed into a database of their own
+                      (tipcast_stats), rollups built by tipcast_stats_backfill,
+                      then the stats routes' SQL timed (p50/p99/max, target
+                      <= 50 ms) and a ledger batch with and without the rollups
 Results go to $BENCH_OUT (figures.tsv, JSON, logs); bench/report.py turns them
 into docs/benchmarks.md and copies the SVG charts to docs/bench/. Everything
 the suite started is stopped on exit (also on Ctrl-C or SIGTERM), and every
@@ -36,7 +40,7 @@ step has a time bound. Python 3 standard library only.
 
 Environment (defaults in brackets; quick-mode defaults after the slash):
   BENCH_QUICK [0]            1: small N, short durations
-  BENCH_ONLY [1 4 5 6 2 3]   the scenarios to run, e.g. "1 2"
+  BENCH_ONLY [1 4 5 6 2 3 7] the scenarios to run, e.g. "1 2"
   BENCH_BUILD_DIR [build]    cmake build tree
   BENCH_OUT [/tmp/tipcast-bench-out]   raw results
   BENCH_PEERS [bench/peers]  nchan.conf, ws-broadcast.js, pg-gift.sql, pg-gift-schema.sql
@@ -47,6 +51,7 @@ Environment (defaults in brackets; quick-mode defaults after the slash):
   BENCH_NCHAN_PORT [8091] BENCH_NODE_PORT [8092]  the peers' ports
   BENCH_IDLE_CONNS [100000/4000]   scenario 3's connections
   BENCH_IDLE_OPEN_RATE [1500]      scenario 3's connections opened per second, in all
+  BENCH_STATS_ORDERS [10000000/200000]  scenario 7's orders
   BENCH_FANOUT_SUBS [10000/1000]   scenario 2's subscribers
   BENCH_FANOUT_RATE [1/2]          scenario 2's steady events/s (whole room)
   BENCH_S4_RATE [scenario 1's maximum, else 1000]  scenario 4's gifts/s
@@ -70,6 +75,7 @@ import s3_idle
 import s4_durability
 import s5_settlement
 import s6_risk
+import s7_stats
 from suite import REPO, TC_MAX_CONNS, BenchError, Settings, Suite
 
 BENCH_PACKAGES = ["nginx-light", "libnginx-mod-nchan", "redis-tools", "postgresql-contrib", "iproute2"]
@@ -202,6 +208,8 @@ def run_all(suite):
             suite.stop_tipcastd()
         s3_idle.run(suite)
     suite.stop_tipcastd()
+    if suite.has(7):
+        s7_stats.run(suite)
     suite.fig("run.seconds", int(time.monotonic() - t_start))
 
     if suite.s.no_doc:

@@ -62,7 +62,7 @@ class Settings:
         def pick(full, quick):
             return quick if self.quick else full
 
-        self.only = text("BENCH_ONLY", "1 4 5 6 2 3").split()
+        self.only = text("BENCH_ONLY", "1 4 5 6 2 3 7").split()
         self.build = os.path.abspath(text("BENCH_BUILD_DIR", "build"))
         self.out = os.path.abspath(text("BENCH_OUT", "/tmp/tipcast-bench-out"))
         self.peers = os.path.abspath(text("BENCH_PEERS", os.path.join(REPO, "bench", "peers")))
@@ -110,6 +110,8 @@ class Settings:
         self.s5_recharges = pick(4000, 400)    # scenario 5: recharges created and paid
         self.s6_rate = whole("BENCH_S6_RATE", pick(1000, 300))  # scenario 6: gifts/s, rules off and on
         self.s6_dur = pick(15, 5)              #   seconds per run
+        self.s7_orders = whole("BENCH_STATS_ORDERS", pick(10000000, 200000))  # scenario 7: orders loaded
+        self.s7_reps = pick(50, 10)            # scenario 7: timings per query
 
 
 class Job:
