@@ -440,8 +440,8 @@ def scenario6(d, f):
         f"none refuses; {rounds} rounds each, taking turns (off-on, on-off, ...). The figure is the median round's ack p99. The "
         "senders all come from loopback, which is exempt from the address rule (conns-per-address-exempt), so "
         "the address bucket is skipped here; it is the same lookup as the user's. With the rules off the "
-        "wallet script still counts the day's spending (so that a cap set during the day counts it): that "
-        "cost is in both columns.")
+        "wallet script does not count the day's spending (it does only while a cap is on), so the "
+        "difference includes that count.")
     d.w()
     d.w("| round | rules off: ack p50 / p99 | rules on: ack p50 / p99 | acks/s off / on | errors off / on |")
     d.w("|---|---:|---:|---:|---:|")
