@@ -108,6 +108,9 @@ def test_reconcile(server, world):
                f"({STAR}, 'RcStar', 7, 'star')")
     creators = [unique("rcc") for _ in range(3)]
     sql(world, "INSERT INTO creators (id, live) VALUES " + ", ".join(f"('{c}', true)" for c in creators))
+    # The catalog reloads on NOTIFY a moment later: before that, every room
+    # is not live and the gifts below would all be refused.
+    wait_for(lambda: "2 gifts, 3 live creators" in srv.stderr_text(), 20, "the catalog with the rooms")
     fin, sup, aud = (mint_token(unique(r[:3]), r) for r in ("finance", "support", "auditor"))
     # A rule with a platform fee and an agency share, so orders have every part.
     st, _, _ = api.post("/api/v1/agencies", mint_token(unique("adm"), "admin"), {"id": "rc-guild", "name": "G"})
