@@ -205,8 +205,11 @@ static enum jwt_result jwt_check_claims(const unsigned char *buf, size_t len, in
     dev = json_object_get(payload, "dev");
     if (dev != NULL && !dev_valid(dev))
         goto out;
-    if (dev != NULL)
-        memcpy(claims->dev, json_string_value(dev), json_string_length(dev) + 1);
+    if (dev != NULL) {
+        static _Thread_local char dev_buf[JWT_DEV_MAX + 1];
+        memcpy(dev_buf, json_string_value(dev), json_string_length(dev) + 1);
+        claims->dev = dev_buf;
+    }
     claims->exp = (int64_t)json_integer_value(exp);
     memcpy(claims->sub, json_string_value(sub), json_string_length(sub));
     claims->sub[json_string_length(sub)] = '\0';

@@ -51,7 +51,11 @@ struct jwt_claims {
     char sub[ID_MAX + 1];
     enum role role;
     int64_t exp;
-    char dev[JWT_DEV_MAX + 1]; /* "" when the token has none */
+    /* The "dev" claim (device id), NULL when the token has none. It points
+     * into storage of jwt_verify that its next call on the same thread
+     * reuses: copy it to keep it (a connection keeps its own copy, and only
+     * when there is one: most tokens have none). */
+    const char *dev;
 };
 
 /* Verifies `token` (len bytes, need not be NUL-terminated) against the

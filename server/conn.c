@@ -615,6 +615,8 @@ void conn_closed(struct conn *c)
     free(c->outq);
     free(c->rooms);
     free(c->rx);
+    free(c->dev);
+    c->dev = NULL;
     tc_assert(t->slots[c->slot] == c && t->count > 0);
     t->slots[c->slot] = NULL;
     t->free_slots[t->nfree++] = c->slot;

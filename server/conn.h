@@ -99,7 +99,8 @@ struct conn {
     struct conns *t;
     struct lws *wsi;
     uint64_t id;
-    struct jwt_claims user;
+    struct jwt_claims user; /* user.dev is NULL: the device id is `dev` */
+    char *dev;              /* the token's device id (claim "dev"), NULL without one */
     /* Times (monotonic): opened, the latest frame or pong received (the
      * idle timer's, and the ack latency's start), the latest ping. */
     int64_t opened_ms;

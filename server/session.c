@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -69,6 +70,9 @@ static void authenticate(struct server *s, struct conn *c, const char *token, si
     }
     c->authed = 1;
     c->user = claims;
+    c->user.dev = NULL;
+    free(c->dev);
+    c->dev = claims.dev ? strdup(claims.dev) : NULL; /* out of memory: the device is unknown */
     /* Counted once authenticated: before, the user is unknown, and an
      * unauthenticated connection ends at auth-timeout-ms anyway. */
     int n = tally_take(&s->conns_by_user, claims.sub, strlen(claims.sub), (uint32_t)s->cfg.max_conns_per_user);
@@ -177,7 +181,7 @@ static int risk_ok(struct server *s, struct conn *c, const struct request *req, 
     if (c->peer_family && !inet_ntop(c->peer_family, c->peer_addr, ip_buf, INET6_ADDRSTRLEN))
         ip_buf[0] = '\0';
     rk->ip = ip_buf;
-    rk->device = c->user.dev;
+    rk->device = c->dev ? c->dev : "";
     return 1;
 }
 
