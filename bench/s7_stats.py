@@ -241,10 +241,11 @@ def run(suite):
     # Ledger rows without a hash are chained one by one into chain -1 (006's
     # row trigger), each updating the chain's head: in one transaction the
     # head's row versions pile up, so they go in transactions of 500.
+    rows = "".join(ledger_lines).splitlines(keepends=True)
     took_l = 0.0
-    for at in range(0, len(ledger_lines), 500):
+    for at in range(0, len(rows), 500):
         took_l += _copy(conn, "ledger", "movement_id, account, delta, kind, note, created_at",
-                        ledger_lines[at:at + 500], 600)
+                        rows[at:at + 500], 600)
     suite.fig("s7.orders", n)
     suite.fig("s7.reps", s.s7_reps)
     suite.fig("s7.load_s", round(took, 1))
