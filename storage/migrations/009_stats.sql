@@ -353,7 +353,7 @@ BEGIN
         span := extract(epoch FROM p_to - p_from) / extract(epoch FROM unit);
     END IF;
     IF span > n_max THEN
-        PERFORM tipcast_bad('from', format('from..to spans %s %ss: at most %s', span, g, n_max));
+        PERFORM tipcast_bad('from', format('from..to spans %s %ss: at most %s', round(span), g, n_max));
     END IF;
     n := span::int;
 END;
