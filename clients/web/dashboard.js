@@ -215,8 +215,10 @@ function svg(tag, attrs, text) {
 // tallest bar fills the height; hours are labelled every 4 bars in the
 // viewer's local time.
 function drawChart(items) {
-  const W = 720, H = 200, TOP = 14, BOTTOM = 22, LEFT = 8, RIGHT = 8;
   const c = els.chart;
+  // Drawn at the element's own width, so that the text is not stretched.
+  const W = Math.max(240, Math.round(c.clientWidth || 720)), H = 200, TOP = 14, BOTTOM = 22, LEFT = 8, RIGHT = 8;
+  c.setAttribute("viewBox", `0 0 ${W} ${H}`);
   c.textContent = "";
   const n = items.length || 1;
   const max = Math.max(1, ...items.map((it) => Number(it.net) || 0));

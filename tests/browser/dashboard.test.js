@@ -95,6 +95,7 @@ runTest({out: opts.out, prefix: "dashboard", totalMs: TOTAL_TIMEOUT_MS, viewport
   async (context, log) => {
     const dash = await newPage(context, "dashboard", log);
     const url = new URL("dashboard.html", opts.url);
+    url.search = new URL(opts.url).search; // the base URL's settings (?ws=, ?protocol=) go on
     url.searchParams.set("user", "alice");
     url.searchParams.set("admin", opts.admin);
     await dash.goto(url.toString());

@@ -46,12 +46,15 @@ async function transparentShot(page, name) {
 async function openOverlay(context, log, name, query) {
   const page = await newPage(context, name, log);
   await page.setViewportSize({width: 640, height: 360});
-  await page.goto(new URL(name + ".html?" + query, opts.url).toString());
+  const url = new URL(name + ".html?" + query, opts.url);
+  // The base URL's settings (?ws=, ?protocol=) go on.
+  for (const [k, v] of new URL(opts.url).searchParams) url.searchParams.set(k, v);
+  await page.goto(url.toString());
   return page;
 }
 
 runTest({out: opts.out, prefix: "overlays", totalMs: TOTAL_TIMEOUT_MS}, async (context, log) => {
-  const r = await fetch(new URL("demo/token?user=alice&role=overlay", opts.url));
+  const r = await fetch(new URL("/demo/token?user=alice&role=overlay", opts.url));
   const tok = await r.json();
   check(r.status === 200 && tok.role === "overlay" && tok.room === "alice", `an overlay token for room alice (${tok.role}, ${tok.room})`);
   const T = "token=" + encodeURIComponent(tok.token);
