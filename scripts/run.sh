@@ -4,7 +4,7 @@
 # Installs missing Debian packages, builds (build/, RelWithDebInfo), starts the
 # `run` instance of Redis (127.0.0.1:6391) and PostgreSQL (127.0.0.1:5491)
 # under .state/run/, prints where to connect and two demo tokens, then runs
-# build/server/tipcastd in the foreground with the demo page (web/, served at
+# build/server/tipcastd in the foreground with the demo page (clients/web/, served at
 # http://127.0.0.1:PORT/) and demo tokens on (--demo: development only).
 # Once tipcastd is ready it seeds the demo: the gift catalog and the creator
 # alice (scripts/demo.sql) and 10000 coins for each demo viewer
@@ -182,7 +182,7 @@ setsid "$TIPCASTD" \
   --redis-host 127.0.0.1 --redis-port "$TIPCAST_REDIS_PORT" \
   --pg "$TIPCAST_PG" \
   --jwt-secret "$DEV_SECRET" \
-  --web-root "$REPO/web" --demo \
+  --web-root "$REPO/clients/web" --demo \
   --admin-listen "127.0.0.1:$ADMIN_PORT" --payment-secret "$DEV_PAYMENT_SECRET" \
   "$@" &
 TIPCASTD_PID=$!
