@@ -19,7 +19,7 @@
 "use strict";
 
 const path = require("path");
-const {check, corners, newPage, parseArgs, pngPixels, runTest, sleep} = require("./lib");
+const {check, newPage, parseArgs, pngPixels, runTest, sleep} = require("./lib");
 
 const TOTAL_TIMEOUT_MS = 120000;
 const ROSE_ID = process.env.TIPCAST_TEST_COMBO_GIFT_ID || "1";
@@ -38,7 +38,7 @@ async function transparentShot(page, name) {
   const file = path.join(opts.out, name);
   const png = await page.screenshot({path: file, omitBackground: true});
   const px = await pngPixels(page, png);
-  const c = corners(px);
+  const c = px.corners;
   check(c.every((p) => p[3] === 0), `${name}: the corners are transparent (alpha ${c.map((p) => p[3]).join(",")})`);
   check(px.opaque > 20, `${name}: the overlay is drawn (${px.opaque} opaque samples)`);
 }
@@ -60,7 +60,7 @@ runTest({out: opts.out, prefix: "overlays", totalMs: TOTAL_TIMEOUT_MS}, async (c
   const T = "token=" + encodeURIComponent(tok.token);
 
   const board = await openOverlay(context, log, "overlay-board", `${T}&period=day&n=${BOARD_N}`);
-  await board.waitForSelector('body[data-joined="alice"]');
+  await board.waitForSelector('body[data-joined="alice"]', {state: "attached"});
   await board.waitForFunction(() => document.getElementById("board-total").dataset.total !== "");
   const day0 = Number(await board.getAttribute("#board-total", "data-total"));
   const bobLine = '#board li[data-user="bob"]';
@@ -74,7 +74,7 @@ runTest({out: opts.out, prefix: "overlays", totalMs: TOTAL_TIMEOUT_MS}, async (c
   check(p0 === Math.floor(day0 * 100 / target), `the goal bar starts at ${p0}% of ${target}`);
 
   const alerts = await openOverlay(context, log, "overlay-alerts", T);
-  await alerts.waitForSelector('body[data-joined="alice"]');
+  await alerts.waitForSelector('body[data-joined="alice"]', {state: "attached"});
   check(await alerts.getAttribute("body", "data-shown") === "0", "the alert box waits, empty");
 
   // bob, on the viewer page.
