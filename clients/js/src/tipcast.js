@@ -505,8 +505,16 @@ export class TipcastClient {
 
   /** Joins a room; resolves with the snapshot (`joined`). From then on its events are
    *  delivered as "event", and the room is joined again after every reconnect. */
-  async join(room) {
+  async join(room, {afterSeq} = {}) {
     let r = this._rooms.get(room);
+    if (!r && afterSeq !== undefined) {
+      // Resume a room this app saw up to afterSeq (with an earlier client): the
+      // events after it are delivered first, exactly as after a reconnect.
+      if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) throw new TypeError("join: afterSeq must be an integer >= 0");
+      r = {room, last: afterSeq, joined: true, syncing: true, held: [], gen: 0, target: 0};
+      this._rooms.set(room, r);
+      return this._resume(r, true);
+    }
     const fresh = !r;
     if (fresh) {
       r = {room, last: null, joined: false, syncing: true, held: [], gen: 0, target: 0};
@@ -606,22 +614,28 @@ export class TipcastClient {
   }
 
   // After a reconnect: join again, keep the last seq delivered, fill the gap.
-  async _resume(r) {
+  // fromUser: join(room, {afterSeq}) — the caller gets the snapshot or the error.
+  async _resume(r, fromUser = false) {
     const gen = r.gen;
     r.syncing = true;
     let snap;
     try {
-      snap = await this._request({type: "join", id: this.newId("j"), room: r.room}, {internal: true});
+      snap = await this._request({type: "join", id: this.newId("j"), room: r.room}, {internal: !fromUser});
     } catch (e) {
+      if (fromUser) {
+        if (this._rooms.get(r.room) === r) this._rooms.delete(r.room);
+        r.gen++;
+        throw e;
+      }
       if (r.gen === gen && e.code !== "closed") {
         // Refused (room_full, too_many_rooms...): the room is dropped and the application told.
         this._rooms.delete(r.room);
         r.gen++;
         this._emit("error", e);
       }
-      return;
+      return undefined;
     }
-    if (r.gen !== gen || this._rooms.get(r.room) !== r) return;
+    if (r.gen !== gen || this._rooms.get(r.room) !== r) return snap;
     if (snap.seq < r.last) {
       // The room's sequence went backwards (its stored events were lost): start over from the snapshot.
       r.last = snap.seq;
@@ -637,6 +651,7 @@ export class TipcastClient {
     r.syncing = false;
     this._drain(r);
     this._startSync(r);
+    return snap;
   }
 
   // Fills the gap after r.last from history, page by page; live events

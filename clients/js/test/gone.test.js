@@ -66,6 +66,22 @@ for (const protocol of ["json", "msgpack"]) {
       assert.deepEqual(events.slice(5).map((e) => e.text), [0, 1, 2, 3, 4].map((k) => `after ${k}`));
       assert.equal(events.length, 10);
       assert.ok(calls >= 2);
+
+      // A new client that resumes from the same old seq (join with afterSeq) is reset too.
+      const late = client(srv.url, mintToken(unique("v")), {protocol});
+      const lateSnaps = [];
+      const lateEvents = [];
+      late.on("snapshot", (s) => lateSnaps.push(s));
+      late.on("event", (ev) => lateEvents.push(ev));
+      await late.connect();
+      await late.join(room, {afterSeq: lastBefore});
+      await waitFor(() => lateSnaps.some((s) => s.reset === true), {what: "the late client's reset"});
+      const lateReset = lateSnaps.find((s) => s.reset === true);
+      assert.equal(lateReset.seq, events[9].seq);
+      await owner.notice(room, "last");
+      await waitFor(() => lateEvents.length === 1, {what: "the late client's live event"});
+      assert.equal(lateEvents[0].seq, lateReset.seq + 1);
+      late.close();
     } finally {
       v.close();
       owner.close();

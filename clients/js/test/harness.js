@@ -30,7 +30,9 @@ const WALLET_SHARDS = 4;
 export const REDIS_HOST = process.env.TIPCAST_REDIS_HOST || "127.0.0.1";
 export const REDIS_PORT = process.env.TIPCAST_REDIS_PORT || "6392";
 export const PG = process.env.TIPCAST_PG || "host=127.0.0.1 port=5492 dbname=tipcast user=postgres";
-const READY_TIMEOUT_MS = process.env.TIPCAST_TEST_SANITIZED === "1" ? 20000 : 10000;
+const SANITIZED = process.env.TIPCAST_TEST_SANITIZED === "1";
+const READY_TIMEOUT_MS = SANITIZED ? 20000 : 10000;
+const SANITIZER_MARKERS = ["ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"];
 
 // Gifts of the SDK tests (the catalog is shared by every test of the repo).
 export const GIFTS = {ROSE: 9401, ROCKET: 9403};
@@ -132,7 +134,7 @@ export class Server {
     const args = Object.entries(settings).filter(([, v]) => v !== null).map(([k, v]) => `--${k}=${v}`);
     const proc = spawn(binary(), args, {stdio: ["ignore", "pipe", "pipe"]});
     this.proc = proc;
-    const keep = (d) => { this.log = (this.log + d.toString()).slice(-20000); };
+    const keep = (d) => { this.log = (this.log + d.toString()).slice(-200000); };
     proc.stdout.on("data", keep);
     proc.stderr.on("data", keep);
     proc.on("exit", (code, signal) => this.exits.push({code, signal}));
@@ -169,15 +171,20 @@ export class Server {
     await exited;
   }
 
-  /** SIGTERM and wait; returns the exit code (null when it had to be killed). */
+  /** SIGTERM and wait; returns the exit code (null when it had to be killed).
+   *  Throws when a sanitized build (TIPCAST_TEST_SANITIZED=1) reported a fault. */
   async stop(timeoutMs = 15000) {
     const proc = this.proc;
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return proc ? proc.exitCode : null;
-    const exited = new Promise((r) => proc.once("exit", (code) => r(code)));
-    proc.kill("SIGTERM");
-    const t = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
-    const code = await exited;
-    clearTimeout(t);
+    let code = proc ? proc.exitCode : null;
+    if (proc && proc.exitCode === null && proc.signalCode === null) {
+      const exited = new Promise((r) => proc.once("exit", (c) => r(c)));
+      proc.kill("SIGTERM");
+      const t = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
+      code = await exited;
+      clearTimeout(t);
+    }
+    const fault = SANITIZED && SANITIZER_MARKERS.find((m) => this.log.includes(m));
+    if (fault) throw new Error(`tipcastd: sanitizer report (${fault})\n${this.log}`);
     return code;
   }
 }

@@ -156,6 +156,39 @@ for (const protocol of ["json", "msgpack"]) {
   });
 }
 
+test("join with afterSeq: a new client resumes from a seq an earlier one saw", async () => {
+  const room = unique("sdk");
+  seedRoom(room);
+  const owner = client(srv.url, mintToken(room, "creator"));
+  await owner.connect();
+  const seqs = [];
+  for (let i = 0; i < 8; i++) seqs.push((await owner.notice(room, `n${i}`)).seq);
+  for (const protocol of ["json", "msgpack"]) {
+    const c = client(srv.url, mintToken(unique("v")), {protocol});
+    const events = [];
+    const snaps = [];
+    c.on("event", (ev) => events.push(ev));
+    c.on("snapshot", (s) => snaps.push(s));
+    await c.connect();
+    const snap = await c.join(room, {afterSeq: seqs[1]});
+    assert.equal(snap.seq, seqs.at(-1));
+    const want = seqs.length - 2;
+    await waitFor(() => events.length === want, {what: `the ${want} events after afterSeq`});
+    seqs.push((await owner.notice(room, `live ${protocol}`)).seq);
+    await waitFor(() => events.length === want + 1, {what: "the live event"});
+    await sleep(100);
+    assert.deepEqual(events.map((e) => e.seq), seqs.slice(2));
+    assert.equal(events.at(-1).text, `live ${protocol}`);
+    assert.equal(events[0].text, "n2");
+    assert.equal(snaps.length, 1);
+    assert.notEqual(snaps[0].reset, true);
+    await assert.rejects(c.join("bad room!", {afterSeq: 3}), (e) => e.code === "bad_field");
+    assert.deepEqual(Object.keys(c.rooms()), [room]);
+    c.close();
+  }
+  owner.close();
+});
+
 test("a refused token: connect rejects, state closed, no reconnect", async () => {
   const states = [];
   const errors = [];
