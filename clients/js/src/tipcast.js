@@ -234,6 +234,7 @@ export class TipcastClient {
     this.welcome = welcome;
     this._attempt = 0;
     this._authError = null;
+    this._expiredRetry = false;
     this._setState("open");
     this._emit("welcome", welcome);
     this._startPing(conn);
@@ -267,6 +268,17 @@ export class TipcastClient {
     for (const r of this._rooms.values()) {
       r.gen++; // any history fill of the old socket stops
       r.syncing = false;
+    }
+    if (this._authError && this._authError.code === "auth_expired" && typeof this._token === "function" &&
+        !this._expiredRetry) {
+      // An expired token from a token function: one more attempt, at once, with a fresh
+      // token; refused again, the client closes (a loop would not fix a wrong clock).
+      this._expiredRetry = true;
+      this._authError = null;
+      this.state = "reconnecting";
+      this._emit("state", {state: "reconnecting", attempt: this._attempt, delayMs: 0, closeCode: code});
+      this._open();
+      return;
     }
     if (FATAL_CLOSE_CODES.includes(code) || this._authError) {
       const err = this._authError ||

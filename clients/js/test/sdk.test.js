@@ -189,6 +189,30 @@ test("join with afterSeq: a new client resumes from a seq an earlier one saw", a
   owner.close();
 });
 
+test("an overlay token: reads its own room through the SDK, anything else is forbidden", async () => {
+  const room = unique("ov");
+  seedRoom(room);
+  const owner = client(srv.url, mintToken(room, "creator"));
+  await owner.connect();
+  const ov = client(srv.url, mintToken(room, "overlay", {extra: {room}}), {protocol: "msgpack"});
+  const events = [];
+  ov.on("event", (ev) => events.push(ev));
+  const w = await ov.connect();
+  assert.equal(w.role, "overlay");
+  assert.equal(w.room, room);
+  const snap = await ov.join(w.room);
+  const n = await owner.notice(room, "hi overlay");
+  await waitFor(() => events.length === 1, {what: "the overlay's event"});
+  assert.equal(events[0].seq, n.seq);
+  assert.equal(events[0].seq, snap.seq + 1);
+  assert.ok(Array.isArray((await ov.leaderboard(room)).top));
+  await assert.rejects(ov.join(unique("other")), (e) => e.code === "forbidden");
+  await assert.rejects(ov.balance(), (e) => e.code === "forbidden");
+  await assert.rejects(ov.tip({room, amount: 1}), (e) => e.code === "forbidden");
+  ov.close();
+  owner.close();
+});
+
 test("a refused token: connect rejects, state closed, no reconnect", async () => {
   const states = [];
   const errors = [];
@@ -208,6 +232,23 @@ test("a refused token: connect rejects, state closed, no reconnect", async () =>
   const expired = client(srv.url, mintToken(unique("v"), "viewer", {expIn: -3600}));
   await assert.rejects(expired.connect(), (e) => e.code === "auth_expired");
   assert.equal(expired.state, "closed");
+});
+
+test("an expired token from a token function: one fresh attempt at once, then closed", async () => {
+  const user = unique("v");
+  let calls = 0;
+  const c = client(srv.url, () => (++calls === 1 ? mintToken(user, "viewer", {expIn: -3600}) : mintToken(user)));
+  const w = await c.connect();
+  assert.equal(w.user, user);
+  assert.equal(calls, 2);
+  c.close();
+
+  let n = 0;
+  const stale = client(srv.url, () => { n++; return mintToken(user, "viewer", {expIn: -3600}); });
+  await assert.rejects(stale.connect(), (e) => e.code === "auth_expired" && e.closeCode === 4003);
+  await sleep(300);
+  assert.equal(n, 2, "one retry, no loop");
+  assert.equal(stale.state, "closed");
 });
 
 test("timeouts, not_connected, ids, request ids echoed", async () => {
