@@ -301,6 +301,8 @@ static void drop_pend_upto(struct room *rm, int64_t seq)
     size_t k = 0;
     while (k < rm->npend && rm->pend[k].seq <= seq)
         free(rm->pend[k++].bytes);
+    if (!k)
+        return; /* also: pend may be NULL, which memmove must not get */
     memmove(rm->pend, rm->pend + k, (rm->npend - k) * sizeof *rm->pend);
     rm->npend -= k;
 }
