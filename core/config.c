@@ -437,3 +437,11 @@ void config_help(FILE *out)
         }
     }
 }
+
+const struct config_secret *config_sign_secret(const struct config *cfg)
+{
+    for (int i = 0; i < cfg->secrets_count; i++)
+        if (cfg->secrets[i].kid[0] == '\0')
+            return &cfg->secrets[i];
+    return cfg->secrets_count > 0 ? &cfg->secrets[0] : NULL;
+}

@@ -45,6 +45,7 @@ struct config {
     char tls_key[CONFIG_STR_MAX];      /* "tls-key", PEM file */
     int reuse_port;                    /* "reuse-port", 0/1, default 0 */
     char web_root[CONFIG_STR_MAX];     /* "web-root", directory of the web page; "" = no page */
+    char web_sdk_root[CONFIG_STR_MAX]; /* "web-sdk-root", the JS SDK served at /sdk/; "" = none */
     /* "metrics-allow": comma-separated address blocks that may read
      * /metrics, default loopback; an empty list turns /metrics off. */
     struct config_cidrs metrics_allow;
@@ -160,6 +161,11 @@ int config_read(struct config *cfg, int argc, char **argv, char *err, size_t err
 /* Sets one setting by its key from a string value. Returns 0, or -1 with a
  * message in `err`. Used by config_load and by tests. */
 int config_set(struct config *cfg, const char *key, const char *value, char *err, size_t errlen);
+
+/* The secret tokens that tipcastd mints are signed with (demo and overlay
+ * tokens): the entry without a kid, else the first one; the same choice the
+ * verifier makes for a token without kid. NULL when none is configured. */
+const struct config_secret *config_sign_secret(const struct config *cfg);
 
 /* Writes the help text (every setting, its default and its meaning) to `out`. */
 void config_help(FILE *out);

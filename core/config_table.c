@@ -36,6 +36,11 @@ const struct config_entry config_table[] = {
      "Directory of a web page to serve at / (its index.html) and /NAME for "
      "its other files (.html .js .css .json .svg .png .ico .txt directly in "
      "DIR). The files are read once at start; empty serves no page."},
+    {"web-sdk-root", CONFIG_G_NETWORK, CONFIG_T_STR, CONFIG_OFF(web_sdk_root), 0, 0, "", "DIR",
+     "Directory of the JavaScript SDK (clients/js/src) that the pages of "
+     "web-root import: its files are served at /sdk/NAME (/sdk/tipcast.js), "
+     "read once at start like web-root's. Only with web-root; empty serves "
+     "no SDK."},
     {"metrics-allow", CONFIG_G_NETWORK, CONFIG_T_CIDRS, CONFIG_OFF(metrics_allow), 0, 0,
      "127.0.0.0/8,::1", "CIDRS",
      "Comma-separated address blocks (10.0.0.0/8, 192.0.2.7, ::1) whose "

@@ -180,7 +180,7 @@ static enum jwt_result jwt_check_claims(const unsigned char *buf, size_t len, in
                                         struct jwt_claims *claims)
 {
     json_t *payload = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, NULL);
-    json_t *sub, *role, *exp, *nbf, *dev;
+    json_t *sub, *role, *exp, *nbf, *dev, *room;
     enum jwt_result r = JWT_MALFORMED;
 
     if (payload == NULL || !json_is_object(payload))
@@ -194,6 +194,10 @@ static enum jwt_result jwt_check_claims(const unsigned char *buf, size_t len, in
     if (r_role < 0)
         goto out;
     claims->role = (enum role)r_role;
+    /* An overlay's scope is its subject; "room" says so in the token. */
+    room = json_object_get(payload, "room");
+    if (r_role == ROLE_OVERLAY && !(json_is_string(room) && json_equal(room, sub)))
+        goto out;
     /* json_is_integer is false for reals such as 1.7e9: an expiry is a whole
      * number of seconds, and a float form is a sign of a sloppy issuer. */
     exp = json_object_get(payload, "exp");
@@ -320,7 +324,8 @@ int jwt_sign(const char *key, size_t key_len, const char *kid, const char *sub,
         (kid != NULL && json_object_set_new(hdr, "kid", json_string(kid)) != 0) ||
         json_object_set_new(payload, "sub", json_string(sub)) != 0 ||
         json_object_set_new(payload, "role", json_string(role_name(role))) != 0 ||
-        json_object_set_new(payload, "exp", json_integer((json_int_t)exp)) != 0)
+        json_object_set_new(payload, "exp", json_integer((json_int_t)exp)) != 0 ||
+        (role == ROLE_OVERLAY && json_object_set_new(payload, "room", json_string(sub)) != 0))
         goto out;
 
     n = jwt_encode_json(hdr, out, outlen);
@@ -379,8 +384,15 @@ const char *role_name(enum role role)
         return "support";
     case ROLE_AUDITOR:
         return "auditor";
+    case ROLE_OVERLAY:
+        return "overlay";
     }
     return "unknown";
+}
+
+int role_staff(enum role role)
+{
+    return role == ROLE_FINANCE || role == ROLE_OPERATIONS || role == ROLE_SUPPORT || role == ROLE_AUDITOR;
 }
 
 const char *jwt_result_name(enum jwt_result r)

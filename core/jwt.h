@@ -34,8 +34,13 @@ enum role {
     ROLE_OPERATIONS = 4,
     ROLE_SUPPORT = 5,
     ROLE_AUDITOR = 6,
+    /* An OBS overlay's read-only token: its subject is the one room it may
+     * read (join, history, leaderboard); it moves no money. The token also
+     * carries the claim "room", equal to "sub", so that its scope is
+     * written in it. */
+    ROLE_OVERLAY = 7,
 };
-#define ROLE_COUNT 7
+#define ROLE_COUNT 8
 
 enum jwt_result {
     JWT_OK = 0,
@@ -74,8 +79,12 @@ int jwt_sign(const char *key, size_t key_len, const char *kid, const char *sub,
 int id_valid(const char *s, size_t len);
 
 /* "viewer", "creator", "admin", "finance", "operations", "support",
- * "auditor". */
+ * "auditor", "overlay". */
 const char *role_name(enum role role);
+
+/* 1 for the staff roles of the admin API (finance, operations, support,
+ * auditor), which the WebSocket refuses. */
+int role_staff(enum role role);
 
 /* The role named s[0..len), or -1. */
 int role_parse(const char *s, size_t len);

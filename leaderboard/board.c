@@ -30,6 +30,11 @@ void board_keys(const char *room, int64_t ts_ms, struct board_keys *k)
     snprintf(k->key[BOARD_WEEK], BOARD_KEY_MAX, "tc:{r:%s}:board:w:%04lld%02d%02d", room, (long long)cd.wy, cd.wm,
              cd.wd);
     snprintf(k->key[BOARD_MONTH], BOARD_KEY_MAX, "tc:{r:%s}:board:m:%04lld%02d", room, (long long)cd.y, cd.m);
+    /* The total's key is the board's with "sum" for "board". */
+    for (int p = 0; p < BOARD_PERIODS; p++) {
+        const char *tail = strstr(k->key[p], "}:board") + 7;
+        snprintf(k->sum[p], BOARD_KEY_MAX, "tc:{r:%s}:sum%s", room, tail);
+    }
     k->ttl_s[BOARD_ALL] = 0;
     k->ttl_s[BOARD_DAY] = BOARD_KEEP_PERIODS * 86400LL;
     k->ttl_s[BOARD_WEEK] = BOARD_KEEP_PERIODS * 7 * 86400LL;
@@ -73,11 +78,31 @@ void board_top_enc(struct enc *e, const struct board_top *t)
     enc_end_array(e);
 }
 
+void board_totals_enc(struct enc *e, const struct board_top tops[BOARD_PERIODS])
+{
+    enc_key(e, "totals");
+    enc_map(e, BOARD_PERIODS);
+    for (int p = 0; p < BOARD_PERIODS; p++) {
+        enc_key(e, period_name[p]);
+        enc_int(e, tops[p].sum);
+    }
+    enc_end_map(e);
+}
+
+int64_t board_sum_read(const redisReply *reply)
+{
+    if (reply && reply->type == REDIS_REPLY_STRING)
+        return strtoll(reply->str, NULL, 10);
+    if (reply && reply->type == REDIS_REPLY_INTEGER)
+        return reply->integer;
+    return 0;
+}
+
 struct frame *board_frame(enum fmt fmt, const char *room, const char *req_id,
                           const struct board_top tops[BOARD_PERIODS])
 {
     struct enc e;
-    message_start(&e, fmt, 256 + 64 * BOARD_PERIODS * BOARD_TOP_N, "leaderboard", req_id, 2 + BOARD_PERIODS);
+    message_start(&e, fmt, 320 + 64 * BOARD_PERIODS * BOARD_TOP_N, "leaderboard", req_id, 3 + BOARD_PERIODS);
     enc_key(&e, "room");
     enc_cstr(&e, room);
     enc_key(&e, "period");
@@ -86,6 +111,7 @@ struct frame *board_frame(enum fmt fmt, const char *room, const char *req_id,
         enc_key(&e, period_field[p]);
         board_top_enc(&e, &tops[p]);
     }
+    board_totals_enc(&e, tops);
     enc_end_map(&e);
     return enc_finish(&e);
 }
@@ -101,7 +127,7 @@ struct fetch {
     struct part {
         struct fetch *f;
         int period;
-    } part[BOARD_PERIODS];
+    } part[BOARD_PERIODS], sum_part[BOARD_PERIODS];
     struct board_top top[BOARD_PERIODS];
 };
 
@@ -109,6 +135,22 @@ static void fetch_done(struct fetch *f)
 {
     f->cb(f->ctx, f->room, f->failed ? NULL : f->top);
     free(f);
+}
+
+static void on_sum(redisReply *reply, void *priv)
+{
+    struct part *pt = priv;
+    struct fetch *f = pt->f;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        if (reply)
+            log_msg(LOG_ERROR, "redis GET board total: %s", reply->str);
+        f->failed = 1;
+    } else {
+        f->top[pt->period].sum = board_sum_read(reply);
+    }
+    tc_assert(f->waiting > 0);
+    if (--f->waiting == 0)
+        fetch_done(f);
 }
 
 static void on_board(redisReply *reply, void *priv)
@@ -152,6 +194,15 @@ int board_read(struct board *b, const char *room, board_read_cb *cb, void *ctx)
         }
         f->waiting++;
         sent++;
+        const char *gv[] = {"GET", k.sum[p]};
+        size_t gl[] = {3, strlen(k.sum[p])};
+        f->sum_part[p].f = f;
+        f->sum_part[p].period = p;
+        if (rlink_command(b->rl, RLINK_READ_LINK, 2, gv, gl, on_sum, &f->sum_part[p]) < 0) {
+            f->failed = 1;
+            break;
+        }
+        f->waiting++;
     }
     if (sent == 0) {
         free(f);

@@ -9,8 +9,11 @@
  *   tc:{r:ROOM}:board:w:YYYYMMDD       the week, named by its Monday
  *   tc:{r:ROOM}:board:m:YYYYMM         the month
  * Days, weeks and months are those of the board-tz time zone (calendar.h).
- * A period board expires BOARD_KEEP_PERIODS periods after its last bump, so
- * old periods do not live forever. Scores are Redis doubles: totals are
+ * Beside each board, the room's total of the period (coins of every gift
+ * and tip, all senders; a string key bumped in the same step):
+ *   tc:{r:ROOM}:sum:all, tc:{r:ROOM}:sum:d:YYYYMMDD, ...:sum:w:..., ...:sum:m:...
+ * A period board and its total expire BOARD_KEEP_PERIODS periods after
+ * their last bump, so old periods do not live forever. Scores are Redis doubles: totals are
  * exact up to 2^53 coins.
  *
  * When pushes happen is the server's business (server/fanout.c): this
@@ -39,11 +42,14 @@ enum board_period { BOARD_ALL, BOARD_DAY, BOARD_WEEK, BOARD_MONTH, BOARD_PERIODS
  * and the seconds each period board is to live after a bump (0 for all). */
 struct board_keys {
     char key[BOARD_PERIODS][BOARD_KEY_MAX];
+    char sum[BOARD_PERIODS][BOARD_KEY_MAX]; /* the period's total */
     int64_t ttl_s[BOARD_PERIODS];
 };
 
-/* One top list: senders and their totals, highest first. */
+/* One top list: senders and their totals, highest first, and the total
+ * of every sender in the period (the room's income: `totals`). */
 struct board_top {
+    int64_t sum;
     int n;
     char user[BOARD_TOP_N][ID_MAX + 1];
     int64_t total[BOARD_TOP_N];
@@ -66,6 +72,11 @@ void board_all_key(const char *room, char *buf, size_t cap);
 void board_top_read(const redisReply *reply, struct board_top *t);
 /* Writes `t` as an array of {"user","total"} maps. */
 void board_top_enc(struct enc *e, const struct board_top *t);
+/* Writes the key "totals" and its map {"all","day","week","month"} of the
+ * four periods' sums. */
+void board_totals_enc(struct enc *e, const struct board_top tops[BOARD_PERIODS]);
+/* A period total's reply (GET: a string of digits, or nil for none yet). */
+int64_t board_sum_read(const redisReply *reply);
 
 /* The four top lists of a room (one pipelined round trip), or NULL when
  * Redis could not answer. `room` and `tops` are valid during the call. */
@@ -76,7 +87,8 @@ typedef void board_read_cb(void *ctx, const char *room, const struct board_top *
 int board_read(struct board *b, const char *room, board_read_cb *cb, void *ctx);
 
 /* The leaderboard message {type:"leaderboard", id?, room, period:"all",
- * top, day, week, month}; req_id "" for a push. NULL when out of memory. */
+ * top, day, week, month, totals}; req_id "" for a push. NULL when out of
+ * memory. */
 struct frame *board_frame(enum fmt fmt, const char *room, const char *req_id,
                           const struct board_top tops[BOARD_PERIODS]);
 

@@ -145,8 +145,8 @@ static int group_entries(const struct entry_batch *b, uint32_t *next, struct gro
 static void send_group(struct roomfeed *f, const struct group *g, const uint32_t *next)
 {
     struct entry_batch *b = f->batch;
-    /* 7 keys, 5 arguments and the entry count, then 7 per entry. */
-    enum { NKEYS = 7, NFIXED = 12, PER = 7, ARGS_MAX = NFIXED + 1 + PER * FEED_APPLY_MAX };
+    /* 11 keys, 5 arguments and the entry count, then 7 per entry. */
+    enum { NKEYS = 11, NFIXED = 16, PER = 7, ARGS_MAX = NFIXED + 1 + PER * FEED_APPLY_MAX };
     _Static_assert(ARGS_MAX <= RLINK_ARGS_MAX, "a room_apply call exceeds rlink's argument bound");
     const char *argv[ARGS_MAX];
     size_t len[ARGS_MAX];
@@ -169,9 +169,10 @@ static void send_group(struct roomfeed *f, const struct group *g, const uint32_t
     snprintf(hl, sizeof hl, "%d", f->history_len);
     for (int p = 0; p < BOARD_PERIODS; p++)
         snprintf(ttl[p], sizeof ttl[p], "%lld", (long long)bk.ttl_s[p]);
-    const char *fixed[NFIXED + 1] = {rk.seq, rk.hist, rk.wm, bk.key[BOARD_ALL], bk.key[BOARD_DAY],
-                                     bk.key[BOARD_WEEK], bk.key[BOARD_MONTH], hl, rk.chan, ttl[BOARD_DAY],
-                                     ttl[BOARD_WEEK], ttl[BOARD_MONTH], count};
+    const char *fixed[NFIXED + 1] = {
+        rk.seq, rk.hist, rk.wm, bk.key[BOARD_ALL], bk.key[BOARD_DAY], bk.key[BOARD_WEEK], bk.key[BOARD_MONTH],
+        bk.sum[BOARD_ALL], bk.sum[BOARD_DAY], bk.sum[BOARD_WEEK], bk.sum[BOARD_MONTH], hl, rk.chan,
+        ttl[BOARD_DAY], ttl[BOARD_WEEK], ttl[BOARD_MONTH], count};
     int argc = NFIXED + 1;
     for (int i = 0; i < argc; i++) {
         argv[i] = fixed[i];

@@ -97,7 +97,7 @@ static void on_presence(redisReply *reply, void *priv)
     free(c);
     if (!cb)
         return;
-    if (!reply_ok(reply, 2, "room_presence") || reply->elements < 2 + BOARD_PERIODS) {
+    if (!reply_ok(reply, 2, "room_presence") || reply->elements < 3 + BOARD_PERIODS) {
         cb(ctx, NULL);
         return;
     }
@@ -109,7 +109,10 @@ static void on_presence(redisReply *reply, void *priv)
         }
         board_top_read(reply->element[2 + p], &s.top[p]);
     }
-    s.events = events_of(reply, 2 + BOARD_PERIODS);
+    const redisReply *sums = reply->element[2 + BOARD_PERIODS];
+    for (int p = 0; sums->type == REDIS_REPLY_ARRAY && p < BOARD_PERIODS && (size_t)p < sums->elements; p++)
+        s.top[p].sum = board_sum_read(sums->element[p]);
+    s.events = events_of(reply, 3 + BOARD_PERIODS);
     cb(ctx, &s);
 }
 
@@ -133,12 +136,16 @@ int roomstore_presence(struct roomstore *rs, const char *room, uint32_t members,
                           bk.key[BOARD_DAY],
                           bk.key[BOARD_WEEK],
                           bk.key[BOARD_MONTH],
+                          bk.sum[BOARD_ALL],
+                          bk.sum[BOARD_DAY],
+                          bk.sum[BOARD_WEEK],
+                          bk.sum[BOARD_MONTH],
                           rs->node_id,
                           count,
                           ttl,
                           want,
                           top};
-    enum { NKEYS = 3 + BOARD_PERIODS, NARGS = NKEYS + 5 };
+    enum { NKEYS = 3 + 2 * BOARD_PERIODS, NARGS = NKEYS + 5 };
     size_t len[NARGS];
     for (int i = 0; i < NARGS; i++)
         len[i] = strlen(argv[i]);

@@ -4,7 +4,7 @@
 # Installs missing Debian packages, builds (build/, RelWithDebInfo), starts the
 # `run` instance of Redis (127.0.0.1:6391) and PostgreSQL (127.0.0.1:5491)
 # under .state/run/, prints where to connect and two demo tokens, then runs
-# build/server/tipcastd in the foreground with the demo page (web/, served at
+# build/server/tipcastd in the foreground with the demo page (clients/web/, served at
 # http://127.0.0.1:PORT/) and demo tokens on (--demo: development only).
 # Once tipcastd is ready it seeds the demo: the gift catalog and the creator
 # alice (scripts/demo.sql) and 10000 coins for each demo viewer
@@ -146,6 +146,8 @@ CREATOR_TOKEN=$("$TOKEN" --secret "$DEV_SECRET" --sub alice --role creator --ttl
   die "tipcast-token failed"
 FINANCE_TOKEN=$("$TOKEN" --secret "$DEV_SECRET" --sub demo-finance --role finance --ttl 86400) ||
   die "tipcast-token failed"
+OVERLAY_TOKEN=$("$TOKEN" --secret "$DEV_SECRET" --sub alice --role overlay --ttl 86400) ||
+  die "tipcast-token failed"
 # Only for seeding the demo wallets below; not printed.
 ADMIN_TOKEN=$("$TOKEN" --secret "$DEV_SECRET" --sub demo-seed --role admin --ttl 600) ||
   die "tipcast-token failed"
@@ -154,6 +156,10 @@ cat <<EOF
 
 tipcast is starting.
   Demo page:  http://127.0.0.1:$PORT/   (open it in two windows, e.g. ?user=bob and ?user=carol)
+  Dashboard:  http://127.0.0.1:$PORT/dashboard.html?user=alice   (the creator alice's dashboard)
+  Overlays:   http://127.0.0.1:$PORT/overlay-alerts.html?token=$OVERLAY_TOKEN
+              overlay-board.html and overlay-goal.html take the same ?token= (docs/clients.md)
+  JS SDK:     http://127.0.0.1:$PORT/sdk/tipcast.js   (clients/js; docs/clients.md)
   WebSocket:  ws://127.0.0.1:$PORT/ws   (subprotocol tipcast.v1.json or tipcast.v1.msgpack)
   Health:     http://127.0.0.1:$PORT/healthz   readiness: http://127.0.0.1:$PORT/readyz
   Metrics:    http://127.0.0.1:$PORT/metrics   (Prometheus; docs/operations.md)
@@ -170,7 +176,7 @@ tipcast is starting.
 
   Connect with e.g. ws://127.0.0.1:$PORT/ws?token=<token>; see docs/protocol.md.
   Mint more: $TOKEN --secret $DEV_SECRET --sub NAME --role ROLE --ttl 86400
-    (ROLE: viewer, creator, admin; staff roles of the admin API: finance, operations, support, auditor)
+    (ROLE: viewer, creator, admin, overlay; staff roles of the admin API: finance, operations, support, auditor)
   Press Ctrl-C to stop.
 
 EOF
@@ -182,7 +188,7 @@ setsid "$TIPCASTD" \
   --redis-host 127.0.0.1 --redis-port "$TIPCAST_REDIS_PORT" \
   --pg "$TIPCAST_PG" \
   --jwt-secret "$DEV_SECRET" \
-  --web-root "$REPO/web" --demo \
+  --web-root "$REPO/clients/web" --web-sdk-root "$REPO/clients/js/src" --demo \
   --admin-listen "127.0.0.1:$ADMIN_PORT" --payment-secret "$DEV_PAYMENT_SECRET" \
   "$@" &
 TIPCASTD_PID=$!

@@ -25,6 +25,7 @@
 #include <jansson.h>
 
 #include "clock.h"
+#include "handshake.h"
 #include "jobs.h"
 #include "pgpool.h"
 #include "prom.h"
@@ -50,6 +51,8 @@ struct admin_req {
 
     enum api_method method;
     int method_ok;              /* GET, POST or PUT */
+    int preflight;              /* OPTIONS: a browser asks whether it may (CORS) */
+    char origin[CONFIG_STR_MAX]; /* the Origin header when it may read answers (CORS), else "" */
     char path[ADMIN_PATH_MAX];
     char request_id[ADMIN_REQUEST_ID_MAX + 1];
     char addr[ADMIN_ADDR_MAX];
@@ -206,6 +209,31 @@ static void answer_error(struct admin_req *q, const char *code, const char *mess
 
 /* Writes the headers, then the body a chunk per call. Returns -1 to close
  * the connection. */
+/* The CORS headers of an answer to a browser page of an allowed origin
+ * (handshake_cors_allowed): it may read the answer and its X-Request-Id;
+ * a preflight also learns what it may send. Every answer varies by Origin.
+ * Returns 0, or nonzero when the headers do not fit. */
+static int cors_headers(struct admin_req *q, unsigned char **p, unsigned char *end)
+{
+    static const struct {
+        const char *name, *value;
+    } preflight[] = {
+        {"access-control-allow-methods:", "GET, POST, PUT"},
+        {"access-control-allow-headers:", "Authorization, Content-Type, X-Request-Id"},
+        {"access-control-max-age:", "600"},
+    };
+#define HDR(n, v) lws_add_http_header_by_name(q->wsi, (const unsigned char *)(n), (const unsigned char *)(v), \
+                                              (int)strlen(v), p, end)
+    int bad = HDR("vary:", "Origin");
+    if (bad || !q->origin[0])
+        return bad;
+    bad = HDR("access-control-allow-origin:", q->origin) || HDR("access-control-expose-headers:", "X-Request-Id");
+    for (size_t i = 0; !bad && q->preflight && i < sizeof preflight / sizeof preflight[0]; i++)
+        bad = HDR(preflight[i].name, preflight[i].value);
+#undef HDR
+    return bad;
+}
+
 static int admin_writeable(struct admin_req *q)
 {
     struct lws *wsi = q->wsi;
@@ -235,6 +263,8 @@ static int admin_writeable(struct admin_req *q)
         if (!bad && q->close_after)
             bad = lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close", 5, &p,
                                                end);
+        if (!bad)
+            bad = cors_headers(q, &p, end);
         if (bad || lws_finalize_write_http_header(wsi, start, &p, end))
             return -1;
         q->headers_sent = 1;
@@ -381,6 +411,22 @@ static void on_wallet(void *priv, int ok, enum err code, int64_t balance)
         answer_error(q, "internal", err_code(code), NULL);
 }
 
+/* Adds "token" to the answer of the overlay-token route: a JWT of role
+ * overlay for body.room until body.exp, signed with the secret the server
+ * signs with (config_sign_secret). Returns 0, or -1. */
+static int overlay_token_add(struct admin_req *q, json_t *body)
+{
+    const struct config_secret *key = config_sign_secret(&q->s->cfg);
+    const char *room = json_string_value(json_object_get(body, "room"));
+    json_t *exp = json_object_get(body, "exp");
+    char token[JWT_MAX_BYTES + 1];
+    if (!key || !room || !json_is_integer(exp) ||
+        jwt_sign(key->key, (size_t)key->key_len, key->kid[0] ? key->kid : NULL, room, ROLE_OVERLAY,
+                 (int64_t)json_integer_value(exp), token, sizeof token) < 0)
+        return -1;
+    return json_object_set_new(body, "token", json_string(token));
+}
+
 static void on_sql(void *priv, const struct pgpool_result *r)
 {
     struct admin_req *q = priv;
@@ -438,6 +484,11 @@ static void on_sql(void *priv, const struct pgpool_result *r)
         }
         return;
     }
+    if ((q->route->flags & API_OVERLAY_TOKEN) && q->status < 300 && overlay_token_add(q, body) < 0) {
+        json_decref(res);
+        answer_error(q, "internal", "cannot sign the token", NULL);
+        return;
+    }
     json_incref(body);
     json_decref(res);
     answer_json(q, q->status, body);
@@ -488,6 +539,15 @@ static int copy_header(struct lws *wsi, const char *name, char *buf, int cap)
     if (n <= 0 || n >= cap)
         return n <= 0 ? 0 : -1;
     return lws_hdr_custom_copy(wsi, buf, cap, name, (int)strlen(name)) < 0 ? -1 : 1;
+}
+
+/* The same for a header lws knows by token (Origin, Host). */
+static int copy_token(struct lws *wsi, enum lws_token_indexes tok, char *buf, int cap)
+{
+    int n = lws_hdr_total_length(wsi, tok);
+    if (n <= 0 || n >= cap)
+        return n <= 0 ? 0 : -1;
+    return lws_hdr_copy(wsi, buf, cap, tok) < 0 ? -1 : 1;
 }
 
 static int request_id_ok(const char *s)
@@ -725,6 +785,12 @@ static int begin(struct server *s, struct lws *wsi, struct admin_session *as, co
         q->method = API_POST, q->method_ok = 1;
     else if (lws_hdr_total_length(wsi, WSI_TOKEN_PUT_URI) > 0)
         q->method = API_PUT, q->method_ok = 1;
+    else if (lws_hdr_total_length(wsi, WSI_TOKEN_OPTIONS_URI) > 0)
+        q->preflight = 1;
+    char host[CONFIG_STR_MAX];
+    if (copy_token(wsi, WSI_TOKEN_ORIGIN, q->origin, sizeof q->origin) != 1 ||
+        copy_token(wsi, WSI_TOKEN_HOST, host, sizeof host) != 1 || !handshake_cors_allowed(&s->cfg, q->origin, host))
+        q->origin[0] = '\0';
     if (copy_header(wsi, "x-request-id:", q->request_id, sizeof q->request_id) != 1 ||
         !request_id_ok(q->request_id)) {
         /* tipcastd makes one: the node, the time and a counter. */
@@ -797,6 +863,14 @@ int admin_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
         struct admin_req *q = as->req;
         if (q->method == API_GET && plain_page(q))
             return 0;
+        if (q->preflight) {
+            /* Answered whatever the origin: without the CORS headers (an
+             * origin not allowed) the browser sends nothing more. */
+            q->status = HTTP_STATUS_NO_CONTENT;
+            q->ctype = "text/plain; charset=utf-8";
+            answer_go(q);
+            return 0;
+        }
         if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
             q->close_after = 1;
             answer_error(q, "bad_json", "send the body with a Content-Length, not chunked", NULL);

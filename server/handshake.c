@@ -143,3 +143,28 @@ int handshake_origin_allowed(const struct config *cfg, const char *origin, const
         return 0;
     return strcasecmp(rest, host) == 0 && handshake_host_pinned(host);
 }
+
+int handshake_cors_allowed(const struct config *cfg, const char *origin, const char *host)
+{
+    char oname[64], hname[64];
+    if (!origin)
+        return 0;
+    if (cfg->origins_any)
+        return 1;
+    for (int i = 0; i < cfg->origins_count; i++)
+        if (strcmp(origin, cfg->origins[i]) == 0)
+            return 1;
+    if (!cfg->demo || !host || !handshake_host_pinned(host))
+        return 0;
+    /* The demo's pages are served by tipcastd's WebSocket port and call the
+     * admin listener's: the same pinned host, another port. */
+    const char *rest;
+    if (strncmp(origin, "http://", 7) == 0)
+        rest = origin + 7;
+    else if (strncmp(origin, "https://", 8) == 0)
+        rest = origin + 8;
+    else
+        return 0;
+    return host_name(rest, oname, sizeof oname) == 0 && host_name(host, hname, sizeof hname) == 0 &&
+           strcasecmp(oname, hname) == 0;
+}

@@ -45,4 +45,10 @@ int handshake_host_pinned(const char *host);
  * page: Origin http(s)://HOST with HOST the Host header and pinned (above). */
 int handshake_origin_allowed(const struct config *cfg, const char *origin, const char *host);
 
+/* 1 when a browser page of `origin` may read the admin API's answers (CORS)
+ * on a request with Host header `host`: allowed-origins "*" or an exact
+ * entry, and with demo on, a page of the same pinned host on any port (the
+ * demo dashboard at :8080 calls the admin API at :8081). 0 for no Origin. */
+int handshake_cors_allowed(const struct config *cfg, const char *origin, const char *host);
+
 #endif

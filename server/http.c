@@ -134,14 +134,18 @@ json_t *server_readiness(struct server *s, unsigned *status)
 /* GET /demo/token?user=NAME (only with the demo setting on). */
 static int http_demo_token(struct server *s, struct lws *wsi, struct http_session *hs)
 {
-    char arg[96], body[HTTP_BODY_MAX];
+    char arg[96], role_arg[32], body[HTTP_BODY_MAX];
     const char *user = lws_get_urlarg_by_name(wsi, "user=", arg, sizeof arg);
-    int n = web_demo_token(&s->cfg, user, clock_wall_ms() / 1000, body, sizeof body);
+    const char *role = lws_get_urlarg_by_name(wsi, "role=", role_arg, sizeof role_arg);
+    if (role && strcmp(role, "overlay") != 0)
+        return http_reply(wsi, hs, HTTP_STATUS_BAD_REQUEST, "{\"error\":\"role is overlay or absent\"}\n");
+    int n = web_demo_token(&s->cfg, user, role != NULL, clock_wall_ms() / 1000, body, sizeof body);
     if (n < 0)
         return http_reply(wsi, hs, HTTP_STATUS_INTERNAL_SERVER_ERROR, "{\"error\":\"cannot sign a token\"}\n");
     if (n == 0)
         return http_reply(wsi, hs, HTTP_STATUS_NOT_FOUND,
-                          "{\"error\":\"not a demo user (alice, bob, carol, dave, erin)\"}\n");
+                          role ? "{\"error\":\"an overlay token is for the demo creator alice\"}\n"
+                               : "{\"error\":\"not a demo user (alice, bob, carol, dave, erin)\"}\n");
     return http_reply(wsi, hs, HTTP_STATUS_OK, body);
 }
 

@@ -61,7 +61,7 @@ static struct frame *joined_frame(const struct conn *c, const struct room *r, co
                                   const struct roomstore_snapshot *s)
 {
     struct enc e;
-    message_start(&e, c->fmt, 1024, "joined", p->req_id, 10);
+    message_start(&e, c->fmt, 1024, "joined", p->req_id, 11);
     enc_key(&e, "room");
     enc_cstr(&e, p->room);
     enc_key(&e, "owner");
@@ -78,6 +78,7 @@ static struct frame *joined_frame(const struct conn *c, const struct room *r, co
         enc_key(&e, names[p]);
         board_top_enc(&e, &s->top[p]);
     }
+    board_totals_enc(&e, s->top);
     enc_events(&e, p->room, &s->events);
     enc_end_map(&e);
     return enc_finish(&e);

@@ -332,7 +332,7 @@ int server_start(struct server *s)
     const struct config *cfg = &s->cfg;
     /* Up to the listening socket, a failure leaves nothing on the loop but
      * what server_free releases. */
-    if (web_load(&s->web, cfg->web_root) < 0 || start_lws(s) < 0)
+    if (web_load(&s->web, cfg->web_root, cfg->web_sdk_root) < 0 || start_lws(s) < 0)
         return -1;
 
     /* From here on everything is stopped by server_stop(). The backends

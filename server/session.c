@@ -23,9 +23,15 @@ static void send_welcome(struct server *s, struct conn *c, const char *id)
 {
     const struct config *cfg = &s->cfg;
     struct enc e;
-    message_start(&e, c->fmt, 256, "welcome", id, 4);
+    int overlay = c->user.role == ROLE_OVERLAY;
+    message_start(&e, c->fmt, 256, "welcome", id, 4 + overlay);
     enc_key(&e, "user");
     enc_cstr(&e, c->user.sub);
+    if (overlay) {
+        /* An overlay token reads one room: the one named by its subject. */
+        enc_key(&e, "room");
+        enc_cstr(&e, c->user.sub);
+    }
     enc_key(&e, "role");
     enc_cstr(&e, role_name(c->user.role));
     enc_key(&e, "exp");
@@ -61,7 +67,7 @@ static void authenticate(struct server *s, struct conn *c, const char *token, si
         conn_close(c, CLOSE_AUTH_FAILED, "authentication failed", 0);
         return;
     }
-    if (claims.role > ROLE_ADMIN) {
+    if (role_staff(claims.role)) {
         /* Staff roles are for the admin API (docs/admin-api.md): on the
          * WebSocket they would be a viewer with a staff name. */
         conn_send_error(c, id, ERR_AUTH_INVALID, "token refused: staff roles use the admin API", NULL, 0);
@@ -242,6 +248,25 @@ static void dispatch(struct server *s, struct conn *c, const struct request *req
     }
 }
 
+/* 1 when an overlay's connection may make request `req`: an overlay token
+ * reads its own room (its subject) and nothing else; it never moves money. */
+static int overlay_allows(const struct conn *c, const struct request *req)
+{
+    switch (req->type) {
+    case REQ_AUTH:
+    case REQ_PING:
+    case REQ_CATALOG:
+        return 1;
+    case REQ_JOIN:
+    case REQ_LEAVE:
+    case REQ_HISTORY:
+    case REQ_LEADERBOARD:
+        return strcmp(req->room, c->user.sub) == 0;
+    default:
+        return 0;
+    }
+}
+
 /* The wallet's kind of a money request type, or -1. */
 static int money_kind(int type)
 {
@@ -302,6 +327,9 @@ void session_message(void *ctx, struct conn *c, int binary, const uint8_t *buf, 
     if (!c->authed && req.type != REQ_AUTH && req.type != REQ_PING) {
         money_refused(s, (int)req.type, ERR_AUTH_REQUIRED);
         conn_send_error(c, req.id, ERR_AUTH_REQUIRED, "authenticate first", NULL, 0);
+    } else if (c->authed && c->user.role == ROLE_OVERLAY && !overlay_allows(c, &req)) {
+        money_refused(s, (int)req.type, ERR_FORBIDDEN);
+        conn_send_error(c, req.id, ERR_FORBIDDEN, "an overlay token only reads its own room", NULL, 0);
     } else {
         dispatch(s, c, &req);
     }

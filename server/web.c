@@ -136,23 +136,22 @@ static int web_read_file(int dirfd, const char *root, const char *name, const ch
     return 0;
 }
 
-int web_load(struct web *w, const char *root)
+/* Loads the servable files of directory `dir` (setting `what`) under the
+ * name prefix `prefix` ("" or "sdk/"). Returns 0 or -1 with the reason
+ * logged; files loaded before a failure stay counted for web_free. */
+static int web_load_dir(struct web *w, const char *dir_path, const char *prefix, const char *what)
 {
-    web_free(w);
-    if (root == NULL || root[0] == '\0')
-        return 0;
-
-    DIR *dir = opendir(root);
+    DIR *dir = opendir(dir_path);
     if (dir == NULL) {
-        log_msg(LOG_ERROR, "web-root: cannot open the directory %s: %s", root, strerror(errno));
+        log_msg(LOG_ERROR, "%s: cannot open the directory %s: %s", what, dir_path, strerror(errno));
         return -1;
     }
-    int rc = 0, seen = 0;
+    int rc = 0, seen = 0, before = w->count;
     struct dirent *de;
     errno = 0;
     while (rc == 0 && (de = readdir(dir)) != NULL) {
         if (++seen > WEB_DIR_ENTRIES_MAX) {
-            log_msg(LOG_ERROR, "web-root: %s has more than %d entries; is it the right directory?", root,
+            log_msg(LOG_ERROR, "%s: %s has more than %d entries; is it the right directory?", what, dir_path,
                     WEB_DIR_ENTRIES_MAX);
             rc = -1;
             break;
@@ -161,31 +160,47 @@ int web_load(struct web *w, const char *root)
         if (mime == NULL)
             continue;
         if (w->count == WEB_FILES_MAX) {
-            log_msg(LOG_ERROR, "web-root: %s has more than %d servable files", root, WEB_FILES_MAX);
+            log_msg(LOG_ERROR, "%s: more than %d servable files", what, WEB_FILES_MAX);
             rc = -1;
             break;
         }
-        int r = web_read_file(dirfd(dir), root, de->d_name, mime, &w->files[w->count]);
-        if (r < 0)
+        int r = web_read_file(dirfd(dir), dir_path, de->d_name, mime, &w->files[w->count]);
+        if (r < 0) {
             rc = -1;
-        else if (r == 0)
-            w->count++;
+        } else if (r == 0) {
+            struct web_file *f = &w->files[w->count++];
+            char name[sizeof f->name];
+            snprintf(name, sizeof name, "%s%s", prefix, f->name);
+            memcpy(f->name, name, sizeof name);
+        }
         errno = 0;
     }
     if (rc == 0 && errno != 0) {
-        log_msg(LOG_ERROR, "web-root: cannot list %s: %s", root, strerror(errno));
+        log_msg(LOG_ERROR, "%s: cannot list %s: %s", what, dir_path, strerror(errno));
         rc = -1;
     }
     closedir(dir);
+    if (rc == 0)
+        log_msg(LOG_INFO, "%s: serving %d files from %s", what, w->count - before, dir_path);
+    return rc;
+}
+
+int web_load(struct web *w, const char *root, const char *sdk_root)
+{
+    web_free(w);
+    if (root == NULL || root[0] == '\0')
+        return 0;
+    int rc = web_load_dir(w, root, "", "web-root");
     if (rc == 0 && web_find(w, "/") == NULL) {
         log_msg(LOG_ERROR, "web-root: %s has no index.html", root);
         rc = -1;
     }
+    if (rc == 0 && sdk_root != NULL && sdk_root[0] != '\0')
+        rc = web_load_dir(w, sdk_root, WEB_SDK_PREFIX, "web-sdk-root");
     if (rc != 0) {
         web_free(w);
         return -1;
     }
-    log_msg(LOG_INFO, "web-root: serving %d files from %s", w->count, root);
     return 0;
 }
 
@@ -209,7 +224,7 @@ void web_free(struct web *w)
     w->count = 0;
 }
 
-int web_demo_token(const struct config *cfg, const char *user, long long now_s, char *body, size_t cap)
+int web_demo_token(const struct config *cfg, const char *user, int overlay, long long now_s, char *body, size_t cap)
 {
     char token[JWT_MAX_BYTES + 1];
     const struct config_secret *key = NULL;
@@ -220,14 +235,11 @@ int web_demo_token(const struct config *cfg, const char *user, long long now_s, 
     for (size_t i = 0; i < sizeof web_demo_users / sizeof web_demo_users[0]; i++)
         if (strcmp(user, web_demo_users[i].user) == 0)
             role = (int)web_demo_users[i].role;
-    if (role < 0)
+    if (role < 0 || (overlay && role != ROLE_CREATOR))
         return 0;
-    /* The same choice the verifier makes for a token without kid. */
-    for (int i = 0; i < cfg->secrets_count && key == NULL; i++)
-        if (cfg->secrets[i].kid[0] == '\0')
-            key = &cfg->secrets[i];
-    if (key == NULL && cfg->secrets_count > 0)
-        key = &cfg->secrets[0];
+    if (overlay)
+        role = ROLE_OVERLAY;
+    key = config_sign_secret(cfg);
     if (key == NULL)
         return -1;
     int n = jwt_sign(key->key, (size_t)key->key_len, key->kid[0] ? key->kid : NULL, user, (enum role)role,
@@ -236,8 +248,9 @@ int web_demo_token(const struct config *cfg, const char *user, long long now_s, 
         return -1;
     /* A token is base64url and dots, a demo user id is [a-z]: nothing here
      * needs JSON escaping. */
-    int len = snprintf(body, cap, "{\"token\":\"%s\",\"user\":\"%s\",\"role\":\"%s\"}\n", token, user,
-                       role_name((enum role)role));
+    int len = snprintf(body, cap, "{\"token\":\"%s\",\"user\":\"%s\",\"role\":\"%s\"%s%s%s}\n", token, user,
+                       role_name((enum role)role), overlay ? ",\"room\":\"" : "", overlay ? user : "",
+                       overlay ? "\"" : "");
     if (len < 0 || (size_t)len >= cap)
         return -1;
     return len;

@@ -57,6 +57,8 @@ const struct api_route api_routes[] = {
      "day,gross,platform_fee,agency_share,creator_net,refunded_fee,recharged_coins,orders", 0},
     {API_GET, "/api/v1/stats/platform", ADMIN | FIN | OPS | AUD, 0, "tipcast_api_stats_platform", NULL, 0},
     {API_GET, "/api/v1/creators/{id}/stats", STAFF | CRE, CRE, "tipcast_api_creator_stats", NULL, 0},
+    {API_POST, "/api/v1/creators/{id}/overlay-token", ADMIN | OPS | CRE, CRE, "tipcast_api_overlay_token", NULL,
+     API_BODY | API_OVERLAY_TOKEN},
     {API_GET, "/api/v1/audit", ADMIN | AUD, 0, "tipcast_api_audit_list",
      "id,at,actor,role,action,target,before,after,request_id,client_addr,outcome", 0},
     {API_GET, "/api/v1/alerts", ADMIN | FIN | OPS | AUD, 0, "tipcast_api_alerts_list", NULL, 0},

@@ -27,6 +27,7 @@ enum api_method { API_GET, API_POST, API_PUT, API_METHODS };
 #define API_SIGNED 1u /* no token: the payment provider's signature (core/sign.h) */
 #define API_BODY 2u   /* takes a JSON object body (optional unless API_BODY_REQUIRED) */
 #define API_BODY_REQUIRED 4u
+#define API_OVERLAY_TOKEN 8u /* the answer gains "token": an overlay JWT that tipcastd signs for body.room, body.exp */
 
 struct api_route {
     enum api_method method;

@@ -168,7 +168,7 @@ def test_checker_refuses_a_wrong_body(spec, case):
 def test_checker_refuses_what_is_not_documented(spec):
     err = {"error": {"code": "forbidden", "message": "no"}}
     with pytest.raises(apispec.SpecError, match="not documented"):
-        spec.check("GET", "/api/v1/me", 403, err, "application/json", HDRS)  # every role may
+        spec.check("GET", "/api/v1/me", 409, err, "application/json", HDRS)  # nothing conflicts
     with pytest.raises(apispec.SpecError, match="not documented"):
         spec.check("GET", "/api/v1/orders/o1", 200, ORDER, "text/html", HDRS)
     with pytest.raises(apispec.SpecError, match="header X-Request-Id missing"):

@@ -18,7 +18,7 @@ import pytest
 from conftest import PG, REDIS_HOST, REDIS_PORT, REPO, _binary, free_port, mint_token
 from wsclient import ConnectionClosed, HandshakeRefused, unique
 
-WEB_ROOT = os.path.join(REPO, "web")
+WEB_ROOT = os.path.join(REPO, "clients", "web")
 BROWSER_DIR = os.path.join(REPO, "tests", "browser")
 CHROMIUM = os.environ.get("TIPCAST_CHROMIUM", "/usr/bin/chromium")
 DEMO_SQL = os.path.join(REPO, "scripts", "demo.sql")

@@ -210,6 +210,10 @@ static void test_board_keys(void)
     CHECK_STR(k.key[BOARD_DAY], "tc:{r:room1}:board:d:20240229");
     CHECK_STR(k.key[BOARD_WEEK], "tc:{r:room1}:board:w:20240226");
     CHECK_STR(k.key[BOARD_MONTH], "tc:{r:room1}:board:m:202402");
+    CHECK_STR(k.sum[BOARD_ALL], "tc:{r:room1}:sum:all");
+    CHECK_STR(k.sum[BOARD_DAY], "tc:{r:room1}:sum:d:20240229");
+    CHECK_STR(k.sum[BOARD_WEEK], "tc:{r:room1}:sum:w:20240226");
+    CHECK_STR(k.sum[BOARD_MONTH], "tc:{r:room1}:sum:m:202402");
     CHECK_INT(k.ttl_s[BOARD_ALL], 0);
     CHECK_INT(k.ttl_s[BOARD_DAY], 2 * 86400);
     CHECK_INT(k.ttl_s[BOARD_WEEK], 14 * 86400);

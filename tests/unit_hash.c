@@ -186,6 +186,8 @@ static void test_room_slots(void)
             for (int p = 0; p < BOARD_PERIODS; p++) {
                 CHECK_INT(slot(bk.key[p]), s);
                 CHECK(strlen(bk.key[p]) + 1 < BOARD_KEY_MAX);
+                CHECK_INT(slot(bk.sum[p]), s);
+                CHECK(strlen(bk.sum[p]) + 1 < BOARD_KEY_MAX);
             }
         }
         /* The channel names its room back. */

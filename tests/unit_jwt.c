@@ -523,7 +523,7 @@ static void test_sign_limits(void)
     CHECK_INT(jwt_sign(K, strlen(K), NULL, "a/b", ROLE_VIEWER, NOW, tok, sizeof(tok)), -1);
     CHECK_INT(jwt_sign(K, strlen(K), NULL, "", ROLE_VIEWER, NOW, tok, sizeof(tok)), -1);
     CHECK_INT(jwt_sign(K, strlen(K), NULL, NULL, ROLE_VIEWER, NOW, tok, sizeof(tok)), -1);
-    CHECK_INT(jwt_sign(K, strlen(K), NULL, "u1", (enum role)7, NOW, tok, sizeof(tok)), -1);
+    CHECK_INT(jwt_sign(K, strlen(K), NULL, "u1", (enum role)ROLE_COUNT, NOW, tok, sizeof(tok)), -1);
     CHECK_INT(jwt_sign(K, strlen(K), "", "u1", ROLE_VIEWER, NOW, tok, sizeof(tok)), -1);
     memset(kid64, 'k', 64);
     kid64[64] = '\0';

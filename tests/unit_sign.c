@@ -72,7 +72,7 @@ static void test_refusals(void)
 
 static void test_staff_roles(void)
 {
-    static const char *const names[] = {"viewer", "creator", "admin", "finance", "operations", "support", "auditor"};
+    static const char *const names[] = {"viewer", "creator", "admin", "finance", "operations", "support", "auditor", "overlay"};
     for (int r = 0; r < ROLE_COUNT; r++) {
         CHECK_STR(role_name((enum role)r), names[r]);
         CHECK_INT(role_parse(names[r], strlen(names[r])), r);

@@ -6,8 +6,9 @@
 -- the board expiries are written once per call rather than once per entry.
 -- KEYS[1] tc:{r:ROOM}:seq, KEYS[2] tc:{r:ROOM}:hist, KEYS[3] tc:{r:ROOM}:wm
 -- (hash: wallet shard -> the last stream id of that shard applied here),
--- KEYS[4..7] the all-time, day, week and month boards (sorted sets); every
--- entry of the call falls in these periods
+-- KEYS[4..7] the all-time, day, week and month boards (sorted sets), and
+-- KEYS[8..11] their periods' totals (strings: the coins of every sender);
+-- every entry of the call falls in these periods
 -- ARGV[1] history length, ARGV[2] the room's channel,
 -- ARGV[3..5] seconds the day, week and month boards live after a bump,
 -- ARGV[6] the number of entries n; then 7 arguments per entry, in stream
@@ -21,7 +22,8 @@
 -- A refund (kind "refund", body "", the boards those of the refunded
 -- order's time) makes no event: it lowers the sender's score in the four
 -- boards by its amount (never below nothing: a board that no longer has the
--- sender, expired, is left alone; a score that reaches 0 is removed).
+-- sender, expired, is left alone; a score that reaches 0 is removed), and
+-- each period's total by what it took off that board.
 -- Returns one integer per entry: the event's seq; 0 when the entry was
 -- applied before (a redelivery), and for an applied refund; -1 when the entry before it has not been
 -- applied, so that nothing is applied out of stream order: the caller reads
@@ -51,6 +53,7 @@ end
 local wm = {}       -- shard -> watermark (false: none yet)
 local moved = {}    -- shards whose watermark moved
 local totals = {}   -- sender -> coins applied in this call
+local added = 0     -- coins of every event applied in this call
 local senders = {}  -- in first-applied order, so the writes are repeatable
 local apply = {}    -- entry indexes of events that apply, in order
 local refunds = {}  -- entry indexes of refunds that apply, in order
@@ -76,6 +79,7 @@ for i = 0, n - 1 do
     else
       apply[#apply + 1] = i
       local user, amount = ARGV[b + 5], tonumber(ARGV[b + 6])
+      added = added + amount
       if totals[user] then
         totals[user] = totals[user] + amount
       else
@@ -111,6 +115,22 @@ for shard, _ in pairs(moved) do
   fields[#fields + 1] = wm[shard]
 end
 redis.call('HSET', KEYS[3], unpack(fields))
+if added > 0 then
+  for k = 8, 11 do
+    -- A total that did not exist beside a board that did (a board older
+    -- than the totals) starts from the board's sum, read before the bumps.
+    if redis.call('INCRBY', KEYS[k], string.format('%d', added)) == added then
+      local old = 0
+      local z = redis.call('ZRANGE', KEYS[k - 4], 0, -1, 'WITHSCORES')
+      for j = 2, #z, 2 do
+        old = old + tonumber(z[j])
+      end
+      if old > 0 then
+        redis.call('INCRBY', KEYS[k], string.format('%d', old))
+      end
+    end
+  end
+end
 for _, user in ipairs(senders) do
   for k = 4, 7 do
     -- %d: a Lua number would be written as %.14g, inexact past 10^14.
@@ -120,6 +140,7 @@ end
 if #apply > 0 then
   for k = 5, 7 do
     redis.call('EXPIRE', KEYS[k], ARGV[k - 2])
+    redis.call('EXPIRE', KEYS[k + 4], ARGV[k - 2])
   end
 end
 -- After the bumps: a refund in the same call as the gift it refunds (same
@@ -127,10 +148,16 @@ end
 for _, i in ipairs(refunds) do
   local user, amount = ARGV[6 + 7 * i + 5], tonumber(ARGV[6 + 7 * i + 6])
   for k = 4, 7 do
-    if redis.call('ZSCORE', KEYS[k], user) then
+    local had = redis.call('ZSCORE', KEYS[k], user)
+    if had then
       local left = tonumber(redis.call('ZINCRBY', KEYS[k], string.format('%d', -amount), user))
       if left <= 0 then
         redis.call('ZREM', KEYS[k], user)
+      end
+      local took = math.min(amount, tonumber(had))
+      local sum = tonumber(redis.call('GET', KEYS[k + 4]) or '0')
+      if sum > 0 then
+        redis.call('SET', KEYS[k + 4], string.format('%d', math.max(sum - took, 0)), 'KEEPTTL')
       end
     end
   end
