@@ -367,3 +367,8 @@ def test_admin_commands(server, catalog):
     assert p.returncode == 1 and "not_found" in p.stderr, p.stderr
     p = run("admin", "refund", ack["order"], token=fin, srv=srv)  # no --reason
     assert p.returncode == 2, p.stderr
+    # A creator mints its overlay token (201).
+    p = run("admin", "overlay-token", room, "--ttl", 600, token=mint_token(room, "creator"), srv=srv)
+    assert p.returncode == 0, p.stderr
+    ov = json.loads(p.stdout)
+    assert ov["role"] == "overlay" and ov["room"] == room and ov["token"].count(".") == 2, ov
