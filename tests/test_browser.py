@@ -77,12 +77,17 @@ def test_every_page_file_is_served_as_on_disk(server):
     srv = demo_server(server)
     names = sorted(os.listdir(WEB_ROOT))
     assert set(PAGES) <= set(names), set(PAGES) - set(names)
+    # Files of other types (the folder's README.md) are not served.
+    for n in names:
+        if os.path.splitext(n)[1] not in CONTENT_TYPES:
+            assert srv.http_get(f"/{n}")[0] == 404, n
+    names = [n for n in names if os.path.splitext(n)[1] in CONTENT_TYPES]
     served = [(f"/{n}", os.path.join(WEB_ROOT, n)) for n in names]
     served += [(f"/sdk/{n}", os.path.join(SDK_ROOT, n)) for n in sorted(os.listdir(SDK_ROOT))]
     assert "/sdk/tipcast.js" in dict(served) and "/sdk/msgpack.js" in dict(served), served
     for path, disk in served:
         ext = os.path.splitext(path)[1]
-        assert ext in CONTENT_TYPES, f"{disk}: tipcastd does not serve {ext} files"
+        assert ext in CONTENT_TYPES, f"{disk}: tipcastd does not serve {ext} files"  # the SDK's own files
         status, headers, body = srv.http_get(path)
         assert status == 200, (path, status)
         assert headers.get("content-type", "").startswith(CONTENT_TYPES[ext]), (path, headers)

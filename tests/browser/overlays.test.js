@@ -7,7 +7,8 @@
 // bob (on the viewer demo page) taps the Rose 5 times and tips 50 coins with
 // a message. Checked, as the stream shows it:
 //   - the alert box shows ONE alert for the combo, its counter reaching ×5,
-//     then the tip's alert with its message (two alerts in all);
+//     then the tip's alert with its message (two alerts in all); a second
+//     box opened with ?sound=1 beeps for each, the first never;
 //   - the leaderboard widget (period day, n 5) lists bob with his day total
 //     grown by what he sent, at most 5 rows, and the room's day total;
 //   - the goal bar shows the room's day total, the target and the percent
@@ -76,6 +77,10 @@ runTest({out: opts.out, prefix: "overlays", totalMs: TOTAL_TIMEOUT_MS}, async (c
   const alerts = await openOverlay(context, log, "overlay-alerts", T);
   await alerts.waitForSelector('body[data-joined="alice"]', {state: "attached"});
   check(await alerts.getAttribute("body", "data-shown") === "0", "the alert box waits, empty");
+  // A second alert box with its sound on (WebAudio; Chromium may play
+  // without a click with --autoplay-policy=no-user-gesture-required).
+  const loud = await openOverlay(context, log, "overlay-alerts", T + "&sound=1");
+  await loud.waitForSelector('body[data-joined="alice"]', {state: "attached"});
 
   // bob, on the viewer page.
   const bob = await newPage(context, "bob", log);
@@ -110,6 +115,10 @@ runTest({out: opts.out, prefix: "overlays", totalMs: TOTAL_TIMEOUT_MS}, async (c
     `the tip's alert reads "${tipText}"`);
   check(await alerts.getAttribute("body", "data-shown") === "2", "two alerts in all");
   await transparentShot(alerts, "overlay-alerts-tip.png");
+
+  await loud.waitForSelector('body[data-shown="2"][data-beeps="2"]', {state: "attached"});
+  check(await alerts.getAttribute("body", "data-beeps") === null,
+    "the box with ?sound=1 beeped once an alert (2), the one without never");
 
   // The board and the goal, from the room's pushes.
   const spent = COMBO_TAPS * rosePrice + TIP;
