@@ -260,6 +260,17 @@ def test_demo_page_in_a_browser(server):
     _screenshots_kept(out_dir, ("demo-bob.png", "demo-carol.png", "demo-alice.png"))
 
 
+def test_demo_page_msgpack_in_a_browser(server):
+    """The same page on the msgpack subprotocol (?protocol=msgpack): the SDK's
+    own codec in Chromium. Screenshots in <build dir>/browser/msgpack/."""
+    _require_browser()
+    srv = demo_server(server)
+    _seed_demo(srv)
+    out_dir = os.path.join(_screenshot_dir(), "msgpack")
+    _run_node("demo.test.js", ["--url", f"http://127.0.0.1:{srv.port}/?protocol=msgpack", "--out", out_dir])
+    _screenshots_kept(out_dir, ("demo-bob.png", "demo-carol.png", "demo-alice.png"))
+
+
 def _pg_value(sql):
     out = subprocess.run(["psql", PG, "-X", "-qAtc", sql], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr

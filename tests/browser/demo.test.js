@@ -2,7 +2,7 @@
 // the JavaScript SDK) in a real browser (Debian's Chromium under
 // playwright-core; nothing is downloaded).
 //
-//   node demo.test.js --url http://127.0.0.1:PORT/ --out DIR [--idle-s N]
+//   node demo.test.js --url http://127.0.0.1:PORT/[?protocol=msgpack] --out DIR [--idle-s N]
 //
 // Two pages (viewers bob and carol) join room alice. Checked, as a person
 // sees it:
@@ -16,7 +16,9 @@
 //     (from the room's pushes); a page opened later shows the same numbers
 //     from its join snapshot alone;
 //   - the creator's page shows earnings that count the gifts;
-//   - a tip larger than bob's balance is refused and said so, costing nothing.
+//   - a tip larger than bob's balance is refused and said so, costing nothing;
+//   - every frame was of the subprotocol asked for (?protocol=msgpack in the
+//     URL: binary msgpack, else JSON text).
 // Then, with --idle-s N, both pages sit idle for N seconds (a few of the
 // server's ping intervals) and must keep their WebSocket: browsers echo the
 // server's pings. Screenshots go to DIR (demo-*.png) and are checked not to
@@ -37,12 +39,19 @@ const PERIODS = ["all", "day", "week", "month"];
 const opts = parseArgs(process.argv, "node demo.test.js --url http://HOST:PORT/ [--out DIR] [--idle-s N]",
   ["url"], {out: process.cwd(), idleS: "0"});
 const closes = {};
+// Frames the pages received, by kind: with ?protocol=msgpack in the URL all
+// must be binary (tipcast.v1.msgpack), else all text (tipcast.v1.json).
+const frames = {text: 0, binary: 0};
+const MSGPACK = new URL(opts.url).searchParams.get("protocol") === "msgpack";
 
 // Opens the page as `user` and waits until it has joined the room and shows
 // the catalog and a balance.
 async function openAs(context, user, log) {
   const page = await newPage(context, user, log);
-  page.on("websocket", (ws) => ws.on("close", () => { closes[user] = (closes[user] || 0) + 1; }));
+  page.on("websocket", (ws) => {
+    ws.on("close", () => { closes[user] = (closes[user] || 0) + 1; });
+    ws.on("framereceived", (f) => { frames[typeof f.payload === "string" ? "text" : "binary"] += 1; });
+  });
   const url = new URL(opts.url);
   url.searchParams.set("user", user);
   await page.goto(url.toString());
@@ -177,6 +186,9 @@ runTest({out: opts.out, prefix: "demo", totalMs: TOTAL_TIMEOUT_MS}, async (conte
   const errText = await bob.innerText("#error");
   check(/insufficient balance/i.test(errText) && errText.includes(now.toLocaleString("en-US")), `bob's page says "${errText}"`);
   check(await balanceOf(bob) === now, "the refused tip left the balance alone");
+
+  check(MSGPACK ? frames.binary > 0 && frames.text === 0 : frames.text > 0 && frames.binary === 0,
+    `the pages spoke ${MSGPACK ? "tipcast.v1.msgpack" : "tipcast.v1.json"} (${frames.text} text, ${frames.binary} binary frames)`);
 
   const idleS = Number(opts.idleS);
   if (idleS > 0) {
