@@ -118,6 +118,16 @@ int handshake_host_pinned(const char *host)
     return inet_pton(AF_INET, name, addr) == 1;
 }
 
+/* The host[:port] of an http(s) origin, or NULL for another scheme. */
+static const char *origin_authority(const char *origin)
+{
+    if (strncmp(origin, "http://", 7) == 0)
+        return origin + 7;
+    if (strncmp(origin, "https://", 8) == 0)
+        return origin + 8;
+    return NULL;
+}
+
 int handshake_origin_allowed(const struct config *cfg, const char *origin, const char *host)
 {
     if (!origin)
@@ -134,14 +144,8 @@ int handshake_origin_allowed(const struct config *cfg, const char *origin, const
      * Host the browser sent. A Host that is a name could be an attacker's
      * name resolving to this server (DNS rebinding), so only a pinned one
      * counts. */
-    const char *rest;
-    if (strncmp(origin, "http://", 7) == 0)
-        rest = origin + 7;
-    else if (strncmp(origin, "https://", 8) == 0)
-        rest = origin + 8;
-    else
-        return 0;
-    return strcasecmp(rest, host) == 0 && handshake_host_pinned(host);
+    const char *rest = origin_authority(origin);
+    return rest && strcasecmp(rest, host) == 0 && handshake_host_pinned(host);
 }
 
 int handshake_cors_allowed(const struct config *cfg, const char *origin, const char *host)
@@ -158,13 +162,7 @@ int handshake_cors_allowed(const struct config *cfg, const char *origin, const c
         return 0;
     /* The demo's pages are served by tipcastd's WebSocket port and call the
      * admin listener's: the same pinned host, another port. */
-    const char *rest;
-    if (strncmp(origin, "http://", 7) == 0)
-        rest = origin + 7;
-    else if (strncmp(origin, "https://", 8) == 0)
-        rest = origin + 8;
-    else
-        return 0;
-    return host_name(rest, oname, sizeof oname) == 0 && host_name(host, hname, sizeof hname) == 0 &&
+    const char *rest = origin_authority(origin);
+    return rest && host_name(rest, oname, sizeof oname) == 0 && host_name(host, hname, sizeof hname) == 0 &&
            strcasecmp(oname, hname) == 0;
 }
