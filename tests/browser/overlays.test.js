@@ -37,7 +37,8 @@ const opts = parseArgs(process.argv, "node overlays.test.js --url http://HOST:PO
 // and something must be drawn.
 async function transparentShot(page, name) {
   const file = path.join(opts.out, name);
-  const png = await page.screenshot({path: file, omitBackground: true});
+  // Finite animations jump to their end: an alert fading in is drawn whole.
+  const png = await page.screenshot({path: file, omitBackground: true, animations: "disabled"});
   const px = await pngPixels(page, png);
   const c = px.corners;
   check(c.every((p) => p[3] === 0), `${name}: the corners are transparent (alpha ${c.map((p) => p[3]).join(",")})`);
@@ -98,23 +99,25 @@ runTest({out: opts.out, prefix: "overlays", totalMs: TOTAL_TIMEOUT_MS}, async (c
 
   // One alert for the combo; its counter reaches ×5.
   await alerts.waitForSelector(`#alert:not([hidden])[data-kind="gift"][data-from="bob"][data-count="${COMBO_TAPS}"]`);
+  await transparentShot(alerts, "overlay-alerts-combo.png");
   const comboText = (await alerts.innerText("#alert")).replace(/\s+/g, " ");
   const shown = await alerts.getAttribute("body", "data-shown");
   check(comboText.includes(`bob sent ${roseName}`) && comboText.includes("×" + COMBO_TAPS),
     `the alert reads "${comboText}"`);
   check(shown === "1", `the ${COMBO_TAPS} Roses made one alert (alerts shown: ${shown})`);
-  await transparentShot(alerts, "overlay-alerts-combo.png");
 
   await bob.fill("#tip-amount", String(TIP));
   await bob.fill("#tip-text", TIP_TEXT);
   await bob.click("#tip-send");
   // The tip waits for the combo's alert to end, then shows with its message.
   await alerts.waitForSelector('#alert:not([hidden])[data-kind="tip"][data-from="bob"]', {timeout: 15000});
+  // The picture first: the alert is on screen for 5 s only, and a loaded
+  // machine can take that long over the checks below.
+  await transparentShot(alerts, "overlay-alerts-tip.png");
   const tipText = (await alerts.innerText("#alert")).replace(/\s+/g, " ");
   check(tipText.includes("bob tipped") && tipText.includes(TIP_TEXT) && tipText.includes(String(TIP)),
     `the tip's alert reads "${tipText}"`);
   check(await alerts.getAttribute("body", "data-shown") === "2", "two alerts in all");
-  await transparentShot(alerts, "overlay-alerts-tip.png");
 
   await loud.waitForSelector('body[data-shown="2"][data-beeps="2"]', {state: "attached"});
   check(await alerts.getAttribute("body", "data-beeps") === null,
