@@ -287,7 +287,8 @@ static int admin_writeable(struct admin_req *q)
         len += 2;
         final = n == 0;
     } else {
-        memcpy(b, q->out + q->out_sent, n);
+        if (n > 0) /* a 204 has no body, and no buffer */
+            memcpy(b, q->out + q->out_sent, n);
         len = n;
         final = n == left;
     }
