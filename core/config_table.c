@@ -242,6 +242,16 @@ const struct config_entry config_table[] = {
      "Shortest interval between two leaderboard pushes to a room's members, "
      "however many gifts arrive. In a big room every push is one frame per "
      "member: at 10,000 members, 2 pushes a second cost 20,000 frames a second."},
+    {"combo-window-ms", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(combo_window_ms), 100, 600000, "3000", "MS",
+     "A sender's gift of the same gift within this long of the previous one "
+     "joins its combo; the combo ends (a combo_end room event) when this long "
+     "passes without one (docs/protocol.md, \"Combos\")."},
+    {"fan-levels", CONFIG_G_MONEY, CONFIG_T_STR, CONFIG_OFF(fan_levels), 0, 0,
+     "1:Fan,1000:Bronze,10000:Silver,100000:Gold,1000000:Diamond", "LEVELS",
+     "Fan levels: THRESHOLD:BADGE pairs, thresholds increasing, up to 16. A "
+     "viewer whose all-time spend in a room reaches the Nth threshold has "
+     "level N and that badge (docs/protocol.md, \"Fan levels\"); empty: "
+     "every viewer is level 0."},
     {"redis-unsafe", CONFIG_G_MONEY, CONFIG_T_BOOL, CONFIG_OFF(redis_unsafe), 0, 1, "0", "BOOL",
      "Accept a Redis without appendonly or with an evicting maxmemory-policy, "
      "which can lose balances. Only for throw-away setups."},

@@ -9,6 +9,7 @@
 
 #include "calendar.h"
 #include "clock.h"
+#include "fanlevel.h"
 #include "log.h"
 #include "message.h"
 
@@ -64,15 +65,22 @@ void board_top_read(const redisReply *reply, struct board_top *t)
     }
 }
 
-void board_top_enc(struct enc *e, const struct board_top *t)
+void board_top_enc(struct enc *e, const struct board_top *t, int levels)
 {
     enc_array(e, (uint32_t)t->n);
     for (int i = 0; i < t->n; i++) {
-        enc_map(e, 2);
+        enc_map(e, levels ? 4 : 2);
         enc_key(e, "user");
         enc_cstr(e, t->user[i]);
         enc_key(e, "total");
         enc_int(e, t->total[i]);
+        if (levels) {
+            const char *badge;
+            enc_key(e, "level");
+            enc_int(e, fanlevel_of(t->total[i], &badge));
+            enc_key(e, "badge");
+            enc_cstr(e, badge);
+        }
         enc_end_map(e);
     }
     enc_end_array(e);
@@ -109,7 +117,7 @@ struct frame *board_frame(enum fmt fmt, const char *room, const char *req_id,
     enc_cstr(&e, period_name[BOARD_ALL]);
     for (int p = 0; p < BOARD_PERIODS; p++) {
         enc_key(&e, period_field[p]);
-        board_top_enc(&e, &tops[p]);
+        board_top_enc(&e, &tops[p], p == BOARD_ALL);
     }
     board_totals_enc(&e, tops);
     enc_end_map(&e);

@@ -70,8 +70,10 @@ void board_all_key(const char *room, char *buf, size_t cap);
  * `t`; entries past BOARD_TOP_N or with a malformed user are left out. A
  * reply that is not an array gives an empty list. */
 void board_top_read(const redisReply *reply, struct board_top *t);
-/* Writes `t` as an array of {"user","total"} maps. */
-void board_top_enc(struct enc *e, const struct board_top *t);
+/* Writes `t` as an array of {"user","total"} maps; with `levels` (the
+ * all-time board, whose totals are the senders' all-time spend) each map
+ * also has the sender's fan "level" and "badge" (fanlevel.h). */
+void board_top_enc(struct enc *e, const struct board_top *t, int levels);
 /* Writes the key "totals" and its map {"all","day","week","month"} of the
  * four periods' sums. */
 void board_totals_enc(struct enc *e, const struct board_top tops[BOARD_PERIODS]);

@@ -12,6 +12,7 @@
 extern const char lua_room_presence[];
 extern const char lua_room_publish[];
 extern const char lua_room_history[];
+extern const char lua_room_combo_sweep[];
 
 void roomstore_init(struct roomstore *rs, struct rlink *rl, const char *node_id, int history_len)
 {
@@ -25,6 +26,8 @@ void roomstore_init(struct roomstore *rs, struct rlink *rl, const char *node_id,
     rlink_script_add(rl, &rs->presence);
     rlink_script_add(rl, &rs->publish);
     rlink_script_add(rl, &rs->history);
+    rs->combo_sweep = (struct rlink_script){.name = "room_combo_sweep", .src = lua_room_combo_sweep};
+    rlink_script_add(rl, &rs->combo_sweep);
 }
 
 int roomstore_event_at(const struct roomstore_events *ev, size_t i, struct roomstore_event *out)
@@ -204,4 +207,41 @@ int roomstore_history(struct roomstore *rs, const char *room, int64_t after_seq,
     size_t len[] = {strlen(k.seq), strlen(k.hist), strlen(after), strlen(most)};
     return eval(rs, RLINK_READ_LINK, &rs->history, 2, 4, argv, len, on_history,
                 (struct call){.cb.history = cb, .ctx = ctx});
+}
+
+struct combo_call {
+    roomstore_combo_cb *cb;
+    void *ctx;
+    char room[ID_MAX + 1];
+};
+
+static void on_combo_swept(redisReply *reply, void *priv)
+{
+    struct combo_call *c = priv;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        log_msg(LOG_ERROR, "room %s: room_combo_sweep: %s", c->room, reply->str);
+    c->cb(c->ctx, c->room, reply && reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1);
+    free(c);
+}
+
+int roomstore_combo_sweep(struct roomstore *rs, const char *room, roomstore_combo_cb *cb, void *ctx)
+{
+    struct room_keys k;
+    char hl[16];
+    room_keys(room, &k);
+    snprintf(hl, sizeof hl, "%d", rs->history_len);
+    const char *argv[] = {k.seq, k.hist, k.combo, k.combo_due, hl, k.chan};
+    size_t lens[] = {strlen(k.seq), strlen(k.hist), strlen(k.combo), strlen(k.combo_due), strlen(hl),
+                     strlen(k.chan)};
+    struct combo_call *c = malloc(sizeof *c);
+    if (!c)
+        return -1;
+    c->cb = cb;
+    c->ctx = ctx;
+    snprintf(c->room, sizeof c->room, "%s", room);
+    if (rlink_eval_on(rs->rl, RLINK_CMD_LINK, &rs->combo_sweep, 4, 6, argv, lens, on_combo_swept, c) < 0) {
+        free(c);
+        return -1;
+    }
+    return 0;
 }

@@ -31,7 +31,7 @@ struct roomstore {
     struct rlink *rl;
     const char *node_id;
     int history_len;
-    struct rlink_script presence, publish, history;
+    struct rlink_script presence, publish, history, combo_sweep;
 };
 
 /* One event of a list (oldest first). */
@@ -83,6 +83,13 @@ int roomstore_presence(struct roomstore *rs, const char *room, uint32_t members,
 /* Publishes an event: the room's next seq, the history, every node. */
 int roomstore_publish(struct roomstore *rs, const char *room, enum event_kind kind, const uint8_t *body,
                       size_t len, roomstore_seq_cb *cb, void *ctx);
+
+/* Closes the room's combos whose window has passed (lua/room_combo_sweep.lua),
+ * each with its combo_end event, and answers cb(ctx, room, open): the
+ * number of combos still open, or -1 when the call failed (they wait for
+ * the next sweep or gift). */
+typedef void roomstore_combo_cb(void *ctx, const char *room, int64_t open);
+int roomstore_combo_sweep(struct roomstore *rs, const char *room, roomstore_combo_cb *cb, void *ctx);
 
 /* The room's events after after_seq, at most `max`. */
 int roomstore_history(struct roomstore *rs, const char *room, int64_t after_seq, int max,

@@ -151,6 +151,8 @@ void fanout_event(struct rooms *rs, struct room *r, int64_t seq, enum event_kind
     ring_push(&r->ring, seq, clock_mono_us(), f);
     if (event_moves_board(kind))
         board_mark(rs, r);
+    if (kind == EVENT_GIFT)
+        r->combo_until_ms = clock_mono_ms() + rs->cfg->combo_window_ms + ROOM_COMBO_SWEEP_AFTER_MS;
     fanout_mark(rs, r);
 }
 

@@ -44,6 +44,12 @@ enum { ROOM_HISTORY_RING, ROOM_HISTORY_REDIS, ROOM_HISTORY_REFUSED };
 #define ROOM_BOARD_WAIT_MS 20
 /* The leaderboard push timer's resolution; board-push-ms is at least this. */
 #define ROOM_BOARD_TICK_MS 50
+/* A room whose members saw a gift event is swept for combos whose window
+ * has passed (rooms/lua/room_combo_sweep.lua) at every sweep of the node
+ * (SERVER_SWEEP_MS), until combo-window-ms plus this after the last gift:
+ * by then every combo the gift could have opened has closed; a sweep that
+ * finds combos still open goes on that much longer. */
+#define ROOM_COMBO_SWEEP_AFTER_MS 2000
 
 enum sub_state { SUB_NONE, SUB_PENDING, SUB_ACTIVE, SUB_LEAVING };
 
@@ -82,6 +88,7 @@ struct room {
     int64_t board_pushed_ms;  /* monotonic time of the last push */
     struct room *board_next;
     uint8_t live; /* what this node last told the members (catalog_room_live) */
+    int64_t combo_until_ms; /* monotonic: the combo sweeps go on until then */
 };
 
 struct rooms {

@@ -76,7 +76,7 @@ static struct frame *joined_frame(const struct conn *c, const struct room *r, co
     static const char *const names[BOARD_PERIODS] = {"board", "day", "week", "month"};
     for (int p = 0; p < BOARD_PERIODS; p++) {
         enc_key(&e, names[p]);
-        board_top_enc(&e, &s->top[p]);
+        board_top_enc(&e, &s->top[p], p == BOARD_ALL);
     }
     board_totals_enc(&e, s->top);
     enc_events(&e, p->room, &s->events);

@@ -1,24 +1,42 @@
 -- room_apply: applies outbox entries (gifts and tips) of one room to it,
--- each exactly once and in its shard's stream order: the leaderboards, then
--- one room event per entry (next seq, history, PUBLISH), as room_publish
--- does. One call takes every entry of the room that one read brought, so
--- the watermark, the seq, the history trim, each sender's board bumps and
--- the board expiries are written once per call rather than once per entry.
+-- each exactly once and in its shard's stream order: the leaderboards, the
+-- senders' combos and fan levels, then one room event per entry (next seq,
+-- history, PUBLISH), as room_publish does. One call takes every entry of
+-- the room that one read brought, so the watermark, the seq, the history
+-- trim, each sender's board bumps and the board expiries are written once
+-- per call rather than once per entry.
 -- KEYS[1] tc:{r:ROOM}:seq, KEYS[2] tc:{r:ROOM}:hist, KEYS[3] tc:{r:ROOM}:wm
 -- (hash: wallet shard -> the last stream id of that shard applied here),
 -- KEYS[4..7] the all-time, day, week and month boards (sorted sets), and
 -- KEYS[8..11] their periods' totals (strings: the coins of every sender);
--- every entry of the call falls in these periods
+-- every entry of the call falls in these periods;
+-- KEYS[12] tc:{r:ROOM}:combo (hash: sender -> its open combo,
+-- "GIFT:COUNT:ORDERS:AMOUNT:FIRST_TS:LAST_TS:ID"), KEYS[13] tc:{r:ROOM}:combo:due (sorted set: sender -> the ms at
+-- which its combo closes)
 -- ARGV[1] history length, ARGV[2] the room's channel,
 -- ARGV[3..5] seconds the day, week and month boards live after a bump,
--- ARGV[6] the number of entries n; then 7 arguments per entry, in stream
--- order within each shard:
+-- ARGV[6] combo-window-ms, ARGV[7] fan-levels ("THRESHOLD:BADGE,...",
+-- thresholds increasing), ARGV[8] the number of entries n; then 8 arguments
+-- per entry, in stream order within each shard:
 --   wallet shard, stream id "ms-seq", the stream id of the entry of the same
 --   shard and room just before this one in the caller's pipeline (this call
 --   or an earlier one) or "", the event body (msgpack map), the sender, the
---   amount, the event's kind
+--   amount, the event's kind, "TS:GIFT:COUNT" (the entry's time in ms, and
+--   for a gift its gift id and count; 0 for a tip)
 -- An event is published as "<seq>:<kind>:<body>" and kept in the history
 -- with the fields b (body) and k (kind), as room_publish does.
+-- A gift's or tip's body arrives with its map header counting the fields
+-- this script appends: a gift's combo_id, combo_count, level and badge; a
+-- tip's level and badge (docs/protocol.md).
+-- Combos: a sender's gift of the same gift id as its open combo, at most
+-- combo-window-ms after the combo's last gift (by the entries' times),
+-- joins it; any other gift closes the open combo (a combo_end event, just
+-- before the gift's) and opens a new one, whose id is the first gift's
+-- order id. Tips and refunds leave combos alone. A combo whose window has
+-- passed by Redis's clock is closed by the next call for the room (here)
+-- or by room_combo_sweep.lua, whichever comes first: both pop it from
+-- KEYS[12..13] in the same atomic step as its combo_end event, so it is
+-- closed exactly once.
 -- A refund (kind "refund", body "", the boards those of the refunded
 -- order's time) makes no event: it lowers the sender's score in the four
 -- boards by its amount (never below nothing: a board that no longer has the
@@ -39,14 +57,30 @@ local function before(a, b)
   return ams < bms or (ams == bms and asq < bsq)
 end
 
-local n = tonumber(ARGV[6])
-if not n or n < 1 or #ARGV ~= 6 + 7 * n then
+local n = tonumber(ARGV[8])
+if not n or n < 1 or #ARGV ~= 8 + 8 * n then
   return redis.error_reply('ERR room_apply: bad argument count')
 end
 for i = 0, n - 1 do
-  if not parse(ARGV[8 + 7 * i]) then
-    return redis.error_reply('ERR room_apply: bad stream id')
+  if not parse(ARGV[10 + 8 * i]) or not string.match(ARGV[16 + 8 * i], '^%d+:%d+:%d+$') then
+    return redis.error_reply('ERR room_apply: bad stream id or entry time')
   end
+end
+local window = tonumber(ARGV[6])
+local levels = {}
+for t, badge in string.gmatch(ARGV[7], '(%d+):([^,]+)') do
+  levels[#levels + 1] = {tonumber(t), badge}
+end
+-- The fan level of an all-time spend: the last threshold it reaches.
+local function level_of(spend)
+  local l, badge = 0, ''
+  for k, lv in ipairs(levels) do
+    if spend < lv[1] then
+      break
+    end
+    l, badge = k, lv[2]
+  end
+  return l, badge
 end
 
 -- First every check, deciding which entries apply; then the writes.
@@ -57,9 +91,10 @@ local added = 0     -- coins of every event applied in this call
 local senders = {}  -- in first-applied order, so the writes are repeatable
 local apply = {}    -- entry indexes of events that apply, in order
 local refunds = {}  -- entry indexes of refunds that apply, in order
+local applied = {}  -- entry indexes of both, in order
 local out = {}
 for i = 0, n - 1 do
-  local b = 6 + 7 * i
+  local b = 8 + 8 * i
   local shard, id, prev = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local w = wm[shard]
   if w == nil then
@@ -73,6 +108,7 @@ for i = 0, n - 1 do
   else
     wm[shard] = id
     moved[shard] = true
+    applied[#applied + 1] = i
     if ARGV[b + 7] == 'refund' then
       refunds[#refunds + 1] = i
       out[i + 1] = 0
@@ -93,21 +129,96 @@ if #apply == 0 and #refunds == 0 then
   return out
 end
 
-local seq = 0
-if #apply > 0 then
-  seq = redis.call('INCRBY', KEYS[1], #apply) - #apply
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local events = {}   -- {body, kind, entry index or false}, in seq order
+local function combo_end(user, st)
+  local gift, count, orders, amount, first, last, id =
+    string.match(st, '^(%d+):(%d+):(%d+):(%d+):(%d+):(%d+):(.+)$')
+  local body = string.char(0x8a) .. cmsgpack.pack('kind', 'combo_end', 'from', user, 'combo_id', id,
+    'gift', tonumber(gift), 'count', tonumber(count), 'orders', tonumber(orders), 'amount', tonumber(amount),
+    'started', tonumber(first), 'ended', tonumber(last), 'ts', now)
+  events[#events + 1] = {body, 'combo_end', false}
 end
-for j, i in ipairs(apply) do
-  local body, kind = ARGV[6 + 7 * i + 4], ARGV[6 + 7 * i + 7]
+-- Combos whose window has passed close first, before this call's gifts.
+local due = redis.call('ZRANGEBYSCORE', KEYS[13], '-inf', now, 'LIMIT', 0, 100)
+for _, user in ipairs(due) do
+  local st = redis.call('HGET', KEYS[12], user)
+  if st then
+    combo_end(user, st)
+  end
+  redis.call('HDEL', KEYS[12], user)
+  redis.call('ZREM', KEYS[13], user)
+end
+
+local combos = {}   -- sender -> {gift, count, orders, amount, first, last, id}, or false
+local touched = {}  -- senders whose combo changed, in order
+local spend = {}    -- sender -> all-time spend so far
+for _, i in ipairs(applied) do
+  local b = 8 + 8 * i
+  local user, amount, kind = ARGV[b + 5], tonumber(ARGV[b + 6]), ARGV[b + 7]
+  if spend[user] == nil then
+    spend[user] = tonumber(redis.call('ZSCORE', KEYS[4], user) or '0')
+  end
+  if kind == 'refund' then
+    -- As the boards below take it off: never below nothing.
+    spend[user] = math.max(spend[user] - amount, 0)
+  else
+    spend[user] = spend[user] + amount
+    local level, badge = level_of(spend[user])
+    local body = ARGV[b + 4]
+    if kind == 'gift' then
+      local ts, gift, count = string.match(ARGV[b + 8], '^(%d+):(%d+):(%d+)$')
+      ts, gift, count = tonumber(ts), tonumber(gift), tonumber(count)
+      local c = combos[user]
+      if c == nil then
+        local st = redis.call('HGET', KEYS[12], user)
+        c = false
+        if st then
+          local g, k, o, a, f, l, id = string.match(st, '^(%d+):(%d+):(%d+):(%d+):(%d+):(%d+):(.+)$')
+          c = {tonumber(g), tonumber(k), tonumber(o), tonumber(a), tonumber(f), tonumber(l), id}
+        end
+        touched[#touched + 1] = user
+      end
+      if c and not (c[1] == gift and ts - c[6] <= window) then
+        combo_end(user, string.format('%d:%d:%d:%d:%d:%d:%s', c[1], c[2], c[3], c[4], c[5], c[6], c[7]))
+        c = false
+      end
+      if not c then
+        c = {gift, 0, 0, 0, ts, ts, ARGV[b + 1] .. '-' .. ARGV[b + 2]}
+      end
+      c[2], c[3], c[4], c[6] = c[2] + count, c[3] + 1, c[4] + amount, math.max(c[6], ts)
+      combos[user] = c
+      body = body .. cmsgpack.pack('combo_id', c[7], 'combo_count', c[2], 'level', level, 'badge', badge)
+    else
+      body = body .. cmsgpack.pack('level', level, 'badge', badge)
+    end
+    events[#events + 1] = {body, kind, i}
+  end
+end
+for _, user in ipairs(touched) do
+  local c = combos[user]
+  redis.call('HSET', KEYS[12], user, string.format('%d:%d:%d:%d:%d:%d:%s', c[1], c[2], c[3], c[4], c[5], c[6], c[7]))
+  redis.call('ZADD', KEYS[13], string.format('%d', c[6] + window), user)
+end
+
+local seq = 0
+if #events > 0 then
+  seq = redis.call('INCRBY', KEYS[1], #events) - #events
+end
+for j, ev in ipairs(events) do
+  local body, kind = ev[1], ev[2]
   seq = seq + 1
   -- Only the last add trims: the same history as MAXLEN on every add.
-  if j == #apply then
+  if j == #events then
     redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], seq .. '-1', 'b', body, 'k', kind)
   else
     redis.call('XADD', KEYS[2], seq .. '-1', 'b', body, 'k', kind)
   end
   redis.call('PUBLISH', ARGV[2], seq .. ':' .. kind .. ':' .. body)
-  out[i + 1] = seq
+  if ev[3] then
+    out[ev[3] + 1] = seq
+  end
 end
 local fields = {}
 for shard, _ in pairs(moved) do
@@ -146,7 +257,7 @@ end
 -- After the bumps: a refund in the same call as the gift it refunds (same
 -- shard, later in the stream) finds the gift's coins on the boards.
 for _, i in ipairs(refunds) do
-  local user, amount = ARGV[6 + 7 * i + 5], tonumber(ARGV[6 + 7 * i + 6])
+  local user, amount = ARGV[8 + 8 * i + 5], tonumber(ARGV[8 + 8 * i + 6])
   for k = 4, 7 do
     local had = redis.call('ZSCORE', KEYS[k], user)
     if had then
