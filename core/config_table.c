@@ -247,7 +247,7 @@ const struct config_entry config_table[] = {
      "joins its combo; the combo ends (a combo_end room event) when this long "
      "passes without one (docs/protocol.md, \"Combos\")."},
     {"fan-levels", CONFIG_G_MONEY, CONFIG_T_STR, CONFIG_OFF(fan_levels), 0, 0,
-     "1:Fan,1000:Bronze,10000:Silver,100000:Gold,1000000:Diamond", "LEVELS",
+     "1:Fan,1000:Silver,10000:Gold,100000:VIP", "LEVELS",
      "Fan levels: THRESHOLD:BADGE pairs, thresholds increasing, up to 16. A "
      "viewer whose all-time spend in a room reaches the Nth threshold has "
      "level N and that badge (docs/protocol.md, \"Fan levels\"); empty: "

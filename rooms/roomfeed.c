@@ -145,8 +145,8 @@ static int group_entries(const struct entry_batch *b, uint32_t *next, struct gro
 static void send_group(struct roomfeed *f, const struct group *g, const uint32_t *next)
 {
     struct entry_batch *b = f->batch;
-    /* 13 keys, 7 arguments and the entry count, then 8 per entry. */
-    enum { NKEYS = 13, NFIXED = 20, PER = 8, ARGS_MAX = NFIXED + 1 + PER * FEED_APPLY_MAX };
+    /* 14 keys, 7 arguments and the entry count, then 8 per entry. */
+    enum { NKEYS = 14, NFIXED = 21, PER = 8, ARGS_MAX = NFIXED + 1 + PER * FEED_APPLY_MAX };
     _Static_assert(ARGS_MAX <= RLINK_ARGS_MAX, "a room_apply call exceeds rlink's argument bound");
     const char *argv[ARGS_MAX];
     size_t len[ARGS_MAX];
@@ -171,7 +171,7 @@ static void send_group(struct roomfeed *f, const struct group *g, const uint32_t
         snprintf(ttl[p], sizeof ttl[p], "%lld", (long long)bk.ttl_s[p]);
     const char *fixed[NFIXED + 1] = {
         rk.seq, rk.hist, rk.wm, bk.key[BOARD_ALL], bk.key[BOARD_DAY], bk.key[BOARD_WEEK], bk.key[BOARD_MONTH],
-        bk.sum[BOARD_ALL], bk.sum[BOARD_DAY], bk.sum[BOARD_WEEK], bk.sum[BOARD_MONTH], rk.combo, rk.combo_due, hl,
+        bk.sum[BOARD_ALL], bk.sum[BOARD_DAY], bk.sum[BOARD_WEEK], bk.sum[BOARD_MONTH], rk.combo, rk.combo_due, bk.goal, hl,
         rk.chan, ttl[BOARD_DAY], ttl[BOARD_WEEK], ttl[BOARD_MONTH], f->combo_window, f->fan_levels, count};
     int argc = NFIXED + 1;
     for (int i = 0; i < argc; i++) {

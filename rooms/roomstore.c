@@ -13,6 +13,7 @@ extern const char lua_room_presence[];
 extern const char lua_room_publish[];
 extern const char lua_room_history[];
 extern const char lua_room_combo_sweep[];
+extern const char lua_room_goal[];
 
 void roomstore_init(struct roomstore *rs, struct rlink *rl, const char *node_id, int history_len)
 {
@@ -28,6 +29,8 @@ void roomstore_init(struct roomstore *rs, struct rlink *rl, const char *node_id,
     rlink_script_add(rl, &rs->history);
     rs->combo_sweep = (struct rlink_script){.name = "room_combo_sweep", .src = lua_room_combo_sweep};
     rlink_script_add(rl, &rs->combo_sweep);
+    rs->goal = (struct rlink_script){.name = "room_goal", .src = lua_room_goal};
+    rlink_script_add(rl, &rs->goal);
 }
 
 int roomstore_event_at(const struct roomstore_events *ev, size_t i, struct roomstore_event *out)
@@ -100,7 +103,7 @@ static void on_presence(redisReply *reply, void *priv)
     free(c);
     if (!cb)
         return;
-    if (!reply_ok(reply, 2, "room_presence") || reply->elements < 3 + BOARD_PERIODS) {
+    if (!reply_ok(reply, 2, "room_presence") || reply->elements < 4 + BOARD_PERIODS) {
         cb(ctx, NULL);
         return;
     }
@@ -115,7 +118,8 @@ static void on_presence(redisReply *reply, void *priv)
     const redisReply *sums = reply->element[2 + BOARD_PERIODS];
     for (int p = 0; sums->type == REDIS_REPLY_ARRAY && p < BOARD_PERIODS && (size_t)p < sums->elements; p++)
         s.top[p].sum = board_sum_read(sums->element[p]);
-    s.events = events_of(reply, 3 + BOARD_PERIODS);
+    board_goal_read(reply->element[3 + BOARD_PERIODS], &s.goal);
+    s.events = events_of(reply, 4 + BOARD_PERIODS);
     cb(ctx, &s);
 }
 
@@ -143,12 +147,13 @@ int roomstore_presence(struct roomstore *rs, const char *room, uint32_t members,
                           bk.sum[BOARD_DAY],
                           bk.sum[BOARD_WEEK],
                           bk.sum[BOARD_MONTH],
+                          bk.goal,
                           rs->node_id,
                           count,
                           ttl,
                           want,
                           top};
-    enum { NKEYS = 3 + 2 * BOARD_PERIODS, NARGS = NKEYS + 5 };
+    enum { NKEYS = 4 + 2 * BOARD_PERIODS, NARGS = NKEYS + 5 };
     size_t len[NARGS];
     for (int i = 0; i < NARGS; i++)
         len[i] = strlen(argv[i]);
@@ -178,6 +183,29 @@ int roomstore_publish(struct roomstore *rs, const char *room, enum event_kind ki
     const char *argv[] = {k.seq, k.hist, k.chan, (const char *)body, hl, kn};
     size_t lens[] = {strlen(k.seq), strlen(k.hist), strlen(k.chan), len, strlen(hl), strlen(kn)};
     return eval(rs, RLINK_CMD_LINK, &rs->publish, 2, 6, argv, lens, on_published,
+                (struct call){.cb.seq = cb, .ctx = ctx});
+}
+
+int roomstore_goal(struct roomstore *rs, const char *room, const char *from, const char *role, int64_t now_ms,
+                   int64_t target, int64_t gift, int64_t deadline, const char *title, size_t title_len,
+                   roomstore_seq_cb *cb, void *ctx)
+{
+    struct room_keys k;
+    struct board_keys bk;
+    char hl[16], now[24], tg[24], gf[24], dl[24];
+    room_keys(room, &k);
+    board_keys(room, now_ms, &bk);
+    snprintf(hl, sizeof hl, "%d", rs->history_len);
+    snprintf(now, sizeof now, "%lld", (long long)now_ms);
+    snprintf(tg, sizeof tg, "%lld", (long long)target);
+    snprintf(gf, sizeof gf, "%lld", (long long)gift);
+    snprintf(dl, sizeof dl, "%lld", (long long)deadline);
+    const char *op = target > 0 ? "set" : "clear";
+    const char *argv[] = {k.seq, k.hist, bk.goal, k.chan, hl, op, from, role, now, tg, gf, dl, title};
+    size_t lens[13];
+    for (int i = 0; i < 13; i++)
+        lens[i] = i == 12 ? title_len : strlen(argv[i]);
+    return eval(rs, RLINK_CMD_LINK, &rs->goal, 3, target > 0 ? 13 : 9, argv, lens, on_published,
                 (struct call){.cb.seq = cb, .ctx = ctx});
 }
 

@@ -31,7 +31,7 @@ struct roomstore {
     struct rlink *rl;
     const char *node_id;
     int history_len;
-    struct rlink_script presence, publish, history, combo_sweep;
+    struct rlink_script presence, publish, history, combo_sweep, goal;
 };
 
 /* One event of a list (oldest first). */
@@ -57,6 +57,7 @@ struct roomstore_snapshot {
     int64_t seq;     /* the room's latest event */
     int64_t members; /* on every live node */
     struct board_top top[BOARD_PERIODS]; /* all-time, day, week, month */
+    struct board_goal goal;
     struct roomstore_events events;
 };
 
@@ -90,6 +91,14 @@ int roomstore_publish(struct roomstore *rs, const char *room, enum event_kind ki
  * the next sweep or gift). */
 typedef void roomstore_combo_cb(void *ctx, const char *room, int64_t open);
 int roomstore_combo_sweep(struct roomstore *rs, const char *room, roomstore_combo_cb *cb, void *ctx);
+
+/* Sets the room's goal (target coins; gift 0: any; deadline 0: none) or,
+ * with target 0, clears it, with its goal / goal_cleared event
+ * (lua/room_goal.lua). cb gets the event's seq, 0 when there was no goal
+ * to clear, -1 when Redis could not answer. */
+int roomstore_goal(struct roomstore *rs, const char *room, const char *from, const char *role, int64_t now_ms,
+                   int64_t target, int64_t gift, int64_t deadline, const char *title, size_t title_len,
+                   roomstore_seq_cb *cb, void *ctx);
 
 /* The room's events after after_seq, at most `max`. */
 int roomstore_history(struct roomstore *rs, const char *room, int64_t after_seq, int max,

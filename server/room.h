@@ -176,6 +176,10 @@ void room_leave_request(struct rooms *rs, struct conn *c, const char *room, cons
 void room_notice(struct rooms *rs, struct conn *c, const char *room, const char *text, size_t text_len,
                  const char *req_id);
 void room_history(struct rooms *rs, struct conn *c, const char *room, int64_t after_seq, const char *req_id);
+/* A goal request (target > 0) or a goal_clear (target 0), by the room's
+ * owner or an admin: answered an ack with the seq of its room event. */
+void room_goal(struct rooms *rs, struct conn *c, const char *room, int64_t target, int64_t gift, int64_t deadline,
+               const char *title, size_t title_len, const char *req_id);
 
 /* fanout.c */
 /* Appends an event (its kind and msgpack body) to the room's ring and

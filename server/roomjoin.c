@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "log.h"
 #include "message.h"
+#include "request.h"
 
 /* A request waiting for Redis: the connection by id (it may be gone) and
  * the room by name (it may have been freed). */
@@ -61,7 +62,7 @@ static struct frame *joined_frame(const struct conn *c, const struct room *r, co
                                   const struct roomstore_snapshot *s)
 {
     struct enc e;
-    message_start(&e, c->fmt, 1024, "joined", p->req_id, 11);
+    message_start(&e, c->fmt, 1024, "joined", p->req_id, 11 + s->goal.set);
     enc_key(&e, "room");
     enc_cstr(&e, p->room);
     enc_key(&e, "owner");
@@ -79,6 +80,7 @@ static struct frame *joined_frame(const struct conn *c, const struct room *r, co
         board_top_enc(&e, &s->top[p], p == BOARD_ALL);
     }
     board_totals_enc(&e, s->top);
+    board_goal_enc(&e, &s->goal);
     enc_events(&e, p->room, &s->events);
     enc_end_map(&e);
     return enc_finish(&e);
@@ -291,6 +293,42 @@ void room_notice(struct rooms *rs, struct conn *c, const char *id, const char *t
     tc_assert(n > 0); /* the text is bounded far below EVENT_BODY_MAX by the decoder */
     struct pending *p = pending_new(rs, c, id, req_id);
     if (!p || roomstore_publish(rs->store, id, EVENT_NOTICE, body, (size_t)n, on_published, p) < 0) {
+        free(p);
+        send_unavailable(c, req_id);
+    }
+}
+
+/* ---- Goals --------------------------------------------------------------------- */
+
+static void on_goal(void *ctx, int64_t seq)
+{
+    struct pending *p = ctx;
+    if (seq != 0) {
+        on_published(ctx, seq); /* the ack, or unavailable; frees p */
+        return;
+    }
+    struct conn *c = conn_find(p->rs->conns, p->conn_id);
+    if (c)
+        conn_send_error(c, p->req_id, ERR_BAD_FIELD, "this room has no goal", "room", 0);
+    free(p);
+}
+
+void room_goal(struct rooms *rs, struct conn *c, const char *id, int64_t target, int64_t gift, int64_t deadline,
+               const char *title, size_t title_len, const char *req_id)
+{
+    _Static_assert(REQUEST_GOAL_TITLE_MAX <= BOARD_GOAL_TITLE_MAX, "a goal's title fits the board's");
+    if (c->user.role != ROLE_ADMIN && !(c->user.role == ROLE_CREATOR && strcmp(c->user.sub, id) == 0)) {
+        conn_send_error(c, req_id, ERR_FORBIDDEN, "only the room's owner or an admin may set its goal", NULL, 0);
+        return;
+    }
+    int64_t now = clock_wall_ms();
+    if (deadline && deadline <= now) {
+        conn_send_error(c, req_id, ERR_BAD_FIELD, "the deadline has passed", "deadline", 0);
+        return;
+    }
+    struct pending *p = pending_new(rs, c, id, req_id);
+    if (!p || roomstore_goal(rs->store, id, c->user.sub, role_name(c->user.role), now, target, gift, deadline, title,
+                             title_len, on_goal, p) < 0) {
         free(p);
         send_unavailable(c, req_id);
     }

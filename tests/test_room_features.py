@@ -184,6 +184,80 @@ def test_bad_fan_levels_refused_at_start(tmp_path):
         assert p.returncode == 2 and "fan-levels" in p.stderr, (bad, p.returncode, p.stderr)
 
 
+def test_goal_progress_reached_and_cleared(server, client, room, ob):
+    srv = server(**FLAGS)
+    owner = client(srv, room, "creator")
+    watcher = client(srv, unique("w"), "viewer", SUBPROTOCOL_MSGPACK)
+    watcher.join(room)
+    a = owner.request({"type": "goal", "id": unique("g"), "room": room, "amount": 100, "text": "New mic \u2764"})
+    assert a["type"] == "ack" and a["room"] == room and a["seq"] == 1, a
+    ev = watcher.expect("event")
+    assert ev == {"type": "event", "room": room, "seq": 1, "kind": "goal", "from": room, "role": "creator",
+                  "goal_id": "g1", "target": 100, "gift": 0, "deadline": 0, "title": "New mic \u2764",
+                  "ts": ev["ts"]}, ev
+    bob, carol = unique("bob"), unique("carol")
+    t = now_ms()
+    ob.tip(bob, room, 1000, ts=t - 60000)  # paid before the goal was set: not counted
+    ob.tip(bob, room, 60, ts=t)
+    oc = ob.gift(carol, room, gift=7, count=5, price=10, ts=t + 1)  # 60 + 50: reached
+    ob.tip(bob, room, 5, ts=t + 2)         # counted past the target too
+    evs = [watcher.expect("event") for _ in range(5)]
+    assert [e["kind"] for e in evs] == ["tip", "tip", "gift", "goal_reached", "tip"], evs
+    assert evs[3] == {"type": "event", "room": room, "seq": 5, "kind": "goal_reached", "goal_id": "g1",
+                      "target": 100, "progress": 110, "by": carol, "order": oc, "ts": evs[3]["ts"]}, evs[3]
+    want = {"goal_id": "g1", "target": 100, "progress": 115, "gift": 0, "deadline": 0, "reached": True,
+            "title": "New mic \u2764"}
+    # The progress reaches the members with the leaderboard push.
+    wait_for(lambda: any(m.get("type") == "leaderboard" and m.get("goal") == want
+                         for m in watcher.drain(0.3)), 10, "a push with the goal's progress")
+    lb = watcher.request({"type": "leaderboard", "id": unique("l"), "room": room})
+    assert lb["goal"] == want, lb
+    j = client(srv, unique("v"), "viewer").join(room)
+    assert j["goal"] == want, j
+
+    # Who may set it, and bad input: no effect.
+    v = client(srv, unique("v"), "viewer")
+    other = client(srv, unique("cr"), "creator")
+    for c in (v, other):
+        e = c.request({"type": "goal", "id": unique("g"), "room": room, "amount": 5})
+        assert e["type"] == "error" and e["code"] == "forbidden", e
+    for req, field in ((dict(amount=0), "amount"), (dict(amount=5, deadline=t - 1), "deadline"),
+                       (dict(amount=5, text="x" * 101), "text"), (dict(amount=5, gift=0), "gift"),
+                       (dict(amount=5, deadline="soon"), "deadline")):
+        e = owner.request(dict({"type": "goal", "id": unique("g"), "room": room}, **req))
+        assert e["type"] == "error" and e["code"] == "bad_field" and e["field"] == field, (req, e)
+    assert watcher.request({"type": "leaderboard", "id": unique("l"), "room": room})["goal"] == want
+
+    a = owner.request({"type": "goal_clear", "id": unique("g"), "room": room})
+    assert a["type"] == "ack" and a["seq"] == 7, a
+    ev = watcher.expect("event", seq=7)
+    assert (ev["kind"], ev["goal_id"], ev["progress"]) == ("goal_cleared", "g1", 115), ev
+    e = owner.request({"type": "goal_clear", "id": unique("g"), "room": room})
+    assert e["type"] == "error" and e["code"] == "bad_field" and e["field"] == "room", e
+    assert "goal" not in watcher.request({"type": "leaderboard", "id": unique("l"), "room": room})
+
+
+def test_goal_of_one_gift_until_a_deadline(server, client, room, ob):
+    srv = server(**FLAGS)
+    admin = client(srv, unique("adm"), "admin")  # an admin may set any room's goal
+    watcher = client(srv, unique("w"), "viewer")
+    watcher.join(room)
+    t = now_ms()
+    a = admin.request({"type": "goal", "id": unique("g"), "room": room, "amount": 30, "gift": 7,
+                       "deadline": t + 60000})
+    assert a["type"] == "ack", a
+    bob = unique("bob")
+    ob.tip(bob, room, 100, ts=t + 1)              # not the gift
+    ob.gift(bob, room, gift=8, price=100, ts=t + 2)  # another gift
+    ob.gift(bob, room, gift=7, count=2, price=10, ts=t + 3)  # 20
+    ob.gift(bob, room, gift=7, price=10, ts=t + 60001)      # past the deadline
+    evs = events_until(watcher, lambda e: e.get("order") and e["ts"] == t + 60001)
+    assert "goal_reached" not in [e["kind"] for e in evs], evs
+    lb = watcher.request({"type": "leaderboard", "id": unique("l"), "room": room})
+    assert lb["goal"]["progress"] == 20 and lb["goal"]["reached"] is False, lb
+    assert lb["goal"]["gift"] == 7 and lb["goal"]["deadline"] == t + 60000, lb
+
+
 # ---- 1,000 gifts/s into one room, on two nodes ------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@
 -- every entry of the call falls in these periods;
 -- KEYS[12] tc:{r:ROOM}:combo (hash: sender -> its open combo,
 -- "GIFT:COUNT:ORDERS:AMOUNT:FIRST_TS:LAST_TS:ID"), KEYS[13] tc:{r:ROOM}:combo:due (sorted set: sender -> the ms at
--- which its combo closes)
+-- which its combo closes), KEYS[14] tc:{r:ROOM}:goal (hash: the room's goal,
+-- see room_goal.lua; absent: none)
 -- ARGV[1] history length, ARGV[2] the room's channel,
 -- ARGV[3..5] seconds the day, week and month boards live after a bump,
 -- ARGV[6] combo-window-ms, ARGV[7] fan-levels ("THRESHOLD:BADGE,...",
@@ -28,6 +29,11 @@
 -- A gift's or tip's body arrives with its map header counting the fields
 -- this script appends: a gift's combo_id, combo_count, level and badge; a
 -- tip's level and badge (docs/protocol.md).
+-- Goal: a gift or tip paid (by its entry's time) from the goal's `since`
+-- until its deadline (0: none), of the goal's gift (0: any gift or tip),
+-- adds its amount to the goal's progress; the first entry that takes it
+-- to the target makes a goal_reached event just after its own. Refunds
+-- leave the goal alone (docs/protocol.md, "Goals").
 -- Combos: a sender's gift of the same gift id as its open combo, at most
 -- combo-window-ms after the combo's last gift (by the entries' times),
 -- joins it; any other gift closes the open combo (a combo_end event, just
@@ -151,6 +157,19 @@ for _, user in ipairs(due) do
   redis.call('ZREM', KEYS[13], user)
 end
 
+local goal = nil    -- the room's goal, loaded by the first event; false: none
+local function goal_of()
+  if goal == nil then
+    local g = redis.call('HMGET', KEYS[14], 'id', 'target', 'progress', 'gift', 'deadline', 'reached', 'since')
+    goal = false
+    if g[1] then
+      goal = {id = g[1], target = tonumber(g[2]), progress = tonumber(g[3]), gift = tonumber(g[4]),
+              deadline = tonumber(g[5]), reached = g[6] == '1', since = tonumber(g[7]), moved = false}
+    end
+  end
+  return goal
+end
+
 local combos = {}   -- sender -> {gift, count, orders, amount, first, last, id}, or false
 local touched = {}  -- senders whose combo changed, in order
 local spend = {}    -- sender -> all-time spend so far
@@ -167,9 +186,9 @@ for _, i in ipairs(applied) do
     spend[user] = spend[user] + amount
     local level, badge = level_of(spend[user])
     local body = ARGV[b + 4]
+    local ts, gift, count = string.match(ARGV[b + 8], '^(%d+):(%d+):(%d+)$')
+    ts, gift, count = tonumber(ts), tonumber(gift), tonumber(count)
     if kind == 'gift' then
-      local ts, gift, count = string.match(ARGV[b + 8], '^(%d+):(%d+):(%d+)$')
-      ts, gift, count = tonumber(ts), tonumber(gift), tonumber(count)
       local c = combos[user]
       if c == nil then
         local st = redis.call('HGET', KEYS[12], user)
@@ -194,7 +213,20 @@ for _, i in ipairs(applied) do
       body = body .. cmsgpack.pack('level', level, 'badge', badge)
     end
     events[#events + 1] = {body, kind, i}
+    local g = goal_of()
+    if g and ts >= g.since and (g.deadline == 0 or ts <= g.deadline) and (g.gift == 0 or g.gift == gift) then
+      g.progress, g.moved = g.progress + amount, true
+      if not g.reached and g.progress >= g.target then
+        g.reached = true
+        events[#events + 1] = {string.char(0x87) .. cmsgpack.pack('kind', 'goal_reached', 'goal_id', g.id,
+          'target', g.target, 'progress', g.progress, 'by', user, 'order', ARGV[b + 1] .. '-' .. ARGV[b + 2],
+          'ts', now), 'goal_reached', false}
+      end
+    end
   end
+end
+if goal and goal.moved then
+  redis.call('HSET', KEYS[14], 'progress', string.format('%d', goal.progress), 'reached', goal.reached and '1' or '0')
 end
 for _, user in ipairs(touched) do
   local c = combos[user]
