@@ -39,9 +39,10 @@ int event_body_notice(uint8_t *out, size_t cap, const char *from, enum role role
                       size_t text_len, int64_t ts_ms);
 
 /* The pairs the room script (rooms/lua/room_apply.lua) appends to a gift's
- * body (combo_id, combo_count, level, badge) and to a tip's (level, badge). */
+ * body (combo_id, combo_count, level, badge) and to a tip's (level, badge,
+ * pinned_until). */
 #define EVENT_GIFT_APPENDED 4
-#define EVENT_TIP_APPENDED 2
+#define EVENT_TIP_APPENDED 3
 
 /* The body of a gift or tip entry of the outbox, `order` its order id:
  *   gift: {kind:"gift", from, role, order, gift, name, animation, count,

@@ -145,8 +145,8 @@ static int group_entries(const struct entry_batch *b, uint32_t *next, struct gro
 static void send_group(struct roomfeed *f, const struct group *g, const uint32_t *next)
 {
     struct entry_batch *b = f->batch;
-    /* 14 keys, 7 arguments and the entry count, then 8 per entry. */
-    enum { NKEYS = 14, NFIXED = 21, PER = 8, ARGS_MAX = NFIXED + 1 + PER * FEED_APPLY_MAX };
+    /* 16 keys, 9 arguments and the entry count, then 8 per entry. */
+    enum { NKEYS = 16, NFIXED = 25, PER = 8, ARGS_MAX = NFIXED + 1 + PER * FEED_APPLY_MAX };
     _Static_assert(ARGS_MAX <= RLINK_ARGS_MAX, "a room_apply call exceeds rlink's argument bound");
     const char *argv[ARGS_MAX];
     size_t len[ARGS_MAX];
@@ -171,8 +171,9 @@ static void send_group(struct roomfeed *f, const struct group *g, const uint32_t
         snprintf(ttl[p], sizeof ttl[p], "%lld", (long long)bk.ttl_s[p]);
     const char *fixed[NFIXED + 1] = {
         rk.seq, rk.hist, rk.wm, bk.key[BOARD_ALL], bk.key[BOARD_DAY], bk.key[BOARD_WEEK], bk.key[BOARD_MONTH],
-        bk.sum[BOARD_ALL], bk.sum[BOARD_DAY], bk.sum[BOARD_WEEK], bk.sum[BOARD_MONTH], rk.combo, rk.combo_due, bk.goal, hl,
-        rk.chan, ttl[BOARD_DAY], ttl[BOARD_WEEK], ttl[BOARD_MONTH], f->combo_window, f->fan_levels, count};
+        bk.sum[BOARD_ALL], bk.sum[BOARD_DAY], bk.sum[BOARD_WEEK], bk.sum[BOARD_MONTH], rk.combo, rk.combo_due, bk.goal, rk.pins,
+        rk.pin, hl, rk.chan, ttl[BOARD_DAY], ttl[BOARD_WEEK], ttl[BOARD_MONTH], f->combo_window, f->fan_levels,
+        f->pin_min, f->pin_tiers, count};
     int argc = NFIXED + 1;
     for (int i = 0; i < argc; i++) {
         argv[i] = fixed[i];
@@ -253,8 +254,10 @@ static int ready(void *ctx)
 }
 
 void roomfeed_init(struct roomfeed *f, struct outbox *ob, uv_loop_t *loop, int history_len, int combo_window_ms,
-                   const char *fan_levels)
+                   const char *fan_levels, int64_t pin_min_amount, const char *pin_tiers)
 {
+    snprintf(f->pin_min, sizeof f->pin_min, "%lld", (long long)pin_min_amount);
+    f->pin_tiers = pin_tiers;
     f->rl = ob->rl;
     f->history_len = history_len;
     snprintf(f->combo_window, sizeof f->combo_window, "%d", combo_window_ms);

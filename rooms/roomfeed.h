@@ -35,6 +35,8 @@ struct roomfeed {
     int history_len;
     char combo_window[24]; /* combo-window-ms, as room_apply's argument */
     const char *fan_levels; /* fan-levels (the configuration's string) */
+    char pin_min[24];       /* pin-min-amount */
+    const char *pin_tiers;  /* pin-tiers (the configuration's string) */
     struct rlink_script apply;
     struct entry_batch *batch; /* being applied */
     int waiting;               /* calls not yet answered, plus one while sending */
@@ -48,7 +50,7 @@ struct roomfeed {
 /* Prepares the feed on `ob`'s streams and registers its scripts (before
  * rlink_start). */
 void roomfeed_init(struct roomfeed *f, struct outbox *ob, uv_loop_t *loop, int history_len, int combo_window_ms,
-                   const char *fan_levels);
+                   const char *fan_levels, int64_t pin_min_amount, const char *pin_tiers);
 /* Starts reading (after rlink_start). Returns 0, or -1 when rlink has no
  * connection left (logged). */
 int roomfeed_start(struct roomfeed *f);

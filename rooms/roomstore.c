@@ -14,6 +14,7 @@ extern const char lua_room_publish[];
 extern const char lua_room_history[];
 extern const char lua_room_combo_sweep[];
 extern const char lua_room_goal[];
+extern const char lua_room_pins[];
 
 void roomstore_init(struct roomstore *rs, struct rlink *rl, const char *node_id, int history_len)
 {
@@ -31,6 +32,8 @@ void roomstore_init(struct roomstore *rs, struct rlink *rl, const char *node_id,
     rlink_script_add(rl, &rs->combo_sweep);
     rs->goal = (struct rlink_script){.name = "room_goal", .src = lua_room_goal};
     rlink_script_add(rl, &rs->goal);
+    rs->pins = (struct rlink_script){.name = "room_pins", .src = lua_room_pins};
+    rlink_script_add(rl, &rs->pins);
 }
 
 int roomstore_event_at(const struct roomstore_events *ev, size_t i, struct roomstore_event *out)
@@ -75,6 +78,7 @@ struct call {
         roomstore_snapshot_cb *snapshot;
         roomstore_seq_cb *seq;
         roomstore_history_cb *history;
+        roomstore_reply_cb *reply;
     } cb;
     void *ctx;
 };
@@ -103,7 +107,8 @@ static void on_presence(redisReply *reply, void *priv)
     free(c);
     if (!cb)
         return;
-    if (!reply_ok(reply, 2, "room_presence") || reply->elements < 4 + BOARD_PERIODS) {
+    if (!reply_ok(reply, 2, "room_presence") || reply->elements < 5 + BOARD_PERIODS ||
+        reply->element[4 + BOARD_PERIODS]->type != REDIS_REPLY_STRING) {
         cb(ctx, NULL);
         return;
     }
@@ -119,7 +124,9 @@ static void on_presence(redisReply *reply, void *priv)
     for (int p = 0; sums->type == REDIS_REPLY_ARRAY && p < BOARD_PERIODS && (size_t)p < sums->elements; p++)
         s.top[p].sum = board_sum_read(sums->element[p]);
     board_goal_read(reply->element[3 + BOARD_PERIODS], &s.goal);
-    s.events = events_of(reply, 4 + BOARD_PERIODS);
+    s.pins = (const uint8_t *)reply->element[4 + BOARD_PERIODS]->str;
+    s.pins_len = reply->element[4 + BOARD_PERIODS]->len;
+    s.events = events_of(reply, 5 + BOARD_PERIODS);
     cb(ctx, &s);
 }
 
@@ -148,12 +155,14 @@ int roomstore_presence(struct roomstore *rs, const char *room, uint32_t members,
                           bk.sum[BOARD_WEEK],
                           bk.sum[BOARD_MONTH],
                           bk.goal,
+                          k.pins,
+                          k.pin,
                           rs->node_id,
                           count,
                           ttl,
                           want,
                           top};
-    enum { NKEYS = 4 + 2 * BOARD_PERIODS, NARGS = NKEYS + 5 };
+    enum { NKEYS = 6 + 2 * BOARD_PERIODS, NARGS = NKEYS + 5 };
     size_t len[NARGS];
     for (int i = 0; i < NARGS; i++)
         len[i] = strlen(argv[i]);
@@ -207,6 +216,29 @@ int roomstore_goal(struct roomstore *rs, const char *room, const char *from, con
         lens[i] = i == 12 ? title_len : strlen(argv[i]);
     return eval(rs, RLINK_CMD_LINK, &rs->goal, 3, target > 0 ? 13 : 9, argv, lens, on_published,
                 (struct call){.cb.seq = cb, .ctx = ctx});
+}
+
+static void on_pins(redisReply *reply, void *priv)
+{
+    struct call *c = priv;
+    roomstore_reply_cb *cb = c->cb.reply;
+    void *ctx = c->ctx;
+    free(c);
+    cb(ctx, reply_ok(reply, 1, "room_pins") ? reply : NULL);
+}
+
+int roomstore_pins(struct roomstore *rs, const char *room, const char *op, const char *who, int privileged,
+                   const char *target, roomstore_reply_cb *cb, void *ctx)
+{
+    struct room_keys k;
+    char hl[16];
+    room_keys(room, &k);
+    snprintf(hl, sizeof hl, "%d", rs->history_len);
+    const char *argv[] = {k.seq, k.hist, k.pins, k.pin, k.mods, k.chan, hl, op, who, privileged ? "1" : "0", target};
+    size_t lens[11];
+    for (int i = 0; i < 11; i++)
+        lens[i] = strlen(argv[i]);
+    return eval(rs, RLINK_CMD_LINK, &rs->pins, 5, 11, argv, lens, on_pins, (struct call){.cb.reply = cb, .ctx = ctx});
 }
 
 static void on_history(redisReply *reply, void *priv)

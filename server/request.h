@@ -46,6 +46,9 @@ enum req_type {
     REQ_EARNINGS,
     REQ_GOAL,
     REQ_GOAL_CLEAR,
+    REQ_UNPIN,
+    REQ_MODERATOR_ADD,
+    REQ_MODERATOR_REMOVE,
     REQ_COUNT
 };
 
@@ -67,6 +70,7 @@ struct request {
     char combo[WALLET_COMBO_MAX + 1]; /* "" when absent */
     char user[ID_MAX + 1];            /* credit: the user credited; earnings: the creator, "" when absent */
     int64_t deadline;                 /* goal: ms since the epoch, 0 when absent */
+    char order[ID_MAX + 1];           /* unpin: the pinned tip's order id */
     json_t *json;                     /* owned: the parsed JSON document, or NULL */
 };
 

@@ -180,6 +180,13 @@ void room_history(struct rooms *rs, struct conn *c, const char *room, int64_t af
  * owner or an admin: answered an ack with the seq of its room event. */
 void room_goal(struct rooms *rs, struct conn *c, const char *room, int64_t target, int64_t gift, int64_t deadline,
                const char *title, size_t title_len, const char *req_id);
+/* An unpin request, by the room's owner, an admin or a moderator of the
+ * room: answered an ack with the seq of its `pins` event. */
+void room_unpin(struct rooms *rs, struct conn *c, const char *room, const char *order, const char *req_id);
+/* moderator_add (add 1) or moderator_remove, by the room's owner or an
+ * admin: answered `moderators`, the room's list after the change. */
+void room_moderator(struct rooms *rs, struct conn *c, const char *room, const char *user, int add,
+                    const char *req_id);
 
 /* fanout.c */
 /* Appends an event (its kind and msgpack body) to the room's ring and

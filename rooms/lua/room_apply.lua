@@ -13,11 +13,15 @@
 -- KEYS[12] tc:{r:ROOM}:combo (hash: sender -> its open combo,
 -- "GIFT:COUNT:ORDERS:AMOUNT:FIRST_TS:LAST_TS:ID"), KEYS[13] tc:{r:ROOM}:combo:due (sorted set: sender -> the ms at
 -- which its combo closes), KEYS[14] tc:{r:ROOM}:goal (hash: the room's goal,
--- see room_goal.lua; absent: none)
+-- see room_goal.lua; absent: none), KEYS[15] tc:{r:ROOM}:pins (sorted set:
+-- order id -> pinned until, ms), KEYS[16] tc:{r:ROOM}:pin (hash: order id
+-- -> the pin, a msgpack map {order, from, amount, text, until})
 -- ARGV[1] history length, ARGV[2] the room's channel,
 -- ARGV[3..5] seconds the day, week and month boards live after a bump,
 -- ARGV[6] combo-window-ms, ARGV[7] fan-levels ("THRESHOLD:BADGE,...",
--- thresholds increasing), ARGV[8] the number of entries n; then 8 arguments
+-- thresholds increasing), ARGV[8] pin-min-amount, ARGV[9] pin-tiers
+-- ("AMOUNT:SECONDS,...", amounts increasing), ARGV[10] the number of
+-- entries n; then 8 arguments
 -- per entry, in stream order within each shard:
 --   wallet shard, stream id "ms-seq", the stream id of the entry of the same
 --   shard and room just before this one in the caller's pipeline (this call
@@ -28,7 +32,12 @@
 -- with the fields b (body) and k (kind), as room_publish does.
 -- A gift's or tip's body arrives with its map header counting the fields
 -- this script appends: a gift's combo_id, combo_count, level and badge; a
--- tip's level and badge (docs/protocol.md).
+-- tip's level, badge and pinned_until (docs/protocol.md).
+-- Pins: a tip of at least pin-min-amount is pinned until its entry's time
+-- plus the seconds of the highest tier it reaches (the first tier's below
+-- it), unless that time has passed; at most 10 pins, a new one taking the
+-- place of the one ending first. Each pin makes a `pins` event (the whole
+-- list) just after its tip's.
 -- Goal: a gift or tip paid (by its entry's time) from the goal's `since`
 -- until its deadline (0: none), of the goal's gift (0: any gift or tip),
 -- adds its amount to the goal's progress; the first entry that takes it
@@ -63,12 +72,13 @@ local function before(a, b)
   return ams < bms or (ams == bms and asq < bsq)
 end
 
-local n = tonumber(ARGV[8])
-if not n or n < 1 or #ARGV ~= 8 + 8 * n then
+local F = 10  -- fixed arguments; entry i's are ARGV[F + 8 * i + 1 .. F + 8 * i + 8]
+local n = tonumber(ARGV[F])
+if not n or n < 1 or #ARGV ~= F + 8 * n then
   return redis.error_reply('ERR room_apply: bad argument count')
 end
 for i = 0, n - 1 do
-  if not parse(ARGV[10 + 8 * i]) or not string.match(ARGV[16 + 8 * i], '^%d+:%d+:%d+$') then
+  if not parse(ARGV[F + 8 * i + 2]) or not string.match(ARGV[F + 8 * i + 8], '^%d+:%d+:%d+$') then
     return redis.error_reply('ERR room_apply: bad stream id or entry time')
   end
 end
@@ -89,6 +99,27 @@ local function level_of(spend)
   return l, badge
 end
 
+local pin_min = tonumber(ARGV[8])
+local tiers = {}
+for a, secs in string.gmatch(ARGV[9], '(%d+):(%d+)') do
+  tiers[#tiers + 1] = {tonumber(a), tonumber(secs)}
+end
+local PIN_MAX = 10
+-- How long a tip of `amount` is pinned (ms), 0 for none.
+local function pin_ms(amount)
+  if amount < pin_min or #tiers == 0 then
+    return 0
+  end
+  local secs = tiers[1][2]
+  for _, t in ipairs(tiers) do
+    if amount < t[1] then
+      break
+    end
+    secs = t[2]
+  end
+  return secs * 1000
+end
+
 -- First every check, deciding which entries apply; then the writes.
 local wm = {}       -- shard -> watermark (false: none yet)
 local moved = {}    -- shards whose watermark moved
@@ -100,7 +131,7 @@ local refunds = {}  -- entry indexes of refunds that apply, in order
 local applied = {}  -- entry indexes of both, in order
 local out = {}
 for i = 0, n - 1 do
-  local b = 8 + 8 * i
+  local b = F + 8 * i
   local shard, id, prev = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local w = wm[shard]
   if w == nil then
@@ -157,6 +188,25 @@ for _, user in ipairs(due) do
   redis.call('ZREM', KEYS[13], user)
 end
 
+-- The pins whose time has passed leave (a pin's end makes no event: every
+-- pin carries its end); the list of those left, a msgpack array of pins
+-- ending first first.
+local function pins_expire()
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[15], '-inf', now)
+  for _, o in ipairs(gone) do
+    redis.call('ZREM', KEYS[15], o)
+    redis.call('HDEL', KEYS[16], o)
+  end
+end
+local function pins_list()
+  local orders = redis.call('ZRANGE', KEYS[15], 0, -1)
+  local out = {string.char(0x90 + #orders)}
+  for _, o in ipairs(orders) do
+    out[#out + 1] = redis.call('HGET', KEYS[16], o) or string.char(0x80)
+  end
+  return table.concat(out)
+end
+
 local goal = nil    -- the room's goal, loaded by the first event; false: none
 local function goal_of()
   if goal == nil then
@@ -174,7 +224,7 @@ local combos = {}   -- sender -> {gift, count, orders, amount, first, last, id},
 local touched = {}  -- senders whose combo changed, in order
 local spend = {}    -- sender -> all-time spend so far
 for _, i in ipairs(applied) do
-  local b = 8 + 8 * i
+  local b = F + 8 * i
   local user, amount, kind = ARGV[b + 5], tonumber(ARGV[b + 6]), ARGV[b + 7]
   if spend[user] == nil then
     spend[user] = tonumber(redis.call('ZSCORE', KEYS[4], user) or '0')
@@ -209,10 +259,27 @@ for _, i in ipairs(applied) do
       c[2], c[3], c[4], c[6] = c[2] + count, c[3] + 1, c[4] + amount, math.max(c[6], ts)
       combos[user] = c
       body = body .. cmsgpack.pack('combo_id', c[7], 'combo_count', c[2], 'level', level, 'badge', badge)
+      events[#events + 1] = {body, kind, i}
     else
-      body = body .. cmsgpack.pack('level', level, 'badge', badge)
+      local order = ARGV[b + 1] .. '-' .. ARGV[b + 2]
+      local ms = pin_ms(amount)
+      local until_ms = ms > 0 and ts + ms > now and ts + ms or 0
+      body = body .. cmsgpack.pack('level', level, 'badge', badge, 'pinned_until', until_ms)
+      events[#events + 1] = {body, kind, i}
+      if until_ms > 0 then
+        pins_expire()
+        if redis.call('ZCARD', KEYS[15]) >= PIN_MAX then
+          local first = redis.call('ZPOPMIN', KEYS[15])
+          redis.call('HDEL', KEYS[16], first[1])
+        end
+        local tip = cmsgpack.unpack(body)
+        redis.call('ZADD', KEYS[15], string.format('%d', until_ms), order)
+        redis.call('HSET', KEYS[16], order, string.char(0x85) .. cmsgpack.pack('order', order, 'from', user,
+          'amount', amount, 'text', tip.text or '', 'until', until_ms))
+        local ev = string.char(0x85) .. cmsgpack.pack('kind', 'pins', 'change', 'pinned', 'order', order, 'pins')
+        events[#events + 1] = {ev .. pins_list() .. cmsgpack.pack('ts', now), 'pins', false}
+      end
     end
-    events[#events + 1] = {body, kind, i}
     local g = goal_of()
     if g and ts >= g.since and (g.deadline == 0 or ts <= g.deadline) and (g.gift == 0 or g.gift == gift) then
       g.progress, g.moved = g.progress + amount, true
@@ -289,7 +356,7 @@ end
 -- After the bumps: a refund in the same call as the gift it refunds (same
 -- shard, later in the stream) finds the gift's coins on the boards.
 for _, i in ipairs(refunds) do
-  local user, amount = ARGV[8 + 8 * i + 5], tonumber(ARGV[8 + 8 * i + 6])
+  local user, amount = ARGV[F + 8 * i + 5], tonumber(ARGV[F + 8 * i + 6])
   for k = 4, 7 do
     local had = redis.call('ZSCORE', KEYS[k], user)
     if had then
