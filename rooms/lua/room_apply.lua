@@ -77,10 +77,13 @@ local n = tonumber(ARGV[F])
 if not n or n < 1 or #ARGV ~= F + 8 * n then
   return redis.error_reply('ERR room_apply: bad argument count')
 end
+local e_ts, e_gift, e_count = {}, {}, {}  -- entry index -> its time, gift id, count
 for i = 0, n - 1 do
-  if not parse(ARGV[F + 8 * i + 2]) or not string.match(ARGV[F + 8 * i + 8], '^%d+:%d+:%d+$') then
+  local ts, gift, count = string.match(ARGV[F + 8 * i + 8], '^(%d+):(%d+):(%d+)$')
+  if not parse(ARGV[F + 8 * i + 2]) or not ts then
     return redis.error_reply('ERR room_apply: bad stream id or entry time')
   end
+  e_ts[i], e_gift[i], e_count[i] = tonumber(ts), tonumber(gift), tonumber(count)
 end
 local window = tonumber(ARGV[6])
 local levels = {}
@@ -166,16 +169,57 @@ if #apply == 0 and #refunds == 0 then
   return out
 end
 
+-- The boards first (the refunds come after the events, below).
+if added > 0 then
+  for k = 8, 11 do
+    -- A total that did not exist beside a board that did (a board older
+    -- than the totals) starts from the board's sum, read before the bumps.
+    if redis.call('INCRBY', KEYS[k], string.format('%d', added)) == added then
+      local old = 0
+      local z = redis.call('ZRANGE', KEYS[k - 4], 0, -1, 'WITHSCORES')
+      for j = 2, #z, 2 do
+        old = old + tonumber(z[j])
+      end
+      if old > 0 then
+        redis.call('INCRBY', KEYS[k], string.format('%d', old))
+      end
+    end
+  end
+end
+-- Each sender's all-time spend before this call, for its fan levels: what
+-- the all-time bump answers, less this call's coins.
+local spend = {}    -- sender -> all-time spend so far
+for _, user in ipairs(senders) do
+  for k = 4, 7 do
+    -- %d: a Lua number would be written as %.14g, inexact past 10^14.
+    local score = redis.call('ZINCRBY', KEYS[k], string.format('%d', totals[user]), user)
+    if k == 4 then
+      spend[user] = tonumber(score) - totals[user]
+    end
+  end
+end
+if #apply > 0 then
+  for k = 5, 7 do
+    redis.call('EXPIRE', KEYS[k], ARGV[k - 2])
+    redis.call('EXPIRE', KEYS[k + 4], ARGV[k - 2])
+  end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local events = {}   -- {body, kind, entry index or false}, in seq order
+-- The events to write, in seq order: body, kind, and the entry index or
+-- false (parallel arrays: no table per event).
+local ev_body, ev_kind, ev_entry = {}, {}, {}
+local function emit(body, kind, i)
+  local k = #ev_body + 1
+  ev_body[k], ev_kind[k], ev_entry[k] = body, kind, i
+end
 local function combo_end(user, st)
   local gift, count, orders, amount, first, last, id =
     string.match(st, '^(%d+):(%d+):(%d+):(%d+):(%d+):(%d+):(.+)$')
   local body = string.char(0x8a) .. cmsgpack.pack('kind', 'combo_end', 'from', user, 'combo_id', id,
     'gift', tonumber(gift), 'count', tonumber(count), 'orders', tonumber(orders), 'amount', tonumber(amount),
     'started', tonumber(first), 'ended', tonumber(last), 'ts', now)
-  events[#events + 1] = {body, 'combo_end', false}
+  emit(body, 'combo_end', false)
 end
 -- Combos whose window has passed close first, before this call's gifts.
 local due = redis.call('ZRANGEBYSCORE', KEYS[13], '-inf', now, 'LIMIT', 0, 100)
@@ -222,11 +266,10 @@ end
 
 local combos = {}   -- sender -> {gift, count, orders, amount, first, last, id}, or false
 local touched = {}  -- senders whose combo changed, in order
-local spend = {}    -- sender -> all-time spend so far
 for _, i in ipairs(applied) do
   local b = F + 8 * i
   local user, amount, kind = ARGV[b + 5], tonumber(ARGV[b + 6]), ARGV[b + 7]
-  if spend[user] == nil then
+  if spend[user] == nil then -- a sender with refunds only in this call
     spend[user] = tonumber(redis.call('ZSCORE', KEYS[4], user) or '0')
   end
   if kind == 'refund' then
@@ -236,8 +279,7 @@ for _, i in ipairs(applied) do
     spend[user] = spend[user] + amount
     local level, badge = level_of(spend[user])
     local body = ARGV[b + 4]
-    local ts, gift, count = string.match(ARGV[b + 8], '^(%d+):(%d+):(%d+)$')
-    ts, gift, count = tonumber(ts), tonumber(gift), tonumber(count)
+    local ts, gift, count = e_ts[i], e_gift[i], e_count[i]
     if kind == 'gift' then
       local c = combos[user]
       if c == nil then
@@ -259,13 +301,13 @@ for _, i in ipairs(applied) do
       c[2], c[3], c[4], c[6] = c[2] + count, c[3] + 1, c[4] + amount, math.max(c[6], ts)
       combos[user] = c
       body = body .. cmsgpack.pack('combo_id', c[7], 'combo_count', c[2], 'level', level, 'badge', badge)
-      events[#events + 1] = {body, kind, i}
+      emit(body, kind, i)
     else
       local order = ARGV[b + 1] .. '-' .. ARGV[b + 2]
       local ms = pin_ms(amount)
       local until_ms = ms > 0 and ts + ms > now and ts + ms or 0
       body = body .. cmsgpack.pack('level', level, 'badge', badge, 'pinned_until', until_ms)
-      events[#events + 1] = {body, kind, i}
+      emit(body, kind, i)
       if until_ms > 0 then
         pins_expire()
         if redis.call('ZCARD', KEYS[15]) >= PIN_MAX then
@@ -277,7 +319,7 @@ for _, i in ipairs(applied) do
         redis.call('HSET', KEYS[16], order, string.char(0x85) .. cmsgpack.pack('order', order, 'from', user,
           'amount', amount, 'text', tip.text or '', 'until', until_ms))
         local ev = string.char(0x85) .. cmsgpack.pack('kind', 'pins', 'change', 'pinned', 'order', order, 'pins')
-        events[#events + 1] = {ev .. pins_list() .. cmsgpack.pack('ts', now), 'pins', false}
+        emit(ev .. pins_list() .. cmsgpack.pack('ts', now), 'pins', false)
       end
     end
     local g = goal_of()
@@ -285,9 +327,9 @@ for _, i in ipairs(applied) do
       g.progress, g.moved = g.progress + amount, true
       if not g.reached and g.progress >= g.target then
         g.reached = true
-        events[#events + 1] = {string.char(0x87) .. cmsgpack.pack('kind', 'goal_reached', 'goal_id', g.id,
-          'target', g.target, 'progress', g.progress, 'by', user, 'order', ARGV[b + 1] .. '-' .. ARGV[b + 2],
-          'ts', now), 'goal_reached', false}
+        emit(string.char(0x87) .. cmsgpack.pack('kind', 'goal_reached', 'goal_id', g.id, 'target', g.target,
+          'progress', g.progress, 'by', user, 'order', ARGV[b + 1] .. '-' .. ARGV[b + 2], 'ts', now),
+          'goal_reached', false)
       end
     end
   end
@@ -302,21 +344,21 @@ for _, user in ipairs(touched) do
 end
 
 local seq = 0
-if #events > 0 then
-  seq = redis.call('INCRBY', KEYS[1], #events) - #events
+if #ev_body > 0 then
+  seq = redis.call('INCRBY', KEYS[1], #ev_body) - #ev_body
 end
-for j, ev in ipairs(events) do
-  local body, kind = ev[1], ev[2]
+for j = 1, #ev_body do
+  local body, kind = ev_body[j], ev_kind[j]
   seq = seq + 1
   -- Only the last add trims: the same history as MAXLEN on every add.
-  if j == #events then
+  if j == #ev_body then
     redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], seq .. '-1', 'b', body, 'k', kind)
   else
     redis.call('XADD', KEYS[2], seq .. '-1', 'b', body, 'k', kind)
   end
   redis.call('PUBLISH', ARGV[2], seq .. ':' .. kind .. ':' .. body)
-  if ev[3] then
-    out[ev[3] + 1] = seq
+  if ev_entry[j] then
+    out[ev_entry[j] + 1] = seq
   end
 end
 local fields = {}
@@ -325,34 +367,6 @@ for shard, _ in pairs(moved) do
   fields[#fields + 1] = wm[shard]
 end
 redis.call('HSET', KEYS[3], unpack(fields))
-if added > 0 then
-  for k = 8, 11 do
-    -- A total that did not exist beside a board that did (a board older
-    -- than the totals) starts from the board's sum, read before the bumps.
-    if redis.call('INCRBY', KEYS[k], string.format('%d', added)) == added then
-      local old = 0
-      local z = redis.call('ZRANGE', KEYS[k - 4], 0, -1, 'WITHSCORES')
-      for j = 2, #z, 2 do
-        old = old + tonumber(z[j])
-      end
-      if old > 0 then
-        redis.call('INCRBY', KEYS[k], string.format('%d', old))
-      end
-    end
-  end
-end
-for _, user in ipairs(senders) do
-  for k = 4, 7 do
-    -- %d: a Lua number would be written as %.14g, inexact past 10^14.
-    redis.call('ZINCRBY', KEYS[k], string.format('%d', totals[user]), user)
-  end
-end
-if #apply > 0 then
-  for k = 5, 7 do
-    redis.call('EXPIRE', KEYS[k], ARGV[k - 2])
-    redis.call('EXPIRE', KEYS[k + 4], ARGV[k - 2])
-  end
-end
 -- After the bumps: a refund in the same call as the gift it refunds (same
 -- shard, later in the stream) finds the gift's coins on the boards.
 for _, i in ipairs(refunds) do
