@@ -46,6 +46,7 @@ struct config {
     int reuse_port;                    /* "reuse-port", 0/1, default 0 */
     char web_root[CONFIG_STR_MAX];     /* "web-root", directory of the web page; "" = no page */
     char web_sdk_root[CONFIG_STR_MAX]; /* "web-sdk-root", the JS SDK served at /sdk/; "" = none */
+    char web_connect_src[CONFIG_STR_MAX]; /* "web-connect-src", extra CSP connect-src of the pages */
     /* "metrics-allow": comma-separated address blocks that may read
      * /metrics, default loopback; an empty list turns /metrics off. */
     struct config_cidrs metrics_allow;

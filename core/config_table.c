@@ -41,6 +41,13 @@ const struct config_entry config_table[] = {
      "web-root import: its files are served at /sdk/NAME (/sdk/tipcast.js), "
      "read once at start like web-root's. Only with web-root; empty serves "
      "no SDK."},
+    {"web-connect-src", CONFIG_G_NETWORK, CONFIG_T_STR, CONFIG_OFF(web_connect_src), 0, 0, "", "SOURCES",
+     "Space-separated sources the pages of web-root may also connect to, "
+     "added to their Content-Security-Policy connect-src (which always has "
+     "the page's own origin and ws: wss:): the admin API's public origin, "
+     "e.g. https://admin.example.com, for the creator dashboard. With demo "
+     "on, http://HOST:* of the page's own loopback or IP-address host is "
+     "added too."},
     {"metrics-allow", CONFIG_G_NETWORK, CONFIG_T_CIDRS, CONFIG_OFF(metrics_allow), 0, 0,
      "127.0.0.0/8,::1", "CIDRS",
      "Comma-separated address blocks (10.0.0.0/8, 192.0.2.7, ::1) whose "

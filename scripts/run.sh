@@ -157,8 +157,10 @@ cat <<EOF
 tipcast is starting.
   Demo page:  http://127.0.0.1:$PORT/   (open it in two windows, e.g. ?user=bob and ?user=carol)
   Dashboard:  http://127.0.0.1:$PORT/dashboard.html?user=alice   (the creator alice's dashboard)
-  Overlays:   http://127.0.0.1:$PORT/overlay-alerts.html?token=$OVERLAY_TOKEN
-              overlay-board.html and overlay-goal.html take the same ?token= (docs/clients.md)
+  Overlays (OBS browser sources; docs/clients.md):
+    http://127.0.0.1:$PORT/overlay-alerts.html?token=$OVERLAY_TOKEN
+    http://127.0.0.1:$PORT/overlay-board.html?period=day&n=5&token=$OVERLAY_TOKEN
+    http://127.0.0.1:$PORT/overlay-goal.html?target=5000&period=day&title=Daily%20goal&token=$OVERLAY_TOKEN
   JS SDK:     http://127.0.0.1:$PORT/sdk/tipcast.js   (clients/js; docs/clients.md)
   WebSocket:  ws://127.0.0.1:$PORT/ws   (subprotocol tipcast.v1.json or tipcast.v1.msgpack)
   Health:     http://127.0.0.1:$PORT/healthz   readiness: http://127.0.0.1:$PORT/readyz

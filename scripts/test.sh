@@ -2,8 +2,8 @@
 # test.sh - run every tipcast test: what CI runs (.ci/run).
 #
 #   1. scripts/deps.sh (missing Debian packages), and `npm ci` in
-#      tests/browser (playwright-core for the browser test) unless the locked
-#      version is already installed
+#      tests/browser (playwright-core for the browser test) and in clients/js
+#      (the SDK's test packages) unless the locked versions are already installed
 #   2. builds build/ (RelWithDebInfo) and build-asan/ (gcc, -DTIPCAST_SANITIZE=ON)
 #   3. starts the `test` instance: Redis 127.0.0.1:6392, PostgreSQL 127.0.0.1:5492
 #      (scripts/services.sh), exports TIPCAST_REDIS_HOST/TIPCAST_REDIS_PORT/TIPCAST_PG
@@ -139,6 +139,26 @@ if browser_deps_current; then
   echo "test.sh: playwright-core already installed at the locked version" >&2
 elif ! (cd tests/browser && npm ci --no-audit --no-fund --prefer-offline); then
   echo "test.sh: warning: npm ci in tests/browser failed (offline?); the browser test will fail" >&2
+fi
+
+# The JavaScript SDK's dev packages (ws, @msgpack/msgpack, playwright-core,
+# typescript; the SDK itself has none), for its tests (sdk_js in ctest):
+# installed the same way, only when one is missing or not the locked version.
+step "SDK test packages (npm ci in clients/js)"
+sdk_deps_current() {
+  (cd clients/js && node -e '
+    const lock = require("./package-lock.json").packages;
+    for (const [where, p] of Object.entries(lock)) {
+      if (!where.startsWith("node_modules/") || p.optional) continue;
+      let have;
+      try { have = require("./" + where + "/package.json").version; } catch { process.exit(1); }
+      if (have !== p.version) process.exit(1);
+    }' 2>/dev/null)
+}
+if sdk_deps_current; then
+  echo "test.sh: clients/js dev packages already installed at the locked versions" >&2
+elif ! (cd clients/js && npm ci --no-audit --no-fund --prefer-offline); then
+  echo "test.sh: warning: npm ci in clients/js failed (offline?); the SDK tests will fail" >&2
 fi
 
 build_ok=0 asan_ok=0

@@ -264,7 +264,7 @@ static int admin_writeable(struct admin_req *q)
             bad = lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close", 5, &p,
                                                end);
         if (!bad)
-            bad = cors_headers(q, &p, end);
+            bad = cors_headers(q, &p, end) || http_security_headers(&q->s->cfg, wsi, 0, &p, end);
         if (bad || lws_finalize_write_http_header(wsi, start, &p, end))
             return -1;
         q->headers_sent = 1;

@@ -36,14 +36,44 @@ static void http_release(struct http_session *hs)
     hs->data = NULL;
 }
 
+static int header_copy(struct lws *wsi, enum lws_token_indexes tok, char *buf, int size);
+
+int http_security_headers(const struct config *cfg, struct lws *wsi, int page, unsigned char **p,
+                          unsigned char *end)
+{
+    char csp[3 * CONFIG_STR_MAX], host[CONFIG_STR_MAX], demo[CONFIG_STR_MAX + 16] = "";
+    if (page) {
+        /* The demo dashboard calls the admin API on another port of the
+         * same host (the CORS rule of admin.c, handshake_cors_allowed). */
+        if (cfg->demo && header_copy(wsi, WSI_TOKEN_HOST, host, sizeof host) == 1 && handshake_host_pinned(host)) {
+            host[strcspn(host, host[0] == '[' ? "]" : ":") + (host[0] == '[')] = '\0';
+            snprintf(demo, sizeof demo, " http://%s:*", host);
+        }
+        snprintf(csp, sizeof csp,
+                 "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+                 "media-src 'self' data:; connect-src 'self' ws: wss:%s%s%s; frame-ancestors 'none'; "
+                 "base-uri 'none'; form-action 'self'",
+                 demo, cfg->web_connect_src[0] ? " " : "", cfg->web_connect_src);
+    } else {
+        snprintf(csp, sizeof csp, "default-src 'none'; frame-ancestors 'none'");
+    }
+#define HDR(n, v) lws_add_http_header_by_name(wsi, (const unsigned char *)(n), (const unsigned char *)(v), \
+                                              (int)strlen(v), p, end)
+    int bad = HDR("content-security-policy:", csp) || HDR("x-content-type-options:", "nosniff") ||
+              HDR("x-frame-options:", "deny") || HDR("referrer-policy:", "no-referrer");
+#undef HDR
+    return bad;
+}
+
 static int http_reply(struct lws *wsi, struct http_session *hs, unsigned int status, const char *body)
 {
-    unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+    const struct config *cfg = &((struct server *)lws_context_user(lws_get_context(wsi)))->cfg;
+    unsigned char hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
     hs->len = snprintf((char *)hs->body + LWS_PRE, sizeof hs->body - LWS_PRE, "%s", body);
     if (lws_add_http_common_headers(wsi, status, "application/json", (lws_filepos_t)hs->len, &p, end) ||
         lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (const unsigned char *)"no-store", 8,
                                      &p, end) ||
-        lws_finalize_write_http_header(wsi, start, &p, end))
+        http_security_headers(cfg, wsi, 0, &p, end) || lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
     lws_callback_on_writable(wsi);
     return 0;
@@ -52,13 +82,14 @@ static int http_reply(struct lws *wsi, struct http_session *hs, unsigned int sta
 /* Sends the headers of a body of len bytes; the body follows in WRITEABLE
  * chunks. `cache` is the Cache-Control value. */
 static int http_chunked(struct lws *wsi, struct http_session *hs, const char *mime, const char *cache,
-                        const unsigned char *data, size_t len)
+                        const unsigned char *data, size_t len, int page)
 {
-    unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+    const struct config *cfg = &((struct server *)lws_context_user(lws_get_context(wsi)))->cfg;
+    unsigned char hdr[LWS_PRE + 2048], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
     if (lws_add_http_common_headers(wsi, HTTP_STATUS_OK, mime, (lws_filepos_t)len, &p, end) ||
         lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (const unsigned char *)cache,
                                      (int)strlen(cache), &p, end) ||
-        lws_finalize_write_http_header(wsi, start, &p, end))
+        http_security_headers(cfg, wsi, page, &p, end) || lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
     hs->data = data;
     hs->data_len = len;
@@ -69,7 +100,7 @@ static int http_chunked(struct lws *wsi, struct http_session *hs, const char *mi
 
 static int http_file(struct lws *wsi, struct http_session *hs, const struct web_file *f)
 {
-    return http_chunked(wsi, hs, f->mime, "no-cache", f->data, f->len);
+    return http_chunked(wsi, hs, f->mime, "no-cache", f->data, f->len, 1);
 }
 
 /* Writes the next chunk of the body, one lws_write per callback. */
@@ -119,7 +150,7 @@ static int http_metrics(struct server *s, struct lws *wsi, struct http_session *
         http_release(hs);
         return http_reply(wsi, hs, HTTP_STATUS_INTERNAL_SERVER_ERROR, "{\"error\":\"cannot make the page\"}\n");
     }
-    return http_chunked(wsi, hs, PROM_CONTENT_TYPE, "no-store", hs->owned, (size_t)n);
+    return http_chunked(wsi, hs, PROM_CONTENT_TYPE, "no-store", hs->owned, (size_t)n, 0);
 }
 
 json_t *server_readiness(struct server *s, unsigned *status)

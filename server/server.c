@@ -294,9 +294,12 @@ static int start_lws(struct server *s)
      * connections, which stalled a node holding 16,000 for seconds. */
     static const lws_retry_bo_t no_validity;
     info.retry_and_idle_policy = &no_validity;
+    /* No LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE:
+     * its fixed Content-Security-Policy (connect-src 'self' ws: wss:) keeps
+     * the dashboard from calling the admin API on its own port; the
+     * answers carry our own policy instead (http_security_headers). */
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
-                   LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND |
-                   LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
+                   LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
     /* lws 4.1 built with IPv6 opens an AF_INET6 socket and does not take an
      * IPv4 address in iface: it would listen on every interface. */
     if (!strchr(cfg->listen_addr, ':'))

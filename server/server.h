@@ -121,6 +121,15 @@ void session_closed(void *ctx, const struct conn *c);
 
 /* http.c: the "http" protocol of the lws context. */
 int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
+
+/* Adds the security headers of an answer (Content-Security-Policy,
+ * X-Content-Type-Options, X-Frame-Options, Referrer-Policy). `page`: a page
+ * of web-root, whose policy lets it run its own scripts and styles and
+ * connect to its origin, ws: and wss:, web-connect-src and, with demo on,
+ * http://HOST:* of its own pinned Host; otherwise (JSON answers, the admin
+ * API) nothing may load at all. Returns 0, or nonzero when they do not fit. */
+int http_security_headers(const struct config *cfg, struct lws *wsi, int page, unsigned char **p,
+                          unsigned char *end);
 /* The per-session data size of the "http" protocol. */
 size_t http_session_size(void);
 /* The /readyz answer, {redis, postgres, stopping}, and its HTTP status. */

@@ -1,10 +1,12 @@
-"""The demo page: how tipcastd serves it (web-root, demo), and the page itself
-driven in a real browser (tests/browser/demo.test.js: Debian's Chromium under
-playwright-core, installed by `npm ci` in tests/browser/, see scripts/test.sh).
+"""The pages of clients/web: how tipcastd serves them (web-root, web-sdk-root,
+demo), and the pages themselves driven in a real browser (Debian's Chromium
+under playwright-core, installed by `npm ci` in tests/browser/, see
+scripts/test.sh): the viewer demo (tests/browser/demo.test.js), the creator
+dashboard (dashboard.test.js) and the OBS overlays (overlays.test.js).
 
-The browser test uses the demo's own names (room alice, viewers bob and
-carol) and catalog (scripts/demo.sql), as scripts/run.sh does; no other test
-uses them. Its screenshots go to <build dir>/browser/.
+The browser tests use the demo's own names (room alice, viewers bob, carol
+and dave) and catalog (scripts/demo.sql), as scripts/run.sh does; no other
+test uses them. Their screenshots go to <build dir>/browser/ and are kept.
 """
 
 import json
@@ -19,12 +21,20 @@ from conftest import PG, REDIS_HOST, REDIS_PORT, REPO, _binary, free_port, mint_
 from wsclient import ConnectionClosed, HandshakeRefused, unique
 
 WEB_ROOT = os.path.join(REPO, "clients", "web")
+SDK_ROOT = os.path.join(REPO, "clients", "js", "src")
 BROWSER_DIR = os.path.join(REPO, "tests", "browser")
 CHROMIUM = os.environ.get("TIPCAST_CHROMIUM", "/usr/bin/chromium")
 DEMO_SQL = os.path.join(REPO, "scripts", "demo.sql")
-# The demo catalog's Rocket, the gift the browser test taps.
+# The demo catalog's Rocket and Rose, the gifts the browser tests tap.
 DEMO_GIFT_ID = 3
 DEMO_GIFT_PRICE = 500
+DEMO_COMBO_GIFT_ID = 1
+# What tipcastd serves from web-root, by extension (server/web.c).
+CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".json": "application/json",
+                 ".svg": "image/svg+xml", ".png": "image/png", ".ico": "image/", ".txt": "text/plain"}
+# The pages of clients/web (docs and run.sh name them).
+PAGES = ("index.html", "app.js", "style.css", "common.js", "dashboard.html", "dashboard.js", "dashboard.css",
+         "overlay-alerts.html", "overlay-board.html", "overlay-goal.html", "overlay.js", "overlay.css")
 # Bob is topped up to this before the browser test (and never beyond, so
 # that a tip of his balance + 1 stays within tip-max and is refused for the
 # balance, not for its size).
@@ -35,6 +45,7 @@ NODE_TIMEOUT_S = 150
 
 def demo_server(server, **kw):
     kw.setdefault("web_root", WEB_ROOT)
+    kw.setdefault("web_sdk_root", SDK_ROOT)
     kw.setdefault("demo", 1)
     return server(**kw)
 
@@ -46,8 +57,11 @@ def test_page_files_with_their_types(server):
     srv = demo_server(server)
     for path, ctype, marker in (("/", "text/html", b"<!doctype html>"),
                                 ("/index.html", "text/html", b"<!doctype html>"),
-                                ("/app.js", "text/javascript", b"tipcast.v1.json"),
-                                ("/style.css", "text/css", b".anim-rocket")):
+                                ("/app.js", "text/javascript", b'from "/sdk/tipcast.js"'),
+                                ("/style.css", "text/css", b".anim-rocket"),
+                                ("/dashboard.html", "text/html", b"/dashboard.js"),
+                                ("/overlay-alerts.html", "text/html", b'data-overlay="alerts"'),
+                                ("/overlay.css", "text/css", b"background: transparent")):
         status, headers, body = srv.http_get(path)
         assert status == 200, (path, status)
         assert headers.get("content-type", "").startswith(ctype), (path, headers)
@@ -55,6 +69,30 @@ def test_page_files_with_their_types(server):
         with open(os.path.join(WEB_ROOT, "index.html" if path == "/" else path[1:]), "rb") as f:
             assert body == f.read(), path
         assert marker in body, path
+
+
+def test_every_page_file_is_served_as_on_disk(server):
+    """Every file of clients/web and of the SDK (at /sdk/), byte for byte,
+    with the type of its extension; the pages' own list is all there."""
+    srv = demo_server(server)
+    names = sorted(os.listdir(WEB_ROOT))
+    assert set(PAGES) <= set(names), set(PAGES) - set(names)
+    # Files of other types (the folder's README.md) are not served.
+    for n in names:
+        if os.path.splitext(n)[1] not in CONTENT_TYPES:
+            assert srv.http_get(f"/{n}")[0] == 404, n
+    names = [n for n in names if os.path.splitext(n)[1] in CONTENT_TYPES]
+    served = [(f"/{n}", os.path.join(WEB_ROOT, n)) for n in names]
+    served += [(f"/sdk/{n}", os.path.join(SDK_ROOT, n)) for n in sorted(os.listdir(SDK_ROOT))]
+    assert "/sdk/tipcast.js" in dict(served) and "/sdk/msgpack.js" in dict(served), served
+    for path, disk in served:
+        ext = os.path.splitext(path)[1]
+        assert ext in CONTENT_TYPES, f"{disk}: tipcastd does not serve {ext} files"  # the SDK's own files
+        status, headers, body = srv.http_get(path)
+        assert status == 200, (path, status)
+        assert headers.get("content-type", "").startswith(CONTENT_TYPES[ext]), (path, headers)
+        with open(disk, "rb") as f:
+            assert body == f.read(), path
 
 
 def test_page_serves_nothing_else(server):
@@ -184,25 +222,92 @@ def _seed_demo(srv):
     bob.close()
 
 
-def test_demo_page_in_a_browser(server):
+def _require_browser():
     problems = _browser_missing()
     if problems:
         pytest.fail("the browser test cannot run: " + "; ".join(problems), pytrace=False)
+
+
+def _run_node(script, args, env=None):
+    """Runs tests/browser/<script>; returns its stdout (asserting PASS)."""
+    try:
+        run = subprocess.run(["node", script] + args, cwd=BROWSER_DIR, capture_output=True, text=True,
+                             timeout=NODE_TIMEOUT_S,
+                             env=dict(os.environ, TIPCAST_TEST_GIFT_ID=str(DEMO_GIFT_ID),
+                                      TIPCAST_TEST_COMBO_GIFT_ID=str(DEMO_COMBO_GIFT_ID), **(env or {})))
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"{script} hung for {NODE_TIMEOUT_S}s\n{e.stdout}\n{e.stderr}", pytrace=False)
+    report = f"--- stdout ---\n{run.stdout}\n--- stderr ---\n{run.stderr}"
+    assert run.returncode == 0, report
+    assert run.stdout.rstrip().endswith("PASS"), report
+    return run.stdout
+
+
+def _screenshots_kept(out_dir, names):
+    for name in names:
+        path = os.path.join(out_dir, name)
+        assert os.path.isfile(path) and os.path.getsize(path) > 0, f"{path} was not kept"
+
+
+def test_demo_page_in_a_browser(server):
+    _require_browser()
     # Pings every second, so that the idle part of the run (three and a
     # half intervals) sees the browsers answer three of them.
     srv = demo_server(server, ping_interval_s=1)
     _seed_demo(srv)
     out_dir = _screenshot_dir()
-    try:
-        run = subprocess.run(["node", "demo.test.js", "--url", f"http://127.0.0.1:{srv.port}/",
-                              "--out", out_dir, "--idle-s", "4"],
-                             cwd=BROWSER_DIR, capture_output=True, text=True,
-                             timeout=NODE_TIMEOUT_S,
-                             env=dict(os.environ, TIPCAST_TEST_GIFT_ID=str(DEMO_GIFT_ID)))
-    except subprocess.TimeoutExpired as e:
-        pytest.fail(f"the browser test hung for {NODE_TIMEOUT_S}s\n{e.stdout}\n{e.stderr}",
-                    pytrace=False)
-    report = f"--- stdout ---\n{run.stdout}\n--- stderr ---\n{run.stderr}"
-    assert run.returncode == 0, report
-    assert run.stdout.rstrip().endswith("PASS"), report
-    assert os.path.getsize(os.path.join(out_dir, "browser-bob.png")) > 0
+    _run_node("demo.test.js", ["--url", f"http://127.0.0.1:{srv.port}/", "--out", out_dir, "--idle-s", "4"])
+    _screenshots_kept(out_dir, ("demo-bob.png", "demo-carol.png", "demo-alice.png"))
+
+
+def test_demo_page_msgpack_in_a_browser(server):
+    """The same page on the msgpack subprotocol (?protocol=msgpack): the SDK's
+    own codec in Chromium. Screenshots in <build dir>/browser/msgpack/."""
+    _require_browser()
+    srv = demo_server(server)
+    _seed_demo(srv)
+    out_dir = os.path.join(_screenshot_dir(), "msgpack")
+    _run_node("demo.test.js", ["--url", f"http://127.0.0.1:{srv.port}/?protocol=msgpack", "--out", out_dir])
+    _screenshots_kept(out_dir, ("demo-bob.png", "demo-carol.png", "demo-alice.png"))
+
+
+def _pg_value(sql):
+    out = subprocess.run(["psql", PG, "-X", "-qAtc", sql], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_dashboard_in_a_browser(server):
+    """alice's dashboard: live feed, earnings net of fees (held against the
+    admin API's split and the revenue rule by the node test, and against
+    PostgreSQL's ledger here), supporters, chart, a withdrawal, the overlay
+    links. Settlement without delay, so that the withdrawal has coins."""
+    _require_browser()
+    srv = demo_server(server, settlement_delay_days=0, withdrawal_min=1)
+    _seed_demo(srv)
+    out_dir = _screenshot_dir()
+    stdout = _run_node("dashboard.test.js", ["--url", f"http://127.0.0.1:{srv.port}/",
+                                             "--admin", f"http://127.0.0.1:{srv.admin_port}", "--out", out_dir],
+                       env={"TIPCAST_TEST_ADMIN_TOKEN": mint_token(unique("admin"), "admin")})
+    _screenshots_kept(out_dir, ("dashboard.png", "dashboard-links.png"))
+    shown = json.loads(next(line for line in stdout.splitlines() if line.startswith("FIGURES "))[8:])
+    # The creator's net per UTC period straight from the ledger (its orders'
+    # net minus refunds; paid withdrawals are not income), not from the
+    # stats rollups the page reads.
+    for period, trunc in (("day", "day"), ("week", "week"), ("month", "month")):
+        want = int(_pg_value("SELECT coalesce(sum(delta), 0) FROM ledger WHERE account = 'creator:alice' "
+                             "AND kind <> 'withdrawal' AND created_at >= "
+                             f"date_trunc('{trunc}', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"))
+        assert shown[period] == want, (period, shown, want)
+    balance = _pg_value("SELECT greatest(0, available - frozen) FROM creator_balances WHERE creator = 'alice'")
+    assert shown["withdrawable"] == int(balance), (shown, balance)
+
+
+def test_overlays_in_a_browser(server):
+    _require_browser()
+    srv = demo_server(server)
+    _seed_demo(srv)
+    out_dir = _screenshot_dir()
+    _run_node("overlays.test.js", ["--url", f"http://127.0.0.1:{srv.port}/", "--out", out_dir])
+    _screenshots_kept(out_dir, ("overlay-alerts-combo.png", "overlay-alerts-tip.png", "overlay-board.png",
+                                "overlay-goal.png"))

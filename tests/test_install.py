@@ -54,6 +54,8 @@ def test_install_into_destdir(tmp_path):
     for exe in ("bin/tipcastd", "bin/tipcast-token"):
         assert os.access(base / exe, os.X_OK), exe
     for f in ("share/tipcast/web/index.html", "share/tipcast/web/app.js", "share/tipcast/web/style.css",
+              "share/tipcast/web/dashboard.html", "share/tipcast/web/overlay-alerts.html",
+              "share/tipcast/sdk/tipcast.js", "share/tipcast/sdk/msgpack.js", "bin/tipcast",
               "share/doc/tipcast/tipcastd.conf.example", "share/doc/tipcast/operations.md", UNIT):
         assert (base / f).is_file(), f
     unit = (base / UNIT).read_text()

@@ -301,3 +301,32 @@ def test_sdk_root_that_is_missing_refuses_to_start(tmp_path):
                         str(REDIS_PORT), "--web-root", WEB_ROOT, "--web-sdk-root", str(tmp_path / "nothing")],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode != 0 and "web-sdk-root" in p.stderr, (p.returncode, p.stderr[-500:])
+
+
+# ---- the pages' Content-Security-Policy ----------------------------------------
+
+
+def test_pages_may_connect_to_the_admin_api(server):
+    """The dashboard on tipcastd's port calls the admin API on another one:
+    its policy allows that origin (web-connect-src; with demo, the page's own
+    pinned host on any port), and nothing else is loosened."""
+    srv = server(web_root=WEB_ROOT, demo=1, web_connect_src="https://admin.example.com")
+    st, h, _ = srv.http_get("/dashboard.html")
+    assert st == 200, st
+    csp = h["content-security-policy"]
+    directives = {d.split()[0]: d.split()[1:] for d in (x.strip() for x in csp.split(";")) if d}
+    assert directives["connect-src"] == ["'self'", "ws:", "wss:", "http://127.0.0.1:*",
+                                         "https://admin.example.com"], csp
+    assert directives["script-src"] == ["'self'"] and directives["default-src"] == ["'none'"], csp
+    assert directives["frame-ancestors"] == ["'none'"], csp
+    assert h["x-content-type-options"] == "nosniff" and h["x-frame-options"] == "deny", h
+    # A name in Host (DNS rebinding) gets no demo source.
+    st, h, _ = srv.http_get("/dashboard.html", headers={"Host": "evil.example:8080"})
+    assert "evil.example" not in h["content-security-policy"], h
+    # JSON answers load nothing.
+    st, h, _ = srv.http_get("/healthz")
+    assert h["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'", h
+    # Without demo and web-connect-src: only the page's own origin and WebSockets.
+    plain = server(web_root=WEB_ROOT)
+    st, h, _ = plain.http_get("/")
+    assert "connect-src 'self' ws: wss:;" in h["content-security-policy"], h

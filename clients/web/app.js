@@ -1,594 +1,370 @@
 // app.js - the tipcast demo page: one viewer (or the creator) in room alice.
 //
-// Talks the tipcast.v1.json protocol (docs/protocol.md) to the tipcastd that
-// served this page. Everything here is plain DOM code; text from the wire is
-// only ever put into the page with textContent, never parsed as HTML.
-"use strict";
+// Built on the JavaScript SDK (/sdk/tipcast.js, clients/js): the SDK holds
+// the connection, reconnects, resumes the room without gaps or duplicates,
+// and retries gifts and tips with their ids. This file only draws: the
+// catalog, the balance, the feed (combos as one growing line), the
+// animations and the four leaderboards with the room's totals.
+import {TipcastClient} from "/sdk/tipcast.js";
+import {
+  Feed, PERIODS, boardsOf, coins, coinsText, cssKey, demoToken, describeError, query, span, wsUrl,
+} from "/common.js";
 
-(function () {
-  const ROOM = "alice";
-  const SUBPROTOCOL = "tipcast.v1.json";
-  // Reconnect backoff: doubles from the first delay up to the cap, with
-  // jitter so that many pages do not all come back in the same instant.
-  const BACKOFF_FIRST_MS = 500;
-  const BACKOFF_MAX_MS = 15000;
-  // Taps of the same gift closer than this form one combo.
-  const COMBO_WINDOW_MS = 3000;
-  // Lines kept in the feed; older ones are dropped from the page.
-  const FEED_MAX = 200;
-  // Animations shown at once; more are skipped (the feed still shows them).
-  const ANIMATIONS_MAX = 12;
-  // Animations run side by side in this many lanes across the stage, and
-  // their captions at this many heights, so that they do not cover each other.
-  const ANIMATION_LANES = 3;
-  const CAPTION_ROWS = 4;
-  // Combo streaks remembered for their running count in the feed.
-  const COMBOS_MAX = 256;
-  // How long a gift's animation stays on the stage.
-  const ANIMATION_MS = 4000;
-  // A money request unanswered this long is reported as unknown; it is
-  // still retried with the same id (so it can never be paid twice).
-  const REQUEST_SLOW_MS = 8000;
-  // Money requests waiting for an answer; more taps are refused until some
-  // answer arrives.
-  const PENDING_MAX = 32;
+const ROOM = "alice";
+// Taps of the same gift closer than this form one combo (one combo id).
+const COMBO_WINDOW_MS = 3000;
+// Animations shown at once; more are skipped (the feed still shows them).
+const ANIMATIONS_MAX = 12;
+// Animations run side by side in this many lanes across the stage, and
+// their captions at this many heights, so that they do not cover each other.
+const ANIMATION_LANES = 3;
+const CAPTION_ROWS = 4;
+// How long a gift's animation stays on the stage.
+const ANIMATION_MS = 4000;
+// A money request unanswered this long is reported as slow; the SDK keeps
+// retrying it with the same id (so it can never be paid twice).
+const REQUEST_SLOW_MS = 8000;
+// Money requests waiting for an answer; more taps are refused until some
+// answer arrives.
+const PENDING_MAX = 32;
+// A creator's earnings are what PostgreSQL holds: asked at connect and
+// again this long after each gift or tip to their room, once the ledger
+// has written it.
+const EARNINGS_REFRESH_MS = 1000;
+// How long an error stays on the page.
+const ERROR_SHOW_MS = 8000;
 
-  const ERROR_TEXT = {
-    insufficient_balance: "Insufficient balance",
-    unknown_gift: "That gift is not in the catalog any more",
-    bad_field: "The request was refused",
-    room_not_live: "alice is not live right now",
-    rate_limited: "Slow down: too many requests",
-    idempotency_conflict: "This request id was already used for something else",
-    backlogged: "The server is catching up; try again in a moment",
-    unavailable: "The server cannot reach its database; try again in a moment",
-    forbidden: "You are not allowed to do that",
-    history_gone: "Some events are too old to recover",
-    internal: "The server failed; nothing was charged",
-  };
+const $ = (id) => document.getElementById(id);
+const els = {
+  user: $("user"), status: $("status"), balance: $("balance"),
+  earnings: $("earnings"), earningsPill: $("earnings-pill"),
+  stage: $("stage"), error: $("error"), gifts: $("gifts"), feed: $("feed"),
+  boards: $("boards"),
+  tipForm: $("tip-form"), tipAmount: $("tip-amount"), tipText: $("tip-text"),
+  noticeForm: $("notice-form"), noticeText: $("notice-text"),
+  viewerActions: $("viewer-actions"), creatorActions: $("creator-actions"),
+};
 
-  const $ = (id) => document.getElementById(id);
-  const els = {
-    user: $("user"), status: $("status"), balance: $("balance"),
-    earnings: $("earnings"), earningsPill: $("earnings-pill"),
-    stage: $("stage"), error: $("error"), gifts: $("gifts"), feed: $("feed"),
-    board: $("board"), boardEmpty: $("board-empty"), boardTabs: $("board-tabs"),
-    tipForm: $("tip-form"), tipAmount: $("tip-amount"), tipText: $("tip-text"),
-    noticeForm: $("notice-form"), noticeText: $("notice-text"),
-    viewerActions: $("viewer-actions"), creatorActions: $("creator-actions"),
-  };
+const state = {
+  client: null,           // the TipcastClient of the current user
+  user: null,
+  role: null,
+  pending: 0,             // money requests not answered yet
+  combo: null,            // {gift, id, count, last, button}: this page's current streak
+  animCounter: 0,
+  boards: {all: [], day: [], week: [], month: []},
+  totals: {},             // period -> the room's coins in it
+  earningsTimer: null,
+};
+const feed = new Feed(els.feed);
 
-  const state = {
-    ws: null,
-    user: null,
-    role: null,
-    authed: false,
-    backoffMs: BACKOFF_FIRST_MS,
-    retryTimer: null,
-    reqCounter: 0,
-    catalog: new Map(),     // gift id -> gift
-    lastSeq: null,          // latest room event applied; null before the first join
-    parked: new Map(),      // seq -> event that arrived ahead of a gap
-    historyPending: false,
-    pending: new Map(),     // request id -> {msg, sentAt, label}
-    combo: null,            // {gift, id, count, last}: this page's current streak
-    comboCounts: new Map(), // combo id -> gifts seen in that streak (any sender)
-    animCounter: 0,
-    boards: {top: [], day: [], week: [], month: []},
-    period: "top",
-    earningsTimer: null,    // a pending refresh of the creator's earnings
-  };
+// ---- small things --------------------------------------------------------
 
-  // ---- helpers ------------------------------------------------------------
+function setStatus(st, text) {
+  els.status.dataset.state = st;
+  els.status.textContent = text;
+}
 
-  function nextId(prefix) {
-    state.reqCounter += 1;
-    return prefix + "-" + Date.now().toString(36) + "-" + state.reqCounter.toString(36);
+function setBalance(b) {
+  if (typeof b !== "number") return;
+  els.balance.textContent = coins(b);
+  els.balance.dataset.balance = String(b);
+}
+
+let errorTimer = null;
+function showError(text, code) {
+  els.error.textContent = text;
+  els.error.dataset.code = code || "";
+  els.error.hidden = false;
+  clearTimeout(errorTimer);
+  errorTimer = setTimeout(() => { els.error.hidden = true; }, ERROR_SHOW_MS);
+}
+
+function randomToken() {
+  const b = new Uint8Array(8);
+  crypto.getRandomValues(b);
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+// ---- the connection ----------------------------------------------------------
+
+// Starts a client for the user picked; the previous one (if any) is closed.
+// Events of a closed client are ignored (each handler checks `mine()`).
+async function start() {
+  const user = els.user.value;
+  if (state.client) state.client.close();
+  clearTimeout(state.earningsTimer);
+  state.earningsTimer = null;
+  state.combo = null;
+  state.pending = 0;
+  delete document.body.dataset.joined;
+  els.balance.textContent = "–";
+  els.balance.dataset.balance = "";
+  const client = new TipcastClient({
+    url: wsUrl(),
+    // Asked before every (re)connect: a demo token lives an hour.
+    token: async () => (await demoToken(user)).token,
+    protocol: query.get("protocol") === "msgpack" ? "msgpack" : "json",
+  });
+  state.client = client;
+  const mine = () => state.client === client;
+
+  client.on("state", (s) => {
+    if (!mine()) return;
+    if (s.state === "open") return; // "welcome" says who we are
+    delete document.body.dataset.joined;
+    if (s.state === "connecting") setStatus("connecting", "connecting as " + user + "…");
+    else if (s.state === "reconnecting") {
+      const wait = typeof s.delayMs === "number" ? "; reconnecting in " + (s.delayMs / 1000).toFixed(1) + " s" : "";
+      setStatus("retrying", "disconnected" + wait);
+    } else if (s.state === "closed") setStatus("retrying", "closed");
+  });
+  client.on("welcome", (w) => { if (mine()) onWelcome(client, w); });
+  client.on("snapshot", (snap) => { if (mine()) onSnapshot(snap); });
+  client.on("event", (ev) => { if (mine()) onEvent(ev); });
+  client.on("leaderboard", (m) => { if (mine()) onLeaderboard(m); });
+  client.on("error", (e) => { if (mine()) showError(describeError(e), e.code); });
+
+  setStatus("connecting", "connecting as " + user + "…");
+  try {
+    await client.connect();
+    if (!mine()) return;
+    await client.join(ROOM); // the SDK joins it again after every reconnect
+  } catch (e) {
+    if (!mine()) return;
+    showError(describeError(e), e.code || "connect");
+    setStatus("retrying", "cannot connect: " + (e.code || e.message));
   }
+}
 
-  function randomToken() {
-    const b = new Uint8Array(8);
-    crypto.getRandomValues(b);
-    return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+// After every (re)connect: who we are, the catalog, the balance.
+async function onWelcome(client, w) {
+  const mine = () => state.client === client;
+  state.user = w.user;
+  state.role = w.role;
+  setStatus("live", "connected as " + w.user);
+  document.body.dataset.user = w.user;
+  // A creator cannot pay their own room; they post notices instead.
+  const owner = w.user === ROOM;
+  els.viewerActions.hidden = owner;
+  els.creatorActions.hidden = !(owner || w.role === "admin");
+  const creator = w.role === "creator" && owner;
+  els.earningsPill.hidden = !creator;
+  try {
+    const cat = await client.catalog();
+    if (mine()) showCatalog(cat);
+    const b = await client.balance();
+    if (mine()) setBalance(b);
+    if (creator && mine()) refreshEarnings(client);
+  } catch (e) {
+    if (mine() && e.code !== "closed") showError(describeError(e), e.code);
   }
+}
 
-  function coins(n) {
-    return Number(n).toLocaleString("en-US");
-  }
-
-  function coinsText(n) {
-    return coins(n) + (Number(n) === 1 ? " coin" : " coins");
-  }
-
-  function setStatus(st, text) {
-    els.status.dataset.state = st;
-    els.status.textContent = text;
-  }
-
-  function setBalance(b) {
-    if (typeof b !== "number") return;
-    els.balance.textContent = coins(b);
-    els.balance.dataset.balance = String(b);
-  }
-
-  // A creator's earnings are what PostgreSQL holds (the `earnings` request):
-  // asked at connect and again a moment after each gift or tip to their
-  // room, once the ledger has written it.
-  const EARNINGS_REFRESH_MS = 1000;
-
-  function setEarnings(m) {
-    if (typeof m.total !== "number") return;
+async function refreshEarnings(client) {
+  try {
+    const m = await client.earnings();
+    if (state.client !== client || typeof m.total !== "number") return;
     els.earnings.textContent = coins(m.total);
     els.earnings.dataset.earnings = String(m.total);
+  } catch (e) {
+    if (state.client === client && e.code !== "closed") showError(describeError(e), e.code);
   }
+}
 
-  function refreshEarningsSoon() {
-    if (state.user !== ROOM || state.role !== "creator" || state.earningsTimer) return;
-    state.earningsTimer = setTimeout(() => {
-      state.earningsTimer = null;
-      send({type: "earnings", id: nextId("earn")});
-    }, EARNINGS_REFRESH_MS);
+function refreshEarningsSoon() {
+  if (state.user !== ROOM || state.role !== "creator" || state.earningsTimer) return;
+  const client = state.client;
+  state.earningsTimer = setTimeout(() => {
+    state.earningsTimer = null;
+    if (state.client === client) refreshEarnings(client);
+  }, EARNINGS_REFRESH_MS);
+}
+
+// ---- the room ------------------------------------------------------------------
+
+function onSnapshot(snap) {
+  if (snap.room !== ROOM) return;
+  document.body.dataset.joined = ROOM;
+  document.body.dataset.seq = String(snap.seq);
+  // history_gone: the SDK could not get every event we missed.
+  if (snap.reset) feed.reset(snap, "Some events were missed while you were away.");
+  // The snapshot's latest events, those the feed has not shown yet; no
+  // animation for them (they are the past).
+  for (const e of snap.events || []) feed.add(e);
+  onLeaderboard(snap);
+}
+
+function onEvent(e) {
+  if (e.room !== ROOM) return;
+  document.body.dataset.seq = String(e.seq);
+  if (!feed.add(e)) return;
+  if (e.kind === "gift" || e.kind === "tip") {
+    animate(e);
+    refreshEarningsSoon();
   }
+}
 
-  let errorTimer = null;
-  function showError(text, code) {
-    els.error.textContent = text;
-    els.error.dataset.code = code || "";
-    els.error.hidden = false;
-    clearTimeout(errorTimer);
-    errorTimer = setTimeout(() => { els.error.hidden = true; }, 8000);
-  }
+function onLeaderboard(m) {
+  if (m.room !== ROOM) return;
+  Object.assign(state.boards, boardsOf(m));
+  if (m.totals && typeof m.totals === "object") Object.assign(state.totals, m.totals);
+  renderBoards();
+}
 
-  function describeError(m, label) {
-    let text = ERROR_TEXT[m.code] || ("Error: " + m.code);
-    if (m.code === "insufficient_balance" && typeof m.balance === "number") {
-      text += ": you have " + coinsText(m.balance);
-      if (label) text += ", " + label;
-    } else if (m.code === "bad_field" && m.field && !m.message) {
-      text += " (" + m.field + ")";
-    }
-    if (typeof m.retry_after_ms === "number") text += "; retry in " + Math.ceil(m.retry_after_ms / 1000) + " s";
-    // The server's own words where ours are too general.
-    if (m.message && (!ERROR_TEXT[m.code] || m.code === "forbidden" || m.code === "bad_field")) {
-      text += ": " + m.message;
-    }
-    return text + ".";
-  }
-
-  function send(msg) {
-    if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return false;
-    state.ws.send(JSON.stringify(msg));
-    return true;
-  }
-
-  // ---- connection -----------------------------------------------------------
-
-  async function fetchToken(user) {
-    const r = await fetch("/demo/token?user=" + encodeURIComponent(user), {cache: "no-store"});
-    if (!r.ok) throw new Error("token: HTTP " + r.status);
-    const body = await r.json();
-    if (typeof body.token !== "string") throw new Error("token: no token in the answer");
-    return body;
-  }
-
-  function scheduleReconnect(why) {
-    if (state.retryTimer) return;
-    const base = state.backoffMs;
-    const delay = Math.round(base / 2 + Math.random() * base / 2);
-    state.backoffMs = Math.min(base * 2, BACKOFF_MAX_MS);
-    setStatus("retrying", why + "; reconnecting in " + (delay / 1000).toFixed(1) + " s");
-    state.retryTimer = setTimeout(() => { state.retryTimer = null; connect(); }, delay);
-  }
-
-  async function connect() {
-    const user = els.user.value;
-    setStatus("connecting", "connecting as " + user + "…");
-    let tok;
-    try {
-      tok = await fetchToken(user);
-    } catch (e) {
-      scheduleReconnect("no token (" + e.message + ")");
-      return;
-    }
-    if (els.user.value !== user) return; // switched meanwhile; that switch connects
-    const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    let ws;
-    try {
-      ws = new WebSocket(proto + "//" + location.host + "/ws", SUBPROTOCOL);
-    } catch (e) {
-      scheduleReconnect("cannot open the WebSocket");
-      return;
-    }
-    state.ws = ws;
-    state.authed = false;
-    // The token goes in the first message rather than the URL, so that it
-    // stays out of access logs.
-    ws.onopen = () => { ws.send(JSON.stringify({type: "auth", id: nextId("auth"), token: tok.token})); };
-    ws.onmessage = (ev) => {
-      if (ws !== state.ws) return;
-      let m;
-      try { m = JSON.parse(ev.data); } catch (e) { return; }
-      if (m && typeof m === "object") onMessage(m);
-    };
-    ws.onclose = (ev) => {
-      if (ws !== state.ws) return;
-      state.ws = null;
-      state.authed = false;
-      delete document.body.dataset.joined;
-      const why = ev.code === 1013 ? "server busy" : ev.code === 1001 ? "server restarting"
-        : ev.code === 4003 ? "authentication failed" : "disconnected (" + ev.code + ")";
-      scheduleReconnect(why);
-    };
-  }
-
-  // Switching user: close the current connection and start afresh. The room
-  // feed stays (it is the same room), the balance is the new user's.
-  function switchUser() {
-    clearTimeout(state.retryTimer);
-    state.retryTimer = null;
-    state.backoffMs = BACKOFF_FIRST_MS;
-    state.pending.clear();
-    state.combo = null;
-    delete document.body.dataset.joined;
-    els.balance.textContent = "–";
-    els.balance.dataset.balance = "";
-    const old = state.ws;
-    state.ws = null;
-    if (old) old.close(1000, "switching user");
-    connect();
-  }
-
-  // ---- messages from the server ----------------------------------------------
-
-  function onMessage(m) {
-    switch (m.type) {
-      case "welcome": return onWelcome(m);
-      case "catalog": return onCatalog(m);
-      case "balance": return setBalance(m.balance);
-      case "earnings": return setEarnings(m);
-      case "joined": return onJoined(m);
-      case "history": return onHistory(m);
-      case "event": return deliver(m, true);
-      // Several events at once, for a member that is behind (protocol.md).
-      case "events": return m.events.forEach((ev) => deliver(ev, true));
-      case "leaderboard": return onLeaderboard(m);
-      case "ack": return onAck(m);
-      case "error": return onError(m);
-      default: return undefined;
-    }
-  }
-
-  function onWelcome(m) {
-    state.authed = true;
-    state.user = m.user;
-    state.role = m.role;
-    state.backoffMs = BACKOFF_FIRST_MS;
-    state.historyPending = false; // a request lost with the old connection
-    setStatus("live", "connected as " + m.user);
-    document.body.dataset.user = m.user;
-    // A creator cannot pay their own room; they post notices instead.
-    const owner = m.user === ROOM;
-    els.viewerActions.hidden = owner;
-    els.creatorActions.hidden = !(owner || m.role === "admin");
-    send({type: "catalog", id: nextId("cat")});
-    send({type: "balance", id: nextId("bal")});
-    const creator = m.role === "creator" && owner;
-    els.earningsPill.hidden = !creator;
-    if (creator) send({type: "earnings", id: nextId("earn")});
-    send({type: "join", id: nextId("join"), room: ROOM});
-    // Money requests that were never answered go again with the same id:
-    // the server answers a replay with the first result, so nothing is paid
-    // twice.
-    for (const p of state.pending.values()) send(p.msg);
-  }
-
-  function onCatalog(m) {
-    if (!Array.isArray(m.gifts)) return;
-    state.catalog.clear();
-    els.gifts.textContent = "";
-    for (const g of m.gifts) {
-      state.catalog.set(g.id, g);
-      const b = document.createElement("button");
-      b.type = "button";
-      b.className = "gift tier-" + (g.tier | 0);
-      b.dataset.giftId = String(g.id);
-      b.dataset.animation = g.animation;
-      b.dataset.price = String(g.price);
-      b.append(span("gift-icon icon-" + g.animation), span("gift-name", g.name),
-        span("gift-price", coinsText(g.price)), span("gift-combo"));
-      b.addEventListener("click", () => sendGift(g, b));
-      els.gifts.append(b);
-    }
-    if (m.gifts.length === 0) {
-      const p = document.createElement("p");
-      p.className = "hint";
-      p.textContent = "The catalog is empty.";
-      els.gifts.append(p);
-    }
-  }
-
-  function onJoined(m) {
-    if (m.room !== ROOM) return;
-    // The snapshot carries every period: board (all time), day, week, month.
-    if (Array.isArray(m.board)) state.boards.top = m.board;
-    for (const k of ["day", "week", "month"]) if (Array.isArray(m[k])) state.boards[k] = m[k];
-    renderBoard();
-    const events = Array.isArray(m.events) ? m.events : [];
-    document.body.dataset.joined = m.room;
-    if (state.lastSeq === null) {
-      // First join: the snapshot is the starting point. Its events are
-      // history, shown without animations.
-      state.lastSeq = events.length ? events[0].seq - 1 : m.seq;
-      for (const e of events) deliver(e, false);
-      state.lastSeq = Math.max(state.lastSeq, m.seq);
-      flushParked();
-      return;
-    }
-    // A reconnect: what happened while we were away comes from history,
-    // asked from the last seq we applied (the snapshot may not reach back
-    // that far); events found in both are applied once.
-    if (m.seq > state.lastSeq) askHistory();
-    for (const e of events) deliver(e, false);
-  }
-
-  function askHistory() {
-    if (state.historyPending || state.lastSeq === null) return;
-    state.historyPending = true;
-    send({type: "history", id: nextId("hist"), room: ROOM, after_seq: state.lastSeq});
-  }
-
-  function onHistory(m) {
-    state.historyPending = false;
-    const events = Array.isArray(m.events) ? m.events : [];
-    for (const e of events) deliver(e, false);
-    // At most 100 events per answer: ask on until we reach the room's seq.
-    if (typeof m.seq === "number" && state.lastSeq !== null && m.seq > state.lastSeq && events.length) askHistory();
-  }
-
-  // Applies room events in seq order, each once: older ones are dropped,
-  // early ones wait until the gap before them is filled from history.
-  function deliver(e, live) {
-    if (e.room !== undefined && e.room !== ROOM) return;
-    if (typeof e.seq !== "number") return;
-    if (state.lastSeq !== null && e.seq <= state.lastSeq) return;
-    state.parked.set(e.seq, {e, live});
-    if (state.lastSeq === null) return; // before the first snapshot
-    flushParked();
-    if (state.parked.size) askHistory();
-  }
-
-  function flushParked() {
-    for (const seq of Array.from(state.parked.keys())) {
-      if (seq <= state.lastSeq) state.parked.delete(seq);
-    }
-    while (state.parked.has(state.lastSeq + 1)) {
-      const p = state.parked.get(state.lastSeq + 1);
-      state.parked.delete(state.lastSeq + 1);
-      state.lastSeq += 1;
-      applyEvent(p.e, p.live);
-    }
-  }
-
-  function applyEvent(e, live) {
-    const li = document.createElement("li");
-    li.className = "ev ev-" + e.kind;
-    li.dataset.seq = String(e.seq);
-    li.dataset.kind = e.kind;
-    if (e.order) li.dataset.order = e.order;
-    const who = document.createElement("b");
-    who.textContent = e.from || "?";
-    const what = span("what");
-    if (e.kind === "gift") {
-      li.dataset.gift = String(e.gift);
-      const count = e.count > 1 ? " ×" + e.count : "";
-      what.textContent = " sent " + (e.name || "a gift") + count;
-      li.append(iconFor(e.animation), who, what, span("amount", coinsText(e.amount)));
-      if (e.combo) {
-        li.dataset.combo = e.combo;
-        const n = (state.comboCounts.get(e.combo) || 0) + (e.count > 0 ? e.count : 1);
-        state.comboCounts.delete(e.combo); // re-insert: the map stays in recency order
-        state.comboCounts.set(e.combo, n);
-        if (state.comboCounts.size > COMBOS_MAX) state.comboCounts.delete(state.comboCounts.keys().next().value);
-        if (n > 1) {
-          what.after(span("combo", "combo ×" + n));
-        }
-      }
-    } else if (e.kind === "tip") {
-      what.textContent = " tipped";
-      li.append(iconFor("tip"), who, what, span("amount", coinsText(e.amount)));
-    } else {
-      what.textContent = e.kind === "notice" ? ": " + (e.text || "") : " (" + e.kind + ")";
-      li.append(iconFor(e.kind === "notice" ? "notice" : "other"), who, what);
-    }
-    li.append(span("seq", "#" + e.seq));
-    if (e.kind === "tip" && e.text) {
-      const t = document.createElement("q");
-      t.textContent = e.text;
-      li.append(t);
-    }
-    els.feed.prepend(li);
-    while (els.feed.children.length > FEED_MAX) els.feed.lastElementChild.remove();
-    if (live && (e.kind === "gift" || e.kind === "tip")) {
-      animate(e);
-      refreshEarningsSoon();
-    }
-  }
-
-  function iconFor(key) {
-    return span("icon icon-" + String(key).replace(/[^a-z0-9_-]/gi, ""));
-  }
-
-  // A <span> with a class and, optionally, text (never HTML).
-  function span(className, text) {
-    const s = document.createElement("span");
-    s.className = className;
-    if (text !== undefined) s.textContent = text;
-    return s;
-  }
-
-  // A gift's animation: a CSS animation chosen by the gift's animation key
-  // (style.css draws rose, heart, rocket and castle; anything else gets the
-  // generic sparkle).
-  function animate(e) {
-    if (els.stage.querySelectorAll(".anim").length >= ANIMATIONS_MAX) return;
-    const key = e.kind === "tip" ? "tip" : String(e.animation || "generic").replace(/[^a-z0-9_-]/gi, "");
-    const a = document.createElement("div");
-    a.className = "anim anim-" + key;
-    a.dataset.seq = String(e.seq);
-    if (e.order) a.dataset.order = e.order;
-    a.dataset.animation = key;
-    const art = document.createElement("div");
-    art.className = "art";
-    const label = document.createElement("div");
-    label.className = "label";
-    label.textContent = e.kind === "tip"
-      ? e.from + " tipped " + coins(e.amount)
-      : e.from + " sent " + (e.name || "a gift") + (e.count > 1 ? " ×" + e.count : "");
-    a.append(art, label);
-    // Lanes and caption rows in turn: simultaneous animations stay apart.
-    const k = state.animCounter++;
-    const lane = k % ANIMATION_LANES;
-    // The castle is wide: it always takes the middle.
-    const centre = key === "castle" ? 50 : (lane + 0.5) * 100 / ANIMATION_LANES;
-    a.style.left = "calc(" + centre.toFixed(2) + "% - " + (key === "castle" ? 130 : 80) + "px)";
-    label.style.bottom = (6 + (Math.floor(k / ANIMATION_LANES) % CAPTION_ROWS) * 26) + "px";
-    els.stage.append(a);
-    setTimeout(() => a.remove(), ANIMATION_MS);
-  }
-
-  function onLeaderboard(m) {
-    if (m.room !== ROOM) return;
-    for (const k of ["top", "day", "week", "month"]) if (Array.isArray(m[k])) state.boards[k] = m[k];
-    renderBoard();
-  }
-
-  function renderBoard() {
-    const rows = state.boards[state.period] || [];
-    els.board.textContent = "";
+function renderBoards() {
+  for (const period of PERIODS) {
+    const box = els.boards.querySelector(`.period[data-period="${period}"]`);
+    const ol = box.querySelector("ol");
+    const rows = state.boards[period] || [];
+    ol.textContent = "";
     rows.forEach((r, i) => {
       const li = document.createElement("li");
       li.dataset.user = r.user;
       li.dataset.total = String(r.total);
       if (r.user === state.user) li.className = "me";
       li.append(span("rank", String(i + 1)), span("who", r.user), span("total", coins(r.total)));
-      els.board.append(li);
+      ol.append(li);
     });
-    els.boardEmpty.hidden = rows.length > 0;
+    box.querySelector(".empty").hidden = rows.length > 0;
+    const t = box.querySelector(".room-total");
+    const total = state.totals[period];
+    if (typeof total === "number") {
+      t.textContent = coinsText(total);
+      t.dataset.total = String(total);
+    }
   }
+}
 
-  function onAck(m) {
-    const p = state.pending.get(m.id);
-    if (!p) return;
-    state.pending.delete(m.id);
-    p.button && p.button.classList.remove("busy");
-    if (typeof m.balance === "number") setBalance(m.balance);
+// A gift's animation: a CSS animation chosen by the gift's animation key
+// (style.css draws rose, heart, rocket and castle; anything else gets the
+// generic sparkle).
+function animate(e) {
+  if (els.stage.querySelectorAll(".anim").length >= ANIMATIONS_MAX) return;
+  const key = e.kind === "tip" ? "tip" : cssKey(e.animation || "generic");
+  const a = document.createElement("div");
+  a.className = "anim anim-" + key;
+  a.dataset.seq = String(e.seq);
+  if (e.order) a.dataset.order = e.order;
+  a.dataset.animation = key;
+  const art = document.createElement("div");
+  art.className = "art";
+  const label = document.createElement("div");
+  label.className = "label";
+  label.textContent = e.kind === "tip"
+    ? e.from + " tipped " + coins(e.amount)
+    : e.from + " sent " + (e.name || "a gift") + (e.count > 1 ? " ×" + e.count : "");
+  a.append(art, label);
+  // Lanes and caption rows in turn: simultaneous animations stay apart.
+  const k = state.animCounter++;
+  const lane = k % ANIMATION_LANES;
+  // The castle is wide: it always takes the middle.
+  const centre = key === "castle" ? 50 : (lane + 0.5) * 100 / ANIMATION_LANES;
+  a.style.left = "calc(" + centre.toFixed(2) + "% - " + (key === "castle" ? 130 : 80) + "px)";
+  label.style.bottom = (6 + (Math.floor(k / ANIMATION_LANES) % CAPTION_ROWS) * 26) + "px";
+  els.stage.append(a);
+  setTimeout(() => a.remove(), ANIMATION_MS);
+}
+
+// ---- the catalog and money -------------------------------------------------------
+
+function showCatalog(m) {
+  if (!m || !Array.isArray(m.gifts)) return;
+  els.gifts.textContent = "";
+  for (const g of m.gifts) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "gift tier-" + (g.tier | 0);
+    b.dataset.giftId = String(g.id);
+    b.dataset.animation = g.animation;
+    b.dataset.price = String(g.price);
+    b.append(span("gift-icon icon-" + cssKey(g.animation)), span("gift-name", g.name),
+      span("gift-price", coinsText(g.price)), span("gift-combo"));
+    b.addEventListener("click", () => sendGift(g, b));
+    els.gifts.append(b);
   }
+  if (!m.gifts.length) els.gifts.append(span("hint", "The catalog is empty."));
+}
 
-  function onError(m) {
-    const p = m.id ? state.pending.get(m.id) : undefined;
-    if (p) {
-      state.pending.delete(m.id);
-      p.button && p.button.classList.remove("busy");
-    }
-    if (m.code === "insufficient_balance" && typeof m.balance === "number") setBalance(m.balance);
-    if (m.code === "history_gone") {
-      // The events we missed are gone: start again from a fresh snapshot.
-      state.historyPending = false;
-      state.parked.clear();
-      state.lastSeq = null;
-      const li = document.createElement("li");
-      li.className = "ev ev-gap";
-      li.textContent = "Some events were missed while you were away.";
-      els.feed.prepend(li);
-      send({type: "join", id: nextId("join"), room: ROOM});
-      return;
-    }
-    if (m.code === "auth_invalid" || m.code === "auth_expired") {
-      showError("Authentication failed (" + m.code + ").", m.code);
-      return;
-    }
-    showError(describeError(m, p && p.label), m.code);
+// A gift or a tip through the SDK: it keeps the request's id and sends it
+// again after a reconnect until it is answered, so a tap pays once.
+async function pay(request, label, button) {
+  const client = state.client;
+  if (!client || client.state !== "open") {
+    showError("Not connected yet; try again in a moment.", "offline");
+    return;
   }
-
-  // ---- requests from the page ---------------------------------------------------
-
-  function sendMoney(msg, label, button) {
-    if (!state.authed) {
-      showError("Not connected yet; try again in a moment.", "offline");
-      return;
-    }
-    if (state.pending.size >= PENDING_MAX) {
-      showError("Waiting for the server to answer earlier requests.", "busy");
-      return;
-    }
-    state.pending.set(msg.id, {msg, sentAt: Date.now(), label, button});
-    if (button) button.classList.add("busy");
-    send(msg);
+  if (state.pending >= PENDING_MAX) {
+    showError("Waiting for the server to answer earlier requests.", "busy");
+    return;
   }
-
-  function sendGift(g, button) {
-    const now = Date.now();
-    let c = state.combo;
-    if (!c || c.gift !== g.id || now - c.last > COMBO_WINDOW_MS) {
-      if (c && c.button) c.button.querySelector(".gift-combo").textContent = "";
-      c = state.combo = {gift: g.id, id: "c" + randomToken(), count: 0, last: now, button};
+  state.pending += 1;
+  if (button) button.classList.add("busy");
+  const slow = setTimeout(() => {
+    if (state.client === client) showError("No answer from the server yet; the request will be retried safely.", "slow");
+  }, REQUEST_SLOW_MS);
+  try {
+    const ack = await request(client);
+    if (state.client === client) setBalance(ack.balance);
+  } catch (e) {
+    if (state.client !== client) return;
+    if (e.code === "insufficient_balance") setBalance(e.balance);
+    showError(describeError(e, label), e.code);
+  } finally {
+    clearTimeout(slow);
+    if (state.client === client) {
+      state.pending -= 1;
+      if (button && state.pending === 0) button.classList.remove("busy");
     }
-    c.count += 1;
-    c.last = now;
-    const badge = button.querySelector(".gift-combo");
-    badge.textContent = c.count > 1 ? "×" + c.count : "";
-    button.classList.remove("tapped");
-    void button.offsetWidth; // restart the tap animation
-    button.classList.add("tapped");
-    sendMoney({type: "gift", id: nextId("gift"), room: ROOM, gift: g.id, count: 1, combo: c.id},
-      g.name + " costs " + coins(g.price), button);
   }
+}
 
-  els.tipForm.addEventListener("submit", (ev) => {
-    ev.preventDefault();
-    const amount = Number(els.tipAmount.value);
-    if (!Number.isInteger(amount) || amount < 1) {
-      showError("A tip is a whole number of coins, at least 1.", "bad_amount");
-      return;
-    }
-    const msg = {type: "tip", id: nextId("tip"), room: ROOM, amount};
-    const text = els.tipText.value.trim();
-    if (text) msg.text = text;
-    sendMoney(msg, "the tip is " + coins(amount), null);
-    els.tipText.value = "";
-  });
+function sendGift(g, button) {
+  const now = Date.now();
+  let c = state.combo;
+  if (!c || c.gift !== g.id || now - c.last > COMBO_WINDOW_MS) {
+    if (c && c.button) c.button.querySelector(".gift-combo").textContent = "";
+    c = state.combo = {gift: g.id, id: "c" + randomToken(), count: 0, last: now, button};
+  }
+  c.count += 1;
+  c.last = now;
+  button.querySelector(".gift-combo").textContent = c.count > 1 ? "×" + c.count : "";
+  button.classList.remove("tapped");
+  void button.offsetWidth; // restart the tap animation
+  button.classList.add("tapped");
+  const combo = c.id;
+  pay((client) => client.gift({room: ROOM, gift: g.id, count: 1, combo}),
+    g.name + " costs " + coins(g.price), button);
+}
 
-  els.noticeForm.addEventListener("submit", (ev) => {
-    ev.preventDefault();
-    const text = els.noticeText.value.trim();
-    if (!text) return;
-    send({type: "notice", id: nextId("notice"), room: ROOM, text});
-    els.noticeText.value = "";
-  });
+els.tipForm.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const amount = Number(els.tipAmount.value);
+  if (!Number.isInteger(amount) || amount < 1) {
+    showError("A tip is a whole number of coins, at least 1.", "bad_amount");
+    return;
+  }
+  const text = els.tipText.value.trim();
+  const tip = {room: ROOM, amount};
+  if (text) tip.text = text;
+  pay((client) => client.tip(tip), "the tip is " + coins(amount), null);
+  els.tipText.value = "";
+});
 
-  els.boardTabs.addEventListener("click", (ev) => {
-    const b = ev.target.closest("button[data-period]");
-    if (!b) return;
-    state.period = b.dataset.period;
-    for (const x of els.boardTabs.querySelectorAll("button")) x.classList.toggle("on", x === b);
-    renderBoard();
-  });
+els.noticeForm.addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const text = els.noticeText.value.trim();
+  if (!text || !state.client) return;
+  els.noticeText.value = "";
+  try {
+    await state.client.notice(ROOM, text);
+  } catch (e) {
+    showError(describeError(e), e.code);
+  }
+});
 
-  // Requests nobody answered for a while: tell the user, keep the request
-  // (it is sent again, with the same id, after a reconnect).
-  setInterval(() => {
-    const now = Date.now();
-    for (const p of state.pending.values()) {
-      if (!p.warned && now - p.sentAt > REQUEST_SLOW_MS) {
-        p.warned = true;
-        showError("No answer from the server yet; the request will be retried safely.", "slow");
-      }
-    }
-  }, 1000);
-
-  // ?user=carol picks the demo user (handy for opening two pages side by side).
-  const wanted = new URLSearchParams(location.search).get("user");
-  if (wanted && Array.from(els.user.options).some((o) => o.value === wanted)) els.user.value = wanted;
-  els.user.addEventListener("change", switchUser);
-  connect();
-})();
+// ?user=carol picks the demo user (handy for opening two pages side by side).
+const wanted = query.get("user");
+if (wanted && Array.from(els.user.options).some((o) => o.value === wanted)) els.user.value = wanted;
+els.user.addEventListener("change", start);
+start();
