@@ -112,6 +112,10 @@ struct config {
     int ledger_flush_ms;               /* "ledger-flush-ms", default 50 */
     char board_tz[CONFIG_STR_MAX];     /* "board-tz", IANA zone of the day/week/month boards, default UTC */
     int board_push_ms;                 /* "board-push-ms", default 500 */
+    int combo_window_ms;               /* "combo-window-ms", default 3000 */
+    char fan_levels[CONFIG_STR_MAX];   /* "fan-levels", "THRESHOLD:BADGE,..." (leaderboard/fanlevel.h) */
+    int pin_min_amount;                /* "pin-min-amount", default 1000 */
+    char pin_tiers[CONFIG_STR_MAX];    /* "pin-tiers", "AMOUNT:SECONDS,..." (rooms/pins.h) */
     int redis_unsafe;                  /* "redis-unsafe", accept a Redis without AOF / with eviction */
 
     /* Settlement (docs/admin-api.md, docs/settlement.md) */

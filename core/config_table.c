@@ -249,6 +249,24 @@ const struct config_entry config_table[] = {
      "Shortest interval between two leaderboard pushes to a room's members, "
      "however many gifts arrive. In a big room every push is one frame per "
      "member: at 10,000 members, 2 pushes a second cost 20,000 frames a second."},
+    {"combo-window-ms", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(combo_window_ms), 100, 600000, "3000", "MS",
+     "A sender's gift of the same gift within this long of the previous one "
+     "joins its combo; the combo ends (a combo_end room event) when this long "
+     "passes without one (docs/protocol.md, \"Combos\")."},
+    {"fan-levels", CONFIG_G_MONEY, CONFIG_T_STR, CONFIG_OFF(fan_levels), 0, 0,
+     "1:Fan,1000:Silver,10000:Gold,100000:VIP", "LEVELS",
+     "Fan levels: THRESHOLD:BADGE pairs, thresholds increasing, up to 16. A "
+     "viewer whose all-time spend in a room reaches the Nth threshold has "
+     "level N and that badge (docs/protocol.md, \"Fan levels\"); empty: "
+     "every viewer is level 0."},
+    {"pin-min-amount", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(pin_min_amount), 1, 1000000000, "1000", "COINS",
+     "A tip of at least this many coins is pinned in its room (docs/protocol.md, "
+     "\"Pinned tips\") for the time of its pin-tiers tier."},
+    {"pin-tiers", CONFIG_G_MONEY, CONFIG_T_STR, CONFIG_OFF(pin_tiers), 0, 0, "1000:60,10000:300,100000:1800",
+     "TIERS",
+     "How long a pinned tip stays pinned: AMOUNT:SECONDS pairs, amounts "
+     "increasing, up to 16; a tip stays for the seconds of the highest amount "
+     "it reaches (the first pair's below the first amount). Empty: no pins."},
     {"redis-unsafe", CONFIG_G_MONEY, CONFIG_T_BOOL, CONFIG_OFF(redis_unsafe), 0, 1, "0", "BOOL",
      "Accept a Redis without appendonly or with an evicting maxmemory-policy, "
      "which can lose balances. Only for throw-away setups."},

@@ -9,6 +9,7 @@
 
 #include "calendar.h"
 #include "clock.h"
+#include "fanlevel.h"
 #include "log.h"
 #include "message.h"
 
@@ -39,6 +40,54 @@ void board_keys(const char *room, int64_t ts_ms, struct board_keys *k)
     k->ttl_s[BOARD_DAY] = BOARD_KEEP_PERIODS * 86400LL;
     k->ttl_s[BOARD_WEEK] = BOARD_KEEP_PERIODS * 7 * 86400LL;
     k->ttl_s[BOARD_MONTH] = BOARD_KEEP_PERIODS * 31 * 86400LL;
+    snprintf(k->goal, BOARD_KEY_MAX, "tc:{r:%s}:goal", room);
+}
+
+static int64_t field_int(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+}
+
+void board_goal_read(const redisReply *reply, struct board_goal *g)
+{
+    memset(g, 0, sizeof *g);
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != BOARD_GOAL_NFIELDS)
+        return;
+    const redisReply *id = reply->element[0], *title = reply->element[6];
+    if (id->type != REDIS_REPLY_STRING || id->len < 1 || id->len > BOARD_GOAL_ID_MAX)
+        return;
+    g->set = 1;
+    memcpy(g->id, id->str, id->len);
+    g->target = field_int(reply->element[1]);
+    g->progress = field_int(reply->element[2]);
+    g->gift = field_int(reply->element[3]);
+    g->deadline = field_int(reply->element[4]);
+    g->reached = field_int(reply->element[5]) != 0;
+    if (title->type == REDIS_REPLY_STRING && title->len <= BOARD_GOAL_TITLE_MAX)
+        memcpy(g->title, title->str, title->len);
+}
+
+void board_goal_enc(struct enc *e, const struct board_goal *g)
+{
+    if (!g || !g->set)
+        return;
+    enc_key(e, "goal");
+    enc_map(e, 7);
+    enc_key(e, "goal_id");
+    enc_cstr(e, g->id);
+    enc_key(e, "target");
+    enc_int(e, g->target);
+    enc_key(e, "progress");
+    enc_int(e, g->progress);
+    enc_key(e, "gift");
+    enc_int(e, g->gift);
+    enc_key(e, "deadline");
+    enc_int(e, g->deadline);
+    enc_key(e, "reached");
+    enc_bool(e, g->reached);
+    enc_key(e, "title");
+    enc_cstr(e, g->title);
+    enc_end_map(e);
 }
 
 void board_top_read(const redisReply *reply, struct board_top *t)
@@ -64,15 +113,22 @@ void board_top_read(const redisReply *reply, struct board_top *t)
     }
 }
 
-void board_top_enc(struct enc *e, const struct board_top *t)
+void board_top_enc(struct enc *e, const struct board_top *t, int levels)
 {
     enc_array(e, (uint32_t)t->n);
     for (int i = 0; i < t->n; i++) {
-        enc_map(e, 2);
+        enc_map(e, levels ? 4 : 2);
         enc_key(e, "user");
         enc_cstr(e, t->user[i]);
         enc_key(e, "total");
         enc_int(e, t->total[i]);
+        if (levels) {
+            const char *badge;
+            enc_key(e, "level");
+            enc_int(e, fanlevel_of(t->total[i], &badge));
+            enc_key(e, "badge");
+            enc_cstr(e, badge);
+        }
         enc_end_map(e);
     }
     enc_end_array(e);
@@ -99,19 +155,22 @@ int64_t board_sum_read(const redisReply *reply)
 }
 
 struct frame *board_frame(enum fmt fmt, const char *room, const char *req_id,
-                          const struct board_top tops[BOARD_PERIODS])
+                          const struct board_top tops[BOARD_PERIODS], const struct board_goal *goal)
 {
     struct enc e;
-    message_start(&e, fmt, 320 + 64 * BOARD_PERIODS * BOARD_TOP_N, "leaderboard", req_id, 3 + BOARD_PERIODS);
+    int with_goal = goal && goal->set;
+    message_start(&e, fmt, 320 + 64 * BOARD_PERIODS * BOARD_TOP_N + 256 * with_goal, "leaderboard", req_id,
+                  3 + BOARD_PERIODS + with_goal);
     enc_key(&e, "room");
     enc_cstr(&e, room);
     enc_key(&e, "period");
     enc_cstr(&e, period_name[BOARD_ALL]);
     for (int p = 0; p < BOARD_PERIODS; p++) {
         enc_key(&e, period_field[p]);
-        board_top_enc(&e, &tops[p]);
+        board_top_enc(&e, &tops[p], p == BOARD_ALL);
     }
     board_totals_enc(&e, tops);
+    board_goal_enc(&e, goal);
     enc_end_map(&e);
     return enc_finish(&e);
 }
@@ -129,12 +188,28 @@ struct fetch {
         int period;
     } part[BOARD_PERIODS], sum_part[BOARD_PERIODS];
     struct board_top top[BOARD_PERIODS];
+    struct board_goal goal;
 };
 
 static void fetch_done(struct fetch *f)
 {
-    f->cb(f->ctx, f->room, f->failed ? NULL : f->top);
+    f->cb(f->ctx, f->room, f->failed ? NULL : f->top, f->failed ? NULL : &f->goal);
     free(f);
+}
+
+static void on_goal(redisReply *reply, void *priv)
+{
+    struct fetch *f = priv;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        if (reply)
+            log_msg(LOG_ERROR, "redis HMGET goal: %s", reply->str);
+        f->failed = 1;
+    } else {
+        board_goal_read(reply, &f->goal);
+    }
+    tc_assert(f->waiting > 0);
+    if (--f->waiting == 0)
+        fetch_done(f);
 }
 
 static void on_sum(redisReply *reply, void *priv)
@@ -204,6 +279,14 @@ int board_read(struct board *b, const char *room, board_read_cb *cb, void *ctx)
         }
         f->waiting++;
     }
+    const char *hv[] = {"HMGET", k.goal, BOARD_GOAL_FIELDS};
+    size_t hl[2 + BOARD_GOAL_NFIELDS];
+    for (int i = 0; i < 2 + BOARD_GOAL_NFIELDS; i++)
+        hl[i] = strlen(hv[i]);
+    if (!f->failed && rlink_command(b->rl, RLINK_READ_LINK, 2 + BOARD_GOAL_NFIELDS, hv, hl, on_goal, f) == 0)
+        f->waiting++;
+    else
+        f->failed = 1;
     if (sent == 0) {
         free(f);
         return -1;
@@ -218,11 +301,12 @@ struct request {
     struct reply r;
 };
 
-static void on_request_read(void *ctx, const char *room, const struct board_top *tops)
+static void on_request_read(void *ctx, const char *room, const struct board_top *tops,
+                            const struct board_goal *goal)
 {
     struct request *q = ctx;
     if (tops)
-        reply_send(&q->r, board_frame(q->r.fmt, room, q->r.id, tops));
+        reply_send(&q->r, board_frame(q->r.fmt, room, q->r.id, tops, goal));
     else
         reply_unavailable(&q->r, "the leaderboard store is unreachable; retry");
     free(q);

@@ -44,6 +44,7 @@ struct board_keys {
     char key[BOARD_PERIODS][BOARD_KEY_MAX];
     char sum[BOARD_PERIODS][BOARD_KEY_MAX]; /* the period's total */
     int64_t ttl_s[BOARD_PERIODS];
+    char goal[BOARD_KEY_MAX]; /* tc:{r:ROOM}:goal, the room's goal (struct board_goal) */
 };
 
 /* One top list: senders and their totals, highest first, and the total
@@ -54,6 +55,27 @@ struct board_top {
     char user[BOARD_TOP_N][ID_MAX + 1];
     int64_t total[BOARD_TOP_N];
 };
+
+/* The room's goal, counted by the room script beside the boards (a hash
+ * of these fields in Redis; docs/protocol.md "Goals"). */
+#define BOARD_GOAL_TITLE_MAX 100
+#define BOARD_GOAL_ID_MAX 24
+struct board_goal {
+    int set;        /* 0: the room has no goal (the rest is unset) */
+    char id[BOARD_GOAL_ID_MAX + 1];
+    int64_t target, progress, gift, deadline; /* gift, deadline 0: any gift, no deadline */
+    int reached;
+    char title[BOARD_GOAL_TITLE_MAX + 1];
+};
+/* The goal's fields in the order board_goal_read reads them (HMGET). */
+#define BOARD_GOAL_FIELDS "id", "target", "progress", "gift", "deadline", "reached", "title"
+#define BOARD_GOAL_NFIELDS 7
+
+/* Reads an HMGET of BOARD_GOAL_FIELDS; a reply without the goal's id (no
+ * goal), or malformed, gives goal->set 0. */
+void board_goal_read(const redisReply *reply, struct board_goal *goal);
+/* Writes the key "goal" and its map, when goal->set (nothing otherwise). */
+void board_goal_enc(struct enc *e, const struct board_goal *goal);
 
 struct board {
     struct rlink *rl;
@@ -70,27 +92,31 @@ void board_all_key(const char *room, char *buf, size_t cap);
  * `t`; entries past BOARD_TOP_N or with a malformed user are left out. A
  * reply that is not an array gives an empty list. */
 void board_top_read(const redisReply *reply, struct board_top *t);
-/* Writes `t` as an array of {"user","total"} maps. */
-void board_top_enc(struct enc *e, const struct board_top *t);
+/* Writes `t` as an array of {"user","total"} maps; with `levels` (the
+ * all-time board, whose totals are the senders' all-time spend) each map
+ * also has the sender's fan "level" and "badge" (fanlevel.h). */
+void board_top_enc(struct enc *e, const struct board_top *t, int levels);
 /* Writes the key "totals" and its map {"all","day","week","month"} of the
  * four periods' sums. */
 void board_totals_enc(struct enc *e, const struct board_top tops[BOARD_PERIODS]);
 /* A period total's reply (GET: a string of digits, or nil for none yet). */
 int64_t board_sum_read(const redisReply *reply);
 
-/* The four top lists of a room (one pipelined round trip), or NULL when
- * Redis could not answer. `room` and `tops` are valid during the call. */
-typedef void board_read_cb(void *ctx, const char *room, const struct board_top *tops);
+/* The four top lists of a room and its goal (one pipelined round trip), or
+ * NULL when Redis could not answer. `room`, `tops` and `goal` are valid
+ * during the call. */
+typedef void board_read_cb(void *ctx, const char *room, const struct board_top *tops,
+                           const struct board_goal *goal);
 
 /* Reads the room's four top lists now. Returns 0 (cb runs exactly once,
  * later), or -1 (Redis down or out of memory; cb never runs). */
 int board_read(struct board *b, const char *room, board_read_cb *cb, void *ctx);
 
 /* The leaderboard message {type:"leaderboard", id?, room, period:"all",
- * top, day, week, month, totals}; req_id "" for a push. NULL when out of
- * memory. */
+ * top, day, week, month, totals, goal?}; req_id "" for a push; goal NULL
+ * or not set: no "goal" key. NULL when out of memory. */
 struct frame *board_frame(enum fmt fmt, const char *room, const char *req_id,
-                          const struct board_top tops[BOARD_PERIODS]);
+                          const struct board_top tops[BOARD_PERIODS], const struct board_goal *goal);
 
 /* Answers a leaderboard request (unavailable when Redis is down). */
 void board_request(struct board *b, const struct reply *r, const char *room);

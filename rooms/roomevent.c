@@ -95,7 +95,7 @@ int event_body_notice(uint8_t *out, size_t cap, const char *from, enum role role
     return b.overflow ? -1 : (int)b.len;
 }
 
-int event_body_order(uint8_t *out, size_t cap, const struct entry *e, const char *order)
+int event_body_order(uint8_t *out, size_t cap, const struct entry *e, const char *order, int open)
 {
     int gift = e->kind == ENTRY_GIFT;
     if (!gift && e->kind != ENTRY_TIP)
@@ -103,7 +103,10 @@ int event_body_order(uint8_t *out, size_t cap, const struct entry *e, const char
     struct buf b = {out, 0, cap, 0};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &b, buf_write);
-    msgpack_pack_map(&pk, gift ? 11 : 6);
+    uint32_t pairs = gift ? 11 : 6;
+    if (open)
+        pairs += gift ? EVENT_GIFT_APPENDED : EVENT_TIP_APPENDED;
+    msgpack_pack_map(&pk, pairs);
     pk_cstr(&pk, "kind");
     pk_cstr(&pk, gift ? "gift" : "tip");
     pk_cstr(&pk, "from");

@@ -38,11 +38,19 @@ int event_message_read(const char *msg, size_t len, int64_t *seq, enum event_kin
 int event_body_notice(uint8_t *out, size_t cap, const char *from, enum role role, const char *text,
                       size_t text_len, int64_t ts_ms);
 
+/* The pairs the room script (rooms/lua/room_apply.lua) appends to a gift's
+ * body (combo_id, combo_count, level, badge) and to a tip's (level, badge,
+ * pinned_until). */
+#define EVENT_GIFT_APPENDED 4
+#define EVENT_TIP_APPENDED 3
+
 /* The body of a gift or tip entry of the outbox, `order` its order id:
  *   gift: {kind:"gift", from, role, order, gift, name, animation, count,
  *          combo, amount, ts}
  *   tip:  {kind:"tip", from, order, amount, text, ts}
+ * `open` 1: the map's header also counts the pairs the room script appends
+ * (EVENT_*_APPENDED), which the body is missing until it does.
  * Returns its length, or -1 when it does not fit or the entry is neither. */
-int event_body_order(uint8_t *out, size_t cap, const struct entry *e, const char *order);
+int event_body_order(uint8_t *out, size_t cap, const struct entry *e, const char *order, int open);
 
 #endif

@@ -145,8 +145,8 @@ static int group_entries(const struct entry_batch *b, uint32_t *next, struct gro
 static void send_group(struct roomfeed *f, const struct group *g, const uint32_t *next)
 {
     struct entry_batch *b = f->batch;
-    /* 11 keys, 5 arguments and the entry count, then 7 per entry. */
-    enum { NKEYS = 11, NFIXED = 16, PER = 7, ARGS_MAX = NFIXED + 1 + PER * FEED_APPLY_MAX };
+    /* 16 keys, 9 arguments and the entry count, then 8 per entry. */
+    enum { NKEYS = 16, NFIXED = 25, PER = 8, ARGS_MAX = NFIXED + 1 + PER * FEED_APPLY_MAX };
     _Static_assert(ARGS_MAX <= RLINK_ARGS_MAX, "a room_apply call exceeds rlink's argument bound");
     const char *argv[ARGS_MAX];
     size_t len[ARGS_MAX];
@@ -171,8 +171,9 @@ static void send_group(struct roomfeed *f, const struct group *g, const uint32_t
         snprintf(ttl[p], sizeof ttl[p], "%lld", (long long)bk.ttl_s[p]);
     const char *fixed[NFIXED + 1] = {
         rk.seq, rk.hist, rk.wm, bk.key[BOARD_ALL], bk.key[BOARD_DAY], bk.key[BOARD_WEEK], bk.key[BOARD_MONTH],
-        bk.sum[BOARD_ALL], bk.sum[BOARD_DAY], bk.sum[BOARD_WEEK], bk.sum[BOARD_MONTH], hl, rk.chan,
-        ttl[BOARD_DAY], ttl[BOARD_WEEK], ttl[BOARD_MONTH], count};
+        bk.sum[BOARD_ALL], bk.sum[BOARD_DAY], bk.sum[BOARD_WEEK], bk.sum[BOARD_MONTH], rk.combo, rk.combo_due, bk.goal, rk.pins,
+        rk.pin, hl, rk.chan, ttl[BOARD_DAY], ttl[BOARD_WEEK], ttl[BOARD_MONTH], f->combo_window, f->fan_levels,
+        f->pin_min, f->pin_tiers, count};
     int argc = NFIXED + 1;
     for (int i = 0; i < argc; i++) {
         argv[i] = fixed[i];
@@ -183,7 +184,7 @@ static void send_group(struct roomfeed *f, const struct group *g, const uint32_t
         char order[OUTBOX_ORDER_ID_MAX + 1];
         entry_order_id(e, order, sizeof order);
         int refund = e->kind == ENTRY_REFUND;
-        int blen = refund ? 0 : event_body_order(f->body[cl->n], sizeof f->body[0], e, order);
+        int blen = refund ? 0 : event_body_order(f->body[cl->n], sizeof f->body[0], e, order, 1);
         if (blen < 0) {
             /* Too large for an event: nothing can ever apply it. The ledger
              * still has the order. */
@@ -195,10 +196,13 @@ static void send_group(struct roomfeed *f, const struct group *g, const uint32_t
         int al = snprintf(f->amount[cl->n], sizeof f->amount[0], "%lld", (long long)e->amount);
         const char *prev = predecessor(b, k);
         const char *kind = refund ? "refund" : event_kind_name(e->kind == ENTRY_GIFT ? EVENT_GIFT : EVENT_TIP);
+        int gift = e->kind == ENTRY_GIFT;
+        int tl = snprintf(f->tgc[cl->n], sizeof f->tgc[0], "%lld:%lld:%lld", (long long)e->ts_ms,
+                          gift ? (long long)e->gift_id : 0LL, gift ? (long long)e->count : 0LL);
         const char *args[PER] = {f->shard[cl->n], e->id, prev, (const char *)f->body[cl->n], e->user.s,
-                                 f->amount[cl->n], kind};
+                                 f->amount[cl->n], kind, f->tgc[cl->n]};
         size_t lens[PER] = {(size_t)sl, strlen(e->id), strlen(prev), (size_t)blen, e->user.len, (size_t)al,
-                            strlen(kind)};
+                            strlen(kind), (size_t)tl};
         for (int i = 0; i < PER; i++) {
             argv[argc] = args[i];
             len[argc++] = lens[i];
@@ -249,10 +253,15 @@ static int ready(void *ctx)
     return rlink_cmd_ready(f->rl);
 }
 
-void roomfeed_init(struct roomfeed *f, struct outbox *ob, uv_loop_t *loop, int history_len)
+void roomfeed_init(struct roomfeed *f, struct outbox *ob, uv_loop_t *loop, int history_len, int combo_window_ms,
+                   const char *fan_levels, int64_t pin_min_amount, const char *pin_tiers)
 {
+    snprintf(f->pin_min, sizeof f->pin_min, "%lld", (long long)pin_min_amount);
+    f->pin_tiers = pin_tiers;
     f->rl = ob->rl;
     f->history_len = history_len;
+    snprintf(f->combo_window, sizeof f->combo_window, "%d", combo_window_ms);
+    f->fan_levels = fan_levels;
     f->batch = NULL;
     f->waiting = 0;
     f->apply = (struct rlink_script){.name = "room_apply", .src = lua_room_apply};

@@ -24,15 +24,19 @@
 #define FEED_READ_MAX 4096
 /* How long one read blocks waiting for new entries. */
 #define FEED_BLOCK_MS 100
-/* Most entries in one room_apply call (7 arguments each; the call stays
+/* Most entries in one room_apply call (8 arguments each; the call stays
  * within RLINK_ARGS_MAX). A room's entries of one read past it go in more
  * calls, sent in order. */
-#define FEED_APPLY_MAX 40
+#define FEED_APPLY_MAX 36
 
 struct roomfeed {
     struct consumer consumer;
     struct rlink *rl;
     int history_len;
+    char combo_window[24]; /* combo-window-ms, as room_apply's argument */
+    const char *fan_levels; /* fan-levels (the configuration's string) */
+    char pin_min[24];       /* pin-min-amount */
+    const char *pin_tiers;  /* pin-tiers (the configuration's string) */
     struct rlink_script apply;
     struct entry_batch *batch; /* being applied */
     int waiting;               /* calls not yet answered, plus one while sending */
@@ -40,11 +44,13 @@ struct roomfeed {
     uint8_t body[FEED_APPLY_MAX][EVENT_BODY_MAX];
     char shard[FEED_APPLY_MAX][16];
     char amount[FEED_APPLY_MAX][24];
+    char tgc[FEED_APPLY_MAX][64]; /* "TS:GIFT:COUNT" */
 };
 
 /* Prepares the feed on `ob`'s streams and registers its scripts (before
  * rlink_start). */
-void roomfeed_init(struct roomfeed *f, struct outbox *ob, uv_loop_t *loop, int history_len);
+void roomfeed_init(struct roomfeed *f, struct outbox *ob, uv_loop_t *loop, int history_len, int combo_window_ms,
+                   const char *fan_levels, int64_t pin_min_amount, const char *pin_tiers);
 /* Starts reading (after rlink_start). Returns 0, or -1 when rlink has no
  * connection left (logged). */
 int roomfeed_start(struct roomfeed *f);

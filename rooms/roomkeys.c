@@ -14,6 +14,11 @@ void room_keys(const char *id, struct room_keys *k)
     room_channel(id, k->chan, sizeof k->chan);
     snprintf(k->wm, sizeof k->wm, "tc:{r:%s}:wm", id);
     board_all_key(id, k->board, sizeof k->board);
+    snprintf(k->combo, sizeof k->combo, "tc:{r:%s}:combo", id);
+    snprintf(k->combo_due, sizeof k->combo_due, "tc:{r:%s}:combo:due", id);
+    snprintf(k->pins, sizeof k->pins, "tc:{r:%s}:pins", id);
+    snprintf(k->pin, sizeof k->pin, "tc:{r:%s}:pin", id);
+    snprintf(k->mods, sizeof k->mods, "tc:{r:%s}:mods", id);
 }
 
 int room_channel_id(const char *chan, size_t len, char *out)

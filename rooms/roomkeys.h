@@ -18,6 +18,11 @@ struct room_keys {
     char chan[ROOM_KEY_MAX];    /* tc:{r:ROOM}:ev    pub/sub channel */
     char wm[ROOM_KEY_MAX];      /* tc:{r:ROOM}:wm    applied outbox watermarks */
     char board[BOARD_KEY_MAX];  /* tc:{r:ROOM}:board:all */
+    char combo[ROOM_KEY_MAX];   /* tc:{r:ROOM}:combo     open combos (hash: sender -> state) */
+    char combo_due[ROOM_KEY_MAX]; /* tc:{r:ROOM}:combo:due when each closes (sorted set) */
+    char pins[ROOM_KEY_MAX];    /* tc:{r:ROOM}:pins      pinned tips: order -> until ms (sorted set) */
+    char pin[ROOM_KEY_MAX];     /* tc:{r:ROOM}:pin       pinned tips: order -> the pin (hash) */
+    char mods[ROOM_KEY_MAX];    /* tc:{r:ROOM}:mods      the room's moderators (set) */
 };
 
 void room_keys(const char *id, struct room_keys *k);

@@ -12,6 +12,9 @@
 extern const char lua_room_presence[];
 extern const char lua_room_publish[];
 extern const char lua_room_history[];
+extern const char lua_room_combo_sweep[];
+extern const char lua_room_goal[];
+extern const char lua_room_pins[];
 
 void roomstore_init(struct roomstore *rs, struct rlink *rl, const char *node_id, int history_len)
 {
@@ -25,6 +28,12 @@ void roomstore_init(struct roomstore *rs, struct rlink *rl, const char *node_id,
     rlink_script_add(rl, &rs->presence);
     rlink_script_add(rl, &rs->publish);
     rlink_script_add(rl, &rs->history);
+    rs->combo_sweep = (struct rlink_script){.name = "room_combo_sweep", .src = lua_room_combo_sweep};
+    rlink_script_add(rl, &rs->combo_sweep);
+    rs->goal = (struct rlink_script){.name = "room_goal", .src = lua_room_goal};
+    rlink_script_add(rl, &rs->goal);
+    rs->pins = (struct rlink_script){.name = "room_pins", .src = lua_room_pins};
+    rlink_script_add(rl, &rs->pins);
 }
 
 int roomstore_event_at(const struct roomstore_events *ev, size_t i, struct roomstore_event *out)
@@ -69,6 +78,7 @@ struct call {
         roomstore_snapshot_cb *snapshot;
         roomstore_seq_cb *seq;
         roomstore_history_cb *history;
+        roomstore_reply_cb *reply;
     } cb;
     void *ctx;
 };
@@ -97,7 +107,8 @@ static void on_presence(redisReply *reply, void *priv)
     free(c);
     if (!cb)
         return;
-    if (!reply_ok(reply, 2, "room_presence") || reply->elements < 3 + BOARD_PERIODS) {
+    if (!reply_ok(reply, 2, "room_presence") || reply->elements < 5 + BOARD_PERIODS ||
+        reply->element[4 + BOARD_PERIODS]->type != REDIS_REPLY_STRING) {
         cb(ctx, NULL);
         return;
     }
@@ -112,7 +123,10 @@ static void on_presence(redisReply *reply, void *priv)
     const redisReply *sums = reply->element[2 + BOARD_PERIODS];
     for (int p = 0; sums->type == REDIS_REPLY_ARRAY && p < BOARD_PERIODS && (size_t)p < sums->elements; p++)
         s.top[p].sum = board_sum_read(sums->element[p]);
-    s.events = events_of(reply, 3 + BOARD_PERIODS);
+    board_goal_read(reply->element[3 + BOARD_PERIODS], &s.goal);
+    s.pins = (const uint8_t *)reply->element[4 + BOARD_PERIODS]->str;
+    s.pins_len = reply->element[4 + BOARD_PERIODS]->len;
+    s.events = events_of(reply, 5 + BOARD_PERIODS);
     cb(ctx, &s);
 }
 
@@ -140,12 +154,15 @@ int roomstore_presence(struct roomstore *rs, const char *room, uint32_t members,
                           bk.sum[BOARD_DAY],
                           bk.sum[BOARD_WEEK],
                           bk.sum[BOARD_MONTH],
+                          bk.goal,
+                          k.pins,
+                          k.pin,
                           rs->node_id,
                           count,
                           ttl,
                           want,
                           top};
-    enum { NKEYS = 3 + 2 * BOARD_PERIODS, NARGS = NKEYS + 5 };
+    enum { NKEYS = 6 + 2 * BOARD_PERIODS, NARGS = NKEYS + 5 };
     size_t len[NARGS];
     for (int i = 0; i < NARGS; i++)
         len[i] = strlen(argv[i]);
@@ -178,6 +195,52 @@ int roomstore_publish(struct roomstore *rs, const char *room, enum event_kind ki
                 (struct call){.cb.seq = cb, .ctx = ctx});
 }
 
+int roomstore_goal(struct roomstore *rs, const char *room, const char *from, const char *role, int64_t now_ms,
+                   int64_t target, int64_t gift, int64_t deadline, const char *title, size_t title_len,
+                   roomstore_seq_cb *cb, void *ctx)
+{
+    struct room_keys k;
+    struct board_keys bk;
+    char hl[16], now[24], tg[24], gf[24], dl[24];
+    room_keys(room, &k);
+    board_keys(room, now_ms, &bk);
+    snprintf(hl, sizeof hl, "%d", rs->history_len);
+    snprintf(now, sizeof now, "%lld", (long long)now_ms);
+    snprintf(tg, sizeof tg, "%lld", (long long)target);
+    snprintf(gf, sizeof gf, "%lld", (long long)gift);
+    snprintf(dl, sizeof dl, "%lld", (long long)deadline);
+    const char *op = target > 0 ? "set" : "clear";
+    const char *argv[] = {k.seq, k.hist, bk.goal, k.chan, hl, op, from, role, now, tg, gf, dl, title};
+    size_t lens[13];
+    for (int i = 0; i < 13; i++)
+        lens[i] = i == 12 ? title_len : strlen(argv[i]);
+    return eval(rs, RLINK_CMD_LINK, &rs->goal, 3, target > 0 ? 13 : 9, argv, lens, on_published,
+                (struct call){.cb.seq = cb, .ctx = ctx});
+}
+
+static void on_pins(redisReply *reply, void *priv)
+{
+    struct call *c = priv;
+    roomstore_reply_cb *cb = c->cb.reply;
+    void *ctx = c->ctx;
+    free(c);
+    cb(ctx, reply_ok(reply, 1, "room_pins") ? reply : NULL);
+}
+
+int roomstore_pins(struct roomstore *rs, const char *room, const char *op, const char *who, int privileged,
+                   const char *target, roomstore_reply_cb *cb, void *ctx)
+{
+    struct room_keys k;
+    char hl[16];
+    room_keys(room, &k);
+    snprintf(hl, sizeof hl, "%d", rs->history_len);
+    const char *argv[] = {k.seq, k.hist, k.pins, k.pin, k.mods, k.chan, hl, op, who, privileged ? "1" : "0", target};
+    size_t lens[11];
+    for (int i = 0; i < 11; i++)
+        lens[i] = strlen(argv[i]);
+    return eval(rs, RLINK_CMD_LINK, &rs->pins, 5, 11, argv, lens, on_pins, (struct call){.cb.reply = cb, .ctx = ctx});
+}
+
 static void on_history(redisReply *reply, void *priv)
 {
     struct call *c = priv;
@@ -204,4 +267,41 @@ int roomstore_history(struct roomstore *rs, const char *room, int64_t after_seq,
     size_t len[] = {strlen(k.seq), strlen(k.hist), strlen(after), strlen(most)};
     return eval(rs, RLINK_READ_LINK, &rs->history, 2, 4, argv, len, on_history,
                 (struct call){.cb.history = cb, .ctx = ctx});
+}
+
+struct combo_call {
+    roomstore_combo_cb *cb;
+    void *ctx;
+    char room[ID_MAX + 1];
+};
+
+static void on_combo_swept(redisReply *reply, void *priv)
+{
+    struct combo_call *c = priv;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        log_msg(LOG_ERROR, "room %s: room_combo_sweep: %s", c->room, reply->str);
+    c->cb(c->ctx, c->room, reply && reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1);
+    free(c);
+}
+
+int roomstore_combo_sweep(struct roomstore *rs, const char *room, roomstore_combo_cb *cb, void *ctx)
+{
+    struct room_keys k;
+    char hl[16];
+    room_keys(room, &k);
+    snprintf(hl, sizeof hl, "%d", rs->history_len);
+    const char *argv[] = {k.seq, k.hist, k.combo, k.combo_due, hl, k.chan};
+    size_t lens[] = {strlen(k.seq), strlen(k.hist), strlen(k.combo), strlen(k.combo_due), strlen(hl),
+                     strlen(k.chan)};
+    struct combo_call *c = malloc(sizeof *c);
+    if (!c)
+        return -1;
+    c->cb = cb;
+    c->ctx = ctx;
+    snprintf(c->room, sizeof c->room, "%s", room);
+    if (rlink_eval_on(rs->rl, RLINK_CMD_LINK, &rs->combo_sweep, 4, 6, argv, lens, on_combo_swept, c) < 0) {
+        free(c);
+        return -1;
+    }
+    return 0;
 }

@@ -31,7 +31,7 @@ struct roomstore {
     struct rlink *rl;
     const char *node_id;
     int history_len;
-    struct rlink_script presence, publish, history;
+    struct rlink_script presence, publish, history, combo_sweep, goal, pins;
 };
 
 /* One event of a list (oldest first). */
@@ -57,6 +57,9 @@ struct roomstore_snapshot {
     int64_t seq;     /* the room's latest event */
     int64_t members; /* on every live node */
     struct board_top top[BOARD_PERIODS]; /* all-time, day, week, month */
+    struct board_goal goal;
+    const uint8_t *pins; /* the pinned tips: a msgpack array of maps (in the reply) */
+    size_t pins_len;
     struct roomstore_events events;
 };
 
@@ -83,6 +86,30 @@ int roomstore_presence(struct roomstore *rs, const char *room, uint32_t members,
 /* Publishes an event: the room's next seq, the history, every node. */
 int roomstore_publish(struct roomstore *rs, const char *room, enum event_kind kind, const uint8_t *body,
                       size_t len, roomstore_seq_cb *cb, void *ctx);
+
+/* Closes the room's combos whose window has passed (lua/room_combo_sweep.lua),
+ * each with its combo_end event, and answers cb(ctx, room, open): the
+ * number of combos still open, or -1 when the call failed (they wait for
+ * the next sweep or gift). */
+typedef void roomstore_combo_cb(void *ctx, const char *room, int64_t open);
+int roomstore_combo_sweep(struct roomstore *rs, const char *room, roomstore_combo_cb *cb, void *ctx);
+
+/* Sets the room's goal (target coins; gift 0: any; deadline 0: none) or,
+ * with target 0, clears it, with its goal / goal_cleared event
+ * (lua/room_goal.lua). cb gets the event's seq, 0 when there was no goal
+ * to clear, -1 when Redis could not answer. */
+int roomstore_goal(struct roomstore *rs, const char *room, const char *from, const char *role, int64_t now_ms,
+                   int64_t target, int64_t gift, int64_t deadline, const char *title, size_t title_len,
+                   roomstore_seq_cb *cb, void *ctx);
+
+/* A request on the room's pins or moderators (lua/room_pins.lua): op
+ * "unpin" (target an order id), "mod_add" or "mod_remove" (target a user
+ * id); privileged 1 when `who` is the room's owner or an admin. cb gets the
+ * script's reply (an array, see the script), or NULL when Redis could not
+ * answer; the reply is valid during the call. */
+typedef void roomstore_reply_cb(void *ctx, const redisReply *reply);
+int roomstore_pins(struct roomstore *rs, const char *room, const char *op, const char *who, int privileged,
+                   const char *target, roomstore_reply_cb *cb, void *ctx);
 
 /* The room's events after after_seq, at most `max`. */
 int roomstore_history(struct roomstore *rs, const char *room, int64_t after_seq, int max,

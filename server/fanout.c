@@ -53,7 +53,8 @@ void fanout_mark(struct rooms *rs, struct room *r)
 
 /* The four top lists of a room read for a push: one frame per subprotocol,
  * to go out with the room's next flush. */
-static void on_board_read(void *ctx, const char *room, const struct board_top *tops)
+static void on_board_read(void *ctx, const char *room, const struct board_top *tops,
+                          const struct board_goal *goal)
 {
     struct rooms *rs = ctx;
     struct room *r = room_find(rs, room);
@@ -66,7 +67,7 @@ static void on_board_read(void *ctx, const char *room, const struct board_top *t
     }
     struct frame *fr[FMT_COUNT];
     for (int k = 0; k < FMT_COUNT; k++)
-        fr[k] = board_frame((enum fmt)k, room, "", tops);
+        fr[k] = board_frame((enum fmt)k, room, "", tops, goal);
     if (fr[FMT_MSGPACK] && fr[FMT_JSON]) {
         /* A newer push replaces one not yet sent. */
         for (int k = 0; k < FMT_COUNT; k++) {
@@ -151,6 +152,8 @@ void fanout_event(struct rooms *rs, struct room *r, int64_t seq, enum event_kind
     ring_push(&r->ring, seq, clock_mono_us(), f);
     if (event_moves_board(kind))
         board_mark(rs, r);
+    if (kind == EVENT_GIFT)
+        r->combo_until_ms = clock_mono_ms() + rs->cfg->combo_window_ms + ROOM_COMBO_SWEEP_AFTER_MS;
     fanout_mark(rs, r);
 }
 

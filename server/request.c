@@ -36,10 +36,12 @@ struct fval {
 
 enum field_id {
     F_TYPE, F_ID, F_ROOM, F_TEXT, F_TOKEN, F_AFTER_SEQ, F_GIFT, F_CNT, F_AMOUNT, F_COMBO, F_USER,
+    F_DEADLINE, F_ORDER,
     F_COUNT
 };
 static const char *const field_names[F_COUNT] = {"type", "id", "room", "text", "token", "after_seq",
-                                                 "gift", "count", "amount", "combo", "user"};
+                                                 "gift", "count", "amount", "combo", "user", "deadline",
+                                                 "order"};
 
 static int field_lookup(const char *key, size_t len)
 {
@@ -156,6 +158,11 @@ static const struct {
     {"credit", REQ_CREDIT, BIT(F_USER) | BIT(F_AMOUNT), BIT(F_TEXT)},
     {"leaderboard", REQ_LEADERBOARD, BIT(F_ROOM), 0},
     {"earnings", REQ_EARNINGS, 0, BIT(F_USER)},
+    {"goal", REQ_GOAL, BIT(F_ROOM) | BIT(F_AMOUNT), BIT(F_GIFT) | BIT(F_DEADLINE) | BIT(F_TEXT)},
+    {"goal_clear", REQ_GOAL_CLEAR, BIT(F_ROOM), 0},
+    {"unpin", REQ_UNPIN, BIT(F_ROOM) | BIT(F_ORDER), 0},
+    {"moderator_add", REQ_MODERATOR_ADD, BIT(F_ROOM) | BIT(F_USER), 0},
+    {"moderator_remove", REQ_MODERATOR_REMOVE, BIT(F_ROOM) | BIT(F_USER), 0},
 };
 
 _Static_assert(sizeof req_types / sizeof req_types[0] == REQ_COUNT, "every request type has a row");
@@ -216,7 +223,9 @@ static int check_fields(const struct fval *fv, struct request *req, struct reque
     if (WANTS(F_TEXT)) {
         /* A notice says something; a tip's or credit's message may be empty. */
         size_t min = req->type == REQ_NOTICE ? 1 : 0;
-        size_t max = req->type == REQ_NOTICE ? REQUEST_NOTICE_MAX : WALLET_TIP_TEXT_MAX;
+        size_t max = req->type == REQ_NOTICE ? REQUEST_NOTICE_MAX
+                     : req->type == REQ_GOAL ? REQUEST_GOAL_TITLE_MAX
+                                             : WALLET_TIP_TEXT_MAX;
         if (need_str(fv, F_TEXT, err) < 0)
             return -1;
         if (fv[F_TEXT].len < min || fv[F_TEXT].len > max ||
@@ -240,6 +249,20 @@ static int check_fields(const struct fval *fv, struct request *req, struct reque
         if (fv[F_GIFT].kind != FV_INT || fv[F_GIFT].i < 1 || fv[F_GIFT].i > INT32_MAX)
             return fail(err, ERR_BAD_FIELD, "gift", "'gift' must be a gift id (a positive integer)");
         req->gift = fv[F_GIFT].i;
+    }
+    if (WANTS(F_ORDER)) {
+        if (need_str(fv, F_ORDER, err) < 0)
+            return -1;
+        if (!id_valid(fv[F_ORDER].s, fv[F_ORDER].len))
+            return fail(err, ERR_BAD_FIELD, "order", "'order' must be an order id");
+        memcpy(req->order, fv[F_ORDER].s, fv[F_ORDER].len);
+        req->order[fv[F_ORDER].len] = '\0';
+    }
+    if (WANTS(F_DEADLINE)) {
+        /* Whether it is still ahead is the goal's check, against the clock. */
+        if (fv[F_DEADLINE].kind != FV_INT || fv[F_DEADLINE].i < 1 || fv[F_DEADLINE].i > REQUEST_DEADLINE_MAX)
+            return fail(err, ERR_BAD_FIELD, "deadline", "'deadline' must be a time in ms since the epoch");
+        req->deadline = fv[F_DEADLINE].i;
     }
     req->count = 1;
     if (WANTS(F_CNT)) {

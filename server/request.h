@@ -24,6 +24,9 @@
 
 /* Longest notice text. */
 #define REQUEST_NOTICE_MAX 500
+/* Longest goal title (bytes of UTF-8), and the latest deadline (year 2100). */
+#define REQUEST_DEADLINE_MAX 4102444800000LL
+#define REQUEST_GOAL_TITLE_MAX 100
 /* Deepest nesting of a request. */
 #define REQUEST_DEPTH_MAX MESSAGE_DEPTH_MAX
 
@@ -41,6 +44,11 @@ enum req_type {
     REQ_CREDIT,
     REQ_LEADERBOARD,
     REQ_EARNINGS,
+    REQ_GOAL,
+    REQ_GOAL_CLEAR,
+    REQ_UNPIN,
+    REQ_MODERATOR_ADD,
+    REQ_MODERATOR_REMOVE,
     REQ_COUNT
 };
 
@@ -61,6 +69,8 @@ struct request {
     int64_t amount;                   /* tip or credit amount */
     char combo[WALLET_COMBO_MAX + 1]; /* "" when absent */
     char user[ID_MAX + 1];            /* credit: the user credited; earnings: the creator, "" when absent */
+    int64_t deadline;                 /* goal: ms since the epoch, 0 when absent */
+    char order[ID_MAX + 1];           /* unpin: the pinned tip's order id */
     json_t *json;                     /* owned: the parsed JSON document, or NULL */
 };
 

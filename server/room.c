@@ -269,6 +269,16 @@ void rooms_resume(struct rooms *rs, struct conn *c)
     }
 }
 
+/* Combos still open after a sweep (one whose gift's time runs ahead of
+ * this node's clock, or past the 100 a call closes) keep the sweeps going. */
+static void on_combo_swept(void *ctx, const char *room, int64_t open)
+{
+    struct rooms *rs = ctx;
+    struct room *r = open > 0 ? room_find(rs, room) : NULL;
+    if (r)
+        r->combo_until_ms = clock_mono_ms() + ROOM_COMBO_SWEEP_AFTER_MS;
+}
+
 static void sweep_room(struct rooms *rs, struct room *r)
 {
     if (r->nmembers == 0) {
@@ -284,6 +294,10 @@ static void sweep_room(struct rooms *rs, struct room *r)
     }
     if (rs->sweep_refresh)
         presence(rs, r);
+    /* Every node with members sweeps: a combo closes on time as long as one
+     * of them is up (the first to run the script closes it, once). */
+    if (r->sub == SUB_ACTIVE && rs->sweep_now_ms <= r->combo_until_ms)
+        roomstore_combo_sweep(rs->store, r->id, on_combo_swept, rs);
 }
 
 void rooms_sweep(struct rooms *rs, int64_t now_ms)

@@ -44,6 +44,12 @@ enum { ROOM_HISTORY_RING, ROOM_HISTORY_REDIS, ROOM_HISTORY_REFUSED };
 #define ROOM_BOARD_WAIT_MS 20
 /* The leaderboard push timer's resolution; board-push-ms is at least this. */
 #define ROOM_BOARD_TICK_MS 50
+/* A room whose members saw a gift event is swept for combos whose window
+ * has passed (rooms/lua/room_combo_sweep.lua) at every sweep of the node
+ * (SERVER_SWEEP_MS), until combo-window-ms plus this after the last gift:
+ * by then every combo the gift could have opened has closed; a sweep that
+ * finds combos still open goes on that much longer. */
+#define ROOM_COMBO_SWEEP_AFTER_MS 2000
 
 enum sub_state { SUB_NONE, SUB_PENDING, SUB_ACTIVE, SUB_LEAVING };
 
@@ -82,6 +88,7 @@ struct room {
     int64_t board_pushed_ms;  /* monotonic time of the last push */
     struct room *board_next;
     uint8_t live; /* what this node last told the members (catalog_room_live) */
+    int64_t combo_until_ms; /* monotonic: the combo sweeps go on until then */
 };
 
 struct rooms {
@@ -169,6 +176,17 @@ void room_leave_request(struct rooms *rs, struct conn *c, const char *room, cons
 void room_notice(struct rooms *rs, struct conn *c, const char *room, const char *text, size_t text_len,
                  const char *req_id);
 void room_history(struct rooms *rs, struct conn *c, const char *room, int64_t after_seq, const char *req_id);
+/* A goal request (target > 0) or a goal_clear (target 0), by the room's
+ * owner or an admin: answered an ack with the seq of its room event. */
+void room_goal(struct rooms *rs, struct conn *c, const char *room, int64_t target, int64_t gift, int64_t deadline,
+               const char *title, size_t title_len, const char *req_id);
+/* An unpin request, by the room's owner, an admin or a moderator of the
+ * room: answered an ack with the seq of its `pins` event. */
+void room_unpin(struct rooms *rs, struct conn *c, const char *room, const char *order, const char *req_id);
+/* moderator_add (add 1) or moderator_remove, by the room's owner or an
+ * admin: answered `moderators`, the room's list after the change. */
+void room_moderator(struct rooms *rs, struct conn *c, const char *room, const char *user, int add,
+                    const char *req_id);
 
 /* fanout.c */
 /* Appends an event (its kind and msgpack body) to the room's ring and

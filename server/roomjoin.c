@@ -9,6 +9,8 @@
 #include "clock.h"
 #include "log.h"
 #include "message.h"
+#include "mpack.h"
+#include "request.h"
 
 /* A request waiting for Redis: the connection by id (it may be gone) and
  * the room by name (it may have been freed). */
@@ -61,7 +63,7 @@ static struct frame *joined_frame(const struct conn *c, const struct room *r, co
                                   const struct roomstore_snapshot *s)
 {
     struct enc e;
-    message_start(&e, c->fmt, 1024, "joined", p->req_id, 11);
+    message_start(&e, c->fmt, 1024 + 2 * s->pins_len, "joined", p->req_id, 12 + s->goal.set);
     enc_key(&e, "room");
     enc_cstr(&e, p->room);
     enc_key(&e, "owner");
@@ -76,9 +78,16 @@ static struct frame *joined_frame(const struct conn *c, const struct room *r, co
     static const char *const names[BOARD_PERIODS] = {"board", "day", "week", "month"};
     for (int p = 0; p < BOARD_PERIODS; p++) {
         enc_key(&e, names[p]);
-        board_top_enc(&e, &s->top[p]);
+        board_top_enc(&e, &s->top[p], p == BOARD_ALL);
     }
     board_totals_enc(&e, s->top);
+    board_goal_enc(&e, &s->goal);
+    /* The pins as the room script wrote them (msgpack): spliced in, or
+     * turned into JSON, as an event body is. */
+    enc_key(&e, "pins");
+    struct mpack pins = mpack_of(s->pins, s->pins_len);
+    if (enc_mpack(&e, &pins, MESSAGE_DEPTH_MAX - 1) < 0 || pins.p != pins.end)
+        e.failed = 1;
     enc_events(&e, p->room, &s->events);
     enc_end_map(&e);
     return enc_finish(&e);
@@ -291,6 +300,125 @@ void room_notice(struct rooms *rs, struct conn *c, const char *id, const char *t
     tc_assert(n > 0); /* the text is bounded far below EVENT_BODY_MAX by the decoder */
     struct pending *p = pending_new(rs, c, id, req_id);
     if (!p || roomstore_publish(rs->store, id, EVENT_NOTICE, body, (size_t)n, on_published, p) < 0) {
+        free(p);
+        send_unavailable(c, req_id);
+    }
+}
+
+/* ---- Goals --------------------------------------------------------------------- */
+
+static void on_goal(void *ctx, int64_t seq)
+{
+    struct pending *p = ctx;
+    if (seq != 0) {
+        on_published(ctx, seq); /* the ack, or unavailable; frees p */
+        return;
+    }
+    struct conn *c = conn_find(p->rs->conns, p->conn_id);
+    if (c)
+        conn_send_error(c, p->req_id, ERR_BAD_FIELD, "this room has no goal", "room", 0);
+    free(p);
+}
+
+void room_goal(struct rooms *rs, struct conn *c, const char *id, int64_t target, int64_t gift, int64_t deadline,
+               const char *title, size_t title_len, const char *req_id)
+{
+    _Static_assert(REQUEST_GOAL_TITLE_MAX <= BOARD_GOAL_TITLE_MAX, "a goal's title fits the board's");
+    if (c->user.role != ROLE_ADMIN && !(c->user.role == ROLE_CREATOR && strcmp(c->user.sub, id) == 0)) {
+        conn_send_error(c, req_id, ERR_FORBIDDEN, "only the room's owner or an admin may set its goal", NULL, 0);
+        return;
+    }
+    int64_t now = clock_wall_ms();
+    if (deadline && deadline <= now) {
+        conn_send_error(c, req_id, ERR_BAD_FIELD, "the deadline has passed", "deadline", 0);
+        return;
+    }
+    struct pending *p = pending_new(rs, c, id, req_id);
+    if (!p || roomstore_goal(rs->store, id, c->user.sub, role_name(c->user.role), now, target, gift, deadline, title,
+                             title_len, on_goal, p) < 0) {
+        free(p);
+        send_unavailable(c, req_id);
+    }
+}
+
+/* ---- Pins and moderators ------------------------------------------------------- */
+
+/* The room's owner (its creator) or an admin. */
+static int owns(const struct conn *c, const char *room)
+{
+    return c->user.role == ROLE_ADMIN || (c->user.role == ROLE_CREATOR && strcmp(c->user.sub, room) == 0);
+}
+
+static void on_unpinned(void *ctx, const redisReply *reply)
+{
+    struct pending *p = ctx;
+    struct conn *c = conn_find(p->rs->conns, p->conn_id);
+    int64_t rc = reply && reply->elements >= 1 ? reply->element[0]->integer : 0;
+    if (!c)
+        free(p);
+    else if (rc == -2) {
+        conn_send_error(c, p->req_id, ERR_FORBIDDEN, "only the room's owner, an admin or a moderator may unpin",
+                        NULL, 0);
+        free(p);
+    } else if (rc == -1) {
+        conn_send_error(c, p->req_id, ERR_BAD_FIELD, "no such tip is pinned in this room", "order", 0);
+        free(p);
+    } else {
+        on_published(ctx, rc > 0 ? rc : -1); /* the ack, or unavailable; frees p */
+    }
+}
+
+void room_unpin(struct rooms *rs, struct conn *c, const char *id, const char *order, const char *req_id)
+{
+    /* Whether a viewer or another creator moderates the room is Redis's
+     * to say, in the script's step. */
+    struct pending *p = pending_new(rs, c, id, req_id);
+    if (!p || roomstore_pins(rs->store, id, "unpin", c->user.sub, owns(c, id), order, on_unpinned, p) < 0) {
+        free(p);
+        send_unavailable(c, req_id);
+    }
+}
+
+static void on_moderators(void *ctx, const redisReply *reply)
+{
+    struct pending *p = ctx;
+    struct conn *c = conn_find(p->rs->conns, p->conn_id);
+    if (c && !reply) {
+        send_unavailable(c, p->req_id);
+    } else if (c && reply->element[0]->integer == -3) {
+        conn_send_error(c, p->req_id, ERR_BAD_FIELD, "this room has the most moderators it may have", "user", 0);
+    } else if (c) {
+        struct enc e;
+        message_start(&e, c->fmt, 256 + 72 * reply->elements, "moderators", p->req_id, 2);
+        enc_key(&e, "room");
+        enc_cstr(&e, p->room);
+        enc_key(&e, "moderators");
+        enc_array(&e, (uint32_t)(reply->elements - 1));
+        for (size_t i = 1; i < reply->elements; i++) {
+            const redisReply *m = reply->element[i];
+            if (m->type == REDIS_REPLY_STRING)
+                enc_str(&e, m->str, m->len);
+            else
+                enc_cstr(&e, "");
+        }
+        enc_end_array(&e);
+        enc_end_map(&e);
+        conn_send(c, enc_finish(&e));
+    }
+    free(p);
+}
+
+void room_moderator(struct rooms *rs, struct conn *c, const char *id, const char *user, int add,
+                    const char *req_id)
+{
+    if (!owns(c, id)) {
+        conn_send_error(c, req_id, ERR_FORBIDDEN, "only the room's owner or an admin may name its moderators",
+                        NULL, 0);
+        return;
+    }
+    struct pending *p = pending_new(rs, c, id, req_id);
+    if (!p || roomstore_pins(rs->store, id, add ? "mod_add" : "mod_remove", c->user.sub, 1, user, on_moderators,
+                             p) < 0) {
         free(p);
         send_unavailable(c, req_id);
     }

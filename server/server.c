@@ -196,7 +196,8 @@ int server_init(struct server *s, uv_loop_t *loop)
     backlog_init(&s->backlog, &s->outbox);
     board_init(&s->board, &s->redis);
     roomstore_init(&s->store, &s->redis, s->node_id, cfg->history_len);
-    roomfeed_init(&s->feed, &s->outbox, loop, cfg->history_len);
+    roomfeed_init(&s->feed, &s->outbox, loop, cfg->history_len, cfg->combo_window_ms, cfg->fan_levels,
+                  cfg->pin_min_amount, cfg->pin_tiers);
     ledger_init(&s->ledger, &s->outbox, loop, cfg);
     s->ledger.webhooks = config_webhooks_on(&s->cfg);
     const struct conn_hooks conn_hooks = {

@@ -243,6 +243,18 @@ static void dispatch(struct server *s, struct conn *c, const struct request *req
     case REQ_EARNINGS:
         earnings_request(&s->earnings, &r, &c->user, req->user);
         break;
+    case REQ_GOAL:
+    case REQ_GOAL_CLEAR:
+        room_goal(&s->rooms, c, req->room, req->type == REQ_GOAL ? req->amount : 0, req->gift, req->deadline,
+                  req->text ? req->text : "", req->text_len, req->id);
+        break;
+    case REQ_UNPIN:
+        room_unpin(&s->rooms, c, req->room, req->order, req->id);
+        break;
+    case REQ_MODERATOR_ADD:
+    case REQ_MODERATOR_REMOVE:
+        room_moderator(&s->rooms, c, req->room, req->user, req->type == REQ_MODERATOR_ADD, req->id);
+        break;
     case REQ_COUNT: /* not a type */
         break;
     }

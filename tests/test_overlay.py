@@ -219,7 +219,7 @@ def test_totals_start_from_a_board_older_than_them(scene):
     gift_when_live(s.v, s.creator, ROSE, count=2)
     wait_for(lambda: r("GET", key) == "405", what="the total from the board")
     lb = s.v.request({"type": "leaderboard", "id": "lb", "room": s.creator})
-    assert lb["totals"]["all"] == 405 and {"user": "olduser", "total": 400} in lb["top"], lb
+    assert lb["totals"]["all"] == 405 and {"user": "olduser", "total": 400, "level": 1, "badge": "Fan"} in lb["top"], lb
     assert ack["amount"] == 3
     r.close()
 

@@ -293,7 +293,7 @@ static struct frame *board_of(enum fmt fmt, int64_t total)
     tops[BOARD_ALL].n = 1;
     strcpy(tops[BOARD_ALL].user[0], "alice");
     tops[BOARD_ALL].total[0] = total;
-    return board_frame(fmt, ROOM, "", tops);
+    return board_frame(fmt, ROOM, "", tops, NULL);
 }
 
 static void test_pairs(void)

@@ -153,7 +153,7 @@ static void test_orders(void)
     e.combo = str("c1");
     e.text = str("");
     e.role = str("viewer");
-    int n = event_body_order(b, sizeof b, &e, "3-1700000000999-0");
+    int n = event_body_order(b, sizeof b, &e, "3-1700000000999-0", 0);
     CHECK(n > 0);
     CHECK_INT(body_pairs(b, (size_t)n), 11);
     CHECK_STR(body_str(b, (size_t)n, "kind", s, sizeof s), "gift");
@@ -170,7 +170,7 @@ static void test_orders(void)
 
     e.kind = ENTRY_TIP;
     e.text = str("great show");
-    n = event_body_order(b, sizeof b, &e, "3-1-0");
+    n = event_body_order(b, sizeof b, &e, "3-1-0", 0);
     CHECK(n > 0);
     CHECK_INT(body_pairs(b, (size_t)n), 6);
     CHECK_STR(body_str(b, (size_t)n, "kind", s, sizeof s), "tip");
@@ -179,9 +179,9 @@ static void test_orders(void)
     CHECK_INT(body_int(b, (size_t)n, "gift"), -1); /* a tip names no gift */
 
     e.kind = ENTRY_CREDIT;
-    CHECK_INT(event_body_order(b, sizeof b, &e, "3-1-0"), -1);
+    CHECK_INT(event_body_order(b, sizeof b, &e, "3-1-0", 0), -1);
     e.kind = ENTRY_TIP;
-    CHECK_INT(event_body_order(b, 16, &e, "3-1-0"), -1);
+    CHECK_INT(event_body_order(b, 16, &e, "3-1-0", 0), -1);
 }
 
 int main(void)
