@@ -350,6 +350,7 @@ int server_start(struct server *s)
     rlink_start(&s->redis);
     if (pgcheck_start(&s->pgcheck, s->loop, cfg->pg_conninfo, &s->catalog, &s->risk, on_catalog, s) < 0 ||
         earnings_start(&s->earnings, s->loop, cfg->pg_conninfo) < 0 ||
+        promo_start(&s->promo, s->loop, cfg->pg_conninfo, &s->wallet) < 0 ||
         !(s->admin_pool = pgpool_open(s->loop, "admin: postgres", cfg->pg_conninfo, cfg->admin_pg_connections))) {
         log_msg(LOG_ERROR, "cannot start the backends: out of memory");
         exit(1);
@@ -395,6 +396,7 @@ static void finish_shutdown(struct server *s)
     rlink_stop(&s->redis);
     pgcheck_stop(&s->pgcheck);
     earnings_stop(&s->earnings);
+    promo_stop(&s->promo);
     webhook_stop(&s->webhook); /* deliveries in flight are sent again after their lease */
     jobs_stop(&s->jobs);
     recon_job_stop(&s->recon);

@@ -17,6 +17,7 @@
 #include "config.h"
 #include "conn.h"
 #include "earnings.h"
+#include "promo.h"
 #include "jobs.h"
 #include "recon_job.h"
 #include "ledger.h"
@@ -67,6 +68,7 @@ struct server {
     struct ledger ledger;
     struct pgcheck pgcheck;
     struct earnings earnings;
+    struct promo promo; /* global boards, coupon lookups (issue 14) */
     struct webhook webhook;
     struct conns conns;
     /* Connections per user and per client address (session.c). */
