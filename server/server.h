@@ -17,6 +17,7 @@
 #include "config.h"
 #include "conn.h"
 #include "earnings.h"
+#include "pk.h"
 #include "promo.h"
 #include "jobs.h"
 #include "recon_job.h"
@@ -74,6 +75,7 @@ struct server {
     /* Connections per user and per client address (session.c). */
     struct tally conns_by_user, conns_by_addr;
     struct rooms rooms;
+    struct pk pk; /* PK battles (issue 14) */
     struct web web;
     struct listener listener;
     /* The admin API (admin.c): its listener, its sockets (bounded by

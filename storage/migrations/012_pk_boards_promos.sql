@@ -258,3 +258,213 @@ BEGIN
     RETURN tipcast_ok(tipcast_bonus_json());
 END;
 $$;
+
+-- ---- PK battles -------------------------------------------------------------------------------
+--
+-- Two creators' rooms linked for `seconds` (docs/settlement.md "PK
+-- battles"). A creator requests one (room_a is the creator), the other
+-- accepts within PK_REQUEST_TTL (60 s); or staff start one at once. A room
+-- is in at most one requested or running battle.
+--
+-- The cut. A room's score is the coins of the gifts and tips to it whose
+-- money moved in [starts_at, ends_at): the millisecond of the order's
+-- outbox entry id (the Redis time of its wallet shard when the wallet
+-- script ran, the middle part of the order id), not the node's clock. The
+-- winner is decided once the ledger has every wallet shard past the end:
+-- on each shard Redis's time is past ends_at (plus a grace), so no entry
+-- can be added before it, and the ledger group has acknowledged, i.e.
+-- committed to PostgreSQL, every entry before it (tipcastd checks that
+-- with server/lua/pk_cut.lua). From then on the sum below is final, and
+-- every node computes the same. Refunds do not change a PK's scores.
+-- Tie rule: equal scores are a draw (winner NULL).
+
+CREATE TABLE pk_battles (
+    id            bigserial PRIMARY KEY,
+    room_a        text NOT NULL,
+    room_b        text NOT NULL CHECK (room_b <> room_a),
+    seconds       int NOT NULL CHECK (seconds BETWEEN 5 AND 3600),
+    state         text NOT NULL CHECK (state IN ('requested', 'running', 'decided', 'expired')),
+    requested_by  text NOT NULL,
+    requested_at  timestamptz NOT NULL DEFAULT now(),
+    starts_at     timestamptz,
+    ends_at       timestamptz,
+    score_a       bigint,
+    score_b       bigint,
+    winner        text,
+    decided_at    timestamptz,
+    decided_by    text,
+    announced     boolean NOT NULL DEFAULT false
+);
+CREATE INDEX pk_battles_open ON pk_battles (id) WHERE state IN ('requested', 'running') OR NOT announced;
+CREATE INDEX pk_battles_decided ON pk_battles (decided_at) WHERE state = 'decided';
+
+CREATE FUNCTION tipcast_ms(t timestamptz) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$ SELECT floor(extract(epoch FROM t) * 1000)::bigint; $$;
+
+-- A room's score in [lo, hi) by the order ids' milliseconds. The
+-- created_at bound only narrows the index scan: it is the node's clock,
+-- which may differ from Redis's by far less than an hour.
+CREATE FUNCTION tipcast_pk_score(r text, lo timestamptz, hi timestamptz) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(sum(amount), 0)::bigint FROM orders
+    WHERE creator = r AND created_at >= lo - interval '1 hour' AND created_at < hi + interval '1 hour'
+      AND tipcast_entry_ms(order_id) >= tipcast_ms(lo) AND tipcast_entry_ms(order_id) < tipcast_ms(hi);
+$$;
+
+CREATE FUNCTION tipcast_pk_json(b pk_battles) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('id', b.id, 'room_a', b.room_a, 'room_b', b.room_b, 'seconds', b.seconds,
+        'state', b.state, 'requested_by', b.requested_by, 'requested_at', tipcast_ts(b.requested_at),
+        'starts_at', tipcast_ts(b.starts_at), 'ends_at', tipcast_ts(b.ends_at), 'score_a', b.score_a,
+        'score_b', b.score_b, 'winner', b.winner,
+        'result', CASE WHEN b.state <> 'decided' THEN NULL WHEN b.winner IS NULL THEN 'draw'
+                       WHEN b.winner = b.room_a THEN 'a' ELSE 'b' END,
+        'decided_at', tipcast_ts(b.decided_at));
+$$;
+
+-- Requests not accepted within 60 s expire (called by the routes and the tick).
+CREATE FUNCTION tipcast_pk_expire() RETURNS void
+LANGUAGE sql AS $$
+    UPDATE pk_battles SET state = 'expired'
+    WHERE state = 'requested' AND requested_at < now() - interval '60 seconds';
+$$;
+
+-- POST /api/v1/pk {room_a, room_b, seconds}: staff start it at once
+-- (201, running); a creator requests one against room_b (room_a is itself;
+-- 201, requested).
+CREATE FUNCTION tipcast_api_pk_create(ctx jsonb) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    creator boolean := ctx->>'role' = 'creator';
+    a text := CASE WHEN ctx->>'role' = 'creator' THEN ctx->>'actor' ELSE tipcast_arg_id(ctx, 'room_a') END;
+    b text := tipcast_arg_id(ctx, 'room_b');
+    secs int := tipcast_arg_int(ctx, 'seconds', 5, 3600);
+    t timestamptz := date_trunc('milliseconds', now());
+    bt pk_battles;
+BEGIN
+    IF a = b THEN
+        PERFORM tipcast_bad('room_b', 'a room cannot battle itself');
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM creators WHERE id = a) THEN
+        PERFORM tipcast_bad('room_a', format('no creator %s', a));
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM creators WHERE id = b) THEN
+        PERFORM tipcast_bad('room_b', format('no creator %s', b));
+    END IF;
+    -- One open battle per room: the check and the insert under one lock.
+    LOCK TABLE pk_battles IN SHARE ROW EXCLUSIVE MODE;
+    PERFORM tipcast_pk_expire();
+    IF EXISTS (SELECT 1 FROM pk_battles WHERE state IN ('requested', 'running')
+               AND (room_a IN (a, b) OR room_b IN (a, b))) THEN
+        PERFORM tipcast_refuse('invalid_state', 'one of the rooms is in a requested or running battle');
+    END IF;
+    INSERT INTO pk_battles (room_a, room_b, seconds, state, requested_by, requested_at, starts_at, ends_at)
+    VALUES (a, b, secs, CASE WHEN creator THEN 'requested' ELSE 'running' END, coalesce(ctx->>'actor', '-'), t,
+            CASE WHEN creator THEN NULL ELSE t END,
+            CASE WHEN creator THEN NULL ELSE t + secs * interval '1 second' END)
+    RETURNING * INTO bt;
+    PERFORM tipcast_audit(ctx, 'pk.create', bt.id::text, NULL, tipcast_pk_json(bt));
+    RETURN tipcast_ok(tipcast_pk_json(bt), 201);
+END;
+$$;
+
+CREATE FUNCTION tipcast_pk_find(ctx jsonb, lock boolean) RETURNS pk_battles
+LANGUAGE plpgsql AS $$
+DECLARE
+    pid bigint := tipcast_path_serial(ctx);
+    bt pk_battles;
+BEGIN
+    IF lock THEN
+        SELECT * INTO bt FROM pk_battles WHERE id = pid FOR UPDATE;
+    ELSE
+        SELECT * INTO bt FROM pk_battles WHERE id = pid;
+    END IF;
+    IF bt.id IS NULL OR (ctx->>'role' = 'creator' AND ctx->>'actor' NOT IN (bt.room_a, bt.room_b)) THEN
+        PERFORM tipcast_refuse('not_found', format('no battle %s', pid));
+    END IF;
+    RETURN bt;
+END;
+$$;
+
+-- POST /api/v1/pk/{id}/accept: room_b's creator (or staff) accepts a
+-- request; it starts now.
+CREATE FUNCTION tipcast_api_pk_accept(ctx jsonb) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    bt pk_battles;
+    t timestamptz := date_trunc('milliseconds', now());
+BEGIN
+    PERFORM tipcast_pk_expire();
+    bt := tipcast_pk_find(ctx, true);
+    IF ctx->>'role' = 'creator' AND ctx->>'actor' <> bt.room_b THEN
+        PERFORM tipcast_refuse('forbidden', 'only the requested room''s creator may accept');
+    END IF;
+    IF bt.state <> 'requested' THEN
+        PERFORM tipcast_refuse('invalid_state', format('battle %s is %s, wanted requested', bt.id, bt.state));
+    END IF;
+    UPDATE pk_battles SET state = 'running', starts_at = t, ends_at = t + seconds * interval '1 second'
+    WHERE id = bt.id RETURNING * INTO bt;
+    PERFORM tipcast_audit(ctx, 'pk.accept', bt.id::text, NULL, tipcast_pk_json(bt));
+    RETURN tipcast_ok(tipcast_pk_json(bt));
+END;
+$$;
+
+CREATE FUNCTION tipcast_api_pk_get(ctx jsonb) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM tipcast_pk_expire();
+    RETURN tipcast_ok(tipcast_pk_json(tipcast_pk_find(ctx, false)));
+END;
+$$;
+
+-- tipcastd's tick (server/pk.c), once a second on every node: the running
+-- battles with their live scores, and the decided ones not yet announced
+-- or decided in the last 10 minutes (each node computes those again and
+-- compares: a result must be the same whichever node decides it).
+CREATE FUNCTION tipcast_pk_tick()
+RETURNS TABLE (id bigint, state text, room_a text, room_b text, start_ms bigint, end_ms bigint,
+               score_a bigint, score_b bigint, winner text, announced boolean)
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM tipcast_pk_expire();
+    RETURN QUERY
+    SELECT b.id, b.state, b.room_a, b.room_b, tipcast_ms(b.starts_at), tipcast_ms(b.ends_at),
+           CASE WHEN b.state = 'running' THEN tipcast_pk_score(b.room_a, b.starts_at, b.ends_at) ELSE b.score_a END,
+           CASE WHEN b.state = 'running' THEN tipcast_pk_score(b.room_b, b.starts_at, b.ends_at) ELSE b.score_b END,
+           b.winner, b.announced
+    FROM pk_battles b
+    WHERE b.state = 'running'
+       OR (b.state = 'decided' AND (NOT b.announced OR b.decided_at > now() - interval '10 minutes'))
+    ORDER BY b.id LIMIT 256;
+END;
+$$;
+
+-- Decides battle `pk` once tipcastd has seen the cut pass (the caller's
+-- duty): the scores, the winner (NULL: draw), whether this call stored
+-- them, and whether they equal what was stored (a node deciding after
+-- another computes the same; `same` false would be a bug, logged loudly).
+CREATE FUNCTION tipcast_pk_decide(pk bigint, node text, OUT score_a bigint, OUT score_b bigint, OUT winner text,
+                                  OUT stored boolean, OUT same boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    bt pk_battles;
+BEGIN
+    SELECT * INTO bt FROM pk_battles WHERE id = pk FOR UPDATE;
+    IF bt.id IS NULL OR bt.state NOT IN ('running', 'decided') OR bt.ends_at > now() THEN
+        RAISE EXCEPTION 'tipcast_pk_decide: battle % is not past its end', pk;
+    END IF;
+    score_a := tipcast_pk_score(bt.room_a, bt.starts_at, bt.ends_at);
+    score_b := tipcast_pk_score(bt.room_b, bt.starts_at, bt.ends_at);
+    winner := CASE WHEN score_a > score_b THEN bt.room_a WHEN score_b > score_a THEN bt.room_b END;
+    stored := bt.state = 'running';
+    IF stored THEN
+        UPDATE pk_battles SET state = 'decided', score_a = tipcast_pk_decide.score_a,
+            score_b = tipcast_pk_decide.score_b, winner = tipcast_pk_decide.winner, decided_at = now(),
+            decided_by = node
+        WHERE id = pk;
+        same := true;
+    ELSE
+        same := bt.score_a = score_a AND bt.score_b = score_b AND bt.winner IS NOT DISTINCT FROM winner;
+    END IF;
+END;
+$$;
