@@ -37,7 +37,7 @@ def expected(period, now, top=10):
 
     def ranked(who):
         sql = f"""
-            WITH o AS (SELECT {who} AS id, sum(amount) AS coins FROM orders WHERE {win} GROUP BY 1),
+            WITH o AS (SELECT {who} AS id, sum(amount) AS coins FROM orders o WHERE {win} GROUP BY 1),
             r AS (SELECT min(substr(account, {9 if who == 'creator' else 6}))
                          FILTER (WHERE account LIKE '{who if who == 'creator' else 'user'}:%') AS id,
                          sum(delta) FILTER (WHERE account LIKE 'user:%') AS back
@@ -50,10 +50,10 @@ def expected(period, now, top=10):
 
     gifts = [{"gift": int(g), "name": n, "count": int(c), "coins": int(a)} for g, n, c, a in (
         line.split("|") for line in psql(
-            f"SELECT o.gift_id, coalesce(left(g.name, 64), ''), sum(o.count), sum(o.amount) FROM orders o "
-            f"LEFT JOIN gifts g ON g.id = o.gift_id WHERE o.kind = 'gift' AND o.created_at >= '{lo}' "
+            f"SELECT coalesce(o.gift_id, 0), coalesce(left(g.name, 64), ''), sum(o.count), sum(o.amount) "
+            f"FROM orders o LEFT JOIN gifts g ON g.id = o.gift_id WHERE o.kind = 'gift' AND o.created_at >= '{lo}' "
             f"AND o.created_at < '{hi}' "
-            f"GROUP BY o.gift_id, g.name ORDER BY 3 DESC, 4 DESC, 1 LIMIT {top}").splitlines() if line)]
+            f"GROUP BY 1, g.name ORDER BY 3 DESC, 4 DESC, 1 LIMIT {top}").splitlines() if line)]
     return {"creators": ranked("creator"), "gifters": ranked("sender"), "gifts": gifts}
 
 
@@ -65,6 +65,9 @@ def board(c, period):
 
 def test_global_boards_exact(server, client, catalog):  # noqa: F811
     srv, api = admin.start(server, **FLAGS)
+    # Some tests insert bare orders with psql, which only a backfill puts in
+    # the rollups: rebuild them, so that they are the orders table's again.
+    psql("SELECT tipcast_stats_backfill(NULL, NULL)")
     adm = client(srv, unique("adm"), "admin")
     c1, c2 = unique("cr"), unique("cr")
     for cr in (c1, c2):

@@ -52,18 +52,45 @@ BEGIN
 END;
 $$;
 
+-- Rebuilds stats_gifter's rows of [lo, hi) (whole UTC months) from orders
+-- and the ledger, as tipcast_stats_backfill does for 009's rollups.
+CREATE FUNCTION tipcast_stats_gifters_rebuild(lo timestamptz, hi timestamptz) RETURNS void
+LANGUAGE sql AS $$
+    DELETE FROM stats_gifter WHERE period >= lo AND period < hi;
+    INSERT INTO stats_gifter (grain, period, gifter, coins, refunded, orders)
+    SELECT g.grain, tipcast_stats_period(g.grain, e.at), e.who, sum(e.coins), sum(e.refunded), sum(e.orders)
+    FROM (SELECT o.created_at AS at, o.sender AS who, o.amount AS coins, 0::bigint AS refunded, 1::bigint AS orders
+          FROM orders o WHERE o.created_at >= lo AND o.created_at < hi
+          UNION ALL
+          SELECT min(l.created_at), min(substr(l.account, 6)) FILTER (WHERE l.account LIKE 'user:%'), 0,
+                 coalesce(sum(l.delta) FILTER (WHERE l.account LIKE 'user:%'), 0), 0
+          FROM ledger l WHERE l.kind = 'refund' AND l.created_at >= lo AND l.created_at < hi
+          GROUP BY l.movement_id) e,
+         (VALUES ('d'::"char"), ('m')) g (grain)
+    WHERE e.who IS NOT NULL
+    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
+$$;
+
+-- 009's backfill, then the gifters of the same months (its locks are held
+-- until the caller's transaction ends; stats_gifter is written last, as by
+-- the ledger).
+ALTER FUNCTION tipcast_stats_backfill(timestamptz, timestamptz) RENAME TO tipcast_stats_backfill_009;
+
+CREATE FUNCTION tipcast_stats_backfill(t_from timestamptz, t_to timestamptz) RETURNS bigint
+LANGUAGE plpgsql SET work_mem = '256MB' AS $$
+DECLARE
+    n bigint := tipcast_stats_backfill_009(t_from, t_to);
+BEGIN
+    LOCK TABLE stats_gifter IN SHARE ROW EXCLUSIVE MODE;
+    PERFORM tipcast_stats_gifters_rebuild(
+        tipcast_stats_period('m', coalesce(t_from, '-infinity')),
+        tipcast_stats_period('m', coalesce(t_to, 'infinity') - interval '1 microsecond') + interval '1 month');
+    RETURN n;
+END;
+$$;
+
 -- The orders and refunds written before this migration.
-INSERT INTO stats_gifter (grain, period, gifter, coins, refunded, orders)
-SELECT g.grain, tipcast_stats_period(g.grain, e.at), e.who, sum(e.coins), sum(e.refunded), sum(e.orders)
-FROM (SELECT o.created_at AS at, o.sender AS who, o.amount AS coins, 0::bigint AS refunded, 1::bigint AS orders
-      FROM orders o
-      UNION ALL
-      SELECT min(l.created_at), min(substr(l.account, 6)), 0,
-             sum(l.delta) FILTER (WHERE l.account LIKE 'user:%'), 0
-      FROM ledger l WHERE l.kind = 'refund' GROUP BY l.movement_id) e,
-     (VALUES ('d'::"char"), ('m')) g (grain)
-WHERE e.who IS NOT NULL
-GROUP BY 1, 2, 3;
+SELECT tipcast_stats_gifters_rebuild('-infinity', 'infinity');
 
 -- The periods of a board at instant t: day, week (Monday) and month, UTC.
 CREATE FUNCTION tipcast_board_period(period text, t timestamptz, OUT p_from timestamptz, OUT p_to timestamptz)
