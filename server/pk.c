@@ -65,12 +65,14 @@ static void push_room(struct pk *p, const struct pk_battle *b, const char *room)
             frame_unref(f[k]);
 }
 
-/* Pushes the running battles whose scores changed since the last push
- * (or that this node has not pushed yet), and forgets the others. */
+/* Pushes the running battles whose scores changed since the last push, or
+ * were pushed PK_REPUSH_MS ago (or never by this node), and forgets the
+ * battles no longer running. */
 static void push_scores(struct pk *p)
 {
     struct pk_pushed next[PK_BATTLES_MAX];
     int n = 0;
+    int64_t now = clock_mono_us() / 1000;
     for (int i = 0; i < p->nbattles; i++) {
         const struct pk_battle *b = &p->battles[i];
         if (!b->running)
@@ -79,11 +81,13 @@ static void push_scores(struct pk *p)
         for (int j = 0; j < p->npushed; j++)
             if (p->pushed[j].id == b->id)
                 old = &p->pushed[j];
-        if (!old || old->score_a != b->score_a || old->score_b != b->score_b) {
+        if (!old || old->score_a != b->score_a || old->score_b != b->score_b || now - old->at_ms >= PK_REPUSH_MS) {
             push_room(p, b, b->room_a);
             push_room(p, b, b->room_b);
+            next[n++] = (struct pk_pushed){b->id, b->score_a, b->score_b, now};
+        } else {
+            next[n++] = *old;
         }
-        next[n++] = (struct pk_pushed){b->id, b->score_a, b->score_b};
     }
     memcpy(p->pushed, next, (size_t)n * sizeof next[0]);
     p->npushed = n;
@@ -115,8 +119,6 @@ static void on_decided(PGresult *res, int ok, void *priv)
                 "pk: battle %" PRId64 " decided: %s %s, %s %s, %s%s (%s)", b->id, b->room_a, PQgetvalue(res, 0, 0),
                 b->room_b, PQgetvalue(res, 0, 1), winner[0] ? "winner " : "draw", winner,
                 stored ? "stored by this node" : same ? "as stored" : "DIFFERS FROM THE STORED RESULT");
-        if (stored)
-            p->decided++;
         p->verified[p->nverified++ % PK_BATTLES_MAX] = b->id;
         return;
     }
@@ -177,11 +179,9 @@ static void check_cut(struct pk *p)
 static void on_marked(PGresult *res, int ok, void *priv)
 {
     struct pk *p = priv;
-    if (!res) {
-        if (ok)
-            p->announced++;
+    (void)ok; /* not marked: the next tick announces again, and the rooms' markers make that a no-op */
+    if (!res)
         step_done(p);
-    }
 }
 
 static void on_announced(redisReply *reply, void *priv)

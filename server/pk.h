@@ -7,8 +7,9 @@
  *      orders stored in PostgreSQL whose money moved in the battle's
  *      window) and the decided ones not yet announced (tipcast_pk_tick);
  *   2. pushes `pk_score` to its own members of both rooms of each running
- *      battle whose scores changed since its last push (so a room gets at
- *      most one push per tick, however many gifts arrive);
+ *      battle whose scores changed since its last push, or were last pushed
+ *      PK_REPUSH_MS ago (so a room gets at most one push per tick, however
+ *      many gifts arrive, and a member who joins gets one within 5 s);
  *   3. for one battle past its end, checks the cut on every wallet shard
  *      (lua/pk_cut.lua: Redis's clock past the end and every outbox entry
  *      before it committed by the ledger) and, when all pass, decides it
@@ -37,6 +38,9 @@ struct rooms;
 struct outbox;
 
 #define PK_TICK_MS 1000
+/* Unchanged scores are pushed again this often, for members who joined
+ * since the last change. */
+#define PK_REPUSH_MS 5000
 /* Battles one tick reads (the query's LIMIT). */
 #define PK_BATTLES_MAX 256
 /* Redis's clock must be this far past a battle's end before its cut. */
@@ -54,9 +58,9 @@ struct pk_battle {
     char winner[ID_MAX + 1]; /* "" for a draw */
 };
 
-/* The scores last pushed, per battle (a small open table by id). */
+/* The scores last pushed, per battle, and when (monotonic ms). */
 struct pk_pushed {
-    int64_t id, score_a, score_b;
+    int64_t id, score_a, score_b, at_ms;
 };
 
 struct pk {
@@ -81,7 +85,6 @@ struct pk {
     /* The step in flight: the battle, and the Redis answers awaited. */
     struct pk_battle cur;
     int waiting, passed, failed;
-    uint64_t decided, announced; /* by this node (metrics, tests) */
 };
 
 /* Registers the scripts (before rlink_start). */

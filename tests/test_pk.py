@@ -154,7 +154,7 @@ def test_pk_request_accept_and_draw(server, client, catalog):  # noqa: F811
     ma.join(a)
 
     # A creator requests, the other accepts; nobody else may accept.
-    st, _, req = api.post("/api/v1/pk", admin.tok("creator", a), {"room_b": b, "seconds": 5})
+    st, _, req = api.post("/api/v1/pk", admin.tok("creator", a), {"room_b": b, "seconds": 12})
     assert st == 201 and req["state"] == "requested" and req["room_a"] == a and req["starts_at"] is None, req
     pid = req["id"]
     st, _, e = api.post(f"/api/v1/pk/{pid}/accept", admin.tok("creator", a))
@@ -167,6 +167,13 @@ def test_pk_request_accept_and_draw(server, client, catalog):  # noqa: F811
     assert st == 200 and run["state"] == "running", run
     st, _, e = api.post(f"/api/v1/pk/{pid}/accept", admin.tok("creator", b))
     assert st == 409, e
+
+    # A member who joins during the battle gets the scores within 5 s,
+    # changed or not.
+    late = client(n1, unique("v"))
+    late.join(b)
+    s = late.expect("pk_score", timeout=7)
+    assert s["pk"] == pid and s["room"] == b and s["scores"] == [0, 0], s
 
     # Equal scores: a draw.
     for room in (a, b):
