@@ -34,6 +34,8 @@ static const struct {
     [ERR_ACCOUNT_FROZEN] = {"account_frozen", NULL, 0},
     [ERR_RISK_RATE_LIMITED] = {"risk_rate_limited", "retry_after_ms", 0},
     [ERR_SPEND_CAP_EXCEEDED] = {"spend_cap_exceeded", "remaining", 0},
+    [ERR_COUPON_INVALID] = {"coupon_invalid", NULL, 1},
+    [ERR_COUPON_USED] = {"coupon_used", NULL, 1},
 };
 
 const char *err_code(enum err e)

@@ -30,6 +30,9 @@ enum err {
     ERR_ACCOUNT_FROZEN,
     ERR_RISK_RATE_LIMITED,
     ERR_SPEND_CAP_EXCEEDED,
+    /* Promotions (issue 14, B14). */
+    ERR_COUPON_INVALID,
+    ERR_COUPON_USED,
     ERR_COUNT
 };
 

@@ -26,7 +26,8 @@ struct pending {
     struct wallet *w;
     enum wallet_kind kind;
     int shard;
-    int64_t amount;
+    int64_t amount;   /* what the wallet pays */
+    int64_t discount; /* a coupon's discount, 0 for none */
 };
 
 static const char *const kind_names[WALLET_KINDS] = {"gift", "tip", "credit", "balance", "recharge", "refund"};
@@ -85,10 +86,11 @@ void wallet_init(struct wallet *w, struct outbox *ob, const struct catalog *cata
     rlink_script_add(w->rl, &w->script);
 }
 
-static void send_ack(const struct reply *r, const char *order, int64_t amount, int64_t balance, int replayed)
+static void send_ack(const struct reply *r, const char *order, int64_t amount, int64_t balance, int replayed,
+                     int64_t discount)
 {
     struct enc e;
-    message_start(&e, r->fmt, 160, "ack", r->id, 4);
+    message_start(&e, r->fmt, 160, "ack", r->id, discount ? 5 : 4);
     enc_key(&e, "order");
     enc_cstr(&e, order);
     enc_key(&e, "amount");
@@ -97,6 +99,10 @@ static void send_ack(const struct reply *r, const char *order, int64_t amount, i
     enc_int(&e, balance);
     enc_key(&e, "replayed");
     enc_bool(&e, replayed);
+    if (discount) {
+        enc_key(&e, "discount");
+        enc_int(&e, discount);
+    }
     enc_end_map(&e);
     reply_send(r, enc_finish(&e));
 }
@@ -126,7 +132,7 @@ static void on_moved(redisReply *reply, void *priv)
         char order[OUTBOX_ORDER_ID_MAX + 1];
         int replayed = (int)reply->element[3]->integer;
         outbox_order_id(p->shard, reply->element[1]->str, order, sizeof order);
-        send_ack(r, order, p->amount, reply->element[2]->integer, replayed);
+        send_ack(r, order, p->amount, reply->element[2]->integer, replayed, p->discount);
         answered(w, k, r, replayed ? WALLET_RESULT_REPLAYED : WALLET_RESULT_OK);
     } else if (strcmp(reply->element[0]->str, "err") == 0 && str_elem(reply, 1) && int_elem(reply, 2)) {
         const char *code = reply->element[1]->str;
@@ -137,6 +143,8 @@ static void on_moved(redisReply *reply, void *priv)
         else if (strcmp(code, "spend_cap_exceeded") == 0)
             refuse(w, k, r, ERR_SPEND_CAP_EXCEEDED, "the daily spend cap is reached", NULL,
                    reply->element[2]->integer);
+        else if (strcmp(code, "coupon_used") == 0)
+            refuse(w, k, r, ERR_COUPON_USED, "this coupon was used", "coupon", 0);
         else if (strcmp(code, "backlogged") == 0)
             refuse(w, k, r, ERR_BACKLOGGED, "orders are queued faster than they are stored; retry", NULL, 1000);
         else
@@ -173,8 +181,11 @@ struct movement {
     int64_t order_ts_ms; /* refund: the refunded order's time */
     const char *req_id;  /* the idempotency key's request id */
     const char *role;
-    int64_t ttl_ms;      /* how long the result is kept under req_id */
+    int64_t ttl_ms;      /* how long the result is kept under req_id; 0: for ever */
     const struct wallet_risk *risk; /* gift, tip: may be NULL */
+    const char *coupon;  /* gift: a coupon's code, NULL for none */
+    int64_t discount;    /* its discount, 1..amount */
+    int bonus;           /* the new-user bonus: its own stored-result key, only into a new wallet */
 };
 
 /* Sends one movement to wallet_move.lua on the user's shard; cb(reply,
@@ -188,8 +199,14 @@ static int submit(struct wallet *w, const struct movement *mv, void (*cb)(redisR
     outbox_balance_key(shard, mv->uid, bal, sizeof bal);
     /* Beside the balance, on the same slot: one script reads and writes both. */
     snprintf(risk, sizeof risk, "tc:{w:%d}:risk:%s", shard, mv->uid);
-    outbox_idem_key(shard, mv->uid, mv->req_id, idem, sizeof idem);
+    if (mv->bonus) /* a key no client request id can name */
+        snprintf(idem, sizeof idem, "tc:{w:%d}:promo:%s", shard, mv->uid);
+    else
+        outbox_idem_key(shard, mv->uid, mv->req_id, idem, sizeof idem);
     outbox_key(shard, outbox, sizeof outbox);
+    char cpn[OUTBOX_KEY_MAX + ID_MAX + 8], disc[24];
+    snprintf(cpn, sizeof cpn, "tc:{w:%d}:cpn:%s:%s", shard, mv->uid, mv->coupon ? mv->coupon : "");
+    snprintf(disc, sizeof disc, "%" PRId64, mv->coupon ? mv->discount : 0);
 
     char gid[16], count[24], unit[24], amount[24], ts[24], ttl[24], backlog[24], ots[24];
     snprintf(gid, sizeof gid, "%d", mv->gift ? mv->gift->id : 0);
@@ -216,21 +233,34 @@ static int submit(struct wallet *w, const struct movement *mv, void (*cb)(redisR
                      amount, mv->combo);
     if (n >= 0 && mv->ref[0])
         n += snprintf(canon + n, sizeof canon - (size_t)n, "%s|%s|", mv->ref, ots);
+    /* Only a coupon gift has these: other fingerprints stay what they were. */
+    if (n >= 0 && mv->coupon)
+        n += snprintf(canon + n, sizeof canon - (size_t)n, "coupon=%s|%s|", mv->coupon, disc);
     if (n < 0 || (size_t)n + mv->text_len >= sizeof canon)
         return -1;
     memcpy(canon + n, mv->text, mv->text_len);
     char fp[41];
     fingerprint(canon, (size_t)n + mv->text_len, fp);
 
-    const char *argv[] = {bal, idem, outbox, risk, mv->kind, mv->uid, mv->room, gid,
+    /* KEYS[5], the coupon's marker, only with a coupon: a script's keys are
+     * all on the wallet's slot either way. */
+    int nkeys = mv->coupon ? 5 : 4;
+    const char *argv[] = {bal, idem, outbox, risk, cpn, mv->kind, mv->uid, mv->room, gid,
                           mv->gift ? mv->gift->name : "", mv->gift ? mv->gift->animation : "", count, unit,
                           amount, mv->combo, mv->text, mv->req_id, ts, fp, ttl, backlog, mv->role, mv->ref, ots,
-                          rk->ip, rk->device, cap, newcap, newms};
-    enum { ARGC = sizeof argv / sizeof argv[0] };
+                          rk->ip, rk->device, cap, newcap, newms, mv->coupon ? mv->coupon : "", disc,
+                          mv->bonus ? "bonus" : ""};
+    enum { ARGC = sizeof argv / sizeof argv[0], TEXT = 15 };
+    const char *args[ARGC];
     size_t len[ARGC];
-    for (int i = 0; i < ARGC; i++)
-        len[i] = i == 14 ? mv->text_len : strlen(argv[i]); /* the text is not NUL-terminated */
-    return rlink_eval(w->rl, &w->script, 4, ARGC, argv, len, cb, priv) < 0 ? -2 : 0;
+    int argc = 0;
+    for (int i = 0; i < ARGC; i++) {
+        if (i == 4 && nkeys == 4)
+            continue;
+        args[argc] = argv[i];
+        len[argc++] = i == TEXT ? mv->text_len : strlen(argv[i]); /* the text is not NUL-terminated */
+    }
+    return rlink_eval(w->rl, &w->script, nkeys, argc, args, len, cb, priv) < 0 ? -2 : 0;
 }
 
 static void move(struct wallet *w, const struct reply *r, const struct jwt_claims *who, struct movement *mv)
@@ -244,7 +274,7 @@ static void move(struct wallet *w, const struct reply *r, const struct jwt_claim
         refuse(w, mv->k, r, ERR_INTERNAL, "out of memory", NULL, 0);
         return;
     }
-    *p = (struct pending){*r, w, mv->k, outbox_shard_of(w->ob, mv->uid), mv->amount};
+    *p = (struct pending){*r, w, mv->k, outbox_shard_of(w->ob, mv->uid), mv->amount - mv->discount, mv->discount};
     int rc = submit(w, mv, on_moved, p);
     if (rc < 0) {
         free(p);
@@ -277,6 +307,13 @@ static int room_ok(struct wallet *w, enum wallet_kind k, const struct reply *r, 
 void wallet_gift(struct wallet *w, const struct reply *r, const struct jwt_claims *who, const char *room,
                  int64_t gift, int64_t count, const char *combo, const struct wallet_risk *rk)
 {
+    wallet_gift_coupon(w, r, who, room, gift, count, combo, rk, NULL);
+}
+
+void wallet_gift_coupon(struct wallet *w, const struct reply *r, const struct jwt_claims *who, const char *room,
+                        int64_t gift, int64_t count, const char *combo, const struct wallet_risk *rk,
+                        const struct wallet_coupon *cp)
+{
     if (!room_ok(w, WALLET_GIFT, r, who, room))
         return;
     const struct gift *g = catalog_gift(w->catalog, gift);
@@ -299,6 +336,17 @@ void wallet_gift(struct wallet *w, const struct reply *r, const struct jwt_claim
     }
     struct movement mv = {.k = WALLET_GIFT, .kind = "gift", .uid = who->sub, .room = room, .gift = g, .count = count,
                           .unit = g->price, .amount = total, .combo = combo, .text = "", .text_len = 0, .risk = rk};
+    if (cp) {
+        if (strcmp(cp->user, who->sub) != 0 || cp->gift != gift || cp->discount < 1 ||
+            (cp->expires_ms && cp->expires_ms <= clock_wall_ms())) {
+            refuse(w, WALLET_GIFT, r, ERR_COUPON_INVALID, "this coupon is not valid for this gift", "coupon", 0);
+            return;
+        }
+        mv.coupon = cp->code;
+        /* A discount above the order's price (the price lowered since) pays
+         * the whole order, no more: a coupon never adds coins. */
+        mv.discount = cp->discount < total ? cp->discount : total;
+    }
     move(w, r, who, &mv);
 }
 
@@ -332,6 +380,50 @@ void wallet_credit(struct wallet *w, const struct reply *r, const struct jwt_cla
     struct movement mv = {.k = WALLET_CREDIT, .kind = "credit", .uid = user, .room = "", .count = 1, .unit = amount,
                           .amount = amount, .combo = "", .text = text ? text : "", .text_len = text_len};
     move(w, r, who, &mv);
+}
+
+/* ---- The new-user bonus ---------------------------------------------------- */
+
+struct bonus_pending {
+    struct wallet *w;
+    char user[ID_MAX + 1];
+    int64_t amount;
+};
+
+static void on_bonus(redisReply *reply, void *priv)
+{
+    struct bonus_pending *p = priv;
+    if (reply && reply->type == REDIS_REPLY_ARRAY && str_elem(reply, 0) && strcmp(reply->element[0]->str, "ok") == 0 &&
+        int_elem(reply, 3)) {
+        if (reply->element[3]->integer == 0) {
+            wallet_count(p->w, WALLET_CREDIT, WALLET_RESULT_OK);
+            log_msg(LOG_INFO, "promo: new-user bonus of %" PRId64 " coins credited to %s", p->amount, p->user);
+        }
+    } else if (reply && reply->type == REDIS_REPLY_ERROR) {
+        log_msg(LOG_ERROR, "wallet_move (bonus): %s", reply->str);
+    }
+    /* not_new, a replay, a changed amount (idempotency_conflict: given
+     * already) or Redis gone: nothing to do; the next connection asks again
+     * only in the last case. */
+    free(p);
+}
+
+void wallet_bonus(struct wallet *w, const char *user, int64_t amount)
+{
+    if (!w->checked || amount < 1 || amount > COINS_MAX || !id_valid(user, strlen(user)))
+        return;
+    struct bonus_pending *p = malloc(sizeof *p);
+    if (!p)
+        return;
+    p->w = w;
+    snprintf(p->user, sizeof p->user, "%s", user);
+    p->amount = amount;
+    static const char text[] = "new-user bonus";
+    struct movement mv = {.k = WALLET_CREDIT, .kind = "credit", .uid = user, .room = "", .count = 1, .unit = amount,
+                          .amount = amount, .combo = "", .text = text, .text_len = sizeof text - 1, .ref = "",
+                          .req_id = "new-user-bonus", .role = "platform", .ttl_ms = 0, .bonus = 1};
+    if (submit(w, &mv, on_bonus, p) < 0)
+        free(p);
 }
 
 /* ---- Credits decided by the settlement layer ------------------------------- */
@@ -445,7 +537,7 @@ void wallet_balance(struct wallet *w, const struct reply *r, const struct jwt_cl
         refuse(w, WALLET_BALANCE, r, ERR_INTERNAL, "out of memory", NULL, 0);
         return;
     }
-    *p = (struct pending){*r, w, WALLET_BALANCE, 0, 0};
+    *p = (struct pending){*r, w, WALLET_BALANCE, 0, 0, 0};
     if (rlink_command(w->rl, RLINK_CMD_LINK, 2, argv, len, on_balance, p) < 0) {
         free(p);
         refuse_unavailable(w, WALLET_BALANCE, r);

@@ -91,6 +91,29 @@ void wallet_init(struct wallet *w, struct outbox *ob, const struct catalog *cata
  * the day's cap is ERR_SPEND_CAP_EXCEEDED with the coins still allowed. */
 void wallet_gift(struct wallet *w, const struct reply *r, const struct jwt_claims *who, const char *room,
                  int64_t gift, int64_t count, const char *combo, const struct wallet_risk *rk);
+/* A gift coupon as PostgreSQL holds it (storage/promo.h looks it up). */
+struct wallet_coupon {
+    const char *code;   /* 1..ID_MAX bytes of [A-Za-z0-9_.-] */
+    const char *user;   /* the only user who may use it */
+    int64_t gift;       /* the only gift id it applies to */
+    int64_t discount;   /* coins off the order, >= 1 */
+    int64_t expires_ms; /* 0 = never */
+};
+
+/* A gift with a coupon (NULL: wallet_gift): the wallet pays the gift's
+ * total less the coupon's discount (at most the total), the platform the
+ * discount (a credit entry "coupon:<code>" before the gift's entry, in the
+ * same script), once per coupon for ever. ERR_COUPON_INVALID when the
+ * coupon is another user's, another gift's or expired; ERR_COUPON_USED
+ * when a request with another id used it. The ack carries "discount". */
+void wallet_gift_coupon(struct wallet *w, const struct reply *r, const struct jwt_claims *who, const char *room,
+                        int64_t gift, int64_t count, const char *combo, const struct wallet_risk *rk,
+                        const struct wallet_coupon *cp);
+/* The new-user bonus: `amount` coins credited to `user`, charged to the
+ * platform, once per user for ever and only into a wallet that never had
+ * coins (no balance key, no first credit). Asked on every authentication
+ * of a viewer while the bonus is set; no answer (logged, counted). */
+void wallet_bonus(struct wallet *w, const char *user, int64_t amount);
 /* A tip of `amount` coins with a message (text_len bytes, may be 0); `rk`
  * as for a gift. */
 void wallet_tip(struct wallet *w, const struct reply *r, const struct jwt_claims *who, const char *room,

@@ -22,6 +22,7 @@ static const struct {
     [RISK_DAILY_SPEND_CAP] = {"daily_spend_cap", 0},
     [RISK_NEW_ACCOUNT_DAYS] = {"new_account_days", 7},
     [RISK_NEW_ACCOUNT_DAILY_CAP] = {"new_account_daily_cap", 0},
+    [RISK_NEW_USER_BONUS] = {"new_user_bonus", 0},
 };
 
 static const struct {

@@ -36,6 +36,7 @@ enum risk_rule {
     RISK_DAILY_SPEND_CAP,
     RISK_NEW_ACCOUNT_DAYS,
     RISK_NEW_ACCOUNT_DAILY_CAP,
+    RISK_NEW_USER_BONUS, /* promotions: coins a new viewer's wallet gets once (gifts/wallet.h wallet_bonus) */
     RISK_RULES
 };
 

@@ -9,6 +9,7 @@
 
 #include "coins.h"
 #include "mpack.h"
+#include "promo.h"
 #include "utf8.h"
 
 static int fail(struct request_error *err, enum err code, const char *field, const char *fmt, ...)
@@ -36,12 +37,12 @@ struct fval {
 
 enum field_id {
     F_TYPE, F_ID, F_ROOM, F_TEXT, F_TOKEN, F_AFTER_SEQ, F_GIFT, F_CNT, F_AMOUNT, F_COMBO, F_USER,
-    F_DEADLINE, F_ORDER,
+    F_DEADLINE, F_ORDER, F_COUPON, F_PERIOD,
     F_COUNT
 };
 static const char *const field_names[F_COUNT] = {"type", "id", "room", "text", "token", "after_seq",
                                                  "gift", "count", "amount", "combo", "user", "deadline",
-                                                 "order"};
+                                                 "order", "coupon", "period"};
 
 static int field_lookup(const char *key, size_t len)
 {
@@ -152,7 +153,7 @@ static const struct {
     {"notice", REQ_NOTICE, BIT(F_ROOM) | BIT(F_TEXT), 0},
     {"history", REQ_HISTORY, BIT(F_ROOM) | BIT(F_AFTER_SEQ), 0},
     {"catalog", REQ_CATALOG, 0, 0},
-    {"gift", REQ_GIFT, BIT(F_ROOM) | BIT(F_GIFT), BIT(F_CNT) | BIT(F_COMBO)},
+    {"gift", REQ_GIFT, BIT(F_ROOM) | BIT(F_GIFT), BIT(F_CNT) | BIT(F_COMBO) | BIT(F_COUPON)},
     {"tip", REQ_TIP, BIT(F_ROOM) | BIT(F_AMOUNT), BIT(F_TEXT)},
     {"balance", REQ_BALANCE, 0, 0},
     {"credit", REQ_CREDIT, BIT(F_USER) | BIT(F_AMOUNT), BIT(F_TEXT)},
@@ -163,6 +164,7 @@ static const struct {
     {"unpin", REQ_UNPIN, BIT(F_ROOM) | BIT(F_ORDER), 0},
     {"moderator_add", REQ_MODERATOR_ADD, BIT(F_ROOM) | BIT(F_USER), 0},
     {"moderator_remove", REQ_MODERATOR_REMOVE, BIT(F_ROOM) | BIT(F_USER), 0},
+    {"global_board", REQ_GLOBAL_BOARD, 0, BIT(F_PERIOD)},
 };
 
 _Static_assert(sizeof req_types / sizeof req_types[0] == REQ_COUNT, "every request type has a row");
@@ -285,6 +287,23 @@ static int check_fields(const struct fval *fv, struct request *req, struct reque
                         WALLET_COMBO_MAX);
         memcpy(req->combo, fv[F_COMBO].s, fv[F_COMBO].len);
         req->combo[fv[F_COMBO].len] = '\0';
+    }
+    if (WANTS(F_COUPON)) {
+        if (need_str(fv, F_COUPON, err) < 0)
+            return -1;
+        if (!id_valid(fv[F_COUPON].s, fv[F_COUPON].len))
+            return fail(err, ERR_BAD_FIELD, "coupon", "'coupon' must be 1..%d bytes of [A-Za-z0-9_.-]", ID_MAX);
+        memcpy(req->coupon, fv[F_COUPON].s, fv[F_COUPON].len);
+        req->coupon[fv[F_COUPON].len] = '\0';
+    }
+    req->period = GBOARD_DAY;
+    if (WANTS(F_PERIOD)) {
+        if (need_str(fv, F_PERIOD, err) < 0)
+            return -1;
+        int per = gboard_period_parse(fv[F_PERIOD].s, fv[F_PERIOD].len);
+        if (per < 0)
+            return fail(err, ERR_BAD_FIELD, "period", "'period' must be day, week or month");
+        req->period = per;
     }
 #undef WANTS
     return 0;

@@ -49,6 +49,7 @@ enum req_type {
     REQ_UNPIN,
     REQ_MODERATOR_ADD,
     REQ_MODERATOR_REMOVE,
+    REQ_GLOBAL_BOARD,
     REQ_COUNT
 };
 
@@ -71,6 +72,8 @@ struct request {
     char user[ID_MAX + 1];            /* credit: the user credited; earnings: the creator, "" when absent */
     int64_t deadline;                 /* goal: ms since the epoch, 0 when absent */
     char order[ID_MAX + 1];           /* unpin: the pinned tip's order id */
+    char coupon[ID_MAX + 1];          /* gift: a coupon's code, "" when absent */
+    int period;                       /* global_board: enum gboard_period (day when absent) */
     json_t *json;                     /* owned: the parsed JSON document, or NULL */
 };
 

@@ -216,6 +216,7 @@ int server_init(struct server *s, uv_loop_t *loop)
         conns_free(&s->conns);
         return -1;
     }
+    pk_init(&s->pk, cfg, s->node_id, loop, &s->redis, &s->outbox, &s->rooms);
     return 0;
 }
 
@@ -354,6 +355,7 @@ int server_start(struct server *s)
     rlink_start(&s->redis);
     if (pgcheck_start(&s->pgcheck, s->loop, cfg->pg_conninfo, &s->catalog, &s->risk, on_catalog, s) < 0 ||
         earnings_start(&s->earnings, s->loop, cfg->pg_conninfo) < 0 ||
+        promo_start(&s->promo, s->loop, cfg->pg_conninfo, &s->wallet) < 0 || pk_start(&s->pk) < 0 ||
         !(s->admin_pool = pgpool_open(s->loop, "admin: postgres", cfg->pg_conninfo, cfg->admin_pg_connections))) {
         log_msg(LOG_ERROR, "cannot start the backends: out of memory");
         exit(1);
@@ -393,12 +395,14 @@ static void finish_shutdown(struct server *s)
      * leaves their rooms); then nothing refers to a room any more. */
     lws_context_destroy(s->lws);
     s->lws = NULL;
+    pk_stop(&s->pk); /* before rooms_free: its pushes find rooms */
     rooms_free(&s->rooms);
     roomfeed_stop(&s->feed);
     ledger_stop(&s->ledger); /* before rlink_stop: it gives up its leases */
     rlink_stop(&s->redis);
     pgcheck_stop(&s->pgcheck);
     earnings_stop(&s->earnings);
+    promo_stop(&s->promo);
     webhook_stop(&s->webhook); /* deliveries in flight are sent again after their lease */
     jobs_stop(&s->jobs);
     recon_job_stop(&s->recon);

@@ -17,6 +17,8 @@
 #include "config.h"
 #include "conn.h"
 #include "earnings.h"
+#include "pk.h"
+#include "promo.h"
 #include "jobs.h"
 #include "recon_job.h"
 #include "ledger.h"
@@ -67,11 +69,13 @@ struct server {
     struct ledger ledger;
     struct pgcheck pgcheck;
     struct earnings earnings;
+    struct promo promo; /* global boards, coupon lookups (issue 14) */
     struct webhook webhook;
     struct conns conns;
     /* Connections per user and per client address (session.c). */
     struct tally conns_by_user, conns_by_addr;
     struct rooms rooms;
+    struct pk pk; /* PK battles (issue 14) */
     struct web web;
     struct listener listener;
     /* The admin API (admin.c): its listener, its sockets (bounded by

@@ -88,6 +88,10 @@ static void authenticate(struct server *s, struct conn *c, const char *token, si
     }
     c->tallied |= TALLIED_USER;
     send_welcome(s, c, id);
+    /* Promotions: a viewer's new wallet gets the new-user bonus once (the
+     * script gives it only into a wallet that never had coins). */
+    if (c->user.role == ROLE_VIEWER && s->risk.rule[RISK_NEW_USER_BONUS] > 0)
+        wallet_bonus(&s->wallet, c->user.sub, s->risk.rule[RISK_NEW_USER_BONUS]);
 }
 
 /* The key a peer's connections are counted under: its IPv4 address, or the
@@ -224,7 +228,11 @@ static void dispatch(struct server *s, struct conn *c, const struct request *req
         conn_send(c, catalog_frame(&s->catalog, c->fmt, req->id));
         break;
     case REQ_GIFT:
-        if (risk_ok(s, c, req, &rk, ip))
+        if (!risk_ok(s, c, req, &rk, ip))
+            break;
+        if (req->coupon[0])
+            promo_gift(&s->promo, &r, &c->user, req->room, req->gift, req->count, req->combo, &rk, req->coupon);
+        else
             wallet_gift(&s->wallet, &r, &c->user, req->room, req->gift, req->count, req->combo, &rk);
         break;
     case REQ_TIP:
@@ -254,6 +262,9 @@ static void dispatch(struct server *s, struct conn *c, const struct request *req
     case REQ_MODERATOR_ADD:
     case REQ_MODERATOR_REMOVE:
         room_moderator(&s->rooms, c, req->room, req->user, req->type == REQ_MODERATOR_ADD, req->id);
+        break;
+    case REQ_GLOBAL_BOARD:
+        promo_global_board(&s->promo, &r, (enum gboard_period)req->period);
         break;
     case REQ_COUNT: /* not a type */
         break;

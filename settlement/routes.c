@@ -76,6 +76,16 @@ const struct api_route api_routes[] = {
     {API_GET, "/api/v1/webhooks/dead", ADMIN | OPS | AUD, 0, "tipcast_api_webhooks_dead", NULL, 0},
     {API_POST, "/api/v1/webhooks/{id}/retry", ADMIN | OPS, 0, "tipcast_api_webhook_retry", NULL, API_BODY},
     {API_GET, "/api/v1/ledger/anchors", ADMIN | FIN | AUD, 0, "tipcast_api_ledger_anchors", NULL, 0},
+    /* Issue 14 (B14): global boards, promotions. */
+    {API_GET, "/api/v1/boards", EVERYONE, 0, "tipcast_api_boards", NULL, 0},
+    {API_GET, "/api/v1/promotions/new-user-bonus", ADMIN | FIN | OPS | AUD, 0, "tipcast_api_bonus_get", NULL, 0},
+    {API_PUT, "/api/v1/promotions/new-user-bonus", ADMIN | FIN, 0, "tipcast_api_bonus_put", NULL,
+     API_BODY | API_BODY_REQUIRED},
+    {API_POST, "/api/v1/coupons", ADMIN | OPS, 0, "tipcast_api_coupon_create", NULL, API_BODY | API_BODY_REQUIRED},
+    {API_GET, "/api/v1/coupons/{id}", STAFF, 0, "tipcast_api_coupon_get", NULL, 0},
+    {API_POST, "/api/v1/pk", ADMIN | OPS | CRE, 0, "tipcast_api_pk_create", NULL, API_BODY | API_BODY_REQUIRED},
+    {API_POST, "/api/v1/pk/{id}/accept", ADMIN | OPS | CRE, 0, "tipcast_api_pk_accept", NULL, API_BODY},
+    {API_GET, "/api/v1/pk/{id}", STAFF | CRE, 0, "tipcast_api_pk_get", NULL, 0},
 };
 const size_t api_routes_count = sizeof api_routes / sizeof api_routes[0];
 

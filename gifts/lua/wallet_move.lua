@@ -20,6 +20,17 @@
 -- ARGV[22] gift, tip: the daily spend cap in coins, 0 = none
 -- ARGV[23] gift, tip: the daily spend cap of a new account, 0 = none
 -- ARGV[24] gift, tip: how long an account is new, in ms after its first credit
+-- ARGV[25] gift: a coupon's code, "" for none (then KEYS[5] is its marker)
+-- ARGV[26] gift with a coupon: the coupon's discount in coins, 1..amount
+-- KEYS[5] (coupon only) tc:{w:N}:cpn:<uid>:<code>, the coupon's use: the
+--         request id that used it, kept for ever (single use)
+-- A coupon gift writes two entries: a credit of the discount charged to the
+-- platform (t "coupon:<code>"), then the gift at its full price, so the
+-- creator's split and the boards see the full price and the ledger sums to
+-- zero with no new kind; the wallet pays amount - discount.
+-- ARGV[27] "bonus" or "" (below).
+-- ARGV[15] "0" keeps the stored result for ever (the new-user bonus: once
+-- per user, whatever the idempotency ttl).
 -- credit, recharge and refund add coins: no balance check, and no backlog
 -- bound (they are few, decided elsewhere, and a refused recharge would be
 -- money paid for nothing until retried).
@@ -36,6 +47,11 @@ if stored then
   end
   return {'ok', sid, tonumber(bal), 1}
 end
+-- ARGV[27] "bonus": the new-user bonus (a credit), only into a wallet that
+-- never had coins: no balance key and no first credit time.
+if ARGV[27] == 'bonus' and (redis.call('EXISTS', KEYS[1]) == 1 or redis.call('HEXISTS', KEYS[4], 'first') == 1) then
+  return {'err', 'not_new', 0}
+end
 local amount = tonumber(ARGV[9])
 if not amount or amount <= 0 or amount ~= math.floor(amount) then
   return {'err', 'bad_amount', 0}
@@ -43,13 +59,26 @@ end
 local kind = ARGV[1]
 local adds = kind == 'credit' or kind == 'recharge' or kind == 'refund'
 local bal = tonumber(redis.call('GET', KEYS[1]) or '0')
+local coupon = kind == 'gift' and ARGV[25] and ARGV[25] ~= ''
+local disc = 0
+if coupon then
+  disc = tonumber(ARGV[26])
+  if not disc or disc < 1 or disc > amount or disc ~= math.floor(disc) then
+    return {'err', 'bad_amount', 0}
+  end
+  if redis.call('EXISTS', KEYS[5]) == 1 then
+    return {'err', 'coupon_used', 0}
+  end
+end
+-- What leaves the wallet: the amount, less a coupon's discount.
+local pay = amount - disc
 if not adds then
   -- Past the bound the ledger is not keeping up (PostgreSQL down): refuse
   -- rather than let the outbox exhaust Redis memory.
   if redis.call('XLEN', KEYS[3]) >= tonumber(ARGV[16]) then
     return {'err', 'backlogged', 0}
   end
-  if bal < amount then
+  if bal < pay then
     return {'err', 'insufficient_balance', bal}
   end
 end
@@ -72,7 +101,7 @@ if capped then
   if newcap > 0 and first and ts - first < (tonumber(ARGV[24]) or 0) and (cap == 0 or newcap < cap) then
     cap = newcap
   end
-  if cap > 0 and spent + amount > cap then
+  if cap > 0 and spent + pay > cap then
     return {'err', 'spend_cap_exceeded', math.max(0, cap - spent)}
   end
 end
@@ -81,10 +110,18 @@ if adds then
   new = redis.call('INCRBY', KEYS[1], amount)
   redis.call('HSETNX', KEYS[4], 'first', ARGV[13])
 else
-  new = redis.call('DECRBY', KEYS[1], amount)
+  new = redis.call('DECRBY', KEYS[1], pay)
   if capped then
-    redis.call('HSET', KEYS[4], 'day', day, 'spent', string.format('%d', spent + amount))
+    redis.call('HSET', KEYS[4], 'day', day, 'spent', string.format('%d', spent + pay))
   end
+end
+if coupon then
+  -- The platform's part first: the wallet's balance after it is the one
+  -- before the gift.
+  redis.call('XADD', KEYS[3], '*', 'k', 'credit', 'u', ARGV[2], 'r', '', 'g', '0', 'gn', '', 'an', '',
+    'n', '1', 'p', ARGV[26], 'a', ARGV[26], 'b', new + amount, 'm', '', 't', 'coupon:' .. ARGV[25],
+    'q', ARGV[12], 'ts', ARGV[13], 'ro', 'platform')
+  redis.call('SET', KEYS[5], ARGV[12])
 end
 local fields = {'k', kind, 'u', ARGV[2], 'r', ARGV[3], 'g', ARGV[4], 'gn', ARGV[5],
   'an', ARGV[6], 'n', ARGV[7], 'p', ARGV[8], 'a', ARGV[9], 'b', new,
@@ -106,5 +143,9 @@ if not adds and ARGV[21] ~= '' then
   fields[#fields + 1] = ARGV[21]
 end
 local sid = redis.call('XADD', KEYS[3], '*', unpack(fields))
-redis.call('SET', KEYS[2], ARGV[14] .. '|' .. sid .. '|' .. new, 'PX', ARGV[15])
+if ARGV[15] == '0' then
+  redis.call('SET', KEYS[2], ARGV[14] .. '|' .. sid .. '|' .. new)
+else
+  redis.call('SET', KEYS[2], ARGV[14] .. '|' .. sid .. '|' .. new, 'PX', ARGV[15])
+end
 return {'ok', sid, new, 0}

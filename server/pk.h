@@ -1,0 +1,97 @@
+/* pk.h - PK battles on this node (docs/settlement.md "PK battles",
+ * docs/protocol.md `pk_score` and the `pk_end` event).
+ *
+ * Battles live in PostgreSQL (pk_battles, migration 012); they are made
+ * and accepted through the admin API. Every node, once per PK_TICK_MS:
+ *   1. reads the running battles with their live scores (the coins of the
+ *      orders stored in PostgreSQL whose money moved in the battle's
+ *      window) and the decided ones not yet announced (tipcast_pk_tick);
+ *   2. pushes `pk_score` to its own members of both rooms of each running
+ *      battle whose scores changed since its last push, or were last pushed
+ *      PK_REPUSH_MS ago (so a room gets at most one push per tick, however
+ *      many gifts arrive, and a member who joins gets one within 5 s);
+ *   3. for one battle past its end, checks the cut on every wallet shard
+ *      (lua/pk_cut.lua: Redis's clock past the end and every outbox entry
+ *      before it committed by the ledger) and, when all pass, decides it
+ *      (tipcast_pk_decide: the first node stores the result, a later one
+ *      computes it again and compares; both log it);
+ *   4. or, for one battle decided by another node, computes the result
+ *      again and compares it with the stored one (logged either way);
+ *   5. or, for one decided battle not announced, publishes the `pk_end`
+ *      event into both rooms (lua/pk_announce.lua, once per room whichever
+ *      node does it) and marks it announced.
+ * A node that dies at any step leaves the battle to the next tick of any
+ * node: nothing is lost, and nothing is announced twice. */
+#ifndef TIPCAST_PK_H
+#define TIPCAST_PK_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "config.h"
+#include "jwt.h"
+#include "pgconn.h"
+#include "rlink.h"
+
+struct rooms;
+struct outbox;
+
+#define PK_TICK_MS 1000
+/* Unchanged scores are pushed again this often, for members who joined
+ * since the last change. */
+#define PK_REPUSH_MS 5000
+/* Battles one tick reads (the query's LIMIT). */
+#define PK_BATTLES_MAX 256
+/* Redis's clock must be this far past a battle's end before its cut. */
+#define PK_CUT_GRACE_MS 1000
+/* How long a room keeps the marker of a battle it announced. */
+#define PK_ANNOUNCED_TTL_MS (7LL * 24 * 3600 * 1000)
+#define PK_TIMEOUT_MS 5000
+
+struct pk_battle {
+    int64_t id;
+    int running;
+    int announced;
+    char room_a[ID_MAX + 1], room_b[ID_MAX + 1];
+    int64_t start_ms, end_ms, score_a, score_b;
+    char winner[ID_MAX + 1]; /* "" for a draw */
+};
+
+/* The scores last pushed, per battle, and when (monotonic ms). */
+struct pk_pushed {
+    int64_t id, score_a, score_b, at_ms;
+};
+
+struct pk {
+    const struct config *cfg;
+    const char *node_id;
+    uv_loop_t *loop;
+    struct rlink *rl;
+    struct outbox *ob;
+    struct rooms *rooms;
+    struct pgconn *pg;
+    uv_timer_t timer;
+    int started;
+    int busy; /* a tick's step is in flight */
+    struct rlink_script cut_script, announce_script;
+    struct pk_battle battles[PK_BATTLES_MAX];
+    int nbattles;
+    struct pk_pushed pushed[PK_BATTLES_MAX];
+    int npushed;
+    /* Decided battles this node has computed (and compared): a ring. */
+    int64_t verified[PK_BATTLES_MAX];
+    int nverified;
+    /* The step in flight: the battle, and the Redis answers awaited. */
+    struct pk_battle cur;
+    int waiting, passed, failed;
+};
+
+/* Registers the scripts (before rlink_start). */
+void pk_init(struct pk *p, const struct config *cfg, const char *node_id, uv_loop_t *loop, struct rlink *rl,
+             struct outbox *ob, struct rooms *rooms);
+/* Connects to PostgreSQL and starts ticking. 0, or -1 when out of memory. */
+int pk_start(struct pk *p);
+void pk_stop(struct pk *p);
+
+#endif

@@ -1,0 +1,190 @@
+"""PK battles (issue 14): two rooms linked for a while, live scores pushed
+to both, the winner decided at an exact cut and announced once to both
+rooms (docs/protocol.md `pk_score` and the `pk_end` event; docs/admin-api.md
+"PK battles"; docs/settlement.md "PK battles").
+
+Two tipcastd nodes share one Redis and one PostgreSQL. Members of room A
+are on node 1, members of room B on node 2; senders pay from both nodes.
+The stored result is compared with the sum over orders whose money moved
+in the window (the order ids' milliseconds), and each node's own
+computation of it (its log line) with the other's."""
+
+import re
+import time
+
+import admin
+from helpers import SHARDS, psql, wait_for
+from test_money import catalog, credit, live_creator, wait_room_live  # noqa: F401
+from wsclient import SUBPROTOCOL_MSGPACK, unique
+
+ROSE, ROCKET = 9101, 9103
+FLAGS = dict(wallet_shards=SHARDS, max_msgs_per_s=10000, max_burst=10000)
+
+
+def expected_score(room, pk):
+    return int(psql(
+        f"SELECT coalesce(sum(o.amount), 0) FROM orders o, pk_battles b WHERE b.id = {pk} AND o.creator = '{room}' "
+        f"AND split_part(o.order_id, '-', 2)::bigint >= floor(extract(epoch FROM b.starts_at) * 1000) "
+        f"AND split_part(o.order_id, '-', 2)::bigint < floor(extract(epoch FROM b.ends_at) * 1000)"))
+
+
+def decided_lines(srv, pk):
+    pat = re.compile(rf'pk: battle {pk} decided: ([^"(]*) \((stored by this node|as stored|DIFFERS[^)]*)\)')
+    return [m.groups() for m in pat.finditer(srv.stderr_text())]
+
+
+def pk_events(c, pk, timeout):
+    """The pk_end events of battle pk that c receives within timeout."""
+    got, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            m = c.expect("event", timeout=max(0.05, deadline - time.monotonic()), kind="pk_end")
+        except Exception:
+            break
+        if m.get("pk") == pk:
+            got.append(m)
+    return got
+
+
+def start_pair(server, client):
+    n1, api = admin.start(server, **FLAGS)
+    n2 = server(**FLAGS)
+    return n1, n2, api
+
+
+def test_pk_decided_identically_on_two_nodes(server, client, catalog):  # noqa: F811
+    n1, n2, api = start_pair(server, client)
+    a, b = unique("cra"), unique("crb")
+    live_creator(a)
+    live_creator(b)
+    adm = client(n1, unique("adm"), "admin")
+    s1, s2 = unique("v"), unique("v")
+    c1 = client(n1, s1)
+    c2 = client(n2, s2, subprotocol=SUBPROTOCOL_MSGPACK)
+    for c in (c1, c2):
+        wait_room_live(c, a)
+        wait_room_live(c, b)
+    credit(adm, s1, 100000)
+    credit(adm, s2, 100000)
+    ma = client(n1, unique("v"))            # a member of A on node 1
+    mb = client(n2, unique("v"), subprotocol=SUBPROTOCOL_MSGPACK)  # of B on node 2
+    ma.join(a)
+    mb.join(b)
+
+    ops = admin.tok("operations")
+    st, _, bad = api.post("/api/v1/pk", ops, {"room_a": a, "room_b": a, "seconds": 5})
+    assert st == 400 and bad["error"]["field"] == "room_b", bad
+    st, _, bad = api.post("/api/v1/pk", ops, {"room_a": a, "room_b": unique("nobody"), "seconds": 5})
+    assert st == 400 and bad["error"]["field"] == "room_b", bad
+    st, _, bad = api.post("/api/v1/pk", ops, {"room_a": a, "room_b": b, "seconds": 4})
+    assert st == 400 and bad["error"]["field"] == "seconds", bad
+    st, _, pk = api.post("/api/v1/pk", ops, {"room_a": a, "room_b": b, "seconds": 6})
+    assert st == 201 and pk["state"] == "running" and pk["result"] is None, pk
+    pid = pk["id"]
+    st, _, busy = api.post("/api/v1/pk", ops, {"room_a": b, "room_b": unique("x"), "seconds": 6})
+    assert st in (400, 409), busy
+
+    def pay(c, room, **kw):
+        kind = "tip" if "amount" in kw else "gift"
+        r = c.request(dict(type=kind, id=unique("g"), room=room, **kw))
+        assert r["type"] == "ack", r
+        return r
+
+    pay(c1, a, gift=ROCKET, count=2)   # 1000 to A from node 1
+    pay(c2, a, amount=300)             # 300 to A from node 2
+    pay(c2, b, gift=ROCKET)            # 500 to B
+    pay(c1, b, gift=ROSE, count=250)   # 250 to B
+    # Live scores reach both rooms, on both nodes, coalesced (once a second
+    # at most, and only when they change).
+    want = [1300, 750]
+    for m, room in ((ma, a), (mb, b)):
+        deadline = time.monotonic() + 10
+        while True:
+            s = m.expect("pk_score", timeout=10)
+            assert s["pk"] == pid and s["room"] == room and s["room_a"] == a and s["room_b"] == b, s
+            if s["scores"] == want:
+                break
+            assert time.monotonic() < deadline, s
+    # After the end: not counted.
+    ends = time.mktime(time.strptime(pk["ends_at"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+    time.sleep(max(0.0, ends - time.time()) + 1.2)
+    late = pay(c1, b, gift=ROCKET, count=10)
+
+    def decided():
+        st, _, got = api.get(f"/api/v1/pk/{pid}", admin.tok("auditor"))
+        return got if st == 200 and got["state"] == "decided" else None
+    got = wait_for(decided, timeout=20, what="the battle decided")
+    assert got["score_a"] == expected_score(a, pid) == 1300, got
+    assert got["score_b"] == expected_score(b, pid) == 750, got
+    assert got["winner"] == a and got["result"] == "a", got
+    assert psql(f"SELECT count(*) FROM orders WHERE order_id = '{late['order']}'") == "1"
+
+    # Both nodes computed it, the same.
+    lines = wait_for(lambda: (decided_lines(n1, pid), decided_lines(n2, pid))
+                     if decided_lines(n1, pid) and decided_lines(n2, pid) else None,
+                     timeout=15, what="both nodes' decisions")
+    (r1,), (r2,) = lines
+    assert r1[0] == r2[0] == f"{a} 1300, {b} 750, winner {a}", lines
+    assert sorted([r1[1], r2[1]]) == ["as stored", "stored by this node"], lines
+
+    # The result, once, to both rooms (as room events, in history too).
+    for m, room in ((ma, a), (mb, b)):
+        evs = pk_events(m, pid, 8)
+        assert len(evs) == 1, evs
+        e = evs[0]
+        assert e["room"] == room and e["room_a"] == a and e["room_b"] == b, e
+        assert (e["score_a"], e["score_b"], e["winner"], e["result"]) == (1300, 750, a, "a"), e
+    wait_for(lambda: psql(f"SELECT announced FROM pk_battles WHERE id = {pid}") == "t", what="announced")
+    h = ma.request({"type": "history", "id": unique("h"), "room": a, "after_seq": 0})
+    assert [e["pk"] for e in h["events"] if e.get("kind") == "pk_end"] == [pid], h
+
+
+def test_pk_request_accept_and_draw(server, client, catalog):  # noqa: F811
+    n1, n2, api = start_pair(server, client)
+    a, b = unique("cra"), unique("crb")
+    live_creator(a)
+    live_creator(b)
+    adm = client(n1, unique("adm"), "admin")
+    s1 = unique("v")
+    c1 = client(n2, s1)
+    wait_room_live(c1, a)
+    wait_room_live(c1, b)
+    credit(adm, s1, 10000)
+    ma = client(n1, unique("v"))
+    ma.join(a)
+
+    # A creator requests, the other accepts; nobody else may accept.
+    st, _, req = api.post("/api/v1/pk", admin.tok("creator", a), {"room_b": b, "seconds": 12})
+    assert st == 201 and req["state"] == "requested" and req["room_a"] == a and req["starts_at"] is None, req
+    pid = req["id"]
+    st, _, e = api.post(f"/api/v1/pk/{pid}/accept", admin.tok("creator", a))
+    assert st == 403, e
+    st, _, e = api.get(f"/api/v1/pk/{pid}", admin.tok("creator", unique("cr")))
+    assert st == 404, e
+    st, _, e = api.post("/api/v1/pk/999999999/accept", admin.tok("creator", b))
+    assert st == 404, e
+    st, _, run = api.post(f"/api/v1/pk/{pid}/accept", admin.tok("creator", b))
+    assert st == 200 and run["state"] == "running", run
+    st, _, e = api.post(f"/api/v1/pk/{pid}/accept", admin.tok("creator", b))
+    assert st == 409, e
+
+    # A member who joins during the battle gets the scores within 5 s,
+    # changed or not.
+    late = client(n1, unique("v"))
+    late.join(b)
+    s = late.expect("pk_score", timeout=7)
+    assert s["pk"] == pid and s["room"] == b and s["scores"] == [0, 0], s
+
+    # Equal scores: a draw.
+    for room in (a, b):
+        r = c1.request({"type": "tip", "id": unique("t"), "room": room, "amount": 77})
+        assert r["type"] == "ack", r
+
+    def decided():
+        st, _, got = api.get(f"/api/v1/pk/{pid}", admin.tok("creator", a))
+        return got if st == 200 and got["state"] == "decided" else None
+    got = wait_for(decided, timeout=25, what="the battle decided")
+    assert (got["score_a"], got["score_b"], got["winner"], got["result"]) == (77, 77, None, "draw"), got
+    evs = pk_events(ma, pid, 8)
+    assert len(evs) == 1 and evs[0]["result"] == "draw" and evs[0]["winner"] == "", evs
+    assert psql("SELECT coalesce(sum(delta), 0) FROM ledger") == "0"
