@@ -1,4 +1,4 @@
--- 012_pk_boards_promos: the global boards, the promotions (new-user bonus,
+-- 011_pk_boards_promos: the global boards, the promotions (new-user bonus,
 -- gift coupons) and PK battles (issue 14; docs/settlement.md "Global
 -- boards", "Promotions", "PK battles"; docs/admin-api.md).
 
