@@ -36,10 +36,12 @@ struct fval {
 
 enum field_id {
     F_TYPE, F_ID, F_ROOM, F_TEXT, F_TOKEN, F_AFTER_SEQ, F_GIFT, F_CNT, F_AMOUNT, F_COMBO, F_USER,
+    F_CAMPAIGN, F_TIER,
     F_COUNT
 };
 static const char *const field_names[F_COUNT] = {"type", "id", "room", "text", "token", "after_seq",
-                                                 "gift", "count", "amount", "combo", "user"};
+                                                 "gift", "count", "amount", "combo", "user",
+                                                 "campaign", "tier"};
 
 static int field_lookup(const char *key, size_t len)
 {
@@ -156,6 +158,7 @@ static const struct {
     {"credit", REQ_CREDIT, BIT(F_USER) | BIT(F_AMOUNT), BIT(F_TEXT)},
     {"leaderboard", REQ_LEADERBOARD, BIT(F_ROOM), 0},
     {"earnings", REQ_EARNINGS, 0, BIT(F_USER)},
+    {"pledge", REQ_PLEDGE, BIT(F_CAMPAIGN) | BIT(F_AMOUNT), BIT(F_TIER)},
 };
 
 _Static_assert(sizeof req_types / sizeof req_types[0] == REQ_COUNT, "every request type has a row");
@@ -262,6 +265,16 @@ static int check_fields(const struct fval *fv, struct request *req, struct reque
                         WALLET_COMBO_MAX);
         memcpy(req->combo, fv[F_COMBO].s, fv[F_COMBO].len);
         req->combo[fv[F_COMBO].len] = '\0';
+    }
+    if (WANTS(F_CAMPAIGN)) {
+        if (fv[F_CAMPAIGN].kind != FV_INT || fv[F_CAMPAIGN].i < 1 || fv[F_CAMPAIGN].i > INT64_C(999999999999999999))
+            return fail(err, ERR_BAD_FIELD, "campaign", "'campaign' must be a campaign id (a positive integer)");
+        req->campaign = fv[F_CAMPAIGN].i;
+    }
+    if (WANTS(F_TIER)) {
+        if (fv[F_TIER].kind != FV_INT || fv[F_TIER].i < 1 || fv[F_TIER].i > 999999999)
+            return fail(err, ERR_BAD_FIELD, "tier", "'tier' must be a tier number (a positive integer)");
+        req->tier = fv[F_TIER].i;
     }
 #undef WANTS
     return 0;

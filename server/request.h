@@ -41,6 +41,7 @@ enum req_type {
     REQ_CREDIT,
     REQ_LEADERBOARD,
     REQ_EARNINGS,
+    REQ_PLEDGE,
     REQ_COUNT
 };
 
@@ -61,6 +62,8 @@ struct request {
     int64_t amount;                   /* tip or credit amount */
     char combo[WALLET_COMBO_MAX + 1]; /* "" when absent */
     char user[ID_MAX + 1];            /* credit: the user credited; earnings: the creator, "" when absent */
+    int64_t campaign;                 /* pledge: the campaign id */
+    int64_t tier;                     /* pledge: the reward tier, 0 when absent */
     json_t *json;                     /* owned: the parsed JSON document, or NULL */
 };
 

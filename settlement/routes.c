@@ -76,6 +76,17 @@ const struct api_route api_routes[] = {
     {API_GET, "/api/v1/webhooks/dead", ADMIN | OPS | AUD, 0, "tipcast_api_webhooks_dead", NULL, 0},
     {API_POST, "/api/v1/webhooks/{id}/retry", ADMIN | OPS, 0, "tipcast_api_webhook_retry", NULL, API_BODY},
     {API_GET, "/api/v1/ledger/anchors", ADMIN | FIN | AUD, 0, "tipcast_api_ledger_anchors", NULL, 0},
+    /* Campaigns (crowdfunding): a creator acts only on its own (checked in SQL). */
+    {API_POST, "/api/v1/campaigns", ADMIN | CRE, 0, "tipcast_api_campaign_create", NULL, API_BODY | API_BODY_REQUIRED},
+    {API_GET, "/api/v1/campaigns", STAFF | CRE, 0, "tipcast_api_campaigns_list", NULL, 0},
+    {API_GET, "/api/v1/campaigns/{id}", EVERYONE, 0, "tipcast_api_campaign_get", NULL, 0},
+    {API_POST, "/api/v1/campaigns/{id}/approve", ADMIN | OPS, 0, "tipcast_api_campaign_approve", NULL, API_BODY},
+    {API_POST, "/api/v1/campaigns/{id}/reject", ADMIN | OPS, 0, "tipcast_api_campaign_reject", NULL,
+     API_BODY | API_BODY_REQUIRED},
+    {API_POST, "/api/v1/campaigns/{id}/updates", ADMIN | CRE, 0, "tipcast_api_campaign_update_post", NULL,
+     API_BODY | API_BODY_REQUIRED},
+    {API_GET, "/api/v1/campaigns/{id}/pledges", ADMIN | FIN | OPS | SUP | AUD | CRE, 0, "tipcast_api_campaign_pledges",
+     NULL, 0},
 };
 const size_t api_routes_count = sizeof api_routes / sizeof api_routes[0];
 
