@@ -127,6 +127,7 @@ struct config {
     int campaign_fee_bp;               /* "campaign-fee-bp", default 500 */
     int campaign_interval_ms;          /* "campaign-interval-ms", default 1000 */
     int campaign_surge_pledges;        /* "campaign-surge-pledges", default 100, 0 = no alert */
+    int campaign_refunds_per_tick;     /* "campaign-refunds-per-tick", default 500 */
 
     /* Webhooks (docs/settlement.md, "Webhooks") */
     char webhook_url[CONFIG_STR_MAX];  /* "webhook-url", http://HOST[:PORT]/PATH, "" = no webhooks */

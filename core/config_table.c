@@ -305,6 +305,11 @@ const struct config_entry config_table[] = {
      "100", "N",
      "Pledges to one campaign within 60 s that raise a campaign.pledge_surge "
      "alert (at most one per campaign per 10 minutes). 0: never."},
+    {"campaign-refunds-per-tick", CONFIG_G_SETTLEMENT, CONFIG_T_INT, CONFIG_OFF(campaign_refunds_per_tick), 1, 100000,
+     "500", "N",
+     "Refund credits of missed all-or-nothing campaigns that one run of the "
+     "campaign job sends at most (the rest go in the next runs): bounds the "
+     "burst on Redis and the ledger."},
     /* Settlement: webhooks */
     {"webhook-url", CONFIG_G_SETTLEMENT, CONFIG_T_STR, CONFIG_OFF(webhook_url), 0, 0, "", "URL",
      "Where the signed webhooks go (orders, recharges, refunds, withdrawals; "

@@ -256,10 +256,12 @@ static void on_timer(uv_timer_t *t)
     snprintf(surge, sizeof surge, "%d", j->cfg->campaign_surge_pledges);
     snprintf(window, sizeof window, "%d", CAMPAIGN_SURGE_WINDOW_S);
     const char *params[4] = {fee, surge, window, config_webhooks_on(j->cfg) ? "true" : "false"};
-    if (pgpool_call(j->pool,
-                    "SELECT a::text FROM tipcast_campaign_tick($1::int, $2::int, $3::int, $4::boolean, "
-                    CAMPAIGN_REFUNDS_PER_TICK_S ") a",
-                    4, params, on_tick, j))
+    /* pgpool binds 4 parameters at most: the fifth, an integer setting,
+     * is written into the statement. */
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT a::text FROM tipcast_campaign_tick($1::int, $2::int, $3::int, $4::boolean, %d) a",
+             j->cfg->campaign_refunds_per_tick);
+    if (pgpool_call(j->pool, sql, 4, params, on_tick, j))
         j->tick_out = 1;
 }
 

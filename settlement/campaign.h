@@ -10,7 +10,8 @@
  *           shards, lua/campaign_shard.lua), then approved -> open;
  *   seal    seal it on every shard (no pledge after that) and record the
  *           shards' totals: open -> closing;
- *   refund  credit a held pledge back (wallet_external, kind crefund,
+ *   refund  credit a held pledge back (campaign-refunds-per-tick at most
+ *           per tick) (wallet_external, kind crefund,
  *           idempotent by the pledge's order id): the ledger consumer
  *           marks it refunded when its outbox entry lands, and the next
  *           tick sends only the pledges still held;
@@ -29,8 +30,6 @@
 #include "pgpool.h"
 #include "wallet.h"
 
-/* Refund credits handed out by one tick at most. */
-#define CAMPAIGN_REFUNDS_PER_TICK_S "500"
 /* Tiers of one campaign at most (the admin API refuses more). */
 #define CAMPAIGN_TIERS_MAX 20
 /* The window of the pledge-surge alert. */
