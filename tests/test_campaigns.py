@@ -14,13 +14,16 @@ real tipcastd, Redis and PostgreSQL.
 - A surge of pledges raises a campaign.pledge_surge alert.
 """
 
+import json
+import os
 import random
 import signal
+import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 
 import admin
-from conftest import WALLET_SHARDS, mint_token
+from conftest import PG, REDIS_PORT, WALLET_SHARDS, mint_token
 from helpers import psql, shard_of, wait_for
 from resp import Redis
 from wsclient import SUBPROTOCOL_JSON, unique
@@ -45,6 +48,17 @@ def ledger_sum(account):
 def unbalanced_movements():
     return int(psql("SELECT count(*) FROM (SELECT movement_id FROM ledger GROUP BY movement_id "
                     "HAVING sum(delta) <> 0) x"))
+
+
+def reconcile_findings(subjects):
+    """tipcast-admin reconcile over the test Redis and PostgreSQL: the
+    findings about these accounts (the database is shared with other tests,
+    whose own findings are not this test's business)."""
+    binary = os.path.join(os.path.dirname(os.environ["TIPCAST_TEST_BIN"]), "tipcast-admin")
+    out = subprocess.run([binary, f"--redis-port={REDIS_PORT}", f"--pg={PG}", f"--wallet-shards={WALLET_SHARDS}",
+                          "reconcile", "--json", "--no-store"], capture_output=True, text=True, timeout=120)
+    assert out.returncode in (0, 1), (out.returncode, out.stderr)
+    return [f for f in json.loads(out.stdout)["findings"] if f["subject"] in subjects]
 
 
 def ws(srv, user, role="viewer"):
@@ -189,6 +203,9 @@ def test_campaign_story(server):
         assert ledger_sum(f"user:{b}") == wallet(b), b
     assert wallet(backers[0]) == 9700 and wallet(backers[1]) == 9300 and wallet(backers[2]) == 9500
     assert unbalanced_movements() == 0
+    # Reconciliation agrees: wallets, the creator's account with its payout,
+    # the escrow account.
+    assert reconcile_findings({f"creator:{creator}", f"escrow:{cid}"} | {f"user:{b}" for b in backers}) == []
     st, _, p = api.get(f"/api/v1/campaigns/{cid}/pledges", mint_token(creator, "creator"))
     assert st == 200 and len(p["items"]) == 4 and {i["state"] for i in p["items"]} == {"paid"}, p
     ev = watcher.expect("event", timeout=15, kind="campaign_progress", state="succeeded")

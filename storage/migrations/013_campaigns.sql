@@ -568,3 +568,55 @@ BEGIN
     FROM told u JOIN campaigns c2 ON c2.id = u.campaign_id ORDER BY u.id;
 END;
 $$;
+
+-- ---- Reconciliation (007) ------------------------------------------------------------
+
+-- 007's accounts check derives creator:C and platform from orders, refunds,
+-- recharges, credits and withdrawals; a campaign payout is none of them. So
+-- 007's check is kept as it is and wrapped: its `account` findings are
+-- computed again with the payouts of succeeded campaigns (creator_net to the
+-- creator, platform_fee to the platform) added to what is expected, and the
+-- ones that then agree are dropped; and a campaign check is added: each
+-- escrow:K's ledger sum against what the campaign's state says it holds
+-- (pledged - refunded while held or refunding; 0 once paid out or refunded).
+ALTER FUNCTION tipcast_reconcile_check(bigint, boolean, timestamptz, timestamptz)
+    RENAME TO tipcast_reconcile_check_007;
+
+CREATE FUNCTION tipcast_reconcile_check(idle_ms bigint, statement boolean, st_from timestamptz,
+                                        st_to timestamptz) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    r jsonb := tipcast_reconcile_check_007(idle_ms, statement, st_from, st_to);
+    out jsonb;
+BEGIN
+    WITH pay AS (
+        SELECT 'creator:' || creator AS account, creator_net AS coins FROM campaigns
+        WHERE state = 'succeeded' AND creator_net > 0
+        UNION ALL
+        SELECT 'platform', platform_fee FROM campaigns WHERE state = 'succeeded' AND platform_fee > 0
+    ), p AS (
+        SELECT account, sum(coins)::bigint AS coins FROM pay GROUP BY account
+    ), redone AS (
+        SELECT CASE WHEN x.f->>'check' = 'accounts' AND x.f->>'kind' = 'account' AND p.account IS NOT NULL
+                    THEN tipcast_rc_finding('accounts', 'account', x.f->>'subject',
+                                            (x.f->>'expected')::bigint + p.coins, (x.f->>'actual')::bigint,
+                                            x.f->'detail' || '{"campaigns": "payouts of succeeded campaigns"}')
+                    ELSE x.f END AS f, x.n
+        FROM jsonb_array_elements(r->'findings') WITH ORDINALITY AS x (f, n)
+        LEFT JOIN p ON p.account = x.f->>'subject'
+    ), escrow AS (
+        SELECT c.id, c.state, CASE WHEN c.state IN ('succeeded', 'refunded') THEN 0
+                                   ELSE c.pledged - c.refunded END AS expected,
+               coalesce((SELECT sum(delta) FROM ledger l WHERE l.account = 'escrow:' || c.id), 0)::bigint AS actual
+        FROM campaigns c WHERE c.state NOT IN ('review', 'rejected')
+    )
+    SELECT coalesce(jsonb_agg(q.f ORDER BY q.n), '[]') INTO out
+    FROM (SELECT f, n FROM redone WHERE (f->>'off')::numeric <> 0 OR f->>'check' <> 'accounts'
+                                        OR f->>'kind' <> 'account'
+          UNION ALL
+          SELECT tipcast_rc_finding('accounts', 'escrow', 'escrow:' || e.id, e.expected, e.actual,
+                                    jsonb_build_object('state', e.state)), 1000000000 + e.id
+          FROM escrow e WHERE e.expected <> e.actual) q;
+    RETURN jsonb_set(r, '{findings}', out);
+END;
+$$;
