@@ -148,6 +148,8 @@ static void on_moved(redisReply *reply, void *priv)
             refuse(w, k, r, ERR_BACKLOGGED, "orders are queued faster than they are stored; retry", NULL, 1000);
         else if (strcmp(code, "campaign_not_found") == 0)
             refuse(w, k, r, ERR_CAMPAIGN_NOT_FOUND, "no such campaign, or it is not open yet", "campaign", 0);
+        else if (strcmp(code, "own_campaign") == 0)
+            refuse(w, k, r, ERR_FORBIDDEN, "a creator cannot pledge to its own campaign", NULL, 0);
         else if (strcmp(code, "campaign_closed") == 0)
             refuse(w, k, r, ERR_CAMPAIGN_CLOSED, "this campaign is closed", NULL, 0);
         else if (strcmp(code, "unknown_tier") == 0)
@@ -408,7 +410,7 @@ void wallet_pledge(struct wallet *w, const struct reply *r, const struct jwt_cla
 int wallet_campaign_shard(struct wallet *w, int shard, int64_t campaign, const char *op, int argc,
                           const char *const *argv, void (*cb)(redisReply *, void *), void *priv)
 {
-    enum { MAX = 2 + 1 + 3 * 32 };
+    enum { MAX = 2 + 2 + 3 * 32 };
     if (argc < 0 || argc + 2 > MAX)
         return -1;
     char key[OUTBOX_KEY_MAX];

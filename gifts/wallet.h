@@ -136,6 +136,7 @@ void wallet_external(struct wallet *w, enum wallet_ext kind, const char *user, i
  * tier's stock there, atomically, idempotent by the request id; the ack is
  * the gift's (order, amount, balance, replayed). Refusals:
  * campaign_not_found (not open yet, or no such campaign), campaign_closed,
+ * forbidden (the campaign's own creator),
  * bad_field tier (no such tier), below_tier_minimum (with the minimum),
  * tier_sold_out, insufficient_balance, backlogged, idempotency_conflict.
  * The outbox entry (k=pledge, r=campaign, x=tier) becomes the ledger
@@ -144,7 +145,7 @@ void wallet_pledge(struct wallet *w, const struct reply *r, const struct jwt_cla
                    int64_t tier, int64_t amount);
 
 /* The campaign's hash on wallet shard `shard` (lua/campaign_shard.lua):
- * op "open" with argv = deadline ms, then per tier its number, minimum
+ * op "open" with argv = deadline ms, the creator, then per tier its number, minimum
  * and this shard's stock ("" unlimited), or "seal" (argc 0). cb(reply,
  * priv) as rlink's; returns -1 (cb never called) when it cannot be sent. */
 int wallet_campaign_shard(struct wallet *w, int shard, int64_t campaign, const char *op, int argc,

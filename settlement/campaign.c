@@ -84,7 +84,8 @@ static void on_shard(redisReply *reply, void *priv)
 }
 
 /* Opens (tiers non-NULL) or seals campaign `id` on every shard. */
-static void shard_op_start(struct campaign_job *j, int64_t id, int seal, int64_t deadline_ms, json_t *tiers)
+static void shard_op_start(struct campaign_job *j, int64_t id, int seal, int64_t deadline_ms, const char *creator,
+                           json_t *tiers)
 {
     int shards = j->wallet->ob->shards;
     struct shard_op *op = calloc(1, sizeof *op);
@@ -96,12 +97,13 @@ static void shard_op_start(struct campaign_job *j, int64_t id, int seal, int64_t
     if (nt > CAMPAIGN_TIERS_MAX)
         nt = CAMPAIGN_TIERS_MAX;
     for (int s = 0; s < shards; s++) {
-        char text[1 + 3 * CAMPAIGN_TIERS_MAX][24];
-        const char *argv[1 + 3 * CAMPAIGN_TIERS_MAX];
+        char text[2 + 3 * CAMPAIGN_TIERS_MAX][24];
+        const char *argv[2 + 3 * CAMPAIGN_TIERS_MAX];
         int argc = 0;
         if (!seal) {
             snprintf(text[0], sizeof text[0], "%" PRId64, deadline_ms);
             argv[argc++] = text[0];
+            argv[argc++] = creator;
             for (size_t i = 0; i < nt; i++) {
                 json_t *t = json_array_get(tiers, i);
                 json_t *stock = json_object_get(t, "stock");
@@ -227,10 +229,12 @@ static void on_tick(void *priv, const struct pgpool_result *r)
         if (!what) {
             log_msg(LOG_ERROR, "campaigns: tipcast_campaign_tick returned an action that cannot be read");
         } else if (strcmp(what, "open") == 0) {
-            shard_op_start(j, id, 0, json_integer_value(json_object_get(a, "deadline_ms")),
-                           json_object_get(a, "tiers"));
+            const char *creator = json_string_value(json_object_get(a, "creator"));
+            if (creator)
+                shard_op_start(j, id, 0, json_integer_value(json_object_get(a, "deadline_ms")), creator,
+                               json_object_get(a, "tiers"));
         } else if (strcmp(what, "seal") == 0) {
-            shard_op_start(j, id, 1, 0, NULL);
+            shard_op_start(j, id, 1, 0, NULL, NULL);
         } else if (strcmp(what, "refund") == 0) {
             char cid[24];
             snprintf(cid, sizeof cid, "%" JSON_INTEGER_FORMAT, id);

@@ -1,7 +1,7 @@
 -- campaign_shard: a campaign's hash on one wallet shard (see
 -- wallet_pledge.lua for its fields and where the stock lives).
 -- KEYS[1] tc:{w:N}:camp:<campaign>
--- ARGV[1] "open": ARGV[2] deadline ms, then per tier: number, minimum,
+-- ARGV[1] "open": ARGV[2] deadline ms, ARGV[3] the creator, then per tier: number, minimum,
 --         this shard's stock ("" for unlimited). Writes the hash only when
 --         it is absent, so opening again (a retry, another node) never
 --         gives back stock already taken, and never reopens a sealed one.
@@ -13,8 +13,8 @@ if ARGV[1] == 'open' then
   if redis.call('EXISTS', KEYS[1]) == 1 then
     return 0
   end
-  local f = {'st', 'open', 'dl', ARGV[2], 'sum', 0, 'n', 0}
-  local i = 3
+  local f = {'st', 'open', 'dl', ARGV[2], 'cr', ARGV[3], 'sum', 0, 'n', 0}
+  local i = 4
   while i + 2 <= #ARGV do
     f[#f + 1] = 'm' .. ARGV[i]
     f[#f + 1] = ARGV[i + 1]

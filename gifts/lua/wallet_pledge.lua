@@ -15,13 +15,13 @@
 -- KEYS[2] tc:{w:N}:idem:<uid>:<req id>  the stored result
 -- KEYS[3] tc:{w:N}:outbox               the shard's outbox
 -- KEYS[4] tc:{w:N}:camp:<campaign>      the campaign on this shard: st (open |
---         sealed), dl (deadline ms), sum, n (this shard's pledges), m<t> (tier
+--         sealed), dl (deadline ms), cr (the creator), sum, n (this shard's pledges), m<t> (tier
 --         t's minimum), s<t> (tier t's stock left here; absent: unlimited)
 -- ARGV[1] uid  ARGV[2] campaign  ARGV[3] tier (0: none)  ARGV[4] amount
 -- ARGV[5] request id  ARGV[6] ts ms  ARGV[7] fingerprint  ARGV[8] idempotency ttl ms
 -- ARGV[9] outbox backlog bound  ARGV[10] role
 -- Returns {"ok", stream id, balance after, replayed 0|1}
---      or {"err", code, extra}: campaign_not_found, campaign_closed,
+--      or {"err", code, extra}: campaign_not_found, campaign_closed, own_campaign,
 --         unknown_tier, below_tier_minimum (extra: the minimum),
 --         tier_sold_out, insufficient_balance (extra: balance), backlogged,
 --         idempotency_conflict.
@@ -37,7 +37,7 @@ local amount = tonumber(ARGV[4])
 if not amount or amount <= 0 or amount ~= math.floor(amount) then
   return {'err', 'bad_amount', 0}
 end
-local c = redis.call('HMGET', KEYS[4], 'st', 'dl')
+local c = redis.call('HMGET', KEYS[4], 'st', 'dl', 'cr')
 if not c[1] then
   return {'err', 'campaign_not_found', 0}
 end
@@ -45,6 +45,10 @@ end
 -- before the job got to it: closed either way.
 if c[1] ~= 'open' or tonumber(ARGV[6]) >= tonumber(c[2]) then
   return {'err', 'campaign_closed', 0}
+end
+-- A creator's coins in its own escrow would buy its own target.
+if c[3] == ARGV[1] then
+  return {'err', 'own_campaign', 0}
 end
 local tier = ARGV[3]
 local stockf = nil

@@ -65,6 +65,9 @@ CREATE TABLE campaigns (
 );
 CREATE INDEX campaigns_active ON campaigns (state, deadline)
     WHERE state IN ('approved', 'open', 'closing', 'refunding');
+-- The campaigns whose room has not been told their latest totals or state.
+CREATE INDEX campaigns_untold ON campaigns (id)
+    WHERE told_pledged <> pledged OR told_backers <> backers OR told_state <> state;
 
 -- Reward tiers, 1..CAMPAIGN_TIERS_MAX per campaign. stock NULL: unlimited.
 CREATE TABLE campaign_tiers (
@@ -434,7 +437,7 @@ $$;
 -- (closing -> succeeded | refunding, refunding -> refunded, surge alerts)
 -- and returns what the node must do in Redis and the rooms, each an
 -- idempotent action:
---   {"do": "open", "campaign", "deadline_ms", "tiers": [{"tier", "min", "stock"}]}
+--   {"do": "open", "campaign", "creator", "deadline_ms", "tiers": [{"tier", "min", "stock"}]}
 --   {"do": "seal", "campaign"}
 --   {"do": "refund", "campaign", "user", "amount", "ref"}       (ref: the pledge's order id)
 --   {"do": "event", "room", "body": {...}}                      (campaign_progress, campaign_update)
@@ -450,6 +453,9 @@ BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('tipcast_campaigns')) THEN
         RETURN;
     END IF;
+    -- The campaigns this run may change, locked first and in id order, as
+    -- the ledger's trigger locks them: the two never deadlock.
+    PERFORM 1 FROM campaigns WHERE state IN ('approved', 'open', 'closing', 'refunding') ORDER BY id FOR UPDATE;
 
     -- Sealed campaigns whose every pledge is in the ledger: decided.
     FOR c IN SELECT * FROM campaigns WHERE state = 'closing' AND pledges >= sealed_pledges
@@ -525,7 +531,7 @@ BEGIN
 
     -- What the node does in Redis.
     RETURN QUERY
-    SELECT jsonb_build_object('do', 'open', 'campaign', x.id,
+    SELECT jsonb_build_object('do', 'open', 'campaign', x.id, 'creator', x.creator,
                'deadline_ms', (extract(epoch FROM x.deadline) * 1000)::bigint,
                'tiers', coalesce((SELECT jsonb_agg(jsonb_build_object('tier', t.tier, 'min', t.min_amount,
                                                                      'stock', t.stock) ORDER BY t.tier)
@@ -545,8 +551,8 @@ BEGIN
     RETURN QUERY
     WITH told AS (
         UPDATE campaigns x SET told_pledged = x.pledged, told_backers = x.backers, told_state = x.state
-        WHERE x.state NOT IN ('review', 'rejected', 'approved')
-          AND (x.told_pledged <> x.pledged OR x.told_backers <> x.backers OR x.told_state <> x.state)
+        WHERE (x.told_pledged <> x.pledged OR x.told_backers <> x.backers OR x.told_state <> x.state)
+          AND x.state NOT IN ('review', 'rejected', 'approved')
         RETURNING x.*
     )
     SELECT jsonb_build_object('do', 'event', 'room', x.creator, 'body',
