@@ -129,6 +129,10 @@ struct config {
     int withdrawal_min;                /* "withdrawal-min", default 1000 */
     int reconcile_interval_s;          /* "reconcile-interval-s", default 86400, 0 = off */
     int risk_scan_interval_s;          /* "risk-scan-interval-s", default 60, 0 = no scan */
+    int campaign_fee_bp;               /* "campaign-fee-bp", default 500 */
+    int campaign_interval_ms;          /* "campaign-interval-ms", default 1000 */
+    int campaign_surge_pledges;        /* "campaign-surge-pledges", default 100, 0 = no alert */
+    int campaign_refunds_per_tick;     /* "campaign-refunds-per-tick", default 500 */
 
     /* Webhooks (docs/settlement.md, "Webhooks") */
     char webhook_url[CONFIG_STR_MAX];  /* "webhook-url", http://HOST[:PORT]/PATH, "" = no webhooks */

@@ -316,6 +316,25 @@ const struct config_entry config_table[] = {
      "How often the risk scan looks for brushing, refund cycles and spikes "
      "and raises their alerts (docs/operations.md, \"Risk control\"); one "
      "node runs it per interval. 0: this node never runs it."},
+    {"campaign-fee-bp", CONFIG_G_SETTLEMENT, CONFIG_T_INT, CONFIG_OFF(campaign_fee_bp), 0, 10000, "500", "BP",
+     "The platform's service fee on a campaign that reached its target (or a "
+     "flexible one), in basis points of what it raised, rounded down; the "
+     "creator gets the rest (docs/settlement.md, \"Campaigns\")."},
+    {"campaign-interval-ms", CONFIG_G_SETTLEMENT, CONFIG_T_INT, CONFIG_OFF(campaign_interval_ms), 100, 60000, "1000",
+     "MS",
+     "How often the campaign job runs (one node at a time): opens approved "
+     "campaigns, seals them at their deadline, pays out or refunds, and "
+     "pushes progress to the rooms, at most one progress event per campaign "
+     "per run."},
+    {"campaign-surge-pledges", CONFIG_G_SETTLEMENT, CONFIG_T_INT, CONFIG_OFF(campaign_surge_pledges), 0, 1000000000,
+     "100", "N",
+     "Pledges to one campaign within 60 s that raise a campaign.pledge_surge "
+     "alert (at most one per campaign per 10 minutes). 0: never."},
+    {"campaign-refunds-per-tick", CONFIG_G_SETTLEMENT, CONFIG_T_INT, CONFIG_OFF(campaign_refunds_per_tick), 1, 100000,
+     "500", "N",
+     "Refund credits of missed all-or-nothing campaigns that one run of the "
+     "campaign job sends at most (the rest go in the next runs): bounds the "
+     "burst on Redis and the ledger."},
     /* Settlement: webhooks */
     {"webhook-url", CONFIG_G_SETTLEMENT, CONFIG_T_STR, CONFIG_OFF(webhook_url), 0, 0, "", "URL",
      "Where the signed webhooks go (orders, recharges, refunds, withdrawals; "

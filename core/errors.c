@@ -36,6 +36,10 @@ static const struct {
     [ERR_SPEND_CAP_EXCEEDED] = {"spend_cap_exceeded", "remaining", 0},
     [ERR_COUPON_INVALID] = {"coupon_invalid", NULL, 1},
     [ERR_COUPON_USED] = {"coupon_used", NULL, 1},
+    [ERR_CAMPAIGN_NOT_FOUND] = {"campaign_not_found", NULL, 1},
+    [ERR_CAMPAIGN_CLOSED] = {"campaign_closed", NULL, 0},
+    [ERR_TIER_SOLD_OUT] = {"tier_sold_out", NULL, 1},
+    [ERR_BELOW_TIER_MINIMUM] = {"below_tier_minimum", "minimum", 1},
 };
 
 const char *err_code(enum err e)

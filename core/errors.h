@@ -33,6 +33,10 @@ enum err {
     /* Promotions (issue 14, B14). */
     ERR_COUPON_INVALID,
     ERR_COUPON_USED,
+    ERR_CAMPAIGN_NOT_FOUND,
+    ERR_CAMPAIGN_CLOSED,
+    ERR_TIER_SOLD_OUT,
+    ERR_BELOW_TIER_MINIMUM,
     ERR_COUNT
 };
 

@@ -139,6 +139,17 @@ static struct entry_str ip_copy(const char *s, size_t n, struct arena *a)
     return (struct entry_str){out, strlen(out)};
 }
 
+/* 1 when s[0..n) is 1..max decimal digits. */
+static int digits(const char *s, size_t n, size_t max)
+{
+    if (!s || n == 0 || n > max)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    return 1;
+}
+
 /* Fills e from [id, fields] (fields nil: deleted from the stream). */
 static void entry_parse(struct entry *e, const redisReply *fields, struct arena *a)
 {
@@ -179,14 +190,20 @@ static void entry_parse(struct entry *e, const redisReply *fields, struct arena 
         e->kind = ENTRY_RECHARGE;
     else if (v[F_K] && n[F_K] == 6 && memcmp(v[F_K], "refund", 6) == 0)
         e->kind = ENTRY_REFUND;
+    else if (v[F_K] && n[F_K] == 6 && memcmp(v[F_K], "pledge", 6) == 0)
+        e->kind = ENTRY_PLEDGE;
+    else if (v[F_K] && n[F_K] == 7 && memcmp(v[F_K], "crefund", 7) == 0)
+        e->kind = ENTRY_CREFUND;
     else {
         reject(e, "unknown kind");
         goto bad;
     }
     static const enum field need_all[] = {F_U, F_A, F_B, F_TS};
     /* Orders and refunds name a room; recharges and refunds their reference. */
-    int external = e->kind == ENTRY_RECHARGE || e->kind == ENTRY_REFUND;
-    int roomed = e->kind == ENTRY_GIFT || e->kind == ENTRY_TIP || e->kind == ENTRY_REFUND;
+    int campaign = e->kind == ENTRY_PLEDGE || e->kind == ENTRY_CREFUND;
+    int external = e->kind == ENTRY_RECHARGE || e->kind == ENTRY_REFUND || e->kind == ENTRY_CREFUND ||
+                   (e->kind == ENTRY_PLEDGE && n[F_X]);
+    int roomed = e->kind == ENTRY_GIFT || e->kind == ENTRY_TIP || e->kind == ENTRY_REFUND || campaign;
     static const enum field need_order[] = {F_R, F_Q};
     static const enum field need_gift[] = {F_G, F_N, F_P};
     for (size_t i = 0; i < sizeof need_all / sizeof need_all[0]; i++)
@@ -199,6 +216,12 @@ static void entry_parse(struct entry *e, const redisReply *fields, struct arena 
             reject(e, "field %s missing", field_names[need_order[i]]);
             goto bad;
         }
+    /* A campaign is its id's digits (the escrow account escrow:<id>); a
+     * pledge's tier, digits too: the ledger reads both as numbers. */
+    if (campaign && (!digits(v[F_R], n[F_R], 18) || (e->kind == ENTRY_PLEDGE && n[F_X] && !digits(v[F_X], n[F_X], 9)))) {
+        reject(e, "campaign or tier is not a number");
+        goto bad;
+    }
     if (external && !n[F_X]) {
         reject(e, "field x missing");
         goto bad;

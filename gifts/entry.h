@@ -3,7 +3,8 @@
  * group (consumer.h).
  *
  * Entry fields, as wallet_move.lua writes them (all values are strings):
- *   k   kind: "gift", "tip", "credit", "recharge" or "refund"
+ *   k   kind: "gift", "tip", "credit", "recharge", "refund", "pledge" or
+ *       "crefund" (a campaign refund)
  *   u   the user whose wallet moved (the sender; the credited user)
  *   r   room id (= the creator's user id); for a refund the refunded
  *       order's room; "" for credit and recharge
@@ -23,6 +24,9 @@
  *       the refund id) that the ledger applies them under
  *   ots refund only: the refunded order's created_at in ms (the periods of
  *       the leaderboards it is taken off)
+ *   pledge and crefund: r is the campaign id (an id: digits); x is the
+ *       pledge's tier (optional, digits) for a pledge, the refunded
+ *       pledge's order id for a crefund (required)
  *   ip  optional (gift, tip): the client's IP address as text ("203.0.113.7",
  *       "2001:db8::1"); one that is not an IPv4 or IPv6 address is taken as
  *       absent, never as a reason to reject the entry
@@ -60,6 +64,8 @@ enum entry_kind {
     ENTRY_CREDIT,
     ENTRY_RECHARGE, /* coins bought, credited by the settlement layer */
     ENTRY_REFUND,   /* an order's coins given back by the settlement layer */
+    ENTRY_PLEDGE,   /* coins pledged to a campaign: wallet -> the campaign's escrow */
+    ENTRY_CREFUND,  /* a pledge given back from escrow by the campaign job */
     ENTRY_BAD,  /* malformed: `reason` and `raw` say how */
     ENTRY_GONE, /* deleted from the stream: only its id is left */
 };
@@ -78,7 +84,7 @@ struct entry {
     int64_t gift_id, count, unit_price, amount, balance, ts_ms;
     int64_t order_ts_ms; /* refund: the refunded order's time (ots); 0 otherwise */
     struct entry_str user, room, gift_name, animation, combo, text, request_id, role;
-    struct entry_str ref; /* recharge, refund: x; "" otherwise */
+    struct entry_str ref; /* recharge, refund, crefund: x; pledge: its tier or ""; "" otherwise */
     struct entry_str ip;     /* canonical text of ip, "" when absent or not an address */
     struct entry_str device; /* dv, "" when absent */
     char reason[ENTRY_REASON_MAX];

@@ -17,6 +17,8 @@
 #include "utf8.h"
 
 extern const char lua_wallet_move[];
+extern const char lua_wallet_pledge[];
+extern const char lua_campaign_shard[];
 
 static const char unreachable[] = "the wallet store is unreachable; retry with the same id";
 
@@ -30,7 +32,8 @@ struct pending {
     int64_t discount; /* a coupon's discount, 0 for none */
 };
 
-static const char *const kind_names[WALLET_KINDS] = {"gift", "tip", "credit", "balance", "recharge", "refund"};
+static const char *const kind_names[WALLET_KINDS] = {"gift", "tip", "credit", "balance", "recharge", "refund",
+                                                             "pledge", "crefund"};
 
 const char *wallet_kind_name(enum wallet_kind k)
 {
@@ -84,6 +87,10 @@ void wallet_init(struct wallet *w, struct outbox *ob, const struct catalog *cata
     for (int k = 0; k < WALLET_KINDS; k++)
         histogram_init_latency(&w->stats.ack[k]);
     rlink_script_add(w->rl, &w->script);
+    w->pledge_script = (struct rlink_script){.name = "wallet_pledge", .src = lua_wallet_pledge};
+    w->campaign_script = (struct rlink_script){.name = "campaign_shard", .src = lua_campaign_shard};
+    rlink_script_add(w->rl, &w->pledge_script);
+    rlink_script_add(w->rl, &w->campaign_script);
 }
 
 static void send_ack(const struct reply *r, const char *order, int64_t amount, int64_t balance, int replayed,
@@ -147,6 +154,19 @@ static void on_moved(redisReply *reply, void *priv)
             refuse(w, k, r, ERR_COUPON_USED, "this coupon was used", "coupon", 0);
         else if (strcmp(code, "backlogged") == 0)
             refuse(w, k, r, ERR_BACKLOGGED, "orders are queued faster than they are stored; retry", NULL, 1000);
+        else if (strcmp(code, "campaign_not_found") == 0)
+            refuse(w, k, r, ERR_CAMPAIGN_NOT_FOUND, "no such campaign, or it is not open yet", "campaign", 0);
+        else if (strcmp(code, "own_campaign") == 0)
+            refuse(w, k, r, ERR_FORBIDDEN, "a creator cannot pledge to its own campaign", NULL, 0);
+        else if (strcmp(code, "campaign_closed") == 0)
+            refuse(w, k, r, ERR_CAMPAIGN_CLOSED, "this campaign is closed", NULL, 0);
+        else if (strcmp(code, "unknown_tier") == 0)
+            refuse(w, k, r, ERR_BAD_FIELD, "this campaign has no such tier", "tier", 0);
+        else if (strcmp(code, "below_tier_minimum") == 0)
+            refuse(w, k, r, ERR_BELOW_TIER_MINIMUM, "the amount is below the tier's minimum", "amount",
+                   reply->element[2]->integer);
+        else if (strcmp(code, "tier_sold_out") == 0)
+            refuse(w, k, r, ERR_TIER_SOLD_OUT, "this tier's rewards are sold out", "tier", 0);
         else
             refuse(w, k, r, ERR_INTERNAL, "the movement was refused", NULL, 0);
     } else {
@@ -426,6 +446,78 @@ void wallet_bonus(struct wallet *w, const char *user, int64_t amount)
         free(p);
 }
 
+/* ---- Campaigns ---------------------------------------------------------------- */
+
+void wallet_pledge(struct wallet *w, const struct reply *r, const struct jwt_claims *who, int64_t campaign,
+                   int64_t tier, int64_t amount)
+{
+    enum wallet_kind k = WALLET_PLEDGE;
+    if (!w->checked) {
+        refuse_unavailable(w, k, r);
+        return;
+    }
+    if (campaign < 1 || campaign > INT64_C(999999999999999999)) {
+        refuse(w, k, r, ERR_BAD_FIELD, "'campaign' must be a campaign id (a positive integer)", "campaign", 0);
+        return;
+    }
+    if (tier < 0 || tier > 999999999) {
+        refuse(w, k, r, ERR_BAD_FIELD, "'tier' must be a tier number (a positive integer)", "tier", 0);
+        return;
+    }
+    int shard = outbox_shard_of(w->ob, who->sub);
+    char bal[OUTBOX_KEY_MAX], idem[OUTBOX_KEY_MAX + REPLY_ID_MAX + ENTRY_REF_MAX], outbox[OUTBOX_KEY_MAX];
+    char camp[OUTBOX_KEY_MAX];
+    outbox_balance_key(shard, who->sub, bal, sizeof bal);
+    outbox_idem_key(shard, who->sub, r->id, idem, sizeof idem);
+    outbox_key(shard, outbox, sizeof outbox);
+    snprintf(camp, sizeof camp, "tc:{w:%d}:camp:%" PRId64, shard, campaign);
+    char cid[24], tr[24], amt[24], ts[24], ttl[24], backlog[24], canon[128], fp[41];
+    snprintf(cid, sizeof cid, "%" PRId64, campaign);
+    snprintf(tr, sizeof tr, "%" PRId64, tier);
+    snprintf(amt, sizeof amt, "%" PRId64, amount);
+    snprintf(ts, sizeof ts, "%" PRId64, clock_wall_ms());
+    snprintf(ttl, sizeof ttl, "%" PRId64, (int64_t)w->cfg->idem_ttl_s * 1000);
+    snprintf(backlog, sizeof backlog, "%d", w->cfg->outbox_max_backlog);
+    /* A retry must name the same campaign, tier and amount. */
+    int n = snprintf(canon, sizeof canon, "pledge|%s|%s|%s", cid, tr, amt);
+    fingerprint(canon, (size_t)n, fp);
+    const char *argv[] = {bal, idem, outbox, camp, who->sub, cid, tr, amt, r->id, ts, fp, ttl, backlog,
+                          role_name(who->role)};
+    enum { ARGC = sizeof argv / sizeof argv[0] };
+    size_t len[ARGC];
+    for (int i = 0; i < ARGC; i++)
+        len[i] = strlen(argv[i]);
+    struct pending *p = malloc(sizeof *p);
+    if (!p) {
+        refuse(w, k, r, ERR_INTERNAL, "out of memory", NULL, 0);
+        return;
+    }
+    *p = (struct pending){*r, w, k, shard, amount, 0};
+    if (rlink_eval(w->rl, &w->pledge_script, 4, ARGC, argv, len, on_moved, p) < 0) {
+        free(p);
+        refuse_unavailable(w, k, r);
+    }
+}
+
+int wallet_campaign_shard(struct wallet *w, int shard, int64_t campaign, const char *op, int argc,
+                          const char *const *argv, void (*cb)(redisReply *, void *), void *priv)
+{
+    enum { MAX = 2 + 2 + 3 * 32 };
+    if (argc < 0 || argc + 2 > MAX)
+        return -1;
+    char key[OUTBOX_KEY_MAX];
+    snprintf(key, sizeof key, "tc:{w:%d}:camp:%" PRId64, shard, campaign);
+    const char *a[MAX];
+    size_t len[MAX];
+    a[0] = key;
+    a[1] = op;
+    for (int i = 0; i < argc; i++)
+        a[2 + i] = argv[i];
+    for (int i = 0; i < argc + 2; i++)
+        len[i] = strlen(a[i]);
+    return rlink_eval(w->rl, &w->campaign_script, 1, argc + 2, a, len, cb, priv) < 0 ? -1 : 0;
+}
+
 /* ---- Credits decided by the settlement layer ------------------------------- */
 
 struct ext_pending {
@@ -476,10 +568,11 @@ void wallet_external(struct wallet *w, enum wallet_ext kind, const char *user, i
                      const char *room, int64_t order_ts_ms,
                      void (*done)(void *ctx, int ok, enum err code, int64_t balance), void *ctx)
 {
-    int refund = kind == WALLET_EXT_REFUND;
-    enum wallet_kind k = refund ? WALLET_REFUND : WALLET_RECHARGE;
+    int refund = kind == WALLET_EXT_REFUND, crefund = kind == WALLET_EXT_CREFUND;
+    enum wallet_kind k = refund ? WALLET_REFUND : crefund ? WALLET_CREFUND : WALLET_RECHARGE;
     if (!user || !id_valid(user, strlen(user)) || amount <= 0 || amount > COINS_MAX || !ref_valid(ref) ||
-        (refund && (!room || !id_valid(room, strlen(room)) || order_ts_ms < 0 || order_ts_ms > ENTRY_TS_MS_MAX))) {
+        (refund && (!room || !id_valid(room, strlen(room)) || order_ts_ms < 0 || order_ts_ms > ENTRY_TS_MS_MAX)) ||
+        (crefund && (!room || !id_valid(room, strlen(room))))) {
         wallet_count(w, k, WALLET_RESULT_ERR(ERR_BAD_FIELD));
         done(ctx, 0, ERR_BAD_FIELD, 0);
         return;
@@ -490,8 +583,9 @@ void wallet_external(struct wallet *w, enum wallet_ext kind, const char *user, i
         return;
     }
     char req[ENTRY_REF_MAX + 16];
-    snprintf(req, sizeof req, "%s:%s", refund ? "refund" : "recharge", ref);
-    struct movement mv = {.k = k, .kind = refund ? "refund" : "recharge", .uid = user, .room = refund ? room : "",
+    const char *kname = refund ? "refund" : crefund ? "crefund" : "recharge";
+    snprintf(req, sizeof req, "%s:%s", kname, ref);
+    struct movement mv = {.k = k, .kind = kname, .uid = user, .room = refund || crefund ? room : "",
                           .count = 1, .unit = amount, .amount = amount, .combo = "", .text = "", .text_len = 0,
                           .ref = ref, .order_ts_ms = refund ? order_ts_ms : 0, .req_id = req, .role = "admin",
                           .ttl_ms = (int64_t)w->cfg->external_idem_hours * 3600 * 1000};

@@ -36,10 +36,10 @@
 
 /* The money requests, as the metrics page names them (wallet_kind_name). */
 enum wallet_kind { WALLET_GIFT, WALLET_TIP, WALLET_CREDIT, WALLET_BALANCE, WALLET_RECHARGE, WALLET_REFUND,
-                   WALLET_KINDS };
+                   WALLET_PLEDGE, WALLET_CREFUND, WALLET_KINDS };
 
 /* The credits the settlement layer decides (wallet_external). */
-enum wallet_ext { WALLET_EXT_RECHARGE, WALLET_EXT_REFUND };
+enum wallet_ext { WALLET_EXT_RECHARGE, WALLET_EXT_REFUND, WALLET_EXT_CREFUND };
 
 /* How a money request was answered: ok, replayed (a retry answered with
  * the first result), or an error code (errors.h) at WALLET_RESULT_ERR. */
@@ -62,6 +62,7 @@ struct wallet {
     const struct catalog *catalog;
     const struct config *cfg;
     struct rlink_script script;
+    struct rlink_script pledge_script, campaign_script; /* lua/wallet_pledge.lua, lua/campaign_shard.lua */
     int checked; /* the Redis behind the command connection passed the checks */
     int loading; /* the last check found Redis loading its data (said once) */
     void (*check_done)(void *ctx, enum redis_check result);
@@ -152,6 +153,27 @@ void wallet_external(struct wallet *w, enum wallet_ext kind, const char *user, i
                      const char *room, int64_t order_ts_ms,
                      void (*done)(void *ctx, int ok, enum err code, int64_t balance), void *ctx);
 
+/* A pledge of `amount` coins by `who` to campaign `campaign` (> 0), for
+ * reward tier `tier` (0: none): lua/wallet_pledge.lua on the backer's
+ * shard moves the coins to the campaign's escrow and takes one unit of the
+ * tier's stock there, atomically, idempotent by the request id; the ack is
+ * the gift's (order, amount, balance, replayed). Refusals:
+ * campaign_not_found (not open yet, or no such campaign), campaign_closed,
+ * forbidden (the campaign's own creator),
+ * bad_field tier (no such tier), below_tier_minimum (with the minimum),
+ * tier_sold_out, insufficient_balance, backlogged, idempotency_conflict.
+ * The outbox entry (k=pledge, r=campaign, x=tier) becomes the ledger
+ * movement user:U -A, escrow:<campaign> +A (013_campaigns.sql). */
+void wallet_pledge(struct wallet *w, const struct reply *r, const struct jwt_claims *who, int64_t campaign,
+                   int64_t tier, int64_t amount);
+
+/* The campaign's hash on wallet shard `shard` (lua/campaign_shard.lua):
+ * op "open" with argv = deadline ms, the creator, then per tier its number, minimum
+ * and this shard's stock ("" unlimited), or "seal" (argc 0). cb(reply,
+ * priv) as rlink's; returns -1 (cb never called) when it cannot be sent. */
+int wallet_campaign_shard(struct wallet *w, int shard, int64_t campaign, const char *op, int argc,
+                          const char *const *argv, void (*cb)(redisReply *, void *), void *priv);
+
 /* The balance of `who`'s wallet. */
 void wallet_balance(struct wallet *w, const struct reply *r, const struct jwt_claims *who);
 
@@ -160,7 +182,7 @@ void wallet_balance(struct wallet *w, const struct reply *r, const struct jwt_cl
  * field, rate_limited, auth_required). */
 void wallet_count(struct wallet *w, enum wallet_kind k, int result);
 
-/* "gift", "tip", "credit", "balance", "recharge", "refund". */
+/* "gift", "tip", "credit", "balance", "recharge", "refund", "pledge", "crefund". */
 const char *wallet_kind_name(enum wallet_kind k);
 /* "ok", "replayed" or the error code of a result. */
 const char *wallet_result_name(int result);

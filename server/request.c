@@ -37,12 +37,12 @@ struct fval {
 
 enum field_id {
     F_TYPE, F_ID, F_ROOM, F_TEXT, F_TOKEN, F_AFTER_SEQ, F_GIFT, F_CNT, F_AMOUNT, F_COMBO, F_USER,
-    F_DEADLINE, F_ORDER, F_COUPON, F_PERIOD,
+    F_DEADLINE, F_ORDER, F_COUPON, F_PERIOD, F_CAMPAIGN, F_TIER,
     F_COUNT
 };
 static const char *const field_names[F_COUNT] = {"type", "id", "room", "text", "token", "after_seq",
                                                  "gift", "count", "amount", "combo", "user", "deadline",
-                                                 "order", "coupon", "period"};
+                                                 "order", "coupon", "period", "campaign", "tier"};
 
 static int field_lookup(const char *key, size_t len)
 {
@@ -139,12 +139,13 @@ static int decode_json(const uint8_t *buf, size_t len, struct request *req, stru
 }
 
 #define BIT(f) (1u << (f))
+_Static_assert(F_COUNT <= 32, "a request's fields are bits of a uint32_t");
 
 static const struct {
     const char *name;
     enum req_type type;
-    uint16_t needs;    /* bit per field_id that the request requires */
-    uint16_t optional; /* fields it reads when present */
+    uint32_t needs;    /* bit per field_id that the request requires */
+    uint32_t optional; /* fields it reads when present */
 } req_types[] = {
     {"auth", REQ_AUTH, BIT(F_TOKEN), 0},
     {"ping", REQ_PING, 0, 0},
@@ -165,6 +166,7 @@ static const struct {
     {"moderator_add", REQ_MODERATOR_ADD, BIT(F_ROOM) | BIT(F_USER), 0},
     {"moderator_remove", REQ_MODERATOR_REMOVE, BIT(F_ROOM) | BIT(F_USER), 0},
     {"global_board", REQ_GLOBAL_BOARD, 0, BIT(F_PERIOD)},
+    {"pledge", REQ_PLEDGE, BIT(F_CAMPAIGN) | BIT(F_AMOUNT), BIT(F_TIER)},
 };
 
 _Static_assert(sizeof req_types / sizeof req_types[0] == REQ_COUNT, "every request type has a row");
@@ -202,7 +204,7 @@ static int check_fields(const struct fval *fv, struct request *req, struct reque
         return fail(err, ERR_UNKNOWN_TYPE, "type", "unknown message type");
     req->type = req_types[t].type;
     err->type = (int)req->type;
-    uint16_t needs = req_types[t].needs, optional = req_types[t].optional;
+    uint32_t needs = req_types[t].needs, optional = req_types[t].optional;
     /* Whether field f is to be checked: required, or optional and given. */
 #define WANTS(f) ((needs & BIT(f)) || ((optional & BIT(f)) && fv[f].kind != FV_ABSENT))
 
@@ -304,6 +306,16 @@ static int check_fields(const struct fval *fv, struct request *req, struct reque
         if (per < 0)
             return fail(err, ERR_BAD_FIELD, "period", "'period' must be day, week or month");
         req->period = per;
+    }
+    if (WANTS(F_CAMPAIGN)) {
+        if (fv[F_CAMPAIGN].kind != FV_INT || fv[F_CAMPAIGN].i < 1 || fv[F_CAMPAIGN].i > INT64_C(999999999999999999))
+            return fail(err, ERR_BAD_FIELD, "campaign", "'campaign' must be a campaign id (a positive integer)");
+        req->campaign = fv[F_CAMPAIGN].i;
+    }
+    if (WANTS(F_TIER)) {
+        if (fv[F_TIER].kind != FV_INT || fv[F_TIER].i < 1 || fv[F_TIER].i > 999999999)
+            return fail(err, ERR_BAD_FIELD, "tier", "'tier' must be a tier number (a positive integer)");
+        req->tier = fv[F_TIER].i;
     }
 #undef WANTS
     return 0;

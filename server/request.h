@@ -50,6 +50,7 @@ enum req_type {
     REQ_MODERATOR_ADD,
     REQ_MODERATOR_REMOVE,
     REQ_GLOBAL_BOARD,
+    REQ_PLEDGE,
     REQ_COUNT
 };
 
@@ -74,6 +75,8 @@ struct request {
     char order[ID_MAX + 1];           /* unpin: the pinned tip's order id */
     char coupon[ID_MAX + 1];          /* gift: a coupon's code, "" when absent */
     int period;                       /* global_board: enum gboard_period (day when absent) */
+    int64_t campaign;                 /* pledge: the campaign id */
+    int64_t tier;                     /* pledge: the reward tier, 0 when absent */
     json_t *json;                     /* owned: the parsed JSON document, or NULL */
 };
 

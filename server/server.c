@@ -100,6 +100,24 @@ static void on_sweep(uv_timer_t *t)
     memory_decay();
 }
 
+/* The campaign job's room events (settlement/campaign.h): published like
+ * a notice, with the room's next seq; a lost one (Redis down) is not
+ * retried: the next change of the campaign tells the room again. */
+static void on_campaign_published(void *ctx, int64_t seq)
+{
+    (void)ctx;
+    if (seq < 0)
+        log_msg(LOG_WARN, "campaigns: a room event could not be published");
+}
+
+static void campaign_publish(void *ctx, const char *room, const uint8_t *body, size_t len)
+{
+    struct server *s = ctx;
+    if (!id_valid(room, strlen(room)) ||
+        roomstore_publish(&s->store, room, EVENT_OTHER, body, len, on_campaign_published, NULL) < 0)
+        log_msg(LOG_WARN, "campaigns: a room event could not be published");
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     log_msg(LOG_INFO, "signal %d: stopping", signum);
@@ -361,6 +379,7 @@ int server_start(struct server *s)
         exit(1);
     }
     jobs_start(&s->jobs, s->loop, s->admin_pool, &s->wallet, cfg);
+    campaign_start(&s->campaigns, s->loop, s->admin_pool, &s->wallet, cfg, campaign_publish, s);
     recon_job_start(&s->recon, cfg, s->node_id);
     risk_scan_start(&s->risk_scan, s->loop, s->admin_pool, cfg);
     /* Webhooks, when webhook-url is set: their rows are in PostgreSQL. */
@@ -405,6 +424,7 @@ static void finish_shutdown(struct server *s)
     promo_stop(&s->promo);
     webhook_stop(&s->webhook); /* deliveries in flight are sent again after their lease */
     jobs_stop(&s->jobs);
+    campaign_stop(&s->campaigns);
     recon_job_stop(&s->recon);
     risk_scan_stop(&s->risk_scan);
     pgpool_close(s->admin_pool);

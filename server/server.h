@@ -19,6 +19,7 @@
 #include "earnings.h"
 #include "pk.h"
 #include "promo.h"
+#include "campaign.h"
 #include "jobs.h"
 #include "recon_job.h"
 #include "ledger.h"
@@ -85,6 +86,7 @@ struct server {
     struct pgpool *admin_pool;
     uint64_t admin_answered[ADMIN_STATUSES]; /* by status (admin.c) */
     struct jobs jobs; /* settlement runs and re-driven wallet credits */
+    struct campaign_job campaigns; /* crowdfunding: open, seal, pay out, refund, progress */
     struct recon_job recon; /* scheduled reconciliation, on its own thread */
     /* Risk rules and freezes (loaded in main.c, reloaded by pgcheck), the
      * gift path's rate limits, and the periodic scan. */

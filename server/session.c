@@ -178,7 +178,7 @@ static int risk_ok(struct server *s, struct conn *c, const struct request *req, 
     int64_t retry_ms;
     int code = risk_gate(&s->risk, c->user.sub, key, klen, clock_mono_us(), &retry_ms);
     if (code >= 0) {
-        enum wallet_kind k = req->type == REQ_GIFT ? WALLET_GIFT : WALLET_TIP;
+        enum wallet_kind k = req->type == REQ_GIFT ? WALLET_GIFT : req->type == REQ_TIP ? WALLET_TIP : WALLET_PLEDGE;
         wallet_count(&s->wallet, k, WALLET_RESULT_ERR(code));
         if (code == ERR_ACCOUNT_FROZEN)
             conn_send_error(c, req->id, ERR_ACCOUNT_FROZEN, "this account is frozen", NULL, 0);
@@ -238,6 +238,10 @@ static void dispatch(struct server *s, struct conn *c, const struct request *req
     case REQ_TIP:
         if (risk_ok(s, c, req, &rk, ip))
             wallet_tip(&s->wallet, &r, &c->user, req->room, req->amount, req->text, req->text_len, &rk);
+        break;
+    case REQ_PLEDGE:
+        if (risk_ok(s, c, req, &rk, ip))
+            wallet_pledge(&s->wallet, &r, &c->user, req->campaign, req->tier, req->amount);
         break;
     case REQ_CREDIT:
         wallet_credit(&s->wallet, &r, &c->user, req->user, req->amount, req->text, req->text_len);
@@ -300,6 +304,8 @@ static int money_kind(int type)
         return WALLET_TIP;
     case REQ_CREDIT:
         return WALLET_CREDIT;
+    case REQ_PLEDGE:
+        return WALLET_PLEDGE;
     case REQ_BALANCE:
         return WALLET_BALANCE;
     default:

@@ -412,6 +412,17 @@ static int read_backlog(struct run *u)
                 else if (strcmp(name, "a") == 0)
                     amount = v;
             }
+            /* A campaign's pledge debits the wallet like a tip and its
+             * refund credits it like a credit; neither is a room's order,
+             * so they never count on a board (r is the campaign, not a
+             * room). */
+            if (strcmp(k, "pledge") == 0) {
+                k = "tip";
+                room = "";
+            } else if (strcmp(k, "crefund") == 0) {
+                k = "credit";
+                room = "";
+            }
             char *endp;
             long long a = strtoll(amount, &endp, 10);
             if (amount[0] == '\0' || *endp != '\0' || a <= 0)

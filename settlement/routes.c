@@ -86,6 +86,17 @@ const struct api_route api_routes[] = {
     {API_POST, "/api/v1/pk", ADMIN | OPS | CRE, 0, "tipcast_api_pk_create", NULL, API_BODY | API_BODY_REQUIRED},
     {API_POST, "/api/v1/pk/{id}/accept", ADMIN | OPS | CRE, 0, "tipcast_api_pk_accept", NULL, API_BODY},
     {API_GET, "/api/v1/pk/{id}", STAFF | CRE, 0, "tipcast_api_pk_get", NULL, 0},
+    /* Campaigns (crowdfunding): a creator acts only on its own (checked in SQL). */
+    {API_POST, "/api/v1/campaigns", ADMIN | CRE, 0, "tipcast_api_campaign_create", NULL, API_BODY | API_BODY_REQUIRED},
+    {API_GET, "/api/v1/campaigns", STAFF | CRE, 0, "tipcast_api_campaigns_list", NULL, 0},
+    {API_GET, "/api/v1/campaigns/{id}", EVERYONE, 0, "tipcast_api_campaign_get", NULL, 0},
+    {API_POST, "/api/v1/campaigns/{id}/approve", ADMIN | OPS, 0, "tipcast_api_campaign_approve", NULL, API_BODY},
+    {API_POST, "/api/v1/campaigns/{id}/reject", ADMIN | OPS, 0, "tipcast_api_campaign_reject", NULL,
+     API_BODY | API_BODY_REQUIRED},
+    {API_POST, "/api/v1/campaigns/{id}/updates", ADMIN | CRE, 0, "tipcast_api_campaign_update_post", NULL,
+     API_BODY | API_BODY_REQUIRED},
+    {API_GET, "/api/v1/campaigns/{id}/pledges", ADMIN | FIN | OPS | SUP | AUD | CRE, 0, "tipcast_api_campaign_pledges",
+     NULL, 0},
 };
 const size_t api_routes_count = sizeof api_routes / sizeof api_routes[0];
 

@@ -256,7 +256,7 @@ int ledger_sql_build(struct ledger_sql *q, const struct entry *e, size_t n, int 
     size_t norders = 0, ncredits = 0, next = 0, nrejects = 0;
     for (size_t i = 0; i < n; i++) {
         norders += is_order(&e[i]);
-        ncredits += e[i].kind == ENTRY_CREDIT;
+        ncredits += e[i].kind == ENTRY_CREDIT || e[i].kind == ENTRY_PLEDGE || e[i].kind == ENTRY_CREFUND;
         next += is_ext(&e[i]);
         nrejects += e[i].kind == ENTRY_BAD;
     }
@@ -276,10 +276,19 @@ int ledger_sql_build(struct ledger_sql *q, const struct entry *e, size_t n, int 
             sbuf_str(b, "COPY ledger_in_moves (" MOVE_COLS ") FROM STDIN;\n");
             for (size_t i = 0; i < n; i++) {
                 const struct entry *x = &e[i];
-                if (x->kind != ENTRY_CREDIT)
-                    continue;
-                copy_move(m, x, "user:", &x->user, x->amount, "credit", &x->text);
-                copy_move(m, x, "", &platform, -x->amount, "credit", &x->text);
+                if (x->kind == ENTRY_CREDIT) {
+                    copy_move(m, x, "user:", &x->user, x->amount, "credit", &x->text);
+                    copy_move(m, x, "", &platform, -x->amount, "credit", &x->text);
+                } else if (x->kind == ENTRY_PLEDGE) {
+                    /* Into the campaign's escrow; the note is the tier (or
+                     * NULL), read by 013's trigger into campaign_pledges. */
+                    copy_move(m, x, "user:", &x->user, -x->amount, "pledge", &x->ref);
+                    copy_move(m, x, "escrow:", &x->room, x->amount, "pledge", &x->ref);
+                } else if (x->kind == ENTRY_CREFUND) {
+                    /* Back from escrow; the note names the pledge refunded. */
+                    copy_move(m, x, "user:", &x->user, x->amount, "campaign_refund", &x->ref);
+                    copy_move(m, x, "escrow:", &x->room, -x->amount, "campaign_refund", &x->ref);
+                }
             }
         }
         if (next) {

@@ -6,7 +6,8 @@
 -- KEYS[4] tc:{w:N}:risk:<uid>          the wallet's risk hash: day (UTC day
 --         number), spent (coins spent on gifts and tips that day), first
 --         (ms of the wallet's first credit: the account's age)
--- ARGV[1] kind: gift | tip | credit | recharge | refund
+-- ARGV[1] kind: gift | tip | credit | recharge | refund | crefund (a campaign
+--         refund: ARGV[3] the campaign, ARGV[18] the pledge's order id)
 --                                       ARGV[2] uid       ARGV[3] room
 -- ARGV[4] gift id   ARGV[5] gift name   ARGV[6] animation ARGV[7] count
 -- ARGV[8] unit price ARGV[9] amount     ARGV[10] combo    ARGV[11] text
@@ -57,7 +58,7 @@ if not amount or amount <= 0 or amount ~= math.floor(amount) then
   return {'err', 'bad_amount', 0}
 end
 local kind = ARGV[1]
-local adds = kind == 'credit' or kind == 'recharge' or kind == 'refund'
+local adds = kind == 'credit' or kind == 'recharge' or kind == 'refund' or kind == 'crefund'
 local bal = tonumber(redis.call('GET', KEYS[1]) or '0')
 local coupon = kind == 'gift' and ARGV[25] and ARGV[25] ~= ''
 local disc = 0
@@ -126,7 +127,7 @@ end
 local fields = {'k', kind, 'u', ARGV[2], 'r', ARGV[3], 'g', ARGV[4], 'gn', ARGV[5],
   'an', ARGV[6], 'n', ARGV[7], 'p', ARGV[8], 'a', ARGV[9], 'b', new,
   'm', ARGV[10], 't', ARGV[11], 'q', ARGV[12], 'ts', ARGV[13], 'ro', ARGV[17]}
-if kind == 'recharge' or kind == 'refund' then
+if kind == 'recharge' or kind == 'refund' or kind == 'crefund' then
   fields[#fields + 1] = 'x'
   fields[#fields + 1] = ARGV[18]
 end
