@@ -17,7 +17,9 @@ import time
 
 import pytest
 
+import admin
 from conftest import PG, REDIS_HOST, REDIS_PORT, REPO, _binary, free_port, mint_token
+from helpers import wait_for
 from wsclient import ConnectionClosed, HandshakeRefused, unique
 
 WEB_ROOT = os.path.join(REPO, "clients", "web")
@@ -285,6 +287,16 @@ def test_dashboard_in_a_browser(server):
     _require_browser()
     srv = demo_server(server, settlement_delay_days=0, withdrawal_min=1)
     _seed_demo(srv)
+    # The page calls the admin API as soon as it opens: wait until that
+    # listener answers (a sanitized build opens it later).
+    api = admin.AdminClient(f"http://127.0.0.1:{srv.admin_port}")
+    api.check_spec = False
+    def admin_ready():
+        try:
+            return api.get("/readyz")[0] == 200
+        except OSError:  # not listening yet
+            return False
+    wait_for(admin_ready, what="the admin API ready")
     out_dir = _screenshot_dir()
     stdout = _run_node("dashboard.test.js", ["--url", f"http://127.0.0.1:{srv.port}/",
                                              "--admin", f"http://127.0.0.1:{srv.admin_port}", "--out", out_dir],

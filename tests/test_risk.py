@@ -11,6 +11,7 @@ only check, end to end, that the wallet script writes ip and dv.
 """
 
 import time
+from datetime import datetime
 
 import pytest
 
@@ -96,6 +97,14 @@ def funded(srv, coins, dev=None):
 
 def gift(c, room, count=1, rid=None):
     return c.request({"type": "gift", "id": rid or unique("g"), "room": room, "gift": GIFT, "count": count})
+
+
+def one_per_window(found, window_s):
+    """An alert is raised once per window of window_s seconds (counted from
+    the epoch, like the dedup key of tipcast_risk_alert): a test that runs
+    across a window's end rightly sees a second one, never two in one."""
+    buckets = [int(datetime.fromisoformat(x["at"].replace("Z", "+00:00")).timestamp()) // window_s for x in found]
+    assert found and len(buckets) == len(set(buckets)) and len(found) <= 2, found
 
 
 def alerts(api, staff, kind, subject=None):
@@ -363,9 +372,9 @@ def test_brushing_by_ip_and_device(node):
     wait_for(lambda: alerts(api, staff, "brushing_ip", f"{cr}@{ip}"), 15, "the brushing_ip alert")
     wait_for(lambda: alerts(api, staff, "brushing_device", f"{cr}@dev-brush"), 15, "the brushing_device alert")
     a = alerts(api, staff, "brushing_ip", f"{cr}@{ip}")
-    assert len(a) == 1 and a[0]["detail"]["senders"] == 4, a
+    assert a and all(x["detail"]["senders"] == 4 for x in a), a
     time.sleep(2)  # more scans: still one alert per window
-    assert len(alerts(api, staff, "brushing_ip", f"{cr}@{ip}")) == 1
+    one_per_window(alerts(api, staff, "brushing_ip", f"{cr}@{ip}"), 3600)
     assert not [x for k in ("brushing_ip", "brushing_device") for x in alerts(api, staff, k)
                 if x["subject"].startswith(quiet + "@")]
     st, _, text = api.get("/metrics")

@@ -24,6 +24,7 @@ import {Feed, adminBase, coins, coinsText, demoToken, describeError, el, query, 
 // with it), and in any case this often.
 const STATS_AFTER_EVENT_MS = 1200;
 const STATS_POLL_MS = 30000;
+const STATS_RETRY_MS = 3000;
 // A demo token is fetched again when older than this (they live an hour).
 const DEMO_TOKEN_MAX_AGE_MS = 10 * 60 * 1000;
 // An admin API call that takes longer is abandoned (and said so).
@@ -174,6 +175,11 @@ async function refreshStats() {
     document.body.dataset.stats = String(++statsRound);
   } catch (e) {
     showError("Earnings: " + apiErrorText(e), e.code);
+    // The admin API may be starting or briefly away: ask again soon rather
+    // than at the next poll.
+    if (!state.statsTimer) {
+      state.statsTimer = setTimeout(() => { state.statsTimer = null; refreshStats(); }, STATS_RETRY_MS);
+    }
   }
 }
 let statsRound = 0;

@@ -12,7 +12,7 @@ import path from "node:path";
 import {after, before, test} from "node:test";
 import {chromium} from "playwright-core";
 
-import {GIFTS, PRICES, SDK_SRC, Server, client, credit, mintToken, seedRoom, tmpDir, unique, waitRoomReady}
+import {GIFTS, PRICES, SDK_SRC, Server, client, credit, mintToken, seedRoom, tmpDir, unique, waitRoomReady, closeAll}
   from "./harness.js";
 
 const CHROMIUM = process.env.TIPCAST_CHROMIUM || "/usr/bin/chromium";
@@ -78,6 +78,7 @@ before(async () => {
   fs.writeFileSync(path.join(webRoot, "page.js"), PAGE_JS);
   srv = await new Server({"web-root": webRoot, "web-sdk-root": SDK_SRC, demo: 1}).start();
 });
+after(closeAll);
 after(async () => {
   await srv.stop();
   fs.rmSync(webRoot, {recursive: true, force: true});

@@ -8,12 +8,13 @@
 import assert from "node:assert/strict";
 import {after, before, test} from "node:test";
 
-import {Server, client, mintToken, seedRoom, sleep, unique, waitFor} from "./harness.js";
+import {Server, client, mintToken, seedRoom, sleep, unique, waitFor, closeAll} from "./harness.js";
 
 const HISTORY_LEN = 20;
 
 let srv;
 before(async () => { srv = await new Server({"history-len": HISTORY_LEN, "snapshot-events": 5}).start(); });
+after(closeAll);
 after(async () => { await srv.stop(); });
 
 for (const protocol of ["json", "msgpack"]) {

@@ -35,7 +35,8 @@ const READY_TIMEOUT_MS = SANITIZED ? 20000 : 10000;
 const SANITIZER_MARKERS = ["ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"];
 
 // Gifts of the SDK tests (the catalog is shared by every test of the repo).
-export const GIFTS = {ROSE: 9401, ROCKET: 9403};
+// Ids no other test uses (the test database is shared by every test file).
+export const GIFTS = {ROSE: 9451, ROCKET: 9453};
 export const PRICES = {[GIFTS.ROSE]: 1, [GIFTS.ROCKET]: 500};
 
 export function binary() {
@@ -102,7 +103,8 @@ export function psql(sql) {
 export function seedRoom(room) {
   psql(`INSERT INTO gifts (id, name, price, animation, tier, enabled, sort_order) VALUES
         (${GIFTS.ROSE}, 'SDK Rose', 1, 'rose', 1, true, 901), (${GIFTS.ROCKET}, 'SDK Rocket', 500, 'rocket', 2, true, 903)
-        ON CONFLICT (id) DO UPDATE SET price = EXCLUDED.price, enabled = true`);
+        ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, price = EXCLUDED.price, animation = EXCLUDED.animation,
+        tier = EXCLUDED.tier, enabled = true`);
   psql(`INSERT INTO creators (id, live) VALUES ('${room}', true) ON CONFLICT (id) DO UPDATE SET live = true`);
 }
 
@@ -249,9 +251,18 @@ export class Proxy {
   }
 }
 
+const opened = new Set();
+
+/** Closes every client that client() made: a test that failed half-way
+ * leaves none reconnecting, which would keep the test process alive. */
+export function closeAll() {
+  for (const c of opened) c.close();
+  opened.clear();
+}
+
 /** A TipcastClient for Node with the test's defaults (the `ws` package, quick reconnects). */
 export function client(url, token, opts = {}) {
-  return new TipcastClient({
+  const c = new TipcastClient({
     url,
     token,
     WebSocket,
@@ -259,6 +270,8 @@ export function client(url, token, opts = {}) {
     requestTimeoutMs: 5000,
     ...opts,
   });
+  opened.add(c);
+  return c;
 }
 
 /** Credits `user` with `amount` coins through an admin connection; returns the new balance. */

@@ -6,11 +6,12 @@
 import assert from "node:assert/strict";
 import {after, before, test} from "node:test";
 
-import {GIFTS, PRICES, Proxy, Server, client, credit, mintToken, seedRoom, sleep, unique, waitFor, waitRoomReady}
+import {GIFTS, PRICES, Proxy, Server, client, credit, mintToken, seedRoom, sleep, unique, waitFor, waitRoomReady, closeAll}
   from "./harness.js";
 
 let srv;
 before(async () => { srv = await new Server().start(); });
+after(closeAll);
 after(async () => { await srv.stop(); });
 
 for (const protocol of ["json", "msgpack"]) {

@@ -8,12 +8,13 @@
 import assert from "node:assert/strict";
 import {after, test} from "node:test";
 
-import {GIFTS, Server, client, credit, fullHistory, mintToken, seedRoom, sleep, unique, waitFor, waitRoomReady}
+import {GIFTS, Server, client, credit, fullHistory, mintToken, seedRoom, sleep, unique, waitFor, waitRoomReady, closeAll}
   from "./harness.js";
 
 const MISSED_NOTICES = 150; // sent while the viewers are away (> one history page of 100)
 
 let srv;
+after(closeAll);
 after(async () => { if (srv) await srv.stop(); });
 
 function gate() {

@@ -5,11 +5,12 @@ import assert from "node:assert/strict";
 import {after, before, describe, test} from "node:test";
 
 import {TipcastClient, TipcastError} from "../src/tipcast.js";
-import {GIFTS, PRICES, Server, client, credit, mintToken, seedRoom, sleep, unique, waitFor, waitRoomReady}
+import {GIFTS, PRICES, Server, client, credit, mintToken, seedRoom, sleep, unique, waitFor, waitRoomReady, closeAll}
   from "./harness.js";
 
 let srv;
 before(async () => { srv = await new Server().start(); });
+after(closeAll);
 after(async () => {
   const code = await srv.stop();
   assert.equal(code, 0, "tipcastd exits cleanly on SIGTERM\n" + srv.log);
