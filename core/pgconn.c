@@ -517,3 +517,21 @@ void pgconn_close(struct pgconn *c)
     if (cb)
         cb(NULL, 0, cb_priv);
 }
+
+long pgconn_in_list(struct pgconn *c, char *sql, size_t cap, size_t len, size_t n,
+                    const char *(*value)(void *ctx, size_t i), void *ctx)
+{
+    PGconn *conn = pgconn_libpq(c);
+    for (size_t i = 0; i < n; i++) {
+        const char *v = value(ctx, i);
+        char *lit = conn ? PQescapeLiteral(conn, v, strlen(v)) : NULL;
+        if (!lit)
+            return -1;
+        len += (size_t)snprintf(sql + len, cap - len, "%s%s", i ? "," : "", lit);
+        PQfreemem(lit);
+        tc_assert(len < cap);
+    }
+    len += (size_t)snprintf(sql + len, cap - len, ")");
+    tc_assert(len < cap);
+    return (long)len;
+}

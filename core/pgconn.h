@@ -128,6 +128,14 @@ PGconn *pgconn_libpq(struct pgconn *c);
  * refused); "" when none. Valid until the next call into the module. */
 const char *pgconn_error(const struct pgconn *c);
 
+/* Appends "lit1,lit2,...)" to the SQL text sql[0..len) (capacity cap):
+ * the n values value(ctx, i), each escaped as a literal on c's connection,
+ * then the closing parenthesis of an IN list the caller opened. Returns the
+ * new length, or -1 when escaping failed (out of memory, no connection).
+ * The caller sizes `sql` for its bound on n; overflowing it is a bug. */
+long pgconn_in_list(struct pgconn *c, char *sql, size_t cap, size_t len, size_t n,
+                    const char *(*value)(void *ctx, size_t i), void *ctx);
+
 /* The first line of a libpq message (they span lines) into out, or
  * "(no detail)" when it has none: what a log line holds. */
 void pgconn_first_line(const char *msg, char *out, size_t cap);

@@ -83,28 +83,20 @@ static void on_result(PGresult *res, int ok, void *priv)
     pump(e);
 }
 
+static const char *creator_of(void *ctx, size_t i) { return at(ctx, i)->creator; }
+
 /* Sends the query of the next batch, when connected and idle. */
 static void pump(struct earnings *e)
 {
     if (e->batch || e->count == 0 || !e->pg || !pgconn_up(e->pg) || pgconn_busy(e->pg))
         return;
-    PGconn *conn = pgconn_libpq(e->pg);
     char sql[EARNINGS_SQL_MAX];
     size_t n = e->count < EARNINGS_BATCH_MAX ? e->count : EARNINGS_BATCH_MAX;
-    size_t len = (size_t)snprintf(sql, sizeof sql, "SELECT creator, total, orders FROM creator_earnings "
-                                                   "WHERE creator IN (");
-    for (size_t i = 0; i < n; i++) {
-        char *lit = PQescapeLiteral(conn, at(e, i)->creator, strlen(at(e, i)->creator));
-        if (!lit) {
-            finish(e, e->count, 0);
-            return;
-        }
-        len += (size_t)snprintf(sql + len, sizeof sql - len, "%s%s", i ? "," : "", lit);
-        PQfreemem(lit);
-        tc_assert(len < sizeof sql);
+    int head = snprintf(sql, sizeof sql, "SELECT creator, total, orders FROM creator_earnings WHERE creator IN (");
+    if (pgconn_in_list(e->pg, sql, sizeof sql, (size_t)head, n, creator_of, e) < 0) {
+        finish(e, e->count, 0);
+        return;
     }
-    len += (size_t)snprintf(sql + len, sizeof sql - len, ")");
-    tc_assert(len < sizeof sql);
     e->batch = n;
     e->batch_failed = 0;
     if (pgconn_query(e->pg, sql, on_result, e) < 0) {

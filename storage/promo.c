@@ -230,27 +230,20 @@ static void on_coupons(PGresult *res, int ok, void *priv)
     pump(p);
 }
 
+static const char *code_of(void *ctx, size_t i) { return at(ctx, i)->code; }
+
 static void lookups(struct promo *p)
 {
-    PGconn *conn = pgconn_libpq(p->pg);
     char sql[PROMO_SQL_MAX];
     size_t n = p->count < PROMO_BATCH_MAX ? p->count : PROMO_BATCH_MAX;
-    size_t len = (size_t)snprintf(sql, sizeof sql,
-                                  "SELECT code, user_id, gift_id, discount, "
-                                  "coalesce((extract(epoch FROM expires_at) * 1000)::bigint, 0) "
-                                  "FROM coupons WHERE code IN (");
-    for (size_t i = 0; i < n; i++) {
-        char *lit = PQescapeLiteral(conn, at(p, i)->code, strlen(at(p, i)->code));
-        if (!lit) {
-            gifts_finish(p, p->count, 0);
-            return;
-        }
-        len += (size_t)snprintf(sql + len, sizeof sql - len, "%s%s", i ? "," : "", lit);
-        PQfreemem(lit);
-        tc_assert(len < sizeof sql);
+    int head = snprintf(sql, sizeof sql,
+                        "SELECT code, user_id, gift_id, discount, "
+                        "coalesce((extract(epoch FROM expires_at) * 1000)::bigint, 0) "
+                        "FROM coupons WHERE code IN (");
+    if (pgconn_in_list(p->pg, sql, sizeof sql, (size_t)head, n, code_of, p) < 0) {
+        gifts_finish(p, p->count, 0);
+        return;
     }
-    len += (size_t)snprintf(sql + len, sizeof sql - len, ")");
-    tc_assert(len < sizeof sql);
     p->batch = n;
     p->batch_failed = 0;
     if (pgconn_query(p->pg, sql, on_coupons, p) < 0) {
