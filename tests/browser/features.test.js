@@ -90,6 +90,13 @@ async function openDemo(context, user, log) {
   return page;
 }
 
+// A person's tap: the page comes to the front first (a tab in the background
+// may have its animation frames held back, and a click waits for them).
+async function tap(page, sel) {
+  await page.bringToFront();
+  await page.click(sel);
+}
+
 async function balanceOf(page) {
   return Number(await page.getAttribute("#balance", "data-balance"));
 }
@@ -122,7 +129,7 @@ runTest({out: opts.out, prefix: "features", totalMs: TOTAL_TIMEOUT_MS}, async (c
 
   // A goal left by an earlier run would change what the pages show: clear it.
   if (await dash.isEnabled("#room-goal-clear")) {
-    await dash.click("#room-goal-clear");
+    await tap(dash, "#room-goal-clear");
     await carol.waitForSelector("#goal", {state: "hidden"});
   }
 
@@ -130,7 +137,7 @@ runTest({out: opts.out, prefix: "features", totalMs: TOTAL_TIMEOUT_MS}, async (c
   let balance = await balanceOf(bob);
   const roseButton = `#gifts button[data-gift-id="${ROSE_ID}"]`;
   const rosePrice = Number(await bob.getAttribute(roseButton, "data-price"));
-  for (let i = 0; i < COMBO_TAPS; i++) await bob.click(roseButton);
+  for (let i = 0; i < COMBO_TAPS; i++) await tap(bob, roseButton);
   balance -= COMBO_TAPS * rosePrice;
   await balanceIs(bob, balance);
   const comboLine = `#feed li[data-kind="gift"][data-from="bob"][data-gift="${ROSE_ID}"][data-combo-id]`;
@@ -162,7 +169,7 @@ runTest({out: opts.out, prefix: "features", totalMs: TOTAL_TIMEOUT_MS}, async (c
   // ---- a pinned tip, removed by the owner ----
   await bob.fill("#tip-amount", String(PIN_TIP));
   await bob.fill("#tip-text", "pin me please");
-  await bob.click("#tip-send");
+  await tap(bob, "#tip-send");
   balance -= PIN_TIP;
   await balanceIs(bob, balance);
   // The newest pin ends last: the list's last line (a pin of an earlier run may still be up).
@@ -180,8 +187,7 @@ runTest({out: opts.out, prefix: "features", totalMs: TOTAL_TIMEOUT_MS}, async (c
   check(!pin.unpin, "carol (a viewer) has no unpin button");
   await dash.waitForSelector(`#room-pins li[data-order="${pin.order}"]`);
   check(true, "alice's dashboard lists the pinned tip");
-  await alice.bringToFront();
-  await alice.click(`#pins li[data-order="${pin.order}"] button.unpin`);
+  await tap(alice, `#pins li[data-order="${pin.order}"] button.unpin`);
   for (const [name, page, sel] of [["carol", carol, "#pins"], ["bob", bob, "#pins"], ["dashboard", dash, "#room-pins"]]) {
     await page.waitForSelector(`${sel} li[data-order="${pin.order}"]`, {state: "detached"});
     console.log(`ok: the pin is gone from ${name}'s page`);
@@ -189,17 +195,17 @@ runTest({out: opts.out, prefix: "features", totalMs: TOTAL_TIMEOUT_MS}, async (c
 
   // ---- moderators ----
   await dash.fill("#mod-user", "carol");
-  await dash.click("#mod-add");
+  await tap(dash, "#mod-add");
   await dash.waitForSelector('#mods li[data-user="carol"]');
   check(true, "the dashboard lists carol as a moderator");
-  await dash.click('#mods li[data-user="carol"] button.mod-remove');
+  await tap(dash, '#mods li[data-user="carol"] button.mod-remove');
   await dash.waitForSelector('#mods li[data-user="carol"]', {state: "detached"});
   check(true, "carol removed from the moderators");
 
   // ---- the goal ----
   await dash.fill("#room-goal-amount", String(GOAL));
   await dash.fill("#room-goal-text", "new mic");
-  await dash.click("#room-goal-set");
+  await tap(dash, "#room-goal-set");
   const goalIs = async (page, sel, percent) => page.waitForFunction(([s, p]) => {
     const b = document.querySelector(s);
     return b && !b.hidden && b.dataset.percent === String(p);
@@ -209,7 +215,7 @@ runTest({out: opts.out, prefix: "features", totalMs: TOTAL_TIMEOUT_MS}, async (c
   check((await carol.textContent("#goal-title")) === "new mic", "carol sees the goal's title");
   const rocket = `#gifts button[data-gift-id="${ROCKET_ID}"]`;
   const rocketPrice = Number(await bob.getAttribute(rocket, "data-price"));
-  await bob.click(rocket);
+  await tap(bob, rocket);
   balance -= rocketPrice;
   await balanceIs(bob, balance);
   const half = Math.floor(rocketPrice * 100 / GOAL);
@@ -219,7 +225,7 @@ runTest({out: opts.out, prefix: "features", totalMs: TOTAL_TIMEOUT_MS}, async (c
     `carol's goal reads ${await carol.textContent("#goal-numbers")} (${half}%)`);
   check(await carol.isHidden("#goal-reached"), "not reached yet");
   await sleep(3200); // past the combo window: the next Rocket is its own combo
-  await bob.click(rocket);
+  await tap(bob, rocket);
   balance -= rocketPrice;
   await balanceIs(bob, balance);
   await goalIs(carol, "#goal", 100);
@@ -234,7 +240,7 @@ runTest({out: opts.out, prefix: "features", totalMs: TOTAL_TIMEOUT_MS}, async (c
   await shot(goalOverlay, path.join(opts.out, "overlay-goal-room.png"), true);
   await shot(carol, path.join(opts.out, "features-carol.png"));
   await shot(dash, path.join(opts.out, "features-dashboard.png"));
-  await dash.click("#room-goal-clear");
+  await tap(dash, "#room-goal-clear");
   await carol.waitForSelector("#goal", {state: "hidden"});
   check(true, "the cleared goal is gone from carol's page");
 
@@ -242,7 +248,7 @@ runTest({out: opts.out, prefix: "features", totalMs: TOTAL_TIMEOUT_MS}, async (c
   const battle = await adminApi("POST", "/api/v1/pk", {room_a: "alice", room_b: opts.rival, seconds: PK_SECONDS});
   check(battle.state === "running", `PK battle ${battle.id} running`);
   await sleep(300);
-  await bob.click(rocket);
+  await tap(bob, rocket);
   balance -= rocketPrice;
   await balanceIs(bob, balance);
   // bob's Rose to the rival, through the SDK in his page (the demo page only pays alice).
@@ -282,7 +288,7 @@ runTest({out: opts.out, prefix: "features", totalMs: TOTAL_TIMEOUT_MS}, async (c
   check(true, `bob's page shows campaign ${camp.id} as open`);
   check(await alice.isHidden("#pledge-form"), "alice (the creator) has no pledge form");
   await bob.fill("#pledge-amount", String(PLEDGE));
-  await bob.click("#pledge-send");
+  await tap(bob, "#pledge-send");
   balance -= PLEDGE;
   await balanceIs(bob, balance);
   await bob.waitForSelector(`#campaign[data-campaign="${camp.id}"][data-pledged="${PLEDGE}"][data-backers="1"]`,
