@@ -2,7 +2,8 @@
 demo), and the pages themselves driven in a real browser (Debian's Chromium
 under playwright-core, installed by `npm ci` in tests/browser/, see
 scripts/test.sh): the viewer demo (tests/browser/demo.test.js), the creator
-dashboard (dashboard.test.js) and the OBS overlays (overlays.test.js).
+dashboard (dashboard.test.js), the OBS overlays (overlays.test.js) and the
+live-room features on all of them (features.test.js).
 
 The browser tests use the demo's own names (room alice, viewers bob, carol
 and dave) and catalog (scripts/demo.sql), as scripts/run.sh does; no other
@@ -36,7 +37,8 @@ CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/c
                  ".svg": "image/svg+xml", ".png": "image/png", ".ico": "image/", ".txt": "text/plain"}
 # The pages of clients/web (docs and run.sh name them).
 PAGES = ("index.html", "app.js", "style.css", "common.js", "dashboard.html", "dashboard.js", "dashboard.css",
-         "overlay-alerts.html", "overlay-board.html", "overlay-goal.html", "overlay.js", "overlay.css")
+         "overlay-alerts.html", "overlay-board.html", "overlay-goal.html", "overlay-pk.html", "overlay.js",
+         "overlay.css")
 # Bob is topped up to this before the browser test (and never beyond, so
 # that a tip of his balance + 1 stays within tip-max and is refused for the
 # balance, not for its size).
@@ -323,3 +325,23 @@ def test_overlays_in_a_browser(server):
     _run_node("overlays.test.js", ["--url", f"http://127.0.0.1:{srv.port}/", "--out", out_dir])
     _screenshots_kept(out_dir, ("overlay-alerts-combo.png", "overlay-alerts-tip.png", "overlay-board.png",
                                 "overlay-goal.png"))
+
+
+def test_live_room_features_in_a_browser(server):
+    """Combos, fan badges, pinned tips, the goal, moderators, a PK battle and a
+    campaign on the demo page, the dashboard and the goal and PK overlays
+    (tests/browser/features.test.js). The PK rival is a creator of its own,
+    live, made here; the battle and the campaign are made through the admin
+    API with an admin's token."""
+    _require_browser()
+    srv = demo_server(server)
+    _seed_demo(srv)
+    rival = unique("rival")
+    _pg_value(f"INSERT INTO creators (id, live) VALUES ('{rival}', true)")
+    out_dir = _screenshot_dir()
+    _run_node("features.test.js", ["--url", f"http://127.0.0.1:{srv.port}/",
+                                   "--admin", f"http://127.0.0.1:{srv.admin_port}", "--rival", rival,
+                                   "--out", out_dir],
+              env={"TIPCAST_TEST_ADMIN_TOKEN": mint_token(unique("admin"), "admin")})
+    _screenshots_kept(out_dir, ("features-carol.png", "features-bob.png", "features-alice.png",
+                                "features-dashboard.png", "overlay-goal-room.png", "overlay-pk-room.png"))

@@ -8,6 +8,36 @@
 export interface BoardEntry {
   user: string;
   total: number;
+  /** The sender's fan level in the room (entries of the all-time list only: `board`, `top`). */
+  level?: number;
+  /** The fan level's badge, "" below the first level (all-time entries only). */
+  badge?: string;
+}
+
+/** A room's goal (docs/protocol.md, "Goals"), in `joined` and `leaderboard`. */
+export interface Goal {
+  /** "g" and the seq of the goal's event. */
+  goal_id: string;
+  target: number;
+  /** Coins counted since the goal was set (goes on past the target). */
+  progress: number;
+  /** Only this gift counts; 0: any gift or tip. */
+  gift: number;
+  /** ms since the epoch; 0: none. */
+  deadline: number;
+  reached: boolean;
+  title: string;
+}
+
+/** A pinned tip (docs/protocol.md, "Pinned tips"). */
+export interface Pin {
+  order: string;
+  from: string;
+  amount: number;
+  /** The tip's message. */
+  text: string;
+  /** Pinned until, ms since the epoch: drop it then. */
+  until: number;
 }
 
 /** Coins of all gifts and tips to a room in each period (refunds lower them). */
@@ -23,19 +53,20 @@ interface EventBase {
   room: string;
   /** The room's sequence number: 1, 2, 3, ... with no gaps. */
   seq: number;
-  from: string;
   /** Server time of the event, ms since the epoch. */
   ts: number;
 }
 
 export interface NoticeEvent extends EventBase {
   kind: "notice";
+  from: string;
   role: string;
   text: string;
 }
 
 export interface GiftEvent extends EventBase {
   kind: "gift";
+  from: string;
   role: string;
   order: string;
   gift: number;
@@ -46,18 +77,137 @@ export interface GiftEvent extends EventBase {
   combo: string;
   /** Coins debited: price x count. */
   amount: number;
+  /** The server's combo of this gift: the order id of its first gift. */
+  combo_id: string;
+  /** The combo's running count (the sum of the counts of its gifts up to this one). */
+  combo_count: number;
+  /** The sender's fan level in this room, counting this gift. */
+  level: number;
+  badge: string;
 }
 
 export interface TipEvent extends EventBase {
   kind: "tip";
+  from: string;
   order: string;
   amount: number;
   /** The tip's message, may be "". */
   text: string;
+  level: number;
+  badge: string;
+  /** Pinned until (ms since the epoch); 0 when not pinned. */
+  pinned_until: number;
+}
+
+/** A combo ended: its totals. */
+export interface ComboEndEvent extends EventBase {
+  kind: "combo_end";
+  from: string;
+  combo_id: string;
+  gift: number;
+  /** The combo's final combo_count. */
+  count: number;
+  /** Gift orders (requests) in the combo. */
+  orders: number;
+  amount: number;
+  /** Times of its first and last gift, ms. */
+  started: number;
+  ended: number;
+}
+
+/** The room's owner (or an admin) set a goal. */
+export interface GoalEvent extends EventBase {
+  kind: "goal";
+  from: string;
+  role: string;
+  goal_id: string;
+  target: number;
+  gift?: number;
+  deadline?: number;
+  title?: string;
+}
+
+/** The order `order` took the goal's progress to its target. */
+export interface GoalReachedEvent extends EventBase {
+  kind: "goal_reached";
+  goal_id: string;
+  target: number;
+  progress: number;
+  by: string;
+  order: string;
+}
+
+export interface GoalClearedEvent extends EventBase {
+  kind: "goal_cleared";
+  from: string;
+  role: string;
+  goal_id: string;
+  progress: number;
+}
+
+/** The room's pinned tips changed; `pins` is the whole list now, ending first first. */
+export interface PinsEvent extends EventBase {
+  kind: "pins";
+  change: "pinned" | "removed";
+  order: string;
+  /** Who removed it ("removed"). */
+  by?: string;
+  pins: Pin[];
+}
+
+/** A PK battle was decided (final scores). */
+export interface PkEndEvent extends EventBase {
+  kind: "pk_end";
+  pk: number;
+  room_a: string;
+  room_b: string;
+  score_a: number;
+  score_b: number;
+  /** The winning room, "" for a draw. */
+  winner: string;
+  result: "a" | "b" | "draw";
+}
+
+export type CampaignState = "open" | "closing" | "succeeded" | "refunding" | "refunded";
+
+/** A campaign of the room's creator: its totals or state changed. */
+export interface CampaignProgressEvent extends EventBase {
+  kind: "campaign_progress";
+  campaign: number;
+  state: CampaignState;
+  pledged: number;
+  backers: number;
+  target: number;
+  refunded: number;
+  deadline_ms: number;
+}
+
+/** An update the creator posted to the campaign's backers. */
+export interface CampaignUpdateEvent extends EventBase {
+  kind: "campaign_update";
+  campaign: number;
+  update: number;
+  title: string;
+  text: string;
 }
 
 /** A room event. Newer servers may send other kinds: check `kind`. */
-export type RoomEvent = NoticeEvent | GiftEvent | TipEvent;
+export type RoomEvent = NoticeEvent | GiftEvent | TipEvent | ComboEndEvent | GoalEvent | GoalReachedEvent
+  | GoalClearedEvent | PinsEvent | PkEndEvent | CampaignProgressEvent | CampaignUpdateEvent;
+
+/** A PK battle's live scores, pushed to the members of both rooms (not a room event: no seq). */
+export interface PkScore {
+  type: "pk_score";
+  /** The member's room. */
+  room: string;
+  pk: number;
+  room_a: string;
+  room_b: string;
+  /** room_a's and room_b's coins since the battle started. */
+  scores: [number, number];
+  /** The battle's end, ms since the epoch. */
+  ends_at: number;
+}
 
 export interface Limits {
   max_frame_bytes: number;
@@ -93,6 +243,10 @@ export interface Joined {
   week: BoardEntry[];
   month: BoardEntry[];
   totals?: RoomTotals;
+  /** The room's goal; absent when it has none. */
+  goal?: Goal;
+  /** The pinned tips still pinned, ending first first. */
+  pins: Pin[];
   /** Up to `snapshot-events` latest events, oldest first. */
   events: RoomEvent[];
   /** Set by the SDK on the "snapshot" event that follows `history_gone` (or a room
@@ -121,6 +275,8 @@ export interface Leaderboard {
   week: BoardEntry[];
   month: BoardEntry[];
   totals?: RoomTotals;
+  /** The room's goal with its progress, when it has one. */
+  goal?: Goal;
 }
 
 /** A room's live status changed. */
@@ -159,6 +315,37 @@ export interface MoneyAck {
   balance: number;
   /** True when the request id had been taken before: no money moved this time. */
   replayed: boolean;
+  /** A gift with a coupon: the coins the coupon took off (the platform paid them). */
+  discount?: number;
+}
+
+/** The answer to notice, goal, goalClear and unpin: the seq of the event it made. */
+export interface RoomAck {
+  type: "ack";
+  id: string;
+  room: string;
+  seq: number;
+}
+
+/** The answer to moderatorAdd / moderatorRemove: the room's moderators after it, sorted. */
+export interface Moderators {
+  type: "moderators";
+  id: string;
+  room: string;
+  moderators: string[];
+}
+
+export type GlobalPeriod = "day" | "week" | "month";
+
+export interface GlobalBoard {
+  type: "global_board";
+  id: string;
+  period: GlobalPeriod;
+  /** When the node read the boards from PostgreSQL, ms since the epoch. */
+  ts: number;
+  creators: BoardEntry[];
+  gifters: BoardEntry[];
+  gifts: {gift: number; name: string; count: number; coins: number}[];
 }
 
 /** The answer to a notice. */
@@ -189,7 +376,8 @@ export type ServerErrorCode =
   | "auth_invalid" | "already_authenticated" | "forbidden" | "not_member" | "too_many_rooms" | "room_full"
   | "rate_limited" | "history_gone" | "insufficient_balance" | "unknown_gift" | "room_not_live"
   | "idempotency_conflict" | "backlogged" | "unavailable" | "internal" | "account_frozen"
-  | "risk_rate_limited" | "spend_cap_exceeded";
+  | "risk_rate_limited" | "spend_cap_exceeded" | "coupon_invalid" | "coupon_used" | "campaign_not_found"
+  | "campaign_closed" | "tier_sold_out" | "below_tier_minimum";
 
 /** The SDK's own codes: no answer in time, the connection lost or closed, not connected. */
 export type SdkErrorCode = "timeout" | "closed" | "not_connected";
@@ -210,6 +398,8 @@ export class TipcastError extends Error {
   balance?: number;
   /** spend_cap_exceeded: what may still be spent this UTC day. */
   remaining?: number;
+  /** below_tier_minimum: the tier's min_amount. */
+  minimum?: number;
   /** The request that failed (as sent). */
   request?: Record<string, unknown>;
   /** The WebSocket close code, when the error comes from a closed connection. */
@@ -284,6 +474,8 @@ export interface ClientEvents {
   leaderboard: Leaderboard;
   /** A room's live status changed. */
   room: RoomStatus;
+  /** A PK battle's live scores, for a joined room in a battle. */
+  pk_score: PkScore;
   /** After each successful authentication. */
   welcome: Welcome;
   state: StateChange;
@@ -299,8 +491,32 @@ export interface GiftRequest {
   count?: number;
   /** The client's id for a streak of taps, carried to the event. */
   combo?: string;
+  /** A gift coupon's code: the coupon's discount is taken off (once). */
+  coupon?: string;
   /** The idempotency key (default: a fresh id). Keep it to retry the same gift yourself. */
   id?: string;
+}
+
+export interface PledgeRequest {
+  campaign: number;
+  /** Coins; at least the tier's min_amount when a tier is named. */
+  amount: number;
+  /** A reward tier (1, 2, ... as the campaign lists them). */
+  tier?: number;
+  /** The idempotency key (default: a fresh id). */
+  id?: string;
+}
+
+export interface GoalRequest {
+  room: string;
+  /** The target, coins. */
+  amount: number;
+  /** Only this gift counts. */
+  gift?: number;
+  /** ms since the epoch, ahead. */
+  deadline?: number;
+  /** The goal's title, at most 100 bytes. */
+  text?: string;
 }
 
 export interface TipRequest {
@@ -355,6 +571,14 @@ export class TipcastClient {
   notice(room: string, text: string): Promise<NoticeAck>;
   gift(request: GiftRequest): Promise<MoneyAck>;
   tip(request: TipRequest): Promise<MoneyAck>;
+  /** A money request like gift and tip (resent with its id until answered). */
+  pledge(request: PledgeRequest): Promise<MoneyAck>;
+  goal(request: GoalRequest): Promise<RoomAck>;
+  goalClear(room: string): Promise<RoomAck>;
+  unpin(room: string, order: string): Promise<RoomAck>;
+  moderatorAdd(room: string, user: string): Promise<Moderators>;
+  moderatorRemove(room: string, user: string): Promise<Moderators>;
+  globalBoard(period?: GlobalPeriod): Promise<GlobalBoard>;
   ping(): Promise<Pong>;
   /** Any request (a map with `type`; an `id` is added when absent); resolves with its answer. */
   request<T = Record<string, unknown>>(msg: {type: string; id?: string; [key: string]: unknown}): Promise<T>;

@@ -2,12 +2,16 @@
 //
 // Built on the JavaScript SDK (/sdk/tipcast.js, clients/js): the SDK holds
 // the connection, reconnects, resumes the room without gaps or duplicates,
-// and retries gifts and tips with their ids. This file only draws: the
-// catalog, the balance, the feed (combos as one growing line), the
-// animations and the four leaderboards with the room's totals.
+// and retries gifts, tips and pledges with their ids. This file only draws:
+// the catalog, the balance, the feed (the server's combos as one growing
+// line, fan badges), the animations, the four leaderboards with the room's
+// totals, and the live-room features: the room's goal, its pinned tips
+// (with an unpin button for the owner and admins), a PK battle's scores and
+// an open campaign with a pledge form.
 import {TipcastClient} from "/sdk/tipcast.js";
 import {
-  Feed, PERIODS, boardsOf, coins, coinsText, cssKey, demoToken, describeError, query, span, wsUrl,
+  Feed, PERIODS, boardBadge, boardsOf, coins, coinsText, cssKey, demoToken, describeError, el, query, span,
+  timeLeft, wsUrl,
 } from "/common.js";
 
 const ROOM = "alice";
@@ -33,6 +37,8 @@ const PENDING_MAX = 32;
 const EARNINGS_REFRESH_MS = 1000;
 // How long an error stays on the page.
 const ERROR_SHOW_MS = 8000;
+// Pins and the PK clock are redrawn this often (time left; expired pins go).
+const TICK_MS = 1000;
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -43,6 +49,9 @@ const els = {
   tipForm: $("tip-form"), tipAmount: $("tip-amount"), tipText: $("tip-text"),
   noticeForm: $("notice-form"), noticeText: $("notice-text"),
   viewerActions: $("viewer-actions"), creatorActions: $("creator-actions"),
+  goal: $("goal"), pinsBox: $("pins-box"), pins: $("pins"), pk: $("pk"), campaign: $("campaign"),
+  pledgeForm: $("pledge-form"), pledgeAmount: $("pledge-amount"), pledgeTier: $("pledge-tier"),
+  pledgeResult: $("pledge-result"),
 };
 
 const state = {
@@ -55,6 +64,10 @@ const state = {
   boards: {all: [], day: [], week: [], month: []},
   totals: {},             // period -> the room's coins in it
   earningsTimer: null,
+  goal: null,             // the room's goal: {goal_id, target, progress, gift, deadline, reached, title}
+  pins: [],               // the room's pinned tips, ending first first
+  pk: null,               // the latest pk_score of a battle of this room, and its end: {score, end}
+  campaign: null,         // the latest campaign_progress of the room's campaign
 };
 const feed = new Feed(els.feed);
 
@@ -98,6 +111,10 @@ async function start() {
   state.combo = null;
   state.pending = 0;
   delete document.body.dataset.joined;
+  state.goal = null;
+  state.pins = [];
+  state.pk = null;
+  state.campaign = null;
   els.balance.textContent = "–";
   els.balance.dataset.balance = "";
   const client = new TipcastClient({
@@ -123,6 +140,7 @@ async function start() {
   client.on("snapshot", (snap) => { if (mine()) onSnapshot(snap); });
   client.on("event", (ev) => { if (mine()) onEvent(ev); });
   client.on("leaderboard", (m) => { if (mine()) onLeaderboard(m); });
+  client.on("pk_score", (m) => { if (mine()) onPkScore(m); });
   client.on("error", (e) => { if (mine()) showError(describeError(e), e.code); });
 
   setStatus("connecting", "connecting as " + user + "…");
@@ -150,6 +168,8 @@ async function onWelcome(client, w) {
   els.creatorActions.hidden = !(owner || w.role === "admin");
   const creator = w.role === "creator" && owner;
   els.earningsPill.hidden = !creator;
+  renderPins();
+  renderCampaign();
   try {
     const cat = await client.catalog();
     if (mine()) showCatalog(cat);
@@ -191,13 +211,19 @@ function onSnapshot(snap) {
   if (snap.reset) feed.reset(snap, "Some events were missed while you were away.");
   // The snapshot's latest events, those the feed has not shown yet; no
   // animation for them (they are the past).
-  for (const e of snap.events || []) feed.add(e);
+  for (const e of snap.events || []) {
+    feed.add(e);
+    if (e.kind === "campaign_progress" || e.kind === "pk_end") onFeatureEvent(e);
+  }
+  state.pins = [];
+  setPins(snap.pins || []);
   onLeaderboard(snap);
 }
 
 function onEvent(e) {
   if (e.room !== ROOM) return;
   document.body.dataset.seq = String(e.seq);
+  onFeatureEvent(e);
   if (!feed.add(e)) return;
   if (e.kind === "gift" || e.kind === "tip") {
     animate(e);
@@ -205,8 +231,31 @@ function onEvent(e) {
   }
 }
 
+// The events of the live-room features: the goal, pins, PK end, campaign.
+function onFeatureEvent(e) {
+  switch (e.kind) {
+    case "goal":
+      state.goal = null;
+      setGoal({goal_id: e.goal_id, target: e.target, progress: 0, gift: e.gift || 0, deadline: e.deadline || 0,
+        reached: false, title: e.title || ""});
+      break;
+    case "goal_reached":
+      if (state.goal && state.goal.goal_id === e.goal_id) setGoal({...state.goal, progress: e.progress, reached: true});
+      break;
+    case "goal_cleared":
+      if (!state.goal || state.goal.goal_id === e.goal_id) setGoal(null);
+      break;
+    case "pins": setPins(e.pins || []); break;
+    case "pk_end": onPkEnd(e); break;
+    case "campaign_progress": setCampaign(e); break;
+    default: break;
+  }
+}
+
 function onLeaderboard(m) {
   if (m.room !== ROOM) return;
+  // A room with a goal has it in every push and snapshot; none: no goal.
+  setGoal(m.goal || null);
   Object.assign(state.boards, boardsOf(m));
   if (m.totals && typeof m.totals === "object") Object.assign(state.totals, m.totals);
   renderBoards();
@@ -223,7 +272,13 @@ function renderBoards() {
       li.dataset.user = r.user;
       li.dataset.total = String(r.total);
       if (r.user === state.user) li.className = "me";
-      li.append(span("rank", String(i + 1)), span("who", r.user), span("total", coins(r.total)));
+      li.append(span("rank", String(i + 1)), span("who", r.user));
+      const badge = period === "all" ? boardBadge(r) : null;
+      if (badge) {
+        li.dataset.badge = r.badge;
+        li.append(badge);
+      }
+      li.append(span("total", coins(r.total)));
       ol.append(li);
     });
     box.querySelector(".empty").hidden = rows.length > 0;
@@ -235,6 +290,207 @@ function renderBoards() {
     }
   }
 }
+
+// ---- the goal ------------------------------------------------------------------
+
+// Keeps the highest progress of the same goal (a push may be older than a
+// goal_reached event that came before it).
+function setGoal(g) {
+  if (g && state.goal && state.goal.goal_id === g.goal_id) {
+    g = {...g, progress: Math.max(g.progress, state.goal.progress), reached: g.reached || state.goal.reached};
+  }
+  state.goal = g;
+  const box = els.goal;
+  box.hidden = !g;
+  if (!g) {
+    box.dataset.goalId = "";
+    return;
+  }
+  const percent = Math.floor(g.progress * 100 / g.target);
+  box.dataset.goalId = g.goal_id;
+  box.dataset.progress = String(g.progress);
+  box.dataset.target = String(g.target);
+  box.dataset.percent = String(percent);
+  box.dataset.reached = g.reached ? "1" : "";
+  box.classList.toggle("reached", !!g.reached);
+  $("goal-title").textContent = g.title || "";
+  $("goal-reached").hidden = !g.reached;
+  $("goal-fill").style.width = Math.min(100, percent) + "%";
+  $("goal-numbers").textContent = coins(g.progress) + " / " + coinsText(g.target);
+  $("goal-percent").textContent = percent + "%";
+  const extra = [];
+  if (g.gift) extra.push("only " + giftName(g.gift) + " counts");
+  if (g.deadline) extra.push(g.deadline > Date.now() ? timeLeft(g.deadline) + " left" : "ended");
+  $("goal-extra").textContent = extra.join(" · ");
+}
+
+const giftNames = new Map(); // gift id -> name, from the catalog
+function giftName(id) { return giftNames.get(id) || "gift #" + id; }
+
+// ---- pinned tips -----------------------------------------------------------------
+
+function canModerate() {
+  // The owner and admins may unpin. (Moderators may too, but nothing tells a
+  // client that it is one: their unpin is the server's to allow.)
+  return state.user === ROOM || state.role === "admin";
+}
+
+function setPins(pins) {
+  state.pins = pins.filter((p) => p.until > Date.now());
+  renderPins();
+}
+
+function renderPins() {
+  const now = Date.now();
+  state.pins = state.pins.filter((p) => p.until > now);
+  // The same pins as drawn: only the time left changes (the lines, and their
+  // buttons, stay the same elements).
+  const key = state.pins.map((p) => p.order).join(" ") + (canModerate() ? " +mod" : "");
+  if (key === els.pins.dataset.key) {
+    els.pins.querySelectorAll("li").forEach((li, i) => {
+      li.querySelector(".pin-left").textContent = timeLeft(state.pins[i].until, now);
+    });
+    return;
+  }
+  els.pins.dataset.key = key;
+  els.pins.textContent = "";
+  for (const p of state.pins) {
+    const li = el("li", "pin");
+    li.dataset.order = p.order;
+    li.dataset.from = p.from;
+    li.dataset.amount = String(p.amount);
+    li.append(span("who", p.from), span("amount", coinsText(p.amount)));
+    if (p.text) li.append(el("q", "", p.text));
+    li.append(span("pin-left", timeLeft(p.until, now)));
+    if (canModerate()) {
+      const b = el("button", "unpin", "Unpin");
+      b.type = "button";
+      b.addEventListener("click", () => unpin(p.order, b));
+      li.append(b);
+    }
+    els.pins.append(li);
+  }
+  els.pinsBox.hidden = state.pins.length === 0;
+  document.body.dataset.pins = String(state.pins.length);
+}
+
+async function unpin(order, button) {
+  const client = state.client;
+  if (!client) return;
+  button.disabled = true;
+  try {
+    await client.unpin(ROOM, order); // the pins event redraws the list
+  } catch (e) {
+    if (state.client === client) showError(describeError(e), e.code);
+    button.disabled = false;
+  }
+}
+
+// ---- a PK battle -------------------------------------------------------------------
+
+function onPkScore(m) {
+  if (m.room !== ROOM) return;
+  if (!state.pk || state.pk.score.pk !== m.pk) state.pk = {score: m, end: null};
+  else state.pk.score = m;
+  renderPk();
+}
+
+function onPkEnd(e) {
+  if (e.room_a !== ROOM && e.room_b !== ROOM) return;
+  state.pk = {score: {pk: e.pk, room_a: e.room_a, room_b: e.room_b, scores: [e.score_a, e.score_b], ends_at: e.ts},
+    end: e};
+  renderPk();
+}
+
+function renderPk() {
+  const pk = state.pk;
+  els.pk.hidden = !pk;
+  if (!pk) return;
+  const {room_a: a, room_b: b, scores} = pk.score;
+  const [sa, sb] = scores;
+  els.pk.dataset.pk = String(pk.score.pk);
+  els.pk.dataset.roomA = a;
+  els.pk.dataset.roomB = b;
+  els.pk.dataset.scoreA = String(sa);
+  els.pk.dataset.scoreB = String(sb);
+  $("pk-name-a").textContent = a;
+  $("pk-name-b").textContent = b;
+  $("pk-score-a").textContent = coins(sa);
+  $("pk-score-b").textContent = coins(sb);
+  // Half and half before the first coin.
+  const share = sa + sb > 0 ? sa * 100 / (sa + sb) : 50;
+  $("pk-fill-a").style.width = share.toFixed(1) + "%";
+  $("pk-fill-b").style.width = (100 - share).toFixed(1) + "%";
+  const res = $("pk-result");
+  if (pk.end) {
+    els.pk.dataset.result = pk.end.result;
+    els.pk.dataset.winner = pk.end.winner || "";
+    res.textContent = pk.end.result === "draw" ? "A draw!" : pk.end.winner + " wins!";
+    res.hidden = false;
+    $("pk-left").textContent = "final";
+  } else {
+    els.pk.dataset.result = "";
+    res.hidden = true;
+    $("pk-left").textContent = pk.score.ends_at > Date.now() ? timeLeft(pk.score.ends_at) + " left" : "deciding…";
+  }
+}
+
+// ---- a campaign ----------------------------------------------------------------------
+
+function setCampaign(e) {
+  state.campaign = e;
+  renderCampaign();
+}
+
+const CAMPAIGN_STATES = {open: "open", closing: "closing", succeeded: "succeeded", refunding: "refunding backers",
+  refunded: "refunded"};
+
+function renderCampaign() {
+  const c = state.campaign;
+  const box = els.campaign;
+  box.hidden = !c;
+  if (!c) return;
+  box.dataset.campaign = String(c.campaign);
+  box.dataset.state = c.state;
+  box.dataset.pledged = String(c.pledged);
+  box.dataset.backers = String(c.backers);
+  box.dataset.target = String(c.target);
+  const percent = c.target > 0 ? Math.floor(c.pledged * 100 / c.target) : 0;
+  box.dataset.percent = String(percent);
+  $("campaign-state").textContent = CAMPAIGN_STATES[c.state] || c.state;
+  $("campaign-fill").style.width = Math.min(100, percent) + "%";
+  $("campaign-numbers").textContent = coins(c.pledged) + " / " + coinsText(c.target) + " (" + percent + "%)";
+  $("campaign-backers").textContent = c.backers + (c.backers === 1 ? " backer" : " backers");
+  $("campaign-deadline").textContent = c.state === "open" && c.deadline_ms > Date.now()
+    ? "ends in " + timeLeft(c.deadline_ms) : (c.refunded > 0 ? coinsText(c.refunded) + " refunded" : "");
+  // Viewers pledge while it is open; the creator cannot back its own.
+  els.pledgeForm.hidden = c.state !== "open" || state.user === ROOM;
+}
+
+els.pledgeForm.addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const c = state.campaign;
+  if (!c) return;
+  const amount = Number(els.pledgeAmount.value);
+  if (!Number.isInteger(amount) || amount < 1) {
+    showError("A pledge is a whole number of coins, at least 1.", "bad_amount");
+    return;
+  }
+  const req = {campaign: c.campaign, amount};
+  const tier = els.pledgeTier.value.trim();
+  if (tier) req.tier = Number(tier);
+  const ack = await pay((client) => client.pledge(req), "the pledge is " + coins(amount), null);
+  if (ack) {
+    els.pledgeResult.textContent = "You pledged " + coinsText(ack.amount) + (ack.replayed ? " (already sent)" : "") + ".";
+    els.pledgeResult.dataset.order = ack.order;
+    els.pledgeResult.hidden = false;
+  }
+});
+
+setInterval(() => {
+  if (state.pins.length) renderPins();
+  if (state.pk && !state.pk.end) renderPk();
+}, TICK_MS);
 
 // A gift's animation: a CSS animation chosen by the gift's animation key
 // (style.css draws rose, heart, rocket and castle; anything else gets the
@@ -271,6 +527,7 @@ function animate(e) {
 function showCatalog(m) {
   if (!m || !Array.isArray(m.gifts)) return;
   els.gifts.textContent = "";
+  for (const g of m.gifts) giftNames.set(g.id, g.name);
   for (const g of m.gifts) {
     const b = document.createElement("button");
     b.type = "button";
@@ -306,6 +563,7 @@ async function pay(request, label, button) {
   try {
     const ack = await request(client);
     if (state.client === client) setBalance(ack.balance);
+    return ack;
   } catch (e) {
     if (state.client !== client) return;
     if (e.code === "insufficient_balance") setBalance(e.balance);

@@ -85,6 +85,12 @@ const ERROR_TEXT = {
   account_frozen: "This account is frozen",
   risk_rate_limited: "Too many gifts in a short time; try again in a moment",
   spend_cap_exceeded: "The daily spending cap is reached",
+  coupon_invalid: "This coupon is not valid for this gift",
+  coupon_used: "This coupon was already used",
+  campaign_not_found: "This campaign is not open",
+  campaign_closed: "This campaign is closed",
+  tier_sold_out: "This reward tier is sold out",
+  below_tier_minimum: "The pledge is below the tier's minimum",
   timeout: "No answer from the server in time",
   closed: "The connection is closed",
   not_connected: "Not connected",
@@ -100,6 +106,8 @@ export function describeError(e, label) {
     if (label) text += ", " + label;
   } else if (code === "spend_cap_exceeded" && typeof e.remaining === "number") {
     text += ": " + coinsText(e.remaining) + " left today";
+  } else if (code === "below_tier_minimum" && typeof e.minimum === "number") {
+    text += ": at least " + coinsText(e.minimum);
   } else if (code === "bad_field" && e.field && !e.message) {
     text += " (" + e.field + ")";
   }
@@ -112,13 +120,20 @@ export function describeError(e, label) {
 }
 
 // The live feed of one room: newest line first, at most FEED_MAX lines.
-// Gift events of one sender, one gift and one non-empty combo id make ONE
-// line whose counter grows ("bob sent Rose ×7"), moved to the top by each
-// new gift of the streak; every other event is a line of its own.
+// The gifts of one combo make ONE line whose counter grows ("bob sent Rose
+// ×7"), moved to the top by each new gift of the streak: the server's combo
+// (combo_id; the counter is its combo_count), whose combo_end event closes
+// the line; from a server without combos, gifts of one sender, one gift and
+// one non-empty client combo id. A sender's fan badge (level and badge of
+// gift and tip events) is shown beside its name. Pins and campaign_progress
+// events are not lines (the pages show them in their own boxes); other
+// events are a line each.
 //
 // Each line carries what a test or a script may read: data-kind, data-from,
-// data-seq and data-order (of the latest event on it), and for gifts
-// data-gift, data-count (gifts on the line) and data-amount (their coins).
+// data-seq and data-order (of the latest event on it), data-level and
+// data-badge of the sender, and for gifts data-gift, data-count (gifts on
+// the line), data-amount (their coins), data-combo-id and data-ended (the
+// combo ended).
 export class Feed {
   constructor(ol, opts = {}) {
     this.ol = ol;
@@ -135,7 +150,9 @@ export class Feed {
       if (e.seq <= this.lastSeq) return null;
       this.lastSeq = e.seq;
     }
-    if (e.kind === "gift" && e.combo) return this.addCombo(e);
+    if (e.kind === "gift" && (e.combo_id || e.combo)) return this.addCombo(e);
+    if (e.kind === "combo_end") return this.endCombo(e);
+    if (e.kind === "pins" || e.kind === "campaign_progress") return null;
     const li = this.line(e);
     const who = span("who", e.from);
     const what = span("what");
@@ -149,10 +166,14 @@ export class Feed {
       li.dataset.amount = String(e.amount);
       what.textContent = " tipped";
       li.append(iconFor("tip"), who, what, span("amount", coinsText(e.amount)));
+      if (e.pinned_until > 0) li.append(span("pinned-mark", "pinned"));
+    } else if (EVENT_TEXT[e.kind]) {
+      li.append(iconFor("other"), span("what", EVENT_TEXT[e.kind](e)));
     } else {
       what.textContent = e.kind === "notice" ? ": " + (e.text || "") : " (" + e.kind + ")";
       li.append(iconFor(e.kind === "notice" ? "notice" : "other"), who, what);
     }
+    if (e.kind === "gift" || e.kind === "tip") badgeOn(li, who, e);
     li.append(span("seq", "#" + e.seq));
     if (e.kind === "tip" && e.text) li.append(el("q", "", e.text));
     this.put(li);
@@ -160,25 +181,30 @@ export class Feed {
   }
 
   addCombo(e) {
-    const key = e.from + "\u0000" + e.gift + "\u0000" + e.combo;
+    // The server's combo when the event has one; else the client's combo id.
+    const key = e.combo_id ? "s\u0000" + e.combo_id : e.from + "\u0000" + e.gift + "\u0000" + e.combo;
     let c = this.combos.get(key);
-    if (c && !c.li.isConnected) c = null; // scrolled out of the feed: a new line
+    if (c && (!c.li.isConnected || c.ended)) c = null; // scrolled out of the feed: a new line
     const n = e.count > 0 ? e.count : 1;
     if (!c) {
       const li = this.line(e);
       li.dataset.gift = String(e.gift);
-      li.dataset.combo = e.combo;
+      if (e.combo) li.dataset.combo = e.combo;
+      if (e.combo_id) li.dataset.comboId = e.combo_id;
+      const who = span("who", e.from);
       c = {li, count: 0, amount: 0, what: span("what"), counter: span("combo"),
-        amountEl: span("amount"), seqEl: span("seq")};
-      li.append(iconFor(e.animation), span("who", e.from), c.what, c.counter, c.amountEl, c.seqEl);
+        amountEl: span("amount"), seqEl: span("seq"), who, ended: false};
+      li.append(iconFor(e.animation), who, c.what, c.counter, c.amountEl, c.seqEl);
     } else {
       this.combos.delete(key); // re-inserted below: the map stays in recency order
     }
     this.combos.set(key, c);
     if (this.combos.size > COMBOS_MAX) this.combos.delete(this.combos.keys().next().value);
-    c.count += n;
+    // The server's running count is exact even when this page joined mid-combo.
+    c.count = typeof e.combo_count === "number" && e.combo_id ? e.combo_count : c.count + n;
     c.amount += Number(e.amount) || 0;
     const li = c.li;
+    badgeOn(li, c.who, e);
     li.dataset.count = String(c.count);
     li.dataset.amount = String(c.amount);
     li.dataset.seq = String(e.seq);
@@ -193,6 +219,26 @@ export class Feed {
     void li.offsetWidth;
     li.classList.add("bump");
     this.put(li);
+    return li;
+  }
+
+  // combo_end: the combo's line is closed (its final count and coins, from
+  // the server); no line of its own. Null when the line is not on the page.
+  endCombo(e) {
+    const key = "s\u0000" + e.combo_id;
+    const c = this.combos.get(key);
+    if (!c || !c.li.isConnected) return null;
+    c.ended = true;
+    c.count = e.count;
+    c.amount = Number(e.amount) || c.amount;
+    const li = c.li;
+    li.dataset.count = String(c.count);
+    li.dataset.amount = String(c.amount);
+    li.dataset.ended = "1";
+    li.classList.add("ended");
+    c.counter.textContent = c.count > 1 ? "×" + c.count : "";
+    c.counter.hidden = c.count <= 1;
+    c.amountEl.textContent = coinsText(c.amount);
     return li;
   }
 
@@ -234,6 +280,54 @@ export function boardsOf(m) {
   if (Array.isArray(all)) out.all = all;
   for (const k of ["day", "week", "month"]) if (Array.isArray(m[k])) out[k] = m[k];
   return out;
+}
+
+// The texts of the room events that are lines of their own (besides gifts, tips, notices).
+const EVENT_TEXT = {
+  goal: (e) => (e.from || "the creator") + " set a goal: " + (e.title ? e.title + ", " : "") + coinsText(e.target),
+  goal_reached: (e) => "Goal reached! " + coins(e.progress) + " / " + coinsText(e.target) +
+    (e.by ? " (" + e.by + " made it)" : ""),
+  goal_cleared: (e) => (e.from || "the creator") + " ended the goal at " + coinsText(e.progress),
+  pk_end: (e) => "PK battle over: " + e.room_a + " " + coins(e.score_a) + " – " + coins(e.score_b) + " " +
+    e.room_b + (e.result === "draw" ? ", a draw" : ", " + e.winner + " wins"),
+  campaign_update: (e) => "Campaign update: " + (e.title || "") + (e.text ? ": " + e.text : ""),
+};
+
+// The sender's fan badge beside its name on a feed line (gift and tip
+// events carry `level` and `badge`; level 0 has no badge).
+export function badgeOn(li, who, e) {
+  if (typeof e.level !== "number") return;
+  li.dataset.level = String(e.level);
+  li.dataset.badge = e.badge || "";
+  let b = li.querySelector(".badge");
+  if (!e.badge) {
+    if (b) b.remove();
+    return;
+  }
+  if (!b) {
+    b = span("badge");
+    who.after(b);
+  }
+  b.textContent = e.badge;
+  b.dataset.level = String(e.level);
+  b.className = "badge badge-l" + Math.min(e.level, 4);
+}
+
+// A fan badge element for a board row (entries of the all-time list carry level and badge).
+export function boardBadge(r) {
+  if (!r || !r.badge) return null;
+  const b = span("badge badge-l" + Math.min(Number(r.level) || 0, 4), r.badge);
+  b.dataset.level = String(r.level);
+  return b;
+}
+
+// "2:05" / "45 s" left until `until` (ms since the epoch).
+export function timeLeft(until, now = Date.now()) {
+  const s = Math.max(0, Math.ceil((until - now) / 1000));
+  if (s < 60) return s + " s";
+  const m = Math.floor(s / 60);
+  if (m < 60) return m + ":" + String(s % 60).padStart(2, "0");
+  return Math.floor(m / 60) + " h " + (m % 60) + " min";
 }
 
 export const PERIODS = ["all", "day", "week", "month"];

@@ -10,6 +10,8 @@
 //   GET  /api/v1/creators/{id}/balance       pending / available / withdrawable
 //   POST /api/v1/withdrawals, GET /api/v1/withdrawals
 //   POST /api/v1/creators/{id}/overlay-token the OBS overlay links
+// and, over the WebSocket, the room's goal (goal, goal_clear), its pinned
+// tips (unpin) and moderators (moderator_add, moderator_remove).
 // The stats route is the one that gives net earnings by period: the balance
 // route has net totals but no periods, and the WebSocket `earnings` request
 // counts gross coins.
@@ -17,7 +19,8 @@
 // Query: ?user=alice (demo: tokens from /demo/token) or ?token=JWT; ?admin=
 // the admin API's base URL (default this host, port 8081); ?ws= the WebSocket.
 import {TipcastClient} from "/sdk/tipcast.js";
-import {Feed, adminBase, coins, coinsText, demoToken, describeError, el, query, span, wsUrl} from "/common.js";
+import {Feed, adminBase, coins, coinsText, demoToken, describeError, el, query, span, timeLeft, wsUrl}
+  from "/common.js";
 
 // The figures are read again this long after a gift or tip to the room (the
 // ledger writes an order a few milliseconds after its ack; the rollups move
@@ -52,6 +55,8 @@ const state = {
   id: null,          // the creator (the token's sub)
   client: null,
   statsTimer: null,
+  goal: null,        // the room's goal ({goal_id, target, progress, reached, title}) or null
+  pins: [],          // the room's pinned tips
   overlay: null,     // the minted overlay token's answer
   tokenCache: null,  // {token, at} in demo mode
 };
@@ -319,6 +324,7 @@ function overlayUrls() {
   $("url-board").value = base + "overlay-board.html?" + t + "&period=" + period + "&n=5";
   $("url-goal").value = base + "overlay-goal.html?" + t + "&target=" + target + "&period=" + period +
     "&title=" + encodeURIComponent(title);
+  $("url-pk").value = base + "overlay-pk.html?" + t;
   els.overlayExp.textContent = "The links work until " + new Date(o.exp * 1000).toLocaleString() +
     " (room " + o.room + "). Create new links to replace them.";
   els.overlayLinks.hidden = false;
@@ -379,9 +385,13 @@ async function connectRoom() {
     setLive(snap.live);
     if (snap.reset) feed.reset(snap, "Some events were missed while the dashboard was away.");
     for (const e of snap.events || []) showEvent(e);
+    setRoomGoal(snap.goal || null);
+    setRoomPins(snap.pins || []);
   });
+  client.on("leaderboard", (m) => { if (m.room === state.id) setRoomGoal(m.goal || null); });
   client.on("event", (e) => {
     if (e.room !== state.id) return;
+    onRoomFeature(e);
     showEvent(e);
     if (e.kind === "gift" || e.kind === "tip") refreshStatsSoon();
   });
@@ -390,6 +400,142 @@ async function connectRoom() {
   await client.connect();
   await client.join(state.id);
 }
+
+// ---- the room's goal, pins and moderators --------------------------------------
+
+function onRoomFeature(e) {
+  if (e.kind === "goal") {
+    state.goal = null;
+    setRoomGoal({goal_id: e.goal_id, target: e.target, progress: 0, reached: false, title: e.title || ""});
+  } else if (e.kind === "goal_reached" && state.goal && state.goal.goal_id === e.goal_id) {
+    setRoomGoal({...state.goal, progress: e.progress, reached: true});
+  } else if (e.kind === "goal_cleared") {
+    setRoomGoal(null);
+  } else if (e.kind === "pins") {
+    setRoomPins(e.pins || []);
+  }
+}
+
+function setRoomGoal(g) {
+  if (g && state.goal && state.goal.goal_id === g.goal_id) {
+    g = {...g, progress: Math.max(g.progress, state.goal.progress), reached: g.reached || state.goal.reached};
+  }
+  state.goal = g;
+  const box = $("room-goal");
+  const now = $("room-goal-now");
+  $("room-goal-none").hidden = !!g;
+  now.hidden = !g;
+  $("room-goal-clear").disabled = !g;
+  box.dataset.goalId = g ? g.goal_id : "";
+  box.dataset.progress = g ? String(g.progress) : "";
+  box.dataset.target = g ? String(g.target) : "";
+  if (g) {
+    now.textContent = (g.title ? g.title + ": " : "") + coins(g.progress) + " / " + coinsText(g.target) + " (" +
+      Math.floor(g.progress * 100 / g.target) + "%)" + (g.reached ? ", reached!" : "");
+  }
+}
+
+$("room-goal-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const amount = Number($("room-goal-amount").value);
+  if (!Number.isInteger(amount) || amount < 1) {
+    showError("A goal is a whole number of coins, at least 1.", "bad_amount");
+    return;
+  }
+  const req = {room: state.id, amount};
+  const text = $("room-goal-text").value.trim();
+  if (text) req.text = text;
+  try {
+    await state.client.goal(req); // the goal event shows it
+  } catch (e) {
+    showError("Goal: " + describeError(e), e.code);
+  }
+});
+
+$("room-goal-clear").addEventListener("click", async () => {
+  try {
+    await state.client.goalClear(state.id);
+  } catch (e) {
+    showError("Goal: " + describeError(e), e.code);
+  }
+});
+
+function setRoomPins(pins) {
+  state.pins = pins;
+  renderRoomPins();
+}
+
+function renderRoomPins() {
+  const now = Date.now();
+  state.pins = state.pins.filter((p) => p.until > now);
+  const ol = $("room-pins");
+  // The same pins as drawn: only the time left changes.
+  const key = state.pins.map((p) => p.order).join(" ");
+  if (key === ol.dataset.key) {
+    ol.querySelectorAll("li").forEach((li, i) => {
+      li.querySelector(".pin-left").textContent = timeLeft(state.pins[i].until, now);
+    });
+    return;
+  }
+  ol.dataset.key = key;
+  ol.textContent = "";
+  for (const p of state.pins) {
+    const li = el("li", "pin");
+    li.dataset.order = p.order;
+    li.dataset.from = p.from;
+    li.append(span("who", p.from), span("amount", coinsText(p.amount)));
+    if (p.text) li.append(el("q", "", p.text));
+    li.append(span("pin-left", timeLeft(p.until, now)));
+    const b = el("button", "unpin", "Remove");
+    b.type = "button";
+    b.addEventListener("click", async () => {
+      b.disabled = true;
+      try {
+        await state.client.unpin(state.id, p.order); // the pins event redraws the list
+      } catch (e) {
+        b.disabled = false;
+        showError("Unpin: " + describeError(e), e.code);
+      }
+    });
+    li.append(b);
+    ol.append(li);
+  }
+  $("room-pins-empty").hidden = state.pins.length > 0;
+}
+setInterval(() => { if (state.pins.length) renderRoomPins(); }, 1000);
+
+function showMods(list) {
+  const ul = $("mods");
+  ul.textContent = "";
+  for (const u of list) {
+    const li = el("li", "mod");
+    li.dataset.user = u;
+    const b = el("button", "mod-remove", "Remove");
+    b.type = "button";
+    b.addEventListener("click", async () => {
+      try {
+        showMods((await state.client.moderatorRemove(state.id, u)).moderators);
+      } catch (e) {
+        showError("Moderators: " + describeError(e), e.code);
+      }
+    });
+    li.append(span("who", u), b);
+    ul.append(li);
+  }
+  ul.dataset.count = String(list.length);
+}
+
+$("mod-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const user = $("mod-user").value.trim();
+  if (!user) return;
+  try {
+    showMods((await state.client.moderatorAdd(state.id, user)).moderators);
+    $("mod-user").value = "";
+  } catch (e) {
+    showError("Moderators: " + describeError(e), e.code);
+  }
+});
 
 function showEvent(e) {
   if (feed.add(e)) els.feedEmpty.hidden = true;

@@ -1,6 +1,6 @@
 // overlay.js - the OBS overlays (browser sources with a transparent
-// background): the alert box, the leaderboard widget and the goal bar. The
-// page says which by <body data-overlay="alerts|board|goal">.
+// background): the alert box, the leaderboard widget, the goal bar and the
+// PK score bar. The page says which by <body data-overlay="alerts|board|goal|pk">.
 //
 // Each connects through the JavaScript SDK (/sdk/tipcast.js) with the token
 // of its URL (?token=): an overlay token (role overlay) names one room (the
@@ -63,8 +63,17 @@ const alerts = {
   audio: null,
 };
 
+// The server's combo (combo_id) groups gifts; from a server without
+// combos, one sender's gifts of one gift with one non-empty client combo.
 function alertKey(e) {
-  return e.kind === "gift" && e.combo ? e.from + "\u0000" + e.gift + "\u0000" + e.combo : null;
+  if (e.kind !== "gift") return null;
+  if (e.combo_id) return "s\u0000" + e.combo_id;
+  return e.combo ? e.from + "\u0000" + e.gift + "\u0000" + e.combo : null;
+}
+
+// A combo's count after this gift: the server's running count when it has one.
+function comboCount(a, e, n) {
+  return e.combo_id && typeof e.combo_count === "number" ? e.combo_count : a.count + n;
 }
 
 function onAlertEvent(e) {
@@ -75,7 +84,7 @@ function onAlertEvent(e) {
     // A combo's repeat: the alert on screen (or waiting) counts it.
     const cur = alerts.current;
     if (cur && cur.key === key) {
-      cur.count += n;
+      cur.count = comboCount(cur, e, n);
       cur.amount += Number(e.amount) || 0;
       cur.seq = e.seq;
       alerts.endAt = Math.max(alerts.endAt, Date.now() + COMBO_EXTEND_MS);
@@ -85,7 +94,7 @@ function onAlertEvent(e) {
     }
     const waiting = alerts.queue.find((a) => a.key === key);
     if (waiting) {
-      waiting.count += n;
+      waiting.count = comboCount(waiting, e, n);
       waiting.amount += Number(e.amount) || 0;
       waiting.seq = e.seq;
       return;
@@ -93,7 +102,7 @@ function onAlertEvent(e) {
   }
   const tier = e.kind === "gift" ? (alerts.tiers.get(e.gift) || 1) : 0;
   alerts.queue.push({key, kind: e.kind, from: e.from, name: e.name, animation: e.animation, tier,
-    count: n, amount: Number(e.amount) || 0, text: e.text || "", seq: e.seq});
+    count: e.kind === "gift" ? comboCount({count: 0}, e, n) : 0, amount: Number(e.amount) || 0, text: e.text || "", seq: e.seq});
   if (alerts.queue.length > QUEUE_MAX) alerts.queue.shift();
   document.body.dataset.queued = String(alerts.queue.length);
   if (!alerts.current && !alerts.timer) nextAlert();
@@ -189,9 +198,11 @@ function beep(a) {
 
 // ---- the leaderboard widget and the goal bar --------------------------------------
 
-const room = {boards: {}, totals: {}};
+const room = {boards: {}, totals: {}, goal: null};
 
 function onBoards(m) {
+  // The room's own goal, when it has one, is in every snapshot and push.
+  setRoomGoal(m.goal || null);
   Object.assign(room.boards, boardsOf(m));
   if (m.totals && typeof m.totals === "object") Object.assign(room.totals, m.totals);
   if (kind === "board") renderBoard();
@@ -224,15 +235,66 @@ function renderBoard() {
   }
 }
 
+// The goal of the room's events (set, reached, cleared) between pushes.
+function onGoalEvent(e) {
+  if (e.kind === "goal") {
+    room.goal = null;
+    setRoomGoal({goal_id: e.goal_id, target: e.target, progress: 0, reached: false, title: e.title || ""});
+  } else if (e.kind === "goal_reached" && room.goal && room.goal.goal_id === e.goal_id) {
+    setRoomGoal({...room.goal, progress: e.progress, reached: true});
+  } else if (e.kind === "goal_cleared") {
+    setRoomGoal(null);
+  } else {
+    return;
+  }
+  if (kind === "goal") renderGoal();
+}
+
+function setRoomGoal(g) {
+  if (g && room.goal && room.goal.goal_id === g.goal_id) {
+    g = {...g, progress: Math.max(g.progress, room.goal.progress), reached: g.reached || room.goal.reached};
+  }
+  room.goal = g;
+}
+
+// The room's goal (set by the creator) when it has one; else the period's
+// total against ?target=.
 function renderGoal() {
+  const box = document.getElementById("goal");
+  const g = room.goal;
+  if (g) {
+    const percent = Math.floor(g.progress * 100 / g.target);
+    box.dataset.source = "room";
+    box.dataset.goalId = g.goal_id;
+    box.dataset.total = String(g.progress);
+    box.dataset.target = String(g.target);
+    box.dataset.percent = String(percent);
+    box.hidden = false;
+    box.classList.toggle("reached", !!g.reached || g.progress >= g.target);
+    document.getElementById("goal-title").textContent = g.title || query.get("title") || "Goal";
+    document.getElementById("goal-fill").style.width = Math.min(100, percent) + "%";
+    document.getElementById("goal-percent").textContent = g.reached ? percent + "% ✓" : percent + "%";
+    document.getElementById("goal-numbers").textContent = coins(g.progress) + " / " + coinsText(g.target);
+    errorBox.hidden = true;
+    return;
+  }
   const period = periodParam();
   const target = Number(query.get("target"));
   const total = room.totals[period];
+  box.dataset.source = "";
+  box.dataset.goalId = "";
+  if (!query.get("target")) {
+    // No goal of the room's and no ?target=: nothing to fill.
+    box.hidden = true;
+    if (document.body.dataset.joined) showProblem("the room has no goal right now (set one on the dashboard, or give ?target=)");
+    return;
+  }
+  box.hidden = false;
+  document.getElementById("goal-title").textContent = query.get("title") || "Goal";
   if (typeof total !== "number") return;
   // Whole percent, rounded down (99.9% is not reached); the bar stops at
   // 100%, the text goes on (a goal can be passed).
   const percent = Math.floor(total * 100 / target);
-  const box = document.getElementById("goal");
   box.dataset.total = String(total);
   box.dataset.target = String(target);
   box.dataset.percent = String(percent);
@@ -240,6 +302,51 @@ function renderGoal() {
   document.getElementById("goal-fill").style.width = Math.min(100, percent) + "%";
   document.getElementById("goal-percent").textContent = percent + "%";
   document.getElementById("goal-numbers").textContent = coins(total) + " / " + coinsText(target);
+}
+
+// ---- the PK score bar -----------------------------------------------------------
+
+const pk = {score: null, end: null, timer: null};
+
+function onPkScore(m) {
+  if (!pk.score || pk.score.pk !== m.pk) pk.end = null;
+  pk.score = m;
+  renderPk();
+}
+
+function onPkEnd(e) {
+  pk.score = {pk: e.pk, room_a: e.room_a, room_b: e.room_b, scores: [e.score_a, e.score_b], ends_at: e.ts};
+  pk.end = e;
+  renderPk();
+}
+
+function renderPk() {
+  const box = document.getElementById("pk");
+  const m = pk.score;
+  if (!m) return;
+  const [sa, sb] = m.scores;
+  box.hidden = false;
+  box.dataset.pk = String(m.pk);
+  box.dataset.roomA = m.room_a;
+  box.dataset.roomB = m.room_b;
+  box.dataset.scoreA = String(sa);
+  box.dataset.scoreB = String(sb);
+  box.dataset.result = pk.end ? pk.end.result : "";
+  document.getElementById("pk-name-a").textContent = m.room_a;
+  document.getElementById("pk-name-b").textContent = m.room_b;
+  document.getElementById("pk-score-a").textContent = coins(sa);
+  document.getElementById("pk-score-b").textContent = coins(sb);
+  const share = sa + sb > 0 ? sa * 100 / (sa + sb) : 50;
+  document.getElementById("pk-fill-a").style.width = share.toFixed(1) + "%";
+  document.getElementById("pk-fill-b").style.width = (100 - share).toFixed(1) + "%";
+  const res = document.getElementById("pk-result");
+  if (pk.end) res.textContent = pk.end.result === "draw" ? "Draw!" : pk.end.winner + " wins!";
+  else {
+    const s = Math.max(0, Math.ceil((m.ends_at - Date.now()) / 1000));
+    res.textContent = s > 0 ? Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0") : "…";
+  }
+  clearTimeout(pk.timer);
+  if (!pk.end) pk.timer = setTimeout(renderPk, 1000);
 }
 
 // ---- start -----------------------------------------------------------------------
@@ -255,8 +362,9 @@ function checkParams() {
     const title = query.get("title");
     document.getElementById("board-title").textContent = title || "Top supporters · " + PERIOD_NAMES[period];
   } else {
+    // ?target= is the fallback for a room without a goal of its own.
     const target = Number(query.get("target"));
-    if (!Number.isInteger(target) || target < 1) {
+    if (query.get("target") && (!Number.isInteger(target) || target < 1)) {
       showProblem("target must be a whole number of coins, at least 1 (?target=5000)");
       return false;
     }
@@ -278,9 +386,16 @@ async function main() {
     if (snap.room !== roomId) return;
     document.body.dataset.joined = snap.room;
     onBoards(snap);
+    if (kind === "pk") for (const e of snap.events || []) if (e.kind === "pk_end") onPkEnd(e);
   });
   client.on("leaderboard", (m) => { if (m.room === roomId) onBoards(m); });
-  client.on("event", (e) => { if (kind === "alerts" && e.room === roomId) onAlertEvent(e); });
+  client.on("event", (e) => {
+    if (e.room !== roomId) return;
+    if (kind === "alerts") onAlertEvent(e);
+    else if (kind === "goal") onGoalEvent(e);
+    else if (kind === "pk" && e.kind === "pk_end") onPkEnd(e);
+  });
+  client.on("pk_score", (m) => { if (kind === "pk" && m.room === roomId) onPkScore(m); });
   client.on("error", (e) => {
     if (e.code === "auth_invalid" || e.code === "auth_expired") showProblem("the overlay link is not valid (" + e.code + "): make a new one on the dashboard");
   });

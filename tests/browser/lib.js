@@ -14,6 +14,10 @@ const CHROMIUM_ARGS = [
   "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
   "--disable-background-networking", "--disable-component-update", "--disable-sync",
   "--autoplay-policy=no-user-gesture-required",
+  // Pages in background tabs run at full speed: a test with several pages
+  // open at once (features.test.js) must not have its taps and waits slowed.
+  "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+  "--disable-backgrounding-occluded-windows",
 ];
 // Bound on every wait.
 const STEP_TIMEOUT_MS = 10000;

@@ -24,10 +24,12 @@ export const SUBPROTOCOLS = Object.freeze({json: "tipcast.v1.json", msgpack: "ti
 /** Close codes after which the client does not reconnect: 4003 (authentication failed). */
 export const FATAL_CLOSE_CODES = Object.freeze([4003]);
 
-/** Error codes of a gift or tip after which it is resent with the same id (after retry_after_ms). */
+/** Error codes of a gift, tip or pledge after which it is resent with the same id (after retry_after_ms). */
 export const RETRYABLE_MONEY_CODES = Object.freeze(["unavailable", "backlogged", "risk_rate_limited", "rate_limited"]);
 
-const MONEY_TYPES = new Set(["gift", "tip"]);
+// Money requests: kept and resent with the same id until answered (the
+// server's idempotency answers a resend `replayed`, moving no money).
+const MONEY_TYPES = new Set(["gift", "tip", "pledge"]);
 const HISTORY_PAGE = 100; // the server's page size (docs/protocol.md, history)
 // Live events of a room held back while a gap is filled. Past it the held
 // events are dropped: history brings them back, nothing is lost.
@@ -59,6 +61,7 @@ export class TipcastError extends Error {
     if (extra.oldest_seq !== undefined) this.oldestSeq = extra.oldest_seq;
     if (extra.balance !== undefined) this.balance = extra.balance;
     if (extra.remaining !== undefined) this.remaining = extra.remaining;
+    if (extra.minimum !== undefined) this.minimum = extra.minimum;
     if (extra.request !== undefined) this.request = extra.request;
     if (extra.closeCode !== undefined) this.closeCode = extra.closeCode;
   }
@@ -365,6 +368,8 @@ export class TipcastClient {
         break;
       case "leaderboard": if (msg.id === undefined) this._emit("leaderboard", msg); break;
       case "room": this._emit("room", msg); break;
+      // A PK battle's live scores (not a room event: no seq), to members of both rooms.
+      case "pk_score": if (this._rooms.has(msg.room)) this._emit("pk_score", msg); break;
       case "welcome": if (msg.id === undefined) this._emit("welcome", msg); break;
       case "error":
         if (msg.id === undefined) this._emit("error", TipcastError.fromMessage(msg));
@@ -500,16 +505,54 @@ export class TipcastClient {
 
   leaderboard(room) { return this._request({type: "leaderboard", id: this.newId("lb"), room}); }
 
-  gift({room, gift, count, combo, id}) {
+  gift({room, gift, count, combo, coupon, id}) {
     const msg = {type: "gift", id: id || this.newId("g"), room, gift};
     if (count !== undefined) msg.count = count;
     if (combo !== undefined) msg.combo = combo;
+    if (coupon !== undefined) msg.coupon = coupon;
     return this._request(msg);
   }
 
   tip({room, amount, text, id}) {
     const msg = {type: "tip", id: id || this.newId("t"), room, amount};
     if (text !== undefined) msg.text = text;
+    return this._request(msg);
+  }
+
+  /** Pledges coins to a campaign (a money request: resent with its id until answered). */
+  pledge({campaign, amount, tier, id}) {
+    const msg = {type: "pledge", id: id || this.newId("pl"), campaign, amount};
+    if (tier !== undefined) msg.tier = tier;
+    return this._request(msg);
+  }
+
+  /** Sets the room's goal (its owner or an admin); resolves with the ack ({room, seq}). */
+  goal({room, amount, gift, deadline, text}) {
+    const msg = {type: "goal", id: this.newId("goal"), room, amount};
+    if (gift !== undefined) msg.gift = gift;
+    if (deadline !== undefined) msg.deadline = deadline;
+    if (text !== undefined) msg.text = text;
+    return this._request(msg);
+  }
+
+  goalClear(room) { return this._request({type: "goal_clear", id: this.newId("gc"), room}); }
+
+  /** Removes a pinned tip (the room's owner, an admin or a moderator). */
+  unpin(room, order) { return this._request({type: "unpin", id: this.newId("u"), room, order}); }
+
+  /** Adds a moderator; resolves with the room's moderators after the change. */
+  moderatorAdd(room, user) {
+    return this._request({type: "moderator_add", id: this.newId("m"), room, user});
+  }
+
+  moderatorRemove(room, user) {
+    return this._request({type: "moderator_remove", id: this.newId("m"), room, user});
+  }
+
+  /** The platform's boards of the day (default), week or month. */
+  globalBoard(period) {
+    const msg = {type: "global_board", id: this.newId("gb")};
+    if (period !== undefined) msg.period = period;
     return this._request(msg);
   }
 

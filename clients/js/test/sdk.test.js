@@ -85,7 +85,8 @@ for (const protocol of ["json", "msgpack"]) {
 
       const lb = await v.leaderboard(room);
       assert.equal(lb.type, "leaderboard");
-      assert.deepEqual(lb.top, [{user: viewer, total: 1007}]);
+      // All-time entries carry the fan level: 1007 coins pass the 1000 of Silver (level 2).
+      assert.deepEqual(lb.top, [{user: viewer, total: 1007, level: 2, badge: "Silver"}]);
       await waitFor(() => boards.length > 0, {what: "a leaderboard push"});
       assert.equal(boards[0].room, room);
       assert.equal(boards[0].id, undefined);

@@ -27,7 +27,9 @@ test("tipcast.d.ts: tsc --strict accepts the documented uses, refuses wrong ones
 test("tipcast.d.ts's ServerErrorCode and docs/clients.md's error table are the protocol's codes", () => {
   const repo = path.resolve(ROOT, "..", "..");
   const protocol = fs.readFileSync(path.join(repo, "docs", "protocol.md"), "utf8");
-  const section = protocol.slice(protocol.indexOf("### `error`"), protocol.indexOf("## Close codes"));
+  // The error table: from "### `error`" to the next section ("## Room features" follows it now).
+  const start = protocol.indexOf("### `error`");
+  const section = protocol.slice(start, protocol.indexOf("\n## ", start));
   const serverCodes = new Set([...section.matchAll(/^\| `([a-z_]+)` \|/gm)].map((m) => m[1]));
   assert.ok(serverCodes.size >= 20, `found the protocol's error table (${serverCodes.size} codes)`);
 
