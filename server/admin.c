@@ -234,6 +234,9 @@ static int cors_headers(struct admin_req *q, unsigned char **p, unsigned char *e
     return bad;
 }
 
+/* Writes what it can of q's answer. Returns 0 (more to write later), 1 when
+ * the answer is written whole and the connection may carry the next request
+ * (the caller ends the transaction), or -1 to close the connection. */
 static int admin_writeable(struct admin_req *q)
 {
     struct lws *wsi = q->wsi;
@@ -305,9 +308,7 @@ static int admin_writeable(struct admin_req *q)
         return 0;
     }
     q->done = 1;
-    if (q->close_after)
-        return -1;
-    return lws_http_transaction_completed(wsi) ? -1 : 0;
+    return q->close_after ? -1 : 1;
 }
 
 /* ---- CSV ------------------------------------------------------------------------ */
@@ -911,14 +912,24 @@ int admin_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
         if (as->req && !as->req->answered && !as->req->call)
             dispatch(as->req);
         return 0;
-    case LWS_CALLBACK_HTTP_WRITEABLE:
+    case LWS_CALLBACK_HTTP_WRITEABLE: {
         if (!as->req)
             return 0;
-        if (admin_writeable(as->req) < 0)
+        int rc = admin_writeable(as->req);
+        if (rc < 0)
             return -1;
-        if (as->req && as->req->csv)
+        if (rc == 1) {
+            /* The request is done: free it now. Ending the transaction may
+             * run the next request of a keep-alive connection (a browser's
+             * call after its preflight) and replace this session's user
+             * data, so nothing of `as` is touched after it. */
+            session_end(as);
+            return lws_http_transaction_completed(wsi) ? -1 : 0;
+        }
+        if (as->req->csv)
             csv_continue(as->req);
         return 0;
+    }
     case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
         if (s->admin_sockets >= s->cfg.admin_max_connections) {
             log_msg(LOG_WARN, "admin: admin-max-connections (%d) reached: a connection is refused",
