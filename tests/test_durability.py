@@ -75,7 +75,8 @@ def test_gift_end_to_end(server, client, proto):
         top = board["top"]
         while top and top[0]["total"] < 1007:  # an earlier push may show only the gift
             top = member.expect("leaderboard", timeout=10)["top"]
-        assert top[0] == {"user": viewer, "total": 1007}, board
+        # 1007 coins: fan level 2, "Silver", of the default fan-levels.
+        assert top[0] == {"user": viewer, "total": 1007, "level": 2, "badge": "Silver"}, board
 
     # PostgreSQL: each order once, the right amounts, the creator's earnings.
     wait_for(lambda: len(orders_of(viewer)) == 2, what="orders in PostgreSQL")
@@ -96,7 +97,7 @@ def test_gift_end_to_end(server, client, proto):
     # A later join sees the leaderboard in its snapshot.
     late = client(srv, unique("late"), "viewer")
     snap = late.join(creator)
-    assert snap["board"][0] == {"user": viewer, "total": 1007}, snap
+    assert snap["board"][0] == {"user": viewer, "total": 1007, "level": 2, "badge": "Silver"}, snap
 
 
 def test_sigkill_mid_stream_loses_and_doubles_nothing(server, client):
