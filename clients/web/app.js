@@ -10,7 +10,7 @@
 // an open campaign with a pledge form.
 import {TipcastClient} from "/sdk/tipcast.js";
 import {
-  Feed, PERIODS, boardBadge, boardsOf, coins, coinsText, cssKey, demoToken, describeError, el, query, span,
+  $, Feed, PERIODS, boardBadge, boardsOf, coins, coinsText, cssKey, demoToken, describeError, el, errorBox, query, span,
   timeLeft, wsUrl,
 } from "/common.js";
 
@@ -40,7 +40,6 @@ const ERROR_SHOW_MS = 8000;
 // Pins and the PK clock are redrawn this often (time left; expired pins go).
 const TICK_MS = 1000;
 
-const $ = (id) => document.getElementById(id);
 const els = {
   user: $("user"), status: $("status"), balance: $("balance"),
   earnings: $("earnings"), earningsPill: $("earnings-pill"),
@@ -84,14 +83,7 @@ function setBalance(b) {
   els.balance.dataset.balance = String(b);
 }
 
-let errorTimer = null;
-function showError(text, code) {
-  els.error.textContent = text;
-  els.error.dataset.code = code || "";
-  els.error.hidden = false;
-  clearTimeout(errorTimer);
-  errorTimer = setTimeout(() => { els.error.hidden = true; }, ERROR_SHOW_MS);
-}
+const showError = errorBox(els.error, ERROR_SHOW_MS);
 
 function randomToken() {
   const b = new Uint8Array(8);

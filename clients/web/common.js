@@ -96,6 +96,23 @@ const ERROR_TEXT = {
   not_connected: "Not connected",
 };
 
+// An element of the page by its id.
+export const $ = (id) => document.getElementById(id);
+
+// The page's error line: shows text (data-code carries the error's code
+// for tests and scripts) for showMs, then hides it; a newer error replaces
+// an older one and restarts the clock. Returns the function that shows one.
+export function errorBox(box, showMs) {
+  let timer = null;
+  return (text, code) => {
+    box.textContent = text;
+    box.dataset.code = code || "";
+    box.hidden = false;
+    clearTimeout(timer);
+    timer = setTimeout(() => { box.hidden = true; }, showMs);
+  };
+}
+
 // The text shown for a TipcastError (or any Error); label says what the
 // request was about ("Rocket costs 500").
 export function describeError(e, label) {

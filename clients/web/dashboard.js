@@ -19,8 +19,9 @@
 // Query: ?user=alice (demo: tokens from /demo/token) or ?token=JWT; ?admin=
 // the admin API's base URL (default this host, port 8081); ?ws= the WebSocket.
 import {TipcastClient} from "/sdk/tipcast.js";
-import {Feed, adminBase, coins, coinsText, demoToken, describeError, el, query, span, timeLeft, wsUrl}
-  from "/common.js";
+import {
+  $, Feed, adminBase, coins, coinsText, demoToken, describeError, el, errorBox, query, span, timeLeft, wsUrl,
+} from "/common.js";
 
 // The figures are read again this long after a gift or tip to the room (the
 // ledger writes an order a few milliseconds after its ack; the rollups move
@@ -39,7 +40,6 @@ const WITHDRAWALS_SHOWN = 20;
 const TOP_SUPPORTERS = 10;
 const ERROR_SHOW_MS = 10000;
 
-const $ = (id) => document.getElementById(id);
 const els = {
   creator: $("creator"), status: $("status"), live: $("live-pill"), error: $("error"),
   feed: $("feed"), feedEmpty: $("feed-empty"),
@@ -112,14 +112,7 @@ async function api(method, path, body) {
   return answer;
 }
 
-let errorTimer = null;
-function showError(text, code) {
-  els.error.textContent = text;
-  els.error.dataset.code = code || "";
-  els.error.hidden = false;
-  clearTimeout(errorTimer);
-  errorTimer = setTimeout(() => { els.error.hidden = true; }, ERROR_SHOW_MS);
-}
+const showError = errorBox(els.error, ERROR_SHOW_MS);
 
 function apiErrorText(e) {
   return (e.code ? e.code + ": " : "") + e.message;
