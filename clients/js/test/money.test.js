@@ -75,16 +75,23 @@ for (const protocol of ["json", "msgpack"]) {
   });
 }
 
-test("non-money requests reject with closed on a lost connection; money waits", async () => {
+// A live room and a viewer with 100 coins, connected (and the room ready)
+// through a proxy the test controls.
+async function viewerBehindProxy() {
   const room = unique("money");
   seedRoom(room);
   const user = unique("v");
   await credit(srv.url, user, 100);
   const proxy = await new Proxy(srv.port).listen();
   const c = client(proxy.url, mintToken(user));
+  await c.connect();
+  await waitRoomReady(c, room);
+  return {room, user, proxy, c};
+}
+
+test("non-money requests reject with closed on a lost connection; money waits", async () => {
+  const {room, proxy, c} = await viewerBehindProxy();
   try {
-    await c.connect();
-    await waitRoomReady(c, room);
     proxy.blackhole();
     const bal = c.balance();
     const tip = c.tip({room, amount: 3, text: "hi"});
@@ -103,15 +110,8 @@ test("non-money requests reject with closed on a lost connection; money waits", 
 });
 
 test("a gift sent while reconnecting waits and goes out after the welcome; close() rejects it", async () => {
-  const room = unique("money");
-  seedRoom(room);
-  const user = unique("v");
-  await credit(srv.url, user, 100);
-  const proxy = await new Proxy(srv.port).listen();
-  const c = client(proxy.url, mintToken(user));
+  const {room, user, proxy, c} = await viewerBehindProxy();
   try {
-    await c.connect();
-    await waitRoomReady(c, room);
     proxy.cut();
     await waitFor(() => c.state === "reconnecting", {what: "reconnecting"});
     const queued = c.gift({room, gift: GIFTS.ROSE});
