@@ -165,6 +165,7 @@ static const struct {
     {"unpin", REQ_UNPIN, BIT(F_ROOM) | BIT(F_ORDER), 0},
     {"moderator_add", REQ_MODERATOR_ADD, BIT(F_ROOM) | BIT(F_USER), 0},
     {"moderator_remove", REQ_MODERATOR_REMOVE, BIT(F_ROOM) | BIT(F_USER), 0},
+    {"moderators", REQ_MODERATORS, BIT(F_ROOM), 0},
     {"global_board", REQ_GLOBAL_BOARD, 0, BIT(F_PERIOD)},
     {"pledge", REQ_PLEDGE, BIT(F_CAMPAIGN) | BIT(F_AMOUNT), BIT(F_TIER)},
 };

@@ -183,10 +183,11 @@ void room_goal(struct rooms *rs, struct conn *c, const char *room, int64_t targe
 /* An unpin request, by the room's owner, an admin or a moderator of the
  * room: answered an ack with the seq of its `pins` event. */
 void room_unpin(struct rooms *rs, struct conn *c, const char *room, const char *order, const char *req_id);
-/* moderator_add (add 1) or moderator_remove, by the room's owner or an
- * admin: answered `moderators`, the room's list after the change. */
-void room_moderator(struct rooms *rs, struct conn *c, const char *room, const char *user, int add,
-                    const char *req_id);
+/* The room's moderators: op "mod_add" or "mod_remove" of `user` (by the
+ * room's owner or an admin) or "mod_list" (anyone), answered `moderators`
+ * with the room's list after it. */
+void room_moderators(struct rooms *rs, struct conn *c, const char *room, const char *op, const char *user,
+                     const char *req_id);
 
 /* fanout.c */
 /* Appends an event (its kind and msgpack body) to the room's ring and

@@ -408,17 +408,18 @@ static void on_moderators(void *ctx, const redisReply *reply)
     free(p);
 }
 
-void room_moderator(struct rooms *rs, struct conn *c, const char *id, const char *user, int add,
-                    const char *req_id)
+void room_moderators(struct rooms *rs, struct conn *c, const char *id, const char *op, const char *user,
+                     const char *req_id)
 {
-    if (!owns(c, id)) {
+    /* Anyone may read the list (a viewer learns whether it moderates); only
+     * the owner or an admin changes it. */
+    if (strcmp(op, "mod_list") != 0 && !owns(c, id)) {
         conn_send_error(c, req_id, ERR_FORBIDDEN, "only the room's owner or an admin may name its moderators",
                         NULL, 0);
         return;
     }
     struct pending *p = pending_new(rs, c, id, req_id);
-    if (!p || roomstore_pins(rs->store, id, add ? "mod_add" : "mod_remove", c->user.sub, 1, user, on_moderators,
-                             p) < 0) {
+    if (!p || roomstore_pins(rs->store, id, op, c->user.sub, 1, user, on_moderators, p) < 0) {
         free(p);
         send_unavailable(c, req_id);
     }

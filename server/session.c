@@ -264,8 +264,13 @@ static void dispatch(struct server *s, struct conn *c, const struct request *req
         room_unpin(&s->rooms, c, req->room, req->order, req->id);
         break;
     case REQ_MODERATOR_ADD:
+        room_moderators(&s->rooms, c, req->room, "mod_add", req->user, req->id);
+        break;
     case REQ_MODERATOR_REMOVE:
-        room_moderator(&s->rooms, c, req->room, req->user, req->type == REQ_MODERATOR_ADD, req->id);
+        room_moderators(&s->rooms, c, req->room, "mod_remove", req->user, req->id);
+        break;
+    case REQ_MODERATORS:
+        room_moderators(&s->rooms, c, req->room, "mod_list", "", req->id);
         break;
     case REQ_GLOBAL_BOARD:
         promo_global_board(&s->promo, &r, (enum gboard_period)req->period);

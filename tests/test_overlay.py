@@ -99,7 +99,9 @@ def test_overlay_token_minted_by_the_creator_reads_its_room_only(scene):
                     {"type": "balance", "id": "x6"},
                     {"type": "earnings", "id": "x7"},
                     {"type": "notice", "id": "x8", "room": s.creator, "text": "hi"},
-                    {"type": "credit", "id": "x9", "user": "bob", "amount": 5}):
+                    {"type": "credit", "id": "x9", "user": "bob", "amount": 5},
+                    {"type": "moderators", "id": "x10", "room": s.creator},
+                    {"type": "unpin", "id": "x11", "room": s.creator, "order": "1-1-0"}):
             r = ov.request(req)
             assert r["type"] == "error" and r["code"] == "forbidden" and r["id"] == req["id"], (req, r)
         # Still served: a gift of a viewer reaches the overlay as an event.

@@ -295,8 +295,14 @@ def test_pins_moderators_and_unpin(server, client, room, ob):
         assert e["type"] == "error" and e["code"] == "forbidden", e
         e = c.request({"type": "moderator_add", "id": unique("m"), "room": room, "user": c.welcome["user"]})
         assert e["type"] == "error" and e["code"] == "forbidden", e
+    m = eve.request({"type": "moderators", "id": unique("m"), "room": room})
+    assert m == {"type": "moderators", "id": m["id"], "room": room, "moderators": []}, m
     m = owner.request({"type": "moderator_add", "id": unique("m"), "room": room, "user": eve.welcome["user"]})
     assert m == {"type": "moderators", "id": m["id"], "room": room, "moderators": [eve.welcome["user"]]}, m
+    # Anyone reads the list (a viewer learns it moderates); reading changes nothing.
+    for c in (eve, other, watcher):
+        m = c.request({"type": "moderators", "id": unique("m"), "room": room})
+        assert m == {"type": "moderators", "id": m["id"], "room": room, "moderators": [eve.welcome["user"]]}, m
     a = eve.request({"type": "unpin", "id": unique("u"), "room": room, "order": o_carol})
     assert a["type"] == "ack" and a["seq"] == 7, a
     ev = watcher.expect("event", seq=7)

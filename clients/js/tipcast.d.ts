@@ -327,7 +327,7 @@ export interface RoomAck {
   seq: number;
 }
 
-/** The answer to moderatorAdd / moderatorRemove: the room's moderators after it, sorted. */
+/** The answer to moderatorAdd / moderatorRemove / moderators: the room's moderators (after the change), sorted. */
 export interface Moderators {
   type: "moderators";
   id: string;
@@ -578,6 +578,7 @@ export class TipcastClient {
   unpin(room: string, order: string): Promise<RoomAck>;
   moderatorAdd(room: string, user: string): Promise<Moderators>;
   moderatorRemove(room: string, user: string): Promise<Moderators>;
+  moderators(room: string): Promise<Moderators>;
   globalBoard(period?: GlobalPeriod): Promise<GlobalBoard>;
   ping(): Promise<Pong>;
   /** Any request (a map with `type`; an `id` is added when absent); resolves with its answer. */

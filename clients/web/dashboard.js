@@ -11,7 +11,7 @@
 //   POST /api/v1/withdrawals, GET /api/v1/withdrawals
 //   POST /api/v1/creators/{id}/overlay-token the OBS overlay links
 // and, over the WebSocket, the room's goal (goal, goal_clear), its pinned
-// tips (unpin) and moderators (moderator_add, moderator_remove).
+// tips (unpin) and moderators (moderators, moderator_add, moderator_remove).
 // The stats route is the one that gives net earnings by period: the balance
 // route has net totals but no periods, and the WebSocket `earnings` request
 // counts gross coins.
@@ -380,6 +380,8 @@ async function connectRoom() {
     for (const e of snap.events || []) showEvent(e);
     setRoomGoal(snap.goal || null);
     setRoomPins(snap.pins || []);
+    client.moderators(state.id).then((m) => showMods(m.moderators),
+      (e) => showError("Moderators: " + describeError(e), e.code));
   });
   client.on("leaderboard", (m) => { if (m.room === state.id) setRoomGoal(m.goal || null); });
   client.on("event", (e) => {

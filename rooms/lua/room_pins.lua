@@ -12,15 +12,16 @@
 --     no such pin is pinned (any more).
 --   mod_add USER / mod_remove USER (the owner or an admin, checked by the
 --     caller): {0, moderators...}; {-3} when the room has 100 already.
+--   mod_list: {0, moderators...}, changing nothing.
 local MODS_MAX = 100
 local op = ARGV[3]
-if op == 'mod_add' or op == 'mod_remove' then
+if op == 'mod_add' or op == 'mod_remove' or op == 'mod_list' then
   if op == 'mod_add' then
     if redis.call('SISMEMBER', KEYS[5], ARGV[6]) == 0 and redis.call('SCARD', KEYS[5]) >= MODS_MAX then
       return {-3}
     end
     redis.call('SADD', KEYS[5], ARGV[6])
-  else
+  elseif op == 'mod_remove' then
     redis.call('SREM', KEYS[5], ARGV[6])
   end
   local out = {0}

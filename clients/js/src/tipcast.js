@@ -549,6 +549,11 @@ export class TipcastClient {
     return this._request({type: "moderator_remove", id: this.newId("m"), room, user});
   }
 
+  /** The room's moderators, sorted (anyone may read them). */
+  moderators(room) {
+    return this._request({type: "moderators", id: this.newId("m"), room});
+  }
+
   /** The platform's boards of the day (default), week or month. */
   globalBoard(period) {
     const msg = {type: "global_board", id: this.newId("gb")};
