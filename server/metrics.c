@@ -226,6 +226,40 @@ static void admin(struct prom *p, const struct server *s)
 }
 
 /* Risk control (risk/): refusals by code and check, alerts raised by kind. */
+/* PK battles and campaigns (issue 14). */
+static void features(struct prom *p, const struct server *s)
+{
+    const struct pk_stats *k = &s->pk.stats;
+    prom_single(p, "tipcast_pk_battles_running", "gauge",
+                "PK battles running now, as this node's last PK tick read them.", pk_running(&s->pk));
+    prom_family(p, "tipcast_pk_decisions_total", "counter",
+                "PK results this node computed: stored (it decided the battle), verified (computed again, the "
+                "same as stored) or differs (computed again, NOT the same: an error, alert on it).");
+    prom_u64(p, "tipcast_pk_decisions_total", PROM_L("result", "stored"), PROM_NONE, k->stored);
+    prom_u64(p, "tipcast_pk_decisions_total", PROM_L("result", "verified"), PROM_NONE, k->verified);
+    prom_u64(p, "tipcast_pk_decisions_total", PROM_L("result", "differs"), PROM_NONE, k->differs);
+    prom_single(p, "tipcast_pk_announced_total", "counter",
+                "Decided PK battles this node announced (the pk_end event in both rooms).", (int64_t)k->announced);
+    const struct campaign_stats *c = &s->campaigns.stats;
+    prom_family(p, "tipcast_campaign_job_runs_total", "counter",
+                "Runs of the campaign job on this node (one node at a time runs it), by result.");
+    prom_u64(p, "tipcast_campaign_job_runs_total", PROM_L("result", "ok"), PROM_NONE, c->ticks);
+    prom_u64(p, "tipcast_campaign_job_runs_total", PROM_L("result", "failed"), PROM_NONE, c->tick_failures);
+    prom_family(p, "tipcast_campaign_steps_total", "counter",
+                "Campaigns this node opened to pledges or sealed at their deadline.");
+    prom_u64(p, "tipcast_campaign_steps_total", PROM_L("step", "opened"), PROM_NONE, c->opened);
+    prom_u64(p, "tipcast_campaign_steps_total", PROM_L("step", "sealed"), PROM_NONE, c->sealed);
+    prom_family(p, "tipcast_campaign_refund_credits_total", "counter",
+                "Refund credits of missed all-or-nothing campaigns this node sent to the wallets, by result "
+                "(failed ones are sent again by a later run).");
+    prom_u64(p, "tipcast_campaign_refund_credits_total", PROM_L("result", "sent"), PROM_NONE, c->refunds_sent);
+    prom_u64(p, "tipcast_campaign_refund_credits_total", PROM_L("result", "failed"), PROM_NONE,
+             c->refund_failures);
+    prom_single(p, "tipcast_campaign_events_total", "counter",
+                "Campaign events (progress, updates, results) this node published into rooms.",
+                (int64_t)c->events);
+}
+
 static void risk(struct prom *p, const struct server *s)
 {
     prom_family(p, "tipcast_risk_refusals_total", "counter",
@@ -271,6 +305,7 @@ long metrics_write(const struct server *s, char *buf, size_t cap)
     admin(&p, s);
     webhooks(&p, &s->webhook.stats);
     risk(&p, s);
+    features(&p, s);
     process(&p, &s->metrics);
     return prom_finish(&p);
 }

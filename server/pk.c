@@ -120,6 +120,12 @@ static void on_decided(PGresult *res, int ok, void *priv)
                 b->room_b, PQgetvalue(res, 0, 1), winner[0] ? "winner " : "draw", winner,
                 stored ? "stored by this node" : same ? "as stored" : "DIFFERS FROM THE STORED RESULT");
         p->verified[p->nverified++ % PK_BATTLES_MAX] = b->id;
+        if (stored)
+            p->stats.stored++;
+        else if (same)
+            p->stats.verified++;
+        else
+            p->stats.differs++;
         return;
     }
     step_done(p);
@@ -179,7 +185,10 @@ static void check_cut(struct pk *p)
 static void on_marked(PGresult *res, int ok, void *priv)
 {
     struct pk *p = priv;
-    (void)ok; /* not marked: the next tick announces again, and the rooms' markers make that a no-op */
+    /* not marked: the next tick announces again, and the rooms' markers make that a no-op */
+    (void)ok;
+    if (res && PQresultStatus(res) == PGRES_COMMAND_OK)
+        p->stats.announced++;
     if (!res)
         step_done(p);
 }
@@ -329,6 +338,14 @@ static void on_tick(PGresult *res, int ok, void *priv)
         }
     }
     step_done(p);
+}
+
+int pk_running(const struct pk *p)
+{
+    int n = 0;
+    for (int i = 0; i < p->nbattles; i++)
+        n += p->battles[i].running;
+    return n;
 }
 
 static void tick(struct pk *p)

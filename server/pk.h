@@ -58,6 +58,15 @@ struct pk_battle {
     char winner[ID_MAX + 1]; /* "" for a draw */
 };
 
+/* What this node did, for the metrics page. A decision is `stored` (this
+ * node stored the result), `verified` (it computed the stored result
+ * again and found it the same) or `differs` (it did not: logged as an
+ * error, and worth an alert). */
+struct pk_stats {
+    uint64_t stored, verified, differs;
+    uint64_t announced; /* decided battles this node announced into both rooms */
+};
+
 /* The scores last pushed, per battle, and when (monotonic ms). */
 struct pk_pushed {
     int64_t id, score_a, score_b, at_ms;
@@ -85,6 +94,7 @@ struct pk {
     /* The step in flight: the battle, and the Redis answers awaited. */
     struct pk_battle cur;
     int waiting, passed, failed;
+    struct pk_stats stats;
 };
 
 /* Registers the scripts (before rlink_start). */
@@ -93,5 +103,7 @@ void pk_init(struct pk *p, const struct config *cfg, const char *node_id, uv_loo
 /* Connects to PostgreSQL and starts ticking. 0, or -1 when out of memory. */
 int pk_start(struct pk *p);
 void pk_stop(struct pk *p);
+/* Battles running now, as this node's last tick read them. */
+int pk_running(const struct pk *p);
 
 #endif

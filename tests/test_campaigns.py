@@ -30,6 +30,7 @@ import helpers
 from conftest import PG, REDIS_PORT, WALLET_SHARDS, free_port, mint_token
 from helpers import shard_of, wait_for
 from resp import Redis
+from test_metrics import scrape, val
 from wsclient import SUBPROTOCOL_JSON, unique
 
 FEE_BP = 750
@@ -219,6 +220,14 @@ def test_campaign_story(server):
     assert st == 200 and len(p["items"]) == 4 and {i["state"] for i in p["items"]} == {"paid"}, p
     ev = watcher.expect("event", timeout=15, kind="campaign_progress", state="succeeded")
     assert ev["pledged"] == total, ev
+    # The node (the only one) ran the job, opened and sealed the campaign,
+    # and published its events.
+    _, m = scrape(srv)
+    assert val(m, "tipcast_campaign_job_runs_total", result="ok") >= 2, m
+    assert val(m, "tipcast_campaign_steps_total", step="opened") >= 1
+    assert val(m, "tipcast_campaign_steps_total", step="sealed") >= 1
+    assert val(m, "tipcast_campaign_events_total") >= 2  # progress, the result
+    assert ("tipcast_campaign_refund_credits_total", frozenset({("result", "failed")})) in m
 
 
 def test_flexible_below_target_pays_out(server):

@@ -14,6 +14,7 @@ import time
 
 import admin
 from helpers import SHARDS, psql, wait_for
+from test_metrics import scrape, val
 from test_money import catalog, credit, live_creator, wait_room_live  # noqa: F401
 from wsclient import SUBPROTOCOL_MSGPACK, unique
 
@@ -83,6 +84,10 @@ def test_pk_decided_identically_on_two_nodes(server, client, catalog):  # noqa: 
     pid = pk["id"]
     st, _, busy = api.post("/api/v1/pk", ops, {"room_a": b, "room_b": unique("x"), "seconds": 6})
     assert st in (400, 409), busy
+    # Each node's metrics page counts the battle running (its next tick reads it).
+    before = [scrape(n)[1] for n in (n1, n2)]
+    for n in (n1, n2):
+        wait_for(lambda: val(scrape(n)[1], "tipcast_pk_battles_running") >= 1, timeout=5, what="running gauge")
 
     def pay(c, room, **kw):
         kind = "tip" if "amount" in kw else "gift"
@@ -135,6 +140,14 @@ def test_pk_decided_identically_on_two_nodes(server, client, catalog):  # noqa: 
         assert e["room"] == room and e["room_a"] == a and e["room_b"] == b, e
         assert (e["score_a"], e["score_b"], e["winner"], e["result"]) == (1300, 750, a, "a"), e
     wait_for(lambda: psql(f"SELECT announced FROM pk_battles WHERE id = {pid}") == "t", what="announced")
+    # One node stored the result, the other verified it; one announced it.
+
+    def counted(name, **labels):
+        return sum(val(scrape(n)[1], name, **labels) - val(m0, name, **labels) for n, m0 in zip((n1, n2), before))
+    assert counted("tipcast_pk_decisions_total", result="stored") == 1
+    assert counted("tipcast_pk_decisions_total", result="verified") == 1
+    assert counted("tipcast_pk_decisions_total", result="differs") == 0
+    wait_for(lambda: counted("tipcast_pk_announced_total") == 1, timeout=5, what="the announcement counted")
     h = ma.request({"type": "history", "id": unique("h"), "room": a, "after_seq": 0})
     assert [e["pk"] for e in h["events"] if e.get("kind") == "pk_end"] == [pid], h
 
