@@ -498,6 +498,69 @@ def scenario7(d, f):
     return {"p99": worst}
 
 
+S8_KINDS = (("before", "before the features"), ("idle", "features idle"), ("on", "goal + PK on"))
+
+
+def scenario8(d, f):
+    if not f.get("s8.rate"):
+        return {}
+    base = f.get("s8.base_commit")
+    kinds = [(k, f"{what} ({base})" if k == "before" else what) for k, what in S8_KINDS
+             if k != "before" or base]
+    d.w("## 8. Live-room features on the gift path and in a hot room")
+    d.w()
+    d.w(f"The features of issue 14 under the same load, in one run. **goal + PK on**: "
+        f"{fmt(num(f.get('s8.rooms_with_features')))} of {fmt(num(f.get('s8.rooms')))} rooms with a goal "
+        "(counted on every gift, never reached) and a running PK battle against a neighbour (a live score "
+        "pushed to both rooms). **features idle**: rooms with neither, on the same tipcastd; combos, fan levels, "
+        "the room's totals and the global boards count every gift in both, as they always do. "
+        + (f"**before the features**: the same load on the tipcastd of commit `{base}` (the last before issue "
+           "14, built by the suite from `git archive`), in rooms of its own. " if base else
+           "(The build before the features was not measured: `BENCH_S8_BASE` was `none` or not a commit.) ")
+        + "Pinned tips are not in the load (the load generator sends gifts only); campaigns move no gift.")
+    d.w()
+    d.w(f"**Gift path at a fixed {fmt(num(f.get('s8.rate')))} gifts/s**: scenario 1's senders and rooms; "
+        "on and idle take turns (on-idle, idle-on). CPU per gift is each process's user+system time over "
+        "the whole run (from /proc) divided by the acked gifts; at a fixed rate below the maximum it includes "
+        "the per-wakeup costs that batching hides at higher rates.")
+    d.w()
+    d.w("| rooms | round | ack p50 / p99 (ms) | acks/s | tipcastd us / gift | Redis us / gift | errors |")
+    d.w("|---|---:|---:|---:|---:|---:|---:|")
+    for k, what in kinds:
+        r = 0
+        while f.get(f"s8.{k}.{r}.acks_per_s") is not None:
+            g = lambda key: num(f.get(f"s8.{k}.{r}.{key}"))  # noqa: E731
+            d.w(f"| {what} | {r + 1} | {fmt(g('p50_ms'), 2)} / {fmt(g('p99_ms'), 2)} | {fmt(g('acks_per_s'))} | "
+                f"{fmt(g('tipcastd_us_per_gift'), 1)} | {fmt(g('redis_us_per_gift'), 1)} | {fmt(g('errors'))} |")
+            r += 1
+    d.w()
+    d.w("**Gift throughput**: tipcast-bench `--find-max` (ack p99 <= 50 ms) as in scenario 1, in each kind "
+        "of room.")
+    d.w()
+    d.w("| rooms | gifts/s, ack p99 <= 50 ms |")
+    d.w("|---|---:|")
+    for k, what in kinds:
+        d.w(f"| {what} | {fmt(num(f.get(f's8.{k}.max')))} |")
+    d.w()
+    rates = (f.get("s8.fan_rates") or "").split()
+    d.w(f"**Hot room**: scenario 2's room ({f.get('run.s2_subs') or '10,000'} members over two tipcast-bench "
+        "processes, one sender each: every sender's gifts form one long combo) at fixed event rates.")
+    d.w()
+    d.w("| events/s | rooms | deliveries/s | delivery p99 (ms) | tipcastd CPU us / delivery | errors |")
+    d.w("|---:|---|---:|---:|---:|---:|")
+    cpu = {}
+    for rate in rates:
+        for k, what in kinds:
+            parts = (f.get(f"s8.{k}.fan{rate}") or "").split()
+            if len(parts) != 4:
+                continue
+            dl, p99, c, e = (num(x) for x in parts)
+            cpu[(k, rate)] = c
+            d.w(f"| {fmt(num(rate), 1)} | {what} | {fmt(dl)} | {fmt(p99, 1)} | {fmt(c, 2)} | {fmt(e)} |")
+    d.w()
+    return {"max": {k: num(f.get(f"s8.{k}.max")) for k, _ in kinds}, "cpu": cpu, "rates": rates}
+
+
 def limits_section(d, f, r1, r2, r3, r4):
     d.w("## What limits it")
     d.w()
@@ -747,6 +810,7 @@ def main(argv=None):
     r5 = scenario5(d, f)
     scenario6(d, f)
     r7 = scenario7(d, f)
+    r8 = scenario8(d, f)
     limits_section(d, f, r1, r2, r3, r4)
     summary = [
         "| target | measured | result |",
@@ -769,6 +833,15 @@ def main(argv=None):
         summary.append(f"| stats queries over {fmt(num(f.get('s7.orders')))} orders: the slowest p99 <= "
                        f"{T_STATS_MS:g} ms (scenario 7) | {fmt(r7['p99'], 2, ' ms')} | "
                        f"{verdict(r7['p99'], T_STATS_MS, False)} |")
+    if r8:
+        mx = r8["max"]
+        summary.append(f"| (issue 14, not a target) gifts/s with goal + PK on / idle / before the features "
+                       f"(scenario 8) | {fmt(mx.get('on'))} / {fmt(mx.get('idle'))} / {fmt(mx.get('before'))} | |")
+        for rate in r8["rates"]:
+            c = r8["cpu"]
+            summary.append(f"| (issue 14, not a target) hot room at {rate} events/s: CPU us / delivery with goal + "
+                           f"PK on / idle / before (scenario 8) | {fmt(c.get(('on', rate)), 2)} / "
+                           f"{fmt(c.get(('idle', rate)), 2)} / {fmt(c.get(('before', rate)), 2)} | |")
     d.lines[summary_at:summary_at] = summary
     os.makedirs(os.path.dirname(os.path.abspath(a.doc)), exist_ok=True)
     with open(a.doc, "w", encoding="utf-8") as out:

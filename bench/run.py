@@ -33,6 +33,11 @@ order pays the split; then runs the scenarios:
                       (tipcast_stats), rollups built by tipcast_stats_backfill,
                       then the stats routes' SQL timed (p50/p99/max, target
                       <= 50 ms) and a ledger batch with and without the rollups
+  8 room features     goals and PK battles on (combos and fan levels always
+                      count) beside rooms without them and beside the build
+                      before the features (BENCH_S8_BASE): the gift path at a
+                      fixed rate (ack latency, tipcastd and Redis CPU per
+                      gift), find-max, and scenario 2's hot room
 Results go to $BENCH_OUT (figures.tsv, JSON, logs); bench/report.py turns them
 into docs/benchmarks.md and copies the SVG charts to docs/bench/. Everything
 the suite started is stopped on exit (also on Ctrl-C or SIGTERM), and every
@@ -40,7 +45,7 @@ step has a time bound. Python 3 standard library only.
 
 Environment (defaults in brackets; quick-mode defaults after the slash):
   BENCH_QUICK [0]            1: small N, short durations
-  BENCH_ONLY [1 4 5 6 2 3 7] the scenarios to run, e.g. "1 2"
+  BENCH_ONLY [1 4 5 6 2 8 3 7] the scenarios to run, e.g. "1 2"
   BENCH_BUILD_DIR [build]    cmake build tree
   BENCH_OUT [/tmp/tipcast-bench-out]   raw results
   BENCH_PEERS [bench/peers]  nchan.conf, ws-broadcast.js, pg-gift.sql, pg-gift-schema.sql
@@ -56,6 +61,9 @@ Environment (defaults in brackets; quick-mode defaults after the slash):
   BENCH_FANOUT_RATE [1/2]          scenario 2's steady events/s (whole room)
   BENCH_S4_RATE [scenario 1's maximum, else 1000]  scenario 4's gifts/s
   BENCH_S6_RATE [1000/300]         scenario 6's gifts/s
+  BENCH_S8_RATE [1000/300]         scenario 8's fixed gifts/s
+  BENCH_S8_BASE [dfd31ac]          scenario 8's "before": the commit before
+                                   issue 14's room features ("none": skip)
   BENCH_TIPCASTD_ARGS []           extra tipcastd flags (e.g. for tuning)
   BENCH_NO_DOC [0]           1: write the report (and charts) to $BENCH_OUT only
   BENCH_BIN []               a tipcast-bench to use instead of the built one
@@ -76,6 +84,7 @@ import s4_durability
 import s5_settlement
 import s6_risk
 import s7_stats
+import s8_features
 from suite import REPO, TC_MAX_CONNS, BenchError, Settings, Suite
 
 BENCH_PACKAGES = ["nginx-light", "libnginx-mod-nchan", "redis-tools", "postgresql-contrib", "iproute2"]
@@ -132,7 +141,7 @@ def setup_services(suite):
 
 
 def seed(suite):
-    n = suite.s.rooms
+    n = s8_features.rooms_needed(suite.s) if suite.has(8) else suite.s.rooms
     suite.log(f"seeding gift 1 (price 10) and {n} live creators bench-room-0..{n - 1}")
     if suite.pg(suite.s.pg_conn,
                 "INSERT INTO gifts (id, name, price, animation) VALUES (1, 'Rose', 10, 'rose') "
@@ -188,7 +197,7 @@ def run_all(suite):
     setup_services(suite)
     machine_figures(suite)
 
-    if suite.has(1) or suite.has(4) or suite.has(2) or suite.has(5) or suite.has(6):
+    if any(suite.has(k) for k in (1, 2, 4, 5, 6, 8)):
         suite.start_tipcastd(1, TC_MAX_CONNS)
         seed(suite)
     if suite.has(1):
@@ -201,6 +210,8 @@ def run_all(suite):
         s6_risk.run(suite)
     if suite.has(2):
         s2_fanout.run(suite)
+    if suite.has(8):
+        s8_features.run(suite)
     if suite.has(3):
         if not suite.servers:
             suite.start_tipcastd(1, TC_MAX_CONNS)

@@ -129,9 +129,9 @@ class NodeWs(Peer):
             self.proc = None
 
 
-def fanout(suite, name, target, port, spid, rate, warm, dur):
-    """S2_PROCS bench processes, S2_SUBS connections in all in one room, each
-    sending RATE/PROCS."""
+def fanout(suite, name, target, port, spid, rate, warm, dur, room=0):
+    """S2_PROCS bench processes, S2_SUBS connections in all in one room
+    (bench-room-ROOM, benchroomROOM on the peers), each sending RATE/PROCS."""
     s = suite.s
     per = s.s2_subs // s.s2_procs
     for i in range(s.s2_procs):
@@ -139,7 +139,7 @@ def fanout(suite, name, target, port, spid, rate, warm, dur):
         # Each process its own viewers (bench-u<base>..).
         extra = ["--secret", SECRET, "--user-base", i * 100000] if target == "tipcast" else []
         suite.bench_bg(f"{name}-p{i}", warm + dur + 60, "--target", target, "--port", port, *extra,
-                       "--connections", per, "--senders", 1, "--rooms", 1,
+                       "--connections", per, "--senders", 1, "--rooms", 1, "--room-base", room,
                        "--rate", g6(float(rate) / s.s2_procs), "--frame-bytes", 100,
                        "--open-rate", 5000, "--warmup", warm, "--duration", dur,
                        "--source-addrs", f"{lo}-{lo + 7}", "--server-pid", spid)

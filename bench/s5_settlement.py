@@ -1,6 +1,5 @@
 """s5_settlement.py - scenario 5 of the benchmark: the admin API's money-in rate. Recharges are created through the API, then the payment provider's signed callbacks pay them, each one a PostgreSQL transaction (payment recorded, audit row) and a wallet script (the credit), from several client processes at once; then a tenth of them is delivered again, which must credit nothing. Reported: recharges created/s, callbacks/s with their latency, and the check that every recharge was credited exactly once."""
 
-import base64
 import hashlib
 import hmac
 import http.client
@@ -8,22 +7,11 @@ import json
 import multiprocessing
 import time
 
-from suite import SECRET
+from suite import token
 
 PAYMENT_SECRET = "bench-payment-secret-0123456789"
 PACKAGE = "bench-100"  # 100 minor units of USD for 100 coins
 PROCS = 4
-
-
-def _b64url(b):
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-
-
-def token(sub, role):
-    head = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    body = _b64url(json.dumps({"sub": sub, "role": role, "exp": int(time.time()) + 3600}).encode())
-    sig = hmac.new(SECRET.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
-    return f"{head}.{body}.{_b64url(sig)}"
 
 
 def _call(conn, method, path, body, headers):

@@ -4,6 +4,10 @@ The settings are described at the top of bench/run.py. tipcastd processes are
 started, waited for and stopped by scripts/tipcast_proc.py, as in the tests.
 """
 
+import base64
+import hashlib
+import hmac
+import json
 import os
 import signal
 import subprocess
@@ -29,6 +33,16 @@ class BenchError(Exception):
 def g6(x):
     """A number as the old shell suite printed it (awk's %.6g)."""
     return f"{x:.6g}"
+
+
+def token(sub, role, ttl_s=3600):
+    """A JWT for tipcastd signed with the benchmark's secret (HS256)."""
+    def b64(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps({"sub": sub, "role": role, "exp": int(time.time()) + ttl_s}).encode())
+    sig = hmac.new(SECRET.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(sig)}"
 
 
 def jtext(v):
@@ -62,7 +76,7 @@ class Settings:
         def pick(full, quick):
             return quick if self.quick else full
 
-        self.only = text("BENCH_ONLY", "1 4 5 6 2 3 7").split()
+        self.only = text("BENCH_ONLY", "1 4 5 6 2 8 3 7").split()
         self.build = os.path.abspath(text("BENCH_BUILD_DIR", "build"))
         self.out = os.path.abspath(text("BENCH_OUT", "/tmp/tipcast-bench-out"))
         self.peers = os.path.abspath(text("BENCH_PEERS", os.path.join(REPO, "bench", "peers")))
@@ -112,6 +126,10 @@ class Settings:
         self.s6_dur = pick(15, 5)              #   seconds per run
         self.s7_orders = whole("BENCH_STATS_ORDERS", pick(10000000, 200000))  # scenario 7: orders loaded
         self.s7_reps = pick(50, 10)            # scenario 7: timings per query
+        self.s8_rate = whole("BENCH_S8_RATE", pick(1000, 300))  # scenario 8: gifts/s at the fixed rate
+        self.s8_dur = pick(15, 5)              #   seconds per fixed-rate run
+        self.s8_fan_rates = pick(["1", "10", "50"], ["2", "10"])  # hot-room events/s
+        self.s8_base = text("BENCH_S8_BASE", "dfd31ac")  # the commit before issue 14's features; "none": skip
 
 
 class Job:

@@ -21,7 +21,7 @@ _Static_assert(FRAME_PRE >= LWS_PRE, "request frames need LWS_PRE bytes of headr
 
 static void room_name(const struct bench *b, uint32_t room, char *buf, size_t cap)
 {
-    snprintf(buf, cap, bench_tipcast(b) ? "bench-room-%u" : "benchroom%u", room);
+    snprintf(buf, cap, bench_tipcast(b) ? "bench-room-%u" : "benchroom%u", (unsigned)b->o.room_base + room);
 }
 
 static void resolve(struct bench *b, struct bconn *c, enum cstate st)

@@ -22,6 +22,7 @@ static void usage(FILE *f)
         "  --open-rate N              connections opened per second (default 2000)\n"
         "  --rooms R                  rooms, connections spread round robin (default 1); room ids\n"
         "                             bench-room-<i> (tipcast) or benchroom<i> (peers)\n"
+        "  --room-base N              number of the first room: bench-room-<N>.. (default 0)\n"
         "  --senders S                connections that send (default one per room); tipcast: viewers among\n"
         "                             the connections; peers: publisher connections to /pub/<room>\n"
         "  --rate G                   sends per second in all, on a fixed timetable (default 100)\n"
@@ -229,6 +230,8 @@ int opts_parse(struct opts *o, int argc, char **argv, char *err, size_t errcap)
             bad = str(v, o->svg_path, sizeof o->svg_path);
         } else if (strcmp(name, "--run-id") == 0) {
             bad = str(v, o->run_id, 17) || !v[0] || strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") != strlen(v);
+        } else if (strcmp(name, "--room-base") == 0) {
+            bad = integer(v, 0, 1000000000, &o->room_base);
         } else if (strcmp(name, "--user-base") == 0) {
             bad = integer(v, 0, 1000000000, &o->user_base);
         } else {

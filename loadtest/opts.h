@@ -45,6 +45,7 @@ struct opts {
     int quiet;
     char run_id[24];
     int user_base;
+    int room_base; /* first room number: bench-room-<room_base>.. */
 };
 
 /* Fills `o` from argv. Returns 0 to run, 1 when --help was printed (exit 0),

@@ -133,14 +133,14 @@ static json_t *config_json(const struct opts *o)
         json_array_append_new(pids, json_integer(o->server_pids[i]));
     char src[16];
     snprintf(src, sizeof src, "%d-%d", o->src_lo, o->src_hi);
-    json_t *c = json_pack("{s:s,s:s,s:i,s:i,s:i,s:i,s:i,s:f,s:f,s:f,s:b,s:f,s:f,s:b,s:s,s:i,s:s,s:i,s:o,s:i,s:b,s:s,s:i}",
+    json_t *c = json_pack("{s:s,s:s,s:i,s:i,s:i,s:i,s:i,s:f,s:f,s:f,s:b,s:f,s:f,s:b,s:s,s:i,s:s,s:i,s:o,s:i,s:b,s:s,s:i,s:i}",
                           "target", opts_target_name(o->target), "host", o->host, "port", o->port, "connections",
                           o->connections, "open_rate", o->open_rate, "rooms", o->rooms, "senders", o->senders, "rate",
                           o->rate, "duration", o->duration_s, "warmup", o->warmup_s, "find_max", o->find_max,
                           "step_seconds", o->step_s, "p99_bound_ms", o->p99_bound_ms, "idle", o->idle,
                           "source_addrs", src, "gift", o->gift, "proto", o->json ? "json" : "msgpack",
                           "frame_bytes", o->frame_bytes, "server_pids", pids, "wallet_shards", o->wallet_shards,
-                          "quiet", o->quiet, "run_id", o->run_id, "user_base", o->user_base);
+                          "quiet", o->quiet, "run_id", o->run_id, "user_base", o->user_base, "room_base", o->room_base);
     if (o->redis_port) {
         char r[OPTS_STR_MAX + 8];
         snprintf(r, sizeof r, "%s:%d", o->redis_host, o->redis_port);

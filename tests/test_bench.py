@@ -44,7 +44,7 @@ def bench_catalog():
     psql("INSERT INTO gifts (id, name, price, animation, tier, enabled, sort_order) VALUES "
          f"({BENCH_GIFT}, 'BenchRose', 1, 'rose', 1, true, 99) "
          "ON CONFLICT (id) DO UPDATE SET price = 1, enabled = true")
-    rooms = ", ".join(f"('bench-room-{i}', true)" for i in range(ROOMS))
+    rooms = ", ".join(f"('bench-room-{i}', true)" for i in range(ROOMS + 2))
     psql(f"INSERT INTO creators (id, live) VALUES {rooms} ON CONFLICT (id) DO UPDATE SET live = true")
 
 
@@ -68,7 +68,7 @@ def test_help_mentions_every_option():
     for opt in ("--target", "--host", "--port", "--connections", "--open-rate", "--rooms", "--senders",
                 "--rate", "--duration", "--warmup", "--find-max", "--step-seconds", "--p99-bound-ms", "--idle",
                 "--source-addrs", "--secret", "--gift", "--proto", "--frame-bytes", "--server-pid", "--redis",
-                "--pg", "--wallet-shards", "--json", "--svg", "--quiet"):
+                "--pg", "--wallet-shards", "--json", "--svg", "--quiet", "--run-id", "--user-base", "--room-base"):
         assert opt in p.stdout, f"{opt} missing from --help"
 
 
@@ -108,6 +108,21 @@ def test_fanout_delivers_every_event(server, bench_catalog, tmp_path):
     assert t["expected_deliveries"] == t["acked"] * 200, t
     assert t["delivered"] == t["expected_deliveries"], t
     assert res["delivery_latency_ms"]["count"] > 0
+
+
+def test_room_base_moves_the_rooms(server, bench_catalog, tmp_path):
+    # --room-base 4 --rooms 2: the gifts go to bench-room-4 and -5 only.
+    srv = server(**FLAGS)
+    res = run_bench(tmp_path, srv, "--connections", "4", "--rooms", "2", "--room-base", str(ROOMS), "--senders", "2",
+                    "--rate", "20", "--warmup", "0", "--duration", "2")
+    t = res["totals"]
+    assert t["errors_total"] == 0 and t["acked"] > 10 and t["delivered"] == t["expected_deliveries"], t
+    assert res["config"]["room_base"] == ROOMS
+    run_id = res["config"]["run_id"]
+    wait_for(lambda: int(psql(f"SELECT count(*) FROM orders WHERE request_id LIKE 'g{run_id}-%'")) >= t["acked"],
+             what="the bench's orders in PostgreSQL")
+    rooms = psql(f"SELECT string_agg(DISTINCT room, ',' ORDER BY room) FROM orders WHERE request_id LIKE 'g{run_id}-%'")
+    assert rooms == f"bench-room-{ROOMS},bench-room-{ROOMS + 1}", rooms
 
 
 def test_fanout_json_subprotocol(server, bench_catalog, tmp_path):
