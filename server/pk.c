@@ -65,9 +65,16 @@ static void push_room(struct pk *p, const struct pk_battle *b, const char *room)
             frame_unref(f[k]);
 }
 
+/* This node's count of joins to a room (0 without members here). */
+static uint32_t joins_of(struct pk *p, const char *room)
+{
+    const struct room *r = room_find(p->rooms, room);
+    return r ? r->joins : 0;
+}
+
 /* Pushes the running battles whose scores changed since the last push, or
- * were pushed PK_REPUSH_MS ago (or never by this node), and forgets the
- * battles no longer running. */
+ * whose rooms someone joined, or pushed PK_REPUSH_MS ago (or never by this
+ * node), and forgets the battles no longer running. */
 static void push_scores(struct pk *p)
 {
     struct pk_pushed next[PK_BATTLES_MAX];
@@ -81,10 +88,12 @@ static void push_scores(struct pk *p)
         for (int j = 0; j < p->npushed; j++)
             if (p->pushed[j].id == b->id)
                 old = &p->pushed[j];
-        if (!old || old->score_a != b->score_a || old->score_b != b->score_b || now - old->at_ms >= PK_REPUSH_MS) {
+        uint32_t ja = joins_of(p, b->room_a), jb = joins_of(p, b->room_b);
+        if (!old || old->score_a != b->score_a || old->score_b != b->score_b || now - old->at_ms >= PK_REPUSH_MS ||
+            old->joins_a != ja || old->joins_b != jb) {
             push_room(p, b, b->room_a);
             push_room(p, b, b->room_b);
-            next[n++] = (struct pk_pushed){b->id, b->score_a, b->score_b, now};
+            next[n++] = (struct pk_pushed){b->id, b->score_a, b->score_b, now, ja, jb};
         } else {
             next[n++] = *old;
         }

@@ -7,9 +7,10 @@
  *      orders stored in PostgreSQL whose money moved in the battle's
  *      window) and the decided ones not yet announced (tipcast_pk_tick);
  *   2. pushes `pk_score` to its own members of both rooms of each running
- *      battle whose scores changed since its last push, or were last pushed
- *      PK_REPUSH_MS ago (so a room gets at most one push per tick, however
- *      many gifts arrive, and a member who joins gets one within 5 s);
+ *      battle whose scores changed since its last push, or that someone
+ *      joined since, or were last pushed PK_REPUSH_MS ago (so a room gets at
+ *      most one push per tick, however many gifts arrive, and a member who
+ *      joins gets one within a tick);
  *   3. for one battle past its end, checks the cut on every wallet shard
  *      (lua/pk_cut.lua: Redis's clock past the end and every outbox entry
  *      before it committed by the ledger) and, when all pass, decides it
@@ -38,8 +39,8 @@ struct rooms;
 struct outbox;
 
 #define PK_TICK_MS 1000
-/* Unchanged scores are pushed again this often, for members who joined
- * since the last change. */
+/* Unchanged scores are pushed again this often (and at the next tick to a
+ * room someone joined). */
 #define PK_REPUSH_MS 5000
 /* Battles one tick reads (the query's LIMIT). */
 #define PK_BATTLES_MAX 256
@@ -67,9 +68,12 @@ struct pk_stats {
     uint64_t announced; /* decided battles this node announced into both rooms */
 };
 
-/* The scores last pushed, per battle, and when (monotonic ms). */
+/* The scores last pushed, per battle, when (monotonic ms), and the two
+ * rooms' join counts then (struct room's joins): a member who joined since
+ * gets the scores at the next tick. */
 struct pk_pushed {
     int64_t id, score_a, score_b, at_ms;
+    uint32_t joins_a, joins_b;
 };
 
 struct pk {

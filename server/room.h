@@ -89,6 +89,7 @@ struct room {
     struct room *board_next;
     uint8_t live; /* what this node last told the members (catalog_room_live) */
     int64_t combo_until_ms; /* monotonic: the combo sweeps go on until then */
+    uint32_t joins; /* members added so far; wraps, compared for equality only */
 };
 
 struct rooms {

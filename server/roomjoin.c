@@ -230,6 +230,7 @@ void room_join(struct rooms *rs, struct conn *c, const char *id, const char *req
     *m = (struct membership){.room = r, .ring = &r->ring, .idx = r->nmembers, .state = MEMBER_WAIT_SUB,
                              .join_id = jid};
     r->members[r->nmembers++] = c;
+    r->joins++;
     r->empty_since_ms = 0;
 
     switch (r->sub) {

@@ -110,6 +110,16 @@ def test_pk_decided_identically_on_two_nodes(server, client, catalog):  # noqa: 
             if s["scores"] == want:
                 break
             assert time.monotonic() < deadline, s
+    # A member who joins meanwhile gets the scores at the node's next tick
+    # (about a second), not at the 5 s repush: twice, at different moments.
+    for k in range(2):
+        late_member = client(n1, unique("v"))
+        late_member.join(b)
+        t0 = time.monotonic()
+        s = late_member.expect("pk_score", timeout=3)
+        assert s["pk"] == pid and s["room"] == b and s["scores"] == want, s
+        assert time.monotonic() - t0 < 1.8, f"pk_score {time.monotonic() - t0:.2f} s after joined"
+        time.sleep(0.7 * (k + 1))
     # After the end: not counted.
     ends = time.mktime(time.strptime(pk["ends_at"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
     time.sleep(max(0.0, ends - time.time()) + 1.2)
@@ -140,14 +150,16 @@ def test_pk_decided_identically_on_two_nodes(server, client, catalog):  # noqa: 
         assert e["room"] == room and e["room_a"] == a and e["room_b"] == b, e
         assert (e["score_a"], e["score_b"], e["winner"], e["result"]) == (1300, 750, a, "a"), e
     wait_for(lambda: psql(f"SELECT announced FROM pk_battles WHERE id = {pid}") == "t", what="announced")
-    # One node stored the result, the other verified it; one announced it.
+    # The nodes' metrics: one stored the result, the other verified it; one
+    # announced it. (At least: battles an earlier run left decided but not
+    # announced are verified and announced by these nodes too.)
 
     def counted(name, **labels):
         return sum(val(scrape(n)[1], name, **labels) - val(m0, name, **labels) for n, m0 in zip((n1, n2), before))
-    assert counted("tipcast_pk_decisions_total", result="stored") == 1
-    assert counted("tipcast_pk_decisions_total", result="verified") == 1
+    assert counted("tipcast_pk_decisions_total", result="stored") >= 1
+    assert counted("tipcast_pk_decisions_total", result="verified") >= 1
     assert counted("tipcast_pk_decisions_total", result="differs") == 0
-    wait_for(lambda: counted("tipcast_pk_announced_total") == 1, timeout=5, what="the announcement counted")
+    wait_for(lambda: counted("tipcast_pk_announced_total") >= 1, timeout=5, what="the announcement counted")
     h = ma.request({"type": "history", "id": unique("h"), "room": a, "after_seq": 0})
     assert [e["pk"] for e in h["events"] if e.get("kind") == "pk_end"] == [pid], h
 
