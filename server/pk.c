@@ -289,15 +289,31 @@ static int verified(const struct pk *p, int64_t id)
     return 0;
 }
 
+/* A running battle's row of the tick: its scores so far were counted
+ * since the battle's checkpoint; what this node had counted for good
+ * before it is added, and the orders before cut_ms are now counted for
+ * good too (next_live, kept once the whole tick is read). */
+static void count_live(struct pk *p, struct pk_battle *b, int64_t cut_ms, int64_t settled_a, int64_t settled_b)
+{
+    struct pk_live prev = {b->id, 0, 0, 0};
+    for (int j = 0; j < p->nlive; j++)
+        if (p->live[j].id == b->id)
+            prev = p->live[j];
+    b->score_a += prev.settled_a;
+    b->score_b += prev.settled_b;
+    p->next_live[p->nnext_live++] = (struct pk_live){b->id, cut_ms, prev.settled_a + settled_a, prev.settled_b + settled_b};
+}
+
 static void on_tick(PGresult *res, int ok, void *priv)
 {
     struct pk *p = priv;
     if (res) {
-        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != 10) {
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != 13) {
             p->nbattles = -1;
             return;
         }
         int n = PQntuples(res) < PK_BATTLES_MAX ? PQntuples(res) : PK_BATTLES_MAX;
+        p->nnext_live = 0;
         for (int i = 0; i < n; i++) {
             struct pk_battle *b = &p->battles[i];
             b->id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
@@ -310,9 +326,16 @@ static void on_tick(PGresult *res, int ok, void *priv)
             b->score_b = strtoll(PQgetvalue(res, i, 7), NULL, 10);
             snprintf(b->winner, sizeof b->winner, "%s", PQgetisnull(res, i, 8) ? "" : PQgetvalue(res, i, 8));
             b->announced = PQgetvalue(res, i, 9)[0] == 't';
+            if (b->running)
+                count_live(p, b, strtoll(PQgetvalue(res, i, 10), NULL, 10), strtoll(PQgetvalue(res, i, 11), NULL, 10),
+                           strtoll(PQgetvalue(res, i, 12), NULL, 10));
         }
         p->nbattles = n;
         return;
+    }
+    if (ok && p->nbattles >= 0) {
+        memcpy(p->live, p->next_live, (size_t)p->nnext_live * sizeof p->live[0]);
+        p->nlive = p->nnext_live;
     }
     if (!ok || p->nbattles < 0) {
         p->nbattles = 0;
@@ -361,9 +384,23 @@ static void tick(struct pk *p)
 {
     if (p->busy || !p->pg || !pgconn_up(p->pg) || pgconn_busy(p->pg) || !rlink_cmd_ready(p->rl))
         return;
+    /* The battles this node counts, and their checkpoints: "{1,2}", "{...}". */
+    char ids[PK_BATTLES_MAX * 21 + 3], froms[PK_BATTLES_MAX * 21 + 3];
+    size_t li = 0, lf = 0;
+    ids[li++] = froms[lf++] = '{';
+    for (int i = 0; i < p->nlive; i++) {
+        li += (size_t)snprintf(ids + li, sizeof ids - li, "%s%" PRId64, i ? "," : "", p->live[i].id);
+        lf += (size_t)snprintf(froms + lf, sizeof froms - lf, "%s%" PRId64, i ? "," : "", p->live[i].from_ms);
+    }
+    snprintf(ids + li, sizeof ids - li, "}");
+    snprintf(froms + lf, sizeof froms - lf, "}");
+    const char *params[] = {ids, froms};
     p->busy = 1;
     p->nbattles = 0;
-    if (pgconn_query(p->pg, "SELECT * FROM tipcast_pk_tick()", on_tick, p) < 0)
+    if (pgconn_query_params(p->pg,
+                            "SELECT id, state, room_a, room_b, start_ms, end_ms, score_a, score_b, winner, announced, "
+                            "cut_ms, settled_a, settled_b FROM tipcast_pk_tick($1::bigint[], $2::bigint[])",
+                            2, params, on_tick, p) < 0)
         step_done(p);
 }
 

@@ -5,7 +5,10 @@
  * and accepted through the admin API. Every node, once per PK_TICK_MS:
  *   1. reads the running battles with their live scores (the coins of the
  *      orders stored in PostgreSQL whose money moved in the battle's
- *      window) and the decided ones not yet announced (tipcast_pk_tick);
+ *      window) and the decided ones not yet announced (tipcast_pk_tick,
+ *      migration 013): the node keeps what it has counted for good per
+ *      battle (struct pk_live) and asks only for the orders since, so a
+ *      tick costs the last minute of orders, however long the battle;
  *   2. pushes `pk_score` to its own members of both rooms of each running
  *      battle whose scores changed since its last push, or that someone
  *      joined since, or were last pushed PK_REPUSH_MS ago (so a room gets at
@@ -59,6 +62,13 @@ struct pk_battle {
     char winner[ID_MAX + 1]; /* "" for a draw */
 };
 
+/* A running battle's live score as this node counts it: the coins of the
+ * orders whose created_at is before from_ms, counted for good (the tick
+ * adds those since). */
+struct pk_live {
+    int64_t id, from_ms, settled_a, settled_b;
+};
+
 /* What this node did, for the metrics page. A decision is `stored` (this
  * node stored the result), `verified` (it computed the stored result
  * again and found it the same) or `differs` (it did not: logged as an
@@ -90,6 +100,8 @@ struct pk {
     struct rlink_script cut_script, announce_script;
     struct pk_battle battles[PK_BATTLES_MAX];
     int nbattles;
+    struct pk_live live[PK_BATTLES_MAX], next_live[PK_BATTLES_MAX];
+    int nlive, nnext_live;
     struct pk_pushed pushed[PK_BATTLES_MAX];
     int npushed;
     /* Decided battles this node has computed (and compared): a ring. */

@@ -9,6 +9,7 @@ The stored result is compared with the sum over orders whose money moved
 in the window (the order ids' milliseconds), and each node's own
 computation of it (its log line) with the other's."""
 
+import random
 import re
 import time
 
@@ -213,3 +214,56 @@ def test_pk_request_accept_and_draw(server, client, catalog):  # noqa: F811
     evs = pk_events(ma, pid, 8)
     assert len(evs) == 1 and evs[0]["result"] == "draw" and evs[0]["winner"] == "", evs
     assert psql("SELECT coalesce(sum(delta), 0) FROM ledger") == "0"
+
+
+def test_live_scores_are_counted_from_a_checkpoint(server):
+    """tipcast_pk_tick(ids, froms) (migration 013): a node counts a running
+    battle's live score from its checkpoint on; the orders before the cut (a
+    minute ago) are counted for good once, those after again at every tick.
+    The result (tipcast_pk_score) still counts every order."""
+    server(**FLAGS)  # the schema at this version
+    a, b = unique("cra"), unique("crb")
+    now_ms = int(psql("SELECT tipcast_ms(now())"))
+    pid = int(psql("INSERT INTO pk_battles (room_a, room_b, seconds, state, requested_by, starts_at, ends_at) "
+                   f"VALUES ('{a}', '{b}', 1200, 'running', 'test', now() - interval '10 minutes', "
+                   "now() + interval '10 minutes') RETURNING id").splitlines()[0])
+
+    def order(room, amount, age_s):
+        ms = now_ms - age_s * 1000
+        psql("INSERT INTO orders (order_id, kind, sender, room, creator, count, unit_price, amount, request_id, "
+             f"sender_balance, created_at, creator_net) VALUES ('0-{ms}-{random.randrange(10 ** 9)}', 'tip', 'pk-s', "
+             f"'{room}', '{room}', 1, {amount}, {amount}, '{unique('q')}', 0, "
+             f"timestamptz 'epoch' + {ms} * interval '1 millisecond', {amount})")
+
+    def tick(ids, froms):
+        rows = psql("SELECT id, score_a, score_b, cut_ms, settled_a, settled_b FROM tipcast_pk_tick("
+                    f"'{{{','.join(map(str, ids))}}}'::bigint[], '{{{','.join(map(str, froms))}}}'::bigint[])")
+        for line in rows.splitlines():
+            f = [int(x) for x in line.split("|")]
+            if f[0] == pid:
+                return dict(zip(("score_a", "score_b", "cut", "settled_a", "settled_b"), f[1:]))
+        raise AssertionError(rows)
+
+    try:
+        order(a, 100, 300)       # five minutes ago: before the cut
+        order(a, 20, 5)          # seconds ago: after it
+        order(b, 7, 200)
+        order(a, 1000, 900)      # before the battle: never counted
+        first = tick([], [])
+        assert (first["score_a"], first["score_b"]) == (120, 7), first
+        assert (first["settled_a"], first["settled_b"]) == (100, 7), first
+        assert abs(first["cut"] - (now_ms - 60000)) < 30000, first
+        # From the checkpoint: only what came since (the node adds the 100 and 7).
+        order(a, 3, 1)
+        again = tick([pid], [first["cut"]])
+        assert (again["score_a"], again["score_b"]) == (23, 0), again
+        assert again["cut"] >= first["cut"] and again["settled_a"] + again["settled_b"] <= 23, again
+        # An order stored late with a time before the checkpoint is left out
+        # of the live score; the result counts it.
+        order(b, 50, 120)
+        late = tick([pid], [first["cut"]])
+        assert late["score_b"] == 0, late
+        assert psql(f"SELECT tipcast_pk_score(room_b, starts_at, ends_at) FROM pk_battles WHERE id = {pid}") == "57"
+        assert psql(f"SELECT tipcast_pk_score(room_a, starts_at, ends_at) FROM pk_battles WHERE id = {pid}") == "123"
+    finally:
+        psql(f"UPDATE pk_battles SET state = 'expired' WHERE id = {pid}")
