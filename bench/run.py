@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """run.py - the benchmark suite of issue 4 (started by bench/run.sh): tipcast side by side with its references on this machine, in one run, written to docs/benchmarks.md.
 
-  bench/run.sh                 full run (about 15 minutes on 2 cores)
+  bench/run.sh                 full run (about 25 minutes on 2 cores)
   BENCH_QUICK=1 bench/run.sh   small N and short steps (about 3 minutes),
                                for trying the suite; its figures mean little
 

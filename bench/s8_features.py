@@ -25,6 +25,7 @@ import http.client
 import json
 import os
 import sys
+import time
 
 import s2_fanout
 from report import num
@@ -164,6 +165,10 @@ def run(suite):
     first = room_sets(s)
     suite.log(f"scenario 8: live-room features, {s.s1_rooms} rooms each: a goal and a PK battle in "
               f"bench-room-{first['on']}.., none in bench-room-{first['idle']}..")
+    # When and on what (the report can merge this scenario into an older run's figures).
+    commit = suite.run(["git", "rev-parse", "--short", "HEAD"], 30, quiet=True).stdout.strip()
+    suite.fig("s8.commit", commit or "unknown")
+    suite.fig("s8.date", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     ready = features_on(suite, first["on"], s.s1_rooms)
     suite.fig("s8.rooms", s.s1_rooms)
     suite.fig("s8.rooms_with_features", ready)
