@@ -583,12 +583,13 @@ def scenario8(d, f):
             "(one of the two `on` rounds at 140 ms) shows stalls not yet profiled.")
     d.w("- **Hot room.** A running PK battle pushes `pk_score` to every member once a second when the score "
         "moved: at 1 event/s that is a second frame per member per second, not counted as a delivery, so the "
-        "CPU per delivery of the `on` room carries it. At higher rates the pushes are a small share. The idle "
-        "room's extra at 1 event/s over the build before is not explained yet: a member gets the same frames "
-        "per gift in both builds (the event and the leaderboard push in one write; 305 and 1,018 bytes in JSON "
-        "in both), and `perf record` puts about 90% of tipcastd's samples in the kernel's TCP send path in "
-        "both, with more samples in all for this build. The next step is counting the system calls per event "
-        "(strace could not attach here).")
+        "CPU per delivery of the `on` room carries it (148 bytes a frame in JSON). At higher rates the pushes are "
+        "a small share. In the idle room a member gets the same frames per gift as before (the event and the "
+        "leaderboard push, in one write), but bigger ones: 305 and 1,356 bytes in JSON against 235 and 886 "
+        "(the combo and fan-level fields of the event; the entries' levels and badges, the totals and the goal "
+        "in the push), 48% more bytes per member and gift, measured by a WebSocket client in rooms of this "
+        "run. `perf record` puts about 90% of tipcastd's samples in the kernel's TCP send path in both builds, "
+        "with more samples in all for this one; how much of the extra the bytes explain was not measured.")
     d.w("- **PK ticks.** Every node's PK tick used to sum every order of every running battle once a second: "
         "the first run of this scenario measured 459 ms a tick with 25 battles and 110,000 orders (PostgreSQL "
         "at half a core, every other figure of the run dragged down). Migration 013 counts live scores from a "
