@@ -39,6 +39,8 @@ static void on_board_tick(uv_timer_t *t);
 
 void fanout_mark(struct rooms *rs, struct room *r)
 {
+    if (r->flushing)
+        r->flush_again = 1;
     if (r->flush_queued || !r->nmembers)
         return;
     r->flush_queued = 1;
@@ -157,23 +159,52 @@ void fanout_event(struct rooms *rs, struct room *r, int64_t seq, enum event_kind
     fanout_mark(rs, r);
 }
 
-/* Hands a room's new events, and its leaderboard push, to its live
- * members: at once to those that can take them, in one write each. Parks
- * the members whose connection is stalled. */
-static void flush_room(struct room *r)
+/* A pass begins: it will visit every live member once and send the push
+ * waiting now (a newer one waits for the next pass). */
+static void pass_begin(struct room *r)
 {
-    int has_board = r->board_push[0] != NULL;
-    /* Up from the parked ones. A member parked here trades places with the
-     * first unparked one, visited already; one closed here (a slow
-     * consumer, which room_leave swaps out) leaves at i the last member,
-     * not yet visited. */
-    uint32_t i = r->nparked;
-    while (i < r->nmembers) {
-        struct conn *c = r->members[i];
+    r->flushing = 1;
+    r->flush_again = 0;
+    r->flush_at = r->nparked;
+    for (int k = 0; k < FMT_COUNT; k++) {
+        r->flush_board[k] = r->board_push[k];
+        r->board_push[k] = NULL;
+    }
+}
+
+static void pass_end(struct room *r)
+{
+    r->flushing = 0;
+    if (r->flush_board[0]) {
+        r->board_gen++;
+        for (int k = 0; k < FMT_COUNT; k++) {
+            frame_unref(r->board_last[k]);
+            r->board_last[k] = r->flush_board[k];
+            r->flush_board[k] = NULL;
+        }
+        ring_drop_pairs(&r->ring);
+    }
+}
+
+/* Hands a room's new events, and its pass's leaderboard push, to at most
+ * `budget` of its live members, from where the pass is: at once to those
+ * that can take them, in one write each. Parks the members whose
+ * connection is stalled. Returns the members visited; the pass is over
+ * when flush_at reaches nmembers. */
+static uint32_t flush_room(struct room *r, uint32_t budget)
+{
+    int has_board = r->flush_board[0] != NULL;
+    uint32_t visited = 0;
+    /* A member parked here trades places with the first unparked one,
+     * visited already; one closed here (a slow consumer) leaves at
+     * flush_at the last member, not yet visited (room_leave). */
+    while (r->flush_at < r->nmembers && visited < budget) {
+        struct conn *c = r->members[r->flush_at];
         struct membership *m = &c->rooms[room_membership(c, r)];
         int sent_board = 0;
+        visited++;
         if (!c->stalled_ms && m->state == MEMBER_LIVE && (has_board || m->next_seq <= r->ring.last_seq)) {
-            conn_deliver(c, m, r->board_push[c->fmt]);
+            conn_deliver(c, m, r->flush_board[c->fmt]);
             if (room_membership(c, r) < 0)
                 continue;
             sent_board = has_board;
@@ -182,45 +213,72 @@ static void flush_room(struct room *r)
             m->board_gen = (uint16_t)(r->board_gen + sent_board);
             room_park(r, m);
         }
-        i++;
+        r->flush_at++;
     }
-    if (has_board) {
-        r->board_gen++;
-        for (int k = 0; k < FMT_COUNT; k++) {
-            frame_unref(r->board_last[k]);
-            r->board_last[k] = r->board_push[k];
-            r->board_push[k] = NULL;
-        }
-        ring_drop_pairs(&r->ring);
-    }
+    return visited;
 }
 
-/* Flushes the marked rooms. A room whose boards are being read for a push
- * waits for them (up to ROOM_BOARD_WAIT_MS); the answer is a loop event, so
- * the check runs again when it comes. */
+static void on_flush_more(uv_idle_t *h) { (void)h; }
+
+/* Flushes the marked rooms, FANOUT_CHUNK members per loop iteration at
+ * most: a big room's pass goes on in the next iteration, after the loop
+ * has read its sockets (acks, requests), and events that arrive meanwhile
+ * join the frames of the members not yet reached. A room whose boards are
+ * being read for a push waits for them (up to ROOM_BOARD_WAIT_MS) before
+ * its pass begins; the answer is a loop event, so the check runs again
+ * when it comes. */
 static void flush_rooms(struct rooms *rs)
 {
     uint64_t now = uv_now(rs->loop);
-    struct room *wait = NULL;
-    while (rs->dirty) {
+    uint32_t budget = FANOUT_CHUNK;
+    struct room *wait = NULL, **tail = &wait;
+    while (rs->dirty && budget > 0) {
         struct room *r = rs->dirty;
         rs->dirty = r->flush_next;
-        if (r->board_busy && !r->board_push[0] && now - r->dirty_ms < ROOM_BOARD_WAIT_MS) {
-            r->flush_next = wait;
-            wait = r;
-            continue;
-        }
-        r->flush_queued = 0;
         r->flush_next = NULL;
-        flush_room(r);
+        if (!r->flushing) {
+            if (r->board_busy && !r->board_push[0] && now - r->dirty_ms < ROOM_BOARD_WAIT_MS) {
+                *tail = r;
+                tail = &r->flush_next;
+                continue;
+            }
+            pass_begin(r);
+        }
+        budget -= flush_room(r, budget);
+        if (r->flush_at < r->nmembers) {
+            /* Cut short: first in line next time. */
+            r->flush_next = rs->dirty;
+            rs->dirty = r;
+            break;
+        }
+        pass_end(r);
+        if (r->flush_again || r->board_push[0]) {
+            /* Members visited early missed what came since: once more. */
+            r->dirty_ms = now;
+            *tail = r;
+            tail = &r->flush_next;
+        } else {
+            r->flush_queued = 0;
+        }
     }
+    /* The rooms not reached, then those that wait (or go again). */
+    *tail = rs->dirty;
     rs->dirty = wait;
-    if (!wait) {
+    int more = 0;
+    for (struct room *r = rs->dirty; r; r = r->flush_next)
+        more |= r->flushing || !(r->board_busy && !r->board_push[0] && now - r->dirty_ms < ROOM_BOARD_WAIT_MS);
+    if (!rs->dirty) {
         uv_check_stop(&rs->flush_check);
         uv_timer_stop(&rs->flush_wait);
-    } else if (!uv_is_active((uv_handle_t *)&rs->flush_wait)) {
-        uv_timer_start(&rs->flush_wait, on_flush_wait, ROOM_BOARD_WAIT_MS, 0);
+        uv_idle_stop(&rs->flush_more);
+        return;
     }
+    if (more)
+        uv_idle_start(&rs->flush_more, on_flush_more);
+    else
+        uv_idle_stop(&rs->flush_more);
+    if (!uv_is_active((uv_handle_t *)&rs->flush_wait))
+        uv_timer_start(&rs->flush_wait, on_flush_wait, ROOM_BOARD_WAIT_MS, 0);
 }
 
 static void on_flush(uv_check_t *h) { flush_rooms(h->data); }

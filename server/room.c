@@ -37,9 +37,10 @@ int rooms_init(struct rooms *rs, uv_loop_t *loop, const struct config *cfg, stru
         return -1;
     /* The fan-out's handles (fanout.c starts them). */
     uv_check_init(loop, &rs->flush_check);
+    uv_idle_init(loop, &rs->flush_more);
     uv_timer_init(loop, &rs->flush_wait);
     uv_timer_init(loop, &rs->board_timer);
-    rs->flush_check.data = rs->flush_wait.data = rs->board_timer.data = rs;
+    rs->flush_check.data = rs->flush_wait.data = rs->board_timer.data = rs->flush_more.data = rs;
     rs->handles = 1;
     return 0;
 }
@@ -123,6 +124,7 @@ void room_destroy(struct rooms *rs, struct room *r)
     for (int f = 0; f < FMT_COUNT; f++) {
         frame_unref(r->board_push[f]);
         frame_unref(r->board_last[f]);
+        frame_unref(r->flush_board[f]);
     }
     free(r->members);
     free(r);
@@ -148,6 +150,7 @@ void rooms_free(struct rooms *rs)
     rs->nbuckets = rs->count = 0;
     if (rs->handles) {
         uv_close((uv_handle_t *)&rs->flush_check, NULL);
+        uv_close((uv_handle_t *)&rs->flush_more, NULL);
         uv_close((uv_handle_t *)&rs->flush_wait, NULL);
         uv_close((uv_handle_t *)&rs->board_timer, NULL);
         rs->handles = 0;
@@ -214,13 +217,19 @@ void room_leave(struct rooms *rs, struct conn *c, int i)
     struct room *r = m->room;
     tc_assert(m->idx < r->nmembers && r->members[m->idx] == c);
 
-    /* Swap-remove from the room, keeping the parked members first: a
-     * parked member's place takes the last parked one, whose place takes
-     * the last member. Only members after the removed one move. */
+    /* Swap-remove from the room, keeping the parked members first and,
+     * while a flush pass is under way, the members it visited before those
+     * it has not: a hole among the parked takes the last parked one, a
+     * hole among the visited the last visited one, and the last hole the
+     * last member. Only members after the removed one move. */
     uint32_t hole = m->idx;
     if (hole < r->nparked) {
         move_member(r, hole, --r->nparked);
         hole = r->nparked;
+    }
+    if (r->flushing && hole < r->flush_at) {
+        move_member(r, hole, --r->flush_at);
+        hole = r->flush_at;
     }
     move_member(r, hole, --r->nmembers);
     tc_assert(r->nparked <= r->nmembers);

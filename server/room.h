@@ -42,6 +42,10 @@ enum { ROOM_HISTORY_RING, ROOM_HISTORY_REDIS, ROOM_HISTORY_REFUSED };
 /* Longest an event waits for the leaderboard push it moved, so that both
  * go out in one write (the push is read from Redis in about a round trip). */
 #define ROOM_BOARD_WAIT_MS 20
+/* Members a flush visits per loop iteration at most (fanout.c): about
+ * 5 ms of writes here, after which the loop reads its sockets (acks, new
+ * events) before the pass goes on. */
+#define FANOUT_CHUNK 1024
 /* The leaderboard push timer's resolution; board-push-ms is at least this. */
 #define ROOM_BOARD_TICK_MS 50
 /* A room whose members saw a gift event is swept for combos whose window
@@ -75,6 +79,15 @@ struct room {
     uint8_t flush_queued;
     struct room *flush_next;
     uint64_t dirty_ms;
+    /* A flush pass under way (fanout.c): it visits the live members in
+     * chunks, the loop serving other work in between. Members
+     * [nparked, flush_at) have been visited, [flush_at, nmembers) not yet;
+     * room_leave keeps it so. flush_again: events or a push came during the
+     * pass, so the members already visited need another. flush_board: the
+     * push this pass sends (board_push holds a newer one for the next). */
+    uint8_t flushing, flush_again;
+    uint32_t flush_at;
+    struct frame *flush_board[FMT_COUNT];
     /* A leaderboard push waiting for the flush. */
     struct frame *board_push[FMT_COUNT];
     /* The latest push sent, and how many were: a member parked meanwhile
@@ -113,6 +126,7 @@ struct rooms {
      * loop iteration (after the Redis replies read in it). */
     struct room *dirty;
     uv_check_t flush_check;
+    uv_idle_t flush_more; /* active while a pass is cut short: the loop polls without waiting */
     uv_timer_t flush_wait; /* ends ROOM_BOARD_WAIT_MS */
     /* Rooms marked for a leaderboard push, and the timer that pushes. */
     struct room *board_dirty;

@@ -414,3 +414,40 @@ def test_joined_says_live_and_changes_are_pushed(server, client, proto):
         m.assert_silent(1.0)
     finally:
         psql(f"DELETE FROM creators WHERE id = '{creator}'")
+
+
+def test_big_room_is_flushed_in_chunks_without_gap_or_duplicate(server, client, room):
+    """A room bigger than one flush chunk (FANOUT_CHUNK in server/room.h, 1024
+    members) is handed its events over several loop iterations, the loop
+    reading its sockets in between: every member still gets every event
+    once, in seq order, while members leave in the middle of the passes and
+    new events arrive during them; the sender's acks all come back."""
+    srv = server(**FAST)
+    creator = client(srv, room, "creator", SUBPROTOCOL_MSGPACK)
+    creator.join(room)
+    members = []
+    for i in range(2600):
+        c = client(srv, unique("v"), "viewer", SUBPROTOCOL_MSGPACK if i % 2 else SUBPROTOCOL_JSON)
+        c.send({"type": "join", "id": "j", "room": room})
+        members.append(c)
+    for c in members:
+        assert c.expect("joined", id="j", timeout=30)["members"] >= 2
+    n = 60
+    creator.send_many({"type": "notice", "id": f"n{i}", "room": room, "text": f"t{i}"} for i in range(1, 31))
+    # Every 8th member leaves while those events are being handed out.
+    for c in members[::8]:
+        c.close()
+    creator.send_many({"type": "notice", "id": f"n{i}", "room": room, "text": f"t{i}"} for i in range(31, n + 1))
+    acks = [creator.expect("ack", id=f"n{i}", timeout=30)["seq"] for i in range(1, n + 1)]
+    assert acks == list(range(1, n + 1)), acks
+    batched = 0
+    for i, c in enumerate(members):
+        if i % 8 == 0:
+            continue
+        got = [c.expect("event", timeout=30) for _ in range(n)]
+        assert [e["seq"] for e in got] == list(range(1, n + 1)), (i, [e["seq"] for e in got])
+        assert [e["text"] for e in got] == [f"t{k}" for k in range(1, n + 1)], i
+        c.assert_silent(0.01)
+        batched += c.batches_received > 0
+    # Events that came together went out together (one frame for several).
+    assert batched > 0
