@@ -682,6 +682,17 @@ def limits_section(d, f, r1, r2, r3, r4):
         "with the old script and with the new. This machine is slower than the one of the "
         "earlier rounds (the Redis ceiling measures 23,000-27,000 calls/s here against 60,000 "
         "there), so the absolute figures on this page are lower than before for every server.")
+    d.w("- Fan-out in chunks (issue 16): a flush visits at most 1,024 members per loop turn and a big room's "
+        "pass goes on in the next turns, the loop reading its sockets in between (docs/architecture.md). "
+        "Measured back to back with the build before it (2026-11-30; one tipcastd, 10,000 members of one room "
+        "over two tipcast-bench processes with one sender each, 10 gifts/s in all, 15 s after 4 s of warm-up; "
+        "before, after, after, before): senders' ack p50 148-168 ms before and 79-97 ms after, ack p99 "
+        "437-608 ms and 310-534 ms, delivery p50 282-345 ms and 207-258 ms, CPU per delivery the same "
+        "(16.4-18.3 and 16.4-17.5 us per process's deliveries). What is left of the ack's wait is the two "
+        "cores themselves: tipcastd, Redis, PostgreSQL and the two load generators want more than two cores at "
+        "this rate (top: the load generators at 50-75% each, tipcastd at 60%), so the ack waits for a core, "
+        "not behind the flush. At 100 gifts/s every server and the load generators are past saturation on this "
+        "machine (acks and deliveries seconds late, before and after).")
     d.w("- Fan-out, profiled with `perf record -g` on tipcastd (10,000 members in one room, "
         "1 event/s). Before this round every delivery was one lws WRITEABLE cycle: lws asked "
         "libuv for POLLOUT and dropped it after the write, and libuv turns each change into "
