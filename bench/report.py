@@ -527,14 +527,16 @@ def scenario8(d, f):
         "the whole run (from /proc) divided by the acked gifts; at a fixed rate below the maximum it includes "
         "the per-wakeup costs that batching hides at higher rates.")
     d.w()
-    d.w("| rooms | round | ack p50 / p99 (ms) | acks/s | tipcastd us / gift | Redis us / gift | errors |")
-    d.w("|---|---:|---:|---:|---:|---:|---:|")
+    d.w("| rooms | round | ack p50 / p99 (ms) | acks/s | tipcastd us / gift | Redis us / gift | PostgreSQL us / gift "
+        "| errors |")
+    d.w("|---|---:|---:|---:|---:|---:|---:|---:|")
     for k, what in kinds:
         r = 0
         while f.get(f"s8.{k}.{r}.acks_per_s") is not None:
             g = lambda key: num(f.get(f"s8.{k}.{r}.{key}"))  # noqa: E731
             d.w(f"| {what} | {r + 1} | {fmt(g('p50_ms'), 2)} / {fmt(g('p99_ms'), 2)} | {fmt(g('acks_per_s'))} | "
-                f"{fmt(g('tipcastd_us_per_gift'), 1)} | {fmt(g('redis_us_per_gift'), 1)} | {fmt(g('errors'))} |")
+                f"{fmt(g('tipcastd_us_per_gift'), 1)} | {fmt(g('redis_us_per_gift'), 1)} | "
+                f"{fmt(g('postgres_us_per_gift'), 1)} | {fmt(g('errors'))} |")
             r += 1
     d.w()
     d.w("**Gift throughput**: tipcast-bench `--find-max` (ack p99 <= 50 ms) as in scenario 1, in each kind "
@@ -567,6 +569,7 @@ def scenario8(d, f):
         return sum(v) / len(v) if v else None
     tc = {k: mean(k, "tipcastd_us_per_gift") for k, _ in kinds}
     rd = {k: mean(k, "redis_us_per_gift") for k, _ in kinds}
+    pg = {k: mean(k, "postgres_us_per_gift") for k, _ in kinds}
     d.w("What the figures say:")
     d.w()
     if base:
@@ -574,8 +577,12 @@ def scenario8(d, f):
             f"features idle and {fmt(tc.get('on'), 1)} with goal + PK on, against {fmt(tc.get('before'), 1)} "
             f"before them ({fmt(ratio(tc.get('on'), tc.get('before')), 2, ' x')}); Redis's is "
             f"{fmt(rd.get('idle'), 1)} / {fmt(rd.get('on'), 1)} against {fmt(rd.get('before'), 1)} "
-            f"({fmt(ratio(rd.get('on'), rd.get('before')), 2, ' x')}): the room script's combo, fan level, goal "
-            "and global-board steps ride on the call that was already made per batch of orders. find-max is "
+            f"({fmt(ratio(rd.get('on'), rd.get('before')), 2, ' x')}): the room script's combo, fan level and "
+            "goal steps ride on the call that was already made per batch of orders; PostgreSQL's is "
+            f"{fmt(pg.get('idle'), 1)} / {fmt(pg.get('on'), 1)} against {fmt(pg.get('before'), 1)} "
+            f"({fmt(ratio(pg.get('on'), pg.get('before')), 2, ' x')}; the ledger's transaction also keeps the "
+            "global boards' per-sender rollup, and with battles running every node's PK tick reads the last "
+            "minute of their orders each second). find-max is "
             "one x1.5 step lower with the features idle and two with goal + PK on; near the 50 ms bound a "
             "step's p99 is noisy (the build before measured 35.7 ms at 1,500 gifts/s and 20.9 at 2,250 in this "
             "run; `s8-*-max.json` holds every step), so a step is within the noise, and two are not: the room "

@@ -83,6 +83,16 @@ def features_on(suite, first, n):
     return min(goals, pks)
 
 
+def postgres_pid(suite):
+    """The PostgreSQL server's postmaster: the parent of a backend."""
+    backend = suite.pg(suite.s.pg_conn, "SELECT pg_backend_pid()", quiet=True) or ""
+    try:
+        with open(f"/proc/{backend}/stat", encoding="utf-8") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def redis_pid(suite):
     info = suite.rcli("info", "server") or ""
     pid = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("process_id:")), "")
@@ -92,17 +102,19 @@ def redis_pid(suite):
 def gifts_fixed(suite, kind, rnd, first):
     """Scenario 1's senders at BENCH_S8_RATE into the kind's rooms; figures
     s8.<kind>.<rnd>.*: ack p50/p99, acks/s, errors, and CPU us per acked gift
-    of tipcastd and Redis over the run."""
+    of tipcastd, Redis and PostgreSQL (its processes: the postmaster and its
+    backends) over the run."""
     s = suite.s
     name = f"s8-{kind}-{rnd}"
-    pids = {"tipcastd": suite.servers[0].pid, "redis": redis_pid(suite)}
-    before = {k: tipcast_proc.cpu_s(p) if p else None for k, p in pids.items()}
+    pids = {"tipcastd": suite.servers[0].pid, "redis": redis_pid(suite), "postgres": postgres_pid(suite)}
+    cpu = {"postgres": tipcast_proc.tree_cpu_s}
+    before = {k: cpu.get(k, tipcast_proc.cpu_s)(p) if p else None for k, p in pids.items()}
     suite.bench(name, s.s8_dur + 60, "--target", "tipcast", "--port", s.tc_port, "--secret", SECRET,
                 "--connections", s.s1_conns, "--senders", s.s1_conns, "--rooms", s.s1_rooms,
                 "--room-base", first, "--rate", s.s8_rate, "--warmup", 2, "--duration", s.s8_dur)
     acked = num(suite.jget(name, "totals", "acked")) or 0
     for k, p in pids.items():
-        after = tipcast_proc.cpu_s(p) if p else None
+        after = cpu.get(k, tipcast_proc.cpu_s)(p) if p else None
         us = "" if None in (before[k], after) or not acked else g6((after - before[k]) * 1e6 / acked)
         suite.fig(f"s8.{kind}.{rnd}.{k}_us_per_gift", us)
     for key, path in (("p50_ms", ("ack_latency_ms", "p50")), ("p99_ms", ("ack_latency_ms", "p99")),

@@ -107,6 +107,18 @@ def cpu_s(pid):
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK") if f else None
 
 
+def tree_cpu_s(pid):
+    """CPU seconds of a process and its children: its own, the children it
+    has waited for, and those still running (None when it is gone). For a
+    server that forks a process per connection (PostgreSQL)."""
+    f = _stat_fields(pid)
+    if not f:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    total = sum(int(x) for x in f[11:15]) / tick
+    return total + sum(cpu_s(k) or 0.0 for k in child_pids(pid))
+
+
 def child_pids(pid):
     """The pids whose parent is pid."""
     kids = []
