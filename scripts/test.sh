@@ -111,7 +111,14 @@ run_ctest() {
     local f=${BASH_REMATCH[1]} t=${BASH_REMATCH[2]}
     PASSED=$((PASSED + t - f))
     FAILED=$((FAILED + f))
-    ((f == 0)) || PROBLEMS+=("$f ctest test(s) failed in $dir/ (log: $out)")
+    if ((f)); then
+      PROBLEMS+=("$f ctest test(s) failed in $dir/ (log: $out)")
+      # The names, and pytest's one-line reasons, so that the tail of the run
+      # says what failed without the log.
+      while IFS= read -r l; do PROBLEMS+=("    ${l:0:400}"); done < <(
+        sed -n '/The following tests FAILED:/,$p' "$out" | grep -E '^[[:space:]]+[0-9]+ - '
+        grep -E '^(FAILED|ERROR) ' "$out" | head -n 20)
+    fi
     if ((rc != 0 && f == 0)); then problem "ctest in $dir/ exited with status $rc"; fi
   else
     problem "ctest in $dir/ printed no summary (status $rc; log: $out)"
