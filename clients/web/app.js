@@ -10,8 +10,8 @@
 // an open campaign with a pledge form.
 import {TipcastClient} from "/sdk/tipcast.js";
 import {
-  $, Feed, PERIODS, boardBadge, boardsOf, coins, coinsText, cssKey, demoToken, describeError, el, errorBox, query, span,
-  timeLeft, wsUrl,
+  $, Feed, PERIODS, boardBadge, boardsOf, coins, coinsText, cssKey, demoToken, describeError, el, errorBox,
+  goalAfterEvent, mergeGoal, query, span, timeLeft, wsUrl,
 } from "/common.js";
 
 const ROOM = "alice";
@@ -226,16 +226,8 @@ function onEvent(e) {
 // The events of the live-room features: the goal, pins, PK end, campaign.
 function onFeatureEvent(e) {
   switch (e.kind) {
-    case "goal":
-      state.goal = null;
-      setGoal({goal_id: e.goal_id, target: e.target, progress: 0, gift: e.gift || 0, deadline: e.deadline || 0,
-        reached: false, title: e.title || ""});
-      break;
-    case "goal_reached":
-      if (state.goal && state.goal.goal_id === e.goal_id) setGoal({...state.goal, progress: e.progress, reached: true});
-      break;
-    case "goal_cleared":
-      if (!state.goal || state.goal.goal_id === e.goal_id) setGoal(null);
+    case "goal": case "goal_reached": case "goal_cleared":
+      setGoal(goalAfterEvent(state.goal, e));
       break;
     case "pins": setPins(e.pins || []); break;
     case "pk_end": onPkEnd(e); break;
@@ -285,13 +277,9 @@ function renderBoards() {
 
 // ---- the goal ------------------------------------------------------------------
 
-// Keeps the highest progress of the same goal (a push may be older than a
-// goal_reached event that came before it).
-function setGoal(g) {
-  if (g && state.goal && state.goal.goal_id === g.goal_id) {
-    g = {...g, progress: Math.max(g.progress, state.goal.progress), reached: g.reached || state.goal.reached};
-  }
-  state.goal = g;
+// The goal of an event, snapshot or push (mergeGoal keeps the highest progress).
+function setGoal(next) {
+  const g = state.goal = mergeGoal(state.goal, next);
   const box = els.goal;
   box.hidden = !g;
   if (!g) {

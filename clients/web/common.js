@@ -299,6 +299,36 @@ export function boardsOf(m) {
   return out;
 }
 
+// ---- the room's goal: one rule for every page ----------------------------------
+// A goal: {goal_id, target, progress, gift, deadline, reached, title}, or null.
+
+// The goal a room event leaves, or undefined when the event is not about the
+// goal. A new goal starts at 0; goal_reached marks the goal it names;
+// goal_cleared clears the goal it names (or a goal not seen yet).
+export function goalAfterEvent(goal, e) {
+  switch (e.kind) {
+    case "goal":
+      return {goal_id: e.goal_id, target: e.target, progress: 0, gift: e.gift || 0, deadline: e.deadline || 0,
+        reached: false, title: e.title || ""};
+    case "goal_reached":
+      return goal && goal.goal_id === e.goal_id ? {...goal, progress: e.progress, reached: true} : goal;
+    case "goal_cleared":
+      return !goal || goal.goal_id === e.goal_id ? null : goal;
+    default:
+      return undefined;
+  }
+}
+
+// The goal to show when `next` (from an event, a snapshot or a push) comes
+// after `shown`: of the same goal, the highest progress and reached stay (a
+// push can be older than the goal_reached event before it).
+export function mergeGoal(shown, next) {
+  if (next && shown && shown.goal_id === next.goal_id) {
+    return {...next, progress: Math.max(next.progress, shown.progress), reached: !!(next.reached || shown.reached)};
+  }
+  return next || null;
+}
+
 // The texts of the room events that are lines of their own (besides gifts, tips, notices).
 const EVENT_TEXT = {
   goal: (e) => (e.from || "the creator") + " set a goal: " + (e.title ? e.title + ", " : "") + coinsText(e.target),

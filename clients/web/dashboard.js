@@ -20,7 +20,8 @@
 // the admin API's base URL (default this host, port 8081); ?ws= the WebSocket.
 import {TipcastClient} from "/sdk/tipcast.js";
 import {
-  $, Feed, adminBase, coins, coinsText, demoToken, describeError, el, errorBox, query, span, timeLeft, wsUrl,
+  $, Feed, adminBase, coins, coinsText, demoToken, describeError, el, errorBox, goalAfterEvent, mergeGoal, query, span,
+  timeLeft, wsUrl,
 } from "/common.js";
 
 // The figures are read again this long after a gift or tip to the room (the
@@ -399,23 +400,16 @@ async function connectRoom() {
 // ---- the room's goal, pins and moderators --------------------------------------
 
 function onRoomFeature(e) {
-  if (e.kind === "goal") {
-    state.goal = null;
-    setRoomGoal({goal_id: e.goal_id, target: e.target, progress: 0, reached: false, title: e.title || ""});
-  } else if (e.kind === "goal_reached" && state.goal && state.goal.goal_id === e.goal_id) {
-    setRoomGoal({...state.goal, progress: e.progress, reached: true});
-  } else if (e.kind === "goal_cleared") {
-    setRoomGoal(null);
+  const g = goalAfterEvent(state.goal, e);
+  if (g !== undefined) {
+    setRoomGoal(g);
   } else if (e.kind === "pins") {
     setRoomPins(e.pins || []);
   }
 }
 
-function setRoomGoal(g) {
-  if (g && state.goal && state.goal.goal_id === g.goal_id) {
-    g = {...g, progress: Math.max(g.progress, state.goal.progress), reached: g.reached || state.goal.reached};
-  }
-  state.goal = g;
+function setRoomGoal(next) {
+  const g = state.goal = mergeGoal(state.goal, next);
   const box = $("room-goal");
   const now = $("room-goal-now");
   $("room-goal-none").hidden = !!g;

@@ -10,7 +10,9 @@
 //
 // Demo: ?demo=alice fetches an overlay token for alice from /demo/token.
 import {TipcastClient} from "/sdk/tipcast.js";
-import {PERIOD_NAMES, boardsOf, coins, coinsText, cssKey, demoToken, query, span, wsUrl} from "/common.js";
+import {
+  PERIOD_NAMES, boardsOf, coins, coinsText, cssKey, demoToken, goalAfterEvent, mergeGoal, query, span, wsUrl,
+} from "/common.js";
 
 // Alert durations by the gift's catalog tier (1 the cheapest); gifts of a
 // tier above the table take its last entry; tips take TIP_ALERT_MS.
@@ -237,24 +239,14 @@ function renderBoard() {
 
 // The goal of the room's events (set, reached, cleared) between pushes.
 function onGoalEvent(e) {
-  if (e.kind === "goal") {
-    room.goal = null;
-    setRoomGoal({goal_id: e.goal_id, target: e.target, progress: 0, reached: false, title: e.title || ""});
-  } else if (e.kind === "goal_reached" && room.goal && room.goal.goal_id === e.goal_id) {
-    setRoomGoal({...room.goal, progress: e.progress, reached: true});
-  } else if (e.kind === "goal_cleared") {
-    setRoomGoal(null);
-  } else {
-    return;
-  }
+  const g = goalAfterEvent(room.goal, e);
+  if (g === undefined) return;
+  setRoomGoal(g);
   if (kind === "goal") renderGoal();
 }
 
-function setRoomGoal(g) {
-  if (g && room.goal && room.goal.goal_id === g.goal_id) {
-    g = {...g, progress: Math.max(g.progress, room.goal.progress), reached: g.reached || room.goal.reached};
-  }
-  room.goal = g;
+function setRoomGoal(next) {
+  room.goal = mergeGoal(room.goal, next);
 }
 
 // The room's goal (set by the creator) when it has one; else the period's

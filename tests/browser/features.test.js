@@ -243,6 +243,25 @@ runTest({out: opts.out, prefix: "features", totalMs: TOTAL_TIMEOUT_MS}, async (c
   await tap(dash, "#room-goal-clear");
   await carol.waitForSelector("#goal", {state: "hidden"});
   check(true, "the cleared goal is gone from carol's page");
+  // The one rule every page follows (common.js), at its edges: a late push
+  // does not take back progress or "reached", goal_reached and goal_cleared
+  // of another goal leave the shown one alone.
+  const rule = await carol.evaluate(async () => {
+    const {goalAfterEvent, mergeGoal} = await import("/common.js");
+    const g = goalAfterEvent(null, {kind: "goal", goal_id: 7, target: 100, title: "t"});
+    const reached = mergeGoal(g, goalAfterEvent(g, {kind: "goal_reached", goal_id: 7, progress: 100}));
+    const afterOldPush = mergeGoal(reached, {goal_id: 7, target: 100, progress: 40, reached: false});
+    return {
+      fresh: g.progress === 0 && !g.reached && g.gift === 0 && g.title === "t",
+      keeps: afterOldPush.progress === 100 && afterOldPush.reached,
+      otherReached: goalAfterEvent(g, {kind: "goal_reached", goal_id: 8, progress: 5}) === g,
+      otherCleared: goalAfterEvent(g, {kind: "goal_cleared", goal_id: 8}) === g,
+      cleared: goalAfterEvent(g, {kind: "goal_cleared", goal_id: 7}) === null,
+      notGoal: goalAfterEvent(g, {kind: "gift"}) === undefined,
+      newGoal: mergeGoal(reached, goalAfterEvent(reached, {kind: "goal", goal_id: 9, target: 5})).progress === 0,
+    };
+  });
+  check(Object.values(rule).every(Boolean), `the goal rule of common.js: ${JSON.stringify(rule)}`);
 
   // ---- a PK battle ----
   const battle = await adminApi("POST", "/api/v1/pk", {room_a: "alice", room_b: opts.rival, seconds: PK_SECONDS});
