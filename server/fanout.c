@@ -261,9 +261,12 @@ static void flush_rooms(struct rooms *rs)
             r->flush_queued = 0;
         }
     }
-    /* The rooms not reached, then those that wait (or go again). */
-    *tail = rs->dirty;
-    rs->dirty = wait;
+    /* The rooms not reached (a pass cut short first), then those that wait
+     * or go again: a room's new pass never goes ahead of another's first. */
+    struct room **end = &rs->dirty;
+    while (*end)
+        end = &(*end)->flush_next;
+    *end = wait;
     int more = 0;
     for (struct room *r = rs->dirty; r; r = r->flush_next)
         more |= r->flushing || !(r->board_busy && !r->board_push[0] && now - r->dirty_ms < ROOM_BOARD_WAIT_MS);
