@@ -65,16 +65,20 @@ static void push_room(struct pk *p, const struct pk_battle *b, const char *room)
             frame_unref(f[k]);
 }
 
-/* This node's count of joins to a room (0 without members here). */
-static uint32_t joins_of(struct pk *p, const char *room)
+/* A new member of a room in running battles gets their scores at once. */
+static void on_member_joined(void *ctx, struct conn *c, const struct room *r)
 {
-    const struct room *r = room_find(p->rooms, room);
-    return r ? r->joins : 0;
+    struct pk *p = ctx;
+    for (int i = 0; i < p->nbattles; i++) {
+        const struct pk_battle *b = &p->battles[i];
+        if (b->running && (strcmp(b->room_a, r->id) == 0 || strcmp(b->room_b, r->id) == 0))
+            conn_send(c, score_frame(b, r->id, c->fmt));
+    }
 }
 
 /* Pushes the running battles whose scores changed since the last push, or
- * whose rooms someone joined, or pushed PK_REPUSH_MS ago (or never by this
- * node), and forgets the battles no longer running. */
+ * pushed PK_REPUSH_MS ago (or never by this node), and forgets the battles
+ * no longer running. */
 static void push_scores(struct pk *p)
 {
     struct pk_pushed next[PK_BATTLES_MAX];
@@ -88,12 +92,10 @@ static void push_scores(struct pk *p)
         for (int j = 0; j < p->npushed; j++)
             if (p->pushed[j].id == b->id)
                 old = &p->pushed[j];
-        uint32_t ja = joins_of(p, b->room_a), jb = joins_of(p, b->room_b);
-        if (!old || old->score_a != b->score_a || old->score_b != b->score_b || now - old->at_ms >= PK_REPUSH_MS ||
-            old->joins_a != ja || old->joins_b != jb) {
+        if (!old || old->score_a != b->score_a || old->score_b != b->score_b || now - old->at_ms >= PK_REPUSH_MS) {
             push_room(p, b, b->room_a);
             push_room(p, b, b->room_b);
-            next[n++] = (struct pk_pushed){b->id, b->score_a, b->score_b, now, ja, jb};
+            next[n++] = (struct pk_pushed){b->id, b->score_a, b->score_b, now};
         } else {
             next[n++] = *old;
         }
@@ -426,6 +428,8 @@ void pk_init(struct pk *p, const struct config *cfg, const char *node_id, uv_loo
     p->rl = rl;
     p->ob = ob;
     p->rooms = rooms;
+    rooms->on_joined = on_member_joined;
+    rooms->on_joined_ctx = p;
     p->cut_script = (struct rlink_script){.name = "pk_cut", .src = lua_pk_cut};
     p->announce_script = (struct rlink_script){.name = "pk_announce", .src = lua_pk_announce};
     rlink_script_add(rl, &p->cut_script);

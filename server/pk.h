@@ -10,10 +10,10 @@
  *      battle (struct pk_live) and asks only for the orders since, so a
  *      tick costs the last minute of orders, however long the battle;
  *   2. pushes `pk_score` to its own members of both rooms of each running
- *      battle whose scores changed since its last push, or that someone
- *      joined since, or were last pushed PK_REPUSH_MS ago (so a room gets at
- *      most one push per tick, however many gifts arrive, and a member who
- *      joins gets one within a tick);
+ *      battle whose scores changed since its last push, or were last pushed
+ *      PK_REPUSH_MS ago (so a room gets at most one push per tick, however
+ *      many gifts arrive); a member who joins either room gets the scores
+ *      right after its `joined` (struct rooms' on_joined);
  *   3. for one battle past its end, checks the cut on every wallet shard
  *      (lua/pk_cut.lua: Redis's clock past the end and every outbox entry
  *      before it committed by the ledger) and, when all pass, decides it
@@ -78,12 +78,9 @@ struct pk_stats {
     uint64_t announced; /* decided battles this node announced into both rooms */
 };
 
-/* The scores last pushed, per battle, when (monotonic ms), and the two
- * rooms' join counts then (struct room's joins): a member who joined since
- * gets the scores at the next tick. */
+/* The scores last pushed, per battle, and when (monotonic ms). */
 struct pk_pushed {
     int64_t id, score_a, score_b, at_ms;
-    uint32_t joins_a, joins_b;
 };
 
 struct pk {
@@ -113,7 +110,8 @@ struct pk {
     struct pk_stats stats;
 };
 
-/* Registers the scripts (before rlink_start). */
+/* Registers the scripts (before rlink_start), and hooks the rooms' joins
+ * (after rooms_init). */
 void pk_init(struct pk *p, const struct config *cfg, const char *node_id, uv_loop_t *loop, struct rlink *rl,
              struct outbox *ob, struct rooms *rooms);
 /* Connects to PostgreSQL and starts ticking. 0, or -1 when out of memory. */

@@ -102,7 +102,6 @@ struct room {
     struct room *board_next;
     uint8_t live; /* what this node last told the members (catalog_room_live) */
     int64_t combo_until_ms; /* monotonic: the combo sweeps go on until then */
-    uint32_t joins; /* members added so far; wraps, compared for equality only */
 };
 
 struct rooms {
@@ -133,6 +132,10 @@ struct rooms {
     uv_timer_t board_timer;
     int board_running;
     int handles; /* the loop handles are initialised */
+    /* Called once a new member's `joined` went out, if it is still a
+     * member (the PK battles send it their scores); may be NULL. */
+    void (*on_joined)(void *ctx, struct conn *c, const struct room *r);
+    void *on_joined_ctx;
 };
 
 /* room.c */

@@ -128,6 +128,8 @@ static void on_snapshot(void *ctx, const struct roomstore_snapshot *s)
     free(m->join_id);
     m->join_id = NULL;
     conn_send(c, joined);
+    if (rs->on_joined && room_membership(c, r) >= 0)
+        rs->on_joined(rs->on_joined_ctx, c, r);
     if (ev)
         fanout_mark(rs, r); /* events after the snapshot are in the ring already */
     free(p);
@@ -230,7 +232,6 @@ void room_join(struct rooms *rs, struct conn *c, const char *id, const char *req
     *m = (struct membership){.room = r, .ring = &r->ring, .idx = r->nmembers, .state = MEMBER_WAIT_SUB,
                              .join_id = jid};
     r->members[r->nmembers++] = c;
-    r->joins++;
     r->empty_since_ms = 0;
 
     switch (r->sub) {
