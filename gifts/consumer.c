@@ -12,6 +12,7 @@
 #include "log.h"
 
 static void pump(struct consumer *c);
+static void on_gather(uv_timer_t *t);
 
 /* ---- Failures and shard phases --------------------------------------------- */
 
@@ -193,9 +194,14 @@ static void on_read(redisReply *reply, void *priv)
         got[b->e[i].shard]++;
         last[b->e[i].shard] = b->e[i].id;
     }
+    /* A stream that filled its share has more waiting: the next read goes
+     * at once. Else it waits out the gather time. */
+    c->next_read_ms = c->read_sent_ms + c->cfg.gather_ms;
     for (int k = 0; k < c->nread; k++) {
         int s = c->read_shards[k];
         struct consumer_shard *sh = &c->sh[s];
+        if (got[s] >= c->read_count)
+            c->next_read_ms = 0;
         if (sh->phase != PHASE_PENDING || sh->gen != c->read_gen[k])
             continue;
         if (got[s] < c->read_count)
@@ -253,6 +259,7 @@ static void read_start(struct consumer *c)
         backoff(c, "XREADGROUP not sent");
         return;
     }
+    c->read_sent_ms = clock_mono_ms();
     c->step = STEP_READING;
 }
 
@@ -402,9 +409,18 @@ static void pump(struct consumer *c)
             claim_start(c, s);
             return;
         }
-    if (c->ops.ready(c->ctx))
-        read_start(c);
+    if (!c->ops.ready(c->ctx))
+        return;
+    int64_t wait = c->next_read_ms - clock_mono_ms();
+    if (wait > 0) {
+        if (!uv_is_active((uv_handle_t *)&c->gather))
+            uv_timer_start(&c->gather, on_gather, (uint64_t)wait, 0);
+        return;
+    }
+    read_start(c);
 }
+
+static void on_gather(uv_timer_t *t) { pump(t->data); }
 
 void consumer_kick(struct consumer *c) { pump(c); }
 
@@ -482,6 +498,8 @@ int consumer_start(struct consumer *c)
     uv_timer_init(c->loop, &c->timer);
     c->timer.data = c;
     uv_timer_start(&c->timer, on_tick, 0, CONSUMER_TICK_MS);
+    uv_timer_init(c->loop, &c->gather);
+    c->gather.data = c;
     c->started = 1;
     return 0;
 }
@@ -493,6 +511,8 @@ void consumer_stop(struct consumer *c)
     c->stopping = 1;
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, NULL);
+    uv_timer_stop(&c->gather);
+    uv_close((uv_handle_t *)&c->gather, NULL);
     /* Another node can take the shards at once instead of after the
      * leases run out. */
     lease_release_all(&c->leases);

@@ -26,7 +26,11 @@
  * command goes on the consumer's own Redis connection (its reads block).
  * The next read is sent once the acknowledgements are answered: the entries
  * that came meanwhile make the next batch bigger, and a batch costs the
- * ledger about the same whatever its size. */
+ * ledger about the same whatever its size. A group with a gather time also
+ * sends reads at most that often unless the last one filled its batch: at
+ * a steady rate its batches hold what came in the gather time, not the one
+ * or two entries of a fast round trip, while an entry that comes alone
+ * (the read before it older than the gather time) goes on at once. */
 #ifndef TIPCAST_CONSUMER_H
 #define TIPCAST_CONSUMER_H
 
@@ -69,7 +73,8 @@ struct consumer_ops {
 struct consumer_cfg {
     const char *group;
     int per_read; /* most entries per read, shared by its streams */
-    int block_ms; /* how long a read of new entries waits for one */
+    int block_ms;  /* how long a read of new entries waits for one */
+    int gather_ms; /* reads at most this often unless the last was full; 0: no wait */
     int trims;    /* 1: this group trims the streams of its shards */
 };
 
@@ -111,6 +116,8 @@ struct consumer {
     int acks_pending;                       /* XACKs of the last batch not yet answered */
     int ack_failed;                         /* one of them failed */
     uv_timer_t timer;
+    uv_timer_t gather;                      /* wakes pump() when the next read may go */
+    int64_t read_sent_ms, next_read_ms;     /* the last read's time; the next's earliest */
     int cmd_was_ready;
     int64_t next_lease_ms, next_trim_ms, next_stats_ms;
     struct consumer_stats stats;

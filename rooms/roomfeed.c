@@ -268,7 +268,7 @@ void roomfeed_init(struct roomfeed *f, struct outbox *ob, uv_loop_t *loop, int h
     rlink_script_add(f->rl, &f->apply);
     static const struct consumer_ops ops = {.ready = ready, .apply = apply};
     const struct consumer_cfg cfg = {.group = OUTBOX_GROUP_ROOMS, .per_read = FEED_READ_MAX,
-                                     .block_ms = FEED_BLOCK_MS, .trims = 0};
+                                     .block_ms = FEED_BLOCK_MS, .gather_ms = FEED_GATHER_MS, .trims = 0};
     consumer_init(&f->consumer, ob, loop, &cfg, &ops, f);
 }
 

@@ -44,7 +44,8 @@ void ledger_init(struct ledger *l, struct outbox *ob, uv_loop_t *loop, const str
     l->loop = loop;
     static const struct consumer_ops ops = {.ready = ready, .apply = apply};
     const struct consumer_cfg ccfg = {.group = OUTBOX_GROUP_LEDGER, .per_read = cfg->ledger_batch,
-                                      .block_ms = cfg->ledger_flush_ms, .trims = 1};
+                                      .block_ms = cfg->ledger_flush_ms, .gather_ms = cfg->ledger_flush_ms,
+                                      .trims = 1};
     consumer_init(&l->consumer, ob, loop, &ccfg, &ops, l);
     histogram_init_latency(&l->stats.flush);
 }

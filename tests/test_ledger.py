@@ -408,6 +408,43 @@ def test_batch_of_written_and_new_entries(start, redis):
     assert account_sum(f"user:{users[0]}") == -5 - 5 - 7 - 7 + 100 + 50
 
 
+def test_steady_flow_is_gathered_into_few_transactions(start, redis):
+    """ledger-flush-ms: while entries keep coming, the ledger reads the
+    outbox at most once per flush time (unless a read fills its batch), so a
+    transaction holds what came meanwhile instead of the one entry of a fast
+    round trip; an entry after a quiet spell is written at once."""
+    from test_metrics import scrape, val
+    flush_s = 1.0
+    srv = start(ledger_flush_ms=int(flush_s * 1000))
+    creator = unique("cr")
+    users = [unique("v") for _ in range(5)]
+    m0 = scrape(srv)[1]
+    produced = {}
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 2.0:  # about 200 entries in 2 s, one every 10 ms
+        oid, _ = redis.add("tip", users[len(produced) % 5], 2, room=creator)
+        produced[oid] = 2
+        time.sleep(0.01)
+    wait_for(lambda: count_orders(creator) == len(produced), what="the flow's orders")
+    check_exactly_once(creator, produced)
+    m1 = scrape(srv)[1]
+    batches = val(m1, "tipcast_ledger_flush_seconds_count") - val(m0, "tipcast_ledger_flush_seconds_count")
+    entries = val(m1, "tipcast_ledger_entries_total") - val(m0, "tipcast_ledger_entries_total")
+    assert entries == len(produced) > 100, (entries, len(produced))
+    # 2 s of flow: a transaction per second, and the first entry's and the
+    # tail's of their own (without the gather: one per entry or two).
+    assert 2 <= batches <= 2.0 / flush_s + 3, (batches, entries)
+
+    time.sleep(flush_s + 0.5)  # quiet: the next entry goes on at once
+    t1 = time.monotonic()
+    oid, _ = redis.add("tip", users[0], 3, room=creator)
+    produced[oid] = 3
+    wait_for(lambda: count_orders(creator) == len(produced), what="the lone order")
+    lone_s = time.monotonic() - t1
+    assert lone_s < flush_s * 0.8, f"a lone entry waited {lone_s:.2f} s (gather time {flush_s} s)"
+    check_exactly_once(creator, produced)
+
+
 def test_sigkill_mid_stream_never_doubles(start, redis):
     creator = unique("cr")
     users = [unique("v") for _ in range(8)]
