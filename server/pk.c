@@ -16,7 +16,7 @@
 #include "room.h"
 #include "roomkeys.h"
 
-extern const char lua_pk_cut[];
+extern const char lua_pk_horizon[];
 extern const char lua_pk_announce[];
 
 static void tick(struct pk *p);
@@ -152,43 +152,64 @@ static void decide(struct pk *p)
         step_done(p);
 }
 
-static void on_cut(redisReply *reply, void *priv)
+/* ---- The ledger's horizon ---------------------------------------------------- */
+
+static void on_horizon(redisReply *reply, void *priv)
 {
     struct pk *p = priv;
+    int64_t h = 0, now = 0;
     if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
-        reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[0]->integer == 1)
-        p->passed++;
-    else
-        p->failed++;
-    if (--p->waiting > 0)
-        return;
-    if (p->failed || !p->pg || !pgconn_up(p->pg) || pgconn_busy(p->pg)) {
-        step_done(p); /* the next tick asks again */
-        return;
+        reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[1]->type == REDIS_REPLY_INTEGER) {
+        h = reply->element[0]->integer;
+        now = reply->element[1]->integer;
     }
-    decide(p);
+    if (h < p->horizon_ms)
+        p->horizon_ms = h;
+    if (now < p->redis_now_ms)
+        p->redis_now_ms = now;
+    if (--p->waiting == 0)
+        p->horizon_done(p);
 }
 
-/* Asks every wallet shard whether the ledger has it past the end. Answers
- * come later (rlink's contract), so counting the calls sent is enough. */
-static void check_cut(struct pk *p)
+/* Asks every wallet shard how far the ledger has committed its outbox
+ * (lua/pk_horizon.lua); `done` runs once every answer is in, with
+ * horizon_ms the earliest shard's (0 when one could not say) and
+ * redis_now_ms the earliest clock. Answers come later (rlink's contract),
+ * so counting the calls sent is enough. */
+static void ask_horizon(struct pk *p, void (*done)(struct pk *p))
 {
-    char stop[24], grace[24];
-    snprintf(stop, sizeof stop, "%" PRId64, p->cur.end_ms);
-    snprintf(grace, sizeof grace, "%d", PK_CUT_GRACE_MS);
-    p->passed = p->failed = p->waiting = 0;
+    p->horizon_ms = p->redis_now_ms = INT64_MAX;
+    p->horizon_done = done;
+    p->waiting = 0;
     for (int k = 0; k < p->ob->shards; k++) {
         char key[OUTBOX_KEY_MAX];
         outbox_key(k, key, sizeof key);
-        const char *argv[] = {key, stop, OUTBOX_GROUP_LEDGER, grace};
-        size_t len[] = {strlen(key), strlen(stop), strlen(OUTBOX_GROUP_LEDGER), strlen(grace)};
-        if (rlink_eval(p->rl, &p->cut_script, 1, 4, argv, len, on_cut, p) == 0)
+        const char *argv[] = {key, OUTBOX_GROUP_LEDGER};
+        size_t len[] = {strlen(key), strlen(OUTBOX_GROUP_LEDGER)};
+        if (rlink_eval(p->rl, &p->horizon_script, 1, 2, argv, len, on_horizon, p) == 0)
             p->waiting++;
         else
-            p->failed++;
+            p->horizon_ms = p->redis_now_ms = 0;
     }
-    if (p->waiting == 0)
+    if (p->waiting == 0) {
+        p->horizon_ms = p->redis_now_ms = 0;
+        done(p);
+    }
+}
+
+/* The cut of a battle past its end: every shard's clock past the end (by
+ * the grace: no order can fall before it any more) and its ledger past it
+ * too (every order before the end is stored). Then it is decided; else the
+ * next tick asks again. */
+static void on_cut(struct pk *p)
+{
+    int64_t end = p->cur.end_ms;
+    if (p->horizon_ms < end || p->redis_now_ms < end + PK_CUT_GRACE_MS || !p->pg || !pgconn_up(p->pg) ||
+        pgconn_busy(p->pg)) {
         step_done(p);
+        return;
+    }
+    decide(p);
 }
 
 /* ---- The announcement ------------------------------------------------------- */
@@ -352,7 +373,7 @@ static void on_tick(PGresult *res, int ok, void *priv)
         const struct pk_battle *b = &p->battles[i];
         if (b->running && now >= b->end_ms + PK_CUT_GRACE_MS) {
             p->cur = *b;
-            check_cut(p);
+            ask_horizon(p, on_cut);
             return;
         }
     }
@@ -382,12 +403,16 @@ int pk_running(const struct pk *p)
     return n;
 }
 
-static void tick(struct pk *p)
+/* Reads the battles, with the checkpoint the ledger's horizon allows (less
+ * the grace: an order's created_at may be a little before its entry's id). */
+static void query_tick(struct pk *p)
 {
-    if (p->busy || !p->pg || !pgconn_up(p->pg) || pgconn_busy(p->pg) || !rlink_cmd_ready(p->rl))
+    if (!p->pg || !pgconn_up(p->pg) || pgconn_busy(p->pg)) {
+        step_done(p);
         return;
+    }
     /* The battles this node counts, and their checkpoints: "{1,2}", "{...}". */
-    char ids[PK_BATTLES_MAX * 21 + 3], froms[PK_BATTLES_MAX * 21 + 3];
+    char ids[PK_BATTLES_MAX * 21 + 3], froms[PK_BATTLES_MAX * 21 + 3], stored[24];
     size_t li = 0, lf = 0;
     ids[li++] = froms[lf++] = '{';
     for (int i = 0; i < p->nlive; i++) {
@@ -396,14 +421,27 @@ static void tick(struct pk *p)
     }
     snprintf(ids + li, sizeof ids - li, "}");
     snprintf(froms + lf, sizeof froms - lf, "}");
-    const char *params[] = {ids, froms};
-    p->busy = 1;
+    snprintf(stored, sizeof stored, "%" PRId64, p->horizon_ms > PK_CUT_GRACE_MS ? p->horizon_ms - PK_CUT_GRACE_MS : 0);
+    const char *params[] = {ids, froms, stored};
     p->nbattles = 0;
     if (pgconn_query_params(p->pg,
                             "SELECT id, state, room_a, room_b, start_ms, end_ms, score_a, score_b, winner, announced, "
-                            "cut_ms, settled_a, settled_b FROM tipcast_pk_tick($1::bigint[], $2::bigint[])",
-                            2, params, on_tick, p) < 0)
+                            "cut_ms, settled_a, settled_b FROM tipcast_pk_tick($1::bigint[], $2::bigint[], $3::bigint)",
+                            3, params, on_tick, p) < 0)
         step_done(p);
+}
+
+static void tick(struct pk *p)
+{
+    if (p->busy || !p->pg || !pgconn_up(p->pg) || pgconn_busy(p->pg) || !rlink_cmd_ready(p->rl))
+        return;
+    p->busy = 1;
+    if (pk_running(p)) {
+        ask_horizon(p, query_tick);
+    } else {
+        p->horizon_ms = 0; /* nothing to count: the battles only */
+        query_tick(p);
+    }
 }
 
 static void on_timer(uv_timer_t *t) { tick(t->data); }
@@ -430,9 +468,9 @@ void pk_init(struct pk *p, const struct config *cfg, const char *node_id, uv_loo
     p->rooms = rooms;
     rooms->on_joined = on_member_joined;
     rooms->on_joined_ctx = p;
-    p->cut_script = (struct rlink_script){.name = "pk_cut", .src = lua_pk_cut};
+    p->horizon_script = (struct rlink_script){.name = "pk_horizon", .src = lua_pk_horizon};
     p->announce_script = (struct rlink_script){.name = "pk_announce", .src = lua_pk_announce};
-    rlink_script_add(rl, &p->cut_script);
+    rlink_script_add(rl, &p->horizon_script);
     rlink_script_add(rl, &p->announce_script);
 }
 

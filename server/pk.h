@@ -6,17 +6,21 @@
  *   1. reads the running battles with their live scores (the coins of the
  *      orders stored in PostgreSQL whose money moved in the battle's
  *      window) and the decided ones not yet announced (tipcast_pk_tick,
- *      migration 013): the node keeps what it has counted for good per
- *      battle (struct pk_live) and asks only for the orders since, so a
- *      tick costs the last minute of orders, however long the battle;
+ *      migrations 013 and 014): the node keeps what it has counted for good
+ *      per battle (struct pk_live) and asks only for the orders since its
+ *      checkpoint. While battles run, it first asks every wallet shard how
+ *      far the ledger has committed its outbox (lua/pk_horizon.lua): the
+ *      checkpoint moves up to there (less PK_CUT_GRACE_MS), so a tick
+ *      re-reads about a second of orders, however long the battle (a minute
+ *      at most while the ledger is behind);
  *   2. pushes `pk_score` to its own members of both rooms of each running
  *      battle whose scores changed since its last push, or were last pushed
  *      PK_REPUSH_MS ago (so a room gets at most one push per tick, however
  *      many gifts arrive); a member who joins either room gets the scores
  *      right after its `joined` (struct rooms' on_joined);
  *   3. for one battle past its end, checks the cut on every wallet shard
- *      (lua/pk_cut.lua: Redis's clock past the end and every outbox entry
- *      before it committed by the ledger) and, when all pass, decides it
+ *      (lua/pk_horizon.lua: Redis's clock past the end and every outbox
+ *      entry before it committed by the ledger) and, when all pass, decides it
  *      (tipcast_pk_decide: the first node stores the result, a later one
  *      computes it again and compares; both log it);
  *   4. or, for one battle decided by another node, computes the result
@@ -94,7 +98,7 @@ struct pk {
     uv_timer_t timer;
     int started;
     int busy; /* a tick's step is in flight */
-    struct rlink_script cut_script, announce_script;
+    struct rlink_script horizon_script, announce_script;
     struct pk_battle battles[PK_BATTLES_MAX];
     int nbattles;
     struct pk_live live[PK_BATTLES_MAX], next_live[PK_BATTLES_MAX];
@@ -106,7 +110,10 @@ struct pk {
     int nverified;
     /* The step in flight: the battle, and the Redis answers awaited. */
     struct pk_battle cur;
-    int waiting, passed, failed;
+    int waiting, failed;
+    /* The ledger's horizon being asked (ask_horizon), and what follows. */
+    int64_t horizon_ms, redis_now_ms;
+    void (*horizon_done)(struct pk *p);
     struct pk_stats stats;
 };
 

@@ -9,12 +9,15 @@ The stored result is compared with the sum over orders whose money moved
 in the window (the order ids' milliseconds), and each node's own
 computation of it (its log line) with the other's."""
 
+import os
 import random
 import re
 import time
 
 import admin
+from conftest import REPO
 from helpers import SHARDS, psql, wait_for
+from resp import Redis
 from test_metrics import scrape, val
 from test_money import catalog, credit, live_creator, wait_room_live  # noqa: F401
 from wsclient import SUBPROTOCOL_MSGPACK, unique
@@ -216,8 +219,9 @@ def test_pk_request_accept_and_draw(server, client, catalog):  # noqa: F811
 
 
 def test_live_scores_are_counted_from_a_checkpoint(server):
-    """tipcast_pk_tick(ids, froms) (migration 013): a node counts a running
-    battle's live score from its checkpoint on; the orders before the cut (a
+    """tipcast_pk_tick(ids, froms[, stored_ms]) (migrations 013, 014): a
+    node counts a running battle's live score from its checkpoint on; the
+    orders before the cut (where the ledger has stored everything, else a
     minute ago) are counted for good once, those after again at every tick.
     The result (tipcast_pk_score) still counts every order."""
     server(**FLAGS)  # the schema at this version
@@ -264,5 +268,61 @@ def test_live_scores_are_counted_from_a_checkpoint(server):
         assert late["score_b"] == 0, late
         assert psql(f"SELECT tipcast_pk_score(room_b, starts_at, ends_at) FROM pk_battles WHERE id = {pid}") == "57"
         assert psql(f"SELECT tipcast_pk_score(room_a, starts_at, ends_at) FROM pk_battles WHERE id = {pid}") == "123"
+
+        # With the node's word (migration 014): every order created before
+        # stored_ms is in PostgreSQL, so the checkpoint moves up to it...
+        def tick3(stored_ms):
+            rows = psql("SELECT id, score_a, score_b, cut_ms, settled_a, settled_b FROM tipcast_pk_tick("
+                        f"'{{{pid}}}'::bigint[], '{{{first['cut']}}}'::bigint[], {stored_ms})")
+            got = [[int(x) for x in line.split("|")] for line in rows.splitlines()]
+            return next(dict(zip(("score_a", "score_b", "cut", "settled_a", "settled_b"), f[1:]))
+                        for f in got if f[0] == pid)
+        near = tick3(now_ms - 3000)
+        assert near["cut"] == now_ms - 3000, near
+        assert (near["score_a"], near["score_b"], near["settled_a"], near["settled_b"]) == (23, 0, 20, 0), near
+        # ... but not past a second ago, nor further back than a minute.
+        sql_now = int(psql("SELECT tipcast_ms(now())"))
+        ahead = tick3(sql_now + 60000)
+        sql_after = int(psql("SELECT tipcast_ms(now())"))
+        assert sql_now - 1000 <= ahead["cut"] <= sql_after - 1000, (ahead, sql_now, sql_after)
+        unknown = tick3(0)
+        assert abs(unknown["cut"] - (sql_now - 60000)) < 5000, (unknown, sql_now)
     finally:
         psql(f"UPDATE pk_battles SET state = 'expired' WHERE id = {pid}")
+
+
+def test_ledger_horizon_of_a_shard():
+    """server/lua/pk_horizon.lua on a stream of its own: {horizon, now} is
+    the oldest entry pending in the ledger group or not yet delivered to it,
+    or Redis's clock when the group has everything; 0 without the group."""
+    with open(os.path.join(REPO, "server", "lua", "pk_horizon.lua")) as f:
+        src = f.read()
+    r = Redis()
+    key = "tc:{w:test-" + unique("h") + "}:outbox"
+
+    def horizon():
+        h, now = r("EVAL", src, "1", key, "ledger")
+        return h, now
+
+    try:
+        h, now = horizon()
+        assert h == now > 0, (h, now)  # no stream: nothing waits
+        base = now - 10000
+        for i in range(3):
+            r("XADD", key, f"{base + i * 1000}-0", "k", "tip")
+        assert horizon()[0] == 0  # no ledger group: nothing can be said
+        r("XGROUP", "CREATE", key, "ledger", "0")
+        assert horizon()[0] == base  # nothing delivered
+        got = r("XREADGROUP", "GROUP", "ledger", "n1", "COUNT", "2", "STREAMS", key, ">")
+        assert len(got[0][1]) == 2
+        assert horizon()[0] == base  # delivered, pending (not committed)
+        r("XACK", key, "ledger", f"{base}-0")
+        assert horizon()[0] == base + 1000  # the next pending one
+        r("XACK", key, "ledger", f"{base + 1000}-0")
+        assert horizon()[0] == base + 2000  # the one not delivered yet
+        r("XREADGROUP", "GROUP", "ledger", "n1", "COUNT", "10", "STREAMS", key, ">")
+        r("XACK", key, "ledger", f"{base + 2000}-0")
+        h, now = horizon()
+        assert h == now >= base + 10000, (h, now)  # all committed: up to the clock
+    finally:
+        r("DEL", key)
