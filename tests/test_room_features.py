@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import mint_token
+from conftest import SANITIZED, mint_token
 from helpers import SHARDS, entry_fields, psql, wait_for, xadd_entry
 from resp import Redis
 from wsclient import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, encode_frame, unique
@@ -418,7 +418,10 @@ def test_combo_counts_exact_at_1000_gifts_per_s_on_two_nodes(server, client, cat
                 time.sleep(delay)
             sock.sendall(raw)
         took = time.monotonic() - start
-        if took > total / rate * 1.5:
+        # The pace is the normal build's to prove: a sanitized one (several
+        # times slower) may hold the writes back; its counts are checked all
+        # the same.
+        if took > total / rate * 1.5 and not SANITIZED:
             errors.append(f"sending took {took:.1f}s")
 
     th = threading.Thread(target=send)
