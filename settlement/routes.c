@@ -83,6 +83,7 @@ const struct api_route api_routes[] = {
      API_BODY | API_BODY_REQUIRED},
     {API_POST, "/api/v1/coupons", ADMIN | OPS, 0, "tipcast_api_coupon_create", NULL, API_BODY | API_BODY_REQUIRED},
     {API_GET, "/api/v1/coupons/{id}", STAFF, 0, "tipcast_api_coupon_get", NULL, 0},
+    {API_POST, "/api/v1/coupons/{id}/revoke", ADMIN | OPS, 0, "tipcast_api_coupon_revoke", NULL, API_BODY},
     {API_POST, "/api/v1/pk", ADMIN | OPS | CRE, 0, "tipcast_api_pk_create", NULL, API_BODY | API_BODY_REQUIRED},
     {API_POST, "/api/v1/pk/{id}/accept", ADMIN | OPS | CRE, 0, "tipcast_api_pk_accept", NULL, API_BODY},
     {API_GET, "/api/v1/pk/{id}", STAFF | CRE, 0, "tipcast_api_pk_get", NULL, 0},

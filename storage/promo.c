@@ -239,7 +239,7 @@ static void lookups(struct promo *p)
     int head = snprintf(sql, sizeof sql,
                         "SELECT code, user_id, gift_id, discount, "
                         "coalesce((extract(epoch FROM expires_at) * 1000)::bigint, 0) "
-                        "FROM coupons WHERE code IN (");
+                        "FROM coupons WHERE revoked_at IS NULL AND code IN (");
     if (pgconn_in_list(p->pg, sql, sizeof sql, (size_t)head, n, code_of, p) < 0) {
         gifts_finish(p, p->count, 0);
         return;

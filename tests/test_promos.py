@@ -114,6 +114,36 @@ def test_coupon_gift_once_platform_pays(server, client, catalog):  # noqa: F811
     assert st == 404, got
 
 
+def test_revoked_coupon_is_refused(server, client, catalog):  # noqa: F811
+    """POST /api/v1/coupons/{code}/revoke: a gift with the coupon is then
+    coupon_invalid and moves nothing; revoking again answers the same; the
+    revocation is audited; only admin and operations may revoke."""
+    srv, api = admin.start(server, **FLAGS)
+    staff = admin.tok("operations")
+    creator, viewer = unique("cr"), unique("v")
+    live_creator(creator)
+    adm = client(srv, unique("adm"), "admin")
+    c = client(srv, viewer)
+    wait_room_live(c, creator)
+    credit(adm, viewer, 1000)
+    cp = coupon(api, admin.tok("admin"), viewer, ROCKET, 200)
+    st, _, err = api.post(f"/api/v1/coupons/{cp['code']}/revoke", admin.tok("finance"), None)
+    assert st == 403, err
+    st, _, got = api.post(f"/api/v1/coupons/{cp['code']}/revoke", staff, None)
+    assert st == 200 and got["revoked_at"] and got["revoked_by"] and got["used"] is False, (st, got)
+    st, _, again = api.post(f"/api/v1/coupons/{cp['code']}/revoke", admin.tok("admin"), None)
+    assert st == 200 and again["revoked_at"] == got["revoked_at"] and again["revoked_by"] == got["revoked_by"], again
+    st, _, err = api.post(f"/api/v1/coupons/{unique('none')}/revoke", staff, None)
+    assert st == 404 and err["error"]["code"] == "not_found", err
+    r = c.request({"type": "gift", "id": unique("g"), "room": creator, "gift": ROCKET, "coupon": cp["code"]})
+    assert r["type"] == "error" and r["code"] == "coupon_invalid" and r["field"] == "coupon", r
+    assert balance(c) == 1000
+    assert psql(f"SELECT count(*) FROM audit_log WHERE action = 'coupon.revoke' AND target = '{cp['code']}'") == "1"
+    # Without the coupon the same gift goes through at its full price.
+    ack = c.request({"type": "gift", "id": unique("g"), "room": creator, "gift": ROCKET})
+    assert ack["type"] == "ack" and ack["balance"] == 1000 - ack["amount"] and "discount" not in ack, ack
+
+
 def test_coupon_discount_above_price_and_expiry(server, client, catalog):  # noqa: F811
     srv, api = admin.start(server, **FLAGS)
     staff = admin.tok("admin")
