@@ -581,16 +581,16 @@ def scenario8(d, f):
             "goal steps ride on the call that was already made per batch of orders; PostgreSQL's is "
             f"{fmt(pg.get('idle'), 1)} / {fmt(pg.get('on'), 1)} against {fmt(pg.get('before'), 1)} "
             f"({fmt(ratio(pg.get('on'), pg.get('before')), 2, ' x')}; the ledger's transaction also keeps the "
-            "global boards' per-sender rollup, and with battles running every node's PK tick reads the last "
-            "minute of their orders each second).")
+            "global boards' per-sender rollup, but gathers 50 ms of orders (`ledger-flush-ms`), and with battles "
+            "running every node's PK tick re-reads about a second of their orders).")
         mx = {k: num(f.get(f"s8.{k}.max")) for k, _ in kinds}
         d.w(f"- **Gift throughput.** find-max held {fmt(mx.get('idle'))} gifts/s with the features idle and "
             f"{fmt(mx.get('on'))} with goal + PK on, against {fmt(mx.get('before'))} before them. Near the 50 ms "
-            "bound a step's p99 is noisy (`s8-*-max.json` holds every step): an earlier run (commit 8c72a20) "
-            "measured 1,500 idle and 1,000 on, the build before 2,250 both times. So the features cost one to two "
-            "x1.5 steps of the maximum, more than the few percent of CPU per gift above explain at 1,000 "
-            "gifts/s; the fixed-rate rounds show stalls (one `on` round's ack p99 above 100 ms in both runs) that "
-            "are not profiled yet. This regression is not closed.")
+            "bound a step's p99 is noisy (`s8-*-max.json` holds every step), and this machine moves by a x1.5 "
+            "step between runs: the run at 689969e measured 2,250 idle and 1,500 on against 2,250 before. Runs "
+            "at 8c72a20 and e221e52 had measured 1,000-1,500 with the features against 2,250: the profile below "
+            "found the PK tick behind it, and migration 014 removed it; the maximum with the features is now "
+            "within a step of the build before them.")
     idle1, before1 = (cpu.get((k, "1")) for k in ("idle", "before"))
     d.w("- **Hot room.** A running PK battle pushes `pk_score` to every member once a second when the score "
         "moved: at 1 event/s that is a second frame per member per second, not counted as a delivery, so the "
@@ -606,21 +606,22 @@ def scenario8(d, f):
         "the first run of this scenario measured 459 ms a tick with 25 battles and 110,000 orders (PostgreSQL "
         "at half a core, every other figure of the run dragged down). Migration 013 counts live scores from a "
         "checkpoint: 12 ms a tick for the same battles.")
-    d.w("- **Profiled at 1,000 gifts/s (commit 469b77e, `BENCH_ONLY=8`, three runs).** The outbox consumers now "
-        "gather (docs/architecture.md): a batch holds what came in the gather time instead of the one or two "
-        "orders of a fast round trip. Against the build before it (cebad89 as `before`, in one of the runs) "
-        "tipcastd's CPU per gift went from 286-289 to 228-255 us and Redis's from 498-515 to 437-485; "
-        "PostgreSQL's stayed within the noise (686-802 against 708-774). Ack p99 was 19-38 ms against 18-21, "
-        "but the `before` rounds run last, when the battles' rooms have had no orders for a minute and the PK "
-        "ticks are cheap, so that difference is not the build's; find-max was 1,000 or the first step missed "
-        "for both builds (this machine measured every build lower than the run above). PostgreSQL's cost is therefore per order, not per transaction: sampling pg_stat_activity every "
+    d.w("- **Profiled at 1,000 gifts/s (commit 469b77e, `BENCH_ONLY=8`, three runs).** The outbox consumers "
+        "gathered there (docs/architecture.md: a batch holds what came in the gather time instead of the one or "
+        "two orders of a fast round trip; the rooms group has since gone back to none, for its ack latency). "
+        "PostgreSQL's CPU per gift stayed within the noise (686-802 us against 708-774 without the gather), "
+        "ack p99 was 19-38 ms and find-max 1,000 or the first step missed. PostgreSQL's cost is therefore per order, not per transaction: sampling pg_stat_activity every "
         "20 ms through a fixed-rate phase found the ledger's transaction active 74% of the time and the PK "
         "tick's query 23% (with 25 battles the last minute of their orders is some 30,000 rows a tick, on every "
         "node); `perf record -a` put 40% of the machine in PostgreSQL, 25% in Redis, 13% in tipcastd and 8% in "
         "the load generator, each profile flat (executor, B-tree and hash lookups; Redis: dict lookups, number "
-        "formatting in the scripts). What would lower them: live PK scores counted in the room script from the "
-        "outbox (exact, like goals) instead of re-read from PostgreSQL by every node; the ledger's per-order "
-        "rollups folded per batch before they reach SQL.")
+        "formatting in the scripts). The PK tick was then changed to follow the ledger (migration 014, "
+        "docs/settlement.md \"Live score\": it re-reads about a second of orders instead of a minute): in the "
+        "next run (commit 794d314) the PK query was active in 49 samples where it had been in 603, PostgreSQL's "
+        "CPU per gift fell to 589-618 us, ack p99 at 1,000 gifts/s to 10-13 ms idle and 22 ms on, and find-max "
+        "rose to 1,500 idle and 2,250 on, the figure of the build before the features. What would lower "
+        "PostgreSQL further: the ledger's per-order rollups folded per batch before they reach SQL; live PK "
+        "scores counted in the room script from the outbox (like goals) instead of read by every node.")
     d.w()
     return {"max": {k: num(f.get(f"s8.{k}.max")) for k, _ in kinds}, "cpu": cpu, "rates": rates}
 
