@@ -37,16 +37,24 @@ def coupon(api, staff, user, gift, discount, **extra):
     return c
 
 
-def test_coupon_gift_once_platform_pays(server, client, catalog):  # noqa: F811
+def viewer_in_live_room(server, client, coins):
+    """A node with the admin API, a live creator's room and a viewer's
+    connection to it credited with `coins`: (srv, api, adm, creator, viewer, c)."""
     srv, api = admin.start(server, **FLAGS)
-    staff = admin.tok("operations")
-    creator, viewer, other = unique("cr"), unique("v"), unique("v")
+    creator, viewer = unique("cr"), unique("v")
     live_creator(creator)
     adm = client(srv, unique("adm"), "admin")
     c = client(srv, viewer)
-    o = client(srv, other)
     wait_room_live(c, creator)
-    credit(adm, viewer, 1000)
+    credit(adm, viewer, coins)
+    return srv, api, adm, creator, viewer, c
+
+
+def test_coupon_gift_once_platform_pays(server, client, catalog):  # noqa: F811
+    srv, api, adm, creator, viewer, c = viewer_in_live_room(server, client, 1000)
+    staff = admin.tok("operations")
+    other = unique("v")
+    o = client(srv, other)
     credit(adm, other, 1000)
 
     cp = coupon(api, staff, viewer, ROCKET, 200, code=unique("cp"))
@@ -118,14 +126,8 @@ def test_revoked_coupon_is_refused(server, client, catalog):  # noqa: F811
     """POST /api/v1/coupons/{code}/revoke: a gift with the coupon is then
     coupon_invalid and moves nothing; revoking again answers the same; the
     revocation is audited; only admin and operations may revoke."""
-    srv, api = admin.start(server, **FLAGS)
+    _, api, _, creator, viewer, c = viewer_in_live_room(server, client, 1000)
     staff = admin.tok("operations")
-    creator, viewer = unique("cr"), unique("v")
-    live_creator(creator)
-    adm = client(srv, unique("adm"), "admin")
-    c = client(srv, viewer)
-    wait_room_live(c, creator)
-    credit(adm, viewer, 1000)
     cp = coupon(api, admin.tok("admin"), viewer, ROCKET, 200)
     st, _, err = api.post(f"/api/v1/coupons/{cp['code']}/revoke", admin.tok("finance"), None)
     assert st == 403, err
@@ -145,14 +147,8 @@ def test_revoked_coupon_is_refused(server, client, catalog):  # noqa: F811
 
 
 def test_coupon_discount_above_price_and_expiry(server, client, catalog):  # noqa: F811
-    srv, api = admin.start(server, **FLAGS)
+    _, api, _, creator, viewer, c = viewer_in_live_room(server, client, 10)
     staff = admin.tok("admin")
-    creator, viewer = unique("cr"), unique("v")
-    live_creator(creator)
-    adm = client(srv, unique("adm"), "admin")
-    c = client(srv, viewer)
-    wait_room_live(c, creator)
-    credit(adm, viewer, 10)
     # A discount above the order's total pays the whole order, no more.
     big = coupon(api, staff, viewer, ROSE, 50)
     ack = c.request({"type": "gift", "id": unique("g"), "room": creator, "gift": ROSE, "count": 3,
