@@ -46,8 +46,7 @@ struct rooms;
 struct outbox;
 
 #define PK_TICK_MS 1000
-/* Unchanged scores are pushed again this often (and at the next tick to a
- * room someone joined). */
+/* Unchanged scores are pushed again this often. */
 #define PK_REPUSH_MS 5000
 /* Battles one tick reads (the query's LIMIT). */
 #define PK_BATTLES_MAX 256
