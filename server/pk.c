@@ -21,6 +21,9 @@ extern const char lua_pk_announce[];
 
 static void tick(struct pk *p);
 
+/* PostgreSQL is up and answering nothing else: a query may go. */
+static int pg_free(const struct pk *p) { return p->pg && pgconn_up(p->pg) && !pgconn_busy(p->pg); }
+
 /* ---- Live scores ------------------------------------------------------------ */
 
 static struct frame *score_frame(const struct pk_battle *b, const char *room, enum fmt fmt)
@@ -204,8 +207,7 @@ static void ask_horizon(struct pk *p, void (*done)(struct pk *p))
 static void on_cut(struct pk *p)
 {
     int64_t end = p->cur.end_ms;
-    if (p->horizon_ms < end || p->redis_now_ms < end + PK_CUT_GRACE_MS || !p->pg || !pgconn_up(p->pg) ||
-        pgconn_busy(p->pg)) {
+    if (p->horizon_ms < end || p->redis_now_ms < end + PK_CUT_GRACE_MS || !pg_free(p)) {
         step_done(p);
         return;
     }
@@ -232,7 +234,7 @@ static void on_announced(redisReply *reply, void *priv)
         p->failed++;
     if (--p->waiting > 0)
         return;
-    if (p->failed || !p->pg || !pgconn_up(p->pg) || pgconn_busy(p->pg)) {
+    if (p->failed || !pg_free(p)) {
         step_done(p);
         return;
     }
@@ -407,7 +409,7 @@ int pk_running(const struct pk *p)
  * the grace: an order's created_at may be a little before its entry's id). */
 static void query_tick(struct pk *p)
 {
-    if (!p->pg || !pgconn_up(p->pg) || pgconn_busy(p->pg)) {
+    if (!pg_free(p)) {
         step_done(p);
         return;
     }
@@ -433,7 +435,7 @@ static void query_tick(struct pk *p)
 
 static void tick(struct pk *p)
 {
-    if (p->busy || !p->pg || !pgconn_up(p->pg) || pgconn_busy(p->pg) || !rlink_cmd_ready(p->rl))
+    if (p->busy || !pg_free(p) || !rlink_cmd_ready(p->rl))
         return;
     p->busy = 1;
     if (pk_running(p)) {
