@@ -5,6 +5,10 @@
 #   scripts/services.sh stop   NAME   stop both, keep their data
 #   scripts/services.sh env    NAME   print `export` lines for tipcastd/tests
 #   scripts/services.sh status NAME   exit 0 when both are running
+#   scripts/services.sh reset  NAME   start both, then empty them: Redis
+#                                     FLUSHALL, database tipcast dropped and
+#                                     created again (scripts/test.sh does this,
+#                                     so that no earlier run's rows count)
 #
 # NAME is an instance: `run` (redis 6391, postgres 5491) or `test` (redis 6392,
 # postgres 5492). Environment TIPCAST_REDIS_PORT / TIPCAST_PG_PORT override the
@@ -18,7 +22,7 @@ WAIT_S=${TIPCAST_SERVICES_WAIT_S:-30}   # bound on every wait below
 log() { printf 'services: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 usage() {
-  echo "usage: $0 start|stop|stop-postgres|env|status NAME   (NAME: run, test, or any [A-Za-z0-9_-] name with ports in env)" >&2
+  echo "usage: $0 start|stop|stop-postgres|reset|env|status NAME   (NAME: run, test, or any [A-Za-z0-9_-] name with ports in env)" >&2
   exit 2
 }
 
@@ -323,15 +327,27 @@ stop_pg() {
   log "postgres stopped"
 }
 
+# Both servers must be running. Every key of this instance's Redis goes, and
+# the database tipcast is dropped (its sessions cut) and created empty; the
+# schema comes back with the next tipcastd's migrations.
+reset_data() {
+  [[ $(redis-cli -p "$REDIS_PORT" flushall 2>/dev/null) == OK ]] || die "FLUSHALL on 127.0.0.1:$REDIS_PORT failed"
+  local conn="host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres connect_timeout=5"
+  psql -X -q -v ON_ERROR_STOP=1 "$conn" -c "DROP DATABASE IF EXISTS tipcast WITH (FORCE)" \
+    -c "CREATE DATABASE tipcast" || die "re-creating database tipcast failed"
+  log "emptied: redis 127.0.0.1:$REDIS_PORT, database tipcast on 127.0.0.1:$PG_PORT"
+}
+
 # --- commands ---------------------------------------------------------------
 case $CMD in
-  start)
+  start | reset)
     for b in redis-server redis-cli psql "$PGBIN/initdb" "$PGBIN/pg_ctl"; do
       command -v "$b" >/dev/null 2>&1 || die "$b not found (run scripts/deps.sh)"
     done
     lock_state
     start_redis
     start_pg
+    if [[ $CMD == reset ]]; then reset_data; fi
     ;;
   stop)
     [[ -d $STATE ]] || { log "no state for instance '$NAME'"; exit 0; }

@@ -5,8 +5,9 @@
 #      tests/browser (playwright-core for the browser test) and in clients/js
 #      (the SDK's test packages) unless the locked versions are already installed
 #   2. builds build/ (RelWithDebInfo) and build-asan/ (gcc, -DTIPCAST_SANITIZE=ON)
-#   3. starts the `test` instance: Redis 127.0.0.1:6392, PostgreSQL 127.0.0.1:5492
-#      (scripts/services.sh), exports TIPCAST_REDIS_HOST/TIPCAST_REDIS_PORT/TIPCAST_PG
+#   3. starts the `test` instance empty: Redis 127.0.0.1:6392, PostgreSQL
+#      127.0.0.1:5492 (scripts/services.sh reset: what an earlier run left in
+#      them, even one on another commit, is gone), exports TIPCAST_REDIS_HOST/TIPCAST_REDIS_PORT/TIPCAST_PG
 #   4. ctest in build/, then in build-asan/ with ASan/UBSan options; each with
 #      TIPCAST_TEST_BIN=<tree>/server/tipcastd and TIPCAST_TEST_SANITIZED=0/1
 #   5. builds build-fuzz/ (clang, -DTIPCAST_FUZZ=ON) and runs fuzz_proto and
@@ -175,7 +176,7 @@ build build-asan "ASan+UBSan build" "" -DCMAKE_C_COMPILER=gcc -DTIPCAST_SANITIZE
 if ((build_ok || asan_ok)); then
   step "starting test services (instance $INSTANCE)"
   SERVICES_STARTED=1
-  if bash scripts/services.sh start "$INSTANCE"; then
+  if bash scripts/services.sh reset "$INSTANCE"; then
     eval "$(bash scripts/services.sh env "$INSTANCE")"
     # TIPCAST_TEST_BIN / TIPCAST_TEST_SANITIZED tell tests/conftest.py which
     # tipcastd to start (CTest's own ENVIRONMENT properties, if any, win).

