@@ -715,6 +715,12 @@ static void dispatch(struct admin_req *q)
             answer_error(q, "bad_json", msg, NULL);
             return;
         }
+        if (api_body_unknown(rt, body, field, sizeof field) < 0) {
+            json_decref(body);
+            answer_error(q, "bad_field", "unknown field: this route's body has only the fields docs/openapi.yaml lists",
+                         field);
+            return;
+        }
     } else if (rt->flags & API_BODY_REQUIRED) {
         answer_error(q, "bad_json", "this route takes a JSON object body", NULL);
         return;

@@ -10,6 +10,7 @@
 #ifndef TIPCAST_ROUTES_H
 #define TIPCAST_ROUTES_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 #include "jwt.h"
@@ -37,6 +38,10 @@ struct api_route {
     const char *fn;       /* "tipcast_api_order_refund"; NULL: answered by the server itself */
     const char *csv;      /* the columns of ?format=csv, comma-separated; NULL: no CSV */
     unsigned flags;
+    /* With API_BODY: the body's fields, comma-separated, as in
+     * docs/openapi.yaml; "name[a,b]" says that name's object, or each object
+     * of name's array, holds only a and b. Any other field is refused. */
+    const char *fields;
 };
 
 /* A path's parameters, by the names in the route's path. */
@@ -56,6 +61,11 @@ const struct api_route *api_route_find(enum api_method method, const char *path,
 /* The whole table, for tests and docs. */
 extern const struct api_route api_routes[];
 extern const size_t api_routes_count;
+
+/* Checks the body's field names against the route's `fields`. Returns 0
+ * when every one is known; else -1 with the first unknown one's place in
+ * `where` ("zzz", "tiers[1].zzz"; cut to n - 1 bytes at a character). */
+int api_body_unknown(const struct api_route *r, const json_t *body, char *where, size_t n);
 
 /* 1 when `role` may call the route (the own rule aside). */
 int api_route_allows(const struct api_route *r, enum role role);

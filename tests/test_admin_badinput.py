@@ -13,6 +13,7 @@ import time
 import pytest
 
 import admin
+import apispec
 from conftest import mint_token
 from helpers import psql, shard_of, wait_for
 from resp import Redis
@@ -351,6 +352,58 @@ def test_callback_amount_mismatch(scene):
 
 
 # ---- and after all of it
+
+def body_routes():
+    """(method, template, schema) of every route whose body docs/openapi.yaml
+    describes as an object without other fields."""
+    spec = apispec.spec()
+    out = []
+    for method, path, op in spec.operations():
+        content = op.get("requestBody", {}).get("content", {}).get("application/json")
+        if content:
+            schema = spec.resolve(content["schema"])
+            for one in [spec.resolve(x) for x in schema.get("oneOf", [])] or [schema]:
+                assert one.get("additionalProperties") is False, (method, path)
+                out.append((method, path, one))
+    return out
+
+
+def test_unknown_body_fields_are_refused_as_the_spec_says(base):
+    """Every field a route's body schema lists is taken (whatever the SQL
+    function then says of its value), and any other, at the top or in a
+    listed object of an array, is 400 bad_field naming it."""
+    spec = apispec.spec()
+    roles = apispec.doc_role_table()
+    routes = body_routes()
+    assert len(routes) >= 27
+
+    def send(method, template, body):
+        target = template.replace("{currency}", CURRENCY).replace("{id}", "x" + unique("i").replace("-", "")[-12:])
+        if template == "/api/v1/payments/callback":
+            return base.api.callback(admin.PAYMENT_SECRET, body)
+        role = "admin" if roles[(method, template)].get("admin") == "yes" else next(
+            r for r, v in roles[(method, template)].items() if v == "yes")
+        return base.api.call(method, target, admin.tok(role), body=body)
+
+    def unknown(answer, field):
+        return answer.get("error", {}).get("field") == field and \
+            answer["error"]["message"].startswith("unknown field")
+
+    for method, template, schema in routes:
+        st, _, a = send(method, template, {"zzz_unknown": 1})
+        assert (st, a["error"]["code"], a["error"]["field"]) == (400, "bad_field", "zzz_unknown"), \
+            (method, template, st, a)
+        assert unknown(a, "zzz_unknown")
+        for name, prop in schema.get("properties", {}).items():
+            # [] is a wrong value for every field: the function refuses it, not the field.
+            st, _, a = send(method, template, {name: []})
+            assert not unknown(a, name), (method, template, name, a)
+            assert st >= 400, (method, template, name, st, a)
+            items = spec.resolve(prop).get("items")
+            if items and spec.resolve(items).get("additionalProperties") is False:
+                st, _, a = send(method, template, {name: [{"zzz_unknown": 1}]})
+                assert st == 400 and unknown(a, f"{name}[0].zzz_unknown"), (method, template, name, a)
+
 
 def test_nothing_moved_and_the_server_lives(base):
     """Runs last (pytest keeps the file's order)."""
