@@ -1,0 +1,171 @@
+/* unit_slots.c - tests of core/slots.c: key slots (the cluster
+ * specification's examples and hash tags), CLUSTER SLOTS replies read from
+ * RESP bytes, and MOVED / ASK redirections. tests/test_cluster.py checks
+ * the same against a real cluster. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "slots.h"
+#include "unit.h"
+
+static unsigned slot(const char *key) { return slots_keyslot(key, strlen(key)); }
+
+static void test_keyslot(void)
+{
+    /* CRC16-XMODEM's check value: "123456789" -> 0x31C3. */
+    CHECK_INT(slot("123456789"), 0x31C3 & 16383);
+    CHECK_INT(slot("foo"), 12182);
+    CHECK_INT(slot("bar"), 5061);
+    CHECK_INT(slot("hello"), 866);
+    CHECK_INT(slot(""), 0);
+    /* Hash tags: the first "{...}" with something in it. */
+    CHECK_INT(slot("{user1000}.following"), slot("user1000"));
+    CHECK_INT(slot("{user1000}.followers"), slot("user1000"));
+    CHECK_INT(slot("foo{}{bar}"), slot("foo{}{bar}")); /* "{}" first: the whole key */
+    CHECK(slot("foo{}{bar}") != slot("bar"));
+    CHECK_INT(slot("foo{{bar}}zap"), slot("{bar"));
+    CHECK_INT(slot("foo{bar}{zap}"), slot("bar"));
+    CHECK_INT(slot("no{close"), slots_keyslot("no{close", 8));
+    /* tipcast's own keys: a shard's and a room's keys share a slot. */
+    CHECK_INT(slot("tc:{w:3}:bal:alice"), slot("tc:{w:3}:outbox"));
+    CHECK_INT(slot("tc:{r:alice}:seq"), slot("r:alice"));
+    /* A length, not a NUL, ends the key. */
+    CHECK_INT(slots_keyslot("foo\0bar", 3), 12182);
+}
+
+/* A reply from RESP bytes, as hiredis reads one off the wire. */
+static redisReply *reply_of(const char *resp)
+{
+    redisReader *r = redisReaderCreate();
+    void *out = NULL;
+    redisReaderFeed(r, resp, strlen(resp));
+    if (redisReaderGetReply(r, &out) != REDIS_OK)
+        out = NULL;
+    redisReaderFree(r);
+    return out;
+}
+
+static void test_map_parse(void)
+{
+    static struct slots_map m;
+    struct slots_node seed = {"10.0.0.9", 7000};
+    char err[128];
+    char resp[2048];
+    snprintf(resp, sizeof resp,
+             "*3\r\n"
+             "*4\r\n:0\r\n:5460\r\n*3\r\n$9\r\n127.0.0.1\r\n:7001\r\n$1\r\na\r\n"
+             "*3\r\n$9\r\n127.0.0.1\r\n:7004\r\n$1\r\nd\r\n" /* a replica: not a master */
+             "*3\r\n:5461\r\n:10922\r\n*3\r\n$0\r\n\r\n:7002\r\n$1\r\nb\r\n"
+             "*3\r\n:10923\r\n:16383\r\n*3\r\n$9\r\n127.0.0.1\r\n:7001\r\n$1\r\na\r\n");
+    redisReply *r = reply_of(resp);
+    CHECK(r != NULL);
+    CHECK_INT(slots_map_parse(&m, r, &seed, err, sizeof err), 0);
+    CHECK_INT(m.nmasters, 2);
+    CHECK_STR(m.masters[0].host, "127.0.0.1");
+    CHECK_INT(m.masters[0].port, 7001);
+    /* An empty host: the node that answered. */
+    CHECK_STR(m.masters[1].host, "10.0.0.9");
+    CHECK_INT(m.masters[1].port, 7002);
+    CHECK_INT(m.owner[0], 0);
+    CHECK_INT(m.owner[5460], 0);
+    CHECK_INT(m.owner[5461], 1);
+    CHECK_INT(m.owner[10922], 1);
+    CHECK_INT(m.owner[10923], 0);
+    CHECK_INT(m.owner[16383], 0);
+    CHECK_INT(slots_unserved(&m), 0);
+    freeReplyObject(r);
+
+    /* A gap: those slots have no master. */
+    r = reply_of("*1\r\n*3\r\n:100\r\n:199\r\n*2\r\n$1\r\nh\r\n:7001\r\n");
+    CHECK_INT(slots_map_parse(&m, r, &seed, err, sizeof err), 0);
+    CHECK_INT(slots_unserved(&m), 16384 - 100);
+    CHECK_INT(m.owner[99], SLOTS_NONE);
+    CHECK_INT(m.owner[150], 0);
+    freeReplyObject(r);
+
+    /* Refused, and the map left as it was. */
+    const char *bad[] = {
+        "+OK\r\n",                                                                      /* not an array */
+        "*1\r\n:5\r\n",                                                                 /* not a range */
+        "*1\r\n*3\r\n:10\r\n:5\r\n*2\r\n$1\r\nh\r\n:7001\r\n",                          /* backwards */
+        "*1\r\n*3\r\n:0\r\n:16384\r\n*2\r\n$1\r\nh\r\n:7001\r\n",                       /* past the last slot */
+        "*1\r\n*3\r\n:-1\r\n:5\r\n*2\r\n$1\r\nh\r\n:7001\r\n",                          /* negative */
+        "*2\r\n*3\r\n:0\r\n:10\r\n*2\r\n$1\r\nh\r\n:1\r\n*3\r\n:10\r\n:20\r\n*2\r\n$1\r\nh\r\n:2\r\n", /* twice */
+        "*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n$1\r\nh\r\n:0\r\n",                              /* port 0 */
+        "*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n$1\r\nh\r\n$4\r\n7001\r\n",                      /* port as a string */
+        "*1\r\n*2\r\n:0\r\n:1\r\n",                                                     /* no master */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        r = reply_of(bad[i]);
+        CHECK(r != NULL);
+        err[0] = '\0';
+        CHECK_INT(slots_map_parse(&m, r, &seed, err, sizeof err), -1);
+        CHECK(err[0] != '\0');
+        CHECK_INT(m.owner[150], 0);
+        CHECK_INT(slots_unserved(&m), 16384 - 100);
+        freeReplyObject(r);
+    }
+    /* An empty host without a seed. */
+    r = reply_of("*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n$0\r\n\r\n:7001\r\n");
+    CHECK_INT(slots_map_parse(&m, r, NULL, err, sizeof err), -1);
+    freeReplyObject(r);
+    CHECK_INT(slots_map_parse(&m, NULL, &seed, err, sizeof err), -1);
+
+    /* 65 masters: one too many. */
+    char *big = malloc(65 * 64 + 16);
+    int n = sprintf(big, "*65\r\n");
+    for (int i = 0; i < 65; i++)
+        n += sprintf(big + n, "*3\r\n:%d\r\n:%d\r\n*2\r\n$1\r\nh\r\n:%d\r\n", i, i, 7000 + i);
+    r = reply_of(big);
+    CHECK_INT(slots_map_parse(&m, r, &seed, err, sizeof err), -1);
+    CHECK(strstr(err, "masters") != NULL);
+    freeReplyObject(r);
+    free(big);
+}
+
+static enum slots_redirect redirect(const char *text, unsigned *s, struct slots_node *n)
+{
+    return slots_redirect_parse(text, strlen(text), s, n);
+}
+
+static void test_redirect(void)
+{
+    unsigned s = 99999;
+    struct slots_node n = {"", 0};
+    CHECK_INT(redirect("MOVED 3999 127.0.0.1:6381", &s, &n), SLOTS_MOVED);
+    CHECK_INT(s, 3999);
+    CHECK_STR(n.host, "127.0.0.1");
+    CHECK_INT(n.port, 6381);
+    CHECK_INT(redirect("ASK 16383 redis-2.internal:7002", &s, &n), SLOTS_ASK);
+    CHECK_INT(s, 16383);
+    CHECK_STR(n.host, "redis-2.internal");
+    CHECK_INT(n.port, 7002);
+    /* IPv6: the port follows the last colon. An empty host is kept empty. */
+    CHECK_INT(redirect("MOVED 0 ::1:7000", &s, &n), SLOTS_MOVED);
+    CHECK_STR(n.host, "::1");
+    CHECK_INT(redirect("MOVED 7 :7000", &s, &n), SLOTS_MOVED);
+    CHECK_STR(n.host, "");
+    CHECK_INT(n.port, 7000);
+    const char *no[] = {"ERR unknown command", "MOVED", "MOVED 3999", "MOVED 16384 h:1", "MOVED x h:1",
+                        "MOVED 1 h", "MOVED 1 h:", "MOVED 1 h:0", "MOVED 1 h:65536", "MOVED 1 h:70a",
+                        "MOVED 1 h:123456", "MOVED 1  h:1 x", "ASK 1 h :1", "moved 1 h:1", "NOSCRIPT No matching",
+                        "MOVED 0000001 h:1", ""};
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
+        n.port = 4242;
+        if (redirect(no[i], &s, &n) != SLOTS_NOT_REDIRECT)
+            fprintf(stderr, "taken as a redirection: \"%s\"\n", no[i]);
+        CHECK_INT(redirect(no[i], &s, &n), SLOTS_NOT_REDIRECT);
+        CHECK_INT(n.port, 4242);
+    }
+}
+
+int main(void)
+{
+    test_keyslot();
+    test_map_parse();
+    test_redirect();
+    return unit_finish("unit_slots");
+}
