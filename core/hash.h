@@ -4,8 +4,8 @@
  *
  * Every key a Lua script touches must be on one slot (design.md): the keys
  * of a wallet shard carry the hash tag {w:N}, a room's the tag {r:ROOM}.
- * hash_keyslot lets the tests check that, and will route commands in
- * cluster mode. Both are pure functions. */
+ * hash_keyslot lets the tests check that, and routes commands in cluster
+ * mode (core/rcluster.c). Both are pure functions. */
 #ifndef TIPCAST_HASH_H
 #define TIPCAST_HASH_H
 

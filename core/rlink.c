@@ -144,13 +144,18 @@ void rlink_init(struct rlink *rl, uv_loop_t *loop, const char *host, int port, c
     rl->hooks = *hooks;
 }
 
-void rlink_script_add(struct rlink *rl, struct rlink_script *s)
+void rlink_script_hash(struct rlink_script *s)
 {
-    tc_assert(!rl->started && rl->nscripts < RLINK_SCRIPTS_MAX);
     unsigned char d[SHA_DIGEST_LENGTH];
     SHA1((const unsigned char *)s->src, strlen(s->src), d);
     for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
         snprintf(s->sha + 2 * i, 3, "%02x", d[i]);
+}
+
+void rlink_script_add(struct rlink *rl, struct rlink_script *s)
+{
+    tc_assert(!rl->started && rl->nscripts < RLINK_SCRIPTS_MAX);
+    rlink_script_hash(s);
     rl->scripts[rl->nscripts++] = s;
 }
 

@@ -107,6 +107,8 @@ void rlink_init(struct rlink *rl, uv_loop_t *loop, const char *host, int port, c
 /* Registers a script (before rlink_start); computes its sha. The script
  * must outlive rl. */
 void rlink_script_add(struct rlink *rl, struct rlink_script *s);
+/* Computes s->sha (rlink_script_add does it too). */
+void rlink_script_hash(struct rlink_script *s);
 
 /* Starts connecting the command, subscriber and reads connections
  * (returns at once). */

@@ -5,32 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* CRC16-XMODEM (polynomial 0x1021, initial value 0, no reflection), a bit
- * at a time: keys are short, and a slot is computed once per command. */
-static uint16_t crc16(const char *p, size_t len)
-{
-    uint16_t crc = 0;
-    for (size_t i = 0; i < len; i++) {
-        crc ^= (uint16_t)((unsigned char)p[i] << 8);
-        for (int b = 0; b < 8; b++)
-            crc = (uint16_t)(crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1);
-    }
-    return crc;
-}
-
-unsigned slots_keyslot(const char *key, size_t len)
-{
-    const char *open = memchr(key, '{', len);
-    if (open) {
-        size_t from = (size_t)(open - key) + 1;
-        const char *close = memchr(open + 1, '}', len - from);
-        /* "{}" or no "}": the whole key. */
-        if (close && close > open + 1)
-            return crc16(open + 1, (size_t)(close - open - 1)) & (SLOTS_N - 1);
-    }
-    return crc16(key, len) & (SLOTS_N - 1);
-}
-
 static int node_of(const redisReply *r, const struct slots_node *seed, struct slots_node *out)
 {
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 || r->element[0]->type != REDIS_REPLY_STRING ||

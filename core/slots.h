@@ -1,14 +1,9 @@
-/* slots.h - Redis Cluster's key space as tipcastd sees it: the slot of a
- * key, the map from slots to masters (read from CLUSTER SLOTS), and the
- * MOVED and ASK redirections a master answers for a slot it does not
- * serve.
+/* slots.h - Redis Cluster's key space as tipcastd sees it: the map from
+ * slots to masters (read from CLUSTER SLOTS), and the MOVED and ASK
+ * redirections a master answers for a slot it does not serve. A key's slot
+ * is hash_keyslot's (core/hash.h).
  *
- * Every script tipcastd runs names keys of one hash tag (design.md: a
- * wallet shard "{w:N}", a room "{r:ROOM}"), so a script's slot is its first
- * key's. A slot is CRC16-XMODEM of the key, or of the first non-empty
- * "{...}" in it, modulo 16384 (the cluster specification's rule).
- *
- * This module only computes; the link to the masters (core/rlink) keeps
+ * This module only computes; the link to the masters (core/rcluster) keeps
  * one map and routes by it. */
 #ifndef TIPCAST_SLOTS_H
 #define TIPCAST_SLOTS_H
@@ -18,7 +13,7 @@
 
 #include <hiredis/hiredis.h>
 
-#define SLOTS_N 16384
+#define SLOTS_N 16384 /* = HASH_SLOTS */
 /* Most masters a map holds; a reply that names more is refused. */
 #define SLOTS_MASTERS_MAX 64
 /* Longest host name or address kept for a node. */
@@ -38,9 +33,6 @@ struct slots_map {
     struct slots_node masters[SLOTS_MASTERS_MAX];
     int nmasters;
 };
-
-/* The slot of a key of len bytes. */
-unsigned slots_keyslot(const char *key, size_t len);
 
 /* Fills m from a CLUSTER SLOTS reply: each element [first, last, master,
  * replica...], a node being [host, port, ...]. An empty host means the

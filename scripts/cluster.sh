@@ -85,6 +85,8 @@ cluster-node-timeout 2000
 # A replica takes over however long ago it last heard from its master (a
 # test cluster: availability first; production keeps the default 10).
 cluster-replica-validity-factor 0
+# A master down stops its own slots only, not the whole cluster.
+cluster-require-full-coverage no
 appendonly yes
 appendfsync everysec
 maxmemory-policy noeviction

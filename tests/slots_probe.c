@@ -1,4 +1,4 @@
-/* slots_probe.c - core/slots.c against a real cluster, for
+/* slots_probe.c - core/slots.c and hash_keyslot against a real cluster, for
  * tests/test_cluster.py. Usage: slots_probe HOST PORT
  *
  * Reads CLUSTER SLOTS from HOST:PORT and prints the map, a line per run of
@@ -13,6 +13,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "hash.h"
 #include "slots.h"
 
 static struct slots_map map;
@@ -60,7 +61,7 @@ int main(int argc, char **argv)
         size_t len = strcspn(line, "\n");
         line[len] = '\0';
         if (len >= 2 && line[0] == 'k' && line[1] == ' ') {
-            unsigned s = slots_keyslot(line + 2, len - 2);
+            unsigned s = (unsigned)hash_keyslot(line + 2, len - 2);
             owner(s, a, sizeof a);
             printf("slot %u %s\n", s, a);
         } else if (len >= 2 && line[0] == 'e' && line[1] == ' ') {

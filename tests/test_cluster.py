@@ -1,8 +1,14 @@
 """Redis Cluster (issue 15), the first part: the loopback cluster of
-scripts/cluster.sh (3 masters, 3 replicas) and core/slots.c read against
-it through tests/slots_probe: every key's slot equals CLUSTER KEYSLOT's,
-the map equals CLUSTER SLOTS, MOVED and ASK are read as the nodes send them,
-and after a master is SIGKILLed the map read again names its replica.
+scripts/cluster.sh (3 masters, 3 replicas), and against it
+- core/slots.c, through tests/slots_probe: every key's slot equals CLUSTER
+  KEYSLOT's, the map equals CLUSTER SLOTS, MOVED and ASK are read as the
+  nodes send them, and after a master is SIGKILLed the map read again names
+  its replica;
+- core/rcluster.c, through tests/rcluster_probe (a script adding 1 to one of
+  200 keys, open loop): across a resharding under load every add is
+  answered, and every key holds exactly its acknowledged adds; when a master
+  is SIGKILLed under load, adds fail (unavailable) only until its replica
+  has taken over.
 
 The cluster is this module's own (instance `pytest`, free ports), started
 fresh and stopped at the end."""
@@ -63,9 +69,13 @@ def cluster():
         shutil.rmtree(STATE, ignore_errors=True)
 
 
+def tool(name):
+    return os.path.join(os.path.dirname(os.path.dirname(_binary())), "tests", name)
+
+
 def probe(port, lines=()):
     """slots_probe's map {(first, last): 'host:port'} and its answers to lines."""
-    exe = os.path.join(os.path.dirname(os.path.dirname(_binary())), "tests", "slots_probe")
+    exe = tool("slots_probe")
     out = subprocess.run([exe, "127.0.0.1", str(port)], input="".join(line + "\n" for line in lines),
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -183,3 +193,102 @@ def test_failover_moves_the_slots_to_the_replica(cluster):
     out = sh("start", cluster[0])
     assert out.returncode == 0, out.stderr
     assert node_ids(survivor)[victim][2] == node_ids(survivor)[replica][0]
+
+
+def start_load(ports, keys, rate, seconds):
+    seeds = ",".join(f"127.0.0.1:{p}" for p in ports[:3])
+    return subprocess.Popen([tool("rcluster_probe"), seeds, str(keys), str(rate), str(seconds)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def load_result(proc, timeout):
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-2000:]
+    res = {"acked": {}, "seconds": [], "errors": []}
+    for line in out.splitlines():
+        f = line.split()
+        if f[0] == "acked":
+            res["acked"][int(f[1])] = int(f[2])
+        elif f[0] == "second":
+            res["seconds"].append(tuple(int(x) for x in f[2:]))
+        elif f[0] == "totals":
+            res["ok"], res["unavailable"], res["failed"], res["refused"] = (int(x) for x in f[1:])
+        elif f[0] in ("redirects", "refreshes", "sent"):
+            res[f[0]] = int(f[1])
+        elif f[0] == "error":
+            res["errors"].append(line)
+    return res
+
+
+def cluster_get(port, key):
+    """GET key, following MOVED."""
+    for _ in range(5):
+        r = Redis(port=port)
+        try:
+            return r("GET", key)
+        except RuntimeError as e:
+            assert str(e).startswith("MOVED "), e
+            port = int(str(e).rsplit(":", 1)[1])
+        finally:
+            r.close()
+    raise AssertionError(f"GET {key}: too many redirections")
+
+
+def masters(port):
+    return {addr: nid for addr, (nid, flags, _) in node_ids(port).items()
+            if "master" in flags and "fail" not in flags}
+
+
+def test_scripts_follow_a_resharding_under_load(cluster):
+    before = {k: int(cluster_get(cluster[0], f"tc:{{w:{k}}}:probe") or 0) for k in range(200)}
+    m = masters(cluster[0])
+    (a, a_id), (b, b_id) = sorted(m.items())[:2]
+    load = start_load(cluster, 200, 2000, 8)
+    time.sleep(1.5)
+    out = subprocess.run(["redis-cli", "--cluster", "reshard", a, "--cluster-from", a_id, "--cluster-to", b_id,
+                          "--cluster-slots", "2000", "--cluster-yes"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    res = load_result(load, 90)
+    print("resharding under load:", {k: v for k, v in res.items() if k != "acked"})
+    assert (res["unavailable"], res["failed"], res["refused"]) == (0, 0, 0), res
+    assert res["ok"] == res["sent"] >= 2000 * 8 - 10, res
+    assert res["redirects"] > 0, res
+    got = {k: int(cluster_get(cluster[0], f"tc:{{w:{k}}}:probe") or 0) - before[k] for k in range(200)}
+    assert got == res["acked"]
+
+
+def test_a_killed_master_is_replaced_under_load(cluster):
+    ranges, _ = probe(cluster[0])
+    m = masters(cluster[0])
+    victim = sorted(m)[-1]
+    vport = int(victim.split(":")[1])
+    survivor = next(p for p in cluster if p != vport)
+    before = {k: int(cluster_get(survivor, f"tc:{{w:{k}}}:probe") or 0) for k in range(200)}
+    load = start_load([p for p in cluster if p != vport], 200, 1000, 14)
+    time.sleep(3.5)
+    with open(os.path.join(STATE, str(vport), "redis.pid")) as f:
+        os.kill(int(f.read().strip()), signal.SIGKILL)
+    res = load_result(load, 120)
+    secs = res["seconds"]
+    print("per second (ok, unavailable, failed, refused):", secs)
+    # Failures only from the kill on, none once the replica took over, and
+    # nothing but "unavailable" (no wrong answer) meanwhile.
+    assert res["failed"] == 0, res
+    # (A second's count moves by one or two with the timer's ticks.)
+    assert all(ok >= 998 and u + r == 0 for ok, u, _, r in secs[:2]), secs
+    assert sum(u + r for _, u, _, r in secs) > 0, secs
+    # Back to every add answered within 5 s of the kill (node timeout 2 s).
+    assert all(ok >= 998 and u + r == 0 for ok, u, _, r in secs[-6:]), secs
+    # Keys of the other masters hold exactly their acknowledged adds. (The
+    # victim's may have lost some: replication is asynchronous; WAIT is
+    # the next step of issue 15.)
+    victim_slots = [(lo, hi) for (lo, hi), o in ranges.items() if o == victim]
+    _, answers = probe(survivor, [f"k tc:{{w:{k}}}:probe" for k in range(200)])
+    for k, a in enumerate(answers):
+        slot = int(a.split()[1])
+        if any(lo <= slot <= hi for lo, hi in victim_slots):
+            continue
+        got = int(cluster_get(survivor, f"tc:{{w:{k}}}:probe") or 0)
+        assert got == before[k] + res["acked"][k], (k, got, before[k], res["acked"][k])
+    out = sh("start", cluster[0])
+    assert out.returncode == 0, out.stderr

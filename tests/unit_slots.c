@@ -1,7 +1,6 @@
-/* unit_slots.c - tests of core/slots.c: key slots (the cluster
- * specification's examples and hash tags), CLUSTER SLOTS replies read from
- * RESP bytes, and MOVED / ASK redirections. tests/test_cluster.py checks
- * the same against a real cluster. */
+/* unit_slots.c - tests of core/slots.c: CLUSTER SLOTS replies read from
+ * RESP bytes, and MOVED / ASK redirections (key slots: unit_hash).
+ * tests/test_cluster.py checks the same against a real cluster. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,31 +9,6 @@
 
 #include "slots.h"
 #include "unit.h"
-
-static unsigned slot(const char *key) { return slots_keyslot(key, strlen(key)); }
-
-static void test_keyslot(void)
-{
-    /* CRC16-XMODEM's check value: "123456789" -> 0x31C3. */
-    CHECK_INT(slot("123456789"), 0x31C3 & 16383);
-    CHECK_INT(slot("foo"), 12182);
-    CHECK_INT(slot("bar"), 5061);
-    CHECK_INT(slot("hello"), 866);
-    CHECK_INT(slot(""), 0);
-    /* Hash tags: the first "{...}" with something in it. */
-    CHECK_INT(slot("{user1000}.following"), slot("user1000"));
-    CHECK_INT(slot("{user1000}.followers"), slot("user1000"));
-    CHECK_INT(slot("foo{}{bar}"), slot("foo{}{bar}")); /* "{}" first: the whole key */
-    CHECK(slot("foo{}{bar}") != slot("bar"));
-    CHECK_INT(slot("foo{{bar}}zap"), slot("{bar"));
-    CHECK_INT(slot("foo{bar}{zap}"), slot("bar"));
-    CHECK_INT(slot("no{close"), slots_keyslot("no{close", 8));
-    /* tipcast's own keys: a shard's and a room's keys share a slot. */
-    CHECK_INT(slot("tc:{w:3}:bal:alice"), slot("tc:{w:3}:outbox"));
-    CHECK_INT(slot("tc:{r:alice}:seq"), slot("r:alice"));
-    /* A length, not a NUL, ends the key. */
-    CHECK_INT(slots_keyslot("foo\0bar", 3), 12182);
-}
 
 /* A reply from RESP bytes, as hiredis reads one off the wire. */
 static redisReply *reply_of(const char *resp)
@@ -164,7 +138,6 @@ static void test_redirect(void)
 
 int main(void)
 {
-    test_keyslot();
     test_map_parse();
     test_redirect();
     return unit_finish("unit_slots");
