@@ -55,6 +55,8 @@ struct config {
     char redis_host[CONFIG_STR_MAX];   /* "redis-host", default 127.0.0.1 */
     int redis_port;                    /* "redis-port", default 6379 */
     int redis_start_timeout_s;         /* "redis-start-timeout-s", default 30 */
+    int redis_wait_replicas;           /* "redis-wait-replicas", default 0 (no WAIT) */
+    int redis_wait_timeout_ms;         /* "redis-wait-timeout-ms", default 1000 */
     char pg_conninfo[CONFIG_STR_MAX];  /* "pg", libpq conninfo, default "host=127.0.0.1 port=5432 dbname=tipcast" */
 
     /* Authentication. "jwt-secret" is "secret" or "kid:secret[,kid:secret...]";

@@ -62,6 +62,16 @@ const struct config_entry config_table[] = {
      "wallets, and carries room events between tipcastd nodes."},
     {"redis-port", CONFIG_G_BACKENDS, CONFIG_T_INT, CONFIG_OFF(redis_port), 1, 65535, "6379",
      "PORT", "TCP port of the Redis server."},
+    {"redis-wait-replicas", CONFIG_G_BACKENDS, CONFIG_T_INT, CONFIG_OFF(redis_wait_replicas), 0, 16, "0", "N",
+     "Durable acknowledgements: with N > 0, tipcastd sends WAIT N after the "
+     "scripts of each loop turn on its command connection to Redis (every "
+     "money movement among them) and answers them only once N replicas have "
+     "their writes; when fewer have them within redis-wait-timeout-ms, they "
+     "are answered unavailable (the client retries with the same id). An "
+     "acknowledged order then survives the failover of its master. 0: no "
+     "WAIT (replication is asynchronous; see docs/operations.md)."},
+    {"redis-wait-timeout-ms", CONFIG_G_BACKENDS, CONFIG_T_INT, CONFIG_OFF(redis_wait_timeout_ms), 1, 60000, "1000",
+     "MS", "How long a WAIT of redis-wait-replicas waits for the replicas."},
     {"redis-start-timeout-s", CONFIG_G_BACKENDS, CONFIG_T_INT, CONFIG_OFF(redis_start_timeout_s), 1, 3600,
      "30", "SECONDS",
      "At start, how long to wait for Redis to accept a connection; tipcastd "

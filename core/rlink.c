@@ -22,13 +22,27 @@ struct rreq {
     int link;
     const struct rlink_script *script; /* NULL for a plain command */
     int retried;
+    struct rlink_wait *wait; /* the WAIT it waits for (rlink_set_wait), or NULL */
+    struct rreq *next;       /* in that wait's list */
+    redisReply *held;        /* its reply (a copy), until the WAIT answers */
+    int got;                 /* its reply came */
     int argc;                          /* EVALSHA sha nkeys ..., or the command */
     const char **argv;
     size_t *argvlen;
     /* argument bytes follow */
 };
 
+/* The scripts of one loop turn on the command connection, and the WAIT
+ * sent after them. */
+struct rlink_wait {
+    struct rreq *head, **tail;
+    int n;
+    int done, ok; /* the WAIT answered; with enough replicas */
+};
+
 static void link_connect(struct rlink_link *l);
+static void wait_send(struct rlink_link *l);
+static void wait_end(struct rlink *rl, struct rlink_wait *w, int ok);
 
 static void rreq_free(struct rreq *q)
 {
@@ -40,9 +54,12 @@ static void rreq_free(struct rreq *q)
 static void on_flush(uv_prepare_t *h)
 {
     struct rlink *rl = h->data;
-    for (int i = 0; i < rl->nlinks; i++)
+    for (int i = 0; i < rl->nlinks; i++) {
+        if (rl->links[i].open_wait)
+            wait_send(&rl->links[i]);
         if (rl->links[i].ac)
             rlink_ev_flush(rl->links[i].ac);
+    }
 }
 
 static void on_retry_timer(uv_timer_t *t)
@@ -109,6 +126,12 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
         log_msg(LOG_WARN, "redis %s: connection lost: %s", l->name, ac->errstr);
     if (l == &rl->links[RLINK_SUB_LINK] && was_up && rl->hooks.on_sub_lost)
         rl->hooks.on_sub_lost(rl->hooks.sub_ctx);
+    /* Every reply came (NULL) before this callback; their WAIT will not. */
+    if (l->open_wait) {
+        struct rlink_wait *w = l->open_wait;
+        l->open_wait = NULL;
+        wait_end(rl, w, 0);
+    }
     schedule_retry(l);
 }
 
@@ -142,6 +165,13 @@ void rlink_init(struct rlink *rl, uv_loop_t *loop, const char *host, int port, c
     snprintf(rl->host, sizeof rl->host, "%s", host);
     rl->port = port;
     rl->hooks = *hooks;
+}
+
+void rlink_set_wait(struct rlink *rl, int replicas, int timeout_ms)
+{
+    tc_assert(!rl->started && replicas >= 0 && timeout_ms >= 0);
+    rl->wait_replicas = replicas;
+    rl->wait_timeout_ms = timeout_ms;
 }
 
 void rlink_script_hash(struct rlink_script *s)
@@ -233,6 +263,111 @@ int rlink_up(const struct rlink *rl, int link) { return link >= 0 && link < rl->
 
 static int rreq_send(struct rreq *q);
 
+/* A deep copy of a reply (hiredis frees its own after the callback). */
+static redisReply *reply_copy(const redisReply *r)
+{
+    redisReply *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->type = r->type;
+    c->integer = r->integer;
+    if (r->str) {
+        c->len = r->len;
+        if (!(c->str = malloc(r->len + 1)))
+            goto fail;
+        memcpy(c->str, r->str, r->len + 1);
+    }
+    if (r->element && r->elements) {
+        if (!(c->element = calloc(r->elements, sizeof *c->element)))
+            goto fail;
+        c->elements = r->elements;
+        for (size_t i = 0; i < r->elements; i++)
+            if (r->element[i] && !(c->element[i] = reply_copy(r->element[i])))
+                goto fail;
+    }
+    return c;
+fail:
+    freeReplyObject(c);
+    return NULL;
+}
+
+static void deliver(struct rreq *q, redisReply *reply)
+{
+    q->rl->inflight--;
+    tc_assert(q->rl->inflight >= 0);
+    q->cb(reply, q->priv);
+    rreq_free(q);
+}
+
+static void wait_detach(struct rreq *q)
+{
+    struct rlink_wait *w = q->wait;
+    for (struct rreq **p = &w->head; *p; p = &(*p)->next)
+        if (*p == q) {
+            *p = q->next;
+            if (w->tail == &q->next)
+                w->tail = p;
+            break;
+        }
+    w->n--;
+    q->wait = NULL;
+    q->next = NULL;
+}
+
+/* Hands the replies that came over (each with NULL unless the WAIT said
+ * enough replicas have them); the wait is freed with its last request. */
+static void wait_deliver(struct rlink_wait *w)
+{
+    while (w->head && w->head->got) {
+        struct rreq *q = w->head;
+        redisReply *held = q->held;
+        wait_detach(q);
+        deliver(q, w->ok ? held : NULL);
+        if (held)
+            freeReplyObject(held);
+    }
+    if (!w->head)
+        free(w);
+}
+
+static void wait_end(struct rlink *rl, struct rlink_wait *w, int ok)
+{
+    (void)rl;
+    w->done = 1;
+    w->ok = ok;
+    wait_deliver(w);
+}
+
+static void on_wait(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct rlink_link *l = ac->data;
+    redisReply *reply = r;
+    int ok = reply && reply->type == REDIS_REPLY_INTEGER && reply->integer >= l->rl->wait_replicas;
+    if (reply && !ok) {
+        l->rl->waits_short++;
+        log_msg(LOG_DEBUG, "redis: WAIT %d answered %s", l->rl->wait_replicas,
+                reply->type == REDIS_REPLY_INTEGER ? "too few replicas" : reply->str ? reply->str : "?");
+    }
+    wait_end(l->rl, priv, ok);
+}
+
+/* After the loop turn's scripts: WAIT for their replicas. */
+static void wait_send(struct rlink_link *l)
+{
+    struct rlink_wait *w = l->open_wait;
+    l->open_wait = NULL;
+    if (w->n == 0) {
+        free(w);
+        return;
+    }
+    if (l->up && l->ac &&
+        redisAsyncCommand(l->ac, on_wait, w, "WAIT %d %d", l->rl->wait_replicas, l->rl->wait_timeout_ms) == REDIS_OK) {
+        l->rl->waits++;
+        return;
+    }
+    wait_end(l->rl, w, 0);
+}
+
 static void on_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     (void)ac;
@@ -247,14 +382,31 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
         q->argvlen[0] = 4;
         q->argv[1] = q->script->src;
         q->argvlen[1] = strlen(q->script->src);
+        if (q->wait) { /* it joins this turn's WAIT */
+            struct rlink_wait *w = q->wait;
+            wait_detach(q);
+            if (rreq_send(q) == 0) {
+                if (w->done)
+                    wait_deliver(w);
+                return;
+            }
+            if (w->done)
+                wait_deliver(w);
+            deliver(q, NULL);
+            return;
+        }
         if (rreq_send(q) == 0)
             return;
         reply = NULL;
     }
-    q->rl->inflight--;
-    tc_assert(q->rl->inflight >= 0);
-    q->cb(reply, q->priv);
-    rreq_free(q);
+    if (q->wait) {
+        q->got = 1;
+        q->held = reply ? reply_copy(reply) : NULL;
+        if (q->wait->done)
+            wait_deliver(q->wait);
+        return;
+    }
+    deliver(q, reply);
 }
 
 static int rreq_send(struct rreq *q)
@@ -262,8 +414,22 @@ static int rreq_send(struct rreq *q)
     struct rlink_link *l = &q->rl->links[q->link];
     if (!l->up || !l->ac)
         return -1;
+    int durable = q->script && q->link == RLINK_CMD_LINK && q->rl->wait_replicas > 0;
+    if (durable && !l->open_wait) {
+        if (!(l->open_wait = calloc(1, sizeof *l->open_wait)))
+            return -1;
+        l->open_wait->tail = &l->open_wait->head;
+    }
     if (redisAsyncCommandArgv(l->ac, on_reply, q, q->argc, q->argv, q->argvlen) != REDIS_OK)
         return -1;
+    if (durable) { /* appended: replies come in the order sent, and are handed on so */
+        struct rlink_wait *w = l->open_wait;
+        q->next = NULL;
+        *w->tail = q;
+        w->tail = &q->next;
+        q->wait = w;
+        w->n++;
+    }
     return 0;
 }
 

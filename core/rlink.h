@@ -78,6 +78,8 @@ struct rlink_hooks {
     void *sub_ctx;
 };
 
+struct rlink_wait;
+
 struct rlink_link {
     const char *name;
     struct rlink *rl;
@@ -85,6 +87,7 @@ struct rlink_link {
     int up;
     int backoff_ms;
     uv_timer_t retry;
+    struct rlink_wait *open_wait; /* the scripts sent this loop turn, before their WAIT */
 };
 
 struct rlink {
@@ -99,10 +102,21 @@ struct rlink {
     int nscripts;
     long inflight;
     uv_prepare_t flush; /* writes the links' queued commands before each poll */
+    int wait_replicas;  /* rlink_set_wait */
+    int wait_timeout_ms;
+    long waits, waits_short; /* WAITs sent, and those answered with fewer replicas */
 };
 
 /* Prepares `rl` (no connection yet). */
 void rlink_init(struct rlink *rl, uv_loop_t *loop, const char *host, int port, const struct rlink_hooks *hooks);
+
+/* Durable acknowledgements: with replicas > 0, the answers to the scripts
+ * sent on the command connection in one loop turn are held until a
+ * `WAIT replicas timeout_ms` sent after them returns; when it says fewer
+ * replicas have them, every one of those callbacks gets NULL (the caller's
+ * "unavailable": the change is on the master, and a retry of an idempotent
+ * script answers it again once the replicas have it). Before rlink_start. */
+void rlink_set_wait(struct rlink *rl, int replicas, int timeout_ms);
 
 /* Registers a script (before rlink_start); computes its sha. The script
  * must outlive rl. */

@@ -162,6 +162,12 @@ static void backends(struct prom *p, const struct server *s)
                 "1 when the Redis behind the command connection passed the persistence and wallet-shards "
                 "checks (money can move).",
                 rlink_cmd_ready(&s->redis) && s->wallet.checked);
+    prom_single(p, "tipcast_redis_waits_total", "counter",
+                "WAITs sent after a loop turn's scripts (redis-wait-replicas).", s->redis.waits);
+    prom_single(p, "tipcast_redis_waits_short_total", "counter",
+                "WAITs answered with fewer replicas than redis-wait-replicas: their requests were answered "
+                "unavailable.",
+                s->redis.waits_short);
     prom_single(p, "tipcast_postgres_up", "gauge", "1 when PostgreSQL answered the latest health check.",
                 pgcheck_ok(&s->pgcheck));
 }

@@ -209,6 +209,7 @@ int server_init(struct server *s, uv_loop_t *loop)
         .sub_ctx = &s->rooms,
     };
     rlink_init(&s->redis, loop, cfg->redis_host, cfg->redis_port, &redis_hooks);
+    rlink_set_wait(&s->redis, cfg->redis_wait_replicas, cfg->redis_wait_timeout_ms);
     outbox_init(&s->outbox, &s->redis, cfg->wallet_shards, s->node_id);
     wallet_init(&s->wallet, &s->outbox, &s->catalog, cfg);
     backlog_init(&s->backlog, &s->outbox);
