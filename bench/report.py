@@ -626,6 +626,35 @@ def scenario8(d, f):
     return {"max": {k: num(f.get(f"s8.{k}.max")) for k, _ in kinds}, "cpu": cpu, "rates": rates}
 
 
+def scenario9(d, f):
+    if not f.get("s9.rate"):
+        return {}
+    d.w("## 9. Durable acknowledgements (redis-wait-replicas)")
+    d.w()
+    d.w("What `redis-wait-replicas 1` costs (docs/operations.md, \"Acknowledged orders and a failover\"). A "
+        "replica of the bench Redis (redis-server --replicaof, on this machine) is attached for both runs, so "
+        "replication itself costs the same in both; tipcastd runs with `redis-wait-replicas 0`, then `1` "
+        "(one WAIT after each loop turn's money movements, their answers held until it returns). Each run: "
+        "scenario 1's "
+        f"senders and rooms at a fixed {fmt(num(f.get('s9.rate')))} gifts/s, then tipcast-bench --find-max "
+        "(ack p99 <= 50 ms; its x1.5 steps make it move by a step between runs). CPU per gift is user+system "
+        "time over the fixed-rate run divided by the acked gifts; WAITs are counted from tipcastd's /metrics "
+        "over the same run, warm-up included.")
+    d.w()
+    d.w("| redis-wait-replicas | ack p50 / p99 (ms) | acks/s | errors | WAITs sent | gifts per WAIT | "
+        "tipcastd us / gift | Redis us / gift | find-max (gifts/s) |")
+    d.w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    out = {}
+    for mode in ("0", "1"):
+        g = lambda key: num(f.get(f"s9.{mode}.{key}"))  # noqa: E731
+        out[mode] = g("max")
+        d.w(f"| {mode} | {fmt(g('p50_ms'), 2)} / {fmt(g('p99_ms'), 1)} | {fmt(g('acks_per_s'))} | "
+            f"{fmt(g('errors'))} | {fmt(g('waits'))} | {fmt(g('gifts_per_wait'), 1)} | "
+            f"{fmt(g('tipcastd_us_per_gift'), 1)} | {fmt(g('redis_us_per_gift'), 1)} | {fmt(g('max'))} |")
+    d.w()
+    return out
+
+
 def limits_section(d, f, r1, r2, r3, r4):
     d.w("## What limits it")
     d.w()
@@ -887,6 +916,7 @@ def main(argv=None):
     scenario6(d, f)
     r7 = scenario7(d, f)
     r8 = scenario8(d, f)
+    r9 = scenario9(d, f)
     limits_section(d, f, r1, r2, r3, r4)
     summary = [
         "| target | measured | result |",
@@ -918,6 +948,9 @@ def main(argv=None):
             summary.append(f"| (issue 14, not a target) hot room at {rate} events/s: CPU us / delivery with goal + "
                            f"PK on / idle / before (scenario 8) | {fmt(c.get(('on', rate)), 2)} / "
                            f"{fmt(c.get(('idle', rate)), 2)} / {fmt(c.get(('before', rate)), 2)} | |")
+    if r9:
+        summary.append(f"| (issue 15, not a target) gifts/s with redis-wait-replicas 0 / 1, a replica attached "
+                       f"(scenario 9) | {fmt(r9.get('0'))} / {fmt(r9.get('1'))} | |")
     d.lines[summary_at:summary_at] = summary
     os.makedirs(os.path.dirname(os.path.abspath(a.doc)), exist_ok=True)
     with open(a.doc, "w", encoding="utf-8") as out:

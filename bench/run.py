@@ -38,6 +38,9 @@ order pays the split; then runs the scenarios:
                       before the features (BENCH_S8_BASE): the gift path at a
                       fixed rate (ack latency, tipcastd and Redis CPU per
                       gift), find-max, and scenario 2's hot room
+  9 durable acks      a replica attached to the bench Redis; tipcastd with
+                      redis-wait-replicas 0, then 1: the gift path at a fixed
+                      rate (ack p50/p99, CPU per gift, WAITs sent) and find-max
 Results go to $BENCH_OUT (figures.tsv, JSON, logs); bench/report.py turns them
 into docs/benchmarks.md and copies the SVG charts to docs/bench/. Everything
 the suite started is stopped on exit (also on Ctrl-C or SIGTERM), and every
@@ -45,7 +48,7 @@ step has a time bound. Python 3 standard library only.
 
 Environment (defaults in brackets; quick-mode defaults after the slash):
   BENCH_QUICK [0]            1: small N, short durations
-  BENCH_ONLY [1 4 5 6 2 8 3 7] the scenarios to run, e.g. "1 2"
+  BENCH_ONLY [1 4 5 6 2 8 9 3 7] the scenarios to run, e.g. "1 2"
   BENCH_BUILD_DIR [build]    cmake build tree
   BENCH_OUT [/tmp/tipcast-bench-out]   raw results
   BENCH_PEERS [bench/peers]  nchan.conf, ws-broadcast.js, pg-gift.sql, pg-gift-schema.sql
@@ -62,6 +65,7 @@ Environment (defaults in brackets; quick-mode defaults after the slash):
   BENCH_S4_RATE [scenario 1's maximum, else 1000]  scenario 4's gifts/s
   BENCH_S6_RATE [1000/300]         scenario 6's gifts/s
   BENCH_S8_RATE [1000/300]         scenario 8's fixed gifts/s
+  BENCH_S9_RATE [1000/300]         scenario 9's fixed gifts/s (redis-wait-replicas 0 and 1)
   BENCH_S8_BASE [dfd31ac]          scenario 8's "before": the commit before
                                    issue 14's room features ("none": skip)
   BENCH_TIPCASTD_ARGS []           extra tipcastd flags (e.g. for tuning)
@@ -85,6 +89,7 @@ import s5_settlement
 import s6_risk
 import s7_stats
 import s8_features
+import s9_wait
 from suite import REPO, TC_MAX_CONNS, BenchError, Settings, Suite
 
 BENCH_PACKAGES = ["nginx-light", "libnginx-mod-nchan", "redis-tools", "postgresql-contrib", "iproute2"]
@@ -197,7 +202,7 @@ def run_all(suite):
     setup_services(suite)
     machine_figures(suite)
 
-    if any(suite.has(k) for k in (1, 2, 4, 5, 6, 8)):
+    if any(suite.has(k) for k in (1, 2, 4, 5, 6, 8, 9)):
         suite.start_tipcastd(1, TC_MAX_CONNS)
         seed(suite)
     if suite.has(1):
@@ -212,6 +217,8 @@ def run_all(suite):
         s2_fanout.run(suite)
     if suite.has(8):
         s8_features.run(suite)
+    if suite.has(9):
+        s9_wait.run(suite)  # stops its tipcastd
     if suite.has(3):
         if not suite.servers:
             suite.start_tipcastd(1, TC_MAX_CONNS)

@@ -63,9 +63,9 @@ const struct config_entry config_table[] = {
     {"redis-port", CONFIG_G_BACKENDS, CONFIG_T_INT, CONFIG_OFF(redis_port), 1, 65535, "6379",
      "PORT", "TCP port of the Redis server."},
     {"redis-wait-replicas", CONFIG_G_BACKENDS, CONFIG_T_INT, CONFIG_OFF(redis_wait_replicas), 0, 16, "0", "N",
-     "Durable acknowledgements: with N > 0, tipcastd sends WAIT N after the "
-     "scripts of each loop turn on its command connection to Redis (every "
-     "money movement among them) and answers them only once N replicas have "
+     "Durable acknowledgements: with N > 0, tipcastd sends WAIT N after each "
+     "loop turn's money movements (the wallet's scripts: gifts, tips, "
+     "credits, refunds, pledges) and answers them only once N replicas have "
      "their writes; when fewer have them within redis-wait-timeout-ms, they "
      "are answered unavailable (the client retries with the same id). An "
      "acknowledged order then survives the failover of its master. 0: no "

@@ -414,7 +414,7 @@ static int rreq_send(struct rreq *q)
     struct rlink_link *l = &q->rl->links[q->link];
     if (!l->up || !l->ac)
         return -1;
-    int durable = q->script && q->link == RLINK_CMD_LINK && q->rl->wait_replicas > 0;
+    int durable = q->script && q->script->durable && q->link == RLINK_CMD_LINK && q->rl->wait_replicas > 0;
     if (durable && !l->open_wait) {
         if (!(l->open_wait = calloc(1, sizeof *l->open_wait)))
             return -1;

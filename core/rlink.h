@@ -53,6 +53,7 @@
 struct rlink_script {
     const char *name; /* for log lines */
     const char *src;  /* NUL-terminated source */
+    int durable;      /* a money movement: its answer waits for the replicas (rlink_set_wait) */
     char sha[41];     /* filled by rlink_script_add */
 };
 
@@ -110,8 +111,8 @@ struct rlink {
 /* Prepares `rl` (no connection yet). */
 void rlink_init(struct rlink *rl, uv_loop_t *loop, const char *host, int port, const struct rlink_hooks *hooks);
 
-/* Durable acknowledgements: with replicas > 0, the answers to the scripts
- * sent on the command connection in one loop turn are held until a
+/* Durable acknowledgements: with replicas > 0, the answers to the durable
+ * scripts sent on the command connection in one loop turn are held until a
  * `WAIT replicas timeout_ms` sent after them returns; when it says fewer
  * replicas have them, every one of those callbacks gets NULL (the caller's
  * "unavailable": the change is on the master, and a retry of an idempotent

@@ -83,12 +83,13 @@ void wallet_init(struct wallet *w, struct outbox *ob, const struct catalog *cata
     w->ob = ob;
     w->catalog = catalog;
     w->cfg = cfg;
-    w->script = (struct rlink_script){.name = "wallet_move", .src = lua_wallet_move};
+    /* The money movements: with redis-wait-replicas, their answers wait for the replicas. */
+    w->script = (struct rlink_script){.name = "wallet_move", .src = lua_wallet_move, .durable = 1};
     for (int k = 0; k < WALLET_KINDS; k++)
         histogram_init_latency(&w->stats.ack[k]);
     rlink_script_add(w->rl, &w->script);
-    w->pledge_script = (struct rlink_script){.name = "wallet_pledge", .src = lua_wallet_pledge};
-    w->campaign_script = (struct rlink_script){.name = "campaign_shard", .src = lua_campaign_shard};
+    w->pledge_script = (struct rlink_script){.name = "wallet_pledge", .src = lua_wallet_pledge, .durable = 1};
+    w->campaign_script = (struct rlink_script){.name = "campaign_shard", .src = lua_campaign_shard, .durable = 1};
     rlink_script_add(w->rl, &w->pledge_script);
     rlink_script_add(w->rl, &w->campaign_script);
 }
