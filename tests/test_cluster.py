@@ -84,13 +84,17 @@ def probe(port, lines=()):
     return ranges, [r for r in rows if not r.startswith("map ")]
 
 
-def cluster_slots(port):
+def call(port, *args):
+    """One command to the node on port."""
     r = Redis(port=port)
     try:
-        got = r("CLUSTER", "SLOTS")
+        return r(*args)
     finally:
         r.close()
-    return {(int(e[0]), int(e[1])): f"{e[2][0]}:{e[2][1]}" for e in got}
+
+
+def cluster_slots(port):
+    return {(int(e[0]), int(e[1])): f"{e[2][0]}:{e[2][1]}" for e in call(port, "CLUSTER", "SLOTS")}
 
 
 def test_keyslots_match_the_cluster(cluster):
@@ -102,7 +106,7 @@ def test_keyslots_match_the_cluster(cluster):
     _, answers = probe(cluster[0], [f"k {k}" for k in keys])
     r = Redis(port=cluster[0])
     try:
-        want = [r("CLUSTER", "KEYSLOT", k) for k in keys]
+        want = [r("CLUSTER", "KEYSLOT", k) for k in keys]  # one connection for the 600
     finally:
         r.close()
     got = [int(a.split()[1]) for a in answers]
@@ -119,13 +123,8 @@ def test_map_matches_cluster_slots(cluster):
 
 def node_ids(port):
     """{'host:port': (id, flags, master_id)} from CLUSTER NODES."""
-    r = Redis(port=port)
-    try:
-        text = r("CLUSTER", "NODES")
-    finally:
-        r.close()
     out = {}
-    for line in text.splitlines():
+    for line in call(port, "CLUSTER", "NODES").splitlines():
         f = line.split()
         out[f[1].split("@")[0]] = (f[0], f[2], f[3])
     return out

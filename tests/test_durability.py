@@ -14,7 +14,7 @@ import pytest
 from helpers import psql, shard_of, wait_for
 from resp import Redis
 from test_money import catalog  # noqa: F401  (the module fixture, used by pytestmark)
-from test_money import FLAGS, PRICES, ROCKET, ROSE, balance, credit, live_creator, wait_room_live
+from test_money import FLAGS, PRICES, ROCKET, ROSE, balance, credit, live_creator, sender_in_live_room, wait_room_live
 from wsclient import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, unique
 
 # The test gifts of test_money, in PostgreSQL for every test here.
@@ -165,12 +165,7 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(server, client):
 
 def test_postgres_outage_delays_but_loses_nothing(server, client, pg_outage):
     srv = server(**FLAGS)
-    creator, viewer = unique("cr"), unique("v")
-    live_creator(creator)
-    admin = client(srv, unique("adm"), "admin")
-    c = client(srv, viewer, "viewer")
-    wait_room_live(c, creator)
-    credit(admin, viewer, 1000)
+    creator, viewer, c = sender_in_live_room(srv, client, 1000)
     with pg_outage():
         acks = [c.request({"type": "gift", "id": f"pgdown-{i}", "room": creator, "gift": ROSE})
                 for i in range(20)]

@@ -87,6 +87,18 @@ def credit(admin, user, amount):
     return r
 
 
+def sender_in_live_room(srv, client, coins):
+    """A live creator's room, and a viewer connected to srv, credited `coins`
+    and able to gift there: (creator, viewer, connection)."""
+    creator, viewer = unique("cr"), unique("v")
+    live_creator(creator)
+    admin = client(srv, unique("adm"), "admin")
+    c = client(srv, viewer, "viewer")
+    wait_room_live(c, creator)
+    credit(admin, viewer, coins)
+    return creator, viewer, c
+
+
 def balance(c):
     r = c.request({"type": "balance", "id": unique("b")})
     assert r["type"] == "balance", r

@@ -20,7 +20,7 @@ from helpers import psql, shard_of, wait_for
 from resp import Redis
 from test_money import catalog  # noqa: F401  (the module fixture, used by pytestmark)
 from test_metrics import scrape, val
-from test_money import FLAGS, PRICES, ROSE, credit, live_creator, wait_room_live
+from test_money import FLAGS, PRICES, ROSE, sender_in_live_room
 from wsclient import unique
 
 pytestmark = pytest.mark.usefixtures("catalog")
@@ -61,13 +61,7 @@ def bal_on(port, user):
 
 def scene(server, client):
     srv = server(**WAIT_FLAGS)
-    creator, viewer = unique("cr"), unique("v")
-    live_creator(creator)
-    admin = client(srv, unique("adm"), "admin")
-    c = client(srv, viewer, "viewer")
-    wait_room_live(c, creator)
-    credit(admin, viewer, 1000)
-    return srv, creator, viewer, c
+    return (srv,) + sender_in_live_room(srv, client, 1000)
 
 
 def test_every_ack_is_on_the_replica(server, client, replica):
