@@ -39,7 +39,9 @@ static struct rcluster_node *node_get(struct rcluster *rc, const struct slots_no
     for (int i = 0; i < rc->nnodes; i++)
         if (same(&rc->nodes[i]->addr, addr))
             return rc->nodes[i];
-    if (rc->nnodes == RCLUSTER_NODES_MAX || rc->stopping) {
+    if (rc->stopping)
+        return NULL;
+    if (rc->nnodes == RCLUSTER_NODES_MAX) {
         log_msg(LOG_WARN, "redis cluster: no room for node %s:%d", addr->host, addr->port);
         return NULL;
     }

@@ -1,5 +1,6 @@
 /* unit_slots.c - tests of core/slots.c: CLUSTER SLOTS replies read from
- * RESP bytes, and MOVED / ASK redirections (key slots: unit_hash).
+ * RESP bytes, and MOVED / ASK redirections (key slots: unit_hash); and of
+ * core/rcluster.c's seed list.
  * tests/test_cluster.py checks the same against a real cluster. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "rcluster.h"
 #include "slots.h"
 #include "unit.h"
 
@@ -136,8 +138,32 @@ static void test_redirect(void)
     }
 }
 
+/* rcluster_init's seed list. */
+static void test_seeds(void)
+{
+    static struct rcluster rc;
+    char err[160];
+    CHECK_INT(rcluster_init(&rc, NULL, "127.0.0.1:7000,redis-2.internal:7001,::1:7002,", err, sizeof err), 0);
+    CHECK_INT(rc.nseeds, 3);
+    CHECK_STR(rc.seeds[0].host, "127.0.0.1");
+    CHECK_INT(rc.seeds[0].port, 7000);
+    CHECK_STR(rc.seeds[1].host, "redis-2.internal");
+    CHECK_STR(rc.seeds[2].host, "::1");
+    CHECK_INT(rc.seeds[2].port, 7002);
+    const char *bad[] = {"", "h", "h:", ":7000", "h:0", "h:65536", "h:70x", "h:1,,h:2", "h:-1",
+                         "a:1,b:1,c:1,d:1,e:1,f:1,g:1,h:1,i:1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        if (rcluster_init(&rc, NULL, bad[i], err, sizeof err) != -1)
+            fprintf(stderr, "seed list taken: \"%s\"\n", bad[i]);
+        CHECK_INT(rcluster_init(&rc, NULL, bad[i], err, sizeof err), -1);
+        CHECK(err[0] != '\0');
+    }
+}
+
 int main(void)
 {
+    test_seeds();
     test_map_parse();
     test_redirect();
     return unit_finish("unit_slots");
