@@ -17,7 +17,6 @@ struct rc_req {
     void *priv;
     const struct rlink_script *script; /* NULL: a plain command */
     int nkeys;
-    unsigned slot;
     int redirects;
     int argc;
     const char **argv;
@@ -313,7 +312,6 @@ static int start(struct rcluster *rc, const struct rlink_script *s, int nkeys, i
     q->priv = priv;
     q->script = s;
     q->nkeys = nkeys;
-    q->slot = slot;
     q->argc = argc;
     q->argv = (const char **)(q + 1);
     q->argvlen = (size_t *)(q->argv + argc);

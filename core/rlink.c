@@ -36,13 +36,12 @@ struct rreq {
  * sent after them. */
 struct rlink_wait {
     struct rreq *head, **tail;
-    int n;
     int done, ok; /* the WAIT answered; with enough replicas */
 };
 
 static void link_connect(struct rlink_link *l);
 static void wait_send(struct rlink_link *l);
-static void wait_end(struct rlink *rl, struct rlink_wait *w, int ok);
+static void wait_end(struct rlink_wait *w, int ok);
 
 static void rreq_free(struct rreq *q)
 {
@@ -130,7 +129,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     if (l->open_wait) {
         struct rlink_wait *w = l->open_wait;
         l->open_wait = NULL;
-        wait_end(rl, w, 0);
+        wait_end(w, 0);
     }
     schedule_retry(l);
 }
@@ -309,7 +308,6 @@ static void wait_detach(struct rreq *q)
                 w->tail = p;
             break;
         }
-    w->n--;
     q->wait = NULL;
     q->next = NULL;
 }
@@ -330,9 +328,8 @@ static void wait_deliver(struct rlink_wait *w)
         free(w);
 }
 
-static void wait_end(struct rlink *rl, struct rlink_wait *w, int ok)
+static void wait_end(struct rlink_wait *w, int ok)
 {
-    (void)rl;
     w->done = 1;
     w->ok = ok;
     wait_deliver(w);
@@ -348,7 +345,7 @@ static void on_wait(redisAsyncContext *ac, void *r, void *priv)
         log_msg(LOG_DEBUG, "redis: WAIT %d answered %s", l->rl->wait_replicas,
                 reply->type == REDIS_REPLY_INTEGER ? "too few replicas" : reply->str ? reply->str : "?");
     }
-    wait_end(l->rl, priv, ok);
+    wait_end(priv, ok);
 }
 
 /* After the loop turn's scripts: WAIT for their replicas. */
@@ -356,7 +353,7 @@ static void wait_send(struct rlink_link *l)
 {
     struct rlink_wait *w = l->open_wait;
     l->open_wait = NULL;
-    if (w->n == 0) {
+    if (!w->head) {
         free(w);
         return;
     }
@@ -365,7 +362,7 @@ static void wait_send(struct rlink_link *l)
         l->rl->waits++;
         return;
     }
-    wait_end(l->rl, w, 0);
+    wait_end(w, 0);
 }
 
 static void on_reply(redisAsyncContext *ac, void *r, void *priv)
@@ -382,20 +379,13 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
         q->argvlen[0] = 4;
         q->argv[1] = q->script->src;
         q->argvlen[1] = strlen(q->script->src);
-        if (q->wait) { /* it joins this turn's WAIT */
-            struct rlink_wait *w = q->wait;
+        struct rlink_wait *w = q->wait;
+        if (w) /* it joins the WAIT of the turn it is sent again in */
             wait_detach(q);
-            if (rreq_send(q) == 0) {
-                if (w->done)
-                    wait_deliver(w);
-                return;
-            }
-            if (w->done)
-                wait_deliver(w);
-            deliver(q, NULL);
-            return;
-        }
-        if (rreq_send(q) == 0)
+        int sent = rreq_send(q) == 0;
+        if (w && w->done)
+            wait_deliver(w);
+        if (sent)
             return;
         reply = NULL;
     }
@@ -428,7 +418,6 @@ static int rreq_send(struct rreq *q)
         *w->tail = q;
         w->tail = &q->next;
         q->wait = w;
-        w->n++;
     }
     return 0;
 }
