@@ -263,7 +263,7 @@ def test_a_killed_master_is_replaced_under_load(cluster):
     vport = int(victim.split(":")[1])
     survivor = next(p for p in cluster if p != vport)
     before = {k: int(cluster_get(survivor, f"tc:{{w:{k}}}:probe") or 0) for k in range(200)}
-    load = start_load([p for p in cluster if p != vport], 200, 1000, 14)
+    load = start_load([p for p in cluster if p != vport], 200, 1000, 20)
     time.sleep(3.5)
     with open(os.path.join(STATE, str(vport), "redis.pid")) as f:
         os.kill(int(f.read().strip()), signal.SIGKILL)
@@ -276,8 +276,13 @@ def test_a_killed_master_is_replaced_under_load(cluster):
     # (A second's count moves by one or two with the timer's ticks.)
     assert all(ok >= 998 and u + r == 0 for ok, u, _, r in secs[:2]), secs
     assert sum(u + r for _, u, _, r in secs) > 0, secs
-    # Back to every add answered within 5 s of the kill (node timeout 2 s).
-    assert all(ok >= 998 and u + r == 0 for ok, u, _, r in secs[-6:]), secs
+    # Then back to every add answered, for good: the last second with a
+    # failure is followed by at least 3 whole seconds without one. (The
+    # failover's length is Redis's: node timeout 2 s, then the election;
+    # 4.5-5.5 s measured, longer on a loaded machine.)
+    last_bad = max(i for i, (_, u, _, r) in enumerate(secs) if u + r)
+    assert len(secs) - 1 - last_bad >= 3, secs
+    assert all(ok >= 998 for ok, _, _, _ in secs[last_bad + 1:]), secs
     # Keys of the other masters hold exactly their acknowledged adds. (The
     # victim's may have lost some: replication is asynchronous; WAIT is
     # the next step of issue 15.)
