@@ -67,6 +67,12 @@ def _binary():
     return path
 
 
+# Every port free_port() has returned in this process: a node's port and its
+# admin port are both taken before either is bound, so the second draw must not
+# return the first (it did, once, in CI: "Address already in use", exit 1).
+_ports_given = set()
+
+
 def free_port():
     """A TCP port that was free a moment ago. It is taken below the kernel's
     ephemeral range (ip_local_port_range), so that no client socket of a
@@ -79,9 +85,12 @@ def free_port():
         pass
     for _ in range(200):
         port = random.randrange(max(1024, lo - 12000), lo)
+        if port in _ports_given:
+            continue  # free now, but handed out already (a node's two listeners)
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             s.bind(("127.0.0.1", port))
+            _ports_given.add(port)
             return port
         except OSError:
             continue
@@ -121,6 +130,11 @@ class Server(tipcast_proc.Process):
         lines = self.stderr_text().splitlines()
         return "\n".join(lines[-n:])
 
+    def last_error(self):
+        """The last error line tipcastd logged, for a one-line failure reason."""
+        errors = [l for l in self.stderr_text().splitlines() if "level=error" in l]
+        return errors[-1][-200:] if errors else "no error logged"
+
     def describe(self):
         return (f"tipcastd {' '.join(self.args[1:])}\n--- stderr tail ---\n"
                 f"{self.stderr_tail()}\n--- end ---")
@@ -131,8 +145,8 @@ class Server(tipcast_proc.Process):
                            probe=lambda path: self.http_get(path, timeout=1)[0])
         except tipcast_proc.NotReady as e:
             if e.exited:
-                pytest.fail(f"tipcastd exited with {e.returncode} while starting\n"
-                            + self.describe())
+                pytest.fail(f"tipcastd exited with {e.returncode} while starting"
+                            f" ({self.last_error()})\n" + self.describe())
             pytest.fail(f"tipcastd not ready within {timeout}s (last: {e.last})\n" + self.describe())
 
     def http_get(self, path, timeout=5, headers=None):
