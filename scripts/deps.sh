@@ -19,7 +19,7 @@ PACKAGES=(
   build-essential cmake pkg-config
   libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libhiredis-dev libpq-dev
   libmsgpack-dev libssl-dev libjemalloc-dev libjansson-dev
-  redis-server postgresql postgresql-client
+  redis-server postgresql postgresql-client postgresql-15-partman
   python3 python3-pytest python3-msgpack python3-jsonschema python3-yaml
   clang libclang-rt-14-dev
   openssl procps

@@ -80,6 +80,8 @@ static void print_text(const struct verify_report *r)
     for (size_t i = 0; i < r->nchains; i++) {
         const struct verify_chain *ch = &r->chains[i];
         printf("chain %d: %" PRId64 " rows, ", ch->chain, ch->rows);
+        if (ch->archived)
+            printf("%" PRId64 " archived, ", ch->archived);
         if (ch->has_head)
             printf("head seq %" PRId64 ", ", ch->head_seq);
         else
@@ -112,10 +114,10 @@ static void print_json(const struct verify_report *r)
                               ch->first.movement_id, "account", ch->first.account, "kind",
                               verify_fault_name(ch->first.kind), "detail", ch->first.detail);
         json_t *head = ch->has_head ? json_integer(ch->head_seq) : json_null();
-        json_array_append_new(chains, json_pack("{s:i, s:I, s:o, s:I, s:I, s:o}", "chain", ch->chain, "rows",
-                                                (json_int_t)ch->rows, "head_seq", head, "anchors",
-                                                (json_int_t)ch->anchors, "faults", (json_int_t)ch->faults, "first",
-                                                first));
+        json_array_append_new(chains, json_pack("{s:i, s:I, s:I, s:o, s:I, s:I, s:o}", "chain", ch->chain, "rows",
+                                                (json_int_t)ch->rows, "archived", (json_int_t)ch->archived,
+                                                "head_seq", head, "anchors", (json_int_t)ch->anchors, "faults",
+                                                (json_int_t)ch->faults, "first", first));
     }
     json_t *out = json_pack("{s:b, s:I, s:I, s:I, s:o}", "ok", r->faults == 0, "rows", (json_int_t)r->rows, "anchors",
                             (json_int_t)r->anchors, "faults", (json_int_t)r->faults, "chains", chains);

@@ -11,15 +11,16 @@ static void on_anchored(void *priv, const struct pgpool_result *r)
 {
     struct anchor *a = priv;
     a->out = 0;
-    if (r->outcome != PGPOOL_OK || PQntuples(r->res) != 1) {
+    if (r->outcome != PGPOOL_OK || PQntuples(r->res) != 1 || PQnfields(r->res) != 2) {
         a->failures++;
-        log_msg(LOG_WARN, "ledger anchors: the daily anchor failed (%s); tried again in a minute",
+        log_msg(LOG_WARN, "ledger anchors: the daily anchor and partition upkeep failed (%s); tried again in a minute",
                 r->outcome == PGPOOL_REFUSED ? r->code : "PostgreSQL unavailable");
         return;
     }
     a->runs++;
     a->day_done = utc_day();
     log_msg(LOG_INFO, "ledger anchors: %s", PQgetvalue(r->res, 0, 0));
+    log_msg(LOG_INFO, "partitions: %s", PQgetvalue(r->res, 0, 1));
 }
 
 static void on_tick(uv_timer_t *t)
@@ -31,7 +32,9 @@ static void on_tick(uv_timer_t *t)
     if (a->out || a->day_done == utc_day() || !pgpool_up(a->pool))
         return;
     const char *params[1] = {config_webhooks_on(a->cfg) ? "true" : "false"};
-    if (pgpool_call(a->pool, "SELECT tipcast_ledger_anchor_daily($1::boolean)::text", 1, params, on_anchored, a))
+    if (pgpool_call(a->pool,
+                    "SELECT tipcast_ledger_anchor_daily($1::boolean)::text, tipcast_partitions_upkeep()::text", 1,
+                    params, on_anchored, a))
         a->out = 1;
 }
 

@@ -7,7 +7,9 @@
  * anchors kept only inside it can be rewritten by a superuser along with
  * the ledger, so the platform should keep that webhook (or the output of
  * tipcast-admin anchor-ledger) somewhere else. Runs on the admin API's
- * PostgreSQL connections; a failed call is tried again at the next tick. */
+ * PostgreSQL connections; a failed call is tried again at the next tick.
+ * The same call keeps orders' and ledger's monthly partitions made ahead
+ * (tipcast_partitions_upkeep, 016_partitions.sql). */
 #ifndef TIPCAST_ANCHOR_H
 #define TIPCAST_ANCHOR_H
 

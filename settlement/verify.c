@@ -111,6 +111,45 @@ struct anchor {
     int bad_hash;
 };
 
+/* A run of consecutive seqs that left with an archived month
+ * (ledger_archived_spans, 017_archive.sql), and the hash of its last row. */
+struct span {
+    int64_t first, last;
+    unsigned char hash[HASH_LEN];
+};
+
+/* The chain's archived spans, in seq order; 0 or -1. */
+static int load_spans(PGconn *c, const char *chain, struct span **spans, size_t *nspans, char *err, size_t errlen)
+{
+    const char *params[1] = {chain};
+    PGresult *res = PQexecParams(c,
+                                 "SELECT first_seq, last_seq, last_hash FROM ledger_archived_spans "
+                                 "WHERE chain = $1::int ORDER BY first_seq",
+                                 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        set_err(err, errlen, "reading chain %s's archived spans: %s", chain, PQerrorMessage(c));
+        PQclear(res);
+        return -1;
+    }
+    int n = PQntuples(res);
+    *spans = calloc((size_t)n + 1, sizeof **spans);
+    if (!*spans) {
+        PQclear(res);
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        struct span *sp = &(*spans)[i];
+        sp->first = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        sp->last = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+        if (parse_hash(PQgetvalue(res, i, 2), sp->hash) < 0)
+            memset(sp->hash, 0xff, HASH_LEN); /* matches no row: the next row's hash fails */
+    }
+    *nspans = (size_t)n;
+    PQclear(res);
+    return 0;
+}
+
 /* The chain's head and anchors; 0 or -1. */
 static int load_chain(PGconn *c, struct verify_chain *ch, unsigned char head_hash[HASH_LEN], struct anchor **anchors,
                       size_t *nanchors, char *err, size_t errlen)
@@ -159,12 +198,34 @@ static int load_chain(PGconn *c, struct verify_chain *ch, unsigned char head_has
     return 0;
 }
 
+/* The archived spans that start where the chain is due (*expect) are passed
+ * over: the chain goes on from each one's last hash, and an anchor inside
+ * one can be checked only at its last row. */
+static void skip_archived(struct verify_chain *ch, const struct span *spans, size_t nspans, size_t *si,
+                          int64_t *expect, unsigned char prev[HASH_LEN], const struct anchor *anchors, size_t nanchors,
+                          size_t *ai)
+{
+    for (; *si < nspans && spans[*si].first <= *expect; (*si)++) {
+        const struct span *sp = &spans[*si];
+        if (sp->first < *expect)
+            continue; /* overlaps rows already walked: not a place in the chain */
+        for (; *ai < nanchors && anchors[*ai].seq <= sp->last; (*ai)++)
+            if (anchors[*ai].seq == sp->last && (anchors[*ai].bad_hash || memcmp(anchors[*ai].hash, sp->hash, HASH_LEN)))
+                fault(ch, VERIFY_ANCHOR_MISMATCH, sp->last, NULL, -1,
+                      "the anchor of %s has another hash than the archive's for this row", anchors[*ai].day);
+        memcpy(prev, sp->hash, HASH_LEN);
+        ch->archived += sp->last - sp->first + 1;
+        *expect = sp->last + 1;
+    }
+}
+
 /* Streams one chain's rows in seq order and checks them. */
 static int check_chain(PGconn *c, struct verify_chain *ch, char *err, size_t errlen)
 {
     unsigned char head_hash[HASH_LEN], prev[HASH_LEN] = {0}, stored[HASH_LEN], calc[HASH_LEN];
     struct anchor *anchors = NULL;
-    size_t nanchors = 0, ai = 0;
+    struct span *spans = NULL;
+    size_t nanchors = 0, ai = 0, nspans = 0, si = 0;
     if (load_chain(c, ch, head_hash, &anchors, &nanchors, err, errlen) < 0)
         return -1;
     /* An anchor of the empty chain names seq 0 and the zero hash. */
@@ -176,6 +237,10 @@ static int check_chain(PGconn *c, struct verify_chain *ch, char *err, size_t err
     char chain[16], sql[512];
     snprintf(chain, sizeof chain, "%d", ch->chain);
     const char *params[1] = {chain};
+    if (load_spans(c, chain, &spans, &nspans, err, errlen) < 0) {
+        free(anchors);
+        return -1;
+    }
     /* created_at as integer microseconds, as the content has it. */
     PGresult *res = PQexecParams(c,
                                  "DECLARE verify_rows NO SCROLL CURSOR FOR "
@@ -187,6 +252,7 @@ static int check_chain(PGconn *c, struct verify_chain *ch, char *err, size_t err
         set_err(err, errlen, "reading chain %d: %s", ch->chain, PQerrorMessage(c));
         PQclear(res);
         free(anchors);
+        free(spans);
         return -1;
     }
     PQclear(res);
@@ -215,6 +281,8 @@ static int check_chain(PGconn *c, struct verify_chain *ch, char *err, size_t err
                       "or a row out of place)", seq, expect);
                 continue;
             }
+            if (seq > expect)
+                skip_archived(ch, spans, nspans, &si, &expect, prev, anchors, nanchors, &ai);
             int gap = seq > expect;
             if (gap)
                 fault(ch, VERIFY_DELETED, expect, res, i, "seq %" PRId64 "..%" PRId64 " missing before this row",
@@ -253,6 +321,9 @@ static int check_chain(PGconn *c, struct verify_chain *ch, char *err, size_t err
     if (rc == 0 && run(c, "CLOSE verify_rows", err, errlen) < 0)
         rc = -1;
     if (rc == 0) {
+        /* Archived rows may end the chain: its head is then the last span's. */
+        skip_archived(ch, spans, nspans, &si, &expect, prev, anchors, nanchors, &ai);
+        last_seq = expect - 1;
         if (ch->has_head && ch->head_seq > last_seq)
             fault(ch, VERIFY_HEAD_MISMATCH, last_seq + 1, NULL, -1,
                   "the head names seq %" PRId64 ", the rows end at %" PRId64, ch->head_seq, last_seq);
@@ -264,6 +335,7 @@ static int check_chain(PGconn *c, struct verify_chain *ch, char *err, size_t err
                   last_seq);
     }
     free(anchors);
+    free(spans);
     return rc;
 }
 

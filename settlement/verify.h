@@ -19,7 +19,9 @@
  *   truncated       an anchored seq is past the chain's last row
  *   no_head         rows of a chain that has no head in ledger_chains
  * After a bad hash the check goes on from the stored hash, so one edit is
- * one fault, not a cascade. */
+ * one fault, not a cascade. A seq gap that an archived month's span covers
+ * (ledger_archived_spans, 017_archive.sql) is no fault: the chain goes on
+ * from the span's last hash, as the rows in the archive file end. */
 #ifndef TIPCAST_VERIFY_H
 #define TIPCAST_VERIFY_H
 
@@ -51,6 +53,7 @@ struct verify_chain {
     int has_head;
     int64_t head_seq;
     int64_t rows, anchors, faults;
+    int64_t archived; /* rows of archived months passed over (ledger_archived_spans) */
     struct {
         enum verify_fault kind;
         int64_t seq, row_id;

@@ -2,10 +2,16 @@
 the wallet shards' outbox entries (gifts/outbox.h) as the wallet script
 writes them."""
 
+import contextlib
+import os
 import subprocess
 import time
+import uuid
 
-from conftest import PG, WALLET_SHARDS
+import pytest
+
+from conftest import PG, REPO, WALLET_SHARDS, free_port
+from resp import Redis
 from wsclient import unique
 
 # Every test's tipcastd runs with --wallet-shards=WALLET_SHARDS (conftest).
@@ -60,3 +66,50 @@ def xadd_entry(r, fields):
     shard = shard_of(user)
     sid = r("XADD", outbox(shard), "*", *[x for kv in fields for x in kv])
     return f"{shard}-{sid}"
+
+
+def admin_bin():
+    """The tipcast-admin built beside the tipcastd under test."""
+    d = os.path.dirname(os.environ.get("TIPCAST_TEST_BIN") or os.path.join(REPO, "build", "server", "tipcastd"))
+    path = os.path.join(d, "tipcast-admin")
+    if not os.access(path, os.X_OK):
+        pytest.skip(f"no tipcast-admin at {path}")
+    return path
+
+
+@contextlib.contextmanager
+def own_redis(directory, *settings):
+    """A redis-server of the caller's own in `directory`, configured like
+    production (AOF, noeviction) plus `settings`; yields its port."""
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
+                             "--save", "", "--appendonly", "yes", "--maxmemory-policy", "noeviction", *settings],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def up():
+            try:
+                r = Redis(port=port)
+                try:
+                    return r("PING") == "PONG"
+                finally:
+                    r.close()
+            except OSError:
+                return False
+        wait_for(up, 10, "redis-server")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextlib.contextmanager
+def own_database(prefix):
+    """An empty database of the caller's own, dropped at the end; yields its DSN."""
+    name = prefix + "_" + uuid.uuid4().hex[:10]
+    root = PG.replace("dbname=tipcast", "dbname=postgres")
+    assert root != PG, "TIPCAST_PG must name dbname=tipcast"
+    psql(f"CREATE DATABASE {name}", root)
+    try:
+        yield PG.replace("dbname=tipcast", f"dbname={name}")
+    finally:
+        psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", root)

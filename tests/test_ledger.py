@@ -12,6 +12,7 @@ reads and acknowledges with XREADGROUP/XACK, which lets it decide which
 entries the rooms group has finished with when trimming is checked.
 """
 
+import calendar
 import signal
 import subprocess
 import threading
@@ -361,6 +362,59 @@ def test_replayed_entries_change_nothing(start, redis):
     assert psql("SELECT count(*) FROM ledger") == ledger_rows
     check_exactly_once(creator, produced)
     assert srv.alive()
+
+
+def month_start_ms(months_ahead):
+    """The first millisecond of the UTC month `months_ahead` from this one."""
+    t = time.gmtime()
+    y, m = divmod(t.tm_year * 12 + t.tm_mon - 1 + months_ahead, 12)
+    return int(calendar.timegm((y, m + 1, 1, 0, 0, 0))) * 1000
+
+
+def test_entries_of_many_months_land_in_their_partitions_once(start, redis):
+    """orders and ledger are partitioned by month (016_partitions.sql):
+    entries dated this month, the next two and 2001 (no partition: the
+    default one) become rows in the partition of their date, and the whole
+    stream delivered again adds nothing in any partition."""
+    creator = unique("cr")
+    dated = {"this": month_start_ms(0) + 1234, "next": month_start_ms(1), "after": month_start_ms(2) - 1,
+             "2001": 978307200000 + 5}
+    produced, month_of = {}, {}
+    for label, ts in dated.items():
+        for i in range(3):
+            oid, _ = redis.add("gift", unique("v"), 4 + i, room=creator, gift=2, name="G", count=1, price=4 + i,
+                               ts=ts)
+            produced[oid], month_of[oid] = 4 + i, label
+    credit, _ = redis.add("credit", unique("v"), 50, text="month test", ts=dated["next"])
+    start()
+    wait_for(lambda: count_orders(creator) == len(produced), what="orders in PostgreSQL")
+    check_exactly_once(creator, produced)
+
+    def partition(ms):
+        if ms < month_start_ms(-240):  # 2001: before every partition
+            return "default"
+        return time.strftime("p%Y_%m", time.gmtime(ms / 1000))
+
+    def placed():
+        got = rows(f"SELECT order_id, tableoid::regclass FROM orders WHERE creator = '{creator}'")
+        led = rows("SELECT l.movement_id, l.tableoid::regclass FROM ledger l JOIN orders o "
+                   f"ON o.order_id = l.movement_id WHERE o.creator = '{creator}'")
+        led += rows(f"SELECT movement_id, tableoid::regclass FROM ledger WHERE movement_id = '{credit}'")
+        return sorted(got), sorted(led)
+
+    orders_at, ledger_at = placed()
+    for oid, table in orders_at:
+        assert table == "orders_" + partition(dated[month_of[oid]]), (oid, month_of[oid], table)
+    assert {m for m, _ in ledger_at} == set(produced) | {credit}
+    for mid, table in ledger_at:
+        ms = dated["next"] if mid == credit else dated[month_of[mid]]
+        assert table == "ledger_" + partition(ms), (mid, table)
+
+    for s in range(SHARDS):
+        redis("XGROUP", "SETID", outbox(s), "ledger", "0")
+    wait_for(lambda: all(redis.ledger_caught_up(s) for s in range(SHARDS)), what="the replay to be consumed")
+    assert placed() == (orders_at, ledger_at)
+    check_exactly_once(creator, produced)
 
 
 def test_batch_of_written_and_new_entries(start, redis):

@@ -11,62 +11,30 @@ the exact chain and seq of the row that was touched.
 """
 
 import json
-import os
 import subprocess
-import time
-import uuid
 
 import pytest
 
 import admin
-from conftest import PG, REPO, free_port, mint_token
-from helpers import SHARDS, entry_fields, outbox, psql, shard_of, wait_for, xadd_entry
+from conftest import mint_token
+from helpers import SHARDS, admin_bin, entry_fields, own_database, own_redis, psql, wait_for, xadd_entry
 from resp import Redis
 from wsclient import unique
 
 ZERO = "\\x" + "00" * 32
 
 
-def admin_bin():
-    d = os.path.dirname(os.environ.get("TIPCAST_TEST_BIN") or os.path.join(REPO, "build", "server", "tipcastd"))
-    path = os.path.join(d, "tipcast-admin")
-    if not os.access(path, os.X_OK):
-        pytest.skip(f"no tipcast-admin at {path}")
-    return path
-
-
 @pytest.fixture(scope="module")
 def db():
     """A database of this module's own: its DSN."""
-    name = "tipcast_chain_" + uuid.uuid4().hex[:10]
-    root = PG.replace("dbname=tipcast", "dbname=postgres")
-    psql(f"CREATE DATABASE {name}", root)
-    yield PG.replace("dbname=tipcast", f"dbname={name}")
-    psql(f"DROP DATABASE {name} WITH (FORCE)", root)
+    with own_database("tipcast_chain") as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="module")
 def rport(tmp_path_factory):
-    d = tmp_path_factory.mktemp("redis")
-    port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(d),
-                             "--save", "", "--appendonly", "yes", "--maxmemory-policy", "noeviction"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                r = Redis(port=port)
-                r("PING")
-                r.close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the module's redis-server did not start"
-                time.sleep(0.05)
+    with own_redis(tmp_path_factory.mktemp("redis")) as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def q(db, sql):
