@@ -125,6 +125,39 @@ CREATE TRIGGER ledger_campaigns AFTER INSERT ON ledger
     REFERENCING NEW TABLE AS campaign_new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION tipcast_campaign_ledger();
 
+-- ---- The ledger consumer's lookups ------------------------------------------------
+
+-- tipcast_ledger_apply (006) asks, for each order and credit of a batch,
+-- whether the ledger has it already, by id alone: on partitioned tables that
+-- is one index probe per partition (measured: +20% per batch with 42
+-- partitions). The same question with the entry's created_at, which a
+-- replay carries unchanged, is pruned to one partition. Recharges and
+-- refunds keep their lookups by reference alone: a second entry for the
+-- same reference (another created_at) must still be found. The function is
+-- 006's with those two conditions extended, made here from its own text so
+-- that nothing else of it is copied; it fails if either is not found.
+DO $$
+DECLARE
+    def text := pg_get_functiondef('tipcast_ledger_apply(boolean)'::regprocedure);
+    patched text := def;
+    swaps text[] := ARRAY[
+        'WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.order_id = s.order_id)',
+        'WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.order_id = s.order_id AND o.created_at = s.created_at)',
+        'WHERE NOT EXISTS (SELECT 1 FROM ledger l WHERE l.movement_id = m.movement_id AND l.account = m.account',
+        'WHERE NOT EXISTS (SELECT 1 FROM ledger l WHERE l.movement_id = m.movement_id AND l.account = m.account '
+            || 'AND l.created_at = m.created_at'];
+    i int;
+BEGIN
+    FOR i IN 1 .. array_length(swaps, 1) BY 2 LOOP
+        IF position(swaps[i] IN patched) = 0 THEN
+            RAISE EXCEPTION '016: tipcast_ledger_apply has no "%"', swaps[i];
+        END IF;
+        patched := replace(patched, swaps[i], swaps[i + 1]);
+    END LOOP;
+    EXECUTE patched;
+END;
+$$;
+
 -- ---- Upkeep ----------------------------------------------------------------------
 
 -- Partitions keep being made four months ahead of now: even while nothing is
