@@ -655,6 +655,34 @@ def scenario9(d, f):
     return out
 
 
+def scenario10(d, f):
+    if not f.get("s10.now.100.ms"):
+        return {}
+    d.w("## 10. The ledger's batch on partitioned tables")
+    d.w()
+    d.w("What partitioning `orders` and `ledger` by month costs the ledger consumer (docs/operations.md, "
+        "\"Partitions by month\"). Three databases of their own, made by applying storage/migrations/ with psql: "
+        "the tables before partitioning (migrations up to 015), a new deployment's partitions (this month, four "
+        "ahead, the default one), and the same with a partition for each of the last 36 months, as after three "
+        "years. In each, `scripts/ledger_batch_bench.sh` times `tipcast_ledger_apply` for batches of gift "
+        "orders (their split, ledger rows, earnings and rollups), all in one session as the ledger consumer "
+        "runs them: the median after the plans' warm-up. The databases take turns; the figure is the median "
+        "over the turns (each turn's in brackets).")
+    d.w()
+    d.w("| tables | partitions of orders (the default one too) | batch of 100 (ms) | batch of 1,000 (ms) |")
+    d.w("|---|---:|---:|---:|")
+    out = {}
+    for k, label in (("before", "before partitioning (015)"), ("now", "partitioned, a new deployment"),
+                     ("now_3y", "partitioned, three years of months")):
+        cells = []
+        for n in (100, 1000):
+            cells.append(f"{fmt(num(f.get(f's10.{k}.{n}.ms')), 1)} ({f.get(f's10.{k}.{n}.all', '')})")
+            out[(k, n)] = num(f.get(f"s10.{k}.{n}.ms"))
+        d.w(f"| {label} | {fmt(num(f.get(f's10.{k}.partitions')))} | {cells[0]} | {cells[1]} |")
+    d.w()
+    return out
+
+
 def limits_section(d, f, r1, r2, r3, r4):
     d.w("## What limits it")
     d.w()
@@ -917,6 +945,7 @@ def main(argv=None):
     r7 = scenario7(d, f)
     r8 = scenario8(d, f)
     r9 = scenario9(d, f)
+    r10 = scenario10(d, f)
     limits_section(d, f, r1, r2, r3, r4)
     summary = [
         "| target | measured | result |",
@@ -951,6 +980,10 @@ def main(argv=None):
     if r9:
         summary.append(f"| (issue 15, not a target) gifts/s with redis-wait-replicas 0 / 1, a replica attached "
                        f"(scenario 9) | {fmt(r9.get('0'))} / {fmt(r9.get('1'))} | |")
+    if r10:
+        summary.append(f"| (issue 15, not a target) ledger batch of 1,000 orders, ms: before partitioning / "
+                       f"partitioned / three years of partitions (scenario 10) | {fmt(r10.get(('before', 1000)), 1)} / "
+                       f"{fmt(r10.get(('now', 1000)), 1)} / {fmt(r10.get(('now_3y', 1000)), 1)} | |")
     d.lines[summary_at:summary_at] = summary
     os.makedirs(os.path.dirname(os.path.abspath(a.doc)), exist_ok=True)
     with open(a.doc, "w", encoding="utf-8") as out:

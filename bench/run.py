@@ -41,6 +41,10 @@ order pays the split; then runs the scenarios:
   9 durable acks      a replica attached to the bench Redis; tipcastd with
                       redis-wait-replicas 0, then 1: the gift path at a fixed
                       rate (ack p50/p99, CPU per gift, WAITs sent) and find-max
+  10 partitions       the ledger's batch (scripts/ledger_batch_bench.sh, 100
+                      and 1,000 gifts) on the tables before partitioning, on
+                      a new deployment's partitions and on three years of
+                      monthly partitions, taking turns
 Results go to $BENCH_OUT (figures.tsv, JSON, logs); bench/report.py turns them
 into docs/benchmarks.md and copies the SVG charts to docs/bench/. Everything
 the suite started is stopped on exit (also on Ctrl-C or SIGTERM), and every
@@ -48,7 +52,7 @@ step has a time bound. Python 3 standard library only.
 
 Environment (defaults in brackets; quick-mode defaults after the slash):
   BENCH_QUICK [0]            1: small N, short durations
-  BENCH_ONLY [1 4 5 6 2 8 9 3 7] the scenarios to run, e.g. "1 2"
+  BENCH_ONLY [1 4 5 6 2 8 9 3 10 7] the scenarios to run, e.g. "1 2"
   BENCH_BUILD_DIR [build]    cmake build tree
   BENCH_OUT [/tmp/tipcast-bench-out]   raw results
   BENCH_PEERS [bench/peers]  nchan.conf, ws-broadcast.js, pg-gift.sql, pg-gift-schema.sql
@@ -66,6 +70,7 @@ Environment (defaults in brackets; quick-mode defaults after the slash):
   BENCH_S6_RATE [1000/300]         scenario 6's gifts/s
   BENCH_S8_RATE [1000/300]         scenario 8's fixed gifts/s
   BENCH_S9_RATE [1000/300]         scenario 9's fixed gifts/s (redis-wait-replicas 0 and 1)
+  BENCH_S10_ROUNDS [3/1]           scenario 10's turns of its three databases
   BENCH_S8_BASE [dfd31ac]          scenario 8's "before": the commit before
                                    issue 14's room features ("none": skip)
   BENCH_TIPCASTD_ARGS []           extra tipcastd flags (e.g. for tuning)
@@ -90,6 +95,7 @@ import s6_risk
 import s7_stats
 import s8_features
 import s9_wait
+import s10_partitions
 from suite import REPO, TC_MAX_CONNS, BenchError, Settings, Suite
 
 BENCH_PACKAGES = ["nginx-light", "libnginx-mod-nchan", "redis-tools", "postgresql-contrib", "iproute2"]
@@ -226,6 +232,8 @@ def run_all(suite):
             suite.stop_tipcastd()
         s3_idle.run(suite)
     suite.stop_tipcastd()
+    if suite.has(10):
+        s10_partitions.run(suite)
     if suite.has(7):
         s7_stats.run(suite)
     suite.fig("run.seconds", int(time.monotonic() - t_start))

@@ -1,6 +1,7 @@
 /* anchor.c - the ledger's daily anchors (see anchor.h). */
 #include "anchor.h"
 
+#include <string.h>
 #include <time.h>
 
 #include "log.h"
@@ -18,9 +19,14 @@ static void on_anchored(void *priv, const struct pgpool_result *r)
         return;
     }
     a->runs++;
-    a->day_done = utc_day();
     log_msg(LOG_INFO, "ledger anchors: %s", PQgetvalue(r->res, 0, 0));
-    log_msg(LOG_INFO, "partitions: %s", PQgetvalue(r->res, 0, 1));
+    /* Partitions not made (a lock not had in time): the next tick calls
+     * again, anchors and all (both are idempotent). */
+    const char *parts = PQgetvalue(r->res, 0, 1);
+    int skipped = strstr(parts, "\"skipped\"") != NULL;
+    log_msg(skipped ? LOG_WARN : LOG_INFO, "partitions: %s", parts);
+    if (!skipped)
+        a->day_done = utc_day();
 }
 
 static void on_tick(uv_timer_t *t)

@@ -9,7 +9,8 @@
  * tipcast-admin anchor-ledger) somewhere else. Runs on the admin API's
  * PostgreSQL connections; a failed call is tried again at the next tick.
  * The same call keeps orders' and ledger's monthly partitions made ahead
- * (tipcast_partitions_upkeep, 016_partitions.sql). */
+ * (tipcast_partitions_upkeep, 016_partitions.sql); when that could not have
+ * its locks in time, the day is not done and the next tick calls again. */
 #ifndef TIPCAST_ANCHOR_H
 #define TIPCAST_ANCHOR_H
 
