@@ -106,8 +106,9 @@ class Server(tipcast_proc.Process):
     """One running tipcastd (started, waited for and stopped by
     scripts/tipcast_proc.py; the pytest side is here)."""
 
-    def __init__(self, args, port, log_dir, tls=False, admin_port=None):
+    def __init__(self, args, port, log_dir, tls=False, admin_port=None, host="127.0.0.1"):
         self.port = port
+        self.host = host  # the address it listens on (another one in a network namespace)
         self.admin_port = admin_port  # the admin API's port (admin-listen), None when off
         self.tls = tls
         # Several servers may share a port (--reuse-port): number the logs.
@@ -151,11 +152,12 @@ class Server(tipcast_proc.Process):
 
     def http_get(self, path, timeout=5, headers=None):
         return wsclient.http_get(self.port, path, tls=self.tls, headers=headers,
-                                 timeout=timeout)
+                                 timeout=timeout, host=self.host)
 
     def connect(self, **kw):
         """wsclient.connect to this server; the client is closed at teardown."""
         kw.setdefault("tls", self.tls)
+        kw.setdefault("host", self.host)
         c = wsclient.connect(self.port, **kw)
         self.clients.append(c)
         return c
@@ -190,7 +192,9 @@ class ServerFactory:
     def __call__(self, **overrides):
         """Starts tipcastd with the test settings plus overrides
         (python names: max_frame_bytes=4096 -> --max-frame-bytes=4096).
-        A value of None drops a default flag."""
+        A value of None drops a default flag. netns=NAME runs it in that
+        network namespace (`ip netns exec`), listening on listen_addr."""
+        netns = overrides.pop("netns", None)
         port = overrides.pop("port", None) or free_port()
         flags = {
             "port": port,
@@ -207,9 +211,12 @@ class ServerFactory:
         for k, v in overrides.items():
             flags[k.replace("_", "-")] = v
         args = tipcast_proc.tipcastd_argv(_binary(), flags)
+        if netns:
+            args = ["ip", "netns", "exec", netns] + args  # ip execs tipcastd: the pid is tipcastd's
         admin = flags.get("admin-listen")
         srv = Server(args, port, self.log_dir, tls=bool(flags.get("tls-cert")),
-                     admin_port=int(admin.rsplit(":", 1)[1]) if admin else None)
+                     admin_port=int(admin.rsplit(":", 1)[1]) if admin else None,
+                     host=flags["listen-addr"] if netns else "127.0.0.1")
         self.servers.append(srv)
         srv.wait_ready()
         return srv
@@ -258,15 +265,16 @@ def module_server(tmp_path_factory):
 
 
 class TcpProxy:
-    """A TCP forwarder on 127.0.0.1 to host:port, for cutting a backend off
-    while tipcastd runs. cut() drops every forwarded connection and refuses
+    """A TCP forwarder on 127.0.0.1 (or `bind`) to host:port, for cutting a
+    backend off while tipcastd runs, or for reaching it from another network
+    namespace. cut() drops every forwarded connection and refuses
     new ones (accepts and closes them at once); restore() forwards again."""
 
-    def __init__(self, host, port):
+    def __init__(self, host, port, bind="127.0.0.1"):
         self.target = (host, int(port))
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
+        self.listener.bind((bind, 0))
         self.listener.listen(64)
         self.port = self.listener.getsockname()[1]
         self.cut_off = False
