@@ -84,9 +84,11 @@ static void on_script_loaded(redisAsyncContext *ac, void *r, void *priv)
     redisReply *reply = r;
     const struct rlink_script *s = priv;
     /* A Redis still loading its data refuses it: the script is then sent
-     * whole on its first call (the NOSCRIPT path), so that is no error. */
+     * whole on its first call (the NOSCRIPT path), so that is no error.
+     * Another refusal is a warning (held back when repeated): the same
+     * path sends the script whole, or its call fails as this load did. */
     if (reply && reply->type == REDIS_REPLY_ERROR)
-        log_msg(strncmp(reply->str, "LOADING", 7) == 0 ? LOG_DEBUG : LOG_ERROR, "redis: SCRIPT LOAD of %s failed: %s",
+        log_msg(strncmp(reply->str, "LOADING", 7) == 0 ? LOG_DEBUG : LOG_WARN, "redis: SCRIPT LOAD of %s failed: %s",
                 s->name, reply->str);
 }
 
@@ -102,7 +104,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
         return;
     }
     l->up = 1;
-    l->backoff_ms = 0;
+    l->up_at = uv_now(rl->loop);
     log_msg(LOG_INFO, "redis %s: connected to %s:%d", l->name, rl->host, rl->port);
     if (l == &rl->links[RLINK_CMD_LINK]) {
         for (int s = 0; s < rl->nscripts; s++)
@@ -131,6 +133,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
         l->open_wait = NULL;
         wait_end(w, 0);
     }
+    if (was_up && uv_now(rl->loop) - l->up_at >= RLINK_STABLE_MS)
+        l->backoff_ms = 0;
     schedule_retry(l);
 }
 

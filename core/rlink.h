@@ -44,6 +44,10 @@
 #define RLINK_SCRIPTS_MAX 16
 #define RLINK_BACKOFF_MIN_MS 100
 #define RLINK_BACKOFF_MAX_MS 2000
+/* A connection that lived this long starts the next one's backoff afresh;
+ * one that a Redis closes at once (protected mode's DENIED, maxclients)
+ * keeps backing off, so that it is not reopened ten times a second. */
+#define RLINK_STABLE_MS 2000
 /* The link numbers of the shared command connection and of the reads
  * connection (see above). */
 #define RLINK_CMD_LINK 0
@@ -87,6 +91,7 @@ struct rlink_link {
     redisAsyncContext *ac; /* while connected or connecting */
     int up;
     int backoff_ms;
+    uint64_t up_at; /* loop time of the last connect */
     uv_timer_t retry;
     struct rlink_wait *open_wait; /* the scripts sent this loop turn, before their WAIT */
 };

@@ -6,7 +6,8 @@ entries in the wallet shard's outbox stream (which the ledger and rooms
 consumers turn into PostgreSQL rows and room events).
 """
 
-import contextlib
+import datetime
+import re
 import subprocess
 import threading
 import time
@@ -14,7 +15,7 @@ import time
 import pytest
 
 from conftest import PG, free_port, mint_token
-from helpers import SHARDS, outbox, psql, shard_of, wait_for
+from helpers import SHARDS, outbox, own_redis, psql, shard_of, wait_for
 from resp import Redis, stream_entries
 from wsclient import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, unique
 
@@ -308,26 +309,6 @@ def test_catalog_reloads_without_restart(scene):
         psql(f"DELETE FROM gifts WHERE id = {gid}")
 
 
-@contextlib.contextmanager
-def private_redis(tmp_path, *args):
-    """A redis-server of the test's own (extra args are its settings);
-    yields its port."""
-    port = free_port()
-    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                              "--dir", str(tmp_path), *args],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
-                             text=True).stdout.strip() != "PONG":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        yield port
-    finally:
-        redis.terminate()
-        redis.wait(10)
-
-
 def tipcastd_args(redis_port, *flags):
     """tipcastd's command line on the test PostgreSQL and a given Redis."""
     from conftest import TEST_SECRET, _binary
@@ -338,7 +319,7 @@ def tipcastd_args(redis_port, *flags):
 def test_unsafe_redis_is_refused(tmp_path, catalog):
     """A Redis without AOF (or with an evicting policy) would lose
     acknowledged balances: tipcastd refuses it unless told it is a toy."""
-    with private_redis(tmp_path, "--appendonly", "no") as port:
+    with own_redis(tmp_path, "--appendonly", "no") as port:
         p = subprocess.run(tipcastd_args(port), capture_output=True, text=True, timeout=30)
         assert p.returncode == 1, p.stderr[-2000:]
         assert "appendonly" in p.stderr and "refusing" in p.stderr, p.stderr[-2000:]
@@ -357,11 +338,36 @@ def test_unreachable_redis_at_start_ends_the_process(catalog):
     assert time.monotonic() - start >= 2
 
 
+def test_a_redis_that_closes_every_connection_is_not_hammered(tmp_path, catalog, server):
+    """A Redis that takes a connection and closes it at once (here every
+    one past maxclients 1; protected mode's DENIED does the same) is tried
+    again with a backoff that grows to 2 s (RLINK_BACKOFF_MAX_MS), not every
+    100 ms: a link's connects, after its first five, are at least 1.9 s
+    apart (later only, never sooner, on a loaded machine)."""
+    with own_redis(tmp_path, "--maxclients", "1") as port:
+        srv = server(redis_port=port, redis_start_timeout_s=60)
+
+        def connects():
+            times = {}
+            for line in srv.stderr_text().splitlines():
+                m = re.match(r'ts=(\S+) level=info msg="redis (\w+): connected to ', line)
+                if m:
+                    t = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ")
+                    times.setdefault(m.group(2), []).append(t.timestamp())
+            return times
+        # Some link holds the one slot; the others are closed on connect.
+        wait_for(lambda: any(len(t) >= 9 for t in connects().values()), 60, what="a link's nine connects")
+        link, times = max(connects().items(), key=lambda kv: len(kv[1]))
+        gaps = [b - a for a, b in zip(times[5:], times[6:])]
+        assert gaps and min(gaps) >= 1.9, (link, [round(g, 3) for g in gaps])
+        assert srv.alive()
+
+
 def test_wallet_shards_are_fixed_by_the_first_node(tmp_path, catalog, server):
     """wallet-shards places every wallet: the first node records it in
     Redis, and a node started with another number refuses to run, before
     it moves money or reads an outbox."""
-    with private_redis(tmp_path, "--appendonly", "yes") as port:
+    with own_redis(tmp_path) as port:
         r = Redis(port=port)
         try:
             first = server(redis_port=port, wallet_shards=4)
