@@ -1,7 +1,6 @@
 /* anchor.c - the ledger's daily anchors (see anchor.h). */
 #include "anchor.h"
 
-#include <string.h>
 #include <time.h>
 
 #include "log.h"
@@ -12,7 +11,7 @@ static void on_anchored(void *priv, const struct pgpool_result *r)
 {
     struct anchor *a = priv;
     a->out = 0;
-    if (r->outcome != PGPOOL_OK || PQntuples(r->res) != 1 || PQnfields(r->res) != 2) {
+    if (r->outcome != PGPOOL_OK || PQntuples(r->res) != 1 || PQnfields(r->res) != 3) {
         a->failures++;
         log_msg(LOG_WARN, "ledger anchors: the daily anchor and partition upkeep failed (%s); tried again in a minute",
                 r->outcome == PGPOOL_REFUSED ? r->code : "PostgreSQL unavailable");
@@ -22,9 +21,8 @@ static void on_anchored(void *priv, const struct pgpool_result *r)
     log_msg(LOG_INFO, "ledger anchors: %s", PQgetvalue(r->res, 0, 0));
     /* Partitions not made (a lock not had in time): the next tick calls
      * again, anchors and all (both are idempotent). */
-    const char *parts = PQgetvalue(r->res, 0, 1);
-    int skipped = strstr(parts, "\"skipped\"") != NULL;
-    log_msg(skipped ? LOG_WARN : LOG_INFO, "partitions: %s", parts);
+    int skipped = PQgetvalue(r->res, 0, 2)[0] == 't';
+    log_msg(skipped ? LOG_WARN : LOG_INFO, "partitions: %s", PQgetvalue(r->res, 0, 1));
     if (!skipped)
         a->day_done = utc_day();
 }
@@ -39,7 +37,8 @@ static void on_tick(uv_timer_t *t)
         return;
     const char *params[1] = {config_webhooks_on(a->cfg) ? "true" : "false"};
     if (pgpool_call(a->pool,
-                    "SELECT tipcast_ledger_anchor_daily($1::boolean)::text, tipcast_partitions_upkeep()::text", 1,
+                    "SELECT tipcast_ledger_anchor_daily($1::boolean)::text, u::text, u ? 'skipped' "
+                    "FROM tipcast_partitions_upkeep() u", 1,
                     params, on_anchored, a))
         a->out = 1;
 }

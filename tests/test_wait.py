@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from conftest import REDIS_PORT, free_port
-from helpers import psql, shard_of, wait_for
+from conftest import REDIS_PORT
+from helpers import own_redis, psql, shard_of, wait_for
 from resp import Redis
 from test_money import catalog  # noqa: F401  (the module fixture, used by pytestmark)
 from test_metrics import scrape, val
@@ -29,26 +29,16 @@ WAIT_FLAGS = dict(FLAGS, redis_wait_replicas=1, redis_wait_timeout_ms=300)
 
 @pytest.fixture
 def replica(tmp_path):
-    port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path), "--replicaof", "127.0.0.1",
-                             str(REDIS_PORT), "--enable-debug-command", "local"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with own_redis(tmp_path, "--appendonly", "no", "--replicaof", "127.0.0.1", str(REDIS_PORT),
+                   "--enable-debug-command", "local") as port:
         def synced():
+            r = Redis(port=port)
             try:
-                r = Redis(port=port)
-                try:
-                    return "master_link_status:up" in r("INFO", "replication")
-                finally:
-                    r.close()
-            except OSError:
-                return False
+                return "master_link_status:up" in r("INFO", "replication")
+            finally:
+                r.close()
         wait_for(synced, what="the replica in sync", timeout=30)
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def bal_on(port, user):

@@ -106,8 +106,8 @@ BEGIN
     IF bad IS NOT NULL THEN
         RAISE EXCEPTION 'archive_refused' USING DETAIL = format('movement %s has rows outside %s', bad, month);
     END IF;
-    EXECUTE format('SELECT min(movement_id) FROM %I GROUP BY movement_id HAVING sum(delta) <> 0 LIMIT 1', l_tab)
-        INTO bad;
+    EXECUTE format('SELECT movement_id FROM %I GROUP BY movement_id HAVING sum(delta) <> 0 ORDER BY 1 LIMIT 1',
+                   l_tab) INTO bad;
     IF bad IS NOT NULL THEN
         RAISE EXCEPTION 'archive_refused' USING DETAIL = format('movement %s does not sum to zero', bad);
     END IF;
