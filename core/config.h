@@ -54,6 +54,7 @@ struct config {
     /* Backends */
     char redis_host[CONFIG_STR_MAX];   /* "redis-host", default 127.0.0.1 */
     int redis_port;                    /* "redis-port", default 6379 */
+    char redis_cluster[CONFIG_STR_MAX]; /* "redis-cluster": seed nodes, or empty */
     int redis_start_timeout_s;         /* "redis-start-timeout-s", default 30 */
     int redis_wait_replicas;           /* "redis-wait-replicas", default 0 (no WAIT) */
     int redis_wait_timeout_ms;         /* "redis-wait-timeout-ms", default 1000 */

@@ -62,6 +62,12 @@ const struct config_entry config_table[] = {
      "wallets, and carries room events between tipcastd nodes."},
     {"redis-port", CONFIG_G_BACKENDS, CONFIG_T_INT, CONFIG_OFF(redis_port), 1, 65535, "6379",
      "PORT", "TCP port of the Redis server."},
+    {"redis-cluster", CONFIG_G_BACKENDS, CONFIG_T_STR, CONFIG_OFF(redis_cluster), 0, 0, "", "HOST:PORT,...",
+     "Redis Cluster mode: up to 8 seed nodes of the cluster. tipcastd reads "
+     "the slot map from them, keeps connections to every master and sends "
+     "each script to the master of its wallet shard's or room's slot, "
+     "following MOVED and ASK; room events use sharded pub/sub. redis-host "
+     "and redis-port are then unused. Empty: one Redis."},
     {"redis-wait-replicas", CONFIG_G_BACKENDS, CONFIG_T_INT, CONFIG_OFF(redis_wait_replicas), 0, 16, "0", "N",
      "Durable acknowledgements: with N > 0, tipcastd sends WAIT N after each "
      "loop turn's money movements (the wallet's scripts: gifts, tips, "

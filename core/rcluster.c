@@ -16,6 +16,7 @@ struct rc_req {
     rlink_reply_cb *cb;
     void *priv;
     const struct rlink_script *script; /* NULL: a plain command */
+    int link;
     int nkeys;
     int redirects;
     int argc;
@@ -32,6 +33,12 @@ static int same(const struct slots_node *a, const struct slots_node *b)
 }
 
 static void on_node_ready(void *ctx);
+static void on_node_sub_ready(void *ctx);
+static void on_node_sub_lost(void *ctx);
+static void on_node_message(void *ctx, const char *chan, size_t chan_len, const char *payload, size_t len);
+static void on_node_subscribed(void *ctx, const char *chan, size_t chan_len);
+static void on_node_unsubscribed(void *ctx, const char *chan, size_t chan_len);
+static void on_node_sub_error(void *ctx, const char *chan, size_t chan_len, const char *err);
 
 static struct rcluster_node *node_get(struct rcluster *rc, const struct slots_node *addr)
 {
@@ -49,13 +56,39 @@ static struct rcluster_node *node_get(struct rcluster *rc, const struct slots_no
         return NULL;
     n->addr = *addr;
     n->rc = rc;
-    struct rlink_hooks hooks = {.on_cmd_ready = on_node_ready, .cmd_ctx = n};
-    rlink_init(&n->rl, rc->loop, addr->host, addr->port, &hooks);
+    struct rlink_hooks hooks = {
+        .on_cmd_ready = on_node_ready,
+        .cmd_ctx = n,
+        .on_message = on_node_message,
+        .on_subscribed = on_node_subscribed,
+        .on_unsubscribed = on_node_unsubscribed,
+        .on_sub_ready = on_node_sub_ready,
+        .on_sub_lost = on_node_sub_lost,
+        .on_sub_error = on_node_sub_error,
+        .sub_ctx = n,
+    };
+    rlink_init(&n->rl, rc->loop, n->addr.host, addr->port, &hooks);
+    rlink_set_wait(&n->rl, rc->wait_replicas, rc->wait_timeout_ms);
     for (int s = 0; s < rc->nscripts; s++)
         rlink_script_add(&n->rl, rc->scripts[s]);
     rlink_start(&n->rl);
+    for (int i = 0; i < rc->nopen; i++) {
+        int link = rlink_open(&n->rl, rc->open_names[i]);
+        tc_assert(link == RLINK_READ_LINK + 1 + i);
+    }
     rc->nodes[rc->nnodes++] = n;
     return n;
+}
+
+/* The front's on_cmd_ready: when the cluster becomes ready, and when a
+ * master's command connection comes back while it is (a new Redis there
+ * is checked again). */
+static void ready_check(struct rcluster *rc)
+{
+    int ready = rcluster_ready(rc);
+    if (ready && !rc->was_ready && rc->hooks.on_cmd_ready)
+        rc->hooks.on_cmd_ready(rc->hooks.cmd_ctx);
+    rc->was_ready = ready;
 }
 
 static void on_slots(redisReply *reply, void *priv)
@@ -79,6 +112,11 @@ static void on_slots(redisReply *reply, void *priv)
     unsigned unserved = slots_unserved(&rc->map);
     if (unserved)
         log_msg(LOG_WARN, "redis cluster: %u slots have no master", unserved);
+    else if (rc->nmasters_logged != rc->map.nmasters) {
+        rc->nmasters_logged = rc->map.nmasters;
+        log_msg(LOG_INFO, "redis cluster: every slot served, by %d masters", rc->map.nmasters);
+    }
+    ready_check(rc);
 }
 
 /* Reads the map from a connected node: an owner when there is one up. */
@@ -108,8 +146,73 @@ static void refresh(struct rcluster *rc)
 static void on_node_ready(void *ctx)
 {
     struct rcluster_node *n = ctx;
-    if (!n->rc->have_map || n->rc->refresh_wanted)
-        refresh(n->rc);
+    struct rcluster *rc = n->rc;
+    if (!rc->have_map || rc->refresh_wanted)
+        refresh(rc);
+    rc->was_ready = 0; /* this master may be a new Redis */
+    ready_check(rc);
+}
+
+/* ---- The subscriber connections: each master's, seen by the front as one -- */
+
+static void on_node_sub_ready(void *ctx)
+{
+    struct rcluster *rc = ((struct rcluster_node *)ctx)->rc;
+    if (rc->hooks.on_sub_ready)
+        rc->hooks.on_sub_ready(rc->hooks.sub_ctx);
+}
+
+/* One master's subscriber went down: the front hears that every
+ * subscription is gone (those on other masters are made again too, which
+ * answers their catch-up from the history and changes nothing else). */
+static void on_node_sub_lost(void *ctx)
+{
+    struct rcluster *rc = ((struct rcluster_node *)ctx)->rc;
+    refresh(rc);
+    if (rc->hooks.on_sub_lost)
+        rc->hooks.on_sub_lost(rc->hooks.sub_ctx);
+}
+
+static void on_node_message(void *ctx, const char *chan, size_t chan_len, const char *payload, size_t len)
+{
+    struct rcluster *rc = ((struct rcluster_node *)ctx)->rc;
+    if (rc->hooks.on_message)
+        rc->hooks.on_message(rc->hooks.sub_ctx, chan, chan_len, payload, len);
+}
+
+static void on_node_subscribed(void *ctx, const char *chan, size_t chan_len)
+{
+    struct rcluster *rc = ((struct rcluster_node *)ctx)->rc;
+    if (rc->hooks.on_subscribed)
+        rc->hooks.on_subscribed(rc->hooks.sub_ctx, chan, chan_len);
+}
+
+/* Asked for, or pushed when the channel's slot left the master: the map
+ * is read again so that the next subscription goes to the new one. */
+static void on_node_unsubscribed(void *ctx, const char *chan, size_t chan_len)
+{
+    struct rcluster *rc = ((struct rcluster_node *)ctx)->rc;
+    refresh(rc);
+    if (rc->hooks.on_unsubscribed)
+        rc->hooks.on_unsubscribed(rc->hooks.sub_ctx, chan, chan_len);
+}
+
+static struct rcluster_node *moved(struct rcluster *rc, unsigned slot, const struct slots_node *addr);
+
+static void on_node_sub_error(void *ctx, const char *chan, size_t chan_len, const char *err)
+{
+    struct rcluster_node *n = ctx;
+    struct rcluster *rc = n->rc;
+    unsigned slot;
+    struct slots_node to;
+    if (slots_redirect_parse(err, strlen(err), &slot, &to) == SLOTS_MOVED) {
+        if (!to.host[0])
+            memcpy(to.host, n->addr.host, sizeof to.host);
+        moved(rc, slot, &to);
+    }
+    refresh(rc);
+    if (rc->hooks.on_sub_error)
+        rc->hooks.on_sub_error(rc->hooks.sub_ctx, chan, chan_len, err);
 }
 
 static void on_check(uv_timer_t *t)
@@ -119,10 +222,13 @@ static void on_check(uv_timer_t *t)
         refresh(rc);
 }
 
-int rcluster_init(struct rcluster *rc, uv_loop_t *loop, const char *seeds, char *err, size_t errlen)
+int rcluster_init(struct rcluster *rc, uv_loop_t *loop, const char *seeds, const struct rlink_hooks *hooks, char *err,
+                  size_t errlen)
 {
     memset(rc, 0, sizeof *rc);
     rc->loop = loop;
+    if (hooks)
+        rc->hooks = *hooks;
     const char *p = seeds;
     while (*p) {
         size_t len = strcspn(p, ",");
@@ -164,6 +270,13 @@ void rcluster_script_add(struct rcluster *rc, struct rlink_script *s)
     rc->scripts[rc->nscripts++] = s;
 }
 
+void rcluster_set_wait(struct rcluster *rc, int replicas, int timeout_ms)
+{
+    tc_assert(!rc->started);
+    rc->wait_replicas = replicas;
+    rc->wait_timeout_ms = timeout_ms;
+}
+
 void rcluster_start(struct rcluster *rc)
 {
     tc_assert(!rc->started);
@@ -196,15 +309,56 @@ void rcluster_free(struct rcluster *rc)
     rc->nnodes = 0;
 }
 
-int rcluster_ready(const struct rcluster *rc)
+int rcluster_open(struct rcluster *rc, const char *name)
+{
+    if (rc->nopen == RCLUSTER_OPEN_MAX || rc->stopping)
+        return -1;
+    rc->open_names[rc->nopen++] = name;
+    for (int i = 0; i < rc->nnodes; i++)
+        if (rlink_open(&rc->nodes[i]->rl, name) != RLINK_READ_LINK + rc->nopen)
+            return -1;
+    return RLINK_READ_LINK + rc->nopen;
+}
+
+/* 1 when the map serves every slot and every master's `link` is up (-1:
+ * its subscriber; -2: command, reads and subscriber). */
+int rcluster_up(const struct rcluster *rc, int link)
 {
     if (!rc->have_map || slots_unserved(&rc->map) > 0)
         return 0;
-    for (int i = 0; i < rc->map.nmasters; i++)
-        if (!rc->owner[i] || !rlink_cmd_ready(&rc->owner[i]->rl))
+    for (int i = 0; i < rc->map.nmasters; i++) {
+        const struct rlink *rl = rc->owner[i] ? &rc->owner[i]->rl : NULL;
+        if (!rl || !(link == -1 ? rlink_sub_ready(rl) : link == -2 ? rlink_ready(rl) : rlink_up(rl, link)))
             return 0;
+    }
     return 1;
 }
+
+int rcluster_ready(const struct rcluster *rc) { return rcluster_up(rc, RLINK_CMD_LINK); }
+
+static struct rcluster_node *route(struct rcluster *rc, unsigned slot);
+
+int rcluster_same_master(struct rcluster *rc, const char *a, size_t alen, const char *b, size_t blen)
+{
+    return route(rc, (unsigned)hash_keyslot(a, alen)) == route(rc, (unsigned)hash_keyslot(b, blen));
+}
+
+int rcluster_masters(const struct rcluster *rc) { return rc->have_map ? rc->map.nmasters : 0; }
+
+/* (Un)subscribes on the master of the channel's slot. */
+static int sub(struct rcluster *rc, int unsub, const char *channel, size_t len)
+{
+    struct rcluster_node *n = route(rc, (unsigned)hash_keyslot(channel, len));
+    if (!n) {
+        refresh(rc);
+        return -1;
+    }
+    return unsub ? rlink_unsubscribe(&n->rl, channel, len) : rlink_subscribe(&n->rl, channel, len);
+}
+
+int rcluster_subscribe(struct rcluster *rc, const char *channel, size_t len) { return sub(rc, 0, channel, len); }
+
+int rcluster_unsubscribe(struct rcluster *rc, const char *channel, size_t len) { return sub(rc, 1, channel, len); }
 
 static struct rcluster_node *route(struct rcluster *rc, unsigned slot)
 {
@@ -223,18 +377,18 @@ static void on_reply(redisReply *reply, void *priv);
 
 static int send_to(struct rc_req *q, struct rcluster_node *n, int asking)
 {
-    if (!n || !rlink_cmd_ready(&n->rl))
+    if (!n || !rlink_up(&n->rl, q->link))
         return -1;
     if (asking) {
         const char *a[] = {"ASKING"};
         const size_t alen[] = {6};
-        if (rlink_command(&n->rl, RLINK_CMD_LINK, 1, a, alen, on_asking, NULL) < 0)
+        if (rlink_command(&n->rl, q->link, 1, a, alen, on_asking, NULL) < 0)
             return -1;
     }
     q->node = n;
     if (q->script)
-        return rlink_eval(&n->rl, q->script, q->nkeys, q->argc, q->argv, q->argvlen, on_reply, q);
-    return rlink_command(&n->rl, RLINK_CMD_LINK, q->argc, q->argv, q->argvlen, on_reply, q);
+        return rlink_eval_on(&n->rl, q->link, q->script, q->nkeys, q->argc, q->argv, q->argvlen, on_reply, q);
+    return rlink_command(&n->rl, q->link, q->argc, q->argv, q->argvlen, on_reply, q);
 }
 
 /* MOVED: the slot's entry points at the node at once; the master is added
@@ -289,14 +443,14 @@ static void on_reply(redisReply *reply, void *priv)
     free(q);
 }
 
-static int start(struct rcluster *rc, const struct rlink_script *s, int nkeys, int key, int argc, const char **argv,
-                 const size_t *argvlen, rlink_reply_cb *cb, void *priv)
+static int start(struct rcluster *rc, int link, struct rcluster_node *n, const struct rlink_script *s, int nkeys,
+                 int key, int argc, const char **argv, const size_t *argvlen, rlink_reply_cb *cb, void *priv)
 {
     if (argc < 0 || argc > RLINK_ARGS_MAX || key >= argc || rc->stopping)
         return -1;
-    unsigned slot = key >= 0 ? (unsigned)hash_keyslot(argv[key], argvlen[key]) : 0;
-    struct rcluster_node *n = route(rc, slot);
-    if (!n || !rlink_cmd_ready(&n->rl)) {
+    if (!n)
+        n = route(rc, key >= 0 ? (unsigned)hash_keyslot(argv[key], argvlen[key]) : 0);
+    if (!n || !rlink_up(&n->rl, link)) {
         refresh(rc);
         return -1;
     }
@@ -311,6 +465,7 @@ static int start(struct rcluster *rc, const struct rlink_script *s, int nkeys, i
     q->cb = cb;
     q->priv = priv;
     q->script = s;
+    q->link = link;
     q->nkeys = nkeys;
     q->argc = argc;
     q->argv = (const char **)(q + 1);
@@ -329,16 +484,24 @@ static int start(struct rcluster *rc, const struct rlink_script *s, int nkeys, i
     return 0;
 }
 
-int rcluster_eval(struct rcluster *rc, const struct rlink_script *s, int nkeys, int argc, const char **argv,
+int rcluster_eval(struct rcluster *rc, int link, const struct rlink_script *s, int nkeys, int argc, const char **argv,
                   const size_t *argvlen, rlink_reply_cb *cb, void *priv)
 {
     if (nkeys < 0 || argc < nkeys)
         return -1;
-    return start(rc, s, nkeys, nkeys > 0 ? 0 : -1, argc, argv, argvlen, cb, priv);
+    return start(rc, link, NULL, s, nkeys, nkeys > 0 ? 0 : -1, argc, argv, argvlen, cb, priv);
 }
 
-int rcluster_command(struct rcluster *rc, int key, int argc, const char **argv, const size_t *argvlen,
+int rcluster_command(struct rcluster *rc, int link, int key, int argc, const char **argv, const size_t *argvlen,
                      rlink_reply_cb *cb, void *priv)
 {
-    return start(rc, NULL, 0, key, argc, argv, argvlen, cb, priv);
+    return start(rc, link, NULL, NULL, 0, key, argc, argv, argvlen, cb, priv);
+}
+
+int rcluster_command_master(struct rcluster *rc, int master, int argc, const char **argv, const size_t *argvlen,
+                            rlink_reply_cb *cb, void *priv)
+{
+    if (!rc->have_map || master < 0 || master >= rc->map.nmasters || !rc->owner[master])
+        return -1;
+    return start(rc, RLINK_CMD_LINK, rc->owner[master], NULL, 0, -1, argc, argv, argvlen, cb, priv);
 }

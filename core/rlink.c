@@ -11,8 +11,6 @@
 #include "log.h"
 #include "rlink_ev.h"
 
-#define RLINK_SUB_LINK 1
-
 /* A command in flight: what the caller asked, kept so that a NOSCRIPT
  * answer can be retried with EVAL. Owned by rlink until its callback ran. */
 struct rreq {
@@ -111,8 +109,6 @@ static void on_connect(const redisAsyncContext *ac, int status)
             redisAsyncCommand(l->ac, on_script_loaded, rl->scripts[s], "SCRIPT LOAD %s", rl->scripts[s]->src);
         if (rl->hooks.on_cmd_ready)
             rl->hooks.on_cmd_ready(rl->hooks.cmd_ctx);
-    } else if (l == &rl->links[RLINK_SUB_LINK] && rl->hooks.on_sub_ready) {
-        rl->hooks.on_sub_ready(rl->hooks.sub_ctx);
     }
 }
 
@@ -125,8 +121,6 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     l->ac = NULL;
     if (status != REDIS_OK)
         log_msg(LOG_WARN, "redis %s: connection lost: %s", l->name, ac->errstr);
-    if (l == &rl->links[RLINK_SUB_LINK] && was_up && rl->hooks.on_sub_lost)
-        rl->hooks.on_sub_lost(rl->hooks.sub_ctx);
     /* Every reply came (NULL) before this callback; their WAIT will not. */
     if (l->open_wait) {
         struct rlink_wait *w = l->open_wait;
@@ -168,6 +162,16 @@ void rlink_init(struct rlink *rl, uv_loop_t *loop, const char *host, int port, c
     snprintf(rl->host, sizeof rl->host, "%s", host);
     rl->port = port;
     rl->hooks = *hooks;
+    const struct rsub_hooks sh = {
+        .ctx = hooks->sub_ctx,
+        .on_ready = hooks->on_sub_ready,
+        .on_lost = hooks->on_sub_lost,
+        .on_message = hooks->on_message,
+        .on_subscribed = hooks->on_subscribed,
+        .on_unsubscribed = hooks->on_unsubscribed,
+        .on_error = hooks->on_sub_error,
+    };
+    rsub_init(&rl->sub, loop, rl->host, port, &sh, RLINK_BACKOFF_MIN_MS, RLINK_BACKOFF_MAX_MS, RLINK_STABLE_MS);
 }
 
 void rlink_set_wait(struct rlink *rl, int replicas, int timeout_ms)
@@ -216,8 +220,8 @@ void rlink_start(struct rlink *rl)
     uv_prepare_start(&rl->flush, on_flush);
     uv_unref((uv_handle_t *)&rl->flush);
     link_add(rl, "command");
-    link_add(rl, "subscriber");
     link_add(rl, "reads");
+    rsub_start(&rl->sub);
 }
 
 int rlink_open(struct rlink *rl, const char *name)
@@ -236,6 +240,7 @@ void rlink_stop(struct rlink *rl)
     on_flush(&rl->flush);
     uv_prepare_stop(&rl->flush);
     uv_close((uv_handle_t *)&rl->flush, NULL);
+    rsub_stop(&rl->sub);
     for (int i = 0; i < rl->nlinks; i++) {
         struct rlink_link *l = &rl->links[i];
         uv_timer_stop(&l->retry);
@@ -254,11 +259,11 @@ void rlink_stop(struct rlink *rl)
 
 int rlink_cmd_ready(const struct rlink *rl) { return rl->nlinks > RLINK_CMD_LINK && rl->links[RLINK_CMD_LINK].up; }
 
-int rlink_sub_ready(const struct rlink *rl) { return rl->nlinks > RLINK_SUB_LINK && rl->links[RLINK_SUB_LINK].up; }
+int rlink_sub_ready(const struct rlink *rl) { return rsub_up(&rl->sub); }
 
 int rlink_ready(const struct rlink *rl)
 {
-    return rl->nlinks > RLINK_READ_LINK && rl->links[RLINK_CMD_LINK].up && rl->links[RLINK_SUB_LINK].up &&
+    return rl->nlinks > RLINK_READ_LINK && rl->links[RLINK_CMD_LINK].up && rsub_up(&rl->sub) &&
            rl->links[RLINK_READ_LINK].up;
 }
 
@@ -498,44 +503,9 @@ int rlink_command(struct rlink *rl, int link, int argc, const char **argv, const
     return rreq_start(rl, link, NULL, 0, NULL, NULL, argc, argv, argvlen, cb, priv);
 }
 
-static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
-{
-    (void)ac;
-    struct rlink *rl = priv;
-    redisReply *reply = r;
-    /* NULL comes on disconnect; on_disconnect deals with that. */
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
-        return;
-    redisReply *kind = reply->element[0], *chan = reply->element[1], *arg = reply->element[2];
-    if (kind->type != REDIS_REPLY_STRING || chan->type != REDIS_REPLY_STRING)
-        return;
-    const struct rlink_hooks *h = &rl->hooks;
-    if (strcmp(kind->str, "message") == 0 && arg->type == REDIS_REPLY_STRING) {
-        if (h->on_message)
-            h->on_message(h->sub_ctx, chan->str, chan->len, arg->str, arg->len);
-    } else if (strcmp(kind->str, "subscribe") == 0) {
-        if (h->on_subscribed)
-            h->on_subscribed(h->sub_ctx, chan->str, chan->len);
-    } else if (strcmp(kind->str, "unsubscribe") == 0) {
-        if (h->on_unsubscribed)
-            h->on_unsubscribed(h->sub_ctx, chan->str, chan->len);
-    }
-}
-
-static int sub_command(struct rlink *rl, const char *verb, const char *channel, size_t len)
-{
-    struct rlink_link *l = &rl->links[RLINK_SUB_LINK];
-    if (rl->nlinks <= RLINK_SUB_LINK || !l->up)
-        return -1;
-    return redisAsyncCommand(l->ac, on_sub_reply, rl, "%s %b", verb, channel, len) == REDIS_OK ? 0 : -1;
-}
-
-int rlink_subscribe(struct rlink *rl, const char *channel, size_t len)
-{
-    return sub_command(rl, "SUBSCRIBE", channel, len);
-}
+int rlink_subscribe(struct rlink *rl, const char *channel, size_t len) { return rsub_subscribe(&rl->sub, channel, len); }
 
 int rlink_unsubscribe(struct rlink *rl, const char *channel, size_t len)
 {
-    return sub_command(rl, "UNSUBSCRIBE", channel, len);
+    return rsub_unsubscribe(&rl->sub, channel, len);
 }

@@ -1,7 +1,8 @@
 /* rlink.h - tipcastd's link to Redis: a command connection, a subscriber
  * connection, a reads connection and the connections that modules open for
- * commands that block (XREADGROUP BLOCK), all hiredis async contexts on the
- * loop, each one reconnected with backoff when it drops.
+ * commands that block (XREADGROUP BLOCK), each one reconnected with backoff
+ * when it drops: hiredis async contexts on the loop, but for the subscriber,
+ * which uses sharded pub/sub (core/rsub.h).
  *
  * The command connection carries the money path (wallet scripts, balances,
  * the outbox's upkeep); bulk reads that clients ask for (history, join
@@ -33,10 +34,13 @@
 #include <hiredis/async.h>
 #include <uv.h>
 
+#include "rsub.h"
+
 /* Bound on commands in flight; past it commands are refused, so that a
  * stalled Redis cannot make the process grow without bound. */
 #define RLINK_INFLIGHT_MAX 100000
-/* Connections in all: command, subscriber, and those rlink_open makes. */
+/* Connections in all, beside the subscriber: command, reads, and those
+ * rlink_open makes. */
 #define RLINK_LINKS_MAX 8
 /* Most arguments of one command (after the command name and script). */
 #define RLINK_ARGS_MAX 320
@@ -51,7 +55,7 @@
 /* The link numbers of the shared command connection and of the reads
  * connection (see above). */
 #define RLINK_CMD_LINK 0
-#define RLINK_READ_LINK 2
+#define RLINK_READ_LINK 1
 
 /* One Lua script, owned (and embedded) by the module that calls it. */
 struct rlink_script {
@@ -80,6 +84,8 @@ struct rlink_hooks {
     void (*on_sub_ready)(void *ctx);
     /* It went down: no subscription is in force any more. */
     void (*on_sub_lost)(void *ctx);
+    /* A (un)subscription of the channel was refused with `err`. */
+    void (*on_sub_error)(void *ctx, const char *channel, size_t channel_len, const char *err);
     void *sub_ctx;
 };
 
@@ -102,7 +108,8 @@ struct rlink {
     int port;
     struct rlink_hooks hooks;
     int started, stopping;
-    struct rlink_link links[RLINK_LINKS_MAX]; /* command, subscriber, reads, then rlink_open's */
+    struct rlink_link links[RLINK_LINKS_MAX]; /* command, reads, then rlink_open's */
+    struct rsub sub;                          /* the subscriber connection */
     int nlinks;
     struct rlink_script *scripts[RLINK_SCRIPTS_MAX];
     int nscripts;
@@ -167,7 +174,8 @@ int rlink_eval_on(struct rlink *rl, int link, const struct rlink_script *s, int 
 int rlink_command(struct rlink *rl, int link, int argc, const char **argv, const size_t *argvlen,
                   rlink_reply_cb *cb, void *priv);
 
-/* (Un)subscribes a channel; the outcome comes through the hooks. Returns
+/* (Un)subscribes a channel with sharded pub/sub (SSUBSCRIBE; the room
+ * scripts SPUBLISH, core/rsub.h); the outcome comes through the hooks. Returns
  * 0, or -1 when the subscriber connection is down (on_sub_ready comes
  * later). */
 int rlink_subscribe(struct rlink *rl, const char *channel, size_t len);

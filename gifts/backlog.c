@@ -85,7 +85,7 @@ static void on_groups(redisReply *reply, void *priv)
 
 void backlog_tick(struct backlog *b, int64_t now_ms)
 {
-    if (b->inflight || now_ms < b->next_ms || !rlink_cmd_ready(b->ob->rl))
+    if (b->inflight || now_ms < b->next_ms || !redis_cmd_ready(b->ob->rl))
         return;
     b->next_ms = now_ms + BACKLOG_POLL_MS;
     b->failed = 0;
@@ -96,7 +96,7 @@ void backlog_tick(struct backlog *b, int64_t now_ms)
         outbox_key(s, key, sizeof key);
         const char *argv[] = {"XINFO", "GROUPS", key};
         size_t len[] = {5, 6, strlen(key)};
-        if (rlink_command(b->ob->rl, RLINK_CMD_LINK, 3, argv, len, on_groups, b) == 0) {
+        if (redis_command(b->ob->rl, RLINK_CMD_LINK, 3, argv, len, on_groups, b) == 0) {
             b->inflight++;
         } else {
             b->failed = 1;

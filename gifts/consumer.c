@@ -58,7 +58,7 @@ static void note_error(struct consumer *c, const char *what, const redisReply *r
     if (!reply || reply->type != REDIS_REPLY_ERROR)
         return;
     log_msg(LOG_WARN, "%s: %s: %s", c->cfg.group, what, reply->str);
-    if (strncmp(reply->str, "NOGROUP", 7) == 0 && rlink_cmd_ready(c->rl))
+    if (strncmp(reply->str, "NOGROUP", 7) == 0 && redis_cmd_ready(c->rl))
         outbox_ensure_groups(c->ob);
 }
 
@@ -68,7 +68,7 @@ static int command(struct consumer *c, int argc, const char **argv, rlink_reply_
     tc_assert(argc <= (int)(sizeof len / sizeof len[0]));
     for (int i = 0; i < argc; i++)
         len[i] = strlen(argv[i]);
-    return rlink_command(c->rl, c->link, argc, argv, len, cb, priv);
+    return redis_command(c->rl, c->link, argc, argv, len, cb, priv);
 }
 
 /* ---- Acknowledging ------------------------------------------------------------ */
@@ -227,14 +227,22 @@ static void on_read(redisReply *reply, void *priv)
 
 static void read_start(struct consumer *c)
 {
-    int shards = c->ob->shards;
+    int shards = c->ob->shards, split = 0;
+    char keys[CONSUMER_STREAMS_PER_READ][OUTBOX_KEY_MAX]; /* Redis copies the arguments */
     c->nread = 0;
     for (int i = 0; i < shards && c->nread < CONSUMER_STREAMS_PER_READ; i++) {
         int s = (c->read_from + i) % shards;
-        if (c->leases.owned[s] && (c->sh[s].phase == PHASE_PENDING || c->sh[s].phase == PHASE_LIVE)) {
-            c->read_gen[c->nread] = c->sh[s].gen;
-            c->read_shards[c->nread++] = s;
+        if (!c->leases.owned[s] || (c->sh[s].phase != PHASE_PENDING && c->sh[s].phase != PHASE_LIVE))
+            continue;
+        /* One read carries the streams of one master (a cluster's shards
+         * are spread over several): the others wait for a later read. */
+        outbox_key(s, keys[c->nread], sizeof keys[0]);
+        if (c->nread > 0 && !redis_same_master(c->rl, keys[0], strlen(keys[0]), keys[c->nread], strlen(keys[c->nread]))) {
+            split = 1;
+            continue;
         }
+        c->read_gen[c->nread] = c->sh[s].gen;
+        c->read_shards[c->nread++] = s;
     }
     if (c->nread == 0)
         return;
@@ -245,13 +253,13 @@ static void read_start(struct consumer *c)
         c->read_count = 1;
     char count[16], block[16];
     snprintf(count, sizeof count, "%d", c->read_count);
-    snprintf(block, sizeof block, "%d", c->cfg.block_ms);
-    char keys[CONSUMER_STREAMS_PER_READ][OUTBOX_KEY_MAX]; /* rlink copies the arguments */
+    /* While other masters' streams wait their turn, a read blocks briefly. */
+    snprintf(block, sizeof block, "%d",
+             split && c->cfg.block_ms > CONSUMER_SPLIT_BLOCK_MS ? CONSUMER_SPLIT_BLOCK_MS : c->cfg.block_ms);
     const char *argv[9 + 2 * CONSUMER_STREAMS_PER_READ] = {
         "XREADGROUP", "GROUP", c->cfg.group, c->ob->node_id, "COUNT", count, "BLOCK", block, "STREAMS"};
     for (int i = 0; i < c->nread; i++) {
         int s = c->read_shards[i];
-        outbox_key(s, keys[i], sizeof keys[i]);
         argv[9 + i] = keys[i];
         argv[9 + c->nread + i] = c->sh[s].phase == PHASE_PENDING ? c->sh[s].cursor : ">";
     }
@@ -402,7 +410,7 @@ static void claim_start(struct consumer *c, int shard)
 static void pump(struct consumer *c)
 {
     if (!c->started || c->stopping || c->step != STEP_IDLE || clock_mono_ms() < c->retry_at_ms ||
-        !rlink_up(c->rl, c->link))
+        !redis_up(c->rl, c->link))
         return;
     for (int s = 0; s < c->ob->shards; s++)
         if (c->leases.owned[s] && c->sh[s].phase == PHASE_CLAIM) {
@@ -442,7 +450,7 @@ static void on_tick(uv_timer_t *t)
 {
     struct consumer *c = t->data;
     int64_t now = clock_mono_ms();
-    int ready = rlink_cmd_ready(c->rl);
+    int ready = redis_cmd_ready(c->rl);
     if (ready && !c->cmd_was_ready) {
         outbox_ensure_groups(c->ob); /* again after a Redis restart, too */
         c->next_lease_ms = now;      /* and the leases at once, not a tick later */
@@ -490,7 +498,7 @@ void consumer_init(struct consumer *c, struct outbox *ob, uv_loop_t *loop, const
 
 int consumer_start(struct consumer *c)
 {
-    c->link = rlink_open(c->rl, c->cfg.group);
+    c->link = redis_open(c->rl, c->cfg.group);
     if (c->link < 0) {
         log_msg(LOG_ERROR, "%s: no Redis connection left for the consumer", c->cfg.group);
         return -1;

@@ -50,6 +50,8 @@
 #define CONSUMER_BACKOFF_MAX_MS 2000
 /* Entries claimed from other consumers per XAUTOCLAIM. */
 #define CONSUMER_CLAIM_COUNT 1000
+/* A read's BLOCK, at most, while streams of other cluster masters wait. */
+#define CONSUMER_SPLIT_BLOCK_MS 5
 /* Most streams in one XREADGROUP (its arguments are bounded by rlink). */
 #define CONSUMER_STREAMS_PER_READ 100
 /* Most ids in one XACK. */
@@ -97,7 +99,7 @@ struct consumer_stats {
 
 struct consumer {
     struct outbox *ob;
-    struct rlink *rl;
+    struct redis *rl;
     uv_loop_t *loop;
     struct consumer_cfg cfg;
     struct consumer_ops ops;
@@ -130,7 +132,7 @@ void consumer_init(struct consumer *c, struct outbox *ob, uv_loop_t *loop, const
                    const struct consumer_ops *ops, void *ctx);
 
 /* Opens its Redis connection and starts the housekeeping timer (after
- * rlink_start). Returns 0, or -1 when rlink has no connection left. */
+ * rlink_start). Returns 0, or -1 when Redis has no connection left. */
 int consumer_start(struct consumer *c);
 
 /* The applier's answer for the batch given to ops.apply. */

@@ -22,7 +22,7 @@ void lease_init(struct leases *l, struct outbox *ob, const char *group,
     l->on_change = on_change;
     l->ctx = ctx;
     l->script = (struct rlink_script){.name = "outbox_lease", .src = lua_outbox_lease};
-    rlink_script_add(ob->rl, &l->script);
+    redis_script_add(ob->rl, &l->script);
 }
 
 /* The reply to one shard's lease script names its lease set and shard. */
@@ -101,7 +101,7 @@ static void lease_call(struct leases *l, int shard, const char *take)
     if (!q)
         return;
     *q = (struct lease_req){l, shard, clock_mono_ms()};
-    if (rlink_eval(l->ob->rl, &l->script, 1, 4, argv, len, on_lease, q) < 0)
+    if (redis_eval(l->ob->rl, &l->script, 1, 4, argv, len, on_lease, q) < 0)
         free(q);
     else
         l->inflight++;
@@ -142,7 +142,7 @@ void lease_release_all(struct leases *l)
         const char *node = l->ob->node_id;
         const char *argv[] = {key, node, "0", "0"};
         size_t len[] = {strlen(key), strlen(node), 1, 1};
-        rlink_eval(l->ob->rl, &l->script, 1, 4, argv, len, on_release, NULL);
+        redis_eval(l->ob->rl, &l->script, 1, 4, argv, len, on_release, NULL);
     }
     log_changes(l, released, LOG_INFO, "outbox shards released");
 }

@@ -13,7 +13,7 @@
 
 extern const char lua_outbox_trim[];
 
-void outbox_init(struct outbox *ob, struct rlink *rl, int shards, const char *node_id)
+void outbox_init(struct outbox *ob, struct redis *rl, int shards, const char *node_id)
 {
     tc_assert(shards >= 1 && shards <= OUTBOX_SHARDS_MAX);
     memset(ob, 0, sizeof *ob);
@@ -21,7 +21,7 @@ void outbox_init(struct outbox *ob, struct rlink *rl, int shards, const char *no
     ob->shards = shards;
     ob->node_id = node_id;
     ob->trim_script = (struct rlink_script){.name = "outbox_trim", .src = lua_outbox_trim};
-    rlink_script_add(rl, &ob->trim_script);
+    redis_script_add(rl, &ob->trim_script);
 }
 
 int outbox_shard_of(const struct outbox *ob, const char *uid)
@@ -86,7 +86,7 @@ void outbox_ensure_groups(struct outbox *ob)
             size_t len[6];
             for (int i = 0; i < 6; i++)
                 len[i] = strlen(argv[i]);
-            rlink_command(ob->rl, RLINK_CMD_LINK, 6, argv, len, on_group, NULL);
+            redis_command(ob->rl, RLINK_CMD_LINK, 6, argv, len, on_group, NULL);
         }
     }
 }
@@ -135,7 +135,7 @@ int outbox_check_shards(struct outbox *ob, void (*done)(void *ctx, enum redis_ch
      * (SET ... NX GET, Redis 7.0). */
     const char *argv[] = {"SET", OUTBOX_SHARDS_KEY, n, "NX", "GET"};
     size_t len[] = {3, strlen(OUTBOX_SHARDS_KEY), strlen(n), 2, 3};
-    if (rlink_command(ob->rl, RLINK_CMD_LINK, 5, argv, len, on_shards, q) < 0) {
+    if (redis_command(ob->rl, RLINK_CMD_LINK, 5, argv, len, on_shards, q) < 0) {
         free(q);
         return -1;
     }
@@ -159,5 +159,5 @@ void outbox_trim(struct outbox *ob, int shard, uint64_t *trimmed)
     outbox_key(shard, key, sizeof key);
     const char *argv[] = {key, OUTBOX_GROUP_LEDGER, OUTBOX_GROUP_ROOMS};
     size_t len[] = {strlen(key), strlen(OUTBOX_GROUP_LEDGER), strlen(OUTBOX_GROUP_ROOMS)};
-    rlink_eval(ob->rl, &ob->trim_script, 1, 3, argv, len, on_trim, trimmed);
+    redis_eval(ob->rl, &ob->trim_script, 1, 3, argv, len, on_trim, trimmed);
 }

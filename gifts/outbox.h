@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "rlink.h"
+#include "redis.h"
 
 #define OUTBOX_GROUP_LEDGER "ledger"
 #define OUTBOX_GROUP_ROOMS "rooms"
@@ -38,15 +38,15 @@
 #define OUTBOX_SHARDS_KEY "tc:wallet-shards"
 
 struct outbox {
-    struct rlink *rl;
+    struct redis *rl;
     int shards;
     const char *node_id; /* this node's consumer name */
     struct rlink_script trim_script;
 };
 
 /* Prepares the outbox of `shards` wallet shards and registers its script
- * (before rlink_start). node_id must outlive ob. */
-void outbox_init(struct outbox *ob, struct rlink *rl, int shards, const char *node_id);
+ * (before redis_start). node_id must outlive ob. */
+void outbox_init(struct outbox *ob, struct redis *rl, int shards, const char *node_id);
 
 /* The wallet shard of a user: FNV-1a of the id, modulo the shards. */
 int outbox_shard_of(const struct outbox *ob, const char *uid);

@@ -87,11 +87,11 @@ void wallet_init(struct wallet *w, struct outbox *ob, const struct catalog *cata
     w->script = (struct rlink_script){.name = "wallet_move", .src = lua_wallet_move, .durable = 1};
     for (int k = 0; k < WALLET_KINDS; k++)
         histogram_init_latency(&w->stats.ack[k]);
-    rlink_script_add(w->rl, &w->script);
+    redis_script_add(w->rl, &w->script);
     w->pledge_script = (struct rlink_script){.name = "wallet_pledge", .src = lua_wallet_pledge, .durable = 1};
     w->campaign_script = (struct rlink_script){.name = "campaign_shard", .src = lua_campaign_shard, .durable = 1};
-    rlink_script_add(w->rl, &w->pledge_script);
-    rlink_script_add(w->rl, &w->campaign_script);
+    redis_script_add(w->rl, &w->pledge_script);
+    redis_script_add(w->rl, &w->campaign_script);
 }
 
 static void send_ack(const struct reply *r, const char *order, int64_t amount, int64_t balance, int replayed,
@@ -281,7 +281,7 @@ static int submit(struct wallet *w, const struct movement *mv, void (*cb)(redisR
         args[argc] = argv[i];
         len[argc++] = i == TEXT ? mv->text_len : strlen(argv[i]); /* the text is not NUL-terminated */
     }
-    return rlink_eval(w->rl, &w->script, nkeys, argc, args, len, cb, priv) < 0 ? -2 : 0;
+    return redis_eval(w->rl, &w->script, nkeys, argc, args, len, cb, priv) < 0 ? -2 : 0;
 }
 
 static void move(struct wallet *w, const struct reply *r, const struct jwt_claims *who, struct movement *mv)
@@ -494,7 +494,7 @@ void wallet_pledge(struct wallet *w, const struct reply *r, const struct jwt_cla
         return;
     }
     *p = (struct pending){*r, w, k, shard, amount, 0};
-    if (rlink_eval(w->rl, &w->pledge_script, 4, ARGC, argv, len, on_moved, p) < 0) {
+    if (redis_eval(w->rl, &w->pledge_script, 4, ARGC, argv, len, on_moved, p) < 0) {
         free(p);
         refuse_unavailable(w, k, r);
     }
@@ -516,7 +516,7 @@ int wallet_campaign_shard(struct wallet *w, int shard, int64_t campaign, const c
         a[2 + i] = argv[i];
     for (int i = 0; i < argc + 2; i++)
         len[i] = strlen(a[i]);
-    return rlink_eval(w->rl, &w->campaign_script, 1, argc + 2, a, len, cb, priv) < 0 ? -1 : 0;
+    return redis_eval(w->rl, &w->campaign_script, 1, argc + 2, a, len, cb, priv) < 0 ? -1 : 0;
 }
 
 /* ---- Credits decided by the settlement layer ------------------------------- */
@@ -633,7 +633,7 @@ void wallet_balance(struct wallet *w, const struct reply *r, const struct jwt_cl
         return;
     }
     *p = (struct pending){*r, w, WALLET_BALANCE, 0, 0, 0};
-    if (rlink_command(w->rl, RLINK_CMD_LINK, 2, argv, len, on_balance, p) < 0) {
+    if (redis_command(w->rl, RLINK_CMD_LINK, 2, argv, len, on_balance, p) < 0) {
         free(p);
         refuse_unavailable(w, WALLET_BALANCE, r);
     }
@@ -674,6 +674,8 @@ static void check_done(struct wallet *w, enum redis_check result)
 
 static void on_shards_checked(void *ctx, enum redis_check result) { check_done(ctx, result); }
 
+static void check_next(struct wallet *w);
+
 static void on_info(redisReply *reply, void *priv)
 {
     struct wallet *w = priv;
@@ -701,8 +703,8 @@ static void on_info(redisReply *reply, void *priv)
                 unsafe_ok ? "; going on because redis-unsafe is set" : "; refusing to run");
         if (!unsafe_ok)
             check_done(w, REDIS_CHECK_REFUSED);
-        else if (outbox_check_shards(w->ob, on_shards_checked, w) < 0)
-            check_done(w, REDIS_CHECK_RETRY);
+        else
+            check_next(w);
         return;
     }
     int safe = strcmp(aof, "1") == 0 && strcmp(policy, "noeviction") == 0;
@@ -717,6 +719,20 @@ static void on_info(redisReply *reply, void *priv)
             return;
         }
     }
+    check_next(w);
+}
+
+/* INFO to the next master (a cluster's are checked one by one), then the
+ * shard count. */
+static void check_next(struct wallet *w)
+{
+    const char *argv[] = {"INFO"};
+    size_t len[] = {4};
+    if (w->check_master < redis_masters(w->rl)) {
+        if (redis_command_master(w->rl, w->check_master++, 1, argv, len, on_info, w) < 0)
+            check_done(w, REDIS_CHECK_RETRY);
+        return;
+    }
     if (outbox_check_shards(w->ob, on_shards_checked, w) < 0)
         check_done(w, REDIS_CHECK_RETRY);
 }
@@ -726,7 +742,10 @@ int wallet_check_redis(struct wallet *w, void (*done)(void *ctx, enum redis_chec
     w->checked = 0;
     w->check_done = done;
     w->check_ctx = ctx;
+    w->check_master = 0;
+    if (redis_masters(w->rl) == 0)
+        return -1;
     const char *argv[] = {"INFO"};
     size_t len[] = {4};
-    return rlink_command(w->rl, RLINK_CMD_LINK, 1, argv, len, on_info, w);
+    return redis_command_master(w->rl, w->check_master++, 1, argv, len, on_info, w);
 }

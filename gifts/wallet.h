@@ -10,7 +10,8 @@
  *
  * Money moves only on a Redis that keeps what it acknowledges (appendonly
  * on, maxmemory-policy noeviction) and holds the same number of wallet
- * shards as this node: wallet_check_redis checks both whenever the command
+ * shards as this node: wallet_check_redis checks both (on every master of
+ * a cluster) whenever the command
  * connection comes up, and until it has passed every money request is
  * answered `unavailable`. */
 #ifndef TIPCAST_WALLET_H
@@ -57,7 +58,7 @@ struct wallet_stats {
 };
 
 struct wallet {
-    struct rlink *rl;
+    struct redis *rl;
     struct outbox *ob;
     const struct catalog *catalog;
     const struct config *cfg;
@@ -67,6 +68,7 @@ struct wallet {
     int loading; /* the last check found Redis loading its data (said once) */
     void (*check_done)(void *ctx, enum redis_check result);
     void *check_ctx;
+    int check_master; /* the next master to check (a cluster has several) */
     struct wallet_stats stats;
 };
 
@@ -84,7 +86,7 @@ struct wallet_risk {
 /* Longest IP as text (an IPv6 address). */
 #define WALLET_IP_MAX 45
 
-/* Prepares the wallet and registers its script (before rlink_start). */
+/* Prepares the wallet and registers its script (before redis_start). */
 void wallet_init(struct wallet *w, struct outbox *ob, const struct catalog *catalog, const struct config *cfg);
 
 /* A gift of `count` of gift `gift` by `who` into `room`, with the sender's

@@ -17,7 +17,7 @@ static const char *const period_name[BOARD_PERIODS] = {"all", "day", "week", "mo
 /* The message's field of each period's list ("all" is "top"). */
 static const char *const period_field[BOARD_PERIODS] = {"top", "day", "week", "month"};
 
-void board_init(struct board *b, struct rlink *rl) { b->rl = rl; }
+void board_init(struct board *b, struct redis *rl) { b->rl = rl; }
 
 void board_all_key(const char *room, char *buf, size_t cap) { snprintf(buf, cap, "tc:{r:%s}:board:all", room); }
 
@@ -263,7 +263,7 @@ int board_read(struct board *b, const char *room, board_read_cb *cb, void *ctx)
         size_t len[] = {9, strlen(k.key[p]), 1, strlen(last), 10};
         f->part[p].f = f;
         f->part[p].period = p;
-        if (rlink_command(b->rl, RLINK_READ_LINK, 5, argv, len, on_board, &f->part[p]) < 0) {
+        if (redis_command(b->rl, RLINK_READ_LINK, 5, argv, len, on_board, &f->part[p]) < 0) {
             f->failed = 1;
             break;
         }
@@ -273,7 +273,7 @@ int board_read(struct board *b, const char *room, board_read_cb *cb, void *ctx)
         size_t gl[] = {3, strlen(k.sum[p])};
         f->sum_part[p].f = f;
         f->sum_part[p].period = p;
-        if (rlink_command(b->rl, RLINK_READ_LINK, 2, gv, gl, on_sum, &f->sum_part[p]) < 0) {
+        if (redis_command(b->rl, RLINK_READ_LINK, 2, gv, gl, on_sum, &f->sum_part[p]) < 0) {
             f->failed = 1;
             break;
         }
@@ -283,7 +283,7 @@ int board_read(struct board *b, const char *room, board_read_cb *cb, void *ctx)
     size_t hl[2 + BOARD_GOAL_NFIELDS];
     for (int i = 0; i < 2 + BOARD_GOAL_NFIELDS; i++)
         hl[i] = strlen(hv[i]);
-    if (!f->failed && rlink_command(b->rl, RLINK_READ_LINK, 2 + BOARD_GOAL_NFIELDS, hv, hl, on_goal, f) == 0)
+    if (!f->failed && redis_command(b->rl, RLINK_READ_LINK, 2 + BOARD_GOAL_NFIELDS, hv, hl, on_goal, f) == 0)
         f->waiting++;
     else
         f->failed = 1;

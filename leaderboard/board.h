@@ -27,7 +27,7 @@
 #include "enc.h"
 #include "jwt.h"
 #include "reply.h"
-#include "rlink.h"
+#include "redis.h"
 
 /* Entries in every top list (join snapshot, push, request). */
 #define BOARD_TOP_N 10
@@ -78,10 +78,10 @@ void board_goal_read(const redisReply *reply, struct board_goal *goal);
 void board_goal_enc(struct enc *e, const struct board_goal *goal);
 
 struct board {
-    struct rlink *rl;
+    struct redis *rl;
 };
 
-void board_init(struct board *b, struct rlink *rl);
+void board_init(struct board *b, struct redis *rl);
 
 /* Fills `k` for room `room` at ts_ms, in the board-tz zone. */
 void board_keys(const char *room, int64_t ts_ms, struct board_keys *k);

@@ -215,7 +215,7 @@ static void send_group(struct roomfeed *f, const struct group *g, const uint32_t
     }
     len[NFIXED] = (size_t)snprintf(count, sizeof count, "%d", cl->n);
     f->waiting++;
-    if (rlink_eval(f->rl, &f->apply, NKEYS, argc, argv, len, on_applied, cl) < 0) {
+    if (redis_eval(f->rl, &f->apply, NKEYS, argc, argv, len, on_applied, cl) < 0) {
         f->waiting--;
         for (int i = 0; i < cl->n; i++)
             b->e[cl->entry[i]].retry = 1;
@@ -250,7 +250,7 @@ static void apply(void *ctx, struct entry_batch *b)
 static int ready(void *ctx)
 {
     struct roomfeed *f = ctx;
-    return rlink_cmd_ready(f->rl);
+    return redis_cmd_ready(f->rl);
 }
 
 void roomfeed_init(struct roomfeed *f, struct outbox *ob, uv_loop_t *loop, int history_len, int combo_window_ms,
@@ -265,7 +265,7 @@ void roomfeed_init(struct roomfeed *f, struct outbox *ob, uv_loop_t *loop, int h
     f->batch = NULL;
     f->waiting = 0;
     f->apply = (struct rlink_script){.name = "room_apply", .src = lua_room_apply};
-    rlink_script_add(f->rl, &f->apply);
+    redis_script_add(f->rl, &f->apply);
     static const struct consumer_ops ops = {.ready = ready, .apply = apply};
     const struct consumer_cfg cfg = {.group = OUTBOX_GROUP_ROOMS, .per_read = FEED_READ_MAX,
                                      .block_ms = FEED_BLOCK_MS, .gather_ms = FEED_GATHER_MS, .trims = 0};

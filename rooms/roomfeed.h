@@ -35,7 +35,7 @@
 
 struct roomfeed {
     struct consumer consumer;
-    struct rlink *rl;
+    struct redis *rl;
     int history_len;
     char combo_window[24]; /* combo-window-ms, as room_apply's argument */
     const char *fan_levels; /* fan-levels (the configuration's string) */
@@ -55,7 +55,7 @@ struct roomfeed {
  * rlink_start). */
 void roomfeed_init(struct roomfeed *f, struct outbox *ob, uv_loop_t *loop, int history_len, int combo_window_ms,
                    const char *fan_levels, int64_t pin_min_amount, const char *pin_tiers);
-/* Starts reading (after rlink_start). Returns 0, or -1 when rlink has no
+/* Starts reading (after redis_start). Returns 0, or -1 when rlink has no
  * connection left (logged). */
 int roomfeed_start(struct roomfeed *f);
 /* Gives up the leases and stops reading (before rlink_stop). Calls still on

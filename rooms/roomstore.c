@@ -16,7 +16,7 @@ extern const char lua_room_combo_sweep[];
 extern const char lua_room_goal[];
 extern const char lua_room_pins[];
 
-void roomstore_init(struct roomstore *rs, struct rlink *rl, const char *node_id, int history_len)
+void roomstore_init(struct roomstore *rs, struct redis *rl, const char *node_id, int history_len)
 {
     memset(rs, 0, sizeof *rs);
     rs->rl = rl;
@@ -25,15 +25,15 @@ void roomstore_init(struct roomstore *rs, struct rlink *rl, const char *node_id,
     rs->presence = (struct rlink_script){.name = "room_presence", .src = lua_room_presence};
     rs->publish = (struct rlink_script){.name = "room_publish", .src = lua_room_publish};
     rs->history = (struct rlink_script){.name = "room_history", .src = lua_room_history};
-    rlink_script_add(rl, &rs->presence);
-    rlink_script_add(rl, &rs->publish);
-    rlink_script_add(rl, &rs->history);
+    redis_script_add(rl, &rs->presence);
+    redis_script_add(rl, &rs->publish);
+    redis_script_add(rl, &rs->history);
     rs->combo_sweep = (struct rlink_script){.name = "room_combo_sweep", .src = lua_room_combo_sweep};
-    rlink_script_add(rl, &rs->combo_sweep);
+    redis_script_add(rl, &rs->combo_sweep);
     rs->goal = (struct rlink_script){.name = "room_goal", .src = lua_room_goal};
-    rlink_script_add(rl, &rs->goal);
+    redis_script_add(rl, &rs->goal);
     rs->pins = (struct rlink_script){.name = "room_pins", .src = lua_room_pins};
-    rlink_script_add(rl, &rs->pins);
+    redis_script_add(rl, &rs->pins);
 }
 
 int roomstore_event_at(const struct roomstore_events *ev, size_t i, struct roomstore_event *out)
@@ -92,7 +92,7 @@ static int eval(struct roomstore *rs, int link, const struct rlink_script *s, in
     if (!c)
         return -1;
     *c = call;
-    if (rlink_eval_on(rs->rl, link, s, nkeys, argc, argv, len, done, c) < 0) {
+    if (redis_eval_on(rs->rl, link, s, nkeys, argc, argv, len, done, c) < 0) {
         free(c);
         return -1;
     }
@@ -299,7 +299,7 @@ int roomstore_combo_sweep(struct roomstore *rs, const char *room, roomstore_comb
     c->cb = cb;
     c->ctx = ctx;
     snprintf(c->room, sizeof c->room, "%s", room);
-    if (rlink_eval_on(rs->rl, RLINK_CMD_LINK, &rs->combo_sweep, 4, 6, argv, lens, on_combo_swept, c) < 0) {
+    if (redis_eval_on(rs->rl, RLINK_CMD_LINK, &rs->combo_sweep, 4, 6, argv, lens, on_combo_swept, c) < 0) {
         free(c);
         return -1;
     }

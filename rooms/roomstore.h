@@ -22,13 +22,13 @@
 
 #include "board.h"
 #include "roomevent.h"
-#include "rlink.h"
+#include "redis.h"
 
 /* How long a node's member count in Redis lasts without being refreshed. */
 #define ROOMSTORE_PRESENCE_TTL_MS 60000
 
 struct roomstore {
-    struct rlink *rl;
+    struct redis *rl;
     const char *node_id;
     int history_len;
     struct rlink_script presence, publish, history, combo_sweep, goal, pins;
@@ -73,8 +73,8 @@ typedef void roomstore_snapshot_cb(void *ctx, const struct roomstore_snapshot *s
 typedef void roomstore_history_cb(void *ctx, const struct roomstore_history *h);
 typedef void roomstore_seq_cb(void *ctx, int64_t seq);
 
-/* Prepares the store and registers its scripts (before rlink_start). */
-void roomstore_init(struct roomstore *rs, struct rlink *rl, const char *node_id, int history_len);
+/* Prepares the store and registers its scripts (before redis_start). */
+void roomstore_init(struct roomstore *rs, struct redis *rl, const char *node_id, int history_len);
 
 /* Records that this node has `members` members in `room` (0: none any
  * more) and answers the snapshot: the latest `events` events (0: none) and

@@ -156,7 +156,7 @@ static int http_metrics(struct server *s, struct lws *wsi, struct http_session *
 json_t *server_readiness(struct server *s, unsigned *status)
 {
     /* Redis counts once it has passed the money checks (wallet.h). */
-    int redis = rlink_ready(&s->redis) && s->wallet.checked, pg = pgcheck_ok(&s->pgcheck);
+    int redis = redis_ready(&s->redis) && s->wallet.checked, pg = pgcheck_ok(&s->pgcheck);
     *status = redis && pg && !s->stopping ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE;
     return json_pack("{s:s, s:s, s:b}", "redis", redis ? "ok" : "down", "postgres", pg ? "ok" : "down", "stopping",
                      s->stopping);

@@ -152,22 +152,22 @@ static void outbox(struct prom *p, const struct backlog *b, const struct ledger 
 static void backends(struct prom *p, const struct server *s)
 {
     prom_single(p, "tipcast_redis_command_up", "gauge", "1 when the Redis command connection is up.",
-                rlink_cmd_ready(&s->redis));
+                redis_cmd_ready(&s->redis));
     prom_single(p, "tipcast_redis_subscriber_up", "gauge", "1 when the Redis subscriber connection is up.",
-                rlink_sub_ready(&s->redis));
+                redis_sub_ready(&s->redis));
     prom_single(p, "tipcast_redis_reads_up", "gauge",
                 "1 when the Redis reads connection (history, snapshots, leaderboards) is up.",
-                rlink_up(&s->redis, RLINK_READ_LINK));
+                redis_up(&s->redis, RLINK_READ_LINK));
     prom_single(p, "tipcast_redis_checked", "gauge",
                 "1 when the Redis behind the command connection passed the persistence and wallet-shards "
                 "checks (money can move).",
-                rlink_cmd_ready(&s->redis) && s->wallet.checked);
+                redis_cmd_ready(&s->redis) && s->wallet.checked);
     prom_single(p, "tipcast_redis_waits_total", "counter",
-                "WAITs sent after a loop turn's scripts (redis-wait-replicas).", s->redis.waits);
+                "WAITs sent after a loop turn's scripts (redis-wait-replicas).", redis_waits(&s->redis, 0));
     prom_single(p, "tipcast_redis_waits_short_total", "counter",
                 "WAITs answered with fewer replicas than redis-wait-replicas: their requests were answered "
                 "unavailable.",
-                s->redis.waits_short);
+                redis_waits(&s->redis, 1));
     prom_single(p, "tipcast_postgres_up", "gauge", "1 when PostgreSQL answered the latest health check.",
                 pgcheck_ok(&s->pgcheck));
 }

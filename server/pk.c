@@ -189,7 +189,7 @@ static void ask_horizon(struct pk *p, void (*done)(struct pk *p))
         outbox_key(k, key, sizeof key);
         const char *argv[] = {key, OUTBOX_GROUP_LEDGER};
         size_t len[] = {strlen(key), strlen(OUTBOX_GROUP_LEDGER)};
-        if (rlink_eval(p->rl, &p->horizon_script, 1, 2, argv, len, on_horizon, p) == 0)
+        if (redis_eval(p->rl, &p->horizon_script, 1, 2, argv, len, on_horizon, p) == 0)
             p->waiting++;
         else
             p->horizon_ms = p->redis_now_ms = 0;
@@ -293,7 +293,7 @@ static void announce(struct pk *p)
         const char *argv[] = {k.seq, k.hist, marker, k.chan, sb.data, hist, ttl};
         size_t len[] = {strlen(k.seq), strlen(k.hist), strlen(marker), strlen(k.chan), sb.size, strlen(hist),
                         strlen(ttl)};
-        if (rlink_eval(p->rl, &p->announce_script, 3, 7, argv, len, on_announced, p) == 0)
+        if (redis_eval(p->rl, &p->announce_script, 3, 7, argv, len, on_announced, p) == 0)
             p->waiting++;
         else
             p->failed++;
@@ -435,7 +435,7 @@ static void query_tick(struct pk *p)
 
 static void tick(struct pk *p)
 {
-    if (p->busy || !pg_free(p) || !rlink_cmd_ready(p->rl))
+    if (p->busy || !pg_free(p) || !redis_cmd_ready(p->rl))
         return;
     p->busy = 1;
     if (pk_running(p)) {
@@ -458,7 +458,7 @@ static void on_down(const char *what, const char *detail, void *priv)
     log_msg(LOG_DEBUG, "pk: postgres: %s: %s", what, line);
 }
 
-void pk_init(struct pk *p, const struct config *cfg, const char *node_id, uv_loop_t *loop, struct rlink *rl,
+void pk_init(struct pk *p, const struct config *cfg, const char *node_id, uv_loop_t *loop, struct redis *rl,
              struct outbox *ob, struct rooms *rooms)
 {
     memset(p, 0, sizeof *p);
@@ -472,8 +472,8 @@ void pk_init(struct pk *p, const struct config *cfg, const char *node_id, uv_loo
     rooms->on_joined_ctx = p;
     p->horizon_script = (struct rlink_script){.name = "pk_horizon", .src = lua_pk_horizon};
     p->announce_script = (struct rlink_script){.name = "pk_announce", .src = lua_pk_announce};
-    rlink_script_add(rl, &p->horizon_script);
-    rlink_script_add(rl, &p->announce_script);
+    redis_script_add(rl, &p->horizon_script);
+    redis_script_add(rl, &p->announce_script);
 }
 
 int pk_start(struct pk *p)

@@ -40,7 +40,7 @@
 #include "config.h"
 #include "jwt.h"
 #include "pgconn.h"
-#include "rlink.h"
+#include "redis.h"
 
 struct rooms;
 struct outbox;
@@ -90,7 +90,7 @@ struct pk {
     const struct config *cfg;
     const char *node_id;
     uv_loop_t *loop;
-    struct rlink *rl;
+    struct redis *rl;
     struct outbox *ob;
     struct rooms *rooms;
     struct pgconn *pg;
@@ -116,9 +116,9 @@ struct pk {
     struct pk_stats stats;
 };
 
-/* Registers the scripts (before rlink_start), and hooks the rooms' joins
+/* Registers the scripts (before redis_start), and hooks the rooms' joins
  * (after rooms_init). */
-void pk_init(struct pk *p, const struct config *cfg, const char *node_id, uv_loop_t *loop, struct rlink *rl,
+void pk_init(struct pk *p, const struct config *cfg, const char *node_id, uv_loop_t *loop, struct redis *rl,
              struct outbox *ob, struct rooms *rooms);
 /* Connects to PostgreSQL and starts ticking. 0, or -1 when out of memory. */
 int pk_start(struct pk *p);

@@ -20,7 +20,7 @@ static uint32_t bucket_of(const struct rooms *rs, const char *id)
     return hash_fnv1a(id, strlen(id)) & (rs->nbuckets - 1);
 }
 
-int rooms_init(struct rooms *rs, uv_loop_t *loop, const struct config *cfg, struct rlink *rl,
+int rooms_init(struct rooms *rs, uv_loop_t *loop, const struct config *cfg, struct redis *rl,
                struct roomstore *store, struct board *board, struct conns *conns, const struct catalog *catalog)
 {
     memset(rs, 0, sizeof *rs);
@@ -170,7 +170,7 @@ int room_subscribe(struct rooms *rs, struct room *r)
 {
     char chan[ROOM_KEY_MAX];
     room_channel(r->id, chan, sizeof chan);
-    if (rlink_subscribe(rs->rl, chan, strlen(chan)) < 0)
+    if (redis_subscribe(rs->rl, chan, strlen(chan)) < 0)
         return -1;
     r->sub = SUB_PENDING;
     return 0;
@@ -178,7 +178,7 @@ int room_subscribe(struct rooms *rs, struct room *r)
 
 static void presence(struct rooms *rs, struct room *r)
 {
-    if (rlink_up(rs->rl, RLINK_READ_LINK))
+    if (redis_up(rs->rl, RLINK_READ_LINK))
         roomstore_presence(rs->store, r->id, r->nmembers, 0, 0, NULL, NULL);
 }
 
@@ -294,13 +294,15 @@ static void sweep_room(struct rooms *rs, struct room *r)
         if (r->sub == SUB_ACTIVE && rs->sweep_now_ms - r->empty_since_ms >= ROOM_EMPTY_LINGER_MS) {
             char chan[ROOM_KEY_MAX];
             room_channel(r->id, chan, sizeof chan);
-            if (rlink_unsubscribe(rs->rl, chan, strlen(chan)) == 0)
+            if (redis_unsubscribe(rs->rl, chan, strlen(chan)) == 0)
                 r->sub = SUB_LEAVING;
         } else if (r->sub == SUB_NONE) {
             room_destroy(rs, r);
         }
         return;
     }
+    if (r->sub == SUB_NONE)
+        room_subscribe(rs, r); /* when it fails, the next sweep tries again */
     if (rs->sweep_refresh)
         presence(rs, r);
     /* Every node with members sweeps: a combo closes on time as long as one

@@ -107,7 +107,7 @@ struct room {
 struct rooms {
     const struct config *cfg;
     uv_loop_t *loop;
-    struct rlink *rl;
+    struct redis *rl;
     struct roomstore *store;
     struct board *board;
     struct conns *conns;
@@ -139,7 +139,7 @@ struct rooms {
 };
 
 /* room.c */
-int rooms_init(struct rooms *rs, uv_loop_t *loop, const struct config *cfg, struct rlink *rl,
+int rooms_init(struct rooms *rs, uv_loop_t *loop, const struct config *cfg, struct redis *rl,
                struct roomstore *store, struct board *board, struct conns *conns, const struct catalog *catalog);
 /* The catalog was reloaded: every room whose creator went live or stopped
  * being live tells its members here with a `room` message (docs/protocol.md).
@@ -170,7 +170,9 @@ void room_park(struct room *r, struct membership *m);
 void rooms_resume(struct rooms *rs, struct conn *c);
 /* Calls fn for every room; fn may destroy the room it is given. */
 void rooms_each(struct rooms *rs, void (*fn)(struct rooms *rs, struct room *r));
-/* Periodic work: presence refresh, unsubscribing rooms empty for a while. */
+/* Periodic work: presence refresh, unsubscribing rooms empty for a while,
+ * subscribing again rooms with members whose subscription was refused or
+ * ended. */
 void rooms_sweep(struct rooms *rs, int64_t now_ms);
 
 /* Subscribes the node to the room's channel (SUB_PENDING until
@@ -184,6 +186,7 @@ void rooms_on_subscribed(void *ctx, const char *channel, size_t channel_len);
 void rooms_on_unsubscribed(void *ctx, const char *channel, size_t channel_len);
 void rooms_on_sub_ready(void *ctx);
 void rooms_on_sub_lost(void *ctx);
+void rooms_on_sub_error(void *ctx, const char *channel, size_t channel_len, const char *err);
 
 /* roomjoin.c: requests. Errors go to the connection. */
 void room_join(struct rooms *rs, struct conn *c, const char *room, const char *req_id);

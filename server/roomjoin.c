@@ -210,7 +210,7 @@ void room_join(struct rooms *rs, struct conn *c, const char *id, const char *req
         conn_send_error(c, req_id, ERR_ROOM_FULL, "this room has the most members it may have here", NULL, 0);
         return;
     }
-    if (!rlink_up(rs->rl, RLINK_READ_LINK)) {
+    if (!redis_up(rs->rl, RLINK_READ_LINK)) {
         send_unavailable(c, req_id);
         return;
     }

@@ -5,7 +5,9 @@
  *   SUB_ACTIVE (empty, lingered) --unsubscribe--> SUB_LEAVING --> SUB_NONE
  * A join during SUB_LEAVING subscribes again once the unsubscribe is
  * confirmed. The subscriber connection's loss puts every room in SUB_NONE;
- * its return subscribes again the rooms that still have members. */
+ * its return subscribes again the rooms that still have members. A refused
+ * subscription, or one a cluster master ended when its slot moved, puts the
+ * room in SUB_NONE too, and the sweep (once a second) subscribes again. */
 #include "room.h"
 
 #include <stdlib.h>
@@ -88,8 +90,14 @@ void rooms_on_unsubscribed(void *ctx, const char *chan, size_t chan_len)
 {
     struct rooms *rs = ctx;
     struct room *r = channel_room(rs, chan, chan_len);
-    if (!r || r->sub != SUB_LEAVING)
+    if (!r)
         return;
+    if (r->sub != SUB_LEAVING) {
+        /* Not asked for: a cluster master gave the room's slot away (the
+         * sweep subscribes again, at its new master, with a catch-up). */
+        r->sub = SUB_NONE;
+        return;
+    }
     r->sub = SUB_NONE;
     if (r->nmembers == 0 && !r->resubscribe) {
         room_destroy(rs, r);
@@ -98,6 +106,19 @@ void rooms_on_unsubscribed(void *ctx, const char *chan, size_t chan_len)
     r->resubscribe = 0;
     if (room_subscribe(rs, r) < 0)
         r->sub = SUB_NONE; /* the subscriber connection is down; on_sub_ready retries */
+}
+
+void rooms_on_sub_error(void *ctx, const char *chan, size_t chan_len, const char *err)
+{
+    struct rooms *rs = ctx;
+    struct room *r = channel_room(rs, chan, chan_len);
+    log_msg(LOG_WARN, "room channel %.*s: %s", (int)chan_len, chan, err);
+    /* Refused (a master that no longer serves the slot, a cluster without
+     * one): the sweep tries again. */
+    if (r && r->sub != SUB_LEAVING)
+        r->sub = SUB_NONE;
+    else if (r)
+        rooms_on_unsubscribed(ctx, chan, chan_len);
 }
 
 static void sub_lost(struct rooms *rs, struct room *r)

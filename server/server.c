@@ -150,8 +150,8 @@ static void on_redis_start_timeout(uv_timer_t *t)
     struct server *s = t->data;
     if (s->stopping)
         return;
-    log_msg(LOG_ERROR, "redis: %s:%d did not accept a connection within %d s (redis-start-timeout-s); stopping",
-            s->cfg.redis_host, s->cfg.redis_port, s->cfg.redis_start_timeout_s);
+    log_msg(LOG_ERROR, "redis: %s did not accept a connection within %d s (redis-start-timeout-s); stopping",
+            s->redis.where, s->cfg.redis_start_timeout_s);
     s->exit_code = 1;
     server_stop(s);
 }
@@ -206,10 +206,16 @@ int server_init(struct server *s, uv_loop_t *loop)
         .on_unsubscribed = rooms_on_unsubscribed,
         .on_sub_ready = rooms_on_sub_ready,
         .on_sub_lost = rooms_on_sub_lost,
+        .on_sub_error = rooms_on_sub_error,
         .sub_ctx = &s->rooms,
     };
-    rlink_init(&s->redis, loop, cfg->redis_host, cfg->redis_port, &redis_hooks);
-    rlink_set_wait(&s->redis, cfg->redis_wait_replicas, cfg->redis_wait_timeout_ms);
+    char err[160];
+    if (redis_init(&s->redis, loop, cfg->redis_host, cfg->redis_port, cfg->redis_cluster, &redis_hooks, err,
+                   sizeof err) < 0) {
+        log_msg(LOG_ERROR, "redis-cluster: %s", err);
+        return -1;
+    }
+    redis_set_wait(&s->redis, cfg->redis_wait_replicas, cfg->redis_wait_timeout_ms);
     outbox_init(&s->outbox, &s->redis, cfg->wallet_shards, s->node_id);
     wallet_init(&s->wallet, &s->outbox, &s->catalog, cfg);
     backlog_init(&s->backlog, &s->outbox);
@@ -371,7 +377,7 @@ int server_start(struct server *s)
     uv_timer_init(s->loop, &s->redis_start);
     s->redis_start.data = s;
     uv_timer_start(&s->redis_start, on_redis_start_timeout, (uint64_t)cfg->redis_start_timeout_s * 1000, 0);
-    rlink_start(&s->redis);
+    redis_start(&s->redis);
     if (pgcheck_start(&s->pgcheck, s->loop, cfg->pg_conninfo, &s->catalog, &s->risk, on_catalog, s) < 0 ||
         earnings_start(&s->earnings, s->loop, cfg->pg_conninfo) < 0 ||
         promo_start(&s->promo, s->loop, cfg->pg_conninfo, &s->wallet) < 0 || pk_start(&s->pk) < 0 ||
@@ -418,8 +424,8 @@ static void finish_shutdown(struct server *s)
     pk_stop(&s->pk); /* before rooms_free: its pushes find rooms */
     rooms_free(&s->rooms);
     roomfeed_stop(&s->feed);
-    ledger_stop(&s->ledger); /* before rlink_stop: it gives up its leases */
-    rlink_stop(&s->redis);
+    ledger_stop(&s->ledger); /* before redis_stop: it gives up its leases */
+    redis_stop(&s->redis);
     pgcheck_stop(&s->pgcheck);
     earnings_stop(&s->earnings);
     promo_stop(&s->promo);
@@ -465,4 +471,5 @@ void server_free(struct server *s)
     web_free(&s->web);
     catalog_free(&s->catalog);
     risk_free(&s->risk);
+    redis_free(&s->redis);
 }

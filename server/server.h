@@ -29,7 +29,7 @@
 #include "pgcheck.h"
 #include "pgpool.h"
 #include "risk.h"
-#include "rlink.h"
+#include "redis.h"
 #include "room.h"
 #include "roomfeed.h"
 #include "roomstore.h"
@@ -60,7 +60,7 @@ struct server {
     int sockets;
     uint64_t http_refused;
 
-    struct rlink redis;
+    struct redis redis;
     struct outbox outbox;
     struct catalog catalog;
     struct wallet wallet;

@@ -78,11 +78,11 @@ struct ledger {
     struct ledger_stats stats;
 };
 
-/* Prepares the ledger on `ob`'s streams (before rlink_start); cfg gives
+/* Prepares the ledger on `ob`'s streams (before redis_start); cfg gives
  * pg, ledger-batch and ledger-flush-ms and must outlive it. */
 void ledger_init(struct ledger *l, struct outbox *ob, uv_loop_t *loop, const struct config *cfg);
 
-/* Starts the consumer and the PostgreSQL connection (after rlink_start).
+/* Starts the consumer and the PostgreSQL connection (after redis_start).
  * Returns 0, or -1 (no Redis connection left, or out of memory). */
 int ledger_start(struct ledger *l);
 

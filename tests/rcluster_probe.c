@@ -108,7 +108,7 @@ static void on_tick(uv_timer_t *t)
             o->key = k;
             o->second = second;
             sent++;
-            if (rcluster_eval(&rc, &add_script, 1, 2, argv, len, on_add, o) < 0) {
+            if (rcluster_eval(&rc, RLINK_CMD_LINK, &add_script, 1, 2, argv, len, on_add, o) < 0) {
                 refused++;
                 refused_in[second]++;
                 free(o);
@@ -138,7 +138,7 @@ int main(int argc, char **argv)
     acked = calloc((size_t)nkeys, sizeof *acked);
     loop = uv_default_loop();
     char err[200];
-    if (rcluster_init(&rc, loop, argv[1], err, sizeof err) < 0) {
+    if (rcluster_init(&rc, loop, argv[1], NULL, err, sizeof err) < 0) {
         fprintf(stderr, "rcluster_probe: %s\n", err);
         return 2;
     }

@@ -9,6 +9,7 @@
 #include <hiredis/hiredis.h>
 
 #include "rcluster.h"
+#include "redis.h"
 #include "slots.h"
 #include "unit.h"
 
@@ -143,7 +144,7 @@ static void test_seeds(void)
 {
     static struct rcluster rc;
     char err[160];
-    CHECK_INT(rcluster_init(&rc, NULL, "127.0.0.1:7000,redis-2.internal:7001,::1:7002,", err, sizeof err), 0);
+    CHECK_INT(rcluster_init(&rc, NULL, "127.0.0.1:7000,redis-2.internal:7001,::1:7002,", NULL, err, sizeof err), 0);
     CHECK_INT(rc.nseeds, 3);
     CHECK_STR(rc.seeds[0].host, "127.0.0.1");
     CHECK_INT(rc.seeds[0].port, 7000);
@@ -154,15 +155,40 @@ static void test_seeds(void)
                          "a:1,b:1,c:1,d:1,e:1,f:1,g:1,h:1,i:1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';
-        if (rcluster_init(&rc, NULL, bad[i], err, sizeof err) != -1)
+        if (rcluster_init(&rc, NULL, bad[i], NULL, err, sizeof err) != -1)
             fprintf(stderr, "seed list taken: \"%s\"\n", bad[i]);
-        CHECK_INT(rcluster_init(&rc, NULL, bad[i], err, sizeof err), -1);
+        CHECK_INT(rcluster_init(&rc, NULL, bad[i], NULL, err, sizeof err), -1);
         CHECK(err[0] != '\0');
     }
 }
 
+/* Where a command's key is, for routing it on a cluster. */
+static int key_of(int argc, const char **argv)
+{
+    size_t len[16];
+    for (int i = 0; i < argc; i++)
+        len[i] = strlen(argv[i]);
+    return redis_key_index(argc, argv, len);
+}
+
+static void test_key_index(void)
+{
+    CHECK_INT(key_of(2, (const char *[]){"HGETALL", "tc:{r:a}:goal"}), 1);
+    CHECK_INT(key_of(3, (const char *[]){"xack", "tc:{w:1}:outbox", "ledger"}), 1);
+    CHECK_INT(key_of(6, (const char *[]){"XGROUP", "CREATE", "tc:{w:1}:outbox", "g", "0", "MKSTREAM"}), 2);
+    CHECK_INT(key_of(3, (const char *[]){"XINFO", "GROUPS", "tc:{w:1}:outbox"}), 2);
+    CHECK_INT(key_of(11, (const char *[]){"XREADGROUP", "GROUP", "g", "n", "COUNT", "1", "BLOCK", "5", "STREAMS",
+                                         "tc:{w:1}:outbox", ">"}),
+              9);
+    CHECK_INT(key_of(4, (const char *[]){"XREADGROUP", "GROUP", "g", "STREAMS"}), -1);
+    CHECK_INT(key_of(1, (const char *[]){"INFO"}), -1);
+    CHECK_INT(key_of(2, (const char *[]){"info", "persistence"}), -1);
+    CHECK_INT(key_of(3, (const char *[]){"WAIT", "1", "100"}), -1);
+}
+
 int main(void)
 {
+    test_key_index();
     test_seeds();
     test_map_parse();
     test_redirect();

@@ -356,7 +356,7 @@ for j = 1, #ev_body do
   else
     redis.call('XADD', KEYS[2], seq .. '-1', 'b', body, 'k', kind)
   end
-  redis.call('PUBLISH', ARGV[2], seq .. ':' .. kind .. ':' .. body)
+  redis.call('SPUBLISH', ARGV[2], seq .. ':' .. kind .. ':' .. body)
   if ev_entry[j] then
     out[ev_entry[j] + 1] = seq
   end

@@ -23,7 +23,7 @@ for j, user in ipairs(due) do
       'started', tonumber(first), 'ended', tonumber(last), 'ts', now)
     local seq = redis.call('INCR', KEYS[1])
     redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], seq .. '-1', 'b', body, 'k', 'combo_end')
-    redis.call('PUBLISH', ARGV[2], seq .. ':combo_end:' .. body)
+    redis.call('SPUBLISH', ARGV[2], seq .. ':combo_end:' .. body)
   end
 end
 return redis.call('ZCARD', KEYS[4])

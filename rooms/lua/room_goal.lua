@@ -38,5 +38,5 @@ else
 end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], seq .. '-1', 'b', body, 'k', kind)
-redis.call('PUBLISH', ARGV[1], seq .. ':' .. kind .. ':' .. body)
+redis.call('SPUBLISH', ARGV[1], seq .. ':' .. kind .. ':' .. body)
 return seq

@@ -57,5 +57,5 @@ local body = string.char(0x86) .. cmsgpack.pack('kind', 'pins', 'change', 'remov
   'pins') .. table.concat(list) .. cmsgpack.pack('ts', now)
 local seq = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], seq .. '-1', 'b', body, 'k', 'pins')
-redis.call('PUBLISH', ARGV[1], seq .. ':pins:' .. body)
+redis.call('SPUBLISH', ARGV[1], seq .. ':pins:' .. body)
 return {seq}

@@ -7,5 +7,5 @@
 -- fields b (body) and k (kind). Returns the seq.
 local seq = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], seq .. '-1', 'b', ARGV[2], 'k', ARGV[4])
-redis.call('PUBLISH', ARGV[1], seq .. ':' .. ARGV[4] .. ':' .. ARGV[2])
+redis.call('SPUBLISH', ARGV[1], seq .. ':' .. ARGV[4] .. ':' .. ARGV[2])
 return seq

@@ -10,5 +10,5 @@ if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[4]) then
 end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], seq .. '-1', 'b', ARGV[2], 'k', 'pk_end')
-redis.call('PUBLISH', ARGV[1], seq .. ':pk_end:' .. ARGV[2])
+redis.call('SPUBLISH', ARGV[1], seq .. ':pk_end:' .. ARGV[2])
 return seq
