@@ -338,11 +338,6 @@ int rcluster_ready(const struct rcluster *rc) { return rcluster_up(rc, RLINK_CMD
 
 static struct rcluster_node *route(struct rcluster *rc, unsigned slot);
 
-int rcluster_same_master(struct rcluster *rc, const char *a, size_t alen, const char *b, size_t blen)
-{
-    return route(rc, (unsigned)hash_keyslot(a, alen)) == route(rc, (unsigned)hash_keyslot(b, blen));
-}
-
 int rcluster_masters(const struct rcluster *rc) { return rc->have_map ? rc->map.nmasters : 0; }
 
 /* (Un)subscribes on the master of the channel's slot. */

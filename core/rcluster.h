@@ -112,8 +112,6 @@ int rcluster_ready(const struct rcluster *rc);
 int rcluster_up(const struct rcluster *rc, int link);
 /* Masters in the map (0 before the first). */
 int rcluster_masters(const struct rcluster *rc);
-/* 1 when both keys' slots are served by one master now. */
-int rcluster_same_master(struct rcluster *rc, const char *a, size_t alen, const char *b, size_t blen);
 
 /* Opens a connection of that name on every master, as rlink_open (and on
  * the masters that come later). Returns its link number, the same on

@@ -83,10 +83,7 @@ int redis_command_master(struct redis *r, int master, int argc, const char **arg
     return master == 0 ? rlink_command(&r->one, RLINK_CMD_LINK, argc, argv, argvlen, cb, priv) : -1;
 }
 
-int redis_same_master(struct redis *r, const char *a, size_t alen, const char *b, size_t blen)
-{
-    return !r->cluster || rcluster_same_master(&r->many, a, alen, b, blen);
-}
+int redis_is_cluster(const struct redis *r) { return r->cluster; }
 
 long redis_waits(const struct redis *r, int short_only)
 {

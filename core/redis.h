@@ -52,9 +52,8 @@ int redis_open(struct redis *r, const char *name);
 int redis_masters(const struct redis *r);
 int redis_command_master(struct redis *r, int master, int argc, const char **argv, const size_t *argvlen,
                          rlink_reply_cb *cb, void *priv);
-/* 1 when one command may carry both keys (one server, or one master
- * serves both slots now). */
-int redis_same_master(struct redis *r, const char *a, size_t alen, const char *b, size_t blen);
+/* 1 on a cluster: a command's keys must then be of one slot. */
+int redis_is_cluster(const struct redis *r);
 /* WAITs sent, and those answered by too few replicas (metrics). */
 long redis_waits(const struct redis *r, int short_only);
 

@@ -271,8 +271,7 @@ int rlink_up(const struct rlink *rl, int link) { return link >= 0 && link < rl->
 
 static int rreq_send(struct rreq *q);
 
-/* A deep copy of a reply (hiredis frees its own after the callback). */
-static redisReply *reply_copy(const redisReply *r)
+redisReply *rlink_reply_copy(const redisReply *r)
 {
     redisReply *c = calloc(1, sizeof *c);
     if (!c)
@@ -290,7 +289,7 @@ static redisReply *reply_copy(const redisReply *r)
             goto fail;
         c->elements = r->elements;
         for (size_t i = 0; i < r->elements; i++)
-            if (r->element[i] && !(c->element[i] = reply_copy(r->element[i])))
+            if (r->element[i] && !(c->element[i] = rlink_reply_copy(r->element[i])))
                 goto fail;
     }
     return c;
@@ -400,7 +399,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
     }
     if (q->wait) {
         q->got = 1;
-        q->held = reply ? reply_copy(reply) : NULL;
+        q->held = reply ? rlink_reply_copy(reply) : NULL;
         if (q->wait->done)
             wait_deliver(q->wait);
         return;

@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include <hiredis/async.h>
+#include <hiredis/hiredis.h>
 #include <uv.h>
 
 #include "rsub.h"
@@ -173,6 +174,10 @@ int rlink_eval_on(struct rlink *rl, int link, const struct rlink_script *s, int 
  * Same contract as rlink_eval. */
 int rlink_command(struct rlink *rl, int link, int argc, const char **argv, const size_t *argvlen,
                   rlink_reply_cb *cb, void *priv);
+
+/* A deep copy of a reply (hiredis frees its own after the callback), to
+ * free with freeReplyObject; NULL when out of memory. */
+redisReply *rlink_reply_copy(const redisReply *r);
 
 /* (Un)subscribes a channel with sharded pub/sub (SSUBSCRIBE; the room
  * scripts SPUBLISH, core/rsub.h); the outcome comes through the hooks. Returns

@@ -161,12 +161,8 @@ void consumer_applied(struct consumer *c, struct entry_batch *b)
 
 /* ---- Reading ------------------------------------------------------------------- */
 
-static void on_read(redisReply *reply, void *priv)
+static void read_done(struct consumer *c, redisReply *reply)
 {
-    struct consumer *c = priv;
-    if (c->stopping)
-        return;
-    tc_assert(c->step == STEP_READING);
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
         note_error(c, "XREADGROUP", reply);
         backoff(c, "XREADGROUP failed");
@@ -174,6 +170,8 @@ static void on_read(redisReply *reply, void *priv)
         return;
     }
     if (reply->type == REDIS_REPLY_NIL) { /* BLOCK ran out: nothing new */
+        if (redis_is_cluster(c->rl)) /* no BLOCK there: the next read waits instead */
+            c->next_read_ms = c->read_sent_ms + (c->cfg.gather_ms > CONSUMER_POLL_MS ? c->cfg.gather_ms : CONSUMER_POLL_MS);
         step_idle(c);
         return;
     }
@@ -225,24 +223,97 @@ static void on_read(redisReply *reply, void *priv)
     c->ops.apply(c->ctx, b);
 }
 
+static void on_read(redisReply *reply, void *priv)
+{
+    struct consumer *c = priv;
+    if (c->stopping)
+        return;
+    tc_assert(c->step == STEP_READING);
+    read_done(c, reply);
+}
+
+struct read_part {
+    struct consumer *c;
+    int k;
+};
+
+/* One stream's answer of a cluster read; the last one hands them on as one
+ * answer, as a read of all the streams would have been. */
+static void on_read_part(redisReply *reply, void *priv)
+{
+    struct read_part p = *(struct read_part *)priv;
+    free(priv);
+    struct consumer *c = p.c;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        if (!c->stopping)
+            note_error(c, "XREADGROUP", reply);
+        c->parts_failed = 1;
+    } else if (reply->type == REDIS_REPLY_ARRAY && !(c->parts[p.k] = rlink_reply_copy(reply))) {
+        c->parts_failed = 1;
+    }
+    if (--c->parts_out > 0)
+        return;
+    redisReply all = {.type = REDIS_REPLY_ARRAY}, *streams[CONSUMER_STREAMS_PER_READ];
+    for (int k = 0; k < c->nread; k++)
+        if (c->parts[k] && c->parts[k]->elements > 0)
+            streams[all.elements++] = c->parts[k]->element[0];
+    all.element = streams;
+    if (all.elements == 0)
+        all.type = REDIS_REPLY_NIL;
+    if (c->stopping) {
+        /* Dropped: the entries stay pending for the next owner. */
+    } else if (c->parts_failed) {
+        /* Those read are pending at this consumer: reading the pending
+         * entries again finds them. */
+        rewind_all(c);
+        backoff(c, "XREADGROUP failed");
+        step_idle(c);
+    } else {
+        tc_assert(c->step == STEP_READING);
+        read_done(c, &all);
+    }
+    for (int k = 0; k < c->nread; k++) {
+        if (c->parts[k])
+            freeReplyObject(c->parts[k]);
+        c->parts[k] = NULL;
+    }
+}
+
+/* A cluster's read: one XREADGROUP per stream, sent together. Returns 0
+ * when at least one was sent. */
+static int read_parts(struct consumer *c, const char *count, char keys[][OUTBOX_KEY_MAX])
+{
+    c->parts_out = c->parts_failed = 0;
+    for (int k = 0; k < c->nread; k++) {
+        int s = c->read_shards[k];
+        struct read_part *p = malloc(sizeof *p);
+        const char *argv[] = {"XREADGROUP", "GROUP", c->cfg.group, c->ob->node_id, "COUNT", count, "STREAMS",
+                              keys[k], c->sh[s].phase == PHASE_PENDING ? c->sh[s].cursor : ">"};
+        if (p)
+            *p = (struct read_part){c, k};
+        if (!p || command(c, 9, argv, on_read_part, p) < 0) {
+            free(p);
+            /* The streams not sent are left out of this read. */
+            c->nread = k;
+            break;
+        }
+        c->parts_out++;
+    }
+    return c->parts_out > 0 ? 0 : -1;
+}
+
 static void read_start(struct consumer *c)
 {
-    int shards = c->ob->shards, split = 0;
+    int shards = c->ob->shards;
     char keys[CONSUMER_STREAMS_PER_READ][OUTBOX_KEY_MAX]; /* Redis copies the arguments */
     c->nread = 0;
     for (int i = 0; i < shards && c->nread < CONSUMER_STREAMS_PER_READ; i++) {
         int s = (c->read_from + i) % shards;
-        if (!c->leases.owned[s] || (c->sh[s].phase != PHASE_PENDING && c->sh[s].phase != PHASE_LIVE))
-            continue;
-        /* One read carries the streams of one master (a cluster's shards
-         * are spread over several): the others wait for a later read. */
-        outbox_key(s, keys[c->nread], sizeof keys[0]);
-        if (c->nread > 0 && !redis_same_master(c->rl, keys[0], strlen(keys[0]), keys[c->nread], strlen(keys[c->nread]))) {
-            split = 1;
-            continue;
+        if (c->leases.owned[s] && (c->sh[s].phase == PHASE_PENDING || c->sh[s].phase == PHASE_LIVE)) {
+            outbox_key(s, keys[c->nread], sizeof keys[0]);
+            c->read_gen[c->nread] = c->sh[s].gen;
+            c->read_shards[c->nread++] = s;
         }
-        c->read_gen[c->nread] = c->sh[s].gen;
-        c->read_shards[c->nread++] = s;
     }
     if (c->nread == 0)
         return;
@@ -253,9 +324,7 @@ static void read_start(struct consumer *c)
         c->read_count = 1;
     char count[16], block[16];
     snprintf(count, sizeof count, "%d", c->read_count);
-    /* While other masters' streams wait their turn, a read blocks briefly. */
-    snprintf(block, sizeof block, "%d",
-             split && c->cfg.block_ms > CONSUMER_SPLIT_BLOCK_MS ? CONSUMER_SPLIT_BLOCK_MS : c->cfg.block_ms);
+    snprintf(block, sizeof block, "%d", c->cfg.block_ms);
     const char *argv[9 + 2 * CONSUMER_STREAMS_PER_READ] = {
         "XREADGROUP", "GROUP", c->cfg.group, c->ob->node_id, "COUNT", count, "BLOCK", block, "STREAMS"};
     for (int i = 0; i < c->nread; i++) {
@@ -263,7 +332,7 @@ static void read_start(struct consumer *c)
         argv[9 + i] = keys[i];
         argv[9 + c->nread + i] = c->sh[s].phase == PHASE_PENDING ? c->sh[s].cursor : ">";
     }
-    if (command(c, 9 + 2 * c->nread, argv, on_read, c) < 0) {
+    if (redis_is_cluster(c->rl) ? read_parts(c, count, keys) < 0 : command(c, 9 + 2 * c->nread, argv, on_read, c) < 0) {
         backoff(c, "XREADGROUP not sent");
         return;
     }

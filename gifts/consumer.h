@@ -36,6 +36,7 @@
 
 #include <stdint.h>
 
+#include <hiredis/hiredis.h>
 #include <uv.h>
 
 #include "entry.h"
@@ -50,8 +51,10 @@
 #define CONSUMER_BACKOFF_MAX_MS 2000
 /* Entries claimed from other consumers per XAUTOCLAIM. */
 #define CONSUMER_CLAIM_COUNT 1000
-/* A read's BLOCK, at most, while streams of other cluster masters wait. */
-#define CONSUMER_SPLIT_BLOCK_MS 5
+/* On a cluster, where one command reads one stream (one slot), a read is
+ * one XREADGROUP per stream, without BLOCK, sent together; when none had
+ * anything, the next goes this much later (or after gather_ms if longer). */
+#define CONSUMER_POLL_MS 5
 /* Most streams in one XREADGROUP (its arguments are bounded by rlink). */
 #define CONSUMER_STREAMS_PER_READ 100
 /* Most ids in one XACK. */
@@ -112,6 +115,8 @@ struct consumer {
     int read_from;                          /* first shard of the next read */
     int read_shards[CONSUMER_STREAMS_PER_READ], nread, read_count;
     uint32_t read_gen[CONSUMER_STREAMS_PER_READ]; /* each read shard's gen when it was sent */
+    redisReply *parts[CONSUMER_STREAMS_PER_READ]; /* a cluster read's answers, copied */
+    int parts_out, parts_failed;                  /* answers still to come; one failed */
     int64_t retry_at_ms;
     int backoff_ms;
     struct entry_batch batch;

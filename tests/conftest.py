@@ -8,6 +8,11 @@ Environment (set by CTest / scripts/test.sh; the defaults suit a local run):
                           (default host=127.0.0.1 port=5492 dbname=tipcast user=postgres)
   TIPCAST_TEST_SANITIZED  1 when tipcastd is an ASan/UBSan build: its stderr
                           is then checked for sanitizer reports.
+  TIPCAST_REDIS_CLUSTER   seed nodes host:port,... of a Redis Cluster
+                          (scripts/cluster.sh env NAME): every tipcastd then
+                          runs with redis-cluster, and the tests' own Redis
+                          client (tests/resp.py) follows the cluster's slots.
+                          Tests that need one Redis of their own are skipped.
 
 Every test starts its own tipcastd on a free port; Redis and PostgreSQL are
 shared, so every test uses rooms and users of its own (unique names).
@@ -43,6 +48,10 @@ TEST_SECRET = "tipcast-test-secret-0123456789abcdef"
 SANITIZED = os.environ.get("TIPCAST_TEST_SANITIZED") == "1"
 REDIS_HOST = os.environ.get("TIPCAST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = os.environ.get("TIPCAST_REDIS_PORT", "6392")
+# tipcastd reads TIPCAST_REDIS_CLUSTER too (its redis-cluster setting): taken
+# out of the environment here, it reaches only the nodes the server factory
+# starts, and a test that runs tipcastd on a Redis of its own gets that one.
+REDIS_CLUSTER = os.environ.pop("TIPCAST_REDIS_CLUSTER", "")
 PG = os.environ.get("TIPCAST_PG", "host=127.0.0.1 port=5492 dbname=tipcast user=postgres")
 
 # Every tipcastd of the tests places wallets on this many shards: the
@@ -208,6 +217,10 @@ class ServerFactory:
             # default port would be taken by the first).
             "admin-listen": f"127.0.0.1:{free_port()}",
         }
+        if REDIS_CLUSTER:
+            if "redis_port" in overrides or "redis_host" in overrides:
+                pytest.skip("needs a Redis of its own (a proxy, a replica), not the cluster")
+            flags["redis-cluster"] = REDIS_CLUSTER
         for k, v in overrides.items():
             flags[k.replace("_", "-")] = v
         args = tipcast_proc.tipcastd_argv(_binary(), flags)

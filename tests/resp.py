@@ -1,17 +1,31 @@
-"""A small Redis client for the tests (RESP2 over a socket, stdlib only)."""
+"""A small Redis client for the tests (RESP2 over a socket, stdlib only).
+
+Redis() is the test Redis; with TIPCAST_REDIS_CLUSTER set it is the test
+cluster (Cluster below), which sends each command to its key's master."""
 
 import socket
 
-from conftest import REDIS_HOST, REDIS_PORT
+from conftest import REDIS_CLUSTER, REDIS_HOST, REDIS_PORT
 
 
 class Redis:
-    def __init__(self, host=REDIS_HOST, port=REDIS_PORT, timeout=10):
+    def __new__(cls, host=None, port=None, timeout=10):
+        if cls is Redis and host is None and (port is None or str(port) == str(REDIS_PORT)) and REDIS_CLUSTER:
+            return Cluster(REDIS_CLUSTER, timeout)
+        return super().__new__(cls)
+
+    def __init__(self, host=None, port=None, timeout=10):
+        host = REDIS_HOST if host is None else host
+        port = REDIS_PORT if port is None else port
         self.sock = socket.create_connection((host, int(port)), timeout=timeout)
         self.buf = b""
 
     def close(self):
         self.sock.close()
+
+    def node_for(self, key):
+        """The connection that serves key (for pipelined writes)."""
+        return self
 
     def __call__(self, *args):
         """Sends one command; returns the reply (bytes decoded as str where
@@ -63,6 +77,127 @@ class Redis:
             n = int(rest)
             return None if n < 0 else [self._reply() for _ in range(n)]
         raise RuntimeError(f"bad reply {line!r}")
+
+
+def _crc16(data):
+    """CRC16-CCITT (XMODEM), Redis Cluster's key hash."""
+    crc = 0
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+def key_slot(key):
+    key = key if isinstance(key, bytes) else str(key).encode()
+    start = key.find(b"{")
+    if start >= 0:
+        end = key.find(b"}", start + 1)
+        if end > start + 1:
+            key = key[start + 1:end]
+    return _crc16(key) % 16384
+
+
+# Commands sent to every master, and how their answers add up.
+_EVERY_MASTER = {"FLUSHALL", "FLUSHDB", "KEYS", "DBSIZE", "SCAN", "SCRIPT", "CONFIG", "BGREWRITEAOF", "SAVE",
+                 "DEBUG"}
+_NO_KEY = {"INFO", "PING", "TIME", "CLUSTER", "WAIT", "ROLE"}
+
+
+class Cluster:
+    """The test cluster as one Redis: a command goes to the master of its
+    key's slot (MOVED and ASK followed); FLUSHALL, KEYS, DBSIZE, SCAN (one
+    call walks every master: it answers ["0", keys]) and the like go to every
+    master."""
+
+    def __init__(self, seeds, timeout=10):
+        self.timeout = timeout
+        self.nodes = {}
+        self.seeds = [(h, int(p)) for h, p in (x.rsplit(":", 1) for x in seeds.split(",") if x)]
+        self._refresh()
+
+    def _node(self, addr):
+        if addr not in self.nodes:
+            self.nodes[addr] = Redis(addr[0], addr[1], self.timeout)
+        return self.nodes[addr]
+
+    def _refresh(self):
+        for addr in list(self.nodes) + self.seeds:
+            try:
+                ranges = self._node(addr)("CLUSTER", "SLOTS")
+                break
+            except (OSError, ConnectionError, RuntimeError):
+                self.nodes.pop(addr, None)
+        else:
+            raise ConnectionError("no node of the cluster answers")
+        self.slots = [None] * 16384
+        self.masters = []
+        for first, last, master, *_ in ranges:
+            addr = (master[0] or "127.0.0.1", int(master[1]))
+            if addr not in self.masters:
+                self.masters.append(addr)
+            for slot in range(first, last + 1):
+                self.slots[slot] = addr
+
+    def node_for(self, key):
+        return self._node(self.slots[key_slot(key)])
+
+    def close(self):
+        for n in self.nodes.values():
+            n.close()
+        self.nodes = {}
+
+    @staticmethod
+    def _key(args):
+        name = str(args[0]).upper()
+        if name in ("EVAL", "EVALSHA"):
+            return args[3] if int(args[2]) > 0 else None
+        if name in ("XGROUP", "XINFO", "OBJECT", "MEMORY"):
+            return args[2] if len(args) > 2 else None
+        if name in ("XREAD", "XREADGROUP"):
+            up = [str(a).upper() for a in args]
+            return args[up.index("STREAMS") + 1]
+        return None if name in _NO_KEY or len(args) < 2 else args[1]
+
+    def __call__(self, *args):
+        name = str(args[0]).upper()
+        if name in _EVERY_MASTER:
+            answers = [self._node(m)(*args) if name != "SCAN" else self._scan(m, args) for m in self.masters]
+            if name == "KEYS":
+                return [k for a in answers for k in a]
+            if name == "DBSIZE":
+                return sum(answers)
+            if name == "SCAN":
+                return ["0", [k for a in answers for k in a]]
+            return answers[0]
+        key = self._key(args)
+        addr = self.slots[key_slot(key)] if key is not None else self.masters[0]
+        asking = False
+        for _ in range(5):
+            node = self._node(addr)
+            try:
+                if asking:
+                    node("ASKING")
+                return node(*args)
+            except RuntimeError as e:
+                kind, _, rest = str(e).partition(" ")
+                if kind not in ("MOVED", "ASK"):
+                    raise
+                host, port = rest.split(" ")[1].rsplit(":", 1)
+                addr, asking = (host or "127.0.0.1", int(port)), kind == "ASK"
+                if kind == "MOVED":
+                    self._refresh()
+        raise RuntimeError(f"too many redirections for {args[0]}")
+
+    def _scan(self, master, args):
+        node, cursor, keys = self._node(master), "0", []
+        while True:
+            cursor, batch = node("SCAN", cursor, *args[2:])
+            keys += batch
+            if str(cursor) == "0":
+                return keys
 
 
 def stream_entries(r, key):

@@ -359,9 +359,10 @@ def test_burst_is_coalesced_into_batches_in_order(server, client, room, ob, prot
         # and the node receives their events back to back.
         fields = [entry_fields("gift", u, 1, room=room, gift=1, name="Rose", price=1) for _ in range(300)]
         cmds = b"".join(_resp("XADD", outbox(shard_of(u)), "*", *[x for kv in f for x in kv]) for f in fields)
-        r.sock.sendall(cmds)
+        node = r.node_for(outbox(shard_of(u)))  # the stream's Redis (its master on a cluster)
+        node.sock.sendall(cmds)
         for _ in fields:
-            r._reply()
+            node._reply()
     finally:
         r.close()
     evs = events(m, 300)
