@@ -2,6 +2,7 @@
 #include "redis.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -115,6 +116,8 @@ int redis_key_index(int argc, const char **argv, const size_t *argvlen)
 {
     if (argc < 2)
         return -1;
+    if (is(argv[0], argvlen[0], "EVAL") || is(argv[0], argvlen[0], "EVALSHA"))
+        return argc > 3 && argvlen[2] < 8 && strtol(argv[2], NULL, 10) > 0 ? 3 : -1;
     if (is(argv[0], argvlen[0], "XGROUP") || is(argv[0], argvlen[0], "XINFO"))
         return argc > 2 ? 2 : -1;
     if (is(argv[0], argvlen[0], "XREADGROUP") || is(argv[0], argvlen[0], "XREAD")) {

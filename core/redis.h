@@ -5,8 +5,8 @@
  * link numbers (RLINK_CMD_LINK, RLINK_READ_LINK, redis_open's) name one
  * connection per master.
  *
- * A command's key is found as Redis's own command table says: argv[2] for
- * XGROUP and XINFO, the first stream after STREAMS for XREADGROUP, none for
+ * A command's key is found as Redis's own command table says: argv[3] for
+ * EVAL and EVALSHA with keys, argv[2] for XGROUP and XINFO, the first stream after STREAMS for XREADGROUP, none for
  * INFO, PING and the like (they go to the master of slot 0; see
  * redis_command_master for every master), argv[1] for the rest.
  *

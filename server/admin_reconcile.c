@@ -75,19 +75,16 @@ int admin_cmd_reconcile(const struct config *cfg, int argc, char **argv)
         PQfinish(pg);
         return rc;
     }
-    struct timeval tv = {10, 0};
-    redisContext *rc = redisConnectWithTimeout(cfg->redis_host, cfg->redis_port, tv);
-    if (!rc || rc->err) {
-        int st = admin_cli_fail(argv[0], "redis %s:%d: %s", cfg->redis_host, cfg->redis_port,
-                                rc ? rc->errstr : "out of memory");
-        if (rc)
-            redisFree(rc);
+    struct rsync rc;
+    if (rsync_connect(&rc, cfg->redis_host, cfg->redis_port, cfg->redis_cluster, 10) < 0) {
+        int st = admin_cli_fail(argv[0], "%s", rc.err);
+        rsync_close(&rc);
         PQfinish(pg);
         return st;
     }
     struct recon_result r;
-    int st = recon_run(pg, rc, &o, &r);
-    redisFree(rc);
+    int st = recon_run(pg, &rc, &o, &r);
+    rsync_close(&rc);
     PQfinish(pg);
     if (st == RECON_ERROR) {
         admin_cli_fail(argv[0], "%s", r.err);

@@ -71,7 +71,7 @@ static int sid_less(struct sid a, struct sid b) { return a.ms < b.ms || (a.ms ==
 
 struct run {
     PGconn *pg;
-    redisContext *rc;
+    struct rsync *rc;
     const struct recon_opts *o;
     struct recon_result *r;
     char sha_stream[41], sha_wallets[41], sha_board[41];
@@ -98,9 +98,9 @@ static int fail(struct run *u, const char *fmt, ...)
 
 static redisReply *cmd(struct run *u, int argc, const char **argv, const size_t *len)
 {
-    redisReply *rep = redisCommandArgv(u->rc, argc, argv, len);
+    redisReply *rep = rsync_command(u->rc, argc, argv, len);
     if (!rep) {
-        fail(u, "redis: %s", u->rc->errstr[0] ? u->rc->errstr : "connection lost");
+        fail(u, "%s", u->rc->err);
         return NULL;
     }
     if (rep->type == REDIS_REPLY_ERROR) {
@@ -111,18 +111,23 @@ static redisReply *cmd(struct run *u, int argc, const char **argv, const size_t 
     return rep;
 }
 
+/* On every master (a cluster's EVALSHA goes to the one of its key). */
 static int load_script(struct run *u, const char *src, char sha[41])
 {
     const char *argv[] = {"SCRIPT", "LOAD", src};
     size_t len[] = {6, 4, strlen(src)};
-    redisReply *rep = cmd(u, 3, argv, len);
-    if (!rep)
-        return -1;
-    int ok = rep->type == REDIS_REPLY_STRING && rep->len == 40;
-    if (ok)
-        memcpy(sha, rep->str, 41);
-    freeReplyObject(rep);
-    return ok ? 0 : fail(u, "redis: SCRIPT LOAD answered no sha");
+    for (int m = 0; m < rsync_masters(u->rc); m++) {
+        redisReply *rep = rsync_command_master(u->rc, m, 3, argv, len);
+        if (!rep)
+            return fail(u, "%s", u->rc->err);
+        int ok = rep->type == REDIS_REPLY_STRING && rep->len == 40;
+        if (ok)
+            memcpy(sha, rep->str, 41);
+        freeReplyObject(rep);
+        if (!ok)
+            return fail(u, "redis: SCRIPT LOAD answered no sha");
+    }
+    return 0;
 }
 
 /* EVALSHA sha with nkeys keys then the arguments (argv[0..n)). */
@@ -210,30 +215,32 @@ static int read_shards(struct run *u)
     return 0;
 }
 
-/* SCAN MATCH pattern: calls each(u, key, len) per key. */
+/* SCAN MATCH pattern on every master: calls each(u, key, len) per key. */
 static int scan(struct run *u, const char *pattern, int (*each)(struct run *u, const char *key, size_t len))
 {
-    char cursor[32] = "0";
-    do {
-        const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
-        size_t len[] = {4, strlen(cursor), 5, strlen(pattern), 5, 4};
-        redisReply *rep = cmd(u, 6, argv, len);
-        if (!rep)
-            return -1;
-        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 || rep->element[1]->type != REDIS_REPLY_ARRAY) {
-            freeReplyObject(rep);
-            return fail(u, "redis: unexpected SCAN answer");
-        }
-        snprintf(cursor, sizeof cursor, "%s", str_of(rep->element[0]));
-        for (size_t i = 0; i < rep->element[1]->elements; i++) {
-            const redisReply *k = rep->element[1]->element[i];
-            if (k->type == REDIS_REPLY_STRING && each(u, k->str, k->len) < 0) {
+    for (int m = 0; m < rsync_masters(u->rc); m++) {
+        char cursor[32] = "0";
+        do {
+            const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
+            size_t len[] = {4, strlen(cursor), 5, strlen(pattern), 5, 4};
+            redisReply *rep = rsync_command_master(u->rc, m, 6, argv, len);
+            if (!rep)
+                return fail(u, "%s", u->rc->err);
+            if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 || rep->element[1]->type != REDIS_REPLY_ARRAY) {
                 freeReplyObject(rep);
-                return -1;
+                return fail(u, "redis: unexpected SCAN answer");
             }
-        }
-        freeReplyObject(rep);
-    } while (strcmp(cursor, "0") != 0);
+            snprintf(cursor, sizeof cursor, "%s", str_of(rep->element[0]));
+            for (size_t i = 0; i < rep->element[1]->elements; i++) {
+                const redisReply *k = rep->element[1]->element[i];
+                if (k->type == REDIS_REPLY_STRING && each(u, k->str, k->len) < 0) {
+                    freeReplyObject(rep);
+                    return -1;
+                }
+            }
+            freeReplyObject(rep);
+        } while (strcmp(cursor, "0") != 0);
+    }
     return 0;
 }
 
@@ -637,7 +644,7 @@ static int check(struct run *u, const char *started_at)
     return 0;
 }
 
-int recon_run(PGconn *pg, redisContext *rc, const struct recon_opts *o, struct recon_result *r)
+int recon_run(PGconn *pg, struct rsync *rc, const struct recon_opts *o, struct recon_result *r)
 {
     memset(r, 0, sizeof *r);
     struct run u = {.pg = pg, .rc = rc, .o = o, .r = r};

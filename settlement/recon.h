@@ -23,6 +23,8 @@
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
 
+#include "rsync.h"
+
 /* Wallets read per script. */
 #define RECON_BATCH 500
 /* Most unacknowledged entries read per shard: past it the run stops with
@@ -62,7 +64,7 @@ struct recon_result {
  * report in r (free it with recon_result_free), or RECON_ERROR with the
  * reason in r->err (nothing stored; the report may be NULL). pg and rc are
  * connected; pg is left outside any transaction. */
-int recon_run(PGconn *pg, redisContext *rc, const struct recon_opts *o, struct recon_result *r);
+int recon_run(PGconn *pg, struct rsync *rc, const struct recon_opts *o, struct recon_result *r);
 
 void recon_result_free(struct recon_result *r);
 

@@ -33,12 +33,10 @@ static void recon_job_round(struct recon_job *j)
         PQfinish(pg);
         return;
     }
-    struct timeval tv = {RECON_JOB_CONNECT_S, 0};
-    redisContext *rc = redisConnectWithTimeout(cfg->redis_host, cfg->redis_port, tv);
-    if (!rc || rc->err) {
-        log_msg(LOG_ERROR, "reconcile: redis: %s", rc ? rc->errstr : "out of memory");
-        if (rc)
-            redisFree(rc);
+    struct rsync rc;
+    if (rsync_connect(&rc, cfg->redis_host, cfg->redis_port, cfg->redis_cluster, RECON_JOB_CONNECT_S) < 0) {
+        log_msg(LOG_ERROR, "reconcile: %s", rc.err);
+        rsync_close(&rc);
         PQfinish(pg); /* the lock goes with the session */
         j->stats.error++;
         return;
@@ -50,7 +48,7 @@ static void recon_job_round(struct recon_job *j)
                            .store = 1,
                            .webhooks = config_webhooks_on(cfg)};
     struct recon_result r;
-    int st = recon_run(pg, rc, &o, &r);
+    int st = recon_run(pg, &rc, &o, &r);
     if (st == RECON_ERROR) {
         log_msg(LOG_ERROR, "reconcile: not done: %s", r.err);
         j->stats.error++;
@@ -66,7 +64,7 @@ static void recon_job_round(struct recon_job *j)
         }
     }
     recon_result_free(&r);
-    redisFree(rc);
+    rsync_close(&rc);
     PQfinish(pg);
 }
 

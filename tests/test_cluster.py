@@ -20,12 +20,16 @@ import signal
 import socket
 import string
 import subprocess
+import threading
 import time
 
 import pytest
 
 from conftest import REPO, _binary
-from resp import Redis
+from helpers import psql, shard_of, wait_for
+from resp import Cluster, Redis, key_slot
+from test_money import FLAGS, PRICES, ROSE, catalog, credit, live_creator, wait_room_live  # noqa: F401
+from wsclient import unique
 
 CLUSTER_SH = os.path.join(REPO, "scripts", "cluster.sh")
 NAME = "pytest"
@@ -296,3 +300,198 @@ def test_a_killed_master_is_replaced_under_load(cluster):
         assert got == before[k] + res["acked"][k], (k, got, before[k], res["acked"][k])
     out = sh("start", cluster[0])
     assert out.returncode == 0, out.stderr
+
+
+# ---- tipcastd on the cluster ------------------------------------------------------
+#
+# Real gifts from WebSocket clients through a tipcastd started with
+# redis-cluster: acks, balances, the orders in PostgreSQL and the room's
+# events, while a master is killed (with redis-wait-replicas 1) and while
+# slots move between masters.
+
+def seeds(cluster):
+    return ",".join(f"127.0.0.1:{p}" for p in cluster)
+
+
+def run_gifts(srv, client, creator, seconds, during=None, viewers=6):
+    """Viewers connected to srv send gifts of 1 coin to creator's room for
+    `seconds`; `during(t0, viewers)` runs after 1.5 s. An `unavailable` answer is
+    sent again with the same id until it is acked. Returns (acked orders
+    {order: viewer}, times of unavailable answers, other errors, viewers,
+    when `during` ran)."""
+    adm = client(srv, unique("adm"), "admin")
+    users = [unique("v") for _ in range(viewers)]
+    conns = []
+    for u in users:
+        credit(adm, u, 100000)
+        c = client(srv, u, "viewer")
+        wait_room_live(c, creator)
+        conns.append(c)
+    acked, unavailable, errors, lock, stop = {}, [], [], threading.Lock(), threading.Event()
+
+    def send(u, c):
+        while not stop.is_set():
+            gift = {"type": "gift", "id": unique("g"), "room": creator, "gift": ROSE, "count": 1}
+            give_up = time.monotonic() + 90
+            while True:
+                a = c.request(gift, timeout=30)
+                if a["type"] == "ack":
+                    with lock:
+                        acked[a["order"]] = u
+                    break
+                if a.get("code") != "unavailable" or time.monotonic() > give_up:
+                    with lock:
+                        errors.append(a)
+                    return
+                with lock:
+                    unavailable.append(time.monotonic())
+                time.sleep(0.05)
+            time.sleep(0.005)
+
+    threads = [threading.Thread(target=send, args=(u, c)) for u, c in zip(users, conns)]
+    for t in threads:
+        t.start()
+    ran_at = None
+    try:
+        time.sleep(1.5)
+        if during:
+            ran_at = time.monotonic()
+            during(ran_at, users)
+        time.sleep(max(0.0, seconds - 1.5))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(120)
+    return acked, unavailable, errors, users, conns, ran_at
+
+
+def check_exactly_once(cl, creator, acked, users, conns, member):
+    """Every acked gift is one order in PostgreSQL, each viewer's balance is
+    its credit less its acked gifts, and the member got every order's event
+    in seq order without a gap."""
+    def in_pg():
+        got = psql(f"SELECT string_agg(order_id, ',') FROM orders WHERE room = '{creator}'")
+        return sorted(got.split(",")) if got else []
+    wait_for(lambda: len(in_pg()) >= len(acked), 60, what="every acked order in PostgreSQL")
+    assert in_pg() == sorted(acked)
+    for u, c in zip(users, conns):
+        mine = sum(1 for v in acked.values() if v == u)
+        r = c.request({"type": "balance", "id": unique("b")})
+        assert r["balance"] == 100000 - mine * PRICES[ROSE], (u, r, mine)
+        assert int(cl("GET", f"tc:{{w:{shard_of(u)}}}:bal:{u}")) == r["balance"]
+    seqs, orders = [], set()
+    while len(orders) < len(acked):
+        ev = member.expect("event", timeout=30)
+        seqs.append(ev["seq"])
+        if ev.get("kind") == "gift":
+            orders.add(ev["order"])
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs[:20]
+    assert orders == set(acked)
+
+
+def master_of(cl, key):
+    return "%s:%d" % cl.slots[key_slot(key)]
+
+
+def test_tipcastd_money_and_rooms_across_masters(cluster, server, client, catalog):
+    """Wallet shards and rooms on three masters: gifts acked, balances and
+    orders exact, events in order, and every master's figures in /metrics
+    unchanged in kind (the same node, only routed)."""
+    cl = Cluster(seeds(cluster))
+    srv = server(redis_cluster=seeds(cluster), **FLAGS)
+    creator = unique("cr")
+    live_creator(creator)
+    member = client(srv, unique("m"), "viewer")
+    member.join(creator)
+    acked, unavailable, errors, users, conns, _ = run_gifts(srv, client, creator, 4)
+    assert not errors and not unavailable, (errors[:3], len(unavailable))
+    assert len(acked) > 100
+    # The viewers' wallets are on more than one master.
+    assert len({master_of(cl, f"tc:{{w:{shard_of(u)}}}:bal:{u}") for u in users}) >= 2 or len(users) < 3
+    check_exactly_once(cl, creator, acked, users, conns, member)
+    cl.close()
+
+
+def test_tipcastd_master_killed_under_gifts_loses_no_acked_order(cluster, server, client, catalog):
+    """redis-wait-replicas 1: a gift is acked only once a replica has its
+    debit. The master of a viewer's wallet shard is SIGKILLed under load:
+    gifts on its slots answer `unavailable` until its replica has taken
+    over and has a replica again (the old master, restarted); every acked
+    order is then in PostgreSQL once, and every balance is exact."""
+    cl = Cluster(seeds(cluster))
+    srv = server(redis_cluster=seeds(cluster), redis_wait_replicas=1, redis_wait_timeout_ms=500, **FLAGS)
+    creator = unique("cr")
+    live_creator(creator)
+    member = client(srv, unique("m"), "viewer")
+    member.join(creator)
+    victim = {}
+
+    def kill(t0, users):
+        # The master of the first viewer's wallet shard.
+        addr = master_of(cl, f"tc:{{w:{shard_of(users[0])}}}:outbox")
+        port = int(addr.split(":")[1])
+        with open(os.path.join(STATE, str(port), "redis.pid")) as f:
+            os.kill(int(f.read().strip()), signal.SIGKILL)
+        victim["addr"] = addr
+        # Its replica takes over; the killed node comes back as a replica.
+        survivor = next(p for p in cluster if p != port)
+        wait_for(lambda: addr not in cluster_slots_safe(survivor).values(), 30, what="the failover")
+        victim["failover_s"] = time.monotonic() - t0
+        out = sh("start", cluster[0])
+        assert out.returncode == 0, out.stderr
+        victim["back_s"] = time.monotonic() - t0
+
+    acked, unavailable, errors, users, conns, t0 = run_gifts(srv, client, creator, 25, during=kill)
+    assert not errors, errors[:3]
+    print(f"{len(acked)} gifts acked; {len(unavailable)} unavailable answers from "
+          f"{min(unavailable) - t0 if unavailable else 0:.1f} s to {max(unavailable) - t0 if unavailable else 0:.1f} s "
+          f"after the kill; failover {victim['failover_s']:.1f} s, replica back {victim['back_s']:.1f} s")
+    # Unavailable only from the kill until the slots have a master with a
+    # replica again (and acks before and after).
+    assert unavailable, "the kill was not seen"
+    assert t0 <= min(unavailable) and max(unavailable) - t0 <= victim["back_s"] + 10
+    cl.close()
+    cl = Cluster(seeds(cluster))
+    check_exactly_once(cl, creator, acked, users, conns, member)
+    cl.close()
+
+
+def cluster_slots_safe(port):
+    try:
+        return cluster_slots(port)
+    except (OSError, RuntimeError):
+        return {}
+
+
+def test_tipcastd_through_a_resharding_under_gifts(cluster, server, client, catalog):
+    """Every slot of the master holding the room and a wallet shard moves to
+    another master while gifts flow: no gift refused, no order lost or
+    doubled, the room's events gapless (its channel moves too)."""
+    cl = Cluster(seeds(cluster))
+    srv = server(redis_cluster=seeds(cluster), **FLAGS)
+    creator = unique("cr")
+    live_creator(creator)
+    member = client(srv, unique("m"), "viewer")
+    member.join(creator)
+    src = master_of(cl, f"tc:{{r:{creator}}}:seq")
+    m = masters(cluster[0])
+    dst = next(a for a in sorted(m) if a != src)
+    moved = {}
+
+    def reshard(t0, users):
+        n = sum(hi - lo + 1 for (lo, hi), o in cluster_slots(cluster[0]).items() if o == src)
+        out = subprocess.run(["redis-cli", "--cluster", "reshard", src, "--cluster-from", m[src], "--cluster-to",
+                              m[dst], "--cluster-slots", str(n), "--cluster-yes"], capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        moved["slots"], moved["s"] = n, time.monotonic() - t0
+
+    acked, unavailable, errors, users, conns, _ = run_gifts(srv, client, creator, 6, during=reshard)
+    print(f"{len(acked)} gifts acked while {moved['slots']} slots moved in {moved['s']:.1f} s; "
+          f"{len(unavailable)} unavailable answers")
+    assert not errors, errors[:3]
+    cl.close()
+    cl = Cluster(seeds(cluster))
+    assert master_of(cl, f"tc:{{r:{creator}}}:seq") == dst
+    check_exactly_once(cl, creator, acked, users, conns, member)
+    cl.close()

@@ -184,6 +184,8 @@ static void test_key_index(void)
     CHECK_INT(key_of(1, (const char *[]){"INFO"}), -1);
     CHECK_INT(key_of(2, (const char *[]){"info", "persistence"}), -1);
     CHECK_INT(key_of(3, (const char *[]){"WAIT", "1", "100"}), -1);
+    CHECK_INT(key_of(5, (const char *[]){"EVALSHA", "abc", "1", "tc:{w:2}:outbox", "info"}), 3);
+    CHECK_INT(key_of(4, (const char *[]){"EVAL", "return 1", "0", "x"}), -1);
 }
 
 int main(void)
