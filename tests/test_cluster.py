@@ -13,6 +13,7 @@ scripts/cluster.sh (3 masters, 3 replicas), and against it
 The cluster is this module's own (instance `pytest`, free ports), started
 fresh and stopped at the end."""
 
+import json
 import os
 import random
 import shutil
@@ -26,9 +27,11 @@ import time
 import pytest
 
 from conftest import REPO, _binary
-from helpers import psql, shard_of, wait_for
+from conftest import PG
+from helpers import SHARDS, admin_bin, own_database, psql, shard_of, wait_for
 from resp import Cluster, Redis, key_slot
-from test_money import FLAGS, PRICES, ROSE, catalog, credit, live_creator, wait_room_live  # noqa: F401
+from test_money import (FLAGS, PRICES, ROSE, catalog, credit, live_creator, seed_catalog,  # noqa: F401
+                        wait_room_live)
 from wsclient import RecvTimeout, unique
 
 CLUSTER_SH = os.path.join(REPO, "scripts", "cluster.sh")
@@ -399,12 +402,12 @@ class Watch:
         return list(self.events)
 
 
-def check_exactly_once(cl, creator, acked, users, conns, watch):
+def check_exactly_once(cl, creator, acked, users, conns, watch, dsn=PG):
     """Every acked gift is one order in PostgreSQL, each viewer's balance is
     its credit less its acked gifts, and the member got every order's event
     in seq order without a gap."""
     def in_pg():
-        got = psql(f"SELECT string_agg(order_id, ',') FROM orders WHERE room = '{creator}'")
+        got = psql(f"SELECT string_agg(order_id, ',') FROM orders WHERE room = '{creator}'", dsn)
         return sorted(got.split(",")) if got else []
     wait_for(lambda: len(in_pg()) >= len(acked), 60, what="every acked order in PostgreSQL")
     assert in_pg() == sorted(acked)
@@ -448,44 +451,62 @@ def test_tipcastd_master_killed_under_gifts_loses_no_acked_order(cluster, server
     debit. The master of a viewer's wallet shard is SIGKILLed under load:
     gifts on its slots answer `unavailable` until its replica has taken
     over and has a replica again (the old master, restarted); every acked
-    order is then in PostgreSQL once, and every balance is exact."""
+    order is then in PostgreSQL once, every balance is exact, and
+    `tipcast-admin reconcile` on the cluster finds nothing. (A database and
+    a cluster of this test's own: reconciliation looks at all of both.)"""
     cl = Cluster(seeds(cluster))
-    srv = server(redis_cluster=seeds(cluster), redis_wait_replicas=1, redis_wait_timeout_ms=500, **FLAGS)
-    creator = unique("cr")
-    live_creator(creator)
-    member = client(srv, unique("m"), "viewer")
-    member.join(creator)
-    watch = Watch(member)
-    victim = {}
+    cl("FLUSHALL")
+    with own_database("tipcast_cl") as dsn:
+        srv = server(redis_cluster=seeds(cluster), redis_wait_replicas=1, redis_wait_timeout_ms=500, pg=dsn, **FLAGS)
+        seed_catalog(dsn)
+        creator = unique("cr")
+        live_creator(creator, dsn)
+        member = client(srv, unique("m"), "viewer")
+        member.join(creator)
+        watch = Watch(member)
+        victim = {}
 
-    def kill(t0, users):
-        # The master of the first viewer's wallet shard.
-        addr = master_of(cl, f"tc:{{w:{shard_of(users[0])}}}:outbox")
-        port = int(addr.split(":")[1])
-        with open(os.path.join(STATE, str(port), "redis.pid")) as f:
-            os.kill(int(f.read().strip()), signal.SIGKILL)
-        victim["addr"] = addr
-        # Its replica takes over; the killed node comes back as a replica.
-        survivor = next(p for p in cluster if p != port)
-        wait_for(lambda: addr not in cluster_slots_safe(survivor).values(), 30, what="the failover")
-        victim["failover_s"] = time.monotonic() - t0
-        out = sh("start", cluster[0])
-        assert out.returncode == 0, out.stderr
-        victim["back_s"] = time.monotonic() - t0
+        def kill(t0, users):
+            # The master of the first viewer's wallet shard.
+            addr = master_of(cl, f"tc:{{w:{shard_of(users[0])}}}:outbox")
+            port = int(addr.split(":")[1])
+            with open(os.path.join(STATE, str(port), "redis.pid")) as f:
+                os.kill(int(f.read().strip()), signal.SIGKILL)
+            # Its replica takes over; the killed node comes back as a replica.
+            survivor = next(p for p in cluster if p != port)
+            wait_for(lambda: addr not in cluster_slots_safe(survivor).values(), 30, what="the failover")
+            victim["failover_s"] = time.monotonic() - t0
+            out = sh("start", cluster[0])
+            assert out.returncode == 0, out.stderr
+            victim["back_s"] = time.monotonic() - t0
 
-    acked, unavailable, errors, users, conns, t0 = run_gifts(srv, client, creator, 25, during=kill)
-    assert not errors, errors[:3]
-    print(f"{len(acked)} gifts acked; {len(unavailable)} unavailable answers from "
-          f"{min(unavailable) - t0 if unavailable else 0:.1f} s to {max(unavailable) - t0 if unavailable else 0:.1f} s "
-          f"after the kill; failover {victim['failover_s']:.1f} s, replica back {victim['back_s']:.1f} s")
-    # Unavailable only from the kill until the slots have a master with a
-    # replica again (and acks before and after).
-    assert unavailable, "the kill was not seen"
-    assert t0 <= min(unavailable) and max(unavailable) - t0 <= victim["back_s"] + 10
-    cl.close()
-    cl = Cluster(seeds(cluster))
-    check_exactly_once(cl, creator, acked, users, conns, watch)
-    cl.close()
+        acked, unavailable, errors, users, conns, t0 = run_gifts(srv, client, creator, 25, during=kill)
+        assert not errors, errors[:3]
+        print(f"{len(acked)} gifts acked; {len(unavailable)} unavailable answers from "
+              f"{min(unavailable) - t0 if unavailable else 0:.1f} s to "
+              f"{max(unavailable) - t0 if unavailable else 0:.1f} s after the kill; failover "
+              f"{victim['failover_s']:.1f} s, replica back {victim['back_s']:.1f} s")
+        # Unavailable only from the kill until the slots have a master with a
+        # replica again (and acks before and after).
+        assert unavailable, "the kill was not seen"
+        assert t0 <= min(unavailable) and max(unavailable) - t0 <= victim["back_s"] + 10
+        cl.close()
+        cl = Cluster(seeds(cluster))
+        check_exactly_once(cl, creator, acked, users, conns, watch, dsn)
+        cl.close()
+        # Reconciliation over every master and the database: clean (once the
+        # ledger and the rooms have caught up, which check_exactly_once saw).
+        def clean():
+            out = subprocess.run([admin_bin(), f"--redis-cluster={seeds(cluster)}", f"--pg={dsn}",
+                                  f"--wallet-shards={SHARDS}", "reconcile", "--json", "--no-store"],
+                                 capture_output=True, text=True, timeout=120)
+            assert out.returncode in (0, 1), out.stderr
+            clean.report = out.stdout
+            return out.returncode == 0
+        wait_for(clean, 30, what="a clean reconciliation")
+        report = json.loads(clean.report)
+        assert report["findings"] == [], report["findings"]
+        srv.stop()
 
 
 def cluster_slots_safe(port):

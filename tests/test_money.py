@@ -43,19 +43,23 @@ def outbox_entries(uid):
     return [dict(f, _id=sid) for sid, f in entries if f.get("u") == uid]
 
 
-@pytest.fixture(scope="module")
-def catalog():
-    """Test gifts and a live creator per test, in PostgreSQL."""
+def seed_catalog(dsn=PG):
     psql("INSERT INTO gifts (id, name, price, animation, tier, enabled, sort_order) VALUES "
          f"({ROSE}, 'Rose', 1, 'rose', 1, true, 1), ({ROCKET}, 'Rocket', 500, 'rocket', 2, true, 3), "
          f"({RETIRED}, 'Retired', 7, 'old', 1, false, 9) "
-         "ON CONFLICT (id) DO UPDATE SET price = EXCLUDED.price, enabled = EXCLUDED.enabled")
+         "ON CONFLICT (id) DO UPDATE SET price = EXCLUDED.price, enabled = EXCLUDED.enabled", dsn)
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    """Test gifts and a live creator per test, in PostgreSQL."""
+    seed_catalog()
     return PRICES
 
 
-def live_creator(creator):
+def live_creator(creator, dsn=PG):
     psql(f"INSERT INTO creators (id, live) VALUES ('{creator}', true) "
-         "ON CONFLICT (id) DO UPDATE SET live = true")
+         "ON CONFLICT (id) DO UPDATE SET live = true", dsn)
 
 
 def wait_catalog(c, pred, timeout=10):
