@@ -683,6 +683,35 @@ def scenario10(d, f):
     return out
 
 
+def scenario11(d, f):
+    if not f.get("s11.rate"):
+        return {}
+    d.w("## 11. tipcastd on a Redis Cluster")
+    d.w()
+    d.w("tipcastd on one Redis (scenario 1's) and on a Redis Cluster of three masters, each with a replica "
+        "(scripts/cluster.sh, AOF on like the one Redis), restarted for each (docs/operations.md, \"tipcastd on "
+        "a Redis Cluster\"). Each run: scenario 1's senders and rooms at a fixed "
+        f"{fmt(num(f.get('s11.rate')))} gifts/s, then tipcast-bench --find-max (ack p99 <= 50 ms). CPU per "
+        "gift is user+system time over the fixed-rate run divided by the acked gifts: tipcastd's, the Redis "
+        "servers' (all masters; all replicas), and each master's. All of it shares this machine's two cores, "
+        "so three masters cannot add CPU here: the cluster's figure shows what the routing and the split of "
+        "the work costs, and the per-master cost is what a master on a core of its own would carry.")
+    d.w()
+    d.w("| Redis | ack p50 / p99 (ms) | acks/s | errors | tipcastd us / gift | masters us / gift | "
+        "replicas us / gift | each master us / gift | find-max (gifts/s) |")
+    d.w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    out = {}
+    for mode, label in (("one", "one Redis"), ("cluster", "cluster, 3 masters + 3 replicas")):
+        g = lambda key: num(f.get(f"s11.{mode}.{key}"))  # noqa: E731
+        out[mode] = g("max")
+        d.w(f"| {label} | {fmt(g('p50_ms'), 2)} / {fmt(g('p99_ms'), 1)} | {fmt(g('acks_per_s'))} | "
+            f"{fmt(g('errors'))} | {fmt(g('tipcastd_us_per_gift'), 1)} | {fmt(g('master_us_per_gift'), 1)} | "
+            f"{fmt(g('replica_us_per_gift'), 1)} | {f.get(f's11.{mode}.per_master_us_per_gift', '') or '-'} | "
+            f"{fmt(g('max'))} |")
+    d.w()
+    return out
+
+
 def limits_section(d, f, r1, r2, r3, r4):
     d.w("## What limits it")
     d.w()
@@ -946,6 +975,7 @@ def main(argv=None):
     r8 = scenario8(d, f)
     r9 = scenario9(d, f)
     r10 = scenario10(d, f)
+    scenario11(d, f)
     limits_section(d, f, r1, r2, r3, r4)
     summary = [
         "| target | measured | result |",

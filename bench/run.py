@@ -52,7 +52,7 @@ step has a time bound. Python 3 standard library only.
 
 Environment (defaults in brackets; quick-mode defaults after the slash):
   BENCH_QUICK [0]            1: small N, short durations
-  BENCH_ONLY [1 4 5 6 2 8 9 3 10 7] the scenarios to run, e.g. "1 2"
+  BENCH_ONLY [1 4 5 6 2 8 9 11 3 10 7] the scenarios to run, e.g. "1 2"
   BENCH_BUILD_DIR [build]    cmake build tree
   BENCH_OUT [/tmp/tipcast-bench-out]   raw results
   BENCH_PEERS [bench/peers]  nchan.conf, ws-broadcast.js, pg-gift.sql, pg-gift-schema.sql
@@ -70,6 +70,7 @@ Environment (defaults in brackets; quick-mode defaults after the slash):
   BENCH_S6_RATE [1000/300]         scenario 6's gifts/s
   BENCH_S8_RATE [1000/300]         scenario 8's fixed gifts/s
   BENCH_S9_RATE [1000/300]         scenario 9's fixed gifts/s (redis-wait-replicas 0 and 1)
+  BENCH_S11_RATE [1000/300]        scenario 11's fixed gifts/s (one Redis, then a cluster of 3 masters)
   BENCH_S10_ROUNDS [3/1]           scenario 10's turns of its three databases
   BENCH_S8_BASE [dfd31ac]          scenario 8's "before": the commit before
                                    issue 14's room features ("none": skip)
@@ -96,6 +97,7 @@ import s7_stats
 import s8_features
 import s9_wait
 import s10_partitions
+import s11_cluster
 from suite import REPO, TC_MAX_CONNS, BenchError, Settings, Suite
 
 BENCH_PACKAGES = ["nginx-light", "libnginx-mod-nchan", "redis-tools", "postgresql-contrib", "iproute2"]
@@ -208,7 +210,7 @@ def run_all(suite):
     setup_services(suite)
     machine_figures(suite)
 
-    if any(suite.has(k) for k in (1, 2, 4, 5, 6, 8, 9)):
+    if any(suite.has(k) for k in (1, 2, 4, 5, 6, 8, 9, 11)):
         suite.start_tipcastd(1, TC_MAX_CONNS)
         seed(suite)
     if suite.has(1):
@@ -225,6 +227,8 @@ def run_all(suite):
         s8_features.run(suite)
     if suite.has(9):
         s9_wait.run(suite)  # stops its tipcastd
+    if suite.has(11):
+        s11_cluster.run(suite)  # stops its tipcastd
     if suite.has(3):
         if not suite.servers:
             suite.start_tipcastd(1, TC_MAX_CONNS)

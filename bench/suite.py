@@ -76,7 +76,7 @@ class Settings:
         def pick(full, quick):
             return quick if self.quick else full
 
-        self.only = text("BENCH_ONLY", "1 4 5 6 2 8 9 3 10 7").split()
+        self.only = text("BENCH_ONLY", "1 4 5 6 2 8 9 11 3 10 7").split()
         self.build = os.path.abspath(text("BENCH_BUILD_DIR", "build"))
         self.out = os.path.abspath(text("BENCH_OUT", "/tmp/tipcast-bench-out"))
         self.peers = os.path.abspath(text("BENCH_PEERS", os.path.join(REPO, "bench", "peers")))
@@ -131,6 +131,7 @@ class Settings:
         self.s8_fan_rates = pick(["1", "10", "50"], ["2", "10"])  # hot-room events/s
         self.s8_base = text("BENCH_S8_BASE", "dfd31ac")  # the commit before issue 14's features; "none": skip
         self.s9_rate = whole("BENCH_S9_RATE", pick(1000, 300))  # scenario 9: gifts/s, WAIT off and on
+        self.s11_rate = whole("BENCH_S11_RATE", pick(1000, 300))  # scenario 11: gifts/s, one Redis and a cluster
         self.s10_rounds = whole("BENCH_S10_ROUNDS", pick(3, 1))  # scenario 10: turns of the three databases
 
 
