@@ -161,6 +161,13 @@ void consumer_applied(struct consumer *c, struct entry_batch *b)
 
 /* ---- Reading ------------------------------------------------------------------- */
 
+/* The wait after a read that was not full: gather_ms, and on a cluster
+ * (one command per stream, no BLOCK) at least `least`. */
+static int64_t gather_ms(const struct consumer *c, int least)
+{
+    return redis_is_cluster(c->rl) && c->cfg.gather_ms < least ? least : c->cfg.gather_ms;
+}
+
 static void read_done(struct consumer *c, redisReply *reply)
 {
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
@@ -171,7 +178,7 @@ static void read_done(struct consumer *c, redisReply *reply)
     }
     if (reply->type == REDIS_REPLY_NIL) { /* BLOCK ran out: nothing new */
         if (redis_is_cluster(c->rl)) /* no BLOCK there: the next read waits instead */
-            c->next_read_ms = c->read_sent_ms + (c->cfg.gather_ms > CONSUMER_POLL_MS ? c->cfg.gather_ms : CONSUMER_POLL_MS);
+            c->next_read_ms = c->read_sent_ms + gather_ms(c, CONSUMER_POLL_MS);
         step_idle(c);
         return;
     }
@@ -194,7 +201,7 @@ static void read_done(struct consumer *c, redisReply *reply)
     }
     /* A stream that filled its share has more waiting: the next read goes
      * at once. Else it waits out the gather time. */
-    c->next_read_ms = c->read_sent_ms + c->cfg.gather_ms;
+    c->next_read_ms = c->read_sent_ms + gather_ms(c, CONSUMER_SPLIT_GATHER_MS);
     for (int k = 0; k < c->nread; k++) {
         int s = c->read_shards[k];
         struct consumer_shard *sh = &c->sh[s];

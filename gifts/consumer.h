@@ -55,6 +55,10 @@
  * one XREADGROUP per stream, without BLOCK, sent together; when none had
  * anything, the next goes this much later (or after gather_ms if longer). */
 #define CONSUMER_POLL_MS 5
+/* There, a read that found entries (but filled no stream's share) is
+ * followed by the next at least this much later: a read costs one command
+ * per stream, so reads are not sent back to back for a few entries each. */
+#define CONSUMER_SPLIT_GATHER_MS 2
 /* Most streams in one XREADGROUP (its arguments are bounded by rlink). */
 #define CONSUMER_STREAMS_PER_READ 100
 /* Most ids in one XACK. */
