@@ -95,18 +95,6 @@ def fixed(suite, mode, redis):
               f"{jtext(suite.jget(name, 'ack_latency_ms', 'p99'))} ms")
 
 
-def find_max(suite, mode):
-    s = suite.s
-    name = f"s11-{mode}-max"
-    suite.bench(name, s.s1_step_s * s.s1_max_steps + 120, "--target", "tipcast", "--port", s.tc_port,
-                "--secret", SECRET, "--connections", s.s1_conns, "--senders", s.s1_conns, "--rooms", s.s1_rooms,
-                "--rate", s.s1_start, "--find-max", "--p99-bound-ms", 50, "--step-seconds", s.s1_step_s,
-                "--warmup", 2, "--duration", s.s1_step_s * s.s1_max_steps, "--server-pid", suite.servers[0].pid)
-    best = jtext(suite.jget(name, "find_max", "max_rate"))
-    suite.fig(f"s11.{mode}.max", best)
-    suite.log(f"  {mode}: find-max {best or '?'} gifts/s")
-
-
 def run(suite):
     s = suite.s
     suite.log(f"scenario 11: one Redis and a cluster of 3 masters + 3 replicas, {s.s11_rate} gifts/s")
@@ -128,7 +116,9 @@ def run(suite):
             else:
                 redis = cluster_pids(base)
             fixed(suite, mode, redis)
-            find_max(suite, mode)
+            best = suite.find_max(f"s11-{mode}-max")
+            suite.fig(f"s11.{mode}.max", best)
+            suite.log(f"  {mode}: find-max {best or '?'} gifts/s")
     finally:
         suite.stop_tipcastd()
         s.tc_args = saved

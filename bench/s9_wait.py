@@ -90,18 +90,6 @@ def fixed(suite, mode):
               f"{jtext(suite.jget(name, 'ack_latency_ms', 'p99'))} ms, {g6(waits)} WAITs")
 
 
-def find_max(suite, mode):
-    s = suite.s
-    name = f"s9-wait{mode}-max"
-    suite.bench(name, s.s1_step_s * s.s1_max_steps + 120, "--target", "tipcast", "--port", s.tc_port,
-                "--secret", SECRET, "--connections", s.s1_conns, "--senders", s.s1_conns, "--rooms", s.s1_rooms,
-                "--rate", s.s1_start, "--find-max", "--p99-bound-ms", 50, "--step-seconds", s.s1_step_s,
-                "--warmup", 2, "--duration", s.s1_step_s * s.s1_max_steps, "--server-pid", suite.servers[0].pid)
-    best = jtext(suite.jget(name, "find_max", "max_rate"))
-    suite.fig(f"s9.{mode}.max", best)
-    suite.log(f"  wait {mode}: find-max {best or '?'} gifts/s")
-
-
 def run(suite):
     s = suite.s
     suite.log(f"scenario 9: redis-wait-replicas 0 and 1 with one replica attached, {s.s9_rate} gifts/s")
@@ -117,7 +105,9 @@ def run(suite):
             s.tc_args = saved + ["--redis-wait-replicas", str(mode)]
             suite.start_tipcastd(1, TC_MAX_CONNS)
             fixed(suite, mode)
-            find_max(suite, mode)
+            best = suite.find_max(f"s9-wait{mode}-max")
+            suite.fig(f"s9.{mode}.max", best)
+            suite.log(f"  wait {mode}: find-max {best or '?'} gifts/s")
     finally:
         suite.stop_tipcastd()
         s.tc_args = saved

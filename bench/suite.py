@@ -347,6 +347,16 @@ class Suite:
             self.jobs.pop(0)
         return rc
 
+    def find_max(self, name):
+        """tipcast-bench --find-max (ack p99 <= 50 ms) with scenario 1's senders
+        and rooms against the first tipcastd; its highest rate (text), or ""."""
+        s = self.s
+        self.bench(name, s.s1_step_s * s.s1_max_steps + 120, "--target", "tipcast", "--port", s.tc_port,
+                   "--secret", SECRET, "--connections", s.s1_conns, "--senders", s.s1_conns, "--rooms", s.s1_rooms,
+                   "--rate", s.s1_start, "--find-max", "--p99-bound-ms", 50, "--step-seconds", s.s1_step_s,
+                   "--warmup", 2, "--duration", s.s1_step_s * s.s1_max_steps, "--server-pid", self.servers[0].pid)
+        return jtext(self.jget(name, "find_max", "max_rate"))
+
     def bench(self, name, bound_s, *args):
         """One tipcast-bench run, waited for; its exit code."""
         self.bench_bg(name, bound_s, *args)

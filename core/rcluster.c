@@ -143,13 +143,23 @@ static void refresh(struct rcluster *rc)
     }
 }
 
+/* 1 when n serves slots in the map (a master, not a seed that is a replica). */
+static int is_owner(const struct rcluster *rc, const struct rcluster_node *n)
+{
+    for (int i = 0; i < rc->map.nmasters; i++)
+        if (rc->owner[i] == n)
+            return 1;
+    return 0;
+}
+
 static void on_node_ready(void *ctx)
 {
     struct rcluster_node *n = ctx;
     struct rcluster *rc = n->rc;
     if (!rc->have_map || rc->refresh_wanted)
         refresh(rc);
-    rc->was_ready = 0; /* this master may be a new Redis */
+    if (is_owner(rc, n))
+        rc->was_ready = 0; /* this master may be a new Redis: checked again */
     ready_check(rc);
 }
 
@@ -158,18 +168,19 @@ static void on_node_ready(void *ctx)
 static void on_node_sub_ready(void *ctx)
 {
     struct rcluster *rc = ((struct rcluster_node *)ctx)->rc;
-    if (rc->hooks.on_sub_ready)
+    if (is_owner(rc, ctx) && rc->hooks.on_sub_ready)
         rc->hooks.on_sub_ready(rc->hooks.sub_ctx);
 }
 
-/* One master's subscriber went down: the front hears that every
+/* One master's subscriber went down (a replica's is no concern): the front
+ * hears that every
  * subscription is gone (those on other masters are made again too, which
  * answers their catch-up from the history and changes nothing else). */
 static void on_node_sub_lost(void *ctx)
 {
     struct rcluster *rc = ((struct rcluster_node *)ctx)->rc;
     refresh(rc);
-    if (rc->hooks.on_sub_lost)
+    if (is_owner(rc, ctx) && rc->hooks.on_sub_lost)
         rc->hooks.on_sub_lost(rc->hooks.sub_ctx);
 }
 

@@ -264,7 +264,11 @@ void roomfeed_init(struct roomfeed *f, struct outbox *ob, uv_loop_t *loop, int h
     f->fan_levels = fan_levels;
     f->batch = NULL;
     f->waiting = 0;
-    f->apply = (struct rlink_script){.name = "room_apply", .src = lua_room_apply};
+    /* Durable like a money movement: with redis-wait-replicas, the entries
+     * are acknowledged in the outbox (on their wallet shard's master) only
+     * once the room's replicas have the events, so a room master that fails
+     * over loses none. */
+    f->apply = (struct rlink_script){.name = "room_apply", .src = lua_room_apply, .durable = 1};
     redis_script_add(f->rl, &f->apply);
     static const struct consumer_ops ops = {.ready = ready, .apply = apply};
     const struct consumer_cfg cfg = {.group = OUTBOX_GROUP_ROOMS, .per_read = FEED_READ_MAX,
