@@ -975,7 +975,7 @@ def main(argv=None):
     r8 = scenario8(d, f)
     r9 = scenario9(d, f)
     r10 = scenario10(d, f)
-    scenario11(d, f)
+    r11 = scenario11(d, f)
     limits_section(d, f, r1, r2, r3, r4)
     summary = [
         "| target | measured | result |",
@@ -1014,6 +1014,9 @@ def main(argv=None):
         summary.append(f"| (issue 15, not a target) ledger batch of 1,000 orders, ms: before partitioning / "
                        f"partitioned / three years of partitions (scenario 10) | {fmt(r10.get(('before', 1000)), 1)} / "
                        f"{fmt(r10.get(('now', 1000)), 1)} / {fmt(r10.get(('now_3y', 1000)), 1)} | |")
+    if r11:
+        summary.append(f"| (issue 15, not a target) gifts/s on one Redis / on a cluster of 3 masters + 3 replicas, "
+                       f"all on this machine (scenario 11) | {fmt(r11.get('one'))} / {fmt(r11.get('cluster'))} | |")
     d.lines[summary_at:summary_at] = summary
     os.makedirs(os.path.dirname(os.path.abspath(a.doc)), exist_ok=True)
     with open(a.doc, "w", encoding="utf-8") as out:
