@@ -120,6 +120,7 @@ void room_destroy(struct rooms *rs, struct room *r)
     *pp = r->hnext;
     tc_assert(rs->count > 0);
     rs->count--;
+    rooms_held_free(r);
     ring_free(&r->ring);
     for (int f = 0; f < FMT_COUNT; f++) {
         frame_unref(r->board_push[f]);

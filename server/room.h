@@ -28,6 +28,10 @@
 
 /* Most events one history request answers. */
 #define ROOM_HISTORY_BATCH 100
+/* While a room's catch-up from the history is out (after it was subscribed
+ * again), its live events wait, at most this many (then they go out, and
+ * members recover the rest with `history`). */
+#define ROOM_CATCHUP_HOLD_MAX 2000
 enum { ROOM_HISTORY_RING, ROOM_HISTORY_REDIS, ROOM_HISTORY_REFUSED };
 /* Most history requests of one connection waiting for Redis at once, and
  * the retry_after_ms of a history request refused by a bound. */
@@ -73,6 +77,11 @@ struct room {
     struct ring ring;
     enum sub_state sub;
     int resubscribe;          /* joined again while SUB_LEAVING */
+    /* A catch-up from the history is out (roomsub.c): live events are held
+     * (their channel messages, oldest first) until it has answered. */
+    uint32_t catchup_gen, nheld;
+    int catching_up;
+    struct held_event *held, **held_tail;
     int64_t empty_since_ms;
     /* On the list of rooms to flush (fanout.c) while queued, since dirty_ms
      * (loop time). */
@@ -187,6 +196,8 @@ void rooms_on_unsubscribed(void *ctx, const char *channel, size_t channel_len);
 void rooms_on_sub_ready(void *ctx);
 void rooms_on_sub_lost(void *ctx);
 void rooms_on_sub_error(void *ctx, const char *channel, size_t channel_len, const char *err);
+/* Frees the live events a room holds during a catch-up (room_destroy). */
+void rooms_held_free(struct room *r);
 
 /* roomjoin.c: requests. Errors go to the connection. */
 void room_join(struct rooms *rs, struct conn *c, const char *room, const char *req_id);

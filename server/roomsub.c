@@ -7,7 +7,11 @@
  * confirmed. The subscriber connection's loss puts every room in SUB_NONE;
  * its return subscribes again the rooms that still have members. A refused
  * subscription, or one a cluster master ended when its slot moved, puts the
- * room in SUB_NONE too, and the sweep (once a second) subscribes again. */
+ * room in SUB_NONE too, and the sweep (every 250 ms) subscribes again.
+ *
+ * Once subscribed again, the events the node missed are read from the
+ * history (in batches of ROOM_HISTORY_BATCH) while the live ones that come
+ * meanwhile are held, so that they do not overtake the catch-up. */
 #include "room.h"
 
 #include <stdlib.h>
@@ -23,12 +27,15 @@ static struct room *channel_room(struct rooms *rs, const char *chan, size_t len)
     return room_channel_id(chan, len, id) ? room_find(rs, id) : NULL;
 }
 
-void rooms_on_message(void *ctx, const char *chan, size_t chan_len, const char *payload, size_t len)
+/* A live event held during a catch-up: its channel message as it came. */
+struct held_event {
+    struct held_event *next;
+    size_t len;
+    char payload[];
+};
+
+static void deliver(struct rooms *rs, struct room *r, const char *payload, size_t len)
 {
-    struct rooms *rs = ctx;
-    struct room *r = channel_room(rs, chan, chan_len);
-    if (!r)
-        return;
     int64_t seq;
     enum event_kind kind;
     const uint8_t *body;
@@ -40,23 +47,102 @@ void rooms_on_message(void *ctx, const char *chan, size_t chan_len, const char *
     fanout_event(rs, r, seq, kind, body, body_len);
 }
 
+void rooms_held_free(struct room *r)
+{
+    while (r->held) {
+        struct held_event *h = r->held;
+        r->held = h->next;
+        free(h);
+    }
+    r->held_tail = &r->held;
+    r->nheld = 0;
+}
+
+/* The catch-up is over (or given up): the held events go out, oldest first
+ * (those the catch-up brought already are dropped by fanout_event). */
+static void release_held(struct rooms *rs, struct room *r)
+{
+    r->catching_up = 0;
+    r->catchup_gen++;
+    struct held_event *h = r->held;
+    r->held = NULL;
+    r->held_tail = &r->held;
+    r->nheld = 0;
+    while (h) {
+        struct held_event *next = h->next;
+        deliver(rs, r, h->payload, h->len);
+        free(h);
+        h = next;
+    }
+}
+
+void rooms_on_message(void *ctx, const char *chan, size_t chan_len, const char *payload, size_t len)
+{
+    struct rooms *rs = ctx;
+    struct room *r = channel_room(rs, chan, chan_len);
+    if (!r)
+        return;
+    if (r->catching_up) {
+        struct held_event *h = r->nheld < ROOM_CATCHUP_HOLD_MAX ? malloc(sizeof *h + len) : NULL;
+        if (h) {
+            h->next = NULL;
+            h->len = len;
+            memcpy(h->payload, payload, len);
+            if (!r->held_tail)
+                r->held_tail = &r->held;
+            *r->held_tail = h;
+            r->held_tail = &h->next;
+            r->nheld++;
+            return;
+        }
+        release_held(rs, r); /* too many: out they go, members recover the rest */
+    }
+    deliver(rs, r, payload, len);
+}
+
 /* A catch-up read of a room's history: the room's id, since the room may
- * be gone when the answer comes. */
+ * be gone when the answer comes, and its catch-up generation. */
 struct catch_up {
     struct rooms *rs;
+    uint32_t gen;
     char room[ID_MAX + 1];
 };
+
+static int catch_up(struct rooms *rs, struct room *r);
 
 static void on_catch_up(void *ctx, const struct roomstore_history *h)
 {
     struct catch_up *q = ctx;
     struct room *r = room_find(q->rs, q->room);
-    for (size_t i = 0; r && h && i < h->events.n; i++) {
-        struct roomstore_event ev;
-        if (roomstore_event_at(&h->events, i, &ev) == 0)
-            fanout_event(q->rs, r, ev.seq, ev.kind, ev.body, ev.len);
+    if (r && r->catching_up && r->catchup_gen == q->gen) {
+        for (size_t i = 0; h && i < h->events.n; i++) {
+            struct roomstore_event ev;
+            if (roomstore_event_at(&h->events, i, &ev) == 0)
+                fanout_event(q->rs, r, ev.seq, ev.kind, ev.body, ev.len);
+        }
+        /* A full batch and more before the room's latest: the next one. */
+        if (!(h && h->events.n == ROOM_HISTORY_BATCH && h->seq > r->ring.last_seq && catch_up(q->rs, r) == 0))
+            release_held(q->rs, r);
     }
     free(q);
+}
+
+/* Reads the events after the room's last from the history; live events
+ * wait meanwhile. Returns 0, or -1 when the read could not be sent. */
+static int catch_up(struct rooms *rs, struct room *r)
+{
+    struct catch_up *q = malloc(sizeof *q);
+    if (!q)
+        return -1;
+    q->rs = rs;
+    q->gen = ++r->catchup_gen;
+    memcpy(q->room, r->id, sizeof q->room);
+    r->catching_up = 1;
+    if (roomstore_history(rs->store, r->id, r->ring.last_seq, ROOM_HISTORY_BATCH, on_catch_up, q) < 0) {
+        free(q);
+        return -1; /* the caller releases what is held */
+    }
+    return 0;
 }
 
 void rooms_on_subscribed(void *ctx, const char *chan, size_t chan_len)
@@ -67,17 +153,11 @@ void rooms_on_subscribed(void *ctx, const char *chan, size_t chan_len)
         return;
     r->sub = SUB_ACTIVE;
     /* Events published while this node was not subscribed (a Redis
-     * reconnect) are fetched from the history, so live members see no gap
+     * reconnect, a cluster master's failover) are fetched from the history
+     * before the live ones that come meanwhile, so live members see no gap
      * when the history still has them. */
-    if (r->ring.last_seq > 0) {
-        struct catch_up *q = malloc(sizeof *q);
-        if (q) {
-            q->rs = rs;
-            memcpy(q->room, r->id, sizeof q->room);
-        }
-        if (q && roomstore_history(rs->store, r->id, r->ring.last_seq, ROOM_HISTORY_BATCH, on_catch_up, q) < 0)
-            free(q);
-    }
+    if (r->ring.last_seq > 0 && !r->catching_up && catch_up(rs, r) < 0)
+        release_held(rs, r);
     for (uint32_t i = r->nmembers; i-- > 0;) {
         struct conn *c = r->members[i];
         int k = room_membership(c, r);
@@ -123,6 +203,8 @@ void rooms_on_sub_error(void *ctx, const char *chan, size_t chan_len, const char
 
 static void sub_lost(struct rooms *rs, struct room *r)
 {
+    if (r->catching_up)
+        release_held(rs, r);
     r->sub = SUB_NONE;
     r->resubscribe = 0;
     if (r->nmembers == 0)

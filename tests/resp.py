@@ -102,15 +102,15 @@ def key_slot(key):
 
 # Commands sent to every master, and how their answers add up.
 _EVERY_MASTER = {"FLUSHALL", "FLUSHDB", "KEYS", "DBSIZE", "SCAN", "SCRIPT", "CONFIG", "BGREWRITEAOF", "SAVE",
-                 "DEBUG"}
+                 "DEBUG", "CLIENT"}
 _NO_KEY = {"INFO", "PING", "TIME", "CLUSTER", "WAIT", "ROLE"}
 
 
 class Cluster:
     """The test cluster as one Redis: a command goes to the master of its
-    key's slot (MOVED and ASK followed); FLUSHALL, KEYS, DBSIZE, SCAN (one
-    call walks every master: it answers ["0", keys]) and the like go to every
-    master."""
+    key's slot (MOVED and ASK followed); FLUSHALL, KEYS, DBSIZE, CLIENT, SCAN
+    (one call walks every master: it answers ["0", keys]) and the like go to
+    every master (counts summed, lists joined)."""
 
     def __init__(self, seeds, timeout=10):
         self.timeout = timeout
@@ -167,8 +167,10 @@ class Cluster:
             answers = [self._node(m)(*args) if name != "SCAN" else self._scan(m, args) for m in self.masters]
             if name == "KEYS":
                 return [k for a in answers for k in a]
-            if name == "DBSIZE":
+            if all(isinstance(a, int) for a in answers):  # DBSIZE, CLIENT KILL
                 return sum(answers)
+            if name == "CLIENT" and all(isinstance(a, str) for a in answers):  # CLIENT LIST
+                return "".join(answers)
             if name == "SCAN":
                 return ["0", [k for a in answers for k in a]]
             return answers[0]

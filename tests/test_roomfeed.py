@@ -378,3 +378,31 @@ def _resp(*args):
         a = a if isinstance(a, bytes) else str(a).encode()
         out.append(b"$%d\r\n%s\r\n" % (len(a), a))
     return b"".join(out)
+
+
+def test_events_missed_while_subscribing_again_come_in_order(server, client, room, ob):
+    """The node's subscriber connection is killed (CLIENT KILL TYPE pubsub)
+    seven times while 300 gifts come: each time it subscribes again, reads
+    what it missed from the history and holds the live events that come
+    meanwhile, so the member gets every event in seq order without asking
+    for history itself."""
+    srv = server(**FLAGS)
+    m = client(srv, unique("v"), "viewer")
+    assert m.join(room)["seq"] == 0
+    u = unique("s")
+    r = Redis()
+    try:
+        for i in range(300):
+            ob.gift(u, room)
+            if i % 40 == 20:
+                # The node's subscriber only: other connections are not of type
+                # pubsub. (Once it is back: it reconnects after a backoff.)
+                wait_for(lambda: r("CLIENT", "LIST", "TYPE", "pubsub").strip(), what="the subscriber back")
+                assert r("CLIENT", "KILL", "TYPE", "pubsub") >= 1
+            time.sleep(0.004)
+    finally:
+        r.close()
+    evs = events(m, 300, timeout=30)
+    assert [e["seq"] for e in evs] == list(range(1, 301))
+    assert not [x for x in m.seen if x.get("type") == "history"]
+    assert srv.stderr_text().count("redis subscriber: connected") >= 8
