@@ -96,7 +96,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     struct rlink *rl = l->rl;
     if (status != REDIS_OK) {
         /* hiredis frees the context after this callback. */
-        log_msg(LOG_WARN, "redis %s: cannot connect to %s:%d: %s", l->name, rl->host, rl->port, ac->errstr);
+        rsub_warn_unreachable(l->name, rl->host, rl->port, ac->errstr);
         l->ac = NULL;
         schedule_retry(l);
         return;

@@ -24,6 +24,11 @@ struct rsub_write {
 
 static void sub_connect(struct rsub *s);
 
+void rsub_warn_unreachable(const char *name, const char *host, int port, const char *why)
+{
+    log_msg(LOG_WARN, "redis %s: cannot connect to %s:%d: %s", name, host, port, why);
+}
+
 static void pending_clear(struct rsub *s)
 {
     while (s->head) {
@@ -51,9 +56,10 @@ static void drop(struct rsub *s, const char *why)
     if (!s->tcp)
         return;
     int was_up = s->up;
-    if (why)
-        log_msg(LOG_WARN, "redis subscriber: %s %s:%d: %s", was_up ? "connection to" : "cannot connect to", s->host,
-                s->port, why);
+    if (why && was_up)
+        log_msg(LOG_WARN, "redis subscriber: connection to %s:%d lost: %s", s->host, s->port, why);
+    else if (why)
+        rsub_warn_unreachable("subscriber", s->host, s->port, why);
     uv_close((uv_handle_t *)s->tcp, on_closed);
     s->tcp = NULL;
     s->up = 0;
@@ -207,7 +213,7 @@ static void sub_connect(struct rsub *s)
     if (!tcp || !req || resolve(s->host, s->port, &addr) < 0) {
         free(tcp);
         free(req);
-        log_msg(LOG_WARN, "redis subscriber: cannot reach %s:%d", s->host, s->port);
+        rsub_warn_unreachable("subscriber", s->host, s->port, "address not found");
         s->backoff_ms = s->backoff_max_ms;
         uv_timer_start(&s->retry, on_retry, (uint64_t)s->backoff_ms, 0);
         return;

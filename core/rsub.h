@@ -56,6 +56,11 @@ struct rsub {
     char buf[65536];
 };
 
+/* The warning of a Redis connection that cannot connect: one log site for
+ * every connection of rlink and rsub, so that their repeats are held back
+ * together (log-repeat-s). */
+void rsub_warn_unreachable(const char *name, const char *host, int port, const char *why);
+
 void rsub_init(struct rsub *s, uv_loop_t *loop, const char *host, int port, const struct rsub_hooks *hooks,
                int backoff_min_ms, int backoff_max_ms, int stable_ms);
 void rsub_start(struct rsub *s);

@@ -130,7 +130,7 @@ def _listeners(port):
             continue
         pid = re.search(r"pid=(\d+)", line)
         found.append((local, int(pid.group(1)) if pid else None))
-    return sorted(found)
+    return sorted(found, key=lambda f: (f[0], f[1] or 0))  # (ss names no pid for a socket being torn down)
 
 
 def test_listens_only_on_listen_addr(server):

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import REDIS_PORT
+from conftest import REDIS_CLUSTER, REDIS_PORT
 from helpers import own_redis, psql, shard_of, wait_for
 from resp import Redis
 from test_money import catalog  # noqa: F401  (the module fixture, used by pytestmark)
@@ -23,7 +23,9 @@ from test_metrics import scrape, val
 from test_money import FLAGS, PRICES, ROSE, sender_in_live_room
 from wsclient import unique
 
-pytestmark = pytest.mark.usefixtures("catalog")
+pytestmark = [pytest.mark.usefixtures("catalog"),
+              pytest.mark.skipif(bool(REDIS_CLUSTER), reason="a replica of the one test Redis; on a cluster, "
+                                 "test_cluster.py's killed-master test runs with redis-wait-replicas 1")]
 WAIT_FLAGS = dict(FLAGS, redis_wait_replicas=1, redis_wait_timeout_ms=300)
 
 
