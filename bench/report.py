@@ -690,7 +690,8 @@ def scenario11(d, f):
     d.w()
     d.w("tipcastd on one Redis (scenario 1's), on a Redis Cluster of three masters, each with a replica "
         "(scripts/cluster.sh, AOF on like the one Redis), and on the same cluster once `redis-cli --cluster "
-        "reshard` has moved every slot to one master (the two others idle), restarted for each (docs/operations.md, \"tipcastd on "
+        "reshard` has moved every slot to one master (the two others idle; replica migration off, so that master "
+        "keeps one replica), restarted for each (docs/operations.md, \"tipcastd on "
         "a Redis Cluster\"). Each run: scenario 1's senders and rooms at a fixed "
         f"{fmt(num(f.get('s11.rate')))} gifts/s, then tipcast-bench --find-max (ack p99 <= 50 ms). CPU per "
         "gift is user+system time over the fixed-rate run divided by the acked gifts: tipcastd's, the Redis "
