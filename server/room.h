@@ -81,6 +81,7 @@ struct room {
      * (their channel messages, oldest first) until it has answered. */
     uint32_t catchup_gen, nheld;
     int catching_up;
+    int subscribed_before; /* its subscription was in force once: a new one catches up */
     struct held_event *held, **held_tail;
     int64_t empty_since_ms;
     /* On the list of rooms to flush (fanout.c) while queued, since dirty_ms

@@ -30,6 +30,7 @@ static struct room *channel_room(struct rooms *rs, const char *chan, size_t len)
 /* A live event held during a catch-up: its channel message as it came. */
 struct held_event {
     struct held_event *next;
+    int64_t seq;
     size_t len;
     char payload[];
 };
@@ -82,10 +83,15 @@ void rooms_on_message(void *ctx, const char *chan, size_t chan_len, const char *
     struct room *r = channel_room(rs, chan, chan_len);
     if (!r)
         return;
-    if (r->catching_up) {
+    int64_t seq;
+    enum event_kind kind;
+    const uint8_t *body;
+    size_t body_len;
+    if (r->catching_up && event_message_read(payload, len, &seq, &kind, &body, &body_len) == 0) {
         struct held_event *h = r->nheld < ROOM_CATCHUP_HOLD_MAX ? malloc(sizeof *h + len) : NULL;
         if (h) {
             h->next = NULL;
+            h->seq = seq;
             h->len = len;
             memcpy(h->payload, payload, len);
             if (!r->held_tail)
@@ -96,6 +102,8 @@ void rooms_on_message(void *ctx, const char *chan, size_t chan_len, const char *
             return;
         }
         release_held(rs, r); /* too many: out they go, members recover the rest */
+    } else if (r->held) {
+        release_held(rs, r); /* held through a lost subscription, not caught up */
     }
     deliver(rs, r, payload, len);
 }
@@ -115,13 +123,16 @@ static void on_catch_up(void *ctx, const struct roomstore_history *h)
     struct catch_up *q = ctx;
     struct room *r = room_find(q->rs, q->room);
     if (r && r->catching_up && r->catchup_gen == q->gen) {
+        int64_t before = r->ring.last_seq;
         for (size_t i = 0; h && i < h->events.n; i++) {
             struct roomstore_event ev;
             if (roomstore_event_at(&h->events, i, &ev) == 0)
                 fanout_event(q->rs, r, ev.seq, ev.kind, ev.body, ev.len);
         }
-        /* A full batch and more before the room's latest: the next one. */
-        if (!(h && h->events.n == ROOM_HISTORY_BATCH && h->seq > r->ring.last_seq && catch_up(q->rs, r) == 0))
+        /* Events still missing before the first held one (or the room's
+         * latest), and this batch moved on: the next batch. */
+        int64_t want = r->held ? r->held->seq - 1 : h ? h->seq : 0;
+        if (!(h && r->ring.last_seq > before && r->ring.last_seq < want && catch_up(q->rs, r) == 0))
             release_held(q->rs, r);
     }
     free(q);
@@ -155,9 +166,11 @@ void rooms_on_subscribed(void *ctx, const char *chan, size_t chan_len)
     /* Events published while this node was not subscribed (a Redis
      * reconnect, a cluster master's failover) are fetched from the history
      * before the live ones that come meanwhile, so live members see no gap
-     * when the history still has them. */
-    if (r->ring.last_seq > 0 && !r->catching_up && catch_up(rs, r) < 0)
+     * when the history still has them: from the room's last event here, or
+     * from the start when none came before the subscription was lost. */
+    if ((r->ring.last_seq > 0 || r->subscribed_before) && !r->catching_up && catch_up(rs, r) < 0)
         release_held(rs, r);
+    r->subscribed_before = 1;
     for (uint32_t i = r->nmembers; i-- > 0;) {
         struct conn *c = r->members[i];
         int k = room_membership(c, r);
@@ -203,8 +216,12 @@ void rooms_on_sub_error(void *ctx, const char *chan, size_t chan_len, const char
 
 static void sub_lost(struct rooms *rs, struct room *r)
 {
-    if (r->catching_up)
-        release_held(rs, r);
+    /* A catch-up under way is dropped, the events it holds kept: the next
+     * subscription's catch-up reads from the same point and releases them. */
+    if (r->catching_up) {
+        r->catching_up = 0;
+        r->catchup_gen++;
+    }
     r->sub = SUB_NONE;
     r->resubscribe = 0;
     if (r->nmembers == 0)

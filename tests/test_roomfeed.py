@@ -402,7 +402,14 @@ def test_events_missed_while_subscribing_again_come_in_order(server, client, roo
             time.sleep(0.004)
     finally:
         r.close()
-    evs = events(m, 300, timeout=30)
+    try:
+        evs = events(m, 300, timeout=30)
+    except AssertionError:
+        seqs = [x["seq"] for x in m.seen if x.get("type") == "event"]
+        gaps = [(a, b) for a, b in zip(seqs, seqs[1:]) if b != a + 1]
+        kinds = [(x.get("type"), x.get("seq"), x.get("kind")) for x in m.seen][:12]
+        raise AssertionError(f"{len(seqs)} events, first {seqs[:3]}, last {seqs[-1:]}, gaps {gaps}, "
+                             f"first messages {kinds}") from None
     assert [e["seq"] for e in evs] == list(range(1, 301))
     assert not [x for x in m.seen if x.get("type") == "history"]
     assert srv.stderr_text().count("redis subscriber: connected") >= 8
