@@ -27,7 +27,7 @@ from conftest import PG, TcpProxy, mint_token
 from helpers import SHARDS, own_redis, psql, wait_for
 from resp import Redis
 from test_money import ROSE, catalog, credit, live_creator, wait_room_live  # noqa: F401 (catalog: a fixture)
-from wsclient import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, unique
+from wsclient import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, RecvTimeout, unique
 
 NODES = 3
 LEASE_MS = 5000  # gifts/outbox.h OUTBOX_LEASE_MS
@@ -105,6 +105,25 @@ def test_nodes_in_namespaces_serve_one_room_and_take_over_a_killed_node(server, 
                 m = client(s, unique("m"), "viewer", proto)
                 m.join(creator)
                 members.setdefault(i, []).append(m)
+        # Each member is read all along, in a thread of its own: one that
+        # stopped reading would be closed as a slow consumer.
+        got, reading = {}, threading.Event()
+
+        def drain(m):
+            while not reading.is_set():
+                try:
+                    got[m].append(m.expect("event", timeout=0.5))
+                except RecvTimeout:
+                    continue
+                except Exception:  # noqa: BLE001 (the killed node's members lose their connection)
+                    return
+
+        readers = []
+        for ms in members.values():
+            for m in ms:
+                got[m] = []
+                readers.append(threading.Thread(target=drain, args=(m,)))
+                readers[-1].start()
         adm = client(srvs[survivors[0]], unique("adm"), "admin")
         senders = []
         for i in survivors:
@@ -152,16 +171,19 @@ def test_nodes_in_namespaces_serve_one_room_and_take_over_a_killed_node(server, 
         assert in_pg() == sorted(acked)
 
         # Every member on a surviving node: every event, in seq order.
+        def complete():
+            return all(set(acked) <= {e.get("order") for e in got[m]} for i in survivors for m in members[i])
+        try:
+            wait_for(complete, 15, what="every acked gift's event at every surviving member")
+        finally:
+            reading.set()
+            for t in readers:
+                t.join(10)
         for i in survivors:
             for m in members[i]:
-                seqs, orders = [], set()
-                while len(orders) < len(acked):
-                    ev = m.expect("event", timeout=15)
-                    seqs.append(ev["seq"])
-                    if ev.get("kind") == "gift":
-                        orders.add(ev["order"])
+                seqs = [e["seq"] for e in got[m]]
                 assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs[:20]
-                assert orders == set(acked)
+                assert {e["order"] for e in got[m] if e.get("kind") == "gift"} == set(acked)
         print(f"{len(acked)} gifts acked; shards taken over {took:.1f} s after the kill")
         r.close()
     pg_fwd.close()
