@@ -63,6 +63,15 @@ enum sub_state { SUB_NONE, SUB_PENDING, SUB_ACTIVE, SUB_LEAVING };
 
 struct catalog;
 
+/* A live event held during a catch-up (roomsub.c): its channel message as
+ * it came. */
+struct held_event {
+    struct held_event *next;
+    int64_t seq;
+    size_t len;
+    char payload[];
+};
+
 struct room {
     char id[ID_MAX + 1];
     struct room *hnext;
@@ -197,8 +206,6 @@ void rooms_on_unsubscribed(void *ctx, const char *channel, size_t channel_len);
 void rooms_on_sub_ready(void *ctx);
 void rooms_on_sub_lost(void *ctx);
 void rooms_on_sub_error(void *ctx, const char *channel, size_t channel_len, const char *err);
-/* Frees the live events a room holds during a catch-up (room_destroy). */
-void rooms_held_free(struct room *r);
 
 /* roomjoin.c: requests. Errors go to the connection. */
 void room_join(struct rooms *rs, struct conn *c, const char *room, const char *req_id);

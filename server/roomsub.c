@@ -27,13 +27,6 @@ static struct room *channel_room(struct rooms *rs, const char *chan, size_t len)
     return room_channel_id(chan, len, id) ? room_find(rs, id) : NULL;
 }
 
-/* A live event held during a catch-up: its channel message as it came. */
-struct held_event {
-    struct held_event *next;
-    int64_t seq;
-    size_t len;
-    char payload[];
-};
 
 static void deliver(struct rooms *rs, struct room *r, const char *payload, size_t len)
 {
@@ -46,17 +39,6 @@ static void deliver(struct rooms *rs, struct room *r, const char *payload, size_
         return;
     }
     fanout_event(rs, r, seq, kind, body, body_len);
-}
-
-void rooms_held_free(struct room *r)
-{
-    while (r->held) {
-        struct held_event *h = r->held;
-        r->held = h->next;
-        free(h);
-    }
-    r->held_tail = &r->held;
-    r->nheld = 0;
 }
 
 /* The catch-up is over (or given up): the held events go out, oldest first
