@@ -20,6 +20,16 @@ int redis_init(struct redis *r, uv_loop_t *loop, const char *host, int port, con
     return 0;
 }
 
+int redis_seeds_check(const char *seeds, char *err, size_t errlen)
+{
+    static struct rcluster scratch; /* only its seed list is filled */
+    char why[160];
+    if (!seeds || !*seeds || rcluster_init(&scratch, NULL, seeds, NULL, why, sizeof why) == 0)
+        return 0;
+    snprintf(err, errlen, "redis-cluster: %s", why);
+    return -1;
+}
+
 void redis_set_wait(struct redis *r, int replicas, int timeout_ms)
 {
     if (r->cluster)

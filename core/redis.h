@@ -33,6 +33,9 @@ struct redis {
  * in err (a malformed seed list). */
 int redis_init(struct redis *r, uv_loop_t *loop, const char *host, int port, const char *seeds,
                const struct rlink_hooks *hooks, char *err, size_t errlen);
+/* Checks a redis-cluster seed list (empty: one Redis) as redis_init will:
+ * 0, or -1 with why in err. For the start's configuration checks. */
+int redis_seeds_check(const char *seeds, char *err, size_t errlen);
 void redis_set_wait(struct redis *r, int replicas, int timeout_ms);
 void redis_script_add(struct redis *r, struct rlink_script *s);
 void redis_start(struct redis *r);

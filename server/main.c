@@ -81,7 +81,8 @@ int main(int argc, char **argv)
     /* The leaderboards' days, weeks and months are local time in board-tz
      * (leaderboard/calendar.h): TZ is set once, before anything else runs. */
     if (calendar_tz_init(s->cfg.board_tz, err, sizeof err) < 0 ||
-        fanlevel_init(s->cfg.fan_levels, err, sizeof err) < 0 || pin_tiers_check(s->cfg.pin_tiers, err, sizeof err) < 0) {
+        fanlevel_init(s->cfg.fan_levels, err, sizeof err) < 0 || pin_tiers_check(s->cfg.pin_tiers, err, sizeof err) < 0 ||
+        redis_seeds_check(s->cfg.redis_cluster, err, sizeof err) < 0) {
         fprintf(stderr, "tipcastd: %s\n", err);
         return 2;
     }

@@ -61,3 +61,14 @@ def test_check_config_example():
     # Without the secret, which the example leaves out, the check fails.
     p = run("--config", EXAMPLE, "--check-config")
     assert p.returncode == 2 and "jwt-secret is required" in p.stderr, p.stderr
+
+
+def test_bad_redis_cluster_seeds_refused_at_start():
+    """A malformed redis-cluster seed list is refused before anything starts
+    (exit 2, the seed named), by --check-config too; a good one passes."""
+    for seeds in ("nohost", "h:0", "h:70000", "a:1,,b:2"):
+        p = run(f"--redis-cluster={seeds}", f"--jwt-secret={TEST_SECRET}", "--check-config")
+        assert p.returncode == 2, (seeds, p.stderr)
+        assert p.stderr.startswith("tipcastd: redis-cluster: a seed is host:port"), p.stderr
+    p = run("--redis-cluster=127.0.0.1:7000,redis-2:7001", f"--jwt-secret={TEST_SECRET}", "--check-config")
+    assert p.returncode == 0, p.stderr
