@@ -26,6 +26,9 @@ T_CONNS = 100000
 T_RSS_KIB = 2.0
 T_COPY_SHARE = 0.25
 T_STATS_MS = 50.0        # every stats query's p99 (issue 12)
+T_HOT_ACK_MS = 50.0      # issue 16: senders' ack p99 in a 10,000-member room at 100 gifts/s
+T_HOT_REDIS_SHARE = 0.25  # issue 16: tipcast max / the Redis script's ceiling
+T_GIFT_US = 120.0        # issue 16: CPU per gift, tipcastd + Redis + PostgreSQL, at the maximum rate
 S7_QUERIES = [
     ("platform_hour", "platform, per hour, 744 hours (a 31-day month)"),
     ("platform_day", "platform, per day, 366 days"),
@@ -715,6 +718,87 @@ def scenario11(d, f):
     return out
 
 
+def scenario12(d, f, r1):
+    """Issue 16's hot room under gifts, against Nchan, and the gift path's CPU per gift."""
+    if not f.get("s12.rates"):
+        return {}
+    subs = fmt(num(f.get("s12.subs")))
+    d.w("## 12. A hot room under gifts")
+    d.w()
+    d.w(f"One room of {subs} members over two receive-only tipcast-bench processes (`--senders 0`), and a third "
+        f"process whose {fmt(num(f.get('s12.senders')))} viewers, members of the room too, send gift 1 into it "
+        "open-loop at the step's rate. Each delivery is timed from the gift's scheduled send time, so the "
+        "latency is the whole path: debit, outbox, the rooms consumer, the room's script, pub/sub, the flush. The "
+        "ack latency is the senders': what a viewer tapping a gift in this room waits. Nchan gets the same "
+        "layout (two receiving processes, a third with one publisher, 100-byte frames) at the lower rates, "
+        "taking turns with tipcast; each pass is a row. Delivery p50 and p99 are the higher of the two "
+        "receiving processes'. CPU per delivery is the server's user+system time over the window divided by "
+        "the deliveries.")
+    d.w()
+    d.w("| server | events/s | pass | deliveries/s | delivery p50 (ms) | delivery p99 (ms) | CPU us / delivery | "
+        "ack p50 (ms) | ack p99 (ms) | errors |")
+    d.w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    out = {"ack99": {}, "p50": {}, "p99": {}, "cpu": {}}
+    for rate in f.get("s12.rates", "").split():
+        for server, label in (("tipcast", "tipcast"), ("nchan", "Nchan (nginx)")):
+            k = 0
+            while f.get(f"s12.{server}.{rate}.{k}.rate"):
+                g = lambda key: num(f.get(f"s12.{server}.{rate}.{k}.{key}"))  # noqa: E731
+                d.w(f"| {label} | {rate} | {k + 1} | {fmt(g('deliveries_per_s'))} | {fmt(g('p50_ms'), 1)} | "
+                    f"{fmt(g('p99_ms'), 1)} | {fmt(g('cpu_us_per_delivery'), 2)} | "
+                    f"{fmt(g('ack_p50_ms'), 2) if server == 'tipcast' else '-'} | "
+                    f"{fmt(g('ack_p99_ms'), 1) if server == 'tipcast' else '-'} | {fmt(g('errors'))} |")
+                for key, agg in (("p50", "p50_ms"), ("p99", "p99_ms"), ("cpu", "cpu_us_per_delivery")):
+                    v = g(agg)
+                    if v is not None:
+                        out[key].setdefault((server, rate), []).append(v)
+                if server == "tipcast" and g("ack_p99_ms") is not None:
+                    out["ack99"].setdefault(rate, []).append(g("ack_p99_ms"))
+                k += 1
+    d.w()
+    rate = f.get("s12.gifts.rate")
+    if rate:
+        g = lambda key: num(f.get(f"s12.gifts.{key}"))  # noqa: E731
+        parts = [g("tipcastd_us_per_gift"), g("redis_us_per_gift"), g("postgres_us_per_gift")]
+        total = sum(parts) if None not in parts else None
+        out["gift_total"] = total
+        d.w(f"The gift path at scenario 1's maximum ({fmt(num(rate))} gifts/s; scenario 1's senders and rooms, "
+            f"{fmt(g('acks_per_s'))} acks/s, ack p50 / p99 {fmt(g('p50_ms'), 2)} / {fmt(g('p99_ms'), 1)} ms, "
+            f"{fmt(g('errors'))} errors): CPU per acked gift of each process over the run (PostgreSQL: the "
+            "postmaster and all its backends).")
+        d.w()
+        d.w("| tipcastd us / gift | Redis us / gift | PostgreSQL us / gift | sum |")
+        d.w("|---:|---:|---:|---:|")
+        d.w(f"| {fmt(parts[0], 1)} | {fmt(parts[1], 1)} | {fmt(parts[2], 1)} | {fmt(total, 1)} |")
+        d.w()
+    return out
+
+
+def summary12(r12, r1):
+    """Issue 16's targets: the worst pass of each figure."""
+    rows = []
+    for rate, acks in sorted(r12["ack99"].items(), key=lambda kv: float(kv[0])):
+        if float(rate) >= 100:
+            rows.append(f"| hot room ({rate} gifts/s): senders' ack p99 <= {T_HOT_ACK_MS:g} ms (scenario 12) | "
+                        f"{fmt(max(acks), 1, ' ms')} | {verdict(max(acks), T_HOT_ACK_MS, False)} |")
+    for (server, rate), p50s in sorted(r12["p50"].items(), key=lambda kv: float(kv[0][1])):
+        if server != "tipcast" or ("nchan", rate) not in r12["p50"]:
+            continue
+        for key in ("p50", "p99"):
+            mine, theirs = max(r12[key][("tipcast", rate)]), max(r12[key][("nchan", rate)])
+            rows.append(f"| hot room ({rate} events/s): delivery {key} <= Nchan's, worst pass (scenario 12) | "
+                        f"{fmt(mine, 1)} vs {fmt(theirs, 1)} ms | {verdict(mine, theirs, False)} |")
+    if r1.get("tc") is not None and r1.get("ceil"):
+        share = r1["tc"] / r1["ceil"]
+        rows.append(f"| gifts/s (ack p99 <= 50 ms) >= {T_HOT_REDIS_SHARE} x the Redis script's ceiling (issue 16) | "
+                    f"{fmt(share, 2, ' x')} | {verdict(share, T_HOT_REDIS_SHARE)} |")
+    if r12.get("gift_total") is not None:
+        rows.append(f"| CPU per gift at the maximum rate, tipcastd + Redis + PostgreSQL <= {T_GIFT_US:g} us "
+                    f"(scenario 12) | {fmt(r12['gift_total'], 1, ' us')} | "
+                    f"{verdict(r12['gift_total'], T_GIFT_US, False)} |")
+    return rows
+
+
 def limits_section(d, f, r1, r2, r3, r4):
     d.w("## What limits it")
     d.w()
@@ -979,6 +1063,7 @@ def main(argv=None):
     r9 = scenario9(d, f)
     r10 = scenario10(d, f)
     r11 = scenario11(d, f)
+    r12 = scenario12(d, f, r1)
     limits_section(d, f, r1, r2, r3, r4)
     summary = [
         "| target | measured | result |",
@@ -1021,6 +1106,8 @@ def main(argv=None):
         summary.append(f"| (issue 15, not a target) gifts/s on one Redis / a cluster with every slot on 1 master / "
                        f"on 3 masters (+ 3 replicas), all on this machine (scenario 11) | {fmt(r11.get('one'))} / "
                        f"{fmt(r11.get('cluster1'))} / {fmt(r11.get('cluster'))} | |")
+    if r12:
+        summary += summary12(r12, r1)
     d.lines[summary_at:summary_at] = summary
     os.makedirs(os.path.dirname(os.path.abspath(a.doc)), exist_ok=True)
     with open(a.doc, "w", encoding="utf-8") as out:

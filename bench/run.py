@@ -22,6 +22,12 @@ order pays the split; then runs the scenarios:
                       and ledger rows), and of the order rows alone
   2 hot-room fan-out  one room, 10,000 subscribers, tipcast / Nchan / Node ws
                       (bench/peers/) at one steady rate, then each one's maximum rate
+  12 hot room        issue 16: a 10,000-member room under real gifts from a
+                      third process at 1, 10 and 100 events/s: the senders'
+                      ack p50/p99, the members' delivery p50/p99 (from the
+                      gift's send time), CPU per delivery; Nchan at 1 and 10
+                      in the same layout, taking turns; then CPU per gift of
+                      tipcastd, Redis and PostgreSQL at scenario 1's maximum
   3 connections       idle authenticated connections over several tipcastd
                       processes sharing one port (--reuse-port), RSS per conn
   5 settlement        recharges created and paid by signed payment callbacks
@@ -52,7 +58,7 @@ step has a time bound. Python 3 standard library only.
 
 Environment (defaults in brackets; quick-mode defaults after the slash):
   BENCH_QUICK [0]            1: small N, short durations
-  BENCH_ONLY [1 4 5 6 2 8 9 11 3 10 7] the scenarios to run, e.g. "1 2"
+  BENCH_ONLY [1 4 5 6 2 12 8 9 11 3 10 7] the scenarios to run, e.g. "1 2"
   BENCH_BUILD_DIR [build]    cmake build tree
   BENCH_OUT [/tmp/tipcast-bench-out]   raw results
   BENCH_PEERS [bench/peers]  nchan.conf, ws-broadcast.js, pg-gift.sql, pg-gift-schema.sql
@@ -98,6 +104,7 @@ import s8_features
 import s9_wait
 import s10_partitions
 import s11_cluster
+import s12_hotroom
 from suite import REPO, TC_MAX_CONNS, BenchError, Settings, Suite
 
 BENCH_PACKAGES = ["nginx-light", "libnginx-mod-nchan", "redis-tools", "postgresql-contrib", "iproute2"]
@@ -210,7 +217,7 @@ def run_all(suite):
     setup_services(suite)
     machine_figures(suite)
 
-    if any(suite.has(k) for k in (1, 2, 4, 5, 6, 8, 9, 11)):
+    if any(suite.has(k) for k in (1, 2, 4, 5, 6, 8, 9, 11, 12)):
         suite.start_tipcastd(1, TC_MAX_CONNS)
         seed(suite)
     if suite.has(1):
@@ -223,6 +230,8 @@ def run_all(suite):
         s6_risk.run(suite)
     if suite.has(2):
         s2_fanout.run(suite)
+    if suite.has(12):
+        s12_hotroom.run(suite)
     if suite.has(8):
         s8_features.run(suite)
     if suite.has(9):

@@ -99,29 +99,35 @@ def redis_pid(suite):
     return int(pid) if pid.isdigit() else None
 
 
-def gifts_fixed(suite, kind, rnd, first):
-    """Scenario 1's senders at BENCH_S8_RATE into the kind's rooms; figures
-    s8.<kind>.<rnd>.*: ack p50/p99, acks/s, errors, and CPU us per acked gift
-    of tipcastd, Redis and PostgreSQL (its processes: the postmaster and its
-    backends) over the run."""
+def gift_run(suite, name, rate, first, dur):
+    """Scenario 1's senders at RATE into rooms FIRST..: a dict of ack p50/p99, acks/s, errors and the CPU us
+    per acked gift of tipcastd, Redis and PostgreSQL (its processes: the postmaster and its backends) over
+    the run."""
     s = suite.s
-    name = f"s8-{kind}-{rnd}"
     pids = {"tipcastd": suite.servers[0].pid, "redis": redis_pid(suite), "postgres": postgres_pid(suite)}
     cpu = {"postgres": tipcast_proc.tree_cpu_s}
     before = {k: cpu.get(k, tipcast_proc.cpu_s)(p) if p else None for k, p in pids.items()}
-    suite.bench(name, s.s8_dur + 60, "--target", "tipcast", "--port", s.tc_port, "--secret", SECRET,
+    suite.bench(name, dur + 60, "--target", "tipcast", "--port", s.tc_port, "--secret", SECRET,
                 "--connections", s.s1_conns, "--senders", s.s1_conns, "--rooms", s.s1_rooms,
-                "--room-base", first, "--rate", s.s8_rate, "--warmup", 2, "--duration", s.s8_dur)
+                "--room-base", first, "--rate", g6(rate), "--warmup", 2, "--duration", dur)
     acked = num(suite.jget(name, "totals", "acked")) or 0
+    figs = {}
     for k, p in pids.items():
         after = cpu.get(k, tipcast_proc.cpu_s)(p) if p else None
-        us = "" if None in (before[k], after) or not acked else g6((after - before[k]) * 1e6 / acked)
-        suite.fig(f"s8.{kind}.{rnd}.{k}_us_per_gift", us)
+        figs[f"{k}_us_per_gift"] = "" if None in (before[k], after) or not acked else \
+            g6((after - before[k]) * 1e6 / acked)
     for key, path in (("p50_ms", ("ack_latency_ms", "p50")), ("p99_ms", ("ack_latency_ms", "p99")),
                       ("acks_per_s", ("rates", "acks_per_s")), ("errors", ("totals", "errors_total"))):
-        suite.fig(f"s8.{kind}.{rnd}.{key}", jtext(suite.jget(name, *path)))
-    suite.log(f"  {kind}: ack p99 {jtext(suite.jget(name, 'ack_latency_ms', 'p99'))} ms, "
-              f"{jtext(suite.jget(name, 'rates', 'acks_per_s'))} acks/s")
+        figs[key] = jtext(suite.jget(name, *path))
+    return figs
+
+
+def gifts_fixed(suite, kind, rnd, first):
+    """gift_run at BENCH_S8_RATE into the kind's rooms; figures s8.<kind>.<rnd>.*."""
+    figs = gift_run(suite, f"s8-{kind}-{rnd}", suite.s.s8_rate, first, suite.s.s8_dur)
+    for k, v in figs.items():
+        suite.fig(f"s8.{kind}.{rnd}.{k}", v)
+    suite.log(f"  {kind}: ack p99 {figs['p99_ms']} ms, {figs['acks_per_s']} acks/s")
 
 
 def gifts_max(suite, kind, first):

@@ -76,7 +76,7 @@ class Settings:
         def pick(full, quick):
             return quick if self.quick else full
 
-        self.only = text("BENCH_ONLY", "1 4 5 6 2 8 9 11 3 10 7").split()
+        self.only = text("BENCH_ONLY", "1 4 5 6 2 12 8 9 11 3 10 7").split()
         self.build = os.path.abspath(text("BENCH_BUILD_DIR", "build"))
         self.out = os.path.abspath(text("BENCH_OUT", "/tmp/tipcast-bench-out"))
         self.peers = os.path.abspath(text("BENCH_PEERS", os.path.join(REPO, "bench", "peers")))
@@ -132,6 +132,13 @@ class Settings:
         self.s8_base = text("BENCH_S8_BASE", "dfd31ac")  # the commit before issue 14's features; "none": skip
         self.s9_rate = whole("BENCH_S9_RATE", pick(1000, 300))  # scenario 9: gifts/s, WAIT off and on
         self.s11_rate = whole("BENCH_S11_RATE", pick(1000, 300))  # scenario 11: gifts/s, one Redis and a cluster
+        self.s12_rates = pick(["1", "10", "100"], ["1", "10", "50"])  # scenario 12: events/s in the hot room
+        self.s12_peer_rates = pick(["1", "10"], ["1", "10"])         #   the rates Nchan runs too
+        self.s12_senders = pick(50, 10)        #   viewers sending into the room (one process)
+        self.s12_passes = pick(2, 1)           #   passes per rate, tipcast and Nchan taking turns
+        self.s12_warm = pick(4, 2)             #   warm-up after every connection is open
+        self.s12_open_s = pick(3, 2)           #   time for the receivers to open (5,000/s each)
+        self.s12_dur = pick(20, 5)             #   measured seconds per step
         self.s10_rounds = whole("BENCH_S10_ROUNDS", pick(3, 1))  # scenario 10: turns of the three databases
 
 

@@ -36,8 +36,7 @@ int conn_open(struct bconn *c)
 {
     struct bench *b = c->b;
     char path[JWT_MAX_BYTES + 64], room[80];
-    struct lws_client_connect_info ci;
-    memset(&ci, 0, sizeof ci);
+    const char *protocol = NULL;
     room_name(b, c->room, room, sizeof room);
     if (bench_tipcast(b)) {
         char user[ID_MAX + 1], token[1024];
@@ -50,10 +49,24 @@ int conn_open(struct bconn *c)
                      (int64_t)(wall_us() / 1000000u) + BENCH_TOKEN_TTL_S, token, sizeof token) < 0)
             return -1;
         snprintf(path, sizeof path, "/ws?token=%s", token);
-        ci.protocol = b->o.json ? "tipcast.v1.json" : "tipcast.v1.msgpack";
+        protocol = b->o.json ? "tipcast.v1.json" : "tipcast.v1.msgpack";
     } else {
         snprintf(path, sizeof path, "/%s/%s", c->role == ROLE_SENDER ? "pub" : "sub", room);
     }
+    c->state = CS_CONNECTING;
+    if (b->raw) {
+        if (rawrx_open(c, path, protocol) == 0)
+            return 0;
+        if (c->state == CS_CONNECTING) {
+            resolve(b, c, CS_FAILED);
+            b->r.conn_failed++;
+            bench_error(b, "connect_failed");
+        }
+        return -1;
+    }
+    struct lws_client_connect_info ci;
+    memset(&ci, 0, sizeof ci);
+    ci.protocol = protocol;
     /* No lws keepalive timers: lws keeps every connection's in one sorted
      * list, so each insert walks all of them (quadratic in connections). */
     static const lws_retry_bo_t no_validity;
@@ -67,7 +80,6 @@ int conn_open(struct bconn *c)
     ci.iface = b->src[b->o.src_lo + (int)(c->idx % (uint32_t)(b->o.src_hi - b->o.src_lo + 1))];
     ci.opaque_user_data = c;
     ci.pwsi = &c->wsi;
-    c->state = CS_CONNECTING;
     if (!lws_client_connect_via_info(&ci)) {
         /* The error callback may or may not have run: resolve once. */
         if (c->state == CS_CONNECTING) {
@@ -81,9 +93,13 @@ int conn_open(struct bconn *c)
     return 0;
 }
 
+static int writeable(struct bench *b, struct bconn *c);
+
 void conn_want_write(struct bconn *c)
 {
-    if (c->wsi)
+    if (c->raw)
+        writeable(c->b, c); /* a raw connection's requests are queued by libuv: at once */
+    else if (c->wsi)
         lws_callback_on_writable(c->wsi);
 }
 
@@ -239,8 +255,9 @@ static void handle_peer(struct bench *b, struct bconn *c, const uint8_t *buf, si
     on_delivery(b, t, memcmp(buf + 8, b->tag, 8) == 0);
 }
 
-static void handle(struct bench *b, struct bconn *c, const uint8_t *buf, size_t len)
+void conn_received(struct bconn *c, const uint8_t *buf, size_t len)
 {
+    struct bench *b = c->b;
     b->rx_us = 0;
     if (bench_tipcast(b))
         handle_tipcast(b, c, buf, len);
@@ -253,7 +270,7 @@ static void receive(struct bench *b, struct bconn *c, struct lws *wsi, const uin
     int first = lws_is_first_fragment(wsi);
     int last = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
     if (first && last) {
-        handle(b, c, in, len); /* the usual case: no copy */
+        conn_received(c, in, len); /* the usual case: no copy */
         return;
     }
     if (first) {
@@ -283,7 +300,7 @@ static void receive(struct bench *b, struct bconn *c, struct lws *wsi, const uin
     }
     if (last) {
         if (!c->rx_drop)
-            handle(b, c, c->rx, c->rx_len);
+            conn_received(c, c->rx, c->rx_len);
         c->rx_len = 0;
         /* Thousands of idle connections should not each keep a buffer. */
         free(c->rx);
@@ -299,8 +316,13 @@ static int write_frame(struct bconn *c, struct frame *f)
 {
     if (!f)
         return -1;
-    enum lws_write_protocol kind = f->fmt == FMT_JSON ? LWS_WRITE_TEXT : LWS_WRITE_BINARY;
-    int rc = lws_write(c->wsi, frame_payload(f), f->len, kind) < (int)f->len ? -1 : 0;
+    int rc;
+    if (c->raw) {
+        rc = rawrx_send(c, f->fmt == FMT_JSON, frame_payload(f), f->len);
+    } else {
+        enum lws_write_protocol kind = f->fmt == FMT_JSON ? LWS_WRITE_TEXT : LWS_WRITE_BINARY;
+        rc = lws_write(c->wsi, frame_payload(f), f->len, kind) < (int)f->len ? -1 : 0;
+    }
     frame_unref(f);
     return rc;
 }
@@ -380,13 +402,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
         c->wsi = wsi;
-        c->state = CS_OPEN;
-        b->r.conn_opened++;
-        if (!bench_tipcast(b)) {
-            resolve(b, c, CS_READY);
-            if (c->role == ROLE_SUB)
-                b->members[c->room]++;
-        }
+        conn_established(c);
         return 0;
     case LWS_CALLBACK_CLIENT_RECEIVE:
         receive(b, c, wsi, in, len);
@@ -394,13 +410,47 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_CLIENT_WRITEABLE:
         return c->wsi ? writeable(b, c) : 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        if (b->phase != PH_DONE && len >= 2) {
-            char code[32];
-            snprintf(code, sizeof code, "close_%d", ((const uint8_t *)in)[0] << 8 | ((const uint8_t *)in)[1]);
-            bench_error(b, code);
-        }
+        if (len >= 2)
+            conn_peer_closed(c, ((const uint8_t *)in)[0] << 8 | ((const uint8_t *)in)[1]);
         return 0;
     case LWS_CALLBACK_CLIENT_CLOSED:
+        c->wsi = NULL;
+        conn_closed(c);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+void conn_established(struct bconn *c)
+{
+    struct bench *b = c->b;
+    c->state = CS_OPEN;
+    b->r.conn_opened++;
+    if (!bench_tipcast(b)) {
+        resolve(b, c, CS_READY);
+        if (c->role == ROLE_SUB)
+            b->members[c->room]++;
+    }
+}
+
+void conn_peer_closed(struct bconn *c, int code)
+{
+    if (c->b->phase != PH_DONE) {
+        char text[32];
+        snprintf(text, sizeof text, "close_%d", code);
+        bench_error(c->b, text);
+    }
+}
+
+void conn_closed(struct bconn *c)
+{
+    struct bench *b = c->b;
+    if (c->state == CS_CONNECTING) { /* it never opened */
+        resolve(b, c, CS_FAILED);
+        b->r.conn_failed++;
+        bench_error(b, "connect_failed");
+    } else {
         if (c->state == CS_READY && (c->role == ROLE_SUB || bench_tipcast(b)) && c->role != ROLE_FUNDER)
             b->members[c->room]--;
         if (b->phase != PH_DONE) {
@@ -408,14 +458,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             bench_error(b, "connection_lost");
         }
         resolve(b, c, CS_CLOSED);
-        c->wsi = NULL;
-        free(c->rx);
-        c->rx = NULL;
-        c->rx_cap = c->rx_len = 0;
-        return 0;
-    default:
-        return 0;
     }
+    free(c->rx);
+    c->rx = NULL;
+    c->rx_cap = c->rx_len = 0;
 }
 
 const struct lws_protocols *conn_protocols(void)

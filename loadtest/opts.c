@@ -24,7 +24,8 @@ static void usage(FILE *f)
         "                             bench-room-<i> (tipcast) or benchroom<i> (peers)\n"
         "  --room-base N              number of the first room: bench-room-<N>.. (default 0)\n"
         "  --senders S                connections that send (default one per room); tipcast: viewers among\n"
-        "                             the connections; peers: publisher connections to /pub/<room>\n"
+        "                             the connections; peers: publisher connections to /pub/<room>;\n"
+        "                             0: this process only receives (deliveries of other processes' sends)\n"
         "  --rate G                   sends per second in all, on a fixed timetable (default 100)\n"
         "  --duration SEC             measured time (default 10)\n"
         "  --warmup SEC               time before measuring (default 2; none with --idle); hard stop at\n"
@@ -253,8 +254,8 @@ int opts_parse(struct opts *o, int argc, char **argv, char *err, size_t errcap)
         snprintf(err, errcap, "--target tipcast needs --secret (the JWT secret of tipcastd)");
         return -1;
     }
-    if (!o->idle && o->senders == 0) {
-        snprintf(err, errcap, "nothing would be sent: --senders 0 without --idle");
+    if (!o->idle && o->senders == 0 && o->find_max) {
+        snprintf(err, errcap, "--find-max needs senders: --senders 0 only receives");
         return -1;
     }
     return 0;

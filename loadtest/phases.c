@@ -230,4 +230,6 @@ void phases_finish(struct bench *b)
     uv_close((uv_handle_t *)&b->sigterm, NULL);
     lws_context_destroy(b->ctx);
     b->ctx = NULL;
+    for (int i = 0; i < b->nconns; i++)
+        rawrx_close(&b->c[i]);
 }

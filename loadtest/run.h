@@ -41,10 +41,12 @@ enum cstate { CS_IDLE, CS_CONNECTING, CS_OPEN, CS_AUTHED, CS_READY, CS_FAILED, C
 enum phase { PH_OPEN, PH_FUND, PH_RUN, PH_DRAIN, PH_DONE };
 
 struct bench;
+struct rawconn;
 
 struct bconn {
     struct bench *b; /* the run it belongs to */
     struct lws *wsi;
+    struct rawconn *raw; /* instead of wsi in a receive-only process (rawrx.c) */
     uint32_t idx;  /* user bench-u<user_base + idx> */
     uint32_t room;
     uint8_t role, state, want_join, rx_drop;
@@ -69,6 +71,7 @@ struct bench {
     int *ready;      /* indexes of the senders that made it */
     int nready;
     char src[256][16];
+    int raw; /* receive-only (--senders 0): the connections are rawrx.c's */
     uint8_t *payload; /* peers' senders: one frame of --frame-bytes, LWS_PRE in front */
     enum phase phase;
     double phase_deadline_s, hard_deadline_s;
@@ -129,6 +132,21 @@ static inline void bench_error(struct bench *b, const char *code)
 const struct lws_protocols *conn_protocols(void);
 int conn_open(struct bconn *c);
 void conn_want_write(struct bconn *c);
+
+/* clients.c: what a connection's transport (lws's callback, or rawrx.c)
+ * reports: the WebSocket is open; a whole message came; the server sent a
+ * close with this code; the connection is gone (or never opened). */
+void conn_established(struct bconn *c);
+void conn_received(struct bconn *c, const uint8_t *buf, size_t len);
+void conn_peer_closed(struct bconn *c, int code);
+void conn_closed(struct bconn *c);
+
+/* rawrx.c: a connection of a receive-only process: opening it (-1 when
+ * nothing was started; a failure later is reported by conn_closed), a
+ * request frame (text or binary), closing it. */
+int rawrx_open(struct bconn *c, const char *path, const char *protocol);
+int rawrx_send(struct bconn *c, int text, const uint8_t *payload, size_t len);
+void rawrx_close(struct bconn *c);
 
 /* phases.c: the loop's tick (the timer's data is the bench), which opens,
  * funds, runs and drains; and the end of the sending (on --duration, the

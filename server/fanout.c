@@ -189,9 +189,9 @@ static void pass_end(struct room *r)
 /* Hands a room's new events, and its pass's leaderboard push, to at most
  * `budget` of its live members, from where the pass is: at once to those
  * that can take them, in one write each. Parks the members whose
- * connection is stalled. Returns the members visited; the pass is over
- * when flush_at reaches nmembers. */
-static uint32_t flush_room(struct room *r, uint32_t budget)
+ * connection is stalled. The pass is over when flush_at reaches
+ * nmembers. */
+static void flush_room(struct room *r, uint32_t budget)
 {
     int has_board = r->flush_board[0] != NULL;
     uint32_t visited = 0;
@@ -215,12 +215,11 @@ static uint32_t flush_room(struct room *r, uint32_t budget)
         }
         r->flush_at++;
     }
-    return visited;
 }
 
 static void on_flush_more(uv_idle_t *h) { (void)h; }
 
-/* Flushes the marked rooms, FANOUT_CHUNK members per loop iteration at
+/* Flushes the marked rooms for FANOUT_SLICE_US per loop iteration at
  * most: a big room's pass goes on in the next iteration, after the loop
  * has read its sockets (acks, requests), and events that arrive meanwhile
  * join the frames of the members not yet reached. A room whose boards are
@@ -230,9 +229,10 @@ static void on_flush_more(uv_idle_t *h) { (void)h; }
 static void flush_rooms(struct rooms *rs)
 {
     uint64_t now = uv_now(rs->loop);
-    uint32_t budget = FANOUT_CHUNK;
+    int64_t until_us = clock_mono_us() + FANOUT_SLICE_US;
+    int slice_left = 1;
     struct room *wait = NULL, **tail = &wait;
-    while (rs->dirty && budget > 0) {
+    while (rs->dirty && slice_left) {
         struct room *r = rs->dirty;
         rs->dirty = r->flush_next;
         r->flush_next = NULL;
@@ -244,7 +244,10 @@ static void flush_rooms(struct rooms *rs)
             }
             pass_begin(r);
         }
-        budget -= flush_room(r, budget);
+        while (r->flush_at < r->nmembers && slice_left) {
+            flush_room(r, FANOUT_CHUNK);
+            slice_left = clock_mono_us() < until_us;
+        }
         if (r->flush_at < r->nmembers) {
             /* Cut short: first in line next time. */
             r->flush_next = rs->dirty;

@@ -46,10 +46,13 @@ enum { ROOM_HISTORY_RING, ROOM_HISTORY_REDIS, ROOM_HISTORY_REFUSED };
 /* Longest an event waits for the leaderboard push it moved, so that both
  * go out in one write (the push is read from Redis in about a round trip). */
 #define ROOM_BOARD_WAIT_MS 20
-/* Members a flush visits per loop iteration at most (fanout.c): about
- * 5 ms of writes here, after which the loop reads its sockets (acks, new
- * events) before the pass goes on. */
-#define FANOUT_CHUNK 1024
+/* A flush's share of one loop iteration (fanout.c): it writes to members
+ * for about this long, then the loop reads its sockets (acks, requests, new
+ * events) before the pass goes on. A write to a member costs 4-10 us here,
+ * so a slice is about 200-500 members. */
+#define FANOUT_SLICE_US 2000
+/* Members visited between two readings of the clock within a slice. */
+#define FANOUT_CHUNK 64
 /* The leaderboard push timer's resolution; board-push-ms is at least this. */
 #define ROOM_BOARD_TICK_MS 50
 /* A room whose members saw a gift event is swept for combos whose window

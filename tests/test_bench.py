@@ -12,9 +12,9 @@ import subprocess
 
 import pytest
 
-from conftest import PG, REDIS_HOST, REDIS_PORT, REPO, TEST_SECRET
+from conftest import PG, REDIS_HOST, REDIS_PORT, REPO, TEST_SECRET, mint_token
 from helpers import psql, wait_for
-from wsclient import unique
+from wsclient import connect, unique
 
 # A gift of the bench's own, so that other tests' catalog edits cannot
 # change its price or disable it.
@@ -151,3 +151,49 @@ def test_find_max_reports_a_rate(server, bench_catalog, tmp_path):
     assert fm["max_rate"] > 0, fm
     assert fm["steps"] and fm["steps"][0]["rate"] == 50, fm
     assert all(s["rate"] == pytest.approx(50 * 1.5 ** i) for i, s in enumerate(fm["steps"])), fm
+
+
+def test_receive_only_processes_get_every_event_of_another(server, bench_catalog, tmp_path):
+    """--senders 0: a process that only receives (its own WebSocket client,
+    loadtest/rawrx.c) counts every event another process's gifts make, in
+    both subprotocols, and times each from the gift's scheduled send."""
+    srv = server(**FLAGS)
+    room = ROOMS + 1
+    outs, procs = [], []
+    for proto, conns in (("msgpack", 300), ("json", 100)):
+        out = tmp_path / f"recv-{proto}.json"
+        outs.append((out, conns))
+        procs.append(subprocess.Popen(
+            [_bench_binary(), "--port", str(srv.port), "--secret", TEST_SECRET, "--quiet", "--json", str(out),
+             "--proto", proto, "--connections", str(conns), "--senders", "0", "--rooms", "1",
+             "--room-base", str(room), "--user-base", "500000" if proto == "json" else "400000",
+             "--warmup", "0", "--duration", "8"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    try:
+        # Every receiver is in the room before the first gift.
+        def members():
+            ws = connect(srv.port, token=mint_token(unique("v")))
+            try:
+                return ws.join(f"bench-room-{room}")["members"]
+            finally:
+                ws.close()
+        wait_for(lambda: members() >= 401, what="400 receivers in the room")
+        res = run_bench(tmp_path, srv, "--connections", "2", "--rooms", "1", "--room-base", str(room),
+                        "--senders", "2", "--rate", "20", "--warmup", "0", "--duration", "2")
+        sent = res["totals"]
+        assert sent["errors_total"] == 0 and sent["acked"] >= 30, sent
+        for p in procs:
+            out, _ = p.communicate(timeout=RUN_TIMEOUT_S)
+            assert p.returncode == 0, out
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for out, conns in outs:
+        with open(out) as f:
+            got = json.load(f)
+        t = got["totals"]
+        assert t["connections"]["joined"] == conns and t["errors_total"] == 0, t
+        assert t["sent"] == 0 and t["delivered"] == 0, t
+        assert t["delivered_foreign"] == sent["acked"] * conns, (t, sent)
+        assert got["delivery_latency_ms"]["count"] == sent["acked"] * conns, got["delivery_latency_ms"]

@@ -417,8 +417,8 @@ def test_joined_says_live_and_changes_are_pushed(server, client, proto):
 
 
 def test_big_room_is_flushed_in_chunks_without_gap_or_duplicate(server, client, room):
-    """A room bigger than one flush chunk (FANOUT_CHUNK in server/room.h, 1024
-    members) is handed its events over several loop iterations, the loop
+    """A room bigger than one flush slice (FANOUT_SLICE_US in server/room.h,
+    2 ms of writes) is handed its events over several loop iterations, the loop
     reading its sockets in between: every member still gets every event
     once, in seq order, while members leave in the middle of the passes and
     new events arrive during them; the sender's acks all come back."""

@@ -1,0 +1,112 @@
+"""s12_hotroom.py - scenario 12 of the benchmark (issue 16): a hot room under real gifts, the senders' acks
+and the members' delivery latency, beside Nchan at the same event rates, and the gift path's CPU per gift at
+scenario 1's maximum.
+
+The room: BENCH_FANOUT_SUBS members over two receive-only tipcast-bench processes (`--senders 0`), plus a
+third process whose S12_SENDERS viewers send gift 1 into the same room at the step's rate, open-loop. The
+receivers time each delivery from the gift's scheduled send time (its combo id carries it), so the latency
+is the whole path: debit, outbox, the rooms consumer, the room's script, pub/sub, the flush. The sender's
+ack latency is what a viewer who taps a gift in that room waits.
+
+Nchan gets the same layout: two receiving processes and a third with one publisher, 100-byte frames.
+
+Steps take turns (tipcast, Nchan, tipcast, Nchan) at each of S12_RATES; Nchan only at the rates of
+S12_PEER_RATES (at 100 events/s it does not keep up here; scenario 2). Every figure is per pass; the report
+shows both passes.
+
+Then the gift path: scenario 1's senders and rooms at scenario 1's maximum (BENCH_S4_RATE when set; 1,000 when
+scenario 1 did not run),
+with the CPU per acked gift of tipcastd, Redis and PostgreSQL from /proc.
+"""
+
+import s2_fanout
+import s8_features
+from report import num
+from suite import SECRET, g6, jtext
+
+RECEIVERS = 2
+
+
+def hot_room(suite, name, target, port, spid, rate, room):
+    """One step: RECEIVERS receive-only processes and one sending process; figures s12.<name>.*, runs
+    OUT/s12-<name>-*."""
+    s = suite.s
+    fig, name = name, "s12-" + name.replace(".", "-")
+    per = s.s2_subs // RECEIVERS
+    bound = s.s12_warm + s.s12_dur + 60
+    for i in range(RECEIVERS):
+        lo = 2 + 8 * i
+        extra = ["--secret", SECRET, "--user-base", (i + 1) * 100000] if target == "tipcast" else []
+        suite.bench_bg(f"{name}-r{i}", bound, "--target", target, "--port", port, *extra,
+                       "--connections", per, "--senders", 0, "--rooms", 1, "--room-base", room,
+                       "--open-rate", 5000, "--warmup", s.s12_warm + s.s12_open_s, "--duration", s.s12_dur,
+                       "--source-addrs", f"{lo}-{lo + 7}", *(["--server-pid", spid] if i == 0 else []))
+    senders = s.s12_senders if target == "tipcast" else 1
+    extra = ["--secret", SECRET, "--user-base", 900000] if target == "tipcast" else []
+    # The receivers open their members first (open_s), then the sender's
+    # warm-up ends with theirs: both measure the same window.
+    suite.bench_bg(f"{name}-s", bound, "--target", target, "--port", port, *extra,
+                   "--connections", senders, "--senders", senders, "--rooms", 1, "--room-base", room,
+                   "--rate", g6(rate), "--frame-bytes", 100, "--warmup", s.s12_warm + s.s12_open_s,
+                   "--duration", s.s12_dur, "--source-addrs", "20-20")
+    suite.wait_bg()
+    d, p50, p99, errors = 0.0, 0.0, 0.0, 0
+    for i in range(RECEIVERS):
+        f = f"{name}-r{i}"
+        d += num(suite.jget(f, "rates", "deliveries_per_s")) or 0.0
+        n = num(suite.jget(f, "delivery_latency_ms", "count"))
+        got50, got99 = num(suite.jget(f, "delivery_latency_ms", "p50")), num(suite.jget(f, "delivery_latency_ms", "p99"))
+        if not n or got50 is None or got99 is None:
+            p50 = p99 = None  # a receiver measured nothing: no latency figure
+        elif p50 is not None:
+            p50, p99 = max(p50, got50), max(p99, got99)
+        errs = suite.jget(f, "totals", "errors") or {}
+        errors += int(sum(errs.values())) if isinstance(errs, dict) else 0
+    cpu_s = num(suite.jget(f"{name}-r0", "server", "cpu_s"))
+    dur = num(suite.jget(f"{name}-r0", "rates", "measured_s")) or s.s12_dur
+    cpu = g6(cpu_s / dur * 1e6 / d) if cpu_s is not None and d > 0 else ""
+    sender = f"{name}-s"
+    errors += int(num(suite.jget(sender, "totals", "errors_total")) or 0)
+    figs = {"rate": g6(rate), "deliveries_per_s": g6(d), "p50_ms": "" if p50 is None else g6(p50), "p99_ms": "" if p99 is None else g6(p99),
+            "cpu_us_per_delivery": cpu, "errors": errors,
+            "ack_p50_ms": jtext(suite.jget(sender, "ack_latency_ms", "p50")) if target == "tipcast" else "",
+            "ack_p99_ms": jtext(suite.jget(sender, "ack_latency_ms", "p99")) if target == "tipcast" else ""}
+    for k, v in figs.items():
+        suite.fig(f"s12.{fig}.{k}", v)
+    suite.log(f"  {target} at {rate} events/s: delivery p50 {figs['p50_ms']} / p99 {figs['p99_ms']} ms, "
+              f"{figs['deliveries_per_s']} deliveries/s, {cpu or '?'} us CPU per delivery, ack p50 "
+              f"{figs['ack_p50_ms'] or '-'} / p99 {figs['ack_p99_ms'] or '-'} ms, {errors} errors")
+
+
+def gift_path(suite):
+    """Scenario 1's load at its maximum rate: CPU per acked gift of each process (s12.gifts.*)."""
+    s = suite.s
+    rate = num(s.s4_rate or suite.s1_max) or 1000
+    suite.log(f"scenario 12: the gift path at {g6(rate)} gifts/s (scenario 1's maximum)")
+    figs = s8_features.gift_run(suite, "s12-gifts", rate, 0, s.s12_dur)
+    suite.fig("s12.gifts.rate", g6(rate))
+    for k, v in figs.items():
+        suite.fig(f"s12.gifts.{k}", v)
+
+
+def run(suite):
+    s = suite.s
+    room = s.rooms - 1  # a room of its own (scenario 1 sends to the first ones)
+    suite.log(f"scenario 12: hot room bench-room-{room}, {s.s2_subs} members, gifts from {s.s12_senders} "
+              f"viewers at {' '.join(s.s12_rates)} events/s; Nchan at {' '.join(s.s12_peer_rates)}")
+    suite.fig("s12.subs", s.s2_subs)
+    suite.fig("s12.senders", s.s12_senders)
+    suite.fig("s12.rates", " ".join(s.s12_rates))
+    suite.fig("s12.peer_rates", " ".join(s.s12_peer_rates))
+    nchan = s2_fanout.Nchan(suite)
+    suite.peers.append(nchan)
+    npid = nchan.server_pid() if nchan.start() else ""
+    if not npid:
+        suite.warn("Nchan did not start: no Nchan reference in scenario 12")
+    for rate in s.s12_rates:
+        for k in range(s.s12_passes):
+            hot_room(suite, f"tipcast.{rate}.{k}", "tipcast", s.tc_port, suite.servers[0].pid, float(rate), room)
+            if npid and rate in s.s12_peer_rates:
+                hot_room(suite, f"nchan.{rate}.{k}", "nchan", nchan.port, npid, float(rate), 0)
+    nchan.stop()
+    gift_path(suite)
