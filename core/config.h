@@ -44,6 +44,7 @@ struct config {
     char tls_cert[CONFIG_STR_MAX];     /* "tls-cert", PEM file; "" = plain ws */
     char tls_key[CONFIG_STR_MAX];      /* "tls-key", PEM file */
     int reuse_port;                    /* "reuse-port", 0/1, default 0 */
+    int fanout_threads;                /* "fanout-threads", send helper threads, default 1 */
     char web_root[CONFIG_STR_MAX];     /* "web-root", directory of the web page; "" = no page */
     char web_sdk_root[CONFIG_STR_MAX]; /* "web-sdk-root", the JS SDK served at /sdk/; "" = none */
     char web_connect_src[CONFIG_STR_MAX]; /* "web-connect-src", extra CSP connect-src of the pages */

@@ -172,30 +172,50 @@ static int write_ping(struct conn *c)
     return 0;
 }
 
-/* Sends membership m its next room frame (one event, or a batch of those
- * pending), with the room's leaderboard push `board` (may be NULL) in the
- * same write. Returns 0, or -1 when out of memory or the write failed. */
-static int write_room_frame(struct conn *c, struct membership *m, struct frame *board)
+/* The frame membership m is sent next: its events from next_seq (one, or a
+ * batch of those pending), with the room's leaderboard push `board` (may be
+ * NULL) in the same frame; next_seq moves past them. *f is NULL when there
+ * is nothing to send; *ev the frame's oldest event (NULL for the push
+ * alone). Returns 0, or -1 when out of memory. */
+static int next_room_frame(struct conn *c, struct membership *m, struct frame *board, struct frame **f,
+                           struct ring_event **ev)
 {
-    struct ring_event *ev = ring_next(m->ring, m->next_seq), *last = NULL;
-    struct frame *f = NULL;
-    if (ev) {
-        f = ring_frame_from(m->ring, ev, c->fmt, &last, board);
-        if (!f)
+    struct ring_event *last = NULL;
+    *ev = ring_next(m->ring, m->next_seq);
+    *f = NULL;
+    if (*ev) {
+        *f = ring_frame_from(m->ring, *ev, c->fmt, &last, board);
+        if (!*f)
             return -1;
         m->next_seq = last->seq + 1;
         m->sent_cum = last->cum[c->fmt];
     } else if (board) {
-        f = frame_ref(board);
-    } else {
-        return 0;
+        *f = frame_ref(board);
     }
+    return 0;
+}
+
+/* One clock reading per frame written, beside its send(): the latency of
+ * the oldest event it carries. */
+static void note_delivery(struct conn *c, int64_t rx_us)
+{
+    histogram_observe(&c->t->stats.delivery, clock_mono_us() - rx_us);
+}
+
+/* Writes membership m its next room frame (next_room_frame). Returns 0, or
+ * -1 when out of memory or the write failed. */
+static int write_room_frame(struct conn *c, struct membership *m, struct frame *board)
+{
+    struct frame *f;
+    struct ring_event *ev;
+    if (next_room_frame(c, m, board, &f, &ev) < 0)
+        return -1;
+    if (!f)
+        return 0;
     int rc = write_frame(c, f);
     frame_unref(f);
-    /* One clock reading per frame written, beside its send(): the
-     * latency of the oldest event it carries. */
     if (rc == 0 && ev)
-        histogram_observe(&c->t->stats.delivery, clock_mono_us() - ev->rx_us);
+        note_delivery(c, ev->rx_us);
     return rc;
 }
 
@@ -291,25 +311,83 @@ void conn_send_error(struct conn *c, const char *id, enum err code, const char *
     conn_send(c, message_error(c->fmt, id, code, text, field, extra));
 }
 
-void conn_deliver(struct conn *c, struct membership *m, struct frame *board)
+int conn_deliver_prepare(struct conn *c, struct membership *m, struct frame *board, struct conn_write *w,
+                         struct send_job *j)
 {
     tc_assert(m->state == MEMBER_LIVE);
     if (!c->close_code && is_slow(c)) {
         conn_close(c, CLOSE_SLOW_CONSUMER, "slow consumer", 1);
-        return;
+        return 0;
     }
     if (!can_write_now(c)) {
         if (board)
             conn_send(c, frame_ref(board));
         want_write(c);
-        return;
+        return 0;
     }
-    if (write_room_frame(c, m, board) < 0) {
+    if (lws_is_ssl(c->wsi)) { /* written through lws's TLS, here */
+        if (write_room_frame(c, m, board) < 0)
+            write_failed(c);
+        else if (m->ring->last_seq >= m->next_seq)
+            want_write(c);
+        return 0;
+    }
+    struct frame *f;
+    struct ring_event *ev;
+    if (next_room_frame(c, m, board, &f, &ev) < 0) {
         write_failed(c);
+        return 0;
+    }
+    if (!f)
+        return 0;
+    uint8_t *start;
+    j->len = frame_wire(f, &start);
+    j->bytes = start;
+    j->fd = (int)lws_get_socket_fd(c->wsi);
+    j->sent = 0;
+    w->c = c;
+    w->m = m;
+    w->f = f;
+    w->rx_us = ev ? ev->rx_us : 0;
+    return 1;
+}
+
+void conn_deliver_finish(struct conn_write *w, const struct send_job *j)
+{
+    struct conn *c = w->c;
+    struct membership *m = w->m;
+    struct frame *f = w->f;
+    w->f = NULL;
+    if (j->sent < 0) {
+        write_failed(c);
+        frame_unref(f);
         return;
     }
-    /* More than one batch pending: the rest at WRITEABLE, in turn with
-     * the connection's other rooms. */
+    c->bytes_out += (uint64_t)j->sent;
+    if ((size_t)j->sent < j->len) {
+        /* The socket took part of it: lws holds the rest, written at
+         * WRITEABLE (the connection is stalled now). A copy of its own, as
+         * a raw write: lws may use the headroom in front of what it is
+         * given, and the frame's is shared. */
+        size_t rest = j->len - (size_t)j->sent;
+        struct frame *tail = frame_new(f->fmt, rest);
+        int rc = -1;
+        if (tail) {
+            memcpy(frame_payload(tail), j->bytes + j->sent, rest);
+            tail->len = (uint32_t)rest;
+            tail->wire = 1;
+            rc = write_frame(c, tail);
+            frame_unref(tail);
+        }
+        if (rc < 0) {
+            write_failed(c);
+            frame_unref(f);
+            return;
+        }
+    }
+    frame_unref(f);
+    if (w->rx_us)
+        note_delivery(c, w->rx_us);
     if (m->ring->last_seq >= m->next_seq)
         want_write(c);
 }

@@ -39,6 +39,7 @@
 #include "jwt.h"
 #include "reply.h"
 #include "ring.h"
+#include "sendpool.h"
 
 /* Bound on frames (replies and errors) queued for one connection; past it,
  * as past max-queued-bytes, the connection is a slow consumer. Replies are
@@ -235,14 +236,31 @@ void conn_send(struct conn *c, struct frame *f);
 /* Sends an error reply. */
 void conn_send_error(struct conn *c, const char *id, enum err code, const char *text, const char *field,
                      int64_t extra);
-/* Sends live membership m its next frame of the room with the leaderboard
- * push `board` (NULL for none; the caller keeps its reference), in one
- * write when the connection can take them now. Otherwise the push is
- * queued and the events wait for WRITEABLE. A member that has lost events
- * to the room's ring, or whose backlog passed max-queued-bytes, is closed
- * as a slow consumer instead. Not for a stalled connection (its rooms skip
- * it). */
-void conn_deliver(struct conn *c, struct membership *m, struct frame *board);
+/* A room frame on its way to a member, between conn_deliver_prepare and
+ * conn_deliver_finish (fanout.c sends a batch of them at once). */
+struct conn_write {
+    struct conn *c;
+    struct membership *m;
+    struct frame *f;    /* the frame's reference, dropped by finish */
+    int64_t rx_us;      /* its oldest event's arrival (delivery latency), 0 for a push alone */
+    uint8_t sent_board; /* it carries the room's push (fanout.c) */
+};
+/* Live membership m's next frame of the room, with the leaderboard push
+ * `board` (NULL for none; the caller keeps its reference), to go out in
+ * one write when the connection can take it now: returns 1 and fills w and
+ * j (j's bytes are the frame's wire bytes); the caller sends j (sendpool.h)
+ * and calls conn_deliver_finish. Returns 0 when it was handled here: the
+ * connection cannot take a write now (the push is queued and the events
+ * wait for WRITEABLE), it has nothing to send, it is on TLS (written here
+ * through lws), or it has lost events to the room's ring or passed
+ * max-queued-bytes and is closed as a slow consumer. Not for a stalled
+ * connection (its rooms skip it). */
+int conn_deliver_prepare(struct conn *c, struct membership *m, struct frame *board, struct conn_write *w,
+                         struct send_job *j);
+/* After j was sent: what did not go out is handed to lws (the connection
+ * is stalled then), a failed socket is closed, and events left pending
+ * wait for WRITEABLE. */
+void conn_deliver_finish(struct conn_write *w, const struct send_job *j);
 /* Starts closing with `code`; with drop, the queued frames are dropped and
  * the connection leaves its rooms at once (slow consumer, shutdown), and
  * the close frame of a stalled connection is written at once, behind only

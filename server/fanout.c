@@ -187,26 +187,33 @@ static void pass_end(struct room *r)
 }
 
 /* Hands a room's new events, and its pass's leaderboard push, to at most
- * `budget` of its live members, from where the pass is: at once to those
- * that can take them, in one write each. Parks the members whose
- * connection is stalled. The pass is over when flush_at reaches
+ * FANOUT_CHUNK of its live members, from where the pass is: at once to
+ * those that can take them, in one write each, the writes sent together
+ * by the send helpers and this thread (sendpool.h). Parks the members
+ * whose connection is stalled. The pass is over when flush_at reaches
  * nmembers. */
-static void flush_room(struct room *r, uint32_t budget)
+static void flush_room(struct rooms *rs, struct room *r)
 {
     int has_board = r->flush_board[0] != NULL;
-    uint32_t visited = 0;
+    uint32_t visited = 0, n = 0;
     /* A member parked here trades places with the first unparked one,
      * visited already; one closed here (a slow consumer) leaves at
      * flush_at the last member, not yet visited (room_leave). */
-    while (r->flush_at < r->nmembers && visited < budget) {
+    while (r->flush_at < r->nmembers && visited < FANOUT_CHUNK) {
         struct conn *c = r->members[r->flush_at];
         struct membership *m = &c->rooms[room_membership(c, r)];
         int sent_board = 0;
         visited++;
         if (!c->stalled_ms && m->state == MEMBER_LIVE && (has_board || m->next_seq <= r->ring.last_seq)) {
-            conn_deliver(c, m, r->flush_board[c->fmt]);
+            int queued = conn_deliver_prepare(c, m, r->flush_board[c->fmt], &rs->writes[n], &rs->sends[n]);
             if (room_membership(c, r) < 0)
                 continue;
+            if (queued) {
+                /* Parked, if need be, once its write is known. */
+                rs->writes[n++].sent_board = (uint8_t)has_board;
+                r->flush_at++;
+                continue;
+            }
             sent_board = has_board;
         }
         if (c->stalled_ms) {
@@ -214,6 +221,19 @@ static void flush_room(struct room *r, uint32_t budget)
             room_park(r, m);
         }
         r->flush_at++;
+    }
+    if (!n)
+        return;
+    sendpool_run(rs->pool, rs->sends, n);
+    /* The members written are among the visited [nparked, flush_at):
+     * parking one there keeps them so. */
+    for (uint32_t i = 0; i < n; i++) {
+        struct conn_write *w = &rs->writes[i];
+        conn_deliver_finish(w, &rs->sends[i]);
+        if (w->c->stalled_ms) {
+            w->m->board_gen = (uint16_t)(r->board_gen + w->sent_board);
+            room_park(r, w->m);
+        }
     }
 }
 
@@ -245,7 +265,7 @@ static void flush_rooms(struct rooms *rs)
             pass_begin(r);
         }
         while (r->flush_at < r->nmembers && slice_left) {
-            flush_room(r, FANOUT_CHUNK);
+            flush_room(rs, r);
             slice_left = clock_mono_us() < until_us;
         }
         if (r->flush_at < r->nmembers) {

@@ -33,8 +33,12 @@ int rooms_init(struct rooms *rs, uv_loop_t *loop, const struct config *cfg, stru
     rs->catalog = catalog;
     rs->nbuckets = ROOMS_BUCKETS_MIN;
     rs->buckets = calloc(rs->nbuckets, sizeof *rs->buckets);
-    if (!rs->buckets)
+    rs->pool = sendpool_new(cfg->fanout_threads);
+    if (!rs->buckets || !rs->pool) {
+        free(rs->buckets);
+        sendpool_free(rs->pool);
         return -1;
+    }
     /* The fan-out's handles (fanout.c starts them). */
     uv_check_init(loop, &rs->flush_check);
     uv_idle_init(loop, &rs->flush_more);
@@ -153,6 +157,8 @@ void rooms_free(struct rooms *rs)
     free(rs->buckets);
     rs->buckets = NULL;
     rs->nbuckets = rs->count = 0;
+    sendpool_free(rs->pool);
+    rs->pool = NULL;
     if (rs->handles) {
         uv_close((uv_handle_t *)&rs->flush_check, NULL);
         uv_close((uv_handle_t *)&rs->flush_more, NULL);

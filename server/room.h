@@ -51,8 +51,9 @@ enum { ROOM_HISTORY_RING, ROOM_HISTORY_REDIS, ROOM_HISTORY_REFUSED };
  * events) before the pass goes on. A write to a member costs 4-10 us here,
  * so a slice is about 200-500 members. */
 #define FANOUT_SLICE_US 2000
-/* Members visited between two readings of the clock within a slice. */
-#define FANOUT_CHUNK 64
+/* Members visited between two readings of the clock within a slice: their
+ * writes go out together, shared by the send helpers (fanout-threads). */
+#define FANOUT_CHUNK 256
 /* The leaderboard push timer's resolution; board-push-ms is at least this. */
 #define ROOM_BOARD_TICK_MS 50
 /* A room whose members saw a gift event is swept for combos whose window
@@ -149,6 +150,10 @@ struct rooms {
     uv_check_t flush_check;
     uv_idle_t flush_more; /* active while a pass is cut short: the loop polls without waiting */
     uv_timer_t flush_wait; /* ends ROOM_BOARD_WAIT_MS */
+    /* A chunk's writes (fanout.c), and the helper threads that share them. */
+    struct conn_write writes[FANOUT_CHUNK];
+    struct send_job sends[FANOUT_CHUNK];
+    struct sendpool *pool;
     /* Rooms marked for a leaderboard push, and the timer that pushes. */
     struct room *board_dirty;
     uv_timer_t board_timer;

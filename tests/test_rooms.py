@@ -416,13 +416,16 @@ def test_joined_says_live_and_changes_are_pushed(server, client, proto):
         psql(f"DELETE FROM creators WHERE id = '{creator}'")
 
 
-def test_big_room_is_flushed_in_chunks_without_gap_or_duplicate(server, client, room):
+@pytest.mark.parametrize("threads", [1, 3])
+def test_big_room_is_flushed_in_chunks_without_gap_or_duplicate(server, client, room, threads):
     """A room bigger than one flush slice (FANOUT_SLICE_US in server/room.h,
     2 ms of writes) is handed its events over several loop iterations, the loop
     reading its sockets in between: every member still gets every event
     once, in seq order, while members leave in the middle of the passes and
-    new events arrive during them; the sender's acks all come back."""
-    srv = server(**FAST)
+    new events arrive during them; the sender's acks all come back. The
+    writes go out on the loop's thread and `threads` send helpers
+    (fanout-threads; 1 is the default)."""
+    srv = server(fanout_threads=threads, **FAST)
     creator = client(srv, room, "creator", SUBPROTOCOL_MSGPACK)
     creator.join(room)
     members = []
