@@ -727,7 +727,8 @@ def scenario12(d, f, r1):
     d.w()
     d.w(f"One room of {subs} members over two receive-only tipcast-bench processes (`--senders 0`), and a third "
         f"process whose {fmt(num(f.get('s12.senders')))} viewers, members of the room too, send gift 1 into it "
-        "open-loop at the step's rate. Each delivery is timed from the gift's scheduled send time, so the "
+        "open-loop at the step's rate, started once the members are connected (the receivers measure a window "
+        "4 s longer than the sender's, holding it; deliveries/s are over theirs). Each delivery is timed from the gift's scheduled send time, so the "
         "latency is the whole path: debit, outbox, the rooms consumer, the room's script, pub/sub, the flush. The "
         "ack latency is the senders': what a viewer tapping a gift in this room waits. Nchan gets the same "
         "layout (two receiving processes, a third with one publisher, 100-byte frames) at the lower rates, "

@@ -137,7 +137,6 @@ class Settings:
         self.s12_senders = pick(50, 10)        #   viewers sending into the room (one process)
         self.s12_passes = pick(2, 1)           #   passes per rate, tipcast and Nchan taking turns
         self.s12_warm = pick(4, 2)             #   warm-up after every connection is open
-        self.s12_open_s = pick(3, 2)           #   time for the receivers to open (5,000/s each)
         self.s12_dur = pick(20, 5)             #   measured seconds per step
         self.s10_rounds = whole("BENCH_S10_ROUNDS", pick(3, 1))  # scenario 10: turns of the three databases
 
