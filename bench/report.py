@@ -584,7 +584,7 @@ def scenario8(d, f):
             "goal steps ride on the call that was already made per batch of orders; PostgreSQL's is "
             f"{fmt(pg.get('idle'), 1)} / {fmt(pg.get('on'), 1)} against {fmt(pg.get('before'), 1)} "
             f"({fmt(ratio(pg.get('on'), pg.get('before')), 2, ' x')}; the ledger's transaction also keeps the "
-            "global boards' per-sender rollup, but gathers 50 ms of orders (`ledger-flush-ms`), and with battles "
+            "global boards' per-sender rollup, but gathers `ledger-flush-ms` of orders, and with battles "
             "running every node's PK tick re-reads about a second of their orders).")
         mx = {k: num(f.get(f"s8.{k}.max")) for k, _ in kinds}
         d.w(f"- **Gift throughput.** find-max held {fmt(mx.get('idle'))} gifts/s with the features idle and "

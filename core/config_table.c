@@ -262,12 +262,13 @@ const struct config_entry config_table[] = {
     {"ledger-batch", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(ledger_batch), 1, 10000, "5000", "N",
      "Most outbox entries written to PostgreSQL in one transaction. Only a "
      "backlog fills one; larger ones cost PostgreSQL less per entry."},
-    {"ledger-flush-ms", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(ledger_flush_ms), 1, 60000, "50", "MS",
+    {"ledger-flush-ms", CONFIG_G_MONEY, CONFIG_T_INT, CONFIG_OFF(ledger_flush_ms), 1, 60000, "200", "MS",
      "Longest wait for more entries before a partial batch is written: "
      "while orders keep coming, the outbox is read at most once per this "
      "time unless a read filled a batch, so one transaction holds what came "
-     "meanwhile (PostgreSQL's cost is per transaction). An order after a "
-     "quiet spell is written at once."},
+     "meanwhile, more the higher the rate (PostgreSQL's cost is largely per "
+     "transaction: at 4,000 gifts/s, 200 ms cost it 77 us a gift against "
+     "115 for 50 ms). An order after a quiet spell is written at once."},
     {"board-tz", CONFIG_G_MONEY, CONFIG_T_STR, CONFIG_OFF(board_tz), 0, 0, "UTC", "ZONE",
      "Time zone (IANA name, e.g. Asia/Shanghai) in which the daily, weekly "
      "(from Monday) and monthly leaderboards start."},
