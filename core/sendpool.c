@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -59,6 +60,11 @@ struct sendpool *sendpool_new(int threads)
     struct sendpool *p = calloc(1, sizeof *p + (size_t)threads * sizeof p->h[0]);
     if (!p)
         return NULL;
+    /* The helpers take no signals: they go to the loop's thread, as
+     * before there were helpers. The mask is inherited at creation. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     for (int i = 0; i < threads; i++) {
         struct helper *h = &p->h[i];
         h->p = p;
@@ -69,11 +75,13 @@ struct sendpool *sendpool_new(int threads)
             log_msg(LOG_ERROR, "fan-out: cannot start a send thread: %s", strerror(rc));
             sem_destroy(&h->start);
             sem_destroy(&h->done);
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
             sendpool_free(p);
             return NULL;
         }
         p->threads = i + 1;
     }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     return p;
 }
 
