@@ -1028,7 +1028,13 @@ def limits_section(d, f, r1, r2, r3, r4):
         "median from 69-79 to 48-54 ms (Nchan 69-78). Leaderboard pushes, the issue's other suspect, were "
         "measured and left alone: with the new client, pushes off (board-push-ms 60000) against every 500 ms "
         "changed delivery at 1 and 10 events/s by less than the runs' spread (each push goes in the same "
-        "write as the event that moved it).")
+        "write as the event that moved it)."
+        " Two tipcastd processes sharing the port (--reuse-port, fanout-threads 0, the members spread over "
+        "both) instead of one with a helper, same layout: delivery p50/p99 38.5/101-104 ms at 1 event/s (one "
+        "process: 48-54/93-117), 51-52/105-108 at 10 (37.5/86-90) and 176-189/575-633 at 100, with ack p99 87"
+        " ms (85-89/148-153, ack p99 20-22): each process does the room's whole per-event work (its "
+        "subscription, frames, board reads) for its half of the members, so past a few events/s one process "
+        "with a send helper serves a hot room better.")
     d.w("- The gift path (issue 16's third target, not reached). CPU per gift at 3,500-4,000 gifts/s "
         "(scenario 1's shape, 50 rooms of 4 members, /proc over 10 s): tipcastd 78-92 us, Redis 146-152, "
         "PostgreSQL 77-82 with ledger-flush-ms 200 (115 with the former 50 ms: a transaction costs about "
