@@ -32,6 +32,14 @@ static void resolve(struct bench *b, struct bconn *c, enum cstate st)
         b->resolved++;
 }
 
+static void conn_received(struct bconn *c, const uint8_t *buf, size_t len);
+static void conn_established(struct bconn *c);
+static void conn_peer_closed(struct bconn *c, int code);
+static void conn_closed(struct bconn *c);
+
+/* What rawrx.c reports. */
+static const struct conn_events raw_events = {conn_established, conn_received, conn_peer_closed, conn_closed};
+
 int conn_open(struct bconn *c)
 {
     struct bench *b = c->b;
@@ -55,7 +63,7 @@ int conn_open(struct bconn *c)
     }
     c->state = CS_CONNECTING;
     if (b->raw) {
-        if (rawrx_open(c, path, protocol) == 0)
+        if (rawrx_open(c, path, protocol, &raw_events) == 0)
             return 0;
         if (c->state == CS_CONNECTING) {
             resolve(b, c, CS_FAILED);
@@ -255,7 +263,7 @@ static void handle_peer(struct bench *b, struct bconn *c, const uint8_t *buf, si
     on_delivery(b, t, memcmp(buf + 8, b->tag, 8) == 0);
 }
 
-void conn_received(struct bconn *c, const uint8_t *buf, size_t len)
+static void conn_received(struct bconn *c, const uint8_t *buf, size_t len)
 {
     struct bench *b = c->b;
     b->rx_us = 0;
@@ -422,7 +430,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     }
 }
 
-void conn_established(struct bconn *c)
+static void conn_established(struct bconn *c)
 {
     struct bench *b = c->b;
     c->state = CS_OPEN;
@@ -434,7 +442,7 @@ void conn_established(struct bconn *c)
     }
 }
 
-void conn_peer_closed(struct bconn *c, int code)
+static void conn_peer_closed(struct bconn *c, int code)
 {
     if (c->b->phase != PH_DONE) {
         char text[32];
@@ -443,7 +451,7 @@ void conn_peer_closed(struct bconn *c, int code)
     }
 }
 
-void conn_closed(struct bconn *c)
+static void conn_closed(struct bconn *c)
 {
     struct bench *b = c->b;
     if (c->state == CS_CONNECTING) { /* it never opened */

@@ -10,7 +10,7 @@
  * parsed in place from one shared read buffer (the tail of a frame cut by a
  * read is kept per connection), pongs to pings, and its few requests
  * (tipcast's join) masked with a zero key. What it hands on is the same
- * (run.h: conn_received), so the latencies are measured as before.
+ * (run.h: struct conn_events), so the latencies are measured as before.
  *
  * It checks that the server switched protocols (101), not the accept hash:
  * it talks to the servers under test, on loopback. */
@@ -31,6 +31,7 @@ struct rawconn {
     uv_tcp_t tcp;
     uv_connect_t connect;
     struct bconn *c;
+    const struct conn_events *ev;
     int upgraded, closing;
 };
 
@@ -45,7 +46,7 @@ static void on_closed(uv_handle_t *h)
 {
     struct rawconn *rc = h->data;
     struct bconn *c = rc->c;
-    conn_closed(c);
+    rc->ev->closed(c);
     c->raw = NULL;
     free(rc);
 }
@@ -154,13 +155,13 @@ static long parse_frames(struct rawconn *rc, const uint8_t *buf, size_t len)
                 bench_error(c->b, "bench_fragmented_frame");
                 return -1;
             }
-            conn_received(c, payload, (size_t)plen);
+            rc->ev->received(c, payload, (size_t)plen);
             if (rc->closing)
                 return -1;
             break;
         case 8:
             if (plen >= 2)
-                conn_peer_closed(c, payload[0] << 8 | payload[1]);
+                rc->ev->peer_closed(c, payload[0] << 8 | payload[1]);
             return -1;
         case 9:
             if (plen <= 125 && raw_write_frame(rc, 10, payload, (size_t)plen) < 0)
@@ -189,7 +190,7 @@ static long parse_upgrade(struct rawconn *rc, const uint8_t *buf, size_t len)
     if (len < 12 || memcmp(buf, "HTTP/1.1 101", 12) != 0)
         return -1;
     rc->upgraded = 1;
-    conn_established(rc->c);
+    rc->ev->established(rc->c);
     return end - buf;
 }
 
@@ -282,7 +283,7 @@ static void on_connect(uv_connect_t *req, int status)
     uv_read_start((uv_stream_t *)&rc->tcp, on_alloc, on_read);
 }
 
-int rawrx_open(struct bconn *c, const char *path, const char *protocol)
+int rawrx_open(struct bconn *c, const char *path, const char *protocol, const struct conn_events *ev)
 {
     struct bench *b = c->b;
     struct sockaddr_in src, dst;
@@ -293,6 +294,7 @@ int rawrx_open(struct bconn *c, const char *path, const char *protocol)
     if (!rc)
         return -1;
     rc->c = c;
+    rc->ev = ev;
     uv_tcp_init(&b->loop, &rc->tcp);
     rc->tcp.data = rc;
     rc->connect.data = rc;
@@ -305,7 +307,7 @@ int rawrx_open(struct bconn *c, const char *path, const char *protocol)
                      protocol ? protocol : "", protocol ? "\r\n" : "");
     uv_tcp_nodelay(&rc->tcp, 1);
     /* From here a failure closes the handle, and its close callback counts
-     * the connection as failed (conn_closed). The request is queued behind
+     * the connection as failed (ev->closed). The request is queued behind
      * the connect: libuv writes it once connected. */
     if (n <= 0 || (size_t)n >= sizeof req || uv_tcp_bind(&rc->tcp, (const struct sockaddr *)&src, 0) < 0 ||
         uv_tcp_connect(&rc->connect, &rc->tcp, (const struct sockaddr *)&dst, on_connect) < 0 ||

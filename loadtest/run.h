@@ -133,18 +133,21 @@ const struct lws_protocols *conn_protocols(void);
 int conn_open(struct bconn *c);
 void conn_want_write(struct bconn *c);
 
-/* clients.c: what a connection's transport (lws's callback, or rawrx.c)
- * reports: the WebSocket is open; a whole message came; the server sent a
- * close with this code; the connection is gone (or never opened). */
-void conn_established(struct bconn *c);
-void conn_received(struct bconn *c, const uint8_t *buf, size_t len);
-void conn_peer_closed(struct bconn *c, int code);
-void conn_closed(struct bconn *c);
+/* What a connection's transport (lws's callback in clients.c, or rawrx.c)
+ * reports to clients.c: the WebSocket is open; a whole message came; the
+ * server sent a close with this code; the connection is gone (or never
+ * opened). */
+struct conn_events {
+    void (*established)(struct bconn *c);
+    void (*received)(struct bconn *c, const uint8_t *buf, size_t len);
+    void (*peer_closed)(struct bconn *c, int code);
+    void (*closed)(struct bconn *c);
+};
 
 /* rawrx.c: a connection of a receive-only process: opening it (-1 when
- * nothing was started; a failure later is reported by conn_closed), a
- * request frame (text or binary), closing it. */
-int rawrx_open(struct bconn *c, const char *path, const char *protocol);
+ * nothing was started; a failure later is reported as closed), a request
+ * frame (text or binary), closing it. */
+int rawrx_open(struct bconn *c, const char *path, const char *protocol, const struct conn_events *ev);
 int rawrx_send(struct bconn *c, int text, const uint8_t *payload, size_t len);
 void rawrx_close(struct bconn *c);
 
