@@ -48,8 +48,9 @@ enum { ROOM_HISTORY_RING, ROOM_HISTORY_REDIS, ROOM_HISTORY_REFUSED };
 #define ROOM_BOARD_WAIT_MS 20
 /* A flush's share of one loop iteration (fanout.c): it writes to members
  * for about this long, then the loop reads its sockets (acks, requests, new
- * events) before the pass goes on. A write to a member costs 4-10 us here,
- * so a slice is about 200-500 members. */
+ * events) before the pass goes on. A write to a member costs 4-10 us here;
+ * the clock is read after each chunk (FANOUT_CHUNK), so a slice is one to a
+ * few chunks. */
 #define FANOUT_SLICE_US 2000
 /* Members visited between two readings of the clock within a slice: their
  * writes go out together, shared by the send helpers (fanout-threads). */
