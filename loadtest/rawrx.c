@@ -84,24 +84,20 @@ static int raw_write(struct rawconn *rc, const void *data, size_t len)
  * is). */
 static int raw_write_frame(struct rawconn *rc, int opcode, const uint8_t *payload, size_t len)
 {
-    uint8_t head[14];
+    uint8_t frame[8 + 512]; /* the bench's requests are small */
     size_t n = 0;
-    head[n++] = (uint8_t)(0x80 | opcode);
-    if (len < 126) {
-        head[n++] = (uint8_t)(0x80 | len);
-    } else if (len < 65536) {
-        head[n++] = 0x80 | 126;
-        head[n++] = (uint8_t)(len >> 8);
-        head[n++] = (uint8_t)len;
-    } else {
-        return -1; /* the bench's requests are small */
-    }
-    memset(head + n, 0, 4);
-    n += 4;
-    uint8_t frame[14 + 512];
-    if (len > sizeof frame - n)
+    if (len > sizeof frame - 8)
         return -1;
-    memcpy(frame, head, n);
+    frame[n++] = (uint8_t)(0x80 | opcode);
+    if (len < 126) {
+        frame[n++] = (uint8_t)(0x80 | len);
+    } else {
+        frame[n++] = 0x80 | 126;
+        frame[n++] = (uint8_t)(len >> 8);
+        frame[n++] = (uint8_t)len;
+    }
+    memset(frame + n, 0, 4);
+    n += 4;
     memcpy(frame + n, payload, len);
     return raw_write(rc, frame, n + len);
 }

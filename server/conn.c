@@ -352,43 +352,41 @@ int conn_deliver_prepare(struct conn *c, struct membership *m, struct frame *boa
     return 1;
 }
 
+/* The part of a room frame the socket did not take, handed to lws, which
+ * writes it at WRITEABLE (the connection is stalled now): a copy of its
+ * own, as a raw write, since lws may use the headroom in front of what it
+ * is given and the frame's is shared. Returns 0, or -1. */
+static int hand_rest(struct conn *c, enum fmt fmt, const uint8_t *bytes, size_t len)
+{
+    struct frame *tail = frame_new(fmt, len);
+    if (!tail)
+        return -1;
+    memcpy(frame_payload(tail), bytes, len);
+    tail->len = (uint32_t)len;
+    tail->wire = 1;
+    int rc = write_frame(c, tail);
+    frame_unref(tail);
+    return rc;
+}
+
 void conn_deliver_finish(struct conn_write *w, const struct send_job *j)
 {
     struct conn *c = w->c;
-    struct membership *m = w->m;
-    struct frame *f = w->f;
+    int rc = j->sent < 0 ? -1 : 0;
+    if (rc == 0) {
+        c->bytes_out += (uint64_t)j->sent;
+        if ((size_t)j->sent < j->len)
+            rc = hand_rest(c, (enum fmt)w->f->fmt, j->bytes + j->sent, j->len - (size_t)j->sent);
+    }
+    frame_unref(w->f);
     w->f = NULL;
-    if (j->sent < 0) {
+    if (rc < 0) {
         write_failed(c);
-        frame_unref(f);
         return;
     }
-    c->bytes_out += (uint64_t)j->sent;
-    if ((size_t)j->sent < j->len) {
-        /* The socket took part of it: lws holds the rest, written at
-         * WRITEABLE (the connection is stalled now). A copy of its own, as
-         * a raw write: lws may use the headroom in front of what it is
-         * given, and the frame's is shared. */
-        size_t rest = j->len - (size_t)j->sent;
-        struct frame *tail = frame_new(f->fmt, rest);
-        int rc = -1;
-        if (tail) {
-            memcpy(frame_payload(tail), j->bytes + j->sent, rest);
-            tail->len = (uint32_t)rest;
-            tail->wire = 1;
-            rc = write_frame(c, tail);
-            frame_unref(tail);
-        }
-        if (rc < 0) {
-            write_failed(c);
-            frame_unref(f);
-            return;
-        }
-    }
-    frame_unref(f);
     if (w->rx_us)
         note_delivery(c, w->rx_us);
-    if (m->ring->last_seq >= m->next_seq)
+    if (w->m->ring->last_seq >= w->m->next_seq)
         want_write(c);
 }
 

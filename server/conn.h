@@ -243,7 +243,6 @@ struct conn_write {
     struct membership *m;
     struct frame *f;    /* the frame's reference, dropped by finish */
     int64_t rx_us;      /* its oldest event's arrival (delivery latency), 0 for a push alone */
-    uint8_t sent_board; /* it carries the room's push (fanout.c) */
 };
 /* Live membership m's next frame of the room, with the leaderboard push
  * `board` (NULL for none; the caller keeps its reference), to go out in

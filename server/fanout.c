@@ -192,6 +192,14 @@ static void pass_end(struct room *r)
  * by the send helpers and this thread (sendpool.h). Parks the members
  * whose connection is stalled. The pass is over when flush_at reaches
  * nmembers. */
+/* Parks membership m of a stalled connection; `sent_board`: this pass's push
+ * went to it, so it is owed only later ones when it resumes. */
+static void park(struct room *r, struct membership *m, int sent_board)
+{
+    m->board_gen = (uint16_t)(r->board_gen + sent_board);
+    room_park(r, m);
+}
+
 static void flush_room(struct rooms *rs, struct room *r)
 {
     int has_board = r->flush_board[0] != NULL;
@@ -208,18 +216,15 @@ static void flush_room(struct rooms *rs, struct room *r)
             int queued = conn_deliver_prepare(c, m, r->flush_board[c->fmt], &rs->writes[n], &rs->sends[n]);
             if (room_membership(c, r) < 0)
                 continue;
-            if (queued) {
-                /* Parked, if need be, once its write is known. */
-                rs->writes[n++].sent_board = (uint8_t)has_board;
+            if (queued) { /* parked, if need be, once its write is known */
+                n++;
                 r->flush_at++;
                 continue;
             }
             sent_board = has_board;
         }
-        if (c->stalled_ms) {
-            m->board_gen = (uint16_t)(r->board_gen + sent_board);
-            room_park(r, m);
-        }
+        if (c->stalled_ms)
+            park(r, m, sent_board);
         r->flush_at++;
     }
     if (!n)
@@ -230,10 +235,8 @@ static void flush_room(struct rooms *rs, struct room *r)
     for (uint32_t i = 0; i < n; i++) {
         struct conn_write *w = &rs->writes[i];
         conn_deliver_finish(w, &rs->sends[i]);
-        if (w->c->stalled_ms) {
-            w->m->board_gen = (uint16_t)(r->board_gen + w->sent_board);
-            room_park(r, w->m);
-        }
+        if (w->c->stalled_ms)
+            park(r, w->m, has_board);
     }
 }
 
