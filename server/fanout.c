@@ -166,6 +166,7 @@ static void pass_begin(struct room *r)
     r->flushing = 1;
     r->flush_again = 0;
     r->flush_at = r->nparked;
+    r->pass_need = INT64_MAX;
     for (int k = 0; k < FMT_COUNT; k++) {
         r->flush_board[k] = r->board_push[k];
         r->board_push[k] = NULL;
@@ -175,6 +176,10 @@ static void pass_begin(struct room *r)
 static void pass_end(struct room *r)
 {
     r->flushing = 0;
+    /* The ring keeps what the members in step still need, and no more
+     * (ring.h). A ring that found no memory to shrink in tries again after
+     * the next pass: it is whole meanwhile. */
+    (void)ring_settle(&r->ring, r->pass_need);
     if (r->flush_board[0]) {
         r->board_gen++;
         for (int k = 0; k < FMT_COUNT; k++) {
@@ -217,6 +222,7 @@ static void flush_room(struct rooms *rs, struct room *r)
             if (room_membership(c, r) < 0)
                 continue;
             if (queued) { /* parked, if need be, once its write is known */
+                r->pass_need = r->pass_need < m->next_seq ? r->pass_need : m->next_seq;
                 n++;
                 r->flush_at++;
                 continue;
@@ -225,6 +231,8 @@ static void flush_room(struct rooms *rs, struct room *r)
         }
         if (c->stalled_ms)
             park(r, m, sent_board);
+        else if (m->state == MEMBER_LIVE && m->next_seq < r->pass_need)
+            r->pass_need = m->next_seq;
         r->flush_at++;
     }
     if (!n)

@@ -1,6 +1,7 @@
 /* ring.c - a room's event ring and the frames built from it (see ring.h). */
 #include "ring.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,13 +12,39 @@ int ring_init(struct ring *r, const char *room)
     memset(r, 0, sizeof *r);
     r->room = room;
     r->ev = calloc(RING_EVENTS, sizeof *r->ev);
+    r->cap = RING_EVENTS;
+    r->need_seq = INT64_MAX; /* until a pass says otherwise: the latest RING_EVENTS */
     return r->ev ? 0 : -1;
 }
 
 static struct ring_event *at(struct ring *r, uint32_t pos)
 {
     tc_assert(pos < r->count);
-    return &r->ev[(r->head + pos) % RING_EVENTS];
+    return &r->ev[(r->head + pos) % r->cap];
+}
+
+/* The place of ev in the ring, from the oldest event. */
+static uint32_t pos_of(const struct ring *r, const struct ring_event *ev)
+{
+    return (uint32_t)((ev - r->ev) - r->head + r->cap) % r->cap;
+}
+
+/* Moves the events into an array of `cap` entries, oldest first. Returns
+ * 0, or -1 when out of memory (nothing changed). */
+static int resize(struct ring *r, uint32_t cap)
+{
+    tc_assert(cap >= r->count);
+    struct ring_event *ev = malloc(cap * sizeof *ev);
+    if (!ev)
+        return -1;
+    for (uint32_t i = 0; i < r->count; i++)
+        ev[i] = *at(r, i);
+    memset(ev + r->count, 0, (cap - r->count) * sizeof *ev);
+    free(r->ev);
+    r->ev = ev;
+    r->head = 0;
+    r->cap = cap;
+    return 0;
 }
 
 static void drop_oldest(struct ring *r)
@@ -26,8 +53,9 @@ static void drop_oldest(struct ring *r)
     struct ring_event *ev = &r->ev[r->head];
     for (int f = 0; f < FMT_COUNT; f++)
         frame_unref(ev->frame[f]);
+    r->evicted_seq = ev->seq;
     memset(ev, 0, sizeof *ev);
-    r->head = (r->head + 1) % RING_EVENTS;
+    r->head = (r->head + 1) % r->cap;
     r->count--;
 }
 
@@ -58,12 +86,16 @@ int64_t ring_push(struct ring *r, int64_t seq, int64_t rx_us, struct frame *cons
 {
     tc_assert(seq > r->last_seq);
     int64_t evicted = 0;
-    if (r->count == RING_EVENTS) {
-        evicted = r->ev[r->head].seq;
-        r->evicted_seq = evicted;
-        drop_oldest(r);
+    if (r->count == r->cap) {
+        /* The oldest event still needed by a member in step: the ring grows
+         * (out of memory or at its bound, it is dropped all the same). */
+        int needed = r->ev[r->head].seq >= r->need_seq;
+        if (!(needed && r->cap < RING_EVENTS_MAX && resize(r, r->cap * 2) == 0)) {
+            evicted = r->ev[r->head].seq;
+            drop_oldest(r);
+        }
     }
-    struct ring_event *ev = &r->ev[(r->head + r->count) % RING_EVENTS];
+    struct ring_event *ev = &r->ev[(r->head + r->count) % r->cap];
     ev->seq = seq;
     ev->rx_us = rx_us;
     for (int k = 0; k < FMT_COUNT; k++) {
@@ -75,6 +107,16 @@ int64_t ring_push(struct ring *r, int64_t seq, int64_t rx_us, struct frame *cons
     r->count++;
     r->last_seq = seq;
     return evicted;
+}
+
+int ring_settle(struct ring *r, int64_t need_seq)
+{
+    r->need_seq = need_seq;
+    while (r->count > RING_EVENTS && r->ev[r->head].seq < need_seq)
+        drop_oldest(r);
+    if (r->cap > RING_EVENTS && r->count <= RING_EVENTS)
+        return resize(r, RING_EVENTS);
+    return 0;
 }
 
 struct ring_event *ring_next(struct ring *r, int64_t next_seq)
@@ -103,7 +145,7 @@ int ring_run(struct ring *r, int64_t after, enum fmt fmt, struct frame **out, in
     struct ring_event *ev = ring_next(r, after + 1);
     if (!ev || ev->seq != after + 1)
         return -1;
-    uint32_t pos = (uint32_t)((ev - r->ev) - r->head + RING_EVENTS) % RING_EVENTS;
+    uint32_t pos = pos_of(r, ev);
     int n = 0;
     while (pos + (uint32_t)n < r->count && n < max) {
         struct ring_event *e = at(r, pos + (uint32_t)n);
@@ -135,7 +177,7 @@ static struct frame *pair_frame(struct ring *r, struct frame *events, struct fra
 struct frame *ring_frame_from(struct ring *r, struct ring_event *ev, enum fmt fmt, struct ring_event **last,
                               struct frame *board)
 {
-    uint32_t pos = (uint32_t)((ev - r->ev) - r->head + RING_EVENTS) % RING_EVENTS;
+    uint32_t pos = pos_of(r, ev);
     tc_assert(pos < r->count && at(r, pos) == ev);
     struct frame *frames[RING_BATCH_EVENTS];
     size_t bytes = 0;

@@ -12,6 +12,16 @@
  * closes it): the node never holds more than the ring, however slow a
  * reader is.
  *
+ * The ring holds the latest RING_EVENTS events, and more while the members
+ * still need them: each flush pass tells it the lowest cursor of the live
+ * members it visited (ring_settle), and an event at or past that cursor is
+ * not dropped for a new one; the ring grows instead, up to RING_EVENTS_MAX.
+ * So a burst (a catch-up, or a failover's backlog published at once) waits
+ * in the ring until the members in step have it, a frame of up to
+ * RING_BATCH_EVENTS per pass, and is not lost under them; once they do, the
+ * ring goes back to RING_EVENTS. A stalled member (not visited by passes)
+ * keeps the guarantee of the latest RING_EVENTS.
+ *
  * Pure: no I/O. Frames are reference counted (core/frame.h). */
 #ifndef TIPCAST_RING_H
 #define TIPCAST_RING_H
@@ -21,8 +31,10 @@
 
 #include "frame.h"
 
-/* Events kept per room (per node). */
+/* Events kept per room (per node): at least the latest RING_EVENTS, and up
+ * to RING_EVENTS_MAX while the members in step still need them. */
 #define RING_EVENTS 512
+#define RING_EVENTS_MAX 4096
 /* A member that is behind gets its pending events of a room in one frame,
  * up to this many events and bytes: fewer frames and syscalls per event
  * when a room is hot. */
@@ -38,8 +50,12 @@ struct ring_event {
 
 struct ring {
     const char *room;        /* the room's id (owned by the room) */
-    struct ring_event *ev;   /* RING_EVENTS entries */
-    uint32_t head, count;
+    struct ring_event *ev;   /* cap entries */
+    uint32_t head, count, cap;
+    /* The lowest cursor of the live members the last flush pass visited
+     * (ring_settle): an event from it on is not dropped while the ring may
+     * grow. INT64_MAX (none) until a pass has ended. */
+    int64_t need_seq;
     int64_t last_seq;
     /* The newest seq dropped to make room, 0 when none was: a member whose
      * next seq is at or below it has lost events (ring_lost). */
@@ -61,6 +77,13 @@ void ring_free(struct ring *r);
  * their references. Returns the seq of the event dropped to make room, 0 when
  * none was. */
 int64_t ring_push(struct ring *r, int64_t seq, int64_t rx_us, struct frame *const frames[FMT_COUNT]);
+
+/* A flush pass has ended: `need_seq` is the lowest next seq of the live
+ * members it visited (INT64_MAX for none). Drops the events past the
+ * latest RING_EVENTS that no such member needs, and gives back the room a
+ * burst took once it is down to RING_EVENTS. Returns 0, or -1 when out of
+ * memory (the ring is left as it was, whole). */
+int ring_settle(struct ring *r, int64_t need_seq);
 
 /* Whether a member whose next event is next_seq has lost events to the
  * ring's bound (a slow consumer). */

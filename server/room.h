@@ -108,9 +108,12 @@ struct room {
      * [nparked, flush_at) have been visited, [flush_at, nmembers) not yet;
      * room_leave keeps it so. flush_again: events or a push came during the
      * pass, so the members already visited need another. flush_board: the
-     * push this pass sends (board_push holds a newer one for the next). */
+     * push this pass sends (board_push holds a newer one for the next).
+     * pass_need: the lowest next seq of the live members the pass visited,
+     * for the ring (ring_settle). */
     uint8_t flushing, flush_again;
     uint32_t flush_at;
+    int64_t pass_need;
     struct frame *flush_board[FMT_COUNT];
     /* A leaderboard push waiting for the flush. */
     struct frame *board_push[FMT_COUNT];

@@ -8,6 +8,7 @@ on the streams themselves."""
 
 import signal
 import subprocess
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -370,6 +371,59 @@ def test_burst_is_coalesced_into_batches_in_order(server, client, room, ob, prot
     assert m.batches_received >= 1, "no batch in a burst of 300 events"
     assert len(m.seen) == 300 + sum(1 for x in m.seen if x.get("type") != "event")
     assert_quiet(m)
+
+
+def test_burst_past_the_ring_reaches_the_members_reading_it(server, client, room, ob):
+    """1,500 events published at once, three times the ring's 512 (as a
+    failover's backlog is, when a node takes over a dead node's outbox
+    shards): the members reading get every one once, in seq order, and are
+    not closed as slow consumers; the ring holds the burst until they have
+    it (server/ring.h). The next real gift still reaches both."""
+    srv = server(**FLAGS)
+    ms = [client(srv, unique("v"), "viewer", p) for p in (SUBPROTOCOL_MSGPACK, SUBPROTOCOL_JSON)]
+    for m in ms:
+        assert m.join(room)["seq"] == 0
+    u = unique("s")
+    ob.gift(u, room)
+    for m in ms:
+        assert m.expect("event")["seq"] == 1
+    n = 1500
+    r = Redis()
+    try:
+        # The first event's body, published again as events 2..1501 in one
+        # write; the room's seq moves past them for the gift after.
+        [(_, fields)] = r("XRANGE", f"tc:{{r:{room}}}:hist", "-", "+")
+        body = fields[fields.index("b") + 1]
+        body = body if isinstance(body, bytes) else body.encode("latin-1")
+        assert r("SET", f"tc:{{r:{room}}}:seq", n + 1) == "OK"
+        chan = f"tc:{{r:{room}}}:ev"
+        got = {}
+
+        def read(m):
+            try:
+                got[m] = [e["seq"] for e in events(m, n, timeout=60)]
+            except AssertionError as e:  # closed, or too few: said below
+                got[m] = f"{len(m.seen)} messages, then {e}"
+
+        readers = [threading.Thread(target=read, args=(m,)) for m in ms]
+        for t in readers:
+            t.start()
+        node = r.node_for(chan)
+        node.sock.sendall(b"".join(_resp("SPUBLISH", chan, b"%d:gift:" % seq + body) for seq in range(2, n + 2)))
+        for _ in range(n):
+            node._reply()
+    finally:
+        r.close()
+    for t in readers:
+        t.join(70)
+    for m in ms:
+        assert got.get(m) == list(range(2, n + 2))
+    ob.gift(u, room)
+    for m in ms:
+        assert m.expect("event")["seq"] == n + 2
+    status, _, text = srv.http_get("/metrics")
+    assert status == 200
+    assert "\ntipcast_slow_consumer_closes_total 0\n" in text.decode()
 
 
 def _resp(*args):

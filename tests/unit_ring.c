@@ -1,5 +1,6 @@
 /* unit_ring.c - tests of server/ring.c: push order and eviction, the search with gaps, single,
- * batch and pair frames and their sharing, the batch limits, byte counters and references. */
+ * batch and pair frames and their sharing, the batch limits, byte counters and references, and the ring's
+ * growth for a burst the members in step still need (ring_settle). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,7 @@ static int64_t push_event(struct ring *r, int64_t seq)
 static int64_t linear_next(struct ring *r, int64_t s)
 {
     for (uint32_t i = 0; i < r->count; i++) {
-        struct ring_event *e = &r->ev[(r->head + i) % RING_EVENTS];
+        struct ring_event *e = &r->ev[(r->head + i) % r->cap];
         if (e->seq >= s)
             return e->seq;
     }
@@ -149,6 +150,76 @@ static void test_eviction(void)
     struct ring_event *last = ring_next(&r, r.last_seq);
     CHECK(last->cum[FMT_MSGPACK] == r.cum[FMT_MSGPACK]);
     CHECK(ring_next(&r, first)->cum[FMT_MSGPACK] == r.cum[FMT_MSGPACK] - RING_EVENTS + 1);
+    ring_free(&r);
+}
+
+/* A burst past RING_EVENTS that the members in step still need (the last
+ * pass's lowest cursor is at or before it) is kept: the ring grows, up to
+ * RING_EVENTS_MAX; a pass that finds them caught up gives the room back. */
+static void test_burst(void)
+{
+    struct ring r;
+    ring_init(&r, ROOM);
+    /* No pass yet: the latest RING_EVENTS, as before. */
+    int64_t s = 0, dropped = 0;
+    for (int i = 0; i < RING_EVENTS + 10; i++)
+        dropped = push_raw(&r, ++s, 1);
+    CHECK_INT(dropped, 10);
+    CHECK_INT(r.count, RING_EVENTS);
+    CHECK_INT(r.cap, RING_EVENTS);
+    /* A pass ends with every member in step (next seq s + 1): the burst
+     * that follows is needed whole, so nothing is dropped while it fits. */
+    CHECK_INT(ring_settle(&r, s + 1), 0);
+    CHECK_INT(r.count, RING_EVENTS);
+    int64_t burst_first = s + 1;
+    int64_t last_dropped = 0;
+    for (int i = 0; i < 3 * RING_EVENTS; i++) {
+        dropped = push_raw(&r, ++s, 1);
+        last_dropped = dropped ? dropped : last_dropped;
+    }
+    /* The RING_EVENTS older than the burst made room for its first ones
+     * (nobody needed them); then the ring doubled twice. */
+    CHECK_INT(last_dropped, burst_first - 1);
+    CHECK_INT(r.cap, 4 * RING_EVENTS);
+    CHECK_INT(r.count, 3 * RING_EVENTS);
+    CHECK(!ring_lost(&r, burst_first));
+    CHECK_INT(next_seq(&r, INT64_MIN), burst_first);
+    long bad = 0;
+    for (int64_t q = burst_first - 3; q <= s + 3; q++)
+        bad += next_seq(&r, q) != linear_next(&r, q);
+    CHECK_INT(bad, 0);
+    /* A pass in which the slowest member in step got 64 of them: the older
+     * ones past the latest RING_EVENTS go; the ring stays grown. */
+    int64_t need = burst_first + 64;
+    CHECK_INT(ring_settle(&r, need), 0);
+    CHECK_INT(next_seq(&r, INT64_MIN), need);
+    CHECK(!ring_lost(&r, need) && ring_lost(&r, need - 1));
+    CHECK_INT(r.cap, 4 * RING_EVENTS);
+    /* Up to RING_EVENTS_MAX and no further: then the oldest is dropped all
+     * the same (its member is a slow consumer). */
+    while (r.count < RING_EVENTS_MAX)
+        CHECK_INT(push_raw(&r, ++s, 1), 0);
+    CHECK_INT(r.cap, RING_EVENTS_MAX);
+    CHECK_INT(push_raw(&r, ++s, 1), need);
+    CHECK_INT(r.count, RING_EVENTS_MAX);
+    CHECK(ring_lost(&r, need));
+    /* Every member caught up: back to the latest RING_EVENTS, in an array
+     * of RING_EVENTS, and the search still agrees with a walk. */
+    CHECK_INT(ring_settle(&r, s + 1), 0);
+    CHECK_INT(r.count, RING_EVENTS);
+    CHECK_INT(r.cap, RING_EVENTS);
+    CHECK_INT(r.head, 0);
+    CHECK_INT(next_seq(&r, INT64_MIN), s - RING_EVENTS + 1);
+    CHECK_INT(r.evicted_seq, s - RING_EVENTS);
+    bad = 0;
+    for (int64_t q = s - RING_EVENTS - 3; q <= s + 3; q++)
+        bad += next_seq(&r, q) != linear_next(&r, q);
+    CHECK_INT(bad, 0);
+    /* Members none (a pass that visited nobody live): no more than the latest
+     * RING_EVENTS, as without passes. */
+    CHECK_INT(ring_settle(&r, INT64_MAX), 0);
+    CHECK_INT(push_raw(&r, ++s, 1), s - RING_EVENTS);
+    CHECK_INT(r.cap, RING_EVENTS);
     ring_free(&r);
 }
 
@@ -383,6 +454,7 @@ int main(void)
     test_push_next();
     test_run();
     test_eviction();
+    test_burst();
     test_single_and_batch();
     test_batch_limits();
     test_pairs();
