@@ -87,6 +87,11 @@ static void rooms(struct prom *p, const struct rooms *rs)
         prom_u64(p, "tipcast_history_requests_total", PROM_L("answer", by[i]), PROM_NONE, rs->history_by[i]);
     prom_single(p, "tipcast_history_reads_waiting", "gauge", "history reads waiting for Redis now.",
                 rs->history_reads);
+    prom_single(p, "tipcast_room_snapshot_joins_total", "counter",
+                "Joins (and joins again) that asked for their room's snapshot.", (int64_t)rs->snap_joins);
+    prom_single(p, "tipcast_room_snapshot_reads_total", "counter",
+                "Snapshot reads sent to Redis: the joins of a room that come while one is in flight share the next.",
+                (int64_t)rs->snap_reads);
 }
 
 static void messages(struct prom *p, const struct metrics *m)

@@ -124,6 +124,11 @@ void room_destroy(struct rooms *rs, struct room *r)
     *pp = r->hnext;
     tc_assert(rs->count > 0);
     rs->count--;
+    while (r->snap_queue) { /* joins of members gone (roomjoin.c) */
+        struct snap_wait *w = r->snap_queue;
+        r->snap_queue = w->next;
+        free(w);
+    }
     while (r->held) { /* live events held for a catch-up (roomsub.c) */
         struct held_event *h = r->held;
         r->held = h->next;

@@ -77,6 +77,12 @@ struct held_event {
     char payload[];
 };
 
+/* A join waiting for its room's snapshot (roomjoin.c): the link of a
+ * queue, the first member of the request. */
+struct snap_wait {
+    struct snap_wait *next;
+};
+
 struct room {
     char id[ID_MAX + 1];
     struct room *hnext;
@@ -128,6 +134,11 @@ struct room {
     int64_t board_pushed_ms;  /* monotonic time of the last push */
     struct room *board_next;
     uint8_t live; /* what this node last told the members (catalog_room_live) */
+    /* Snapshot reads (roomjoin.c): at most one per room is in flight (its
+     * id in snap_busy, 0: none); the joins that come meanwhile wait in
+     * snap_queue for the next, which answers them all. */
+    uint64_t snap_busy;
+    struct snap_wait *snap_queue, **snap_tail;
     int64_t combo_until_ms; /* monotonic: the combo sweeps go on until then */
 };
 
@@ -142,6 +153,8 @@ struct rooms {
     struct room **buckets;
     uint32_t nbuckets, count;
     int history_reads; /* history requests waiting for Redis, node-wide */
+    uint64_t snap_reads; /* snapshot reads sent (roomjoin.c), and the last one's id */
+    uint64_t snap_joins; /* joins that asked for a snapshot */
     /* history requests answered from a ring, read from Redis, refused by
      * a bound (the metrics page). */
     uint64_t history_by[3];
@@ -221,7 +234,9 @@ void rooms_on_sub_error(void *ctx, const char *channel, size_t channel_len, cons
 
 /* roomjoin.c: requests. Errors go to the connection. */
 void room_join(struct rooms *rs, struct conn *c, const char *room, const char *req_id);
-/* Asks Redis for the snapshot of c->rooms[i], whose member waits for one. */
+/* Asks Redis for the snapshot of c->rooms[i], whose member waits for one:
+ * at once, or, while a read of the room's is in flight, with the next,
+ * which answers every join that came meanwhile. */
 void room_request_snapshot(struct rooms *rs, struct conn *c, int i);
 /* A leave request: answered `left`, or not_member. */
 void room_leave_request(struct rooms *rs, struct conn *c, const char *room, const char *req_id);

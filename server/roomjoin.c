@@ -13,8 +13,10 @@
 #include "request.h"
 
 /* A request waiting for Redis: the connection by id (it may be gone) and
- * the room by name (it may have been freed). */
+ * the room by name (it may have been freed). A join's waits in its room's
+ * snapshot queue first (wait: the link, first). */
 struct pending {
+    struct snap_wait wait;
     struct rooms *rs;
     uint64_t conn_id;
     char room[ID_MAX + 1];
@@ -93,9 +95,9 @@ static struct frame *joined_frame(const struct conn *c, const struct room *r, co
     return enc_finish(&e);
 }
 
-static void on_snapshot(void *ctx, const struct roomstore_snapshot *s)
+/* Answers one join with snapshot s (NULL: Redis did not answer). */
+static void answer_join(struct pending *p, const struct roomstore_snapshot *s)
 {
-    struct pending *p = ctx;
     struct rooms *rs = p->rs;
     struct conn *c = conn_find(rs->conns, p->conn_id);
     struct room *r = room_find(rs, p->room);
@@ -135,18 +137,94 @@ static void on_snapshot(void *ctx, const struct roomstore_snapshot *s)
     free(p);
 }
 
+/* One snapshot read of a room and the joins it answers, in the order they
+ * came. */
+struct snap_read {
+    struct rooms *rs;
+    uint64_t id; /* the room's snap_busy while it is in flight */
+    char room[ID_MAX + 1];
+    struct snap_wait *joins;
+};
+
+static void answer_all(struct snap_wait *w, const struct roomstore_snapshot *s)
+{
+    while (w) {
+        struct snap_wait *next = w->next;
+        answer_join((struct pending *)w, s);
+        w = next;
+    }
+}
+
+static void snapshot_send(struct rooms *rs, struct room *r);
+
+static void on_snapshot(void *ctx, const struct roomstore_snapshot *s)
+{
+    struct snap_read *q = ctx;
+    struct rooms *rs = q->rs;
+    /* Members that fail leave (room_leave), but an empty room is freed by
+     * the sweep only: r stays valid through the answers. */
+    answer_all(q->joins, s);
+    struct room *r = room_find(rs, q->room);
+    if (r && r->snap_busy == q->id) {
+        r->snap_busy = 0;
+        if (r->snap_queue)
+            snapshot_send(rs, r);
+    }
+    free(q);
+}
+
+/* Reads the snapshot for every join in r's queue, in one call: a snapshot
+ * read after a join came is right for it (the node is subscribed to the
+ * room before any snapshot is read, so the events after the snapshot's
+ * seq reach the ring), and a storm of joins of one room costs Redis one
+ * read per round trip instead of one per join. */
+static void snapshot_send(struct rooms *rs, struct room *r)
+{
+    struct snap_read *q = malloc(sizeof *q);
+    struct snap_wait *joins = r->snap_queue;
+    r->snap_queue = NULL;
+    r->snap_tail = &r->snap_queue;
+    if (q) {
+        q->rs = rs;
+        q->id = ++rs->snap_reads;
+        snprintf(q->room, sizeof q->room, "%s", r->id);
+        q->joins = joins;
+        if (roomstore_presence(rs->store, r->id, r->nmembers, rs->cfg->snapshot_events, BOARD_TOP_N, on_snapshot,
+                               q) == 0) {
+            r->snap_busy = q->id;
+            return;
+        }
+        free(q);
+    }
+    answer_all(joins, NULL);
+}
+
+/* Queues join p for r's next snapshot read, and sends it unless a read is
+ * in flight (its answer sends the next). */
+static void snapshot_request(struct rooms *rs, struct room *r, struct pending *p)
+{
+    rs->snap_joins++;
+    p->wait.next = NULL;
+    if (!r->snap_queue)
+        r->snap_tail = &r->snap_queue;
+    *r->snap_tail = &p->wait;
+    r->snap_tail = &p->wait.next;
+    if (!r->snap_busy)
+        snapshot_send(rs, r);
+}
+
 void room_request_snapshot(struct rooms *rs, struct conn *c, int i)
 {
     struct membership *m = &c->rooms[i];
     struct room *r = m->room;
     struct pending *p = pending_new(rs, c, r->id, m->join_id);
     m->state = MEMBER_WAIT_SNAP;
-    if (!p || roomstore_presence(rs->store, r->id, r->nmembers, rs->cfg->snapshot_events, BOARD_TOP_N,
-                                 on_snapshot, p) < 0) {
-        free(p);
+    if (!p) {
         send_unavailable(c, m->join_id);
         room_leave(rs, c, i);
+        return;
     }
+    snapshot_request(rs, r, p);
 }
 
 /* A join of a room the connection is in: a fresh snapshot, unless one is
@@ -158,13 +236,12 @@ static void join_again(struct rooms *rs, struct conn *c, struct room *r, int i, 
         return;
     }
     struct pending *p = pending_new(rs, c, r->id, req_id);
-    if (p)
-        p->refresh = 1;
-    if (!p || roomstore_presence(rs->store, r->id, r->nmembers, rs->cfg->snapshot_events, BOARD_TOP_N,
-                                 on_snapshot, p) < 0) {
-        free(p);
+    if (!p) {
         send_unavailable(c, req_id);
+        return;
     }
+    p->refresh = 1;
+    snapshot_request(rs, r, p);
 }
 
 /* Room for one more entry in c->rooms and in r->members. */

@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from test_metrics import scrape, val
 from wsclient import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, unique
 
 PROTOS = [SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK]
@@ -196,6 +197,42 @@ def test_join_while_first_join_pending(server, client, room):
     assert r2["type"] == "error" and r2["code"] == "bad_field" and r2["field"] == "room", r2
     # Once answered, a join again is a plain re-join.
     assert c.join(room)["members"] == 1
+
+
+def test_joins_that_come_together_share_a_snapshot_read(server, client, room):
+    """200 viewers send their joins of one room at once: each gets a whole
+    snapshot (seq 1, the notice before it), then every later event once.
+    The joins that came while a snapshot read of the room was in flight
+    waited for the next, which answered them all: Redis read the room far
+    fewer times than there were joins (the metrics count both)."""
+    srv = server(**FAST)
+    creator = client(srv, room, "creator")
+    assert creator.join(room)["seq"] == 0
+    send_notice(creator, room, "before")
+    viewers = [client(srv, unique("v"), "viewer", PROTOS[i % 2]) for i in range(200)]
+    _, m0 = scrape(srv)
+    ids = [unique("j") for _ in viewers]
+    for v, rid in zip(viewers, ids):
+        v.send({"type": "join", "id": rid, "room": room})
+    for v, rid in zip(viewers, ids):
+        j = v.expect("joined", id=rid)
+        assert j["room"] == room and j["seq"] == 1, j
+        assert [(e["seq"], e["text"]) for e in j["events"]] == [(1, "before")], j
+        assert 2 <= j["members"] <= 201, j
+    _, m1 = scrape(srv)
+    joins = val(m1, "tipcast_room_snapshot_joins_total") - val(m0, "tipcast_room_snapshot_joins_total")
+    reads = val(m1, "tipcast_room_snapshot_reads_total") - val(m0, "tipcast_room_snapshot_reads_total")
+    assert joins == 200
+    assert 1 <= reads <= joins / 2, (reads, joins)
+    for text in ("after", "last"):
+        send_notice(creator, room, text)
+    for v in viewers:
+        assert [(e["seq"], e["text"]) for e in (v.expect("event"), v.expect("event"))] == [(2, "after"), (3, "last")]
+    # A member that joins alone still gets a read of its own, and the members count.
+    late = client(srv, unique("v"), "viewer")
+    assert late.join(room)["members"] == 202
+    _, m2 = scrape(srv)
+    assert val(m2, "tipcast_room_snapshot_reads_total") == val(m1, "tipcast_room_snapshot_reads_total") + 1
 
 
 def test_members_count_drops_on_disconnect(server, client, room):
