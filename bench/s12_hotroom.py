@@ -15,12 +15,19 @@ Steps take turns (tipcast, Nchan, tipcast, Nchan) at each of S12_RATES; Nchan on
 S12_PEER_RATES (at 100 events/s it does not keep up here; scenario 2). Every figure is per pass; the report
 shows both passes.
 
+Then a storm of joins and leaves: the room's members all join at once (two processes opening 5,000
+connections a second each) and all leave at once (their processes end), while S12_SENDERS viewers in a room
+of their own send S12_STORM_RATE gifts/s: their ack latency second by second, the snapshot reads per join
+(the node's metrics), and the CPU per joining connection of tipcastd and Redis (from /proc).
+
 Then the gift path: scenario 1's senders and rooms at scenario 1's maximum (BENCH_S4_RATE when set; 1,000 when
 scenario 1 did not run),
 with the CPU per acked gift of tipcastd, Redis and PostgreSQL from /proc.
 """
 
+import re
 import time
+import urllib.request
 
 import s2_fanout
 import s8_features
@@ -29,6 +36,10 @@ from suite import SECRET, g6, jtext, tipcast_proc
 
 RECEIVERS = 2
 RECEIVER_EXTRA_S = 4
+STORM_RATE = 100      # the senders' gifts/s during the storm, into a room of their own
+STORM_BEFORE_S = 4    # the senders' measured seconds before the members come
+STORM_HOLD_S = 6      # the members' stay, once connected, before their processes end
+STORM_AFTER_S = 6     # the senders' measured seconds after the members have gone
 
 
 def established(suite, port):
@@ -93,6 +104,94 @@ def hot_room(suite, name, target, port, spid, rate, room):
               f"{figs['ack_p50_ms'] or '-'} / p99 {figs['ack_p99_ms'] or '-'} ms, {errors} errors")
 
 
+def metric(port, name):
+    """A counter of the node's /metrics page, or None."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    m = re.search(rf"^{name} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def storm(suite, room):
+    """The members of the hot room join at once and leave at once while other viewers send gifts in a room
+    of their own: figures s12.storm.*, runs OUT/s12-storm-*."""
+    s = suite.s
+    port, spid = s.tc_port, suite.servers[0].pid
+    rpid = s8_features.redis_pid(suite)
+    per = s.s2_subs // RECEIVERS
+    open_s = per / 5000
+    span = STORM_BEFORE_S + open_s + 2 + STORM_HOLD_S + STORM_AFTER_S
+    suite.log(f"scenario 12: a storm of {s.s2_subs} joins and leaves while {s.s12_senders} viewers send "
+              f"{STORM_RATE} gifts/s in another room")
+    sender = "s12-storm-s"
+    suite.bench_bg(sender, span + 60, "--target", "tipcast", "--port", port, "--secret", SECRET,
+                   "--user-base", 900000, "--connections", s.s12_senders, "--senders", s.s12_senders,
+                   "--rooms", 1, "--room-base", room - 1, "--rate", STORM_RATE, "--warmup", 1,
+                   "--duration", g6(span), "--source-addrs", "20-20")
+    measure_from = time.monotonic() + 1 + 0.5  # the sender's connections and warm-up
+    time.sleep(1 + STORM_BEFORE_S)
+    cpu0 = (tipcast_proc.cpu_s(spid), tipcast_proc.cpu_s(rpid) if rpid else None)
+    m0 = (metric(port, "tipcast_room_snapshot_joins_total"), metric(port, "tipcast_room_snapshot_reads_total"))
+    joins_at = time.monotonic()
+    for i in range(RECEIVERS):
+        lo = 2 + 8 * i
+        # Connected, joined, held; then the process ends and the kernel
+        # closes its 5,000 connections at once.
+        suite.bench_bg(f"s12-storm-r{i}", span + 60, "--target", "tipcast", "--port", port, "--secret", SECRET,
+                       "--user-base", (i + 1) * 100000, "--connections", per, "--senders", 0, "--rooms", 1,
+                       "--room-base", room, "--open-rate", 5000, "--warmup", g6(open_s + 2),
+                       "--duration", STORM_HOLD_S, "--source-addrs", f"{lo}-{lo + 7}")
+    members = suite.jobs[-RECEIVERS:]
+    if tipcast_proc.wait_for(lambda: established(suite, port) >= s.s2_subs + s.s12_senders, 60) != "ok":
+        suite.warn("scenario 12 storm: the members did not all connect within 60 s")
+    # Their joins: answered once every snapshot has been sent.
+    tipcast_proc.wait_for(lambda: (metric(port, "tipcast_room_snapshot_joins_total") or 0) - (m0[0] or 0)
+                          >= s.s2_subs, 30)
+    joined_at = time.monotonic()
+    cpu1 = (tipcast_proc.cpu_s(spid), tipcast_proc.cpu_s(rpid) if rpid else None)
+    m1 = (metric(port, "tipcast_room_snapshot_joins_total"), metric(port, "tipcast_room_snapshot_reads_total"))
+    # The leaves: when the members' processes end, the kernel closes their
+    # connections (the server reads their ends at once).
+    tipcast_proc.wait_for(lambda: all(j.proc.poll() is not None for j in members), span + 30, interval=0.02)
+    left_at = time.monotonic()
+    suite.wait_bg()
+
+    def second(t):
+        return int(t - measure_from) + 1
+
+    secs = suite.jget(sender, "per_second") or []
+
+    def worst(a, b):
+        vals = [num(x.get("ack_p99_ms")) for x in secs if a <= x.get("t", 0) <= b]
+        vals = [v for v in vals if v is not None]
+        return g6(max(vals)) if vals else ""
+
+    joins = (m1[0] - m0[0]) if None not in (m0[0], m1[0]) else None
+    reads = (m1[1] - m0[1]) if None not in (m0[1], m1[1]) else None
+    figs = {"members": s.s2_subs, "rate": STORM_RATE,
+            "before_p99_ms": worst(1, second(joins_at) - 1),
+            "joins_p99_ms": worst(second(joins_at), second(joined_at) + 1),
+            "leaves_p99_ms": worst(second(left_at) - 1, second(left_at) + 1),
+            "ack_p99_ms": jtext(suite.jget(sender, "ack_latency_ms", "p99")),
+            "ack_max_ms": jtext(suite.jget(sender, "ack_latency_ms", "max")),
+            "errors": int(num(suite.jget(sender, "totals", "errors_total")) or 0),
+            "joins": g6(joins) if joins is not None else "",
+            "reads": g6(reads) if reads is not None else "",
+            "join_s": g6(joined_at - joins_at),
+            "tipcastd_us_per_join": g6((cpu1[0] - cpu0[0]) * 1e6 / joins) if joins and None not in (cpu0[0], cpu1[0])
+            else "",
+            "redis_us_per_join": g6((cpu1[1] - cpu0[1]) * 1e6 / joins) if joins and None not in (cpu0[1], cpu1[1])
+            else ""}
+    for k, v in figs.items():
+        suite.fig(f"s12.storm.{k}", v)
+    suite.log(f"  ack p99 before {figs['before_p99_ms']} ms, during the joins {figs['joins_p99_ms']} ms, during "
+              f"the leaves {figs['leaves_p99_ms']} ms; {figs['joins']} joins, {figs['reads']} snapshot reads, "
+              f"{figs['tipcastd_us_per_join']} / {figs['redis_us_per_join']} us per join (tipcastd / Redis)")
+
+
 def gift_path(suite):
     """Scenario 1's load at its maximum rate: CPU per acked gift of each process (s12.gifts.*)."""
     s = suite.s
@@ -124,4 +223,5 @@ def run(suite):
             if npid and rate in s.s12_peer_rates:
                 hot_room(suite, f"nchan.{rate}.{k}", "nchan", nchan.port, npid, float(rate), 0)
     nchan.stop()
+    storm(suite, room)
     gift_path(suite)
