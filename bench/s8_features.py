@@ -84,10 +84,12 @@ def features_on(suite, first, n):
 
 
 def postgres_pid(suite):
-    """The PostgreSQL server's postmaster: the parent of a backend."""
-    backend = suite.pg(suite.s.pg_conn, "SELECT pg_backend_pid()", quiet=True) or ""
+    """The PostgreSQL server's postmaster: the parent of its checkpointer (a backend's own would be gone
+    once the query's connection closes)."""
+    child = (suite.pg(suite.s.pg_conn, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'",
+                      quiet=True) or "").strip()
     try:
-        with open(f"/proc/{backend}/stat", encoding="utf-8") as f:
+        with open(f"/proc/{child}/stat", encoding="utf-8") as f:
             return int(f.read().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
         return None
