@@ -115,9 +115,9 @@ def metric(port, name):
     return float(m.group(1)) if m else None
 
 
-def storm(suite, room):
-    """The members of the hot room join at once and leave at once while other viewers send gifts in a room
-    of their own: figures s12.storm.*, runs OUT/s12-storm-*."""
+def storm(suite, room, k):
+    """Pass k: the members of the hot room join at once and leave at once while other viewers send gifts in a
+    room of their own: figures s12.storm.<k>.*, runs OUT/s12-storm-<k>-*."""
     s = suite.s
     port, spid = s.tc_port, suite.servers[0].pid
     rpid = s8_features.redis_pid(suite)
@@ -126,21 +126,20 @@ def storm(suite, room):
     span = STORM_BEFORE_S + open_s + 2 + STORM_HOLD_S + STORM_AFTER_S
     suite.log(f"scenario 12: a storm of {s.s2_subs} joins and leaves while {s.s12_senders} viewers send "
               f"{STORM_RATE} gifts/s in another room")
-    sender = "s12-storm-s"
+    sender = f"s12-storm-{k}-s"
     suite.bench_bg(sender, span + 60, "--target", "tipcast", "--port", port, "--secret", SECRET,
                    "--user-base", 900000, "--connections", s.s12_senders, "--senders", s.s12_senders,
                    "--rooms", 1, "--room-base", room - 1, "--rate", STORM_RATE, "--warmup", 1,
                    "--duration", g6(span), "--source-addrs", "20-20")
-    measure_from = time.monotonic() + 1 + 0.5  # the sender's connections and warm-up
-    time.sleep(1 + STORM_BEFORE_S)
+    time.sleep(2 + STORM_BEFORE_S)  # the sender's connections, credits and warm-up, then its calm seconds
     cpu0 = (tipcast_proc.cpu_s(spid), tipcast_proc.cpu_s(rpid) if rpid else None)
     m0 = (metric(port, "tipcast_room_snapshot_joins_total"), metric(port, "tipcast_room_snapshot_reads_total"))
-    joins_at = time.monotonic()
+    joins_at = time.time()
     for i in range(RECEIVERS):
         lo = 2 + 8 * i
         # Connected, joined, held; then the process ends and the kernel
         # closes its 5,000 connections at once.
-        suite.bench_bg(f"s12-storm-r{i}", span + 60, "--target", "tipcast", "--port", port, "--secret", SECRET,
+        suite.bench_bg(f"s12-storm-{k}-r{i}", span + 60, "--target", "tipcast", "--port", port, "--secret", SECRET,
                        "--user-base", (i + 1) * 100000, "--connections", per, "--senders", 0, "--rooms", 1,
                        "--room-base", room, "--open-rate", 5000, "--warmup", g6(open_s + 2),
                        "--duration", STORM_HOLD_S, "--source-addrs", f"{lo}-{lo + 7}")
@@ -150,17 +149,20 @@ def storm(suite, room):
     # Their joins: answered once every snapshot has been sent.
     tipcast_proc.wait_for(lambda: (metric(port, "tipcast_room_snapshot_joins_total") or 0) - (m0[0] or 0)
                           >= s.s2_subs, 30)
-    joined_at = time.monotonic()
+    joined_at = time.time()
     cpu1 = (tipcast_proc.cpu_s(spid), tipcast_proc.cpu_s(rpid) if rpid else None)
     m1 = (metric(port, "tipcast_room_snapshot_joins_total"), metric(port, "tipcast_room_snapshot_reads_total"))
     # The leaves: when the members' processes end, the kernel closes their
     # connections (the server reads their ends at once).
     tipcast_proc.wait_for(lambda: all(j.proc.poll() is not None for j in members), span + 30, interval=0.02)
-    left_at = time.monotonic()
+    left_at = time.time()
     suite.wait_bg()
 
+    # The sender's second t covers [start + t - 1, start + t) of the wall clock.
+    start = num(suite.jget(sender, "measure_start_unix")) or 0.0
+
     def second(t):
-        return int(t - measure_from) + 1
+        return int(t - start) + 1
 
     secs = suite.jget(sender, "per_second") or []
 
@@ -185,8 +187,8 @@ def storm(suite, room):
             else "",
             "redis_us_per_join": g6((cpu1[1] - cpu0[1]) * 1e6 / joins) if joins and None not in (cpu0[1], cpu1[1])
             else ""}
-    for k, v in figs.items():
-        suite.fig(f"s12.storm.{k}", v)
+    for key, v in figs.items():
+        suite.fig(f"s12.storm.{k}.{key}", v)
     suite.log(f"  ack p99 before {figs['before_p99_ms']} ms, during the joins {figs['joins_p99_ms']} ms, during "
               f"the leaves {figs['leaves_p99_ms']} ms; {figs['joins']} joins, {figs['reads']} snapshot reads, "
               f"{figs['tipcastd_us_per_join']} / {figs['redis_us_per_join']} us per join (tipcastd / Redis)")
@@ -223,5 +225,6 @@ def run(suite):
             if npid and rate in s.s12_peer_rates:
                 hot_room(suite, f"nchan.{rate}.{k}", "nchan", nchan.port, npid, float(rate), 0)
     nchan.stop()
-    storm(suite, room)
+    for k in range(s.s12_passes):
+        storm(suite, room, k)
     gift_path(suite)

@@ -2,6 +2,7 @@
  * run, drain) stepped through by the loop's tick, and the open-loop send
  * timetable they drive, with its --find-max steps. */
 #include <stdio.h>
+#include <time.h>
 
 #include "run.h"
 
@@ -66,6 +67,9 @@ static void start_step(struct bench *b, double rate, double now_s, uint64_t now_
 static void start_measuring(struct bench *b, double now_s, uint64_t now_us)
 {
     b->measuring = 1;
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    b->r.measure_start_unix = (double)wall.tv_sec + (double)wall.tv_nsec / 1e9;
     b->measure_start_us = now_us;
     b->measure_start_s = now_s;
     hist_reset(&b->r.ack);
