@@ -159,7 +159,7 @@ def storm(suite, room, k):
     suite.wait_bg()
 
     # The sender's second t covers [start + t - 1, start + t) of the wall clock.
-    start = num(suite.jget(sender, "measure_start_unix")) or 0.0
+    start = (num(suite.jget(sender, "measure_start_ms")) or 0.0) / 1000
 
     def second(t):
         return int(t - start) + 1
@@ -183,6 +183,7 @@ def storm(suite, room, k):
             "joins": g6(joins) if joins is not None else "",
             "reads": g6(reads) if reads is not None else "",
             "join_s": g6(joined_at - joins_at),
+            "joins_second": second(joins_at), "leaves_second": second(left_at),
             "tipcastd_us_per_join": g6((cpu1[0] - cpu0[0]) * 1e6 / joins) if joins and None not in (cpu0[0], cpu1[0])
             else "",
             "redis_us_per_join": g6((cpu1[1] - cpu0[1]) * 1e6 / joins) if joins and None not in (cpu0[1], cpu1[1])

@@ -69,7 +69,7 @@ static void start_measuring(struct bench *b, double now_s, uint64_t now_us)
     b->measuring = 1;
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
-    b->r.measure_start_unix = (double)wall.tv_sec + (double)wall.tv_nsec / 1e9;
+    b->r.measure_start_ms = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
     b->measure_start_us = now_us;
     b->measure_start_s = now_s;
     hist_reset(&b->r.ack);

@@ -157,7 +157,7 @@ int report_json(const struct opts *o, const struct results *r, const char *path)
     json_t *root = json_object();
     json_object_set_new(root, "target", json_string(opts_target_name(o->target)));
     json_object_set_new(root, "started", json_string(r->started));
-    json_object_set_new(root, "measure_start_unix", json_real(r->measure_start_unix));
+    json_object_set_new(root, "measure_start_ms", json_integer((json_int_t)r->measure_start_ms));
     json_object_set_new(root, "machine", machine_json());
     json_object_set_new(root, "config", config_json(o));
 

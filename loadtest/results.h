@@ -35,9 +35,9 @@ struct results_step {
 
 struct results {
     char started[40];
-    /* When the measured window began (after the warm-up), seconds since
-     * the epoch: per_second's second t covers [start + t - 1, start + t). */
-    double measure_start_unix;
+    /* When the measured window began (after the warm-up), ms since the
+     * epoch: per_second's second t covers [start + t - 1 s, start + t s). */
+    int64_t measure_start_ms;
     /* Connections. */
     uint64_t conn_opened, conn_authed, conn_joined, conn_failed, conn_lost;
     /* Sends and their outcome, over the whole run (warm-up included). */
