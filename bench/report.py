@@ -718,6 +718,14 @@ def scenario11(d, f):
     return out
 
 
+def passes(f, prefix, present):
+    """(k, g) for each pass k whose figure PREFIX.<k>.PRESENT was recorded, g(key) the number PREFIX.<k>.key."""
+    k = 0
+    while f.get(f"{prefix}.{k}.{present}"):
+        yield k, (lambda key, k=k: num(f.get(f"{prefix}.{k}.{key}")))
+        k += 1
+
+
 def scenario12(d, f, r1):
     """Issue 16's hot room under gifts, against Nchan, and the gift path's CPU per gift."""
     if not f.get("s12.rates"):
@@ -742,9 +750,7 @@ def scenario12(d, f, r1):
     out = {"ack99": {}, "p50": {}, "p99": {}, "cpu": {}}
     for rate in f.get("s12.rates", "").split():
         for server, label in (("tipcast", "tipcast"), ("nchan", "Nchan (nginx)")):
-            k = 0
-            while f.get(f"s12.{server}.{rate}.{k}.rate"):
-                g = lambda key: num(f.get(f"s12.{server}.{rate}.{k}.{key}"))  # noqa: E731
+            for k, g in passes(f, f"s12.{server}.{rate}", "rate"):
                 d.w(f"| {label} | {rate} | {k + 1} | {fmt(g('deliveries_per_s'))} | {fmt(g('p50_ms'), 1)} | "
                     f"{fmt(g('p99_ms'), 1)} | {fmt(g('cpu_us_per_delivery'), 2)} | "
                     f"{fmt(g('ack_p50_ms'), 2) if server == 'tipcast' else '-'} | "
@@ -755,7 +761,6 @@ def scenario12(d, f, r1):
                         out[key].setdefault((server, rate), []).append(v)
                 if server == "tipcast" and g("ack_p99_ms") is not None:
                     out["ack99"].setdefault(rate, []).append(g("ack_p99_ms"))
-                k += 1
     d.w()
     if f.get("s12.storm.0.members"):
         g = lambda key: num(f.get(f"s12.storm.0.{key}"))  # noqa: E731
@@ -769,14 +774,11 @@ def scenario12(d, f, r1):
         d.w("| pass | ack p99 before (ms) | during the joins (ms) | during the leaves (ms) | whole run p99 / max "
             "(ms) | errors | joins | joined in (s) | snapshot reads | tipcastd us / join | Redis us / join |")
         d.w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        k = 0
-        while f.get(f"s12.storm.{k}.members"):
-            g = lambda key: num(f.get(f"s12.storm.{k}.{key}"))  # noqa: E731
+        for k, g in passes(f, "s12.storm", "members"):
             d.w(f"| {k + 1} | {fmt(g('before_p99_ms'), 1)} | {fmt(g('joins_p99_ms'), 1)} | "
                 f"{fmt(g('leaves_p99_ms'), 1)} | {fmt(g('ack_p99_ms'), 1)} / {fmt(g('ack_max_ms'), 1)} | "
                 f"{fmt(g('errors'))} | {fmt(g('joins'))} | {fmt(g('join_s'), 1)} | {fmt(g('reads'))} | "
                 f"{fmt(g('tipcastd_us_per_join'), 1)} | {fmt(g('redis_us_per_join'), 1)} |")
-            k += 1
         d.w()
     rate = f.get("s12.gifts.rate")
     if rate:
