@@ -191,12 +191,6 @@ static void pass_end(struct room *r)
     }
 }
 
-/* Hands a room's new events, and its pass's leaderboard push, to at most
- * FANOUT_CHUNK of its live members, from where the pass is: at once to
- * those that can take them, in one write each, the writes sent together
- * by the send helpers and this thread (sendpool.h). Parks the members
- * whose connection is stalled. The pass is over when flush_at reaches
- * nmembers. */
 /* Parks membership m of a stalled connection; `sent_board`: this pass's push
  * went to it, so it is owed only later ones when it resumes. */
 static void park(struct room *r, struct membership *m, int sent_board)
@@ -205,6 +199,20 @@ static void park(struct room *r, struct membership *m, int sent_board)
     room_park(r, m);
 }
 
+/* A live member in step was visited: the pass's lowest cursor, for the
+ * ring (ring_settle). */
+static void note_need(struct room *r, const struct membership *m)
+{
+    if (m->next_seq < r->pass_need)
+        r->pass_need = m->next_seq;
+}
+
+/* Hands a room's new events, and its pass's leaderboard push, to at most
+ * FANOUT_CHUNK of its live members, from where the pass is: at once to
+ * those that can take them, in one write each, the writes sent together
+ * by the send helpers and this thread (sendpool.h). Parks the members
+ * whose connection is stalled. The pass is over when flush_at reaches
+ * nmembers. */
 static void flush_room(struct rooms *rs, struct room *r)
 {
     int has_board = r->flush_board[0] != NULL;
@@ -222,7 +230,7 @@ static void flush_room(struct rooms *rs, struct room *r)
             if (room_membership(c, r) < 0)
                 continue;
             if (queued) { /* parked, if need be, once its write is known */
-                r->pass_need = r->pass_need < m->next_seq ? r->pass_need : m->next_seq;
+                note_need(r, m);
                 n++;
                 r->flush_at++;
                 continue;
@@ -231,8 +239,8 @@ static void flush_room(struct rooms *rs, struct room *r)
         }
         if (c->stalled_ms)
             park(r, m, sent_board);
-        else if (m->state == MEMBER_LIVE && m->next_seq < r->pass_need)
-            r->pass_need = m->next_seq;
+        else if (m->state == MEMBER_LIVE)
+            note_need(r, m);
         r->flush_at++;
     }
     if (!n)

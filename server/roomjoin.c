@@ -182,8 +182,7 @@ static void snapshot_send(struct rooms *rs, struct room *r)
 {
     struct snap_read *q = malloc(sizeof *q);
     struct snap_wait *joins = r->snap_queue;
-    r->snap_queue = NULL;
-    r->snap_tail = &r->snap_queue;
+    r->snap_queue = NULL; /* the next request starts the queue again */
     if (q) {
         q->rs = rs;
         q->id = ++rs->snap_reads;
