@@ -173,11 +173,15 @@ def scenario1(d, f):
     if steps:
         d.w("find-max steps (tipcast):")
         d.w()
-        d.w("| rate (gifts/s) | ack p99 (ms) | errors |")
-        d.w("|---:|---:|---:|")
+        d.w("| rate (gifts/s) | ack p99 (ms) | delivery p99 (ms) | errors |")
+        d.w("|---:|---:|---:|---:|")
         for st in steps:
             d.w(f"| {fmt(num(st.get('rate')))} | {fmt(num(st.get('ack_p99_ms')), 1)} | "
-                f"{fmt(num(st.get('errors')))} |")
+                f"{fmt(num(st.get('deliv_p99_ms')), 1)} | {fmt(num(st.get('errors')))} |")
+        d.w()
+        d.w("A step holds on its acks (p99 and errors), the target's measure; its delivery p99 (gift to the "
+            "room's members, which the `rooms` group gathers at these rates: docs/operations.md, \"Busy rooms "
+            "gather their events\") shows whether room events kept up.")
         d.w()
     cfg = get(s1, "config") or {}
     if cfg:

@@ -113,7 +113,9 @@ struct config {
     int gift_max_count;                /* "gift-max-count", default 9999 */
     int outbox_max_backlog;            /* "outbox-max-backlog", default 100000 per shard */
     int ledger_batch;                  /* "ledger-batch", default 5000 */
-    int ledger_flush_ms;               /* "ledger-flush-ms", default 50 */
+    int ledger_flush_ms;               /* "ledger-flush-ms", default 200 */
+    int rooms_gather_ms;               /* "rooms-gather-ms", default 50 */
+    int rooms_gather_from;             /* "rooms-gather-from", default 2000 entries/s */
     char board_tz[CONFIG_STR_MAX];     /* "board-tz", IANA zone of the day/week/month boards, default UTC */
     int board_push_ms;                 /* "board-push-ms", default 500 */
     int combo_window_ms;               /* "combo-window-ms", default 3000 */

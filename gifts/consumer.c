@@ -161,11 +161,13 @@ void consumer_applied(struct consumer *c, struct entry_batch *b)
 
 /* ---- Reading ------------------------------------------------------------------- */
 
-/* The wait after a read that was not full: gather_ms, and on a cluster
- * (one command per stream, no BLOCK) at least `least`. */
+/* The wait after a read that was not full: gather_ms (when the applier
+ * has no say or says it pays), and on a cluster (one command per stream, no
+ * BLOCK) at least `least`. */
 static int64_t gather_ms(const struct consumer *c, int least)
 {
-    return redis_is_cluster(c->rl) && c->cfg.gather_ms < least ? least : c->cfg.gather_ms;
+    int64_t ms = !c->ops.gather || c->ops.gather(c->ctx) ? c->cfg.gather_ms : 0;
+    return redis_is_cluster(c->rl) && ms < least ? least : ms;
 }
 
 static void read_done(struct consumer *c, redisReply *reply)

@@ -30,7 +30,9 @@
  * sends reads at most that often unless the last one filled its batch: at
  * a steady rate its batches hold what came in the gather time, not the one
  * or two entries of a fast round trip, while an entry that comes alone
- * (the read before it older than the gather time) goes on at once. */
+ * (the read before it older than the gather time) goes on at once. An
+ * applier with ops.gather says when gathering pays: while it says not,
+ * every read goes at once. */
 #ifndef TIPCAST_CONSUMER_H
 #define TIPCAST_CONSUMER_H
 
@@ -77,6 +79,10 @@ struct consumer_ops {
     /* Applies b's entries: sets `retry` on each one not applied, then calls
      * consumer_applied(c, b) exactly once, now or later. */
     void (*apply)(void *ctx, struct entry_batch *b);
+    /* Optional: 1 when the next read should wait out the gather time (the
+     * applier gains from bigger batches now), 0 to read at once. Without
+     * it a group with a gather time always gathers. */
+    int (*gather)(void *ctx);
 };
 
 struct consumer_cfg {

@@ -8,6 +8,7 @@
 #include <hiredis/hiredis.h>
 
 #include "board.h"
+#include "clock.h"
 #include "hash.h"
 #include "log.h"
 #include "roomkeys.h"
@@ -24,16 +25,19 @@ struct call {
 
 /* The entries of one room and day, in batch order: one call, or several
  * when there are more than FEED_APPLY_MAX. */
-struct group {
+struct room_group {
     char day[BOARD_KEY_MAX]; /* the day board's key names the room and the day */
     uint32_t first, last;
     int n;
 };
 
+static void send_more(struct roomfeed *f);
+
 static void batch_done(struct roomfeed *f)
 {
     struct entry_batch *b = f->batch;
     f->batch = NULL;
+    f->sent = f->ngroups = 0;
     consumer_applied(&f->consumer, b);
 }
 
@@ -42,7 +46,10 @@ static void on_applied(redisReply *reply, void *priv)
     struct call *cl = priv;
     struct roomfeed *f = cl->f;
     struct entry_batch *b = f->batch;
+    tc_assert(f->waiting > 0);
+    f->in_flight -= cl->n;
     if (!b) { /* stopped meanwhile */
+        f->waiting--;
         free(cl);
         return;
     }
@@ -62,9 +69,8 @@ static void on_applied(redisReply *reply, void *priv)
         log_msg(LOG_ERROR, "rooms: room_apply of %d entries (room %s): %s", cl->n, b->e[cl->entry[0]].room.s,
                 reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
     free(cl);
-    tc_assert(f->waiting > 0);
-    if (--f->waiting == 0)
-        batch_done(f);
+    f->waiting--;
+    send_more(f);
 }
 
 /* The entries the room script applies: gifts and tips (a room event and a
@@ -100,7 +106,7 @@ static const char *predecessor(const struct entry_batch *b, size_t k)
 /* Puts every gift, tip and refund into the group of its room and day (the groups
  * in the order of their first entry), linking each group's entries through
  * next[]. Returns the number of groups, or -1 when out of memory. */
-static int group_entries(const struct entry_batch *b, uint32_t *next, struct group *gr)
+static int group_entries(const struct entry_batch *b, uint32_t *next, struct room_group *gr)
 {
     size_t cap = 16;
     while (cap < 2 * b->n)
@@ -122,7 +128,7 @@ static int group_entries(const struct entry_batch *b, uint32_t *next, struct gro
         while (slot[h] >= 0 && strcmp(gr[slot[h]].day, day) != 0)
             h = (h + 1) & (cap - 1);
         next[k] = UINT32_MAX;
-        struct group *g = slot[h] >= 0 ? &gr[slot[h]] : NULL;
+        struct room_group *g = slot[h] >= 0 ? &gr[slot[h]] : NULL;
         if (g && g->n < FEED_APPLY_MAX) {
             next[g->last] = (uint32_t)k;
             g->last = (uint32_t)k;
@@ -142,7 +148,7 @@ static int group_entries(const struct entry_batch *b, uint32_t *next, struct gro
 
 /* Sends one room_apply call for group g. Its entries end up waiting for the
  * call's answer, or marked `retry` when it could not be sent. */
-static void send_group(struct roomfeed *f, const struct group *g, const uint32_t *next)
+static void send_group(struct roomfeed *f, const struct room_group *g, const uint32_t *next)
 {
     struct entry_batch *b = f->batch;
     /* 16 keys, 9 arguments and the entry count, then 8 per entry. */
@@ -215,36 +221,111 @@ static void send_group(struct roomfeed *f, const struct group *g, const uint32_t
     }
     len[NFIXED] = (size_t)snprintf(count, sizeof count, "%d", cl->n);
     f->waiting++;
+    f->in_flight += cl->n;
+    f->calls++;
     if (redis_eval(f->rl, &f->apply, NKEYS, argc, argv, len, on_applied, cl) < 0) {
         f->waiting--;
+        f->in_flight -= cl->n;
         for (int i = 0; i < cl->n; i++)
             b->e[cl->entry[i]].retry = 1;
         free(cl);
     }
 }
 
+/* ---- When to gather -------------------------------------------------------------- */
+
+/* Counts an entry of `room` in the window (a room that finds no slot within
+ * a few probes is not counted). */
+static void count_room(struct roomfeed *f, const char *room)
+{
+    _Static_assert((FEED_GATHER_ROOMS & (FEED_GATHER_ROOMS - 1)) == 0, "FEED_GATHER_ROOMS is a power of two");
+    uint32_t h = hash_fnv1a(room, strlen(room)) | 1; /* 0 marks a free slot */
+    for (uint32_t i = h, n = 0; n < 16; i++, n++) {
+        uint32_t k = i & (FEED_GATHER_ROOMS - 1);
+        if (f->room_hash[k] == h || f->room_hash[k] == 0) {
+            f->room_hash[k] = h;
+            f->room_count[k]++;
+            return;
+        }
+    }
+}
+
+/* Ends the window when it is over: the next one gathers when the entries of
+ * rooms that had two or more per gather time came at rooms-gather-from a
+ * second or more. */
+static void roll_window(struct roomfeed *f, int64_t now)
+{
+    int64_t took = now - f->window_ms;
+    if (took < FEED_GATHER_WINDOW_MS)
+        return;
+    int64_t shared = 0;
+    for (int k = 0; k < FEED_GATHER_ROOMS; k++)
+        if ((int64_t)f->room_count[k] * f->gather_ms >= 2 * took)
+            shared += f->room_count[k];
+    f->gathering = shared * 1000 >= (int64_t)f->gather_from * took;
+    memset(f->room_hash, 0, FEED_GATHER_ROOMS * sizeof *f->room_hash);
+    memset(f->room_count, 0, FEED_GATHER_ROOMS * sizeof *f->room_count);
+    f->window_ms = now;
+}
+
+static int gather(void *ctx)
+{
+    struct roomfeed *f = ctx;
+    return f->gathering;
+}
+
+/* ---- Applying -------------------------------------------------------------------- */
+
+/* Makes room for the grouping of n entries. Returns 0 when out of memory. */
+static int grow(struct roomfeed *f, size_t n)
+{
+    if (n <= f->cap)
+        return 1;
+    uint32_t *next = realloc(f->next, n * sizeof *next);
+    if (next)
+        f->next = next;
+    struct room_group *gr = realloc(f->groups, n * sizeof *gr);
+    if (gr)
+        f->groups = gr;
+    if (!next || !gr)
+        return 0;
+    f->cap = n;
+    return 1;
+}
+
+/* Sends the batch's next calls while fewer than FEED_ENTRIES_IN_FLIGHT
+ * entries are in calls not yet answered; the batch is done when the last
+ * answer has come. */
+static void send_more(struct roomfeed *f)
+{
+    f->waiting++; /* holds the batch open while sending */
+    while (f->batch && f->sent < f->ngroups && f->in_flight < FEED_ENTRIES_IN_FLIGHT)
+        send_group(f, &f->groups[f->sent++], f->next);
+    if (--f->waiting == 0 && f->batch && f->sent == f->ngroups)
+        batch_done(f);
+}
+
 /* The consumer's batch: one room_apply call per room and day. */
 static void apply(void *ctx, struct entry_batch *b)
 {
     struct roomfeed *f = ctx;
-    tc_assert(!f->batch);
+    tc_assert(!f->batch && f->waiting == 0);
     f->batch = b;
-    f->waiting = 1;
-    uint32_t *next = malloc(b->n * sizeof *next);
-    struct group *gr = malloc(b->n * sizeof *gr);
-    int ng = next && gr ? group_entries(b, next, gr) : -1;
-    if (ng < 0) {
+    f->sent = 0;
+    f->ngroups = 0;
+    if (f->room_hash) {
+        roll_window(f, clock_mono_ms());
+        for (size_t k = 0; k < b->n; k++)
+            if (to_room(&b->e[k]))
+                count_room(f, b->e[k].room.s);
+    }
+    if (!grow(f, b->n) || (f->ngroups = group_entries(b, f->next, f->groups)) < 0) {
         log_msg(LOG_ERROR, "rooms: out of memory grouping a batch of %zu entries", b->n);
         for (size_t k = 0; k < b->n; k++)
             b->e[k].retry = 1;
-        ng = 0;
+        f->ngroups = 0;
     }
-    for (int g = 0; g < ng; g++)
-        send_group(f, &gr[g], next);
-    free(next);
-    free(gr);
-    if (--f->waiting == 0)
-        batch_done(f);
+    send_more(f);
 }
 
 static int ready(void *ctx)
@@ -253,27 +334,46 @@ static int ready(void *ctx)
     return redis_cmd_ready(f->rl);
 }
 
-void roomfeed_init(struct roomfeed *f, struct outbox *ob, uv_loop_t *loop, int history_len, int combo_window_ms,
-                   const char *fan_levels, int64_t pin_min_amount, const char *pin_tiers)
+void roomfeed_init(struct roomfeed *f, struct outbox *ob, uv_loop_t *loop, const struct config *cfg)
 {
-    snprintf(f->pin_min, sizeof f->pin_min, "%lld", (long long)pin_min_amount);
-    f->pin_tiers = pin_tiers;
+    snprintf(f->pin_min, sizeof f->pin_min, "%lld", (long long)cfg->pin_min_amount);
+    f->pin_tiers = cfg->pin_tiers;
     f->rl = ob->rl;
-    f->history_len = history_len;
-    snprintf(f->combo_window, sizeof f->combo_window, "%d", combo_window_ms);
-    f->fan_levels = fan_levels;
+    f->history_len = cfg->history_len;
+    snprintf(f->combo_window, sizeof f->combo_window, "%d", cfg->combo_window_ms);
+    f->fan_levels = cfg->fan_levels;
     f->batch = NULL;
     f->waiting = 0;
+    f->groups = NULL;
+    f->next = NULL;
+    f->cap = 0;
+    f->ngroups = f->sent = f->in_flight = 0;
+    f->gather_ms = cfg->rooms_gather_ms;
+    f->gather_from = cfg->rooms_gather_from;
+    f->calls = 0;
+    f->gathering = 0;
+    f->window_ms = clock_mono_ms();
+    f->room_hash = f->room_count = NULL;
+    if (f->gather_ms > 0) {
+        f->room_hash = calloc(FEED_GATHER_ROOMS, sizeof *f->room_hash);
+        f->room_count = calloc(FEED_GATHER_ROOMS, sizeof *f->room_count);
+        if (!f->room_hash || !f->room_count) { /* then it never gathers */
+            free(f->room_hash);
+            free(f->room_count);
+            f->room_hash = f->room_count = NULL;
+            log_msg(LOG_WARN, "rooms: out of memory for the gather counts; rooms-gather-ms is off");
+        }
+    }
     /* Durable like a money movement: with redis-wait-replicas, the entries
      * are acknowledged in the outbox (on their wallet shard's master) only
      * once the room's replicas have the events, so a room master that fails
      * over loses none. */
     f->apply = (struct rlink_script){.name = "room_apply", .src = lua_room_apply, .durable = 1};
     redis_script_add(f->rl, &f->apply);
-    static const struct consumer_ops ops = {.ready = ready, .apply = apply};
-    const struct consumer_cfg cfg = {.group = OUTBOX_GROUP_ROOMS, .per_read = FEED_READ_MAX,
-                                     .block_ms = FEED_BLOCK_MS, .gather_ms = FEED_GATHER_MS, .trims = 0};
-    consumer_init(&f->consumer, ob, loop, &cfg, &ops, f);
+    static const struct consumer_ops ops = {.ready = ready, .apply = apply, .gather = gather};
+    const struct consumer_cfg group = {.group = OUTBOX_GROUP_ROOMS, .per_read = FEED_READ_MAX,
+                                       .block_ms = FEED_BLOCK_MS, .gather_ms = f->gather_ms, .trims = 0};
+    consumer_init(&f->consumer, ob, loop, &group, &ops, f);
 }
 
 int roomfeed_start(struct roomfeed *f) { return consumer_start(&f->consumer); }
@@ -287,4 +387,16 @@ void roomfeed_stop(struct roomfeed *f)
         f->batch = NULL;
         entry_batch_clear(b);
     }
+}
+
+void roomfeed_free(struct roomfeed *f)
+{
+    free(f->groups);
+    free(f->next);
+    free(f->room_hash);
+    free(f->room_count);
+    f->groups = NULL;
+    f->next = NULL;
+    f->room_hash = f->room_count = NULL;
+    f->cap = 0;
 }

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "consumer.h"
 #include "roomevent.h"
 
@@ -24,14 +25,28 @@
 #define FEED_READ_MAX 4096
 /* How long one read blocks waiting for new entries. */
 #define FEED_BLOCK_MS 100
-/* No gather time (consumer.h): measured at 1,000 gifts/s, 5 ms took 15% off
- * tipcastd's CPU per gift but doubled the senders' ack p50 (Redis runs the
- * bigger bursts of room_apply calls ahead of the wallet scripts). */
-#define FEED_GATHER_MS 0
+/* When the rooms group gathers (rooms-gather-ms, consumer.h): a gather
+ * time pays when a room's entries of that time share one room_apply call
+ * (about 80 us of Redis for one entry, 50 an entry for four). Over each
+ * window of FEED_GATHER_WINDOW_MS, the entries of rooms that had at least
+ * two per gather time are counted; from rooms-gather-from of them a second
+ * on, the next window's reads gather. Below it (quiet rooms, or few gifts),
+ * an event is applied as soon as its order is read. At most
+ * FEED_GATHER_ROOMS rooms are counted in a window (a room that finds no
+ * slot counts as quiet). */
+#define FEED_GATHER_WINDOW_MS 1000
+#define FEED_GATHER_ROOMS 4096
 /* Most entries in one room_apply call (8 arguments each; the call stays
  * within RLINK_ARGS_MAX). A room's entries of one read past it go in more
  * calls, sent in order. */
 #define FEED_APPLY_MAX 36
+/* Most entries of a batch in room_apply calls on their way at once (a
+ * call is sent when fewer are): the rest are sent as answers come, so that
+ * a wallet script sent meanwhile on the same connection waits behind a few
+ * milliseconds of Redis at most, not behind a whole gathered batch. */
+#define FEED_ENTRIES_IN_FLIGHT 16
+
+struct room_group;
 
 struct roomfeed {
     struct consumer consumer;
@@ -44,6 +59,18 @@ struct roomfeed {
     struct rlink_script apply;
     struct entry_batch *batch; /* being applied */
     int waiting;               /* calls not yet answered, plus one while sending */
+    struct room_group *groups; /* the batch's calls, one per room and day (cap) */
+    uint32_t *next;            /* each entry's next of its group (cap) */
+    size_t cap;
+    int ngroups, sent;         /* calls of the batch, and sent so far */
+    int in_flight;             /* entries in calls not yet answered */
+    int gather_ms;             /* rooms-gather-ms */
+    int gather_from;           /* rooms-gather-from */
+    uint64_t calls;            /* room_apply calls sent */
+    int gathering;             /* this window's reads gather */
+    int64_t window_ms;         /* the counting window's start */
+    uint32_t *room_hash;       /* the window's rooms (FEED_GATHER_ROOMS slots, 0: free) */
+    uint32_t *room_count;      /* and their entries */
     /* One call's arguments that are not in the batch (rlink copies them). */
     uint8_t body[FEED_APPLY_MAX][EVENT_BODY_MAX];
     char shard[FEED_APPLY_MAX][16];
@@ -53,13 +80,14 @@ struct roomfeed {
 
 /* Prepares the feed on `ob`'s streams and registers its scripts (before
  * rlink_start). */
-void roomfeed_init(struct roomfeed *f, struct outbox *ob, uv_loop_t *loop, int history_len, int combo_window_ms,
-                   const char *fan_levels, int64_t pin_min_amount, const char *pin_tiers);
+void roomfeed_init(struct roomfeed *f, struct outbox *ob, uv_loop_t *loop, const struct config *cfg);
 /* Starts reading (after redis_start). Returns 0, or -1 when rlink has no
  * connection left (logged). */
 int roomfeed_start(struct roomfeed *f);
 /* Gives up the leases and stops reading (before rlink_stop). Calls still on
  * their way are dropped: their entries stay pending for the next owner. */
 void roomfeed_stop(struct roomfeed *f);
+/* Frees the grouping buffers (after rlink_stop: no answer comes after). */
+void roomfeed_free(struct roomfeed *f);
 
 #endif

@@ -123,7 +123,7 @@ static void money(struct prom *p, const struct wallet *w)
                        &w->stats.ack[k]);
 }
 
-static void outbox(struct prom *p, const struct backlog *b, const struct ledger *l)
+static void outbox(struct prom *p, const struct backlog *b, const struct ledger *l, const struct roomfeed *f)
 {
     if (b->have) {
         prom_family(p, "tipcast_outbox_pending_entries", "gauge",
@@ -152,6 +152,16 @@ static void outbox(struct prom *p, const struct backlog *b, const struct ledger 
     prom_family(p, "tipcast_ledger_flush_seconds", "histogram",
                 "Ledger transactions committed: from sending the batch to PostgreSQL to its commit.");
     prom_histogram(p, "tipcast_ledger_flush_seconds", PROM_NONE, &l->stats.flush);
+    prom_single(p, "tipcast_rooms_entries_total", "counter",
+                "Outbox entries this node's rooms consumer applied and acknowledged (replays included).",
+                (int64_t)f->consumer.stats.entries);
+    prom_single(p, "tipcast_rooms_apply_calls_total", "counter",
+                "room_apply script calls this node's rooms consumer sent (one per room and day of a read, "
+                "up to 36 entries each).",
+                (int64_t)f->calls);
+    prom_single(p, "tipcast_rooms_gathering", "gauge",
+                "1 while this node's rooms consumer gathers room events (rooms-gather-ms, rooms-gather-from).",
+                f->gathering);
 }
 
 static void backends(struct prom *p, const struct server *s)
@@ -311,7 +321,7 @@ long metrics_write(const struct server *s, char *buf, size_t cap)
     rooms(&p, &s->rooms);
     messages(&p, &s->metrics);
     money(&p, &s->wallet);
-    outbox(&p, &s->backlog, &s->ledger);
+    outbox(&p, &s->backlog, &s->ledger, &s->feed);
     backends(&p, s);
     admin(&p, s);
     webhooks(&p, &s->webhook.stats);

@@ -221,8 +221,7 @@ int server_init(struct server *s, uv_loop_t *loop)
     backlog_init(&s->backlog, &s->outbox);
     board_init(&s->board, &s->redis);
     roomstore_init(&s->store, &s->redis, s->node_id, cfg->history_len);
-    roomfeed_init(&s->feed, &s->outbox, loop, cfg->history_len, cfg->combo_window_ms, cfg->fan_levels,
-                  cfg->pin_min_amount, cfg->pin_tiers);
+    roomfeed_init(&s->feed, &s->outbox, loop, cfg);
     ledger_init(&s->ledger, &s->outbox, loop, cfg);
     s->ledger.webhooks = config_webhooks_on(&s->cfg);
     const struct conn_hooks conn_hooks = {
@@ -465,6 +464,7 @@ void server_free(struct server *s)
 {
     if (s->rooms.handles)
         rooms_free(&s->rooms);
+    roomfeed_free(&s->feed);
     conns_free(&s->conns);
     tally_free(&s->conns_by_user);
     tally_free(&s->conns_by_addr);

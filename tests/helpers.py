@@ -113,3 +113,15 @@ def own_database(prefix):
         yield PG.replace("dbname=tipcast", f"dbname={name}")
     finally:
         psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", root)
+
+
+def metric(srv, name, **labels):
+    """The value of one sample on the node's /metrics, or None when it has
+    none of that name and labels."""
+    status, _, body = srv.http_get("/metrics")
+    assert status == 200
+    want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
+    for line in body.decode().splitlines():
+        if line.startswith(want + " "):
+            return float(line.split()[1])
+    return None

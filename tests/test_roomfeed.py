@@ -16,7 +16,7 @@ import msgpack
 import pytest
 
 from conftest import REDIS_PORT, TEST_SECRET, _binary, free_port
-from helpers import SHARDS, entry_fields, outbox, shard_of, wait_for, xadd_entry
+from helpers import SHARDS, entry_fields, metric, outbox, shard_of, wait_for, xadd_entry
 from resp import Redis
 from wsclient import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, unique
 
@@ -424,6 +424,66 @@ def test_burst_past_the_ring_reaches_the_members_reading_it(server, client, room
     status, _, text = srv.http_get("/metrics")
     assert status == 200
     assert "\ntipcast_slow_consumer_closes_total 0\n" in text.decode()
+
+
+def test_busy_rooms_gather_their_events(server, client, room, ob):
+    """While the rooms with two or more orders per rooms-gather-ms carry
+    rooms-gather-from orders a second, the rooms consumer gathers: a room's
+    orders share room_apply calls. Every event still reaches the member
+    once, in seq order; once the room is quiet, the node stops gathering
+    and an event is applied as soon as its order is read."""
+    srv = server(rooms_gather_ms=200, rooms_gather_from=20, **FLAGS)
+    m = client(srv, unique("v"), "viewer", SUBPROTOCOL_MSGPACK)
+    assert m.join(room)["seq"] == 0
+    u = unique("s")
+
+    # About 100 orders a second for 4 s in one room: 20 per gather time.
+    sent = 0
+    end = time.monotonic() + 4
+    while time.monotonic() < end:
+        ob.gift(u, room)
+        sent += 1
+        time.sleep(0.01)
+    evs = events(m, sent, timeout=30)
+    assert [e["seq"] for e in evs] == list(range(1, sent + 1))
+    assert metric(srv, "tipcast_rooms_gathering") == 1
+    entries = metric(srv, "tipcast_rooms_entries_total")
+    calls = metric(srv, "tipcast_rooms_apply_calls_total")
+    assert entries >= sent, (entries, sent)
+    # The first second was read entry by entry (one call each); the rest
+    # gathered some 20 entries a call.
+    assert calls * 2 < entries, (calls, entries)
+
+    # Quiet: orders a second apart. The window they fall in ends the
+    # gathering; each is applied on its own.
+    for k in range(3):
+        ob.gift(u, room)
+        assert m.expect("event")["seq"] == sent + k + 1
+        time.sleep(1.1)
+    assert metric(srv, "tipcast_rooms_gathering") == 0
+    before = metric(srv, "tipcast_rooms_apply_calls_total")
+    ob.gift(u, room)
+    assert m.expect("event")["seq"] == sent + 4
+    assert metric(srv, "tipcast_rooms_apply_calls_total") == before + 1
+    assert_quiet(m)
+
+
+def test_default_node_does_not_gather_for_one_busy_room(server, client, room, ob):
+    """With the defaults (rooms-gather-from 2000), 100 orders a second in
+    one room are applied as they come: no gathering, a call per read."""
+    srv = server(**FLAGS)
+    m = client(srv, unique("v"), "viewer", SUBPROTOCOL_MSGPACK)
+    assert m.join(room)["seq"] == 0
+    u = unique("s")
+    sent = 0
+    end = time.monotonic() + 2.5
+    while time.monotonic() < end:
+        ob.gift(u, room)
+        sent += 1
+        time.sleep(0.01)
+    evs = events(m, sent, timeout=30)
+    assert [e["seq"] for e in evs] == list(range(1, sent + 1))
+    assert metric(srv, "tipcast_rooms_gathering") == 0
 
 
 def _resp(*args):

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from conftest import _binary, free_port, PG, TEST_SECRET
-from helpers import psql, wait_for
+from helpers import metric, psql, wait_for
 from wsclient import unique
 
 SECRET = "webhook-test-secret-0123456789"
@@ -133,16 +133,6 @@ def check_signed(headers, body, key, event):
     assert hmac.compare_digest(headers["x-tipcast-signature"], want)
     payload = json.loads(body)
     assert payload["id"] == key and payload["event"] == event and payload["data"] == {"x": 1}, payload
-
-
-def metric(srv, name, **labels):
-    status, _, body = srv.http_get("/metrics")
-    assert status == 200
-    want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
-    for line in body.decode().splitlines():
-        if line.startswith(want + " "):
-            return float(line.split()[1])
-    return None
 
 
 def test_delivered_after_failures_signed_with_growing_waits(server, receiver):
