@@ -426,6 +426,18 @@ def test_burst_past_the_ring_reaches_the_members_reading_it(server, client, room
     assert "\ntipcast_slow_consumer_closes_total 0\n" in text.decode()
 
 
+def steady_gifts(ob, user, room, seconds):
+    """Writes gift entries of `user` into `room` about 100 a second for
+    `seconds`; how many."""
+    sent = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        ob.gift(user, room)
+        sent += 1
+        time.sleep(0.01)
+    return sent
+
+
 def test_busy_rooms_gather_their_events(server, client, room, ob):
     """While the rooms with two or more orders per rooms-gather-ms carry
     rooms-gather-from orders a second, the rooms consumer gathers: a room's
@@ -438,12 +450,7 @@ def test_busy_rooms_gather_their_events(server, client, room, ob):
     u = unique("s")
 
     # About 100 orders a second for 4 s in one room: 20 per gather time.
-    sent = 0
-    end = time.monotonic() + 4
-    while time.monotonic() < end:
-        ob.gift(u, room)
-        sent += 1
-        time.sleep(0.01)
+    sent = steady_gifts(ob, u, room, 4)
     evs = events(m, sent, timeout=30)
     assert [e["seq"] for e in evs] == list(range(1, sent + 1))
     assert metric(srv, "tipcast_rooms_gathering") == 1
@@ -470,17 +477,11 @@ def test_busy_rooms_gather_their_events(server, client, room, ob):
 
 def test_default_node_does_not_gather_for_one_busy_room(server, client, room, ob):
     """With the defaults (rooms-gather-from 2000), 100 orders a second in
-    one room are applied as they come: no gathering, a call per read."""
+    one room are applied as they come: no gathering."""
     srv = server(**FLAGS)
     m = client(srv, unique("v"), "viewer", SUBPROTOCOL_MSGPACK)
     assert m.join(room)["seq"] == 0
-    u = unique("s")
-    sent = 0
-    end = time.monotonic() + 2.5
-    while time.monotonic() < end:
-        ob.gift(u, room)
-        sent += 1
-        time.sleep(0.01)
+    sent = steady_gifts(ob, unique("s"), room, 2.5)
     evs = events(m, sent, timeout=30)
     assert [e["seq"] for e in evs] == list(range(1, sent + 1))
     assert metric(srv, "tipcast_rooms_gathering") == 0
