@@ -32,6 +32,10 @@ static void usage(FILE *f)
         "                             warmup+duration+10 s\n"
         "  --find-max                 raise the rate x1.5 per step until ack p99 > bound or errors > 1%\n"
         "  --step-seconds SEC         length of a --find-max step (default 5)\n"
+        "  --refine N                 after the first failed --find-max step, N more steps at the geometric\n"
+        "                             mean of the highest held and the lowest failed rate, each after\n"
+        "                             the server has answered every send (1-10 s); all within --duration;\n"
+        "                             default 0\n"
         "  --p99-bound-ms MS          --find-max latency bound (default 50)\n"
         "  --idle                     open, authenticate, join, hold for --duration, report server RSS per connection\n"
         "  --source-addrs A-B         bind connections round robin to 127.0.0.A..127.0.0.B (default 1-16)\n"
@@ -191,6 +195,8 @@ int opts_parse(struct opts *o, int argc, char **argv, char *err, size_t errcap)
             bad = num(v, 0, OPTS_DURATION_MAX_S, &o->warmup_s);
         } else if (strcmp(name, "--step-seconds") == 0) {
             bad = num(v, 0.5, OPTS_DURATION_MAX_S, &o->step_s);
+        } else if (strcmp(name, "--refine") == 0) {
+            bad = integer(v, 0, OPTS_REFINE_MAX, &o->refine);
         } else if (strcmp(name, "--p99-bound-ms") == 0) {
             bad = num(v, 0.01, 60000, &o->p99_bound_ms);
         } else if (strcmp(name, "--source-addrs") == 0) {

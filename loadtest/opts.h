@@ -10,6 +10,7 @@
 #define OPTS_CONNECTIONS_MAX 100000
 #define OPTS_ROOMS_MAX 100000
 #define OPTS_RATE_MAX 10000000.0
+#define OPTS_REFINE_MAX 8
 #define OPTS_DURATION_MAX_S 3600.0
 #define OPTS_FRAME_BYTES_MAX 65536
 
@@ -26,6 +27,7 @@ struct opts {
     double rate;
     double duration_s, warmup_s;
     int find_max;
+    int refine; /* --refine: steps between the last held rate and the first failed one */
     double step_s;
     double p99_bound_ms;
     int idle;

@@ -1,6 +1,7 @@
 /* phases.c - the phases of a run (open the connections, fund the senders,
  * run, drain) stepped through by the loop's tick, and the open-loop send
  * timetable they drive, with its --find-max steps. */
+#include <math.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -105,11 +106,58 @@ void phases_stop_sending(struct bench *b, double now_s)
         b->phase_deadline_s = b->hard_deadline_s;
 }
 
-/* Ends a --find-max step: records it; the next step at 1.5x when it held. */
+/* After the climb's first failed step (--refine): narrows the bracket
+ * between the highest held rate and the lowest failed one, and pauses the
+ * sends until the server has answered them; the tick then starts the step
+ * at the bracket's geometric mean. 0 when there is nothing to refine or no
+ * time left for it. */
+static int refine_next(struct bench *b, const struct results_step *st, double now_s)
+{
+    if (!b->refining) {
+        if (st->held || b->r.max_rate <= 0)
+            return 0;
+        b->refining = 1;
+        b->refine_left = b->o.refine;
+        b->refine_lo = b->r.max_rate;
+        b->refine_hi = st->rate;
+    } else if (st->held) {
+        b->refine_lo = st->rate;
+    } else {
+        b->refine_hi = st->rate;
+    }
+    double last_start_s = b->measure_start_s + b->o.duration_s - b->o.step_s + 1e-6; /* a step's latest start */
+    if (b->refine_left <= 0 || now_s + BENCH_SETTLE_MIN_S > last_start_s || b->r.nsteps >= RESULTS_STEPS_MAX)
+        return 0;
+    b->refine_left--;
+    b->sending = 0;
+    b->step_on = 0;
+    b->settling = 1;
+    b->settle_min_s = now_s + BENCH_SETTLE_MIN_S;
+    b->settle_end_s = now_s + BENCH_SETTLE_MAX_S < last_start_s ? now_s + BENCH_SETTLE_MAX_S : last_start_s;
+    return 1;
+}
+
+/* The pause before a --refine step: over once every send is answered (or
+ * at its bound); then the step, at the bracket's geometric mean. */
+static void settle(struct bench *b, double now_s, uint64_t now_us)
+{
+    int queued = 0;
+    for (int i = 0; i < b->nready && !queued; i++)
+        queued = b->c[b->ready[i]].qcount > 0;
+    if (now_s < b->settle_min_s || ((queued || b->answered < b->r.sent) && now_s < b->settle_end_s))
+        return;
+    b->settling = 0;
+    b->sending = 1;
+    start_step(b, sqrt(b->refine_lo * b->refine_hi), now_s, now_us);
+}
+
+/* Ends a --find-max step: records it; the next step at 1.5x when it held,
+ * else the --refine steps. */
 static void end_step(struct bench *b, double now_s, uint64_t now_us)
 {
     struct results_step *st = &b->r.steps[b->r.nsteps++];
     st->rate = b->rate;
+    st->refine = b->refining;
     st->ack_p99_ms = (double)hist_percentile(&b->step_ack, 99) / 1000.0;
     st->deliv_p99_ms = (double)hist_percentile(&b->step_deliv, 99) / 1000.0;
     st->sent = b->step_sent;
@@ -122,9 +170,9 @@ static void end_step(struct bench *b, double now_s, uint64_t now_us)
     if (st->held)
         b->r.max_rate = st->rate;
     int time_left = now_s + b->o.step_s <= b->measure_start_s + b->o.duration_s + 1e-6;
-    if (st->held && time_left && b->r.nsteps < RESULTS_STEPS_MAX && b->rate * 1.5 <= OPTS_RATE_MAX)
+    if (st->held && !b->refining && time_left && b->r.nsteps < RESULTS_STEPS_MAX && b->rate * 1.5 <= OPTS_RATE_MAX)
         start_step(b, b->rate * 1.5, now_s, now_us);
-    else
+    else if (!refine_next(b, st, now_s))
         phases_stop_sending(b, now_s);
 }
 
@@ -202,7 +250,9 @@ void phases_tick(uv_timer_t *t)
         if (!b->measuring && now_s >= b->run_start_s + b->o.warmup_s)
             start_measuring(b, now_s, now_us);
         schedule(b, now_us);
-        if (b->o.find_max && b->step_on && now_s >= b->step_end_s)
+        if (b->settling)
+            settle(b, now_s, now_us);
+        else if (b->o.find_max && b->step_on && now_s >= b->step_end_s)
             end_step(b, now_s, now_us);
         else if (!b->o.find_max && now_s >= b->run_start_s + b->o.warmup_s + b->o.duration_s)
             phases_stop_sending(b, now_s);

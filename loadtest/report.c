@@ -86,10 +86,10 @@ void report_summary(const struct opts *o, const struct results *r)
         printf("  durability         backlog max %lld  pg %.0f orders/s\n", r->backlog_max, r->pg_orders_per_s);
     if (o->find_max) {
         for (int i = 0; i < r->nsteps; i++)
-            printf("  step %2d            rate %8.0f/s  ack p99 %7.2f ms  deliv p99 %7.2f ms  errors %llu/%llu  %s\n",
+            printf("  step %2d            rate %8.0f/s  ack p99 %7.2f ms  deliv p99 %7.2f ms  errors %llu/%llu  %s%s\n",
                    i + 1, r->steps[i].rate, r->steps[i].ack_p99_ms, r->steps[i].deliv_p99_ms,
                    (unsigned long long)r->steps[i].errors, (unsigned long long)r->steps[i].sent,
-                   r->steps[i].held ? "held" : "failed");
+                   r->steps[i].held ? "held" : "failed", r->steps[i].refine ? " (refine)" : "");
         printf("  max rate           %.0f/s\n", r->max_rate);
     }
     fflush(stdout);
@@ -194,11 +194,11 @@ int report_json(const struct opts *o, const struct results *r, const char *path)
     if (o->find_max) {
         json_t *steps = json_array();
         for (int i = 0; i < r->nsteps; i++)
-            json_array_append_new(steps, json_pack("{s:f,s:f,s:f,s:I,s:I,s:b}", "rate", r->steps[i].rate,
+            json_array_append_new(steps, json_pack("{s:f,s:f,s:f,s:I,s:I,s:b,s:b}", "rate", r->steps[i].rate,
                                                    "ack_p99_ms", r->steps[i].ack_p99_ms, "deliv_p99_ms",
                                                    r->steps[i].deliv_p99_ms, "sent", (json_int_t)r->steps[i].sent,
                                                    "errors", (json_int_t)r->steps[i].errors, "held",
-                                                   r->steps[i].held));
+                                                   r->steps[i].held, "refine", r->steps[i].refine));
         json_object_set_new(root, "find_max", json_pack("{s:f,s:o}", "max_rate", r->max_rate, "steps", steps));
     }
     json_t *per = json_array();

@@ -31,6 +31,7 @@ struct results_step {
     double ack_p99_ms, deliv_p99_ms;
     uint64_t sent, answered, errors;
     int held;
+    int refine; /* a --refine step, between a held rate and a failed one */
 };
 
 struct results {

@@ -34,6 +34,10 @@
 /* How long a run may go on past its warm-up and duration, and the funding
  * phase at most. */
 #define BENCH_HARD_EXTRA_S 10.0
+/* A --refine step waits for the answers to earlier sends: at least the
+ * first, at most the second (and never past the step's latest start). */
+#define BENCH_SETTLE_MIN_S 1.0
+#define BENCH_SETTLE_MAX_S 10.0
 #define BENCH_FUND_TIMEOUT_S 15.0
 
 enum bench_role { ROLE_SUB, ROLE_SENDER, ROLE_FUNDER };
@@ -92,6 +96,12 @@ struct bench {
     double step_end_s;
     uint64_t step_start_us, step_sent, step_answered, step_errors;
     struct hist step_ack, step_deliv;
+    /* --refine: the bracket [lo, hi) the next step halves (geometrically),
+     * the steps left, and the pause before a step until every send is
+     * answered (settle_end_s its bound). */
+    double refine_lo, refine_hi;
+    int refine_left, refining, settling;
+    double settle_min_s, settle_end_s;
     /* This second. */
     struct hist sec_ack, sec_deliv;
     uint64_t sec_sent, sec_acks, sec_deliveries, sec_errors;

@@ -153,6 +153,33 @@ def test_find_max_reports_a_rate(server, bench_catalog, tmp_path):
     assert all(s["rate"] == pytest.approx(50 * 1.5 ** i) for i, s in enumerate(fm["steps"])), fm
 
 
+def test_find_max_refines_between_the_last_held_and_first_failed_rate(server, bench_catalog, tmp_path):
+    """--refine: a server that answers rate_limited past 10 requests a second
+    a connection (a bucket of 8: the funder's credits pass) holds the climb's
+    step at 40 gifts/s over four senders and fails the next, 60 (15 a second
+    each: about 2 of a sender's 30 in the step are refused); then each refine
+    step runs at the geometric mean of the highest held and lowest failed
+    rate so far, and the maximum is the highest rate held."""
+    srv = server(max_msgs_per_s=10, max_burst=8)
+    res = run_bench(tmp_path, srv, "--find-max", "--refine", "2", "--connections", "8", "--rooms", "2",
+                    "--senders", "4", "--rate", "40", "--step-seconds", "2", "--warmup", "0", "--duration", "11")
+    assert "fund_rate_limited" not in res["totals"]["errors"], res["totals"]
+    steps = res["find_max"]["steps"]
+    climb = [s for s in steps if not s["refine"]]
+    assert [s["rate"] for s in climb] == [40, 60] and climb[0]["held"] and not climb[1]["held"], steps
+    assert climb[0]["errors"] == 0 and climb[1]["errors"] > 0, climb
+    refine = steps[len(climb):]
+    assert len(refine) == 2 and all(s["refine"] for s in refine), steps
+    lo, hi = 40, 60
+    for s in refine:
+        assert s["rate"] == pytest.approx((lo * hi) ** 0.5), (s, lo, hi)
+        if s["held"]:
+            lo = s["rate"]
+        else:
+            hi = s["rate"]
+    assert res["find_max"]["max_rate"] == pytest.approx(lo), res["find_max"]
+
+
 def test_receive_only_processes_get_every_event_of_another(server, bench_catalog, tmp_path):
     """--senders 0: a process that only receives (its own WebSocket client,
     loadtest/rawrx.c) counts every event another process's gifts make, in
