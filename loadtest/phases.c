@@ -137,14 +137,17 @@ static int refine_next(struct bench *b, const struct results_step *st, double no
     return 1;
 }
 
-/* The pause before a --refine step: over once every send is answered (or
- * at its bound); then the step, at the bracket's geometric mean. */
+/* The pause before a --refine step: over once every send is answered and
+ * its room event delivered to this process's members (the server has
+ * caught up with the failed step's backlog), or at its bound; then the
+ * step, at the bracket's geometric mean. */
 static void settle(struct bench *b, double now_s, uint64_t now_us)
 {
     int queued = 0;
     for (int i = 0; i < b->nready && !queued; i++)
         queued = b->c[b->ready[i]].qcount > 0;
-    if (now_s < b->settle_min_s || ((queued || b->answered < b->r.sent) && now_s < b->settle_end_s))
+    int behind = queued || b->answered < b->r.sent || b->r.delivered < b->r.expected_deliveries;
+    if (now_s < b->settle_min_s || (behind && now_s < b->settle_end_s))
         return;
     b->settling = 0;
     b->sending = 1;
