@@ -89,6 +89,8 @@ cluster-replica-validity-factor 0
 cluster-require-full-coverage no
 appendonly yes
 appendfsync everysec
+# As scripts/services.sh: rewrites minutes apart under load.
+auto-aof-rewrite-min-size 1gb
 maxmemory-policy noeviction
 save ""
 enable-debug-command local

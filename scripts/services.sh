@@ -162,6 +162,10 @@ dir "$STATE"
 # tipcastd refuses a Redis that could silently lose balances:
 appendonly yes
 appendfsync everysec
+# A gift writes about 2.3 KB of AOF: with the default 64mb, a busy node's
+# AOF was rewritten (a fork writing the whole dataset) every few seconds
+# (docs/operations.md, "Redis").
+auto-aof-rewrite-min-size 1gb
 maxmemory-policy noeviction
 save ""
 # DEBUG from loopback only (handy in tests).
