@@ -241,10 +241,10 @@ static void count_room(struct roomfeed *f, const char *room)
     _Static_assert((FEED_GATHER_ROOMS & (FEED_GATHER_ROOMS - 1)) == 0, "FEED_GATHER_ROOMS is a power of two");
     uint32_t h = hash_fnv1a(room, strlen(room)) | 1; /* 0 marks a free slot */
     for (uint32_t i = h, n = 0; n < 16; i++, n++) {
-        uint32_t k = i & (FEED_GATHER_ROOMS - 1);
-        if (f->room_hash[k] == h || f->room_hash[k] == 0) {
-            f->room_hash[k] = h;
-            f->room_count[k]++;
+        struct feed_room_count *r = &f->rooms[i & (FEED_GATHER_ROOMS - 1)];
+        if (r->hash == h || r->hash == 0) {
+            r->hash = h;
+            r->count++;
             return;
         }
     }
@@ -260,11 +260,10 @@ static void roll_window(struct roomfeed *f, int64_t now)
         return;
     int64_t shared = 0;
     for (int k = 0; k < FEED_GATHER_ROOMS; k++)
-        if ((int64_t)f->room_count[k] * f->gather_ms >= 2 * took)
-            shared += f->room_count[k];
+        if ((int64_t)f->rooms[k].count * f->gather_ms >= 2 * took)
+            shared += f->rooms[k].count;
     f->gathering = shared * 1000 >= (int64_t)f->gather_from * took;
-    memset(f->room_hash, 0, FEED_GATHER_ROOMS * sizeof *f->room_hash);
-    memset(f->room_count, 0, FEED_GATHER_ROOMS * sizeof *f->room_count);
+    memset(f->rooms, 0, FEED_GATHER_ROOMS * sizeof *f->rooms);
     f->window_ms = now;
 }
 
@@ -313,7 +312,7 @@ static void apply(void *ctx, struct entry_batch *b)
     f->batch = b;
     f->sent = 0;
     f->ngroups = 0;
-    if (f->room_hash) {
+    if (f->rooms) {
         roll_window(f, clock_mono_ms());
         for (size_t k = 0; k < b->n; k++)
             if (to_room(&b->e[k]))
@@ -336,34 +335,18 @@ static int ready(void *ctx)
 
 void roomfeed_init(struct roomfeed *f, struct outbox *ob, uv_loop_t *loop, const struct config *cfg)
 {
+    memset(f, 0, sizeof *f);
     snprintf(f->pin_min, sizeof f->pin_min, "%lld", (long long)cfg->pin_min_amount);
     f->pin_tiers = cfg->pin_tiers;
     f->rl = ob->rl;
     f->history_len = cfg->history_len;
     snprintf(f->combo_window, sizeof f->combo_window, "%d", cfg->combo_window_ms);
     f->fan_levels = cfg->fan_levels;
-    f->batch = NULL;
-    f->waiting = 0;
-    f->groups = NULL;
-    f->next = NULL;
-    f->cap = 0;
-    f->ngroups = f->sent = f->in_flight = 0;
     f->gather_ms = cfg->rooms_gather_ms;
     f->gather_from = cfg->rooms_gather_from;
-    f->calls = 0;
-    f->gathering = 0;
     f->window_ms = clock_mono_ms();
-    f->room_hash = f->room_count = NULL;
-    if (f->gather_ms > 0) {
-        f->room_hash = calloc(FEED_GATHER_ROOMS, sizeof *f->room_hash);
-        f->room_count = calloc(FEED_GATHER_ROOMS, sizeof *f->room_count);
-        if (!f->room_hash || !f->room_count) { /* then it never gathers */
-            free(f->room_hash);
-            free(f->room_count);
-            f->room_hash = f->room_count = NULL;
-            log_msg(LOG_WARN, "rooms: out of memory for the gather counts; rooms-gather-ms is off");
-        }
-    }
+    if (f->gather_ms > 0 && !(f->rooms = calloc(FEED_GATHER_ROOMS, sizeof *f->rooms)))
+        log_msg(LOG_WARN, "rooms: out of memory for the gather counts; rooms-gather-ms is off");
     /* Durable like a money movement: with redis-wait-replicas, the entries
      * are acknowledged in the outbox (on their wallet shard's master) only
      * once the room's replicas have the events, so a room master that fails
@@ -393,10 +376,9 @@ void roomfeed_free(struct roomfeed *f)
 {
     free(f->groups);
     free(f->next);
-    free(f->room_hash);
-    free(f->room_count);
+    free(f->rooms);
     f->groups = NULL;
     f->next = NULL;
-    f->room_hash = f->room_count = NULL;
+    f->rooms = NULL;
     f->cap = 0;
 }

@@ -69,8 +69,10 @@ struct roomfeed {
     uint64_t calls;            /* room_apply calls sent */
     int gathering;             /* this window's reads gather */
     int64_t window_ms;         /* the counting window's start */
-    uint32_t *room_hash;       /* the window's rooms (FEED_GATHER_ROOMS slots, 0: free) */
-    uint32_t *room_count;      /* and their entries */
+    struct feed_room_count {   /* the window's rooms (FEED_GATHER_ROOMS slots), NULL: never gathers */
+        uint32_t hash;         /* the room's name hashed, 0: a free slot */
+        uint32_t count;        /* its entries in the window */
+    } *rooms;
     /* One call's arguments that are not in the batch (rlink copies them). */
     uint8_t body[FEED_APPLY_MAX][EVENT_BODY_MAX];
     char shard[FEED_APPLY_MAX][16];
