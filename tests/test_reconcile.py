@@ -317,3 +317,68 @@ def test_reconcile(server, world):
                           f"--wallet-shards={SHARDS}", "reconcile", "--no-store", "--statement", "/nonexistent"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "statement /nonexistent" in out.stderr, out.stderr
+
+
+def test_backlog_entries_already_in_postgresql_count_once(server, world):
+    """An outbox entry that the ledger group has not acknowledged may already
+    be in PostgreSQL: its batch committed and the node stopped before its
+    XACK. Reconciliation subtracts a backlog entry from the expected wallet
+    only when PostgreSQL does not have it, and asks orders for a gift's
+    (ledger_entry indexes only the other rows since 018) and the ledger for
+    a credit's. Here tipcastd is stopped, a gift and a credit go through
+    wallet_move.lua as tipcastd sends them, and reconciliation is clean
+    before and after both are written to PostgreSQL as the ledger group
+    writes them."""
+    srv, _ = admin.start(server, redis_port=world["redis_port"], pg=world["pg"], wallet_shards=SHARDS,
+                         max_msgs_per_s=10000, max_burst=10000)
+    user, creator = unique("rbu"), unique("rbc")
+    sql(world, f"INSERT INTO gifts (id, name, price, animation) VALUES ({ROSE}, 'RcRose', 100, 'rose') "
+               f"ON CONFLICT (id) DO NOTHING; INSERT INTO creators (id, live) VALUES ('{creator}', true)")
+    adm = ws(srv, unique("radm"), "admin")
+    r = adm.request({"type": "credit", "id": unique("c"), "user": user, "amount": 500, "text": "seed"})
+    assert r["type"] == "ack", r
+    adm.close()
+    wait_for(lambda: sql(world, f"SELECT count(*) FROM ledger WHERE account = 'user:{user}'") == "1", 30,
+             "the credit in the ledger")
+    srv.stop()
+
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gifts", "lua",
+                           "wallet_move.lua")) as f:
+        src = f.read()
+    shard = shard_of(user, SHARDS)
+    rd = Redis(port=world["redis_port"])
+    keys = lambda q: [f"tc:{{w:{shard}}}:bal:{user}", f"tc:{{w:{shard}}}:idem:{user}:{q}",
+                      f"tc:{{w:{shard}}}:outbox", f"tc:{{w:{shard}}}:risk:{user}"]
+    ts = int(time.time() * 1000)
+    gq, cq = unique("g"), unique("c")
+    # KEYS and ARGV as gifts/wallet.c sends them (wallet_move.lua's header).
+    gift = rd("EVAL", src, 4, *keys(gq), "gift", user, creator, ROSE, "RcRose", "rose", 1, 100, 100, "", "", gq,
+              ts, "fp-g", 600000, 1000000, "viewer", "", 0, "127.0.0.1", "", 0, 0, 0)
+    credit = rd("EVAL", src, 4, *keys(cq), "credit", user, "", 0, "", "", 1, 40, 40, "", "top-up", cq, ts + 1,
+                "fp-c", 600000, 1000000, "admin", "", 0, "", "", 0, 0, 0)
+    rd.close()
+    assert gift[0] == "ok" and gift[2] == 400, gift
+    assert credit[0] == "ok" and credit[2] == 440, credit
+    gift_oid, credit_oid = f"{shard}-{gift[1]}", f"{shard}-{credit[1]}"
+
+    st, rep = reconcile(world, "--no-store")
+    assert st == 0 and rep["backlog"] == 2, (rep["backlog"], findings(rep))
+
+    # The ledger group's batch for the two entries (storage/ledger_sql.c),
+    # committed; the outbox still has them unacknowledged.
+    at = f"to_timestamp({ts} / 1000.0)"
+    sql(world, "SELECT tipcast_ledger_staging();"
+               "INSERT INTO ledger_in_orders (order_id, kind, sender, room, creator, gift_id, gift_name, count, "
+               "unit_price, amount, combo, message, request_id, sender_balance, created_at, ip, device) VALUES "
+               f"('{gift_oid}', 'gift', '{user}', '{creator}', '{creator}', {ROSE}, 'RcRose', 1, 100, 100, NULL, "
+               f"NULL, '{gq}', 400, {at}, '127.0.0.1', NULL);"
+               "INSERT INTO ledger_in_moves (movement_id, account, delta, kind, note, created_at) VALUES "
+               f"('{credit_oid}', 'user:{user}', 40, 'credit', 'top-up', {at}), "
+               f"('{credit_oid}', 'platform', -40, 'credit', 'top-up', {at});"
+               "SELECT * FROM tipcast_ledger_apply(false)")
+    assert sql(world, f"SELECT count(*) FROM orders WHERE order_id = '{gift_oid}'") == "1"
+    assert sql(world, f"SELECT count(*) FROM ledger WHERE entry = '{credit_oid}'") == "2"
+    assert sql(world, f"SELECT sum(delta) FROM ledger WHERE account = 'user:{user}'") == "440"
+
+    st, rep = reconcile(world, "--no-store")
+    assert st == 0 and rep["backlog"] == 2, (rep["backlog"], findings(rep))
