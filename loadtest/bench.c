@@ -47,7 +47,7 @@ static int setup(struct bench *b)
 {
     int n = b->o.connections;
     b->funder = bench_tipcast(b) && !b->o.idle ? n : -1;
-    b->raw = b->o.senders == 0 && !b->o.idle;
+    b->raw = !b->o.idle;
     b->nconns = n + (b->funder >= 0);
     b->c = calloc((size_t)b->nconns, sizeof *b->c);
     b->members = calloc((size_t)b->o.rooms, sizeof *b->members);

@@ -346,6 +346,8 @@ static int write_peer(struct bench *b, struct bconn *c, uint64_t t)
     memcpy(p + 8, b->tag, 8);
     for (int i = 0; i < 8; i++)
         p[i] = (uint8_t)(t >> (56 - 8 * i));
+    if (c->raw)
+        return rawrx_send(c, 0, p, n);
     return lws_write(c->wsi, p, n, LWS_WRITE_BINARY) < (int)n ? -1 : 0;
 }
 

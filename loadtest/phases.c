@@ -34,7 +34,7 @@ static void schedule(struct bench *b, uint64_t now_us)
         struct bconn *c = &b->c[b->ready[b->sched_n % (uint64_t)b->nready]];
         b->sched_n++;
         int in_step = b->step_on && t >= b->step_start_us;
-        if (!c->wsi || c->state != CS_READY) {
+        if ((!c->wsi && !c->raw) || c->state != CS_READY) {
             bench_error(b, "bench_sender_down");
             b->step_sent += in_step;
             b->step_errors += in_step;

@@ -1,16 +1,21 @@
-/* rawrx.c - the connections of a receive-only bench process (--senders 0),
- * read by the bench itself on libuv TCP handles instead of lws's client.
+/* rawrx.c - the bench's connections (all but --idle's), read and written
+ * by the bench itself on libuv TCP handles instead of lws's client.
  *
  * Why: a receiver of a hot room is sent one frame per event batch on each
  * of thousands of sockets, and lws 4.1's client spends about 4 us of CPU on
  * each frame it reads here (its service loop and byte-wise parser), as much
- * as the server spends writing it. On a machine whose cores the bench
- * shares with the server, that cost is latency charged to the server. This
- * client does the least a WebSocket client may: one HTTP upgrade, frames
- * parsed in place from one shared read buffer (the tail of a frame cut by a
- * read is kept per connection), pongs to pings, and its few requests
- * (tipcast's join) masked with a zero key. What it hands on is the same
+ * as the server spends writing it. A sender's every request also cost lws
+ * two epoll_ctl calls (asking for WRITEABLE, then dropping the ask) where a
+ * libuv write goes out at once. On a machine whose cores the bench shares
+ * with the server, that cost is latency charged to the server, and gifts/s
+ * it takes from the server. This client does the least a WebSocket client
+ * may: one HTTP upgrade, frames parsed in place from one shared read buffer
+ * (the tail of a frame cut by a read is kept per connection), pongs to
+ * pings, and its requests (tipcast's join, gifts and credits; the peers'
+ * published frames) masked with a zero key. What it hands on is the same
  * (run.h: struct conn_events), so the latencies are measured as before.
+ * --idle keeps lws's client: what an idle connection costs the server is
+ * measured with a common client.
  *
  * It checks that the server switched protocols (101), not the accept hash:
  * it talks to the servers under test, on loopback. */
@@ -66,13 +71,17 @@ static void on_written(uv_write_t *req, int status)
     free(req);
 }
 
-static int raw_write(struct rawconn *rc, const void *data, size_t len)
+/* Queues head[0..nhead) then data[0..len) as one write (one copy, which
+ * libuv tries to send at once: no wait for the socket to be writable). */
+static int raw_write2(struct rawconn *rc, const void *head, size_t nhead, const void *data, size_t len)
 {
-    struct rawwrite *w = malloc(sizeof *w + len);
+    struct rawwrite *w = malloc(sizeof *w + nhead + len);
     if (!w)
         return -1;
-    memcpy(w->data, data, len);
-    uv_buf_t buf = uv_buf_init(w->data, (unsigned)len);
+    memcpy(w->data, head, nhead);
+    if (len)
+        memcpy(w->data + nhead, data, len);
+    uv_buf_t buf = uv_buf_init(w->data, (unsigned)(nhead + len));
     if (uv_write(&w->req, (uv_stream_t *)&rc->tcp, &buf, 1, on_written) < 0) {
         free(w);
         return -1;
@@ -80,26 +89,32 @@ static int raw_write(struct rawconn *rc, const void *data, size_t len)
     return 0;
 }
 
+static int raw_write(struct rawconn *rc, const void *data, size_t len)
+{
+    return raw_write2(rc, data, len, NULL, 0);
+}
+
 /* A client frame: FIN, the opcode, a mask key of zero (the payload as it
  * is). */
 static int raw_write_frame(struct rawconn *rc, int opcode, const uint8_t *payload, size_t len)
 {
-    uint8_t frame[8 + 512]; /* the bench's requests are small */
+    uint8_t head[14];
     size_t n = 0;
-    if (len > sizeof frame - 8)
-        return -1;
-    frame[n++] = (uint8_t)(0x80 | opcode);
+    head[n++] = (uint8_t)(0x80 | opcode);
     if (len < 126) {
-        frame[n++] = (uint8_t)(0x80 | len);
+        head[n++] = (uint8_t)(0x80 | len);
+    } else if (len <= 0xffff) {
+        head[n++] = 0x80 | 126;
+        head[n++] = (uint8_t)(len >> 8);
+        head[n++] = (uint8_t)len;
     } else {
-        frame[n++] = 0x80 | 126;
-        frame[n++] = (uint8_t)(len >> 8);
-        frame[n++] = (uint8_t)len;
+        head[n++] = 0x80 | 127;
+        for (int i = 7; i >= 0; i--)
+            head[n++] = (uint8_t)((uint64_t)len >> (8 * i));
     }
-    memset(frame + n, 0, 4);
+    memset(head + n, 0, 4);
     n += 4;
-    memcpy(frame + n, payload, len);
-    return raw_write(rc, frame, n + len);
+    return raw_write2(rc, head, n, payload, len);
 }
 
 int rawrx_send(struct bconn *c, int text, const uint8_t *payload, size_t len)

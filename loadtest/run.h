@@ -50,7 +50,7 @@ struct rawconn;
 struct bconn {
     struct bench *b; /* the run it belongs to */
     struct lws *wsi;
-    struct rawconn *raw; /* instead of wsi in a receive-only process (rawrx.c) */
+    struct rawconn *raw; /* instead of wsi, but with --idle (rawrx.c) */
     uint32_t idx;  /* user bench-u<user_base + idx> */
     uint32_t room;
     uint8_t role, state, want_join, rx_drop;
@@ -75,7 +75,7 @@ struct bench {
     int *ready;      /* indexes of the senders that made it */
     int nready;
     char src[256][16];
-    int raw; /* receive-only (--senders 0): the connections are rawrx.c's */
+    int raw; /* all but --idle: the connections are rawrx.c's */
     uint8_t *payload; /* peers' senders: one frame of --frame-bytes, LWS_PRE in front */
     enum phase phase;
     double phase_deadline_s, hard_deadline_s;
@@ -154,7 +154,7 @@ struct conn_events {
     void (*closed)(struct bconn *c);
 };
 
-/* rawrx.c: a connection of a receive-only process: opening it (-1 when
+/* rawrx.c: a connection of the bench (all but --idle's): opening it (-1 when
  * nothing was started; a failure later is reported as closed), a request
  * frame (text or binary), closing it. */
 int rawrx_open(struct bconn *c, const char *path, const char *protocol, const struct conn_events *ev);
