@@ -311,9 +311,11 @@ int rawrx_open(struct bconn *c, const char *path, const char *protocol, const st
     rc->connect.data = rc;
     c->raw = rc;
     char req[2048];
+    /* The key: 16 bytes in base64, as RFC 6455 asks (Node's ws refuses
+     * any other length); the same for every connection. */
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: dGlwY2FzdC1iZW5jaC1rZXk=\r\nSec-WebSocket-Version: 13\r\n%s%s%s\r\n",
+                     "Sec-WebSocket-Key: dGlwY2FzdC1iZW5jaC1rZQ==\r\nSec-WebSocket-Version: 13\r\n%s%s%s\r\n",
                      path, b->o.host, b->o.port, protocol ? "Sec-WebSocket-Protocol: " : "",
                      protocol ? protocol : "", protocol ? "\r\n" : "");
     uv_tcp_nodelay(&rc->tcp, 1);
