@@ -22,7 +22,7 @@ PACKAGES=(
   redis-server postgresql postgresql-client postgresql-15-partman
   python3 python3-pytest python3-msgpack python3-jsonschema python3-yaml
   clang libclang-rt-14-dev
-  openssl procps iproute2
+  openssl procps iproute2 valgrind
   prometheus
   chromium fonts-noto-color-emoji
 )

@@ -224,3 +224,20 @@ def test_receive_only_processes_get_every_event_of_another(server, bench_catalog
         assert t["sent"] == 0 and t["delivered"] == 0, t
         assert t["delivered_foreign"] == sent["acked"] * conns, (t, sent)
         assert got["delivery_latency_ms"]["count"] == sent["acked"] * conns, got["delivery_latency_ms"]
+
+
+def test_script_cost_counts_both_scripts_of_the_gift_path():
+    """bench/script_cost.py replays room_apply.lua and wallet_move.lua on a
+    redis-server of its own under callgrind. It exits non-zero when a call
+    does not apply every entry or debit (its arguments no longer match the
+    scripts'), so this run also checks that it still drives them as tipcastd
+    does; the figures must be there and the room script must cost more than
+    nothing a gift."""
+    out = subprocess.run([os.path.join(REPO, "bench", "script_cost.py"), "--calls", "40", "--entries", "3"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("room_apply: 40 calls of rooms/lua/room_apply.lua, 3 gift(s) a call"), out.stdout
+    assert any(l.startswith("debit: 40 calls of gifts/lua/wallet_move.lua") for l in lines), out.stdout
+    per_gift = [int(l.split()[2].replace(",", "")) for l in lines if l.strip().startswith("a gift")]
+    assert len(per_gift) == 2 and all(n > 10000 for n in per_gift), out.stdout

@@ -7,7 +7,7 @@
 -- ledger rows (three or four of them, each with entry = its order id) are
 -- written in the same transaction as its order, whose primary key already
 -- answers that question by order id. Indexing them again cost the ledger
--- consumer an index insertion for every row of every gift, about 5% of
+-- consumer an index insertion for every row of every gift, 5-6% of
 -- tipcast_ledger_apply's time (docs/benchmarks.md, "What limits it").
 -- So the index keeps the other rows (credits, pledges, recharges, refunds,
 -- each with entry = the order id of the outbox entry that made it), and
