@@ -80,7 +80,11 @@ def room_calls(sha, n_calls, entries):
     """room_apply calls, KEYS and ARGV as rooms/roomfeed.c sends them."""
     rng = random.Random(1)
     ms = int(time.time() * 1000)
-    day, week, month = time.strftime("%Y%m%d"), time.strftime("%Y%m%d"), time.strftime("%Y%m")
+    # The boards' periods as rooms/roomkeys.c names them (UTC): the day, the
+    # week by its Monday, the month.
+    now = time.time()
+    day, month = time.strftime("%Y%m%d", time.gmtime(now)), time.strftime("%Y%m", time.gmtime(now))
+    week = time.strftime("%Y%m%d", time.gmtime(now - time.gmtime(now).tm_wday * 86400))
     for i in range(n_calls):
         room = i % ROOMS
         r = f"tc:{{r:bench-room-{room}}}"

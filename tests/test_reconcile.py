@@ -26,7 +26,7 @@ import time
 import pytest
 
 import admin
-from conftest import PG, free_port, mint_token
+from conftest import PG, REPO, free_port, mint_token
 from helpers import shard_of, wait_for
 from resp import Redis
 from wsclient import SUBPROTOCOL_JSON, unique
@@ -38,8 +38,7 @@ SHARDS = 4
 
 
 def admin_bin():
-    bin_dir = os.path.dirname(os.environ.get("TIPCAST_TEST_BIN", "")) or os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "server")
+    bin_dir = os.path.dirname(os.environ.get("TIPCAST_TEST_BIN", "")) or os.path.join(REPO, "build", "server")
     return os.path.join(bin_dir, "tipcast-admin")
 
 
@@ -342,13 +341,14 @@ def test_backlog_entries_already_in_postgresql_count_once(server, world):
              "the credit in the ledger")
     srv.stop()
 
-    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gifts", "lua",
-                           "wallet_move.lua")) as f:
+    with open(os.path.join(REPO, "gifts", "lua", "wallet_move.lua")) as f:
         src = f.read()
     shard = shard_of(user, SHARDS)
     rd = Redis(port=world["redis_port"])
-    keys = lambda q: [f"tc:{{w:{shard}}}:bal:{user}", f"tc:{{w:{shard}}}:idem:{user}:{q}",
-                      f"tc:{{w:{shard}}}:outbox", f"tc:{{w:{shard}}}:risk:{user}"]
+
+    def keys(q):
+        w = f"tc:{{w:{shard}}}"
+        return [f"{w}:bal:{user}", f"{w}:idem:{user}:{q}", f"{w}:outbox", f"{w}:risk:{user}"]
     ts = int(time.time() * 1000)
     gq, cq = unique("g"), unique("c")
     # KEYS and ARGV as gifts/wallet.c sends them (wallet_move.lua's header).
