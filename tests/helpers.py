@@ -29,6 +29,24 @@ def wait_for(pred, timeout=20, what="condition"):
         time.sleep(0.05)
 
 
+def wait_room_live(c, room, timeout=15):
+    """Waits until client c's server takes gifts to room; returns the last
+    probe's reply. The probe is a gift of an id that does not exist, refused
+    after the checks it waits on and before any money moves. It retries two
+    answers:
+    - room_not_live: the catalog reload that brings the creator has not
+      arrived yet;
+    - unavailable: the wallet has not checked Redis yet (a tipcastd just
+      started on a Redis Cluster checks its masters one by one)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = c.request({"type": "gift", "id": unique("probe"), "room": room, "gift": 1999999999})
+        if r.get("code") not in ("room_not_live", "unavailable"):
+            return r
+        assert time.monotonic() < deadline, r
+        time.sleep(0.1)
+
+
 def psql(sql, dsn=PG):
     """Runs sql with psql; returns its unaligned output."""
     out = subprocess.run(["psql", dsn, "-X", "-v", "ON_ERROR_STOP=1", "-qAtc", sql],

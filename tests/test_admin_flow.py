@@ -26,7 +26,7 @@ import pytest
 
 import admin
 from conftest import mint_token
-from helpers import psql, shard_of, wait_for
+from helpers import psql, shard_of, wait_for, wait_room_live
 from resp import Redis
 from wsclient import SUBPROTOCOL_JSON, unique
 
@@ -75,18 +75,6 @@ def ws_balance(c):
     r = c.request({"type": "balance", "id": unique("b")})
     assert r["type"] == "balance", r
     return r["balance"]
-
-
-def wait_room_live(c, room, timeout=15):
-    """Gifts are refused until the catalog reload that brings the creator
-    has arrived; an unknown gift id probes that without moving money."""
-    deadline = time.monotonic() + timeout
-    while True:
-        r = c.request({"type": "gift", "id": unique("probe"), "room": room, "gift": 1999999999})
-        if r.get("code") != "room_not_live":
-            return
-        assert time.monotonic() < deadline, r
-        time.sleep(0.1)
 
 
 def audit_actions(request_id):

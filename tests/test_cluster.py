@@ -28,10 +28,9 @@ import pytest
 
 from conftest import REPO, _binary
 from conftest import PG
-from helpers import SHARDS, admin_bin, own_database, psql, shard_of, wait_for
+from helpers import SHARDS, admin_bin, own_database, psql, shard_of, wait_for, wait_room_live
 from resp import Cluster, Redis, key_slot
-from test_money import (FLAGS, PRICES, ROSE, catalog, credit, live_creator, seed_catalog,  # noqa: F401
-                        wait_room_live)
+from test_money import FLAGS, PRICES, ROSE, catalog, credit, live_creator, seed_catalog  # noqa: F401
 from wsclient import RecvTimeout, unique
 
 CLUSTER_SH = os.path.join(REPO, "scripts", "cluster.sh")

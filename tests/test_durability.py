@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from helpers import psql, shard_of, wait_for
+from helpers import psql, shard_of, wait_for, wait_room_live
 from resp import Redis
 from test_money import catalog  # noqa: F401  (the module fixture, used by pytestmark)
-from test_money import FLAGS, PRICES, ROCKET, ROSE, balance, credit, live_creator, sender_in_live_room, wait_room_live
+from test_money import FLAGS, PRICES, ROCKET, ROSE, balance, credit, live_creator, sender_in_live_room
 from wsclient import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, unique
 
 # The test gifts of test_money, in PostgreSQL for every test here.

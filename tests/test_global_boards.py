@@ -11,8 +11,8 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import admin
-from helpers import SHARDS, psql, wait_for
-from test_money import balance, catalog, credit, live_creator, wait_room_live  # noqa: F401
+from helpers import SHARDS, psql, wait_for, wait_room_live
+from test_money import balance, catalog, credit, live_creator  # noqa: F401
 from wsclient import SUBPROTOCOL_MSGPACK, unique
 
 ROSE, ROCKET = 9101, 9103

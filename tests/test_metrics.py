@@ -19,8 +19,7 @@ import urllib.request
 import pytest
 
 from conftest import _binary, free_port
-from helpers import psql, wait_for
-from test_money import wait_room_live
+from helpers import psql, wait_for, wait_room_live
 from wsclient import unique
 
 GIFT = 9301  # this module's gift (the catalog is shared by every test)

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import PG, free_port, mint_token
-from helpers import SHARDS, outbox, own_redis, psql, shard_of, wait_for
+from helpers import SHARDS, outbox, own_redis, psql, shard_of, wait_for, wait_room_live
 from resp import Redis, stream_entries
 from wsclient import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, unique
 
@@ -70,19 +70,6 @@ def wait_catalog(c, pred, timeout=10):
         if pred(cat):
             return cat
         assert time.monotonic() < deadline, cat
-        time.sleep(0.1)
-
-
-def wait_room_live(c, room, timeout=10):
-    """Gifts to a creator's room are refused until the catalog reload that
-    brings the creator has arrived: a zero-coin probe would move money, so
-    probe with an unknown gift id, which is checked after liveness."""
-    deadline = time.monotonic() + timeout
-    while True:
-        r = c.request({"type": "gift", "id": unique("probe"), "room": room, "gift": 1999999999})
-        if r.get("code") != "room_not_live":
-            return
-        assert time.monotonic() < deadline, r
         time.sleep(0.1)
 
 

@@ -24,9 +24,9 @@ import time
 import pytest
 
 from conftest import PG, TcpProxy, mint_token
-from helpers import SHARDS, own_redis, psql, wait_for
+from helpers import SHARDS, own_redis, psql, wait_for, wait_room_live
 from resp import Redis
-from test_money import ROSE, catalog, credit, live_creator, wait_room_live  # noqa: F401 (catalog: a fixture)
+from test_money import ROSE, catalog, credit, live_creator  # noqa: F401 (catalog: a fixture)
 from wsclient import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, RecvTimeout, unique
 
 NODES = 3

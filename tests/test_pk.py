@@ -16,10 +16,10 @@ import time
 
 import admin
 from conftest import REPO
-from helpers import SHARDS, psql, wait_for
+from helpers import SHARDS, psql, wait_for, wait_room_live
 from resp import Redis
 from test_metrics import scrape, val
-from test_money import catalog, credit, live_creator, wait_room_live  # noqa: F401
+from test_money import catalog, credit, live_creator  # noqa: F401
 from wsclient import SUBPROTOCOL_MSGPACK, unique
 
 ROSE, ROCKET = 9101, 9103

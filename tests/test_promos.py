@@ -11,8 +11,8 @@ import time
 
 import admin
 from conftest import mint_token
-from helpers import SHARDS, psql, wait_for
-from test_money import balance, catalog, credit, live_creator, outbox_entries, wait_room_live  # noqa: F401
+from helpers import SHARDS, psql, wait_for, wait_room_live
+from test_money import balance, catalog, credit, live_creator, outbox_entries  # noqa: F401
 from wsclient import unique
 
 ROSE, ROCKET = 9101, 9103

@@ -17,7 +17,7 @@ import pytest
 
 import admin
 from conftest import mint_token
-from helpers import psql, shard_of, wait_for
+from helpers import psql, shard_of, wait_for, wait_room_live
 from resp import Redis
 from wsclient import SUBPROTOCOL_JSON, unique
 
@@ -76,13 +76,6 @@ def ws(srv, user, role="viewer", dev=None):
     c = srv.connect(subprotocol=SUBPROTOCOL_JSON, token=mint_token(user, role, extra={"dev": dev} if dev else None))
     c.expect("welcome")
     return c
-
-
-def wait_live(c, room):
-    def live():
-        r = c.request({"type": "gift", "id": unique("probe"), "room": room, "gift": 1999999999})
-        return r.get("code") != "room_not_live"
-    wait_for(live, 15, "the room to be live")
 
 
 def funded(srv, coins, dev=None):
@@ -144,7 +137,7 @@ def test_frozen_account_cannot_gift_then_unfrozen_can(node):
     room = creator_live()
     user, c = funded(srv, 1000)
     other, c2 = funded(srv, 1000)
-    wait_live(c, room)
+    wait_room_live(c, room)
     assert gift(c, room)["type"] == "ack"
     rid = unique("fz")
     st, _, b = api.post(f"/api/v1/accounts/{user}/freeze", staff["support"], {"reason": "chargeback ring"},
@@ -204,7 +197,7 @@ def test_user_gift_rate(node):
     room = creator_live()
     user, c = funded(srv, 1000)
     other, c2 = funded(srv, 1000)
-    wait_live(c, room)
+    wait_room_live(c, room)
     set_rules(api, staff, gift_user_per_min=5)
     answers = [gift(c, room) for _ in range(8)]
     acks = [a for a in answers if a["type"] == "ack"]
@@ -235,7 +228,7 @@ def test_ip_gift_rate(server, catalog):
 def ip_rate(srv, api, staff):
     room = creator_live()
     users = [funded(srv, 1000) for _ in range(3)]
-    wait_live(users[0][1], room)
+    wait_room_live(users[0][1], room)
     set_rules(api, staff, gift_ip_per_min=4, gift_user_per_min=0)
     answers = [gift(c, room) for _ in range(2) for _, c in users]
     acks = [a for a in answers if a["type"] == "ack"]
@@ -254,8 +247,8 @@ def test_daily_spend_cap_exact_across_nodes(node, server):
     room = creator_live()
     user, c = funded(srv, 1000)
     c2 = ws(srv2, user)
-    wait_live(c, room)
-    wait_live(c2, room)
+    wait_room_live(c, room)
+    wait_room_live(c2, room)
     set_rules(api, staff, daily_spend_cap=100)
     time.sleep(0.5)  # the second node too
     assert gift(c, room, count=6)["type"] == "ack"      # 60
@@ -282,7 +275,7 @@ def test_new_account_cap(node):
     old, c_old = funded(srv, 1000)
     # The old account's first credit 30 days ago.
     rcli("HSET", f"tc:{{w:{shard_of(old)}}}:risk:{old}", "first", str(int(time.time() * 1000) - 30 * 86400000))
-    wait_live(c, room)
+    wait_room_live(c, room)
     set_rules(api, staff, new_account_daily_cap=50, new_account_days=7)
     assert gift(c, room, count=5)["type"] == "ack"
     r = gift(c, room)
@@ -347,7 +340,7 @@ def test_gift_entries_carry_ip_and_device(node):
     srv, api, staff = node
     room = creator_live()
     user, c = funded(srv, 1000, dev="phone-42")
-    wait_live(c, room)
+    wait_room_live(c, room)
     a = gift(c, room)
     assert a["type"] == "ack", a
     sid = a["order"].split("-", 1)[1]
@@ -417,7 +410,7 @@ def test_refund_cycle(node):
     orders = {}
     for user in (cyc, normal):
         c = ws(srv, user)
-        wait_live(c, room)
+        wait_room_live(c, room)
         orders[user] = [gift(c, room)["order"] for _ in range(2)]
     wait_for(lambda: psql("SELECT count(*) FROM orders WHERE order_id IN ('%s')" %
                           "','".join(orders[cyc] + orders[normal])) == "4", 20, "the orders in PostgreSQL")

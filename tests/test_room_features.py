@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import SANITIZED, mint_token
-from helpers import SHARDS, entry_fields, psql, wait_for, xadd_entry
+from helpers import SHARDS, entry_fields, psql, wait_for, wait_room_live, xadd_entry
 from resp import Redis
 from wsclient import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, encode_frame, unique
 
@@ -364,22 +364,6 @@ def catalog():
     psql("INSERT INTO gifts (id, name, price, animation, tier, enabled, sort_order) VALUES "
          f"({SPARK}, 'Spark', 1, 'spark', 1, true, 1), ({STAR}, 'Star', 2, 'star', 1, true, 2) "
          "ON CONFLICT (id) DO UPDATE SET price = EXCLUDED.price, enabled = true")
-
-
-def wait_room_live(c, room, timeout=15):
-    """Probes with a gift that does not exist until the server answers
-    unknown_gift: the room is live in its catalog and its wallet has checked
-    Redis (until then a money request answers unavailable, which a server just
-    started on a Redis Cluster may do for a while: its masters are checked one
-    by one)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        r = c.request({"type": "gift", "id": unique("probe"), "room": room, "gift": 1999999999})
-        if r.get("code") == "unknown_gift":
-            return
-        assert r.get("code") in ("room_not_live", "unavailable"), r
-        assert time.monotonic() < deadline, r
-        time.sleep(0.1)
 
 
 def test_combo_counts_exact_at_1000_gifts_per_s_on_two_nodes(server, client, catalog):
