@@ -4,7 +4,7 @@ the gift path, counted by valgrind's callgrind: repeatable to a fraction of a
 percent whatever else the machine does, where CPU time on a shared VM moves
 by 15% between runs (docs/benchmarks.md, "What limits it").
 
-  bench/script_cost.py [--calls N] [--entries K]
+  bench/script_cost.py [--calls N] [--entries K] [--events-only]
 
 It starts a redis-server of its own under `valgrind --tool=callgrind` on a
 free loopback port (AOF on, appendfsync everysec, as scripts/services.sh
@@ -16,6 +16,12 @@ runs Redis), with an empty dataset, and sends in turn:
     them;
   - debit: N calls of gifts/lua/wallet_move.lua, one sender's gifts as
     tipcastd sends them (scenario 1's Redis ceiling uses the same).
+With --events-only, the room calls go to EVENTS_ONLY below instead of
+room_apply.lua: the same calls, of which it writes only what the room's
+events need from Redis (the seq, the history, the publish, the watermark).
+That is the rooms group's floor if the room's accounting (boards and their
+totals, combos, fan levels, the goal, pins) were held by a node rather than
+kept by a script per read: a design not built (docs/benchmarks.md).
 Then it reads callgrind's totals: instructions per call and per gift, and
 the parts of a call (the Lua interpreter with the commands the script
 calls; those commands; appending them to the AOF). Needs valgrind
@@ -37,6 +43,29 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOM_APPLY = os.path.join(REPO, "rooms", "lua", "room_apply.lua")
 WALLET_MOVE = os.path.join(REPO, "gifts", "lua", "wallet_move.lua")
 ROOMS, SENDERS, SHARDS = 50, 4, 16
+# --events-only: room_apply.lua's KEYS and ARGV, and only its events' writes.
+EVENTS_ONLY = b"""
+local F = 10
+local n = tonumber(ARGV[F])
+local seq = redis.call('INCRBY', KEYS[1], n) - n
+local out, wm = {}, {}
+for i = 0, n - 1 do
+  local b = F + 8 * i
+  local body, kind = ARGV[b + 4], ARGV[b + 7]
+  seq = seq + 1
+  if i == n - 1 then
+    redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], seq .. '-1', 'b', body, 'k', kind)
+  else
+    redis.call('XADD', KEYS[2], seq .. '-1', 'b', body, 'k', kind)
+  end
+  redis.call('SPUBLISH', ARGV[2], seq .. ':' .. kind .. ':' .. body)
+  out[i + 1] = seq
+  wm[#wm + 1] = ARGV[b + 1]
+  wm[#wm + 1] = ARGV[b + 2]
+end
+redis.call('HSET', KEYS[3], unpack(wm))
+return out
+"""
 # A gift's event body as gifts/wallet.c writes it into the outbox (a
 # msgpack map whose header counts the four fields room_apply appends).
 BODY = (b"\x8f\xa4kind\xa4gift\xa4from\xa9bench-u88\xa4role\xa6viewer\xa5order\xb13-1796168378837-0"
@@ -147,6 +176,7 @@ def totals(out_file):
 
 
 def measure(script, calls_of, n_calls, per_call, label):
+    """script: a file of the repository, or the source itself (bytes)."""
     d = tempfile.mkdtemp(prefix="tipcast-script-cost-")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -167,8 +197,12 @@ def measure(script, calls_of, n_calls, per_call, label):
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise SystemExit(f"redis-server under valgrind did not start on port {port}")
                 time.sleep(0.2)
-        with open(script, "rb") as f:
-            sha = r("SCRIPT", "LOAD", f.read()).decode()
+        if isinstance(script, bytes):
+            src = script
+        else:
+            with open(script, "rb") as f:
+                src = f.read()
+        sha = r("SCRIPT", "LOAD", src).decode()
         if label == "debit":
             r("SET", "tc:{w:0}:bal:bench-u0", 10 ** 15)
 
@@ -188,7 +222,8 @@ def measure(script, calls_of, n_calls, per_call, label):
             proc.wait()
         shutil.rmtree(d, ignore_errors=True)
     ev = t.get("evalShaCommand", 0)
-    print(f"{label}: {n_calls} calls of {os.path.relpath(script, REPO)}, {per_call} gift(s) a call")
+    name = "EVENTS_ONLY (--events-only)" if isinstance(script, bytes) else os.path.relpath(script, REPO)
+    print(f"{label}: {n_calls} calls of {name}, {per_call} gift(s) a call")
     print(f"  instructions a call {ev / n_calls:,.0f} (EVALSHA), {t['total'] / n_calls:,.0f} (all of redis-server)")
     print(f"  a gift              {ev / n_calls / per_call:,.0f} (EVALSHA), "
           f"{t['total'] / n_calls / per_call:,.0f} (all)")
@@ -203,13 +238,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--calls", type=int, default=3000)
     ap.add_argument("--entries", type=int, default=3)
+    ap.add_argument("--events-only", action="store_true",
+                    help="the room calls without the room's accounting (the rooms group's floor)")
     a = ap.parse_args()
     if not 1 <= a.entries <= 100 or not 1 <= a.calls <= 1000000:
         ap.error("--entries 1..100, --calls 1..1000000")
     for tool in ("valgrind", "callgrind_annotate", "redis-server"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is not installed")
-    measure(ROOM_APPLY, lambda sha: room_calls(sha, a.calls, a.entries), a.calls, a.entries, "room_apply")
+    measure(EVENTS_ONLY if a.events_only else ROOM_APPLY, lambda sha: room_calls(sha, a.calls, a.entries), a.calls,
+            a.entries, "room_events" if a.events_only else "room_apply")
     measure(WALLET_MOVE, lambda sha: debit_calls(sha, a.calls), a.calls, 1, "debit")
 
 

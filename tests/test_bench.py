@@ -241,3 +241,12 @@ def test_script_cost_counts_both_scripts_of_the_gift_path():
     assert any(l.startswith("debit: 40 calls of gifts/lua/wallet_move.lua") for l in lines), out.stdout
     per_gift = [int(l.split()[2].replace(",", "")) for l in lines if l.strip().startswith("a gift")]
     assert len(per_gift) == 2 and all(n > 10000 for n in per_gift), out.stdout
+    # --events-only: the same room calls, only their events written; they
+    # must all apply too, and cost less than the whole script.
+    out = subprocess.run([os.path.join(REPO, "bench", "script_cost.py"), "--calls", "40", "--entries", "3",
+                          "--events-only"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("room_events: 40 calls of EVENTS_ONLY (--events-only), 3 gift(s) a call"), out.stdout
+    floor = int(next(l for l in lines if l.strip().startswith("a gift")).split()[2].replace(",", ""))
+    assert 1000 < floor < per_gift[0], (floor, per_gift)
