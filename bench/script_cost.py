@@ -175,8 +175,15 @@ def totals(out_file):
     return got
 
 
+def source(path):
+    """(its name in the repository, its text) of a script file."""
+    with open(path, "rb") as f:
+        return os.path.relpath(path, REPO), f.read()
+
+
 def measure(script, calls_of, n_calls, per_call, label):
-    """script: a file of the repository, or the source itself (bytes)."""
+    """script: (a name to print, the Lua source)."""
+    name, src = script
     d = tempfile.mkdtemp(prefix="tipcast-script-cost-")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -197,11 +204,6 @@ def measure(script, calls_of, n_calls, per_call, label):
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise SystemExit(f"redis-server under valgrind did not start on port {port}")
                 time.sleep(0.2)
-        if isinstance(script, bytes):
-            src = script
-        else:
-            with open(script, "rb") as f:
-                src = f.read()
         sha = r("SCRIPT", "LOAD", src).decode()
         if label == "debit":
             r("SET", "tc:{w:0}:bal:bench-u0", 10 ** 15)
@@ -222,7 +224,6 @@ def measure(script, calls_of, n_calls, per_call, label):
             proc.wait()
         shutil.rmtree(d, ignore_errors=True)
     ev = t.get("evalShaCommand", 0)
-    name = "EVENTS_ONLY (--events-only)" if isinstance(script, bytes) else os.path.relpath(script, REPO)
     print(f"{label}: {n_calls} calls of {name}, {per_call} gift(s) a call")
     print(f"  instructions a call {ev / n_calls:,.0f} (EVALSHA), {t['total'] / n_calls:,.0f} (all of redis-server)")
     print(f"  a gift              {ev / n_calls / per_call:,.0f} (EVALSHA), "
@@ -246,9 +247,10 @@ def main():
     for tool in ("valgrind", "callgrind_annotate", "redis-server"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is not installed")
-    measure(EVENTS_ONLY if a.events_only else ROOM_APPLY, lambda sha: room_calls(sha, a.calls, a.entries), a.calls,
-            a.entries, "room_events" if a.events_only else "room_apply")
-    measure(WALLET_MOVE, lambda sha: debit_calls(sha, a.calls), a.calls, 1, "debit")
+    room = ("EVENTS_ONLY (--events-only)", EVENTS_ONLY) if a.events_only else source(ROOM_APPLY)
+    measure(room, lambda sha: room_calls(sha, a.calls, a.entries), a.calls, a.entries,
+            "room_events" if a.events_only else "room_apply")
+    measure(source(WALLET_MOVE), lambda sha: debit_calls(sha, a.calls), a.calls, 1, "debit")
 
 
 if __name__ == "__main__":
