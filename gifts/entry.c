@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -332,12 +333,16 @@ int entry_batch_fill(struct entry_batch *b, const struct outbox *ob, const redis
     }
     if (n == 0)
         return 0;
-    b->e = calloc(n, sizeof *b->e);
+    /* Not calloc: jemalloc zeroes a large calloc by handing its pages back
+     * to the system and faulting them in again (an madvise whose TLB
+     * shootdown waits on the other cores), for every read's batch. */
+    b->e = n <= SIZE_MAX / sizeof *b->e ? malloc(n * sizeof *b->e) : NULL;
     b->arena = malloc(need);
     if (!b->e || !b->arena) {
         entry_batch_clear(b);
         return -1;
     }
+    memset(b->e, 0, n * sizeof *b->e);
     struct arena a = {b->arena, 0, need};
     for (size_t i = 0; i < reply->elements; i++) {
         const redisReply *st = reply->element[i];

@@ -16,12 +16,12 @@
 #include "server.h"
 #include "version.h"
 
-/* jemalloc's settings, read at its start. Pages freed by a burst (the
- * handshakes of thousands of connections opening) go back to the system
- * after a second rather than ten: what an idle connection costs is then
- * what it holds, not what its handshake left behind. Ignored by other
- * allocators (the sanitizer builds). */
-const char *malloc_conf = "dirty_decay_ms:1000,muzzy_decay_ms:0";
+/* jemalloc's settings, read at its start: pages freed go back to the system
+ * after ten seconds unused while the node is busy, and at the next sweep
+ * once it is quiet (memory_sweep, server.c), so that what an idle
+ * connection costs is what it holds, not what its handshake left behind.
+ * Ignored by other allocators (the sanitizer builds). */
+const char *malloc_conf = "dirty_decay_ms:10000,muzzy_decay_ms:0";
 
 /* The process's only instance: big (the modules' state), so not on the
  * stack. */

@@ -74,17 +74,30 @@ static void lws_log(int level, const char *line)
 }
 
 #ifdef TIPCAST_JEMALLOC
-/* jemalloc hands freed pages back to the system (dirty_decay_ms, main.c)
- * only while it is being called: a node that goes quiet after a burst, like
- * thousands of handshakes, would keep them. This lets the decay run on time. */
-static void memory_decay(void)
+/* jemalloc hands freed pages back to the system (madvise) once they have
+ * lain unused for dirty_decay_ms (main.c), but only while it is being
+ * called. A busy loop's reads free and refill the same pages, and each
+ * handing back is an madvise whose TLB shootdown waits on the other cores,
+ * then page faults to take them again: with a decay of one second that was
+ * about 500 madvise a second at 5,000 gifts/s (docs/benchmarks.md). So a
+ * busy loop keeps them for the decay's ten seconds, and a quiet one (less
+ * than SERVER_QUIET_BYTES allocated since the last sweep) gives them all
+ * back at once: an idle node holds what its connections hold, not what a
+ * burst (thousands of handshakes) left behind. */
+static void memory_sweep(struct server *s)
 {
+    uint64_t allocated = 0;
+    size_t len = sizeof allocated;
+    if (mallctl("thread.allocated", &allocated, &len, NULL, 0) != 0)
+        allocated = s->sweep_allocated; /* no statistics in this jemalloc: always quiet */
+    int quiet = allocated - s->sweep_allocated < SERVER_QUIET_BYTES;
+    s->sweep_allocated = allocated;
     char name[32];
-    snprintf(name, sizeof name, "arena.%d.decay", MALLCTL_ARENAS_ALL);
+    snprintf(name, sizeof name, "arena.%d.%s", MALLCTL_ARENAS_ALL, quiet ? "purge" : "decay");
     mallctl(name, NULL, NULL, NULL, 0);
 }
 #else
-static void memory_decay(void) {}
+static void memory_sweep(struct server *s) { (void)s; }
 #endif
 
 static void on_sweep(uv_timer_t *t)
@@ -97,7 +110,7 @@ static void on_sweep(uv_timer_t *t)
      * node's shards may not be the Redis's. */
     if (s->wallet.checked)
         backlog_tick(&s->backlog, now);
-    memory_decay();
+    memory_sweep(s);
 }
 
 /* The campaign job's room events (settlement/campaign.h): published like

@@ -41,6 +41,9 @@
 
 /* The sweep runs this often: auth deadlines, pings, idle, rooms. */
 #define SERVER_SWEEP_MS 250
+/* A sweep period in which the loop allocated less than this is quiet: the
+ * allocator's free pages then go back to the system at once (server.c). */
+#define SERVER_QUIET_BYTES (1024 * 1024)
 /* How long the shutdown waits for close frames to go out. */
 #define SERVER_DRAIN_MS 2000
 /* Longest node id: host, pid and a random part. */
@@ -96,6 +99,7 @@ struct server {
     struct metrics metrics;
 
     uv_timer_t sweep;
+    uint64_t sweep_allocated; /* the loop thread's bytes allocated, at the last sweep */
     uv_timer_t redis_recheck; /* a Redis that could not be checked yet (loading) */
     uv_timer_t redis_start;   /* redis-start-timeout-s, until the first connection */
     uv_timer_t drain;
