@@ -60,6 +60,10 @@ PG = os.environ.get("TIPCAST_PG", "host=127.0.0.1 port=5492 dbname=tipcast user=
 WALLET_SHARDS = 4
 
 READY_TIMEOUT_S = 20 if SANITIZED else 10
+# A node on the suite's own Redis and PostgreSQL is also waited for until
+# /readyz answers 200 (its money requests answer `unavailable` before),
+# for at most this long: a test that starts one with them down goes on.
+READYZ_WAIT_S = 5
 STOP_TIMEOUT_S = tipcast_proc.STOP_TIMEOUT_S
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
@@ -149,15 +153,23 @@ class Server(tipcast_proc.Process):
         return (f"tipcastd {' '.join(self.args[1:])}\n--- stderr tail ---\n"
                 f"{self.stderr_tail()}\n--- end ---")
 
-    def wait_ready(self, timeout=READY_TIMEOUT_S):
+    def wait_ready(self, timeout=READY_TIMEOUT_S, readyz=False):
+        """Waits for /healthz; with readyz, then for /readyz's 200 as well (its
+        wallet has checked Redis: on a cluster, master by master), for at most
+        READYZ_WAIT_S; after that the test goes on and meets the node as it is."""
+        probe = lambda path: self.http_get(path, timeout=1)[0]
         try:
-            self.wait_http("/healthz", timeout=timeout,
-                           probe=lambda path: self.http_get(path, timeout=1)[0])
+            self.wait_http("/healthz", timeout=timeout, probe=probe)
         except tipcast_proc.NotReady as e:
             if e.exited:
                 pytest.fail(f"tipcastd exited with {e.returncode} while starting"
                             f" ({self.last_error()})\n" + self.describe())
             pytest.fail(f"tipcastd not ready within {timeout}s (last: {e.last})\n" + self.describe())
+        if readyz:
+            try:
+                self.wait_http("/readyz", timeout=READYZ_WAIT_S, probe=probe)
+            except tipcast_proc.NotReady:
+                pass  # not ready, or gone: the test meets it as it is
 
     def http_get(self, path, timeout=5, headers=None):
         return wsclient.http_get(self.port, path, tls=self.tls, headers=headers,
@@ -229,7 +241,8 @@ class ServerFactory:
                      admin_port=int(admin.rsplit(":", 1)[1]) if admin else None,
                      host=flags["listen-addr"] if netns else "127.0.0.1")
         self.servers.append(srv)
-        srv.wait_ready()
+        own_backends = not ({"redis_port", "redis_host", "pg", "redis_cluster"} & set(overrides))
+        srv.wait_ready(readyz=own_backends)
         return srv
 
     def teardown(self):
