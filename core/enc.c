@@ -213,10 +213,17 @@ void enc_int(struct enc *e, int64_t v)
         msgpack_pack_int64(&e->pk, v);
         return;
     }
-    char tmp[24];
-    int n = snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+    /* Digits from the end, without printf (a JSON message carries several). */
+    char tmp[24], *p = tmp + sizeof tmp;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
     json_sep(e);
-    put(e, tmp, (size_t)n);
+    put(e, p, (size_t)(tmp + sizeof tmp - p));
 }
 
 void enc_bool(struct enc *e, int v)

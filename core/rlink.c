@@ -8,6 +8,7 @@
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
 
+#include "hex.h"
 #include "log.h"
 #include "rlink_ev.h"
 
@@ -185,8 +186,7 @@ void rlink_script_hash(struct rlink_script *s)
 {
     unsigned char d[SHA_DIGEST_LENGTH];
     SHA1((const unsigned char *)s->src, strlen(s->src), d);
-    for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
-        snprintf(s->sha + 2 * i, 3, "%02x", d[i]);
+    hex_lower(d, sizeof d, s->sha);
 }
 
 void rlink_script_add(struct rlink *rl, struct rlink_script *s)

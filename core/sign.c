@@ -8,6 +8,8 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
+#include "hex.h"
+
 #define SIGN_PREFIX "sha256="
 #define SIGN_PREFIX_LEN 7
 #define SIGN_MAC_BYTES 32
@@ -35,18 +37,13 @@ static int mac_of(const char *secret, size_t secret_len, const char *ts, size_t 
 
 int sign_make(const char *secret, size_t secret_len, int64_t ts, const char *body, size_t len, char *out)
 {
-    static const char digits[] = "0123456789abcdef";
     char tstext[24];
     int tn = snprintf(tstext, sizeof tstext, "%lld", (long long)ts);
     unsigned char mac[SIGN_MAC_BYTES];
     if (mac_of(secret, secret_len, tstext, (size_t)tn, body, len, mac) < 0)
         return -1;
     memcpy(out, SIGN_PREFIX, SIGN_PREFIX_LEN);
-    for (int i = 0; i < SIGN_MAC_BYTES; i++) {
-        out[SIGN_PREFIX_LEN + 2 * i] = digits[mac[i] >> 4];
-        out[SIGN_PREFIX_LEN + 2 * i + 1] = digits[mac[i] & 15];
-    }
-    out[SIGN_PREFIX_LEN + 2 * SIGN_MAC_BYTES] = '\0';
+    hex_lower(mac, sizeof mac, out + SIGN_PREFIX_LEN);
     return 0;
 }
 

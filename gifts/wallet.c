@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "coins.h"
 #include "entry.h"
+#include "hex.h"
 #include "message.h"
 #include "log.h"
 #include "utf8.h"
@@ -181,8 +182,7 @@ static void fingerprint(const char *canon, size_t len, char out[41])
 {
     unsigned char d[SHA_DIGEST_LENGTH];
     SHA1((const unsigned char *)canon, len, d);
-    for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
-        snprintf(out + 2 * i, 3, "%02x", d[i]);
+    hex_lower(d, sizeof d, out);
 }
 
 /* One movement's parameters, as wallet_move.lua takes them. */

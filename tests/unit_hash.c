@@ -1,4 +1,4 @@
-/* unit_hash.c - tests of core/hash.c (FNV-1a, CRC16, the cluster key slot, known vectors) and of
+/* unit_hash.c - tests of core/hash.c (FNV-1a, CRC16, the cluster key slot, known vectors) and core/hex.c, and of
  * the invariant that lets Redis be a cluster: the keys each Lua script is called with share one
  * slot. */
 #include <stdint.h>
@@ -8,11 +8,23 @@
 #include "board.h"
 #include "calendar.h"
 #include "hash.h"
+#include "hex.h"
 #include "outbox.h"
 #include "roomkeys.h"
 #include "unit.h"
 
 static int slot(const char *key) { return hash_keyslot(key, strlen(key)); }
+
+static void test_hex(void)
+{
+    const unsigned char d[] = {0x00, 0x0f, 0xa5, 0xff, 0x10};
+    char out[2 * sizeof d + 1];
+    memset(out, 'x', sizeof out);
+    hex_lower(d, sizeof d, out);
+    CHECK_STR(out, "000fa5ff10");
+    hex_lower(d, 0, out);
+    CHECK_STR(out, "");
+}
 
 static void test_fnv1a(void)
 {
@@ -202,6 +214,7 @@ int main(void)
     char err[256];
     if (calendar_tz_init("UTC", err, sizeof err) != 0)
         fprintf(stderr, "%s\n", err);
+    test_hex();
     test_fnv1a();
     test_shards();
     test_crc16_and_slots();
