@@ -1177,10 +1177,13 @@ def limits_section(d, f, r1, r2, r3, r4):
         "batch change alone: about 320), and 5-6% of tipcastd's samples. Its system time per gift from "
         "/proc was 31-33 us before and 27-35 after (three turns each), a change smaller than this VM's "
         "spread from turn to turn. Idle memory is unchanged: scenario 3 measured 1.76 KiB per connection "
-        "before and 1.73 after with 4,000 connections (`BENCH_QUICK=1`), and 1.947 after with 100,000. In "
-        "the same profile printf formatting was 6.5% of tipcastd's samples, 20 snprintf calls a gift of "
-        "them the request's fingerprint in hex: hex digests and JSON integers are now written without "
-        "printf (core/hex.c, enc_int), 5.3% after.")
+        "before and 1.73 after with 4,000 connections (`BENCH_QUICK=1`), and 1.947 after with 100,000. In a "
+        "10,000-member room at 10 events/s (scenario 2's layout, by hand, builds taking turns) tipcastd "
+        "made 0-5 `madvise` calls in 5 s before and after, and its CPU per delivery was 6.01-6.74 us before "
+        "and 6.30-6.81 after (six turns each): the same within the spread. In the same profile printf "
+        "formatting was 6.5% of tipcastd's samples, 20 snprintf calls a gift of them the request's "
+        "fingerprint in hex: hex digests and JSON integers are now written without printf (core/hex.c, "
+        "enc_int), 5.3% after.")
     d.w("- Storms in a hot room (issue 16, scenario 12's storm rows). A join needs the room's snapshot, a "
         "script of about 100 us on the room's Redis; measured by hand with 10,000 members joining at 10,000 a "
         "second, before joins shared reads: 10,000 reads, Redis 0.74-0.81 s of CPU over the storm, a sender's "
