@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "hex.h"
 #include "utf8.h"
 
 /* ---- Text ------------------------------------------------------------------ */
@@ -219,12 +220,11 @@ static int is_ext(const struct entry *e) { return e->kind == ENTRY_RECHARGE || e
 
 static void hex(struct sbuf *b, const char *s, size_t n)
 {
-    static const char digits[] = "0123456789abcdef";
-    char pair[2];
-    for (size_t i = 0; i < n; i++) {
-        pair[0] = digits[(unsigned char)s[i] >> 4];
-        pair[1] = digits[(unsigned char)s[i] & 15];
-        sbuf_put(b, pair, 2);
+    char text[2 * 64 + 1];
+    for (size_t i = 0; i < n; i += 64) {
+        size_t k = n - i < 64 ? n - i : 64;
+        hex_lower((const unsigned char *)s + i, k, text);
+        sbuf_put(b, text, 2 * k);
     }
 }
 

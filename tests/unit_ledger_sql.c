@@ -298,6 +298,17 @@ static void test_partial_batches(void)
                        "(E'5-2-2', E'user or room is not an id', decode('753d275c0a', 'hex')) "
                        "ON CONFLICT (order_id) DO NOTHING;\n");
     ledger_sql_free(&q);
+    /* A raw entry longer than the hex writer's 64-byte pieces: 130 bytes. */
+    static const char long_raw[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-"
+                                   "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-xy";
+    e[0] = bad(4, "1-1", "r", (struct entry_str){long_raw, sizeof long_raw - 1});
+    CHECK_INT(ledger_sql_build(&q, e, 1, 0), 0);
+    CHECK_CONTAINS(q.sql.p, "decode('30313233343536373839616263646566"
+                            "6768696a6b6c6d6e6f707172737475767778797a4142434445464748494a4b4c4d4e4f505152535455565758595a5f2d"
+                            "30313233343536373839616263646566"
+                            "6768696a6b6c6d6e6f707172737475767778797a4142434445464748494a4b4c4d4e4f505152535455565758595a5f2d"
+                            "7879', 'hex')");
+    ledger_sql_free(&q);
     /* A tip alone: orders only. */
     e[0] = tip(0, "1-0", "u1", "c", 3, str("\r"));
     CHECK_INT(ledger_sql_build(&q, e, 1, 0), 0);
