@@ -241,7 +241,10 @@ def _run_node(script, args, env=None):
                                       TIPCAST_TEST_COMBO_GIFT_ID=str(DEMO_COMBO_GIFT_ID), **(env or {})))
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"{script} hung for {NODE_TIMEOUT_S}s\n{e.stdout}\n{e.stderr}", pytrace=False)
-    report = f"--- stdout ---\n{run.stdout}\n--- stderr ---\n{run.stderr}"
+    # The first line is the reason (a run's summary shows only that line).
+    reason = next((line for line in run.stderr.splitlines() if line.startswith("FAIL")),
+                  f"{script} exited {run.returncode}")
+    report = f"{reason}\n--- stdout ---\n{run.stdout}\n--- stderr ---\n{run.stderr}"
     assert run.returncode == 0, report
     assert run.stdout.rstrip().endswith("PASS"), report
     return run.stdout
