@@ -241,15 +241,20 @@ def test_concurrent_consumers_keep_the_chains_whole(server, db, rport):
     r = Redis(port=rport)
     start(server, db, rport)
     start(server, db, rport)
-    before = int(q(db, "SELECT count(*) FROM orders"))
-    produced = []
+    produced, credited = [], []
     for _ in range(6):
-        o, _ = produce(r, 150)
+        o, c = produce(r, 150)
         produced += o
+        credited += c
         rc, rep = verify_json(db)
         assert rc == 0, rep
-    wait_for(lambda: int(q(db, "SELECT count(*) FROM orders")) >= before + len(produced), timeout=60,
-             what="every order")
+    # Every entry written, the credits and recharges too (they follow the
+    # orders in their shards' streams, and may come a batch later), so that
+    # nothing is added between the last verify and the count.
+    wait_for(lambda: order_ids(db, produced) == str(len(produced)), timeout=60, what="every order")
+    entries = ",".join(f"'{e}'" for e in credited)
+    wait_for(lambda: q(db, f"SELECT count(DISTINCT entry) FROM ledger WHERE entry IN ({entries})") ==
+             str(len(credited)), timeout=60, what="every credit and recharge")
     r.close()
     rc, rep = verify_json(db)
     assert rc == 0, rep
