@@ -59,8 +59,17 @@ def superuser(db, sql):
     return q(db, f"ALTER TABLE ledger DISABLE TRIGGER USER; {sql}; ALTER TABLE ledger ENABLE TRIGGER USER")
 
 
+def _in(ids):
+    return "(" + ",".join(f"'{i}'" for i in ids) + ")"
+
+
 def order_ids(db, ids):
-    return q(db, "SELECT count(*) FROM orders WHERE order_id IN (" + ",".join(f"'{i}'" for i in ids) + ")")
+    return q(db, f"SELECT count(*) FROM orders WHERE order_id IN {_in(ids)}")
+
+
+def ledger_entries(db, ids):
+    """How many of the entries (order ids) have rows in the ledger."""
+    return q(db, f"SELECT count(DISTINCT entry) FROM ledger WHERE entry IN {_in(ids)}")
 
 
 def produce(r, n, ip=None, dv=None, ts=None):
@@ -252,9 +261,8 @@ def test_concurrent_consumers_keep_the_chains_whole(server, db, rport):
     # orders in their shards' streams, and may come a batch later), so that
     # nothing is added between the last verify and the count.
     wait_for(lambda: order_ids(db, produced) == str(len(produced)), timeout=60, what="every order")
-    entries = ",".join(f"'{e}'" for e in credited)
-    wait_for(lambda: q(db, f"SELECT count(DISTINCT entry) FROM ledger WHERE entry IN ({entries})") ==
-             str(len(credited)), timeout=60, what="every credit and recharge")
+    wait_for(lambda: ledger_entries(db, credited) == str(len(credited)), timeout=60,
+             what="every credit and recharge")
     r.close()
     rc, rep = verify_json(db)
     assert rc == 0, rep
