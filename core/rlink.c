@@ -11,6 +11,7 @@
 #include "hex.h"
 #include "log.h"
 #include "rlink_ev.h"
+#include "text.h"
 
 /* A command in flight: what the caller asked, kept so that a NOSCRIPT
  * answer can be retried with EVAL. Owned by rlink until its callback ran. */
@@ -25,10 +26,11 @@ struct rreq {
     struct rreq *next;       /* in that wait's list */
     redisReply *held;        /* its reply (a copy), until the WAIT answers */
     int got;                 /* its reply came */
-    int argc;                          /* EVALSHA sha nkeys ..., or the command */
-    const char **argv;
-    size_t *argvlen;
-    /* argument bytes follow */
+    char *eval;     /* the EVAL form sent again after NOSCRIPT, or NULL */
+    size_t evallen;
+    int argc;       /* EVALSHA sha nkeys ..., or the command */
+    size_t cmdlen;  /* the command as sent (RESP), which follows */
+    size_t rest;    /* where in it a script's third word (nkeys) starts */
 };
 
 /* The scripts of one loop turn on the command connection, and the WAIT
@@ -44,9 +46,31 @@ static void wait_end(struct rlink_wait *w, int ok);
 
 static void rreq_free(struct rreq *q)
 {
-    free(q->argv);
-    free(q->argvlen);
+    free(q->eval);
     free(q);
+}
+
+static char *rreq_cmd(struct rreq *q) { return (char *)(q + 1); }
+
+/* RESP: the bytes of an argument of len bytes, and of an array header. */
+static size_t resp_arg_bytes(size_t len)
+{
+    size_t digits = 1;
+    for (size_t v = len; v >= 10; v /= 10)
+        digits++;
+    return 1 + digits + 2 + len + 2;
+}
+
+static size_t resp_cat(char *out, size_t cap, size_t at, const char *arg, size_t len)
+{
+    at = text_cat_i64(out, cap, text_catn(out, cap, at, "$", 1), (int64_t)len);
+    at = text_catn(out, cap, text_catn(out, cap, at, "\r\n", 2), arg, len);
+    return text_catn(out, cap, at, "\r\n", 2);
+}
+
+static size_t resp_header(char *out, size_t cap, int argc)
+{
+    return text_catn(out, cap, text_cat_i64(out, cap, text_catn(out, cap, 0, "*", 1), argc), "\r\n", 2);
 }
 
 static void on_flush(uv_prepare_t *h)
@@ -383,14 +407,20 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
         /* The script cache was emptied: EVAL runs the source and caches it
          * again for the EVALSHA calls that follow. */
         q->retried = 1;
-        q->argv[0] = "EVAL"; /* both point into static strings now */
-        q->argvlen[0] = 4;
-        q->argv[1] = q->script->src;
-        q->argvlen[1] = strlen(q->script->src);
+        /* EVAL, the source, then the words from nkeys on as they were. */
+        size_t srclen = strlen(q->script->src), tail = q->cmdlen - q->rest;
+        char head[TEXT_I64_MAX + 4];
+        size_t hl = resp_header(head, sizeof head, q->argc);
+        size_t cap = hl + resp_arg_bytes(4) + resp_arg_bytes(srclen) + tail + 1;
+        if ((q->eval = malloc(cap))) {
+            size_t at = resp_cat(q->eval, cap, text_catn(q->eval, cap, 0, head, hl), "EVAL", 4);
+            at = resp_cat(q->eval, cap, at, q->script->src, srclen);
+            q->evallen = text_catn(q->eval, cap, at, rreq_cmd(q) + q->rest, tail);
+        }
         struct rlink_wait *w = q->wait;
         if (w) /* it joins the WAIT of the turn it is sent again in */
             wait_detach(q);
-        int sent = rreq_send(q) == 0;
+        int sent = q->eval && rreq_send(q) == 0;
         if (w && w->done)
             wait_deliver(w);
         if (sent)
@@ -418,7 +448,8 @@ static int rreq_send(struct rreq *q)
             return -1;
         l->open_wait->tail = &l->open_wait->head;
     }
-    if (redisAsyncCommandArgv(l->ac, on_reply, q, q->argc, q->argv, q->argvlen) != REDIS_OK)
+    const char *cmd = q->eval ? q->eval : rreq_cmd(q);
+    if (redisAsyncFormattedCommand(l->ac, on_reply, q, cmd, q->eval ? q->evallen : q->cmdlen) != REDIS_OK)
         return -1;
     if (durable) { /* appended: replies come in the order sent, and are handed on so */
         struct rlink_wait *w = l->open_wait;
@@ -430,8 +461,9 @@ static int rreq_send(struct rreq *q)
     return 0;
 }
 
-/* Copies the command (`npre` words, then argv) into one request and sends
- * it on `link`. */
+/* Writes the command (`npre` words, then argv) into one request, in the
+ * protocol's own form (RESP, what hiredis would format from them), and
+ * sends it on `link`. */
 static int rreq_start(struct rlink *rl, int link, const struct rlink_script *script, int npre, const char **pre,
                       const size_t *prelen, int argc, const char **argv, const size_t *argvlen, rlink_reply_cb *cb,
                       void *priv)
@@ -439,36 +471,25 @@ static int rreq_start(struct rlink *rl, int link, const struct rlink_script *scr
     if (link < 0 || link >= rl->nlinks || !rl->links[link].up || rl->inflight >= RLINK_INFLIGHT_MAX || argc < 0 ||
         argc > RLINK_ARGS_MAX)
         return -1;
-    size_t bytes = 0;
-    for (int i = 0; i < npre; i++)
-        bytes += prelen[i];
-    for (int i = 0; i < argc; i++)
-        bytes += argvlen[i];
-    struct rreq *q = malloc(sizeof *q + bytes);
+    int total = npre + argc;
+    char head[TEXT_I64_MAX + 4];
+    size_t hl = resp_header(head, sizeof head, total), bytes = hl;
+    for (int i = 0; i < total; i++)
+        bytes += resp_arg_bytes(i < npre ? prelen[i] : argvlen[i - npre]);
+    struct rreq *q = malloc(sizeof *q + bytes + 1);
     if (!q)
         return -1;
-    memset(q, 0, sizeof *q);
-    q->argc = npre + argc;
-    q->argv = malloc(sizeof *q->argv * (size_t)q->argc);
-    q->argvlen = malloc(sizeof *q->argvlen * (size_t)q->argc);
-    if (!q->argv || !q->argvlen) {
-        rreq_free(q);
-        return -1;
+    *q = (struct rreq){.rl = rl, .cb = cb, .priv = priv, .link = link, .script = script, .argc = total};
+    char *cmd = rreq_cmd(q);
+    size_t at = text_catn(cmd, bytes + 1, 0, head, hl);
+    for (int i = 0; i < total; i++) {
+        if (i == 2)
+            q->rest = at;
+        at = i < npre ? resp_cat(cmd, bytes + 1, at, pre[i], prelen[i])
+                      : resp_cat(cmd, bytes + 1, at, argv[i - npre], argvlen[i - npre]);
     }
-    q->rl = rl;
-    q->cb = cb;
-    q->priv = priv;
-    q->link = link;
-    q->script = script;
-    char *p = (char *)(q + 1);
-    for (int i = 0; i < q->argc; i++) {
-        const char *src = i < npre ? pre[i] : argv[i - npre];
-        size_t len = i < npre ? prelen[i] : argvlen[i - npre];
-        memcpy(p, src, len);
-        q->argv[i] = p;
-        q->argvlen[i] = len;
-        p += len;
-    }
+    tc_assert(at == bytes);
+    q->cmdlen = bytes;
     if (rreq_send(q) < 0) {
         rreq_free(q);
         return -1;
@@ -489,10 +510,9 @@ int rlink_eval_on(struct rlink *rl, int link, const struct rlink_script *s, int 
     tc_assert(s->sha[0]); /* registered with rlink_script_add */
     if (argc < nkeys)
         return -1;
-    char nk[16];
-    int n = snprintf(nk, sizeof nk, "%d", nkeys);
+    char nk[TEXT_I64_MAX + 1];
     const char *pre[] = {"EVALSHA", s->sha, nk};
-    size_t prelen[] = {7, 40, (size_t)n};
+    size_t prelen[] = {7, 40, text_cat_i64(nk, sizeof nk, 0, nkeys)};
     return rreq_start(rl, link, s, 3, pre, prelen, argc, argv, argvlen, cb, priv);
 }
 

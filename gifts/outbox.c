@@ -10,6 +10,7 @@
 
 #include "hash.h"
 #include "log.h"
+#include "text.h"
 
 extern const char lua_outbox_trim[];
 
@@ -29,21 +30,33 @@ int outbox_shard_of(const struct outbox *ob, const char *uid)
     return (int)(hash_fnv1a(uid, strlen(uid)) % (uint32_t)ob->shards);
 }
 
-void outbox_key(int shard, char *buf, size_t cap) { snprintf(buf, cap, "tc:{w:%d}:outbox", shard); }
+size_t outbox_shard_prefix(int shard, char *buf, size_t cap)
+{
+    size_t n = text_cat(buf, cap, 0, "tc:{w:");
+    n = text_cat_i64(buf, cap, n, shard);
+    return text_cat(buf, cap, n, "}:");
+}
+
+void outbox_key(int shard, char *buf, size_t cap) { text_cat(buf, cap, outbox_shard_prefix(shard, buf, cap), "outbox"); }
 
 void outbox_balance_key(int shard, const char *uid, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "tc:{w:%d}:bal:%s", shard, uid);
+    size_t n = text_cat(buf, cap, outbox_shard_prefix(shard, buf, cap), "bal:");
+    text_cat(buf, cap, n, uid);
 }
 
 void outbox_idem_key(int shard, const char *uid, const char *req_id, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "tc:{w:%d}:idem:%s:%s", shard, uid, req_id);
+    size_t n = text_cat(buf, cap, outbox_shard_prefix(shard, buf, cap), "idem:");
+    n = text_cat(buf, cap, n, uid);
+    n = text_cat(buf, cap, n, ":");
+    text_cat(buf, cap, n, req_id);
 }
 
 void outbox_lease_key(int shard, const char *group, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "tc:{w:%d}:lease:%s", shard, group);
+    size_t n = text_cat(buf, cap, outbox_shard_prefix(shard, buf, cap), "lease:");
+    text_cat(buf, cap, n, group);
 }
 
 int outbox_key_shard(const struct outbox *ob, const char *key, size_t len)
@@ -61,7 +74,9 @@ int outbox_key_shard(const struct outbox *ob, const char *key, size_t len)
 
 void outbox_order_id(int shard, const char *stream_id, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "%d-%s", shard, stream_id);
+    size_t n = text_cat_i64(buf, cap, 0, shard);
+    n = text_cat(buf, cap, n, "-");
+    text_cat(buf, cap, n, stream_id);
 }
 
 /* BUSYGROUP: the group exists. LOADING: Redis is replaying its data, which

@@ -15,6 +15,7 @@
 #include "hex.h"
 #include "message.h"
 #include "log.h"
+#include "text.h"
 #include "utf8.h"
 
 extern const char lua_wallet_move[];
@@ -209,6 +210,12 @@ struct movement {
     int bonus;           /* the new-user bonus: its own stored-result key, only into a new wallet */
 };
 
+/* Appends s and a '|' to a movement's canonical text. */
+static size_t canon_field(char *canon, size_t cap, size_t at, const char *s)
+{
+    return text_cat(canon, cap, text_cat(canon, cap, at, s), "|");
+}
+
 /* Sends one movement to wallet_move.lua on the user's shard; cb(reply,
  * priv) gets its answer. Returns 0, -1 when the request is too large to
  * fingerprint, -2 when it could not be sent (cb never called either way). */
@@ -219,49 +226,60 @@ static int submit(struct wallet *w, const struct movement *mv, void (*cb)(redisR
     char risk[OUTBOX_KEY_MAX];
     outbox_balance_key(shard, mv->uid, bal, sizeof bal);
     /* Beside the balance, on the same slot: one script reads and writes both. */
-    snprintf(risk, sizeof risk, "tc:{w:%d}:risk:%s", shard, mv->uid);
-    if (mv->bonus) /* a key no client request id can name */
-        snprintf(idem, sizeof idem, "tc:{w:%d}:promo:%s", shard, mv->uid);
-    else
+    text_cat(risk, sizeof risk, text_cat(risk, sizeof risk, outbox_shard_prefix(shard, risk, sizeof risk), "risk:"),
+             mv->uid);
+    if (mv->bonus) { /* a key no client request id can name */
+        size_t at = text_cat(idem, sizeof idem, outbox_shard_prefix(shard, idem, sizeof idem), "promo:");
+        text_cat(idem, sizeof idem, at, mv->uid);
+    } else {
         outbox_idem_key(shard, mv->uid, mv->req_id, idem, sizeof idem);
+    }
     outbox_key(shard, outbox, sizeof outbox);
-    char cpn[OUTBOX_KEY_MAX + ID_MAX + 8], disc[24];
-    snprintf(cpn, sizeof cpn, "tc:{w:%d}:cpn:%s:%s", shard, mv->uid, mv->coupon ? mv->coupon : "");
-    snprintf(disc, sizeof disc, "%" PRId64, mv->coupon ? mv->discount : 0);
+    char cpn[OUTBOX_KEY_MAX + ID_MAX + 8], disc[TEXT_I64_MAX + 1];
+    size_t at = text_cat(cpn, sizeof cpn, outbox_shard_prefix(shard, cpn, sizeof cpn), "cpn:");
+    at = text_cat(cpn, sizeof cpn, text_cat(cpn, sizeof cpn, at, mv->uid), ":");
+    text_cat(cpn, sizeof cpn, at, mv->coupon ? mv->coupon : "");
+    text_cat_i64(disc, sizeof disc, 0, mv->coupon ? mv->discount : 0);
 
-    char gid[16], count[24], unit[24], amount[24], ts[24], ttl[24], backlog[24], ots[24];
-    snprintf(gid, sizeof gid, "%d", mv->gift ? mv->gift->id : 0);
-    snprintf(count, sizeof count, "%" PRId64, mv->count);
-    snprintf(unit, sizeof unit, "%" PRId64, mv->unit);
-    snprintf(amount, sizeof amount, "%" PRId64, mv->amount);
-    snprintf(ts, sizeof ts, "%" PRId64, clock_wall_ms());
-    snprintf(ttl, sizeof ttl, "%" PRId64, mv->ttl_ms);
-    snprintf(backlog, sizeof backlog, "%d", w->cfg->outbox_max_backlog);
-    snprintf(ots, sizeof ots, "%" PRId64, mv->order_ts_ms);
+    enum { NUM = TEXT_I64_MAX + 1 };
+    char gid[NUM], count[NUM], unit[NUM], amount[NUM], ts[NUM], ttl[NUM], backlog[NUM], ots[NUM];
+    text_cat_i64(gid, NUM, 0, mv->gift ? mv->gift->id : 0);
+    text_cat_i64(count, NUM, 0, mv->count);
+    text_cat_i64(unit, NUM, 0, mv->unit);
+    text_cat_i64(amount, NUM, 0, mv->amount);
+    text_cat_i64(ts, NUM, 0, clock_wall_ms());
+    text_cat_i64(ttl, NUM, 0, mv->ttl_ms);
+    text_cat_i64(backlog, NUM, 0, w->cfg->outbox_max_backlog);
+    text_cat_i64(ots, NUM, 0, mv->order_ts_ms);
     static const struct wallet_risk none = {"", "", 0, 0, 0};
     const struct wallet_risk *rk = mv->risk ? mv->risk : &none;
-    char cap[24], newcap[24], newms[24];
-    snprintf(cap, sizeof cap, "%" PRId64, rk->day_cap);
-    snprintf(newcap, sizeof newcap, "%" PRId64, rk->new_cap);
-    snprintf(newms, sizeof newms, "%" PRId64, rk->new_ms);
+    char cap[NUM], newcap[NUM], newms[NUM];
+    text_cat_i64(cap, NUM, 0, rk->day_cap);
+    text_cat_i64(newcap, NUM, 0, rk->new_cap);
+    text_cat_i64(newms, NUM, 0, rk->new_ms);
 
     /* Everything that defines the movement, so that a replay with other
      * parameters is told apart from a true retry. The reference and the
      * order time only for the kinds that have them, so that the
      * fingerprints of gifts, tips and credits stay what they were. */
     char canon[WALLET_TIP_TEXT_MAX + ENTRY_REF_MAX + 512];
-    int n = snprintf(canon, sizeof canon, "%s|%s|%s|%s|%s|%s|%s|", mv->kind, mv->uid, mv->room, gid, count,
-                     amount, mv->combo);
-    if (n >= 0 && mv->ref[0])
-        n += snprintf(canon + n, sizeof canon - (size_t)n, "%s|%s|", mv->ref, ots);
+    const char *const parts[] = {mv->kind, mv->uid, mv->room, gid, count, amount, mv->combo};
+    size_t c = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        c = canon_field(canon, sizeof canon, c, parts[i]);
+    if (mv->ref[0])
+        c = canon_field(canon, sizeof canon, canon_field(canon, sizeof canon, c, mv->ref), ots);
     /* Only a coupon gift has these: other fingerprints stay what they were. */
-    if (n >= 0 && mv->coupon)
-        n += snprintf(canon + n, sizeof canon - (size_t)n, "coupon=%s|%s|", mv->coupon, disc);
-    if (n < 0 || (size_t)n + mv->text_len >= sizeof canon)
+    if (mv->coupon) {
+        c = canon_field(canon, sizeof canon, text_cat(canon, sizeof canon, c, "coupon="), mv->coupon);
+        c = canon_field(canon, sizeof canon, c, disc);
+    }
+    /* A cut (c then ends the buffer) or no room left for the text. */
+    if (c + mv->text_len + 1 >= sizeof canon)
         return -1;
-    memcpy(canon + n, mv->text, mv->text_len);
+    memcpy(canon + c, mv->text, mv->text_len);
     char fp[41];
-    fingerprint(canon, (size_t)n + mv->text_len, fp);
+    fingerprint(canon, c + mv->text_len, fp);
 
     /* KEYS[5], the coupon's marker, only with a coupon: a script's keys are
      * all on the wallet's slot either way. */

@@ -12,6 +12,7 @@
 #include "fanlevel.h"
 #include "log.h"
 #include "message.h"
+#include "text.h"
 
 static const char *const period_name[BOARD_PERIODS] = {"all", "day", "week", "month"};
 /* The message's field of each period's list ("all" is "top"). */
@@ -19,28 +20,70 @@ static const char *const period_field[BOARD_PERIODS] = {"top", "day", "week", "m
 
 void board_init(struct board *b, struct redis *rl) { b->rl = rl; }
 
-void board_all_key(const char *room, char *buf, size_t cap) { snprintf(buf, cap, "tc:{r:%s}:board:all", room); }
+/* tc:{r:ROOM}:WHAT:TAIL into buf (BOARD_KEY_MAX): WHAT is "board" for a
+ * board and "sum" for its period's total; TAIL is "all", or the period's
+ * letter and its first day in the board's zone (d:YYYYMMDD for a day,
+ * w:YYYYMMDD for the week's Monday, m:YYYYMM for a month). */
+static void period_key(char *buf, const char *room, const char *what, int p, const struct calendar_date *cd)
+{
+    size_t n = text_cat(buf, BOARD_KEY_MAX, 0, "tc:{r:");
+    n = text_cat(buf, BOARD_KEY_MAX, n, room);
+    n = text_cat(buf, BOARD_KEY_MAX, n, "}:");
+    n = text_cat(buf, BOARD_KEY_MAX, n, what);
+    /* Years before 0 cannot come from the clock of an order. */
+    uint64_t y = cd->y > 0 ? (uint64_t)cd->y : 0, wy = cd->wy > 0 ? (uint64_t)cd->wy : 0;
+    switch (p) {
+    case BOARD_DAY:
+        n = text_cat(buf, BOARD_KEY_MAX, n, ":d:");
+        n = text_cat_pad(buf, BOARD_KEY_MAX, n, y, 4);
+        n = text_cat_pad(buf, BOARD_KEY_MAX, n, (uint64_t)cd->m, 2);
+        text_cat_pad(buf, BOARD_KEY_MAX, n, (uint64_t)cd->d, 2);
+        break;
+    case BOARD_WEEK:
+        n = text_cat(buf, BOARD_KEY_MAX, n, ":w:");
+        n = text_cat_pad(buf, BOARD_KEY_MAX, n, wy, 4);
+        n = text_cat_pad(buf, BOARD_KEY_MAX, n, (uint64_t)cd->wm, 2);
+        text_cat_pad(buf, BOARD_KEY_MAX, n, (uint64_t)cd->wd, 2);
+        break;
+    case BOARD_MONTH:
+        n = text_cat(buf, BOARD_KEY_MAX, n, ":m:");
+        n = text_cat_pad(buf, BOARD_KEY_MAX, n, y, 4);
+        text_cat_pad(buf, BOARD_KEY_MAX, n, (uint64_t)cd->m, 2);
+        break;
+    default:
+        text_cat(buf, BOARD_KEY_MAX, n, ":all");
+    }
+}
+
+void board_all_key(const char *room, char *buf, size_t cap)
+{
+    size_t n = text_cat(buf, cap, 0, "tc:{r:");
+    n = text_cat(buf, cap, n, room);
+    text_cat(buf, cap, n, "}:board:all");
+}
+
+void board_day_key(const char *room, int64_t ts_ms, char *buf)
+{
+    struct calendar_date cd;
+    calendar_date_of(ts_ms / 1000, &cd);
+    period_key(buf, room, "board", BOARD_DAY, &cd);
+}
 
 void board_keys(const char *room, int64_t ts_ms, struct board_keys *k)
 {
     struct calendar_date cd;
     calendar_date_of(ts_ms / 1000, &cd);
-    board_all_key(room, k->key[BOARD_ALL], BOARD_KEY_MAX);
-    snprintf(k->key[BOARD_DAY], BOARD_KEY_MAX, "tc:{r:%s}:board:d:%04lld%02d%02d", room, (long long)cd.y, cd.m,
-             cd.d);
-    snprintf(k->key[BOARD_WEEK], BOARD_KEY_MAX, "tc:{r:%s}:board:w:%04lld%02d%02d", room, (long long)cd.wy, cd.wm,
-             cd.wd);
-    snprintf(k->key[BOARD_MONTH], BOARD_KEY_MAX, "tc:{r:%s}:board:m:%04lld%02d", room, (long long)cd.y, cd.m);
-    /* The total's key is the board's with "sum" for "board". */
     for (int p = 0; p < BOARD_PERIODS; p++) {
-        const char *tail = strstr(k->key[p], "}:board") + 7;
-        snprintf(k->sum[p], BOARD_KEY_MAX, "tc:{r:%s}:sum%s", room, tail);
+        period_key(k->key[p], room, "board", p, &cd);
+        period_key(k->sum[p], room, "sum", p, &cd);
     }
     k->ttl_s[BOARD_ALL] = 0;
     k->ttl_s[BOARD_DAY] = BOARD_KEEP_PERIODS * 86400LL;
     k->ttl_s[BOARD_WEEK] = BOARD_KEEP_PERIODS * 7 * 86400LL;
     k->ttl_s[BOARD_MONTH] = BOARD_KEEP_PERIODS * 31 * 86400LL;
-    snprintf(k->goal, BOARD_KEY_MAX, "tc:{r:%s}:goal", room);
+    size_t n = text_cat(k->goal, BOARD_KEY_MAX, 0, "tc:{r:");
+    n = text_cat(k->goal, BOARD_KEY_MAX, n, room);
+    text_cat(k->goal, BOARD_KEY_MAX, n, "}:goal");
 }
 
 static int64_t field_int(const redisReply *r)

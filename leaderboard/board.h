@@ -87,6 +87,9 @@ void board_init(struct board *b, struct redis *rl);
 void board_keys(const char *room, int64_t ts_ms, struct board_keys *k);
 /* The all-time board's key of `room` into buf. */
 void board_all_key(const char *room, char *buf, size_t cap);
+/* The day board's key of `room` at ts_ms into buf (BOARD_KEY_MAX): the
+ * same as board_keys' key[BOARD_DAY], for when only the day is needed. */
+void board_day_key(const char *room, int64_t ts_ms, char *buf);
 
 /* Reads a ZREVRANGE ... WITHSCORES reply (user, score, user, score...) into
  * `t`; entries past BOARD_TOP_N or with a malformed user are left out. A

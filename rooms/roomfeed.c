@@ -12,6 +12,7 @@
 #include "hash.h"
 #include "log.h"
 #include "roomkeys.h"
+#include "text.h"
 
 extern const char lua_room_apply[];
 
@@ -121,9 +122,8 @@ static int group_entries(const struct entry_batch *b, uint32_t *next, struct roo
         const struct entry *e = &b->e[k];
         if (!to_room(e))
             continue;
-        struct board_keys bk;
-        board_keys(e->room.s, board_time(e), &bk);
-        const char *day = bk.key[BOARD_DAY];
+        char day[BOARD_KEY_MAX];
+        board_day_key(e->room.s, board_time(e), day);
         size_t h = hash_fnv1a(day, strlen(day)) & (cap - 1);
         while (slot[h] >= 0 && strcmp(gr[slot[h]].day, day) != 0)
             h = (h + 1) & (cap - 1);
@@ -137,7 +137,7 @@ static int group_entries(const struct entry_batch *b, uint32_t *next, struct roo
         }
         /* A new group; a full one stays behind, sent before this one. */
         g = &gr[ng];
-        snprintf(g->day, sizeof g->day, "%s", day);
+        text_cat(g->day, sizeof g->day, 0, day);
         g->first = g->last = (uint32_t)k;
         g->n = 1;
         slot[h] = ng++;
@@ -171,10 +171,10 @@ static void send_group(struct roomfeed *f, const struct room_group *g, const uin
     board_keys(lead->room.s, board_time(lead), &bk);
     /* count is filled once the entries are known; "0" until then, so that
      * the length taken of every fixed argument below reads a string. */
-    char hl[16], ttl[BOARD_PERIODS][24], count[16] = "0";
-    snprintf(hl, sizeof hl, "%d", f->history_len);
+    char hl[TEXT_I64_MAX + 1], ttl[BOARD_PERIODS][TEXT_I64_MAX + 1], count[TEXT_I64_MAX + 1] = "0";
+    text_cat_i64(hl, sizeof hl, 0, f->history_len);
     for (int p = 0; p < BOARD_PERIODS; p++)
-        snprintf(ttl[p], sizeof ttl[p], "%lld", (long long)bk.ttl_s[p]);
+        text_cat_i64(ttl[p], sizeof ttl[p], 0, bk.ttl_s[p]);
     const char *fixed[NFIXED + 1] = {
         rk.seq, rk.hist, rk.wm, bk.key[BOARD_ALL], bk.key[BOARD_DAY], bk.key[BOARD_WEEK], bk.key[BOARD_MONTH],
         bk.sum[BOARD_ALL], bk.sum[BOARD_DAY], bk.sum[BOARD_WEEK], bk.sum[BOARD_MONTH], rk.combo, rk.combo_due, bk.goal, rk.pins,
@@ -198,17 +198,18 @@ static void send_group(struct roomfeed *f, const struct room_group *g, const uin
             e->kind = ENTRY_BAD; /* so that no later entry waits for it */
             continue;
         }
-        int sl = snprintf(f->shard[cl->n], sizeof f->shard[0], "%d", e->shard);
-        int al = snprintf(f->amount[cl->n], sizeof f->amount[0], "%lld", (long long)e->amount);
+        size_t sl = text_cat_i64(f->shard[cl->n], sizeof f->shard[0], 0, e->shard);
+        size_t al = text_cat_i64(f->amount[cl->n], sizeof f->amount[0], 0, e->amount);
         const char *prev = predecessor(b, k);
         const char *kind = refund ? "refund" : event_kind_name(e->kind == ENTRY_GIFT ? EVENT_GIFT : EVENT_TIP);
         int gift = e->kind == ENTRY_GIFT;
-        int tl = snprintf(f->tgc[cl->n], sizeof f->tgc[0], "%lld:%lld:%lld", (long long)e->ts_ms,
-                          gift ? (long long)e->gift_id : 0LL, gift ? (long long)e->count : 0LL);
+        char *tgc = f->tgc[cl->n];
+        size_t tl = text_cat(tgc, sizeof f->tgc[0], text_cat_i64(tgc, sizeof f->tgc[0], 0, e->ts_ms), ":");
+        tl = text_cat(tgc, sizeof f->tgc[0], text_cat_i64(tgc, sizeof f->tgc[0], tl, gift ? e->gift_id : 0), ":");
+        tl = text_cat_i64(tgc, sizeof f->tgc[0], tl, gift ? e->count : 0);
         const char *args[PER] = {f->shard[cl->n], e->id, prev, (const char *)f->body[cl->n], e->user.s,
                                  f->amount[cl->n], kind, f->tgc[cl->n]};
-        size_t lens[PER] = {(size_t)sl, strlen(e->id), strlen(prev), (size_t)blen, e->user.len, (size_t)al,
-                            strlen(kind), (size_t)tl};
+        size_t lens[PER] = {sl, strlen(e->id), strlen(prev), (size_t)blen, e->user.len, al, strlen(kind), tl};
         for (int i = 0; i < PER; i++) {
             argv[argc] = args[i];
             len[argc++] = lens[i];
@@ -219,7 +220,7 @@ static void send_group(struct roomfeed *f, const struct room_group *g, const uin
         free(cl);
         return;
     }
-    len[NFIXED] = (size_t)snprintf(count, sizeof count, "%d", cl->n);
+    len[NFIXED] = text_cat_i64(count, sizeof count, 0, cl->n);
     f->waiting++;
     f->in_flight += cl->n;
     f->calls++;

@@ -1,24 +1,33 @@
 /* roomkeys.c - a room's key names (see roomkeys.h). */
 #include "roomkeys.h"
 
-#include <stdio.h>
 #include <string.h>
 
-void room_channel(const char *id, char *buf, size_t cap) { snprintf(buf, cap, "tc:{r:%s}:ev", id); }
+#include "text.h"
+
+/* tc:{r:ROOM}SUFFIX into buf. */
+static void room_key(const char *id, const char *suffix, char *buf, size_t cap)
+{
+    size_t n = text_cat(buf, cap, 0, "tc:{r:");
+    n = text_cat(buf, cap, n, id);
+    text_cat(buf, cap, n, suffix);
+}
+
+void room_channel(const char *id, char *buf, size_t cap) { room_key(id, "}:ev", buf, cap); }
 
 void room_keys(const char *id, struct room_keys *k)
 {
-    snprintf(k->seq, sizeof k->seq, "tc:{r:%s}:seq", id);
-    snprintf(k->hist, sizeof k->hist, "tc:{r:%s}:hist", id);
-    snprintf(k->nodes, sizeof k->nodes, "tc:{r:%s}:nodes", id);
+    room_key(id, "}:seq", k->seq, sizeof k->seq);
+    room_key(id, "}:hist", k->hist, sizeof k->hist);
+    room_key(id, "}:nodes", k->nodes, sizeof k->nodes);
     room_channel(id, k->chan, sizeof k->chan);
-    snprintf(k->wm, sizeof k->wm, "tc:{r:%s}:wm", id);
+    room_key(id, "}:wm", k->wm, sizeof k->wm);
     board_all_key(id, k->board, sizeof k->board);
-    snprintf(k->combo, sizeof k->combo, "tc:{r:%s}:combo", id);
-    snprintf(k->combo_due, sizeof k->combo_due, "tc:{r:%s}:combo:due", id);
-    snprintf(k->pins, sizeof k->pins, "tc:{r:%s}:pins", id);
-    snprintf(k->pin, sizeof k->pin, "tc:{r:%s}:pin", id);
-    snprintf(k->mods, sizeof k->mods, "tc:{r:%s}:mods", id);
+    room_key(id, "}:combo", k->combo, sizeof k->combo);
+    room_key(id, "}:combo:due", k->combo_due, sizeof k->combo_due);
+    room_key(id, "}:pins", k->pins, sizeof k->pins);
+    room_key(id, "}:pin", k->pin, sizeof k->pin);
+    room_key(id, "}:mods", k->mods, sizeof k->mods);
 }
 
 int room_channel_id(const char *chan, size_t len, char *out)

@@ -1,4 +1,5 @@
-/* unit_hash.c - tests of core/hash.c (FNV-1a, CRC16, the cluster key slot, known vectors) and core/hex.c, and of
+/* unit_hash.c - tests of core/hash.c (FNV-1a, CRC16, the cluster key slot, known vectors), core/hex.c and
+ * core/text.c (against snprintf's output, and the key names written with it), and of
  * the invariant that lets Redis be a cluster: the keys each Lua script is called with share one
  * slot. */
 #include <stdint.h>
@@ -11,6 +12,7 @@
 #include "hex.h"
 #include "outbox.h"
 #include "roomkeys.h"
+#include "text.h"
 #include "unit.h"
 
 static int slot(const char *key) { return hash_keyslot(key, strlen(key)); }
@@ -24,6 +26,45 @@ static void test_hex(void)
     CHECK_STR(out, "000fa5ff10");
     hex_lower(d, 0, out);
     CHECK_STR(out, "");
+}
+
+static void test_text(void)
+{
+    static const int64_t v[] = {0, 1, 9, 10, 99, 100, 12345, -1, -10, 4294967296LL, INT64_MAX, INT64_MIN};
+    char got[64], want[64];
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        snprintf(want, sizeof want, "x%lldy", (long long)v[i]);
+        size_t n = text_cat(got, sizeof got, text_cat_i64(got, sizeof got, text_cat(got, sizeof got, 0, "x"), v[i]), "y");
+        CHECK_STR(got, want);
+        CHECK_INT(n, strlen(want));
+    }
+    CHECK_INT(text_cat_i64(got, sizeof got, 0, INT64_MIN), TEXT_I64_MAX);
+    /* Zero-padding, and a value wider than the width written whole. */
+    static const struct {
+        uint64_t v;
+        int width;
+        const char *want;
+    } pad[] = {{7, 2, "07"}, {2026, 4, "2026"}, {12, 4, "0012"}, {12345, 4, "12345"}, {0, 1, "0"}, {5, 0, "5"},
+               {UINT64_MAX, 2, "18446744073709551615"}, {3, 99, "00000000000000000003"}};
+    for (size_t i = 0; i < sizeof pad / sizeof pad[0]; i++) {
+        text_cat_pad(got, sizeof got, 0, pad[i].v, pad[i].width);
+        CHECK_STR(got, pad[i].want);
+    }
+    /* Cut to the buffer, always ending in a NUL; appending after a cut
+     * writes nothing more. */
+    char small[6];
+    size_t n = text_cat(small, sizeof small, 0, "abc");
+    n = text_cat(small, sizeof small, n, "defgh");
+    CHECK_STR(small, "abcde");
+    CHECK_INT(n, 5);
+    CHECK_INT(text_cat_i64(small, sizeof small, n, 42), 5);
+    CHECK_STR(small, "abcde");
+    CHECK_INT(text_cat_i64(small, sizeof small, 0, -123456), 5);
+    CHECK_STR(small, "-1234");
+    /* Bytes, NULs included, by length. */
+    n = text_catn(got, sizeof got, 0, "a\0b", 3);
+    CHECK_INT(n, 3);
+    CHECK(memcmp(got, "a\0b", 4) == 0);
 }
 
 static void test_fnv1a(void)
@@ -122,6 +163,9 @@ static void test_wallet_slots(void)
     CHECK_STR(ob, "tc:{w:3}:outbox");
     outbox_lease_key(3, OUTBOX_GROUP_LEDGER, lease, sizeof lease);
     CHECK_STR(lease, "tc:{w:3}:lease:ledger");
+    char order[OUTBOX_ORDER_ID_MAX + 1];
+    outbox_order_id(12, "1700000000000-7", order, sizeof order);
+    CHECK_STR(order, "12-1700000000000-7");
     CHECK_INT(slot(ob), 12790);
 
     /* wallet_move.lua: KEYS = balance, idempotency, outbox of the user's
@@ -176,12 +220,17 @@ static void test_room_slots(void)
     CHECK_STR(k.chan, "tc:{r:room1}:ev");
     CHECK_STR(k.wm, "tc:{r:room1}:wm");
     CHECK_STR(k.board, "tc:{r:room1}:board:all");
+    CHECK_STR(k.combo, "tc:{r:room1}:combo");
+    CHECK_STR(k.combo_due, "tc:{r:room1}:combo:due");
+    CHECK_STR(k.pins, "tc:{r:room1}:pins");
+    CHECK_STR(k.pin, "tc:{r:room1}:pin");
+    CHECK_STR(k.mods, "tc:{r:room1}:mods");
     CHECK_INT(slot(k.seq), 13675);
 
     CHECK_INT(strlen(rooms[4]), ID_MAX);
     for (size_t r = 0; r < sizeof rooms / sizeof rooms[0]; r++) {
         room_keys(rooms[r], &k);
-        char tag[ID_MAX + 8], want[ROOM_KEY_MAX + 8];
+        char tag[ID_MAX + 8], want[BOARD_KEY_MAX + ROOM_KEY_MAX];
         snprintf(tag, sizeof tag, "r:%s", rooms[r]);
         int s = slot(tag);
         /* room_apply, room_presence, room_publish, room_history: any of seq,
@@ -195,6 +244,22 @@ static void test_room_slots(void)
         for (size_t t = 0; t < sizeof at_ms / sizeof at_ms[0]; t++) {
             board_keys(rooms[r], at_ms[t], &bk);
             CHECK_STR(bk.key[BOARD_ALL], k.board);
+            /* The names as printf wrote them before text.h. */
+            struct calendar_date cd;
+            calendar_date_of(at_ms[t] / 1000, &cd);
+            char day[BOARD_KEY_MAX];
+            snprintf(want, sizeof want, "tc:{r:%s}:board:d:%04lld%02d%02d", rooms[r], (long long)cd.y, cd.m, cd.d);
+            CHECK_STR(bk.key[BOARD_DAY], want);
+            board_day_key(rooms[r], at_ms[t], day);
+            CHECK_STR(day, want);
+            snprintf(want, sizeof want, "tc:{r:%s}:sum:w:%04lld%02d%02d", rooms[r], (long long)cd.wy, cd.wm, cd.wd);
+            CHECK_STR(bk.sum[BOARD_WEEK], want);
+            snprintf(want, sizeof want, "tc:{r:%s}:board:m:%04lld%02d", rooms[r], (long long)cd.y, cd.m);
+            CHECK_STR(bk.key[BOARD_MONTH], want);
+            snprintf(want, sizeof want, "tc:{r:%s}:sum:all", rooms[r]);
+            CHECK_STR(bk.sum[BOARD_ALL], want);
+            snprintf(want, sizeof want, "tc:{r:%s}:goal", rooms[r]);
+            CHECK_STR(bk.goal, want);
             for (int p = 0; p < BOARD_PERIODS; p++) {
                 CHECK_INT(slot(bk.key[p]), s);
                 CHECK(strlen(bk.key[p]) + 1 < BOARD_KEY_MAX);
@@ -215,6 +280,7 @@ int main(void)
     if (calendar_tz_init("UTC", err, sizeof err) != 0)
         fprintf(stderr, "%s\n", err);
     test_hex();
+    test_text();
     test_fnv1a();
     test_shards();
     test_crc16_and_slots();
