@@ -52,25 +52,38 @@ static void rreq_free(struct rreq *q)
 
 static char *rreq_cmd(struct rreq *q) { return (char *)(q + 1); }
 
-/* RESP: the bytes of an argument of len bytes, and of an array header. */
-static size_t resp_arg_bytes(size_t len)
+/* RESP, written into buffers sized for it beforehand: "*<argc>\r\n", then
+ * "$<len>\r\n<bytes>\r\n" per argument. */
+static size_t digits_of(size_t v)
 {
-    size_t digits = 1;
-    for (size_t v = len; v >= 10; v /= 10)
-        digits++;
-    return 1 + digits + 2 + len + 2;
+    size_t n = 1;
+    for (; v >= 10; v /= 10)
+        n++;
+    return n;
 }
 
-static size_t resp_cat(char *out, size_t cap, size_t at, const char *arg, size_t len)
+static size_t resp_arg_bytes(size_t len) { return 1 + digits_of(len) + 2 + len + 2; }
+
+static char *resp_put_num(char *p, char kind, size_t v)
 {
-    at = text_cat_i64(out, cap, text_catn(out, cap, at, "$", 1), (int64_t)len);
-    at = text_catn(out, cap, text_catn(out, cap, at, "\r\n", 2), arg, len);
-    return text_catn(out, cap, at, "\r\n", 2);
+    *p++ = kind;
+    size_t n = digits_of(v);
+    for (size_t i = n; i > 0; i--, v /= 10)
+        p[i - 1] = (char)('0' + v % 10);
+    p += n;
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
 }
 
-static size_t resp_header(char *out, size_t cap, int argc)
+static char *resp_put_arg(char *p, const char *arg, size_t len)
 {
-    return text_catn(out, cap, text_cat_i64(out, cap, text_catn(out, cap, 0, "*", 1), argc), "\r\n", 2);
+    p = resp_put_num(p, '$', len);
+    memcpy(p, arg, len);
+    p += len;
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
 }
 
 static void on_flush(uv_prepare_t *h)
@@ -409,13 +422,13 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
         q->retried = 1;
         /* EVAL, the source, then the words from nkeys on as they were. */
         size_t srclen = strlen(q->script->src), tail = q->cmdlen - q->rest;
-        char head[TEXT_I64_MAX + 4];
-        size_t hl = resp_header(head, sizeof head, q->argc);
-        size_t cap = hl + resp_arg_bytes(4) + resp_arg_bytes(srclen) + tail + 1;
+        size_t cap = 1 + digits_of((size_t)q->argc) + 2 + resp_arg_bytes(4) + resp_arg_bytes(srclen) + tail;
         if ((q->eval = malloc(cap))) {
-            size_t at = resp_cat(q->eval, cap, text_catn(q->eval, cap, 0, head, hl), "EVAL", 4);
-            at = resp_cat(q->eval, cap, at, q->script->src, srclen);
-            q->evallen = text_catn(q->eval, cap, at, rreq_cmd(q) + q->rest, tail);
+            char *p = resp_put_num(q->eval, '*', (size_t)q->argc);
+            p = resp_put_arg(resp_put_arg(p, "EVAL", 4), q->script->src, srclen);
+            memcpy(p, rreq_cmd(q) + q->rest, tail);
+            q->evallen = (size_t)(p + tail - q->eval);
+            tc_assert(q->evallen == cap);
         }
         struct rlink_wait *w = q->wait;
         if (w) /* it joins the WAIT of the turn it is sent again in */
@@ -472,24 +485,21 @@ static int rreq_start(struct rlink *rl, int link, const struct rlink_script *scr
         argc > RLINK_ARGS_MAX)
         return -1;
     int total = npre + argc;
-    char head[TEXT_I64_MAX + 4];
-    size_t hl = resp_header(head, sizeof head, total), bytes = hl;
+    size_t bytes = 1 + digits_of((size_t)total) + 2;
     for (int i = 0; i < total; i++)
         bytes += resp_arg_bytes(i < npre ? prelen[i] : argvlen[i - npre]);
-    struct rreq *q = malloc(sizeof *q + bytes + 1);
+    struct rreq *q = malloc(sizeof *q + bytes);
     if (!q)
         return -1;
     *q = (struct rreq){.rl = rl, .cb = cb, .priv = priv, .link = link, .script = script, .argc = total};
-    char *cmd = rreq_cmd(q);
-    size_t at = text_catn(cmd, bytes + 1, 0, head, hl);
+    char *cmd = rreq_cmd(q), *p = resp_put_num(cmd, '*', (size_t)total);
     for (int i = 0; i < total; i++) {
         if (i == 2)
-            q->rest = at;
-        at = i < npre ? resp_cat(cmd, bytes + 1, at, pre[i], prelen[i])
-                      : resp_cat(cmd, bytes + 1, at, argv[i - npre], argvlen[i - npre]);
+            q->rest = (size_t)(p - cmd);
+        p = i < npre ? resp_put_arg(p, pre[i], prelen[i]) : resp_put_arg(p, argv[i - npre], argvlen[i - npre]);
     }
-    tc_assert(at == bytes);
-    q->cmdlen = bytes;
+    q->cmdlen = (size_t)(p - cmd);
+    tc_assert(q->cmdlen == bytes);
     if (rreq_send(q) < 0) {
         rreq_free(q);
         return -1;
