@@ -146,7 +146,7 @@ void consumer_applied(struct consumer *c, struct entry_batch *b)
     c->stats.batches++;
     c->stats.entries += b->n - retried;
     c->stats.retried += retried;
-    entry_batch_clear(b);
+    entry_batch_reset(b);
     if (sent < 0) {
         rewind_all(c);
         backoff(c, "XACK not sent");
@@ -224,7 +224,7 @@ static void read_done(struct consumer *c, redisReply *reply)
         /* The applier went away during the read: the entries stay pending. */
         for (size_t i = 0; i < b->n; i++)
             rewind_shard(c, b->e[i].shard);
-        entry_batch_clear(b);
+        entry_batch_reset(b);
         step_idle(c);
         return;
     }

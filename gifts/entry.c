@@ -294,6 +294,8 @@ bad:
     keep_raw(e, fields, a);
 }
 
+void entry_batch_reset(struct entry_batch *b) { b->n = 0; }
+
 void entry_batch_clear(struct entry_batch *b)
 {
     free(b->e);
@@ -312,7 +314,7 @@ static const redisReply *stream_items(const redisReply *st)
 
 int entry_batch_fill(struct entry_batch *b, const struct outbox *ob, const redisReply *reply)
 {
-    memset(b, 0, sizeof *b);
+    b->n = 0;
     if (reply->type != REDIS_REPLY_ARRAY)
         return -1;
     size_t n = 0, need = 1;
@@ -335,9 +337,17 @@ int entry_batch_fill(struct entry_batch *b, const struct outbox *ob, const redis
         return 0;
     /* Not calloc: jemalloc zeroes a large calloc by handing its pages back
      * to the system and faulting them in again (an madvise whose TLB
-     * shootdown waits on the other cores), for every read's batch. */
-    b->e = n <= SIZE_MAX / sizeof *b->e ? malloc(n * sizeof *b->e) : NULL;
-    b->arena = malloc(need);
+     * shootdown waits on the other cores). */
+    if (n > b->cap) {
+        free(b->e);
+        b->e = n <= SIZE_MAX / sizeof *b->e ? malloc(n * sizeof *b->e) : NULL;
+        b->cap = b->e ? n : 0;
+    }
+    if (need > b->arena_cap) {
+        free(b->arena);
+        b->arena = malloc(need);
+        b->arena_cap = b->arena ? need : 0;
+    }
     if (!b->e || !b->arena) {
         entry_batch_clear(b);
         return -1;

@@ -93,18 +93,24 @@ struct entry {
 };
 
 /* The entries of one read, in the reply's order: a shard's entries are
- * contiguous and in stream order. Owns its memory. */
+ * contiguous and in stream order. Owns its memory, which it keeps from one
+ * read to the next (as large as the largest read so far): memory handed
+ * back and asked for again at every read costs a page fault per 4 KiB. */
 struct entry_batch {
     struct entry *e;
     size_t n;
     char *arena;
+    size_t cap, arena_cap; /* entries e has room for, bytes of arena */
 };
 
-/* Fills `b` from an XREADGROUP reply [[key, [[id, fields], ...]], ...] of
- * ob's streams. Returns the number of entries, or -1 when the reply is not
- * such a reply or memory ran out (then `b` is empty). */
+/* Fills `b` (empty, or reset) from an XREADGROUP reply [[key, [[id,
+ * fields], ...]], ...] of ob's streams. Returns the number of entries, or
+ * -1 when the reply is not such a reply or memory ran out (then `b` is
+ * empty). */
 int entry_batch_fill(struct entry_batch *b, const struct outbox *ob, const redisReply *reply);
 
+/* Empties the batch, keeping its memory for the next fill. */
+void entry_batch_reset(struct entry_batch *b);
 /* Frees the batch's memory; `b` is empty afterwards. */
 void entry_batch_clear(struct entry_batch *b);
 

@@ -1,13 +1,12 @@
 /* ledger_sql.c - the SQL and COPY text of a ledger batch (see ledger_sql.h). */
 #include "ledger_sql.h"
 
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "hex.h"
+#include "text.h"
 #include "utf8.h"
 
 /* ---- Text ------------------------------------------------------------------ */
@@ -37,9 +36,8 @@ void sbuf_str(struct sbuf *b, const char *s) { sbuf_put(b, s, strlen(s)); }
 
 void sbuf_i64(struct sbuf *b, int64_t v)
 {
-    char num[32];
-    int n = snprintf(num, sizeof num, "%" PRId64, v);
-    sbuf_put(b, num, (size_t)n);
+    char num[TEXT_I64_MAX + 1];
+    sbuf_put(b, num, text_cat_i64(num, sizeof num, 0, v));
 }
 
 void sbuf_free(struct sbuf *b)
@@ -104,9 +102,17 @@ void sbuf_time(struct sbuf *b, int64_t ts_ms)
         b->oom = 1; /* cannot happen within the bound; fail the batch rather than guess */
         return;
     }
-    int n = snprintf(out, sizeof out, "%04d-%02d-%02d %02d:%02d:%02d.%03d+00", tm.tm_year + 1900, tm.tm_mon + 1,
-                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts_ms % 1000));
-    sbuf_put(b, out, (size_t)n);
+    /* YYYY-MM-DD HH:MM:SS.mmm+00 */
+    const struct {
+        int v, width;
+        char after;
+    } part[] = {{tm.tm_year + 1900, 4, '-'}, {tm.tm_mon + 1, 2, '-'}, {tm.tm_mday, 2, ' '}, {tm.tm_hour, 2, ':'},
+                {tm.tm_min, 2, ':'},         {tm.tm_sec, 2, '.'},     {(int)(ts_ms % 1000), 3, '+'}};
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof part / sizeof part[0]; i++)
+        n = text_catn(out, sizeof out, text_cat_pad(out, sizeof out, n, (uint64_t)part[i].v, part[i].width),
+                      &part[i].after, 1);
+    sbuf_put(b, out, text_cat(out, sizeof out, n, "00"));
 }
 
 /* ---- Rows -------------------------------------------------------------------- */
