@@ -20,6 +20,16 @@ static const char *const period_field[BOARD_PERIODS] = {"top", "day", "week", "m
 
 void board_init(struct board *b, struct redis *rl) { b->rl = rl; }
 
+/* Appends TAG and a date's digits at buf[n]: YYYYMMDD, or YYYYMM when d is
+ * 0. (Years before 0 cannot come from the clock of an order.) */
+static size_t date_tail(char *buf, size_t n, const char *tag, int64_t y, int m, int d)
+{
+    n = text_cat(buf, BOARD_KEY_MAX, n, tag);
+    n = text_cat_pad(buf, BOARD_KEY_MAX, n, y > 0 ? (uint64_t)y : 0, 4);
+    n = text_cat_pad(buf, BOARD_KEY_MAX, n, (uint64_t)m, 2);
+    return d ? text_cat_pad(buf, BOARD_KEY_MAX, n, (uint64_t)d, 2) : n;
+}
+
 /* tc:{r:ROOM}:WHAT:TAIL into buf (BOARD_KEY_MAX): WHAT is "board" for a
  * board and "sum" for its period's total; TAIL is "all", or the period's
  * letter and its first day in the board's zone (d:YYYYMMDD for a day,
@@ -30,28 +40,11 @@ static void period_key(char *buf, const char *room, const char *what, int p, con
     n = text_cat(buf, BOARD_KEY_MAX, n, room);
     n = text_cat(buf, BOARD_KEY_MAX, n, "}:");
     n = text_cat(buf, BOARD_KEY_MAX, n, what);
-    /* Years before 0 cannot come from the clock of an order. */
-    uint64_t y = cd->y > 0 ? (uint64_t)cd->y : 0, wy = cd->wy > 0 ? (uint64_t)cd->wy : 0;
     switch (p) {
-    case BOARD_DAY:
-        n = text_cat(buf, BOARD_KEY_MAX, n, ":d:");
-        n = text_cat_pad(buf, BOARD_KEY_MAX, n, y, 4);
-        n = text_cat_pad(buf, BOARD_KEY_MAX, n, (uint64_t)cd->m, 2);
-        text_cat_pad(buf, BOARD_KEY_MAX, n, (uint64_t)cd->d, 2);
-        break;
-    case BOARD_WEEK:
-        n = text_cat(buf, BOARD_KEY_MAX, n, ":w:");
-        n = text_cat_pad(buf, BOARD_KEY_MAX, n, wy, 4);
-        n = text_cat_pad(buf, BOARD_KEY_MAX, n, (uint64_t)cd->wm, 2);
-        text_cat_pad(buf, BOARD_KEY_MAX, n, (uint64_t)cd->wd, 2);
-        break;
-    case BOARD_MONTH:
-        n = text_cat(buf, BOARD_KEY_MAX, n, ":m:");
-        n = text_cat_pad(buf, BOARD_KEY_MAX, n, y, 4);
-        text_cat_pad(buf, BOARD_KEY_MAX, n, (uint64_t)cd->m, 2);
-        break;
-    default:
-        text_cat(buf, BOARD_KEY_MAX, n, ":all");
+    case BOARD_DAY: date_tail(buf, n, ":d:", cd->y, cd->m, cd->d); break;
+    case BOARD_WEEK: date_tail(buf, n, ":w:", cd->wy, cd->wm, cd->wd); break;
+    case BOARD_MONTH: date_tail(buf, n, ":m:", cd->y, cd->m, 0); break;
+    default: text_cat(buf, BOARD_KEY_MAX, n, ":all");
     }
 }
 
