@@ -130,7 +130,7 @@ runTest({out: opts.out, prefix: "demo", totalMs: TOTAL_TIMEOUT_MS}, async (conte
   const beforeCombo = await balanceOf(bob);
   for (let i = 0; i < COMBO_TAPS; i++) {
     await rose.click();
-    await sleep(120); // taps a person makes, well inside the 3 s combo window
+    await sleep(120); // taps a person makes, well inside the combo window (test_browser.py gives it 10 s)
   }
   await bob.waitForFunction((want) => document.getElementById("balance").dataset.balance === String(want),
     beforeCombo - COMBO_TAPS * rosePrice);
