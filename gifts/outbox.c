@@ -39,18 +39,20 @@ size_t outbox_shard_prefix(int shard, char *buf, size_t cap)
 
 void outbox_key(int shard, char *buf, size_t cap) { text_cat(buf, cap, outbox_shard_prefix(shard, buf, cap), "outbox"); }
 
+size_t outbox_user_key(int shard, const char *what, const char *uid, char *buf, size_t cap)
+{
+    size_t n = text_cat(buf, cap, outbox_shard_prefix(shard, buf, cap), what);
+    return text_cat(buf, cap, text_cat(buf, cap, n, ":"), uid);
+}
+
 void outbox_balance_key(int shard, const char *uid, char *buf, size_t cap)
 {
-    size_t n = text_cat(buf, cap, outbox_shard_prefix(shard, buf, cap), "bal:");
-    text_cat(buf, cap, n, uid);
+    outbox_user_key(shard, "bal", uid, buf, cap);
 }
 
 void outbox_idem_key(int shard, const char *uid, const char *req_id, char *buf, size_t cap)
 {
-    size_t n = text_cat(buf, cap, outbox_shard_prefix(shard, buf, cap), "idem:");
-    n = text_cat(buf, cap, n, uid);
-    n = text_cat(buf, cap, n, ":");
-    text_cat(buf, cap, n, req_id);
+    text_cat(buf, cap, text_cat(buf, cap, outbox_user_key(shard, "idem", uid, buf, cap), ":"), req_id);
 }
 
 void outbox_lease_key(int shard, const char *group, char *buf, size_t cap)

@@ -54,6 +54,8 @@ int outbox_shard_of(const struct outbox *ob, const char *uid);
 /* "tc:{w:N}:", the start of every key of shard N, into buf; returns its
  * length, the position at which to append the rest (text.h). */
 size_t outbox_shard_prefix(int shard, char *buf, size_t cap);
+/* "tc:{w:N}:WHAT:UID", a key of one user's wallet; returns its length. */
+size_t outbox_user_key(int shard, const char *what, const char *uid, char *buf, size_t cap);
 /* Key names, written into buf (OUTBOX_KEY_MAX bytes is always enough for
  * the first two; the idempotency key adds the request id). */
 void outbox_key(int shard, char *buf, size_t cap);                           /* tc:{w:N}:outbox */

@@ -226,19 +226,15 @@ static int submit(struct wallet *w, const struct movement *mv, void (*cb)(redisR
     char risk[OUTBOX_KEY_MAX];
     outbox_balance_key(shard, mv->uid, bal, sizeof bal);
     /* Beside the balance, on the same slot: one script reads and writes both. */
-    text_cat(risk, sizeof risk, text_cat(risk, sizeof risk, outbox_shard_prefix(shard, risk, sizeof risk), "risk:"),
-             mv->uid);
-    if (mv->bonus) { /* a key no client request id can name */
-        size_t at = text_cat(idem, sizeof idem, outbox_shard_prefix(shard, idem, sizeof idem), "promo:");
-        text_cat(idem, sizeof idem, at, mv->uid);
-    } else {
+    outbox_user_key(shard, "risk", mv->uid, risk, sizeof risk);
+    if (mv->bonus) /* a key no client request id can name */
+        outbox_user_key(shard, "promo", mv->uid, idem, sizeof idem);
+    else
         outbox_idem_key(shard, mv->uid, mv->req_id, idem, sizeof idem);
-    }
     outbox_key(shard, outbox, sizeof outbox);
     char cpn[OUTBOX_KEY_MAX + ID_MAX + 8], disc[TEXT_I64_MAX + 1];
-    size_t at = text_cat(cpn, sizeof cpn, outbox_shard_prefix(shard, cpn, sizeof cpn), "cpn:");
-    at = text_cat(cpn, sizeof cpn, text_cat(cpn, sizeof cpn, at, mv->uid), ":");
-    text_cat(cpn, sizeof cpn, at, mv->coupon ? mv->coupon : "");
+    size_t at = outbox_user_key(shard, "cpn", mv->uid, cpn, sizeof cpn);
+    text_cat(cpn, sizeof cpn, text_cat(cpn, sizeof cpn, at, ":"), mv->coupon ? mv->coupon : "");
     text_cat_i64(disc, sizeof disc, 0, mv->coupon ? mv->discount : 0);
 
     enum { NUM = TEXT_I64_MAX + 1 };

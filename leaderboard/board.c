@@ -36,10 +36,7 @@ static size_t date_tail(char *buf, size_t n, const char *tag, int64_t y, int m, 
  * w:YYYYMMDD for the week's Monday, m:YYYYMM for a month). */
 static void period_key(char *buf, const char *room, const char *what, int p, const struct calendar_date *cd)
 {
-    size_t n = text_cat(buf, BOARD_KEY_MAX, 0, "tc:{r:");
-    n = text_cat(buf, BOARD_KEY_MAX, n, room);
-    n = text_cat(buf, BOARD_KEY_MAX, n, "}:");
-    n = text_cat(buf, BOARD_KEY_MAX, n, what);
+    size_t n = text_cat(buf, BOARD_KEY_MAX, board_room_key(room, "}:", buf, BOARD_KEY_MAX), what);
     switch (p) {
     case BOARD_DAY: date_tail(buf, n, ":d:", cd->y, cd->m, cd->d); break;
     case BOARD_WEEK: date_tail(buf, n, ":w:", cd->wy, cd->wm, cd->wd); break;
@@ -48,12 +45,12 @@ static void period_key(char *buf, const char *room, const char *what, int p, con
     }
 }
 
-void board_all_key(const char *room, char *buf, size_t cap)
+size_t board_room_key(const char *room, const char *tail, char *buf, size_t cap)
 {
-    size_t n = text_cat(buf, cap, 0, "tc:{r:");
-    n = text_cat(buf, cap, n, room);
-    text_cat(buf, cap, n, "}:board:all");
+    return text_cat(buf, cap, text_cat(buf, cap, text_cat(buf, cap, 0, "tc:{r:"), room), tail);
 }
+
+void board_all_key(const char *room, char *buf, size_t cap) { board_room_key(room, "}:board:all", buf, cap); }
 
 void board_day_key(const char *room, int64_t ts_ms, char *buf)
 {
@@ -74,9 +71,7 @@ void board_keys(const char *room, int64_t ts_ms, struct board_keys *k)
     k->ttl_s[BOARD_DAY] = BOARD_KEEP_PERIODS * 86400LL;
     k->ttl_s[BOARD_WEEK] = BOARD_KEEP_PERIODS * 7 * 86400LL;
     k->ttl_s[BOARD_MONTH] = BOARD_KEEP_PERIODS * 31 * 86400LL;
-    size_t n = text_cat(k->goal, BOARD_KEY_MAX, 0, "tc:{r:");
-    n = text_cat(k->goal, BOARD_KEY_MAX, n, room);
-    text_cat(k->goal, BOARD_KEY_MAX, n, "}:goal");
+    board_room_key(room, "}:goal", k->goal, BOARD_KEY_MAX);
 }
 
 static int64_t field_int(const redisReply *r)

@@ -85,6 +85,9 @@ void board_init(struct board *b, struct redis *rl);
 
 /* Fills `k` for room `room` at ts_ms, in the board-tz zone. */
 void board_keys(const char *room, int64_t ts_ms, struct board_keys *k);
+/* "tc:{r:ROOM}" and `tail` into buf: the name of every key of a room (its
+ * slot is the room's); returns the length written (text.h). */
+size_t board_room_key(const char *room, const char *tail, char *buf, size_t cap);
 /* The all-time board's key of `room` into buf. */
 void board_all_key(const char *room, char *buf, size_t cap);
 /* The day board's key of `room` at ts_ms into buf (BOARD_KEY_MAX): the

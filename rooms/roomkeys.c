@@ -3,31 +3,21 @@
 
 #include <string.h>
 
-#include "text.h"
-
-/* tc:{r:ROOM}SUFFIX into buf. */
-static void room_key(const char *id, const char *suffix, char *buf, size_t cap)
-{
-    size_t n = text_cat(buf, cap, 0, "tc:{r:");
-    n = text_cat(buf, cap, n, id);
-    text_cat(buf, cap, n, suffix);
-}
-
-void room_channel(const char *id, char *buf, size_t cap) { room_key(id, "}:ev", buf, cap); }
+void room_channel(const char *id, char *buf, size_t cap) { board_room_key(id, "}:ev", buf, cap); }
 
 void room_keys(const char *id, struct room_keys *k)
 {
-    room_key(id, "}:seq", k->seq, sizeof k->seq);
-    room_key(id, "}:hist", k->hist, sizeof k->hist);
-    room_key(id, "}:nodes", k->nodes, sizeof k->nodes);
+    board_room_key(id, "}:seq", k->seq, sizeof k->seq);
+    board_room_key(id, "}:hist", k->hist, sizeof k->hist);
+    board_room_key(id, "}:nodes", k->nodes, sizeof k->nodes);
     room_channel(id, k->chan, sizeof k->chan);
-    room_key(id, "}:wm", k->wm, sizeof k->wm);
+    board_room_key(id, "}:wm", k->wm, sizeof k->wm);
     board_all_key(id, k->board, sizeof k->board);
-    room_key(id, "}:combo", k->combo, sizeof k->combo);
-    room_key(id, "}:combo:due", k->combo_due, sizeof k->combo_due);
-    room_key(id, "}:pins", k->pins, sizeof k->pins);
-    room_key(id, "}:pin", k->pin, sizeof k->pin);
-    room_key(id, "}:mods", k->mods, sizeof k->mods);
+    board_room_key(id, "}:combo", k->combo, sizeof k->combo);
+    board_room_key(id, "}:combo:due", k->combo_due, sizeof k->combo_due);
+    board_room_key(id, "}:pins", k->pins, sizeof k->pins);
+    board_room_key(id, "}:pin", k->pin, sizeof k->pin);
+    board_room_key(id, "}:mods", k->mods, sizeof k->mods);
 }
 
 int room_channel_id(const char *chan, size_t len, char *out)

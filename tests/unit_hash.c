@@ -163,6 +163,8 @@ static void test_wallet_slots(void)
     CHECK_STR(ob, "tc:{w:3}:outbox");
     outbox_lease_key(3, OUTBOX_GROUP_LEDGER, lease, sizeof lease);
     CHECK_STR(lease, "tc:{w:3}:lease:ledger");
+    CHECK_INT(outbox_user_key(3, "risk", "u42", lease, sizeof lease), strlen("tc:{w:3}:risk:u42"));
+    CHECK_STR(lease, "tc:{w:3}:risk:u42");
     char order[OUTBOX_ORDER_ID_MAX + 1];
     outbox_order_id(12, "1700000000000-7", order, sizeof order);
     CHECK_STR(order, "12-1700000000000-7");
